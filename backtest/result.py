@@ -1,0 +1,49 @@
+"""What a backtest produces. One shape for the fast and the event-by-event paths, so that
+reports, JSON, plots and the parity tests read the same thing whichever path ran."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+TRADE_COLUMNS = [
+    "entry_time",   # pd.Timestamp (UTC) of the entry fill
+    "exit_time",    # pd.Timestamp (UTC) of the exit fill
+    "entry_bar",    # int, index of the bar whose open filled the entry
+    "exit_bar",     # int, index of the bar whose open (or last close) filled the exit
+    "side",         # "long" | "short"
+    "size",         # float > 0, units
+    "entry_price",  # float
+    "exit_price",   # float
+    "fees",         # float, entry and exit fees attributed to this trade
+    "pnl",          # float, net of fees, in quote currency
+    "return_pct",   # float, pnl / (entry_price * size) * 100
+]
+
+
+@dataclass(slots=True)
+class BacktestResult:
+    """The outcome of one backtest run.
+
+    `equity` is marked at every bar's close (after that bar's fills); `position` is the signed
+    number of units held after each bar; `trades` has the columns of TRADE_COLUMNS, one row per
+    closed round trip (a position still open at the end is closed at the last close).
+    """
+
+    equity: pd.Series          # float, index = bar times (UTC DatetimeIndex)
+    position: np.ndarray       # float, signed units after each bar, len == len(equity)
+    trades: pd.DataFrame       # columns TRADE_COLUMNS
+    close: pd.Series           # the close prices the run saw, same index as equity
+    initial_cash: float
+    fees_total: float = 0.0
+    orders: list[dict[str, Any]] = field(default_factory=list)   # every order, as dicts
+    denied: list[dict[str, Any]] = field(default_factory=list)   # orders denied by risk, with reason
+    meta: dict[str, Any] = field(default_factory=dict)           # strategy, params, data, path used
+
+
+def empty_trades() -> pd.DataFrame:
+    """A trades frame with the right columns and no rows."""
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in TRADE_COLUMNS})
