@@ -1,0 +1,263 @@
+"""The compiled fast path: one numba pass over a strategy's vectorised signals.
+
+It books exactly what the event path books for a strategy that trades through
+`Strategy.go(direction)` with market orders: at a bar where the signal asks for another direction,
+a close order and/or an entry order are made at that bar's close and filled at the next open,
+sized and charged by the very same integer functions (`engine.money`, compiled here from their
+Python source, so rounding is identical). The parity tests compare the two paths on real data.
+
+Outside its envelope it refuses rather than guesses: int64 headroom exhausted (raw cash of huge
+accounts at fine grids), or a state the single-lot model cannot hold (a close order rejected
+while an entry follows). The runner then reruns the backtest on the event path.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from engine import money
+
+_SHARED = ("div_round_half_even", "floor_to_step", "ceil_to_step", "slipped_price", "fee_raw",
+           "order_cost_raw", "max_qty_for_budget", "estimate_qty", "raw_to_float")
+
+
+def _compile_shared() -> dict[str, object]:
+    """numba versions of engine.money's functions, calling each other (same source, same rules)."""
+    namespace: dict[str, object] = {}
+    for name in _SHARED:
+        fn = getattr(money, name)
+        clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
+        namespace[name] = numba.njit(cache=True)(clone)
+    return namespace
+
+
+_J = _compile_shared()
+_slipped_price = _J["slipped_price"]
+_fee_raw = _J["fee_raw"]
+_max_qty_for_budget = _J["max_qty_for_budget"]
+_estimate_qty = _J["estimate_qty"]
+_raw_to_float = _J["raw_to_float"]
+_floor_to_step = _J["floor_to_step"]
+
+OK, OVERFLOW, UNSUPPORTED = 0, 1, 2
+FILLED, REJECTED, CANCELED = 0, 1, 2
+TAG_OPEN, TAG_CLOSE = 0, 1
+_LIMIT = 4.0e18  # keep every intermediate below int64's 9.2e18
+
+
+@numba.njit(cache=True)
+def _kernel(target, open_raw, close_raw, close_f,
+            cash0, cash_dp, qty_dp, qty_step, min_qty, max_qty, notional_k, multiplier,
+            fee_num, fee_den, fee_step, fixed_fee, fee_rate, slip_num, slip_den, price_step,
+            frac_num, frac_den, fixed_qty,
+            equity, position,
+            o_bar, o_side, o_tag, o_state, o_qty, o_price, o_fee, o_fill_bar,
+            t_dir, t_qty, t_entry_px, t_exit_px, t_entry_bar, t_exit_bar, t_fees, t_pnl):
+    n = len(target)
+    cash = cash0
+    pos = 0
+    lot_px = 0
+    lot_fee = 0
+    lot_bar = -1
+    no = 0
+    nt = 0
+    pend_close = -1  # order slot of a pending close, -1 for none
+    pend_open = -1
+    for i in range(n + 1):
+        final = i == n
+        if final:  # end of data: cancel what is pending, then close at the last close
+            if pend_close >= 0:
+                o_state[pend_close] = CANCELED
+            if pend_open >= 0:
+                o_state[pend_open] = CANCELED
+            pend_close = -1
+            pend_open = -1
+            if pos == 0:
+                break
+            o_bar[no] = n - 1
+            o_side[no] = -1 if pos > 0 else 1
+            o_tag[no] = TAG_CLOSE
+            o_qty[no] = abs(pos)
+            pend_close = no
+            no += 1
+            fill_px_base = close_raw[n - 1]
+            bar = n - 1
+        else:
+            fill_px_base = open_raw[i]
+            bar = i
+        if pend_close >= 0:
+            direction = 1 if pos > 0 else -1
+            side = -direction
+            q = abs(pos)
+            px = _slipped_price(fill_px_base, side > 0, slip_num, slip_den, price_step)
+            if float(q) * float(px) * float(notional_k) * max(1.0, float(fee_num)) > _LIMIT:
+                return OVERFLOW, no, nt
+            notional = q * px * notional_k
+            fee = _fee_raw(notional, fee_num, fee_den, fee_step, fixed_fee)
+            if side > 0 and notional + fee > cash:
+                o_state[pend_close] = REJECTED
+                if pend_open >= 0:
+                    return UNSUPPORTED, no, nt
+            else:
+                cash -= side * notional + fee
+                if abs(float(cash)) > _LIMIT:
+                    return OVERFLOW, no, nt
+                t_dir[nt] = direction
+                t_qty[nt] = q
+                t_entry_px[nt] = lot_px
+                t_exit_px[nt] = px
+                t_entry_bar[nt] = lot_bar
+                t_exit_bar[nt] = bar
+                t_fees[nt] = lot_fee + fee
+                t_pnl[nt] = (px - lot_px) * q * notional_k * direction - lot_fee - fee
+                nt += 1
+                pos = 0
+                o_state[pend_close] = FILLED
+                o_price[pend_close] = px
+                o_fee[pend_close] = fee
+                o_fill_bar[pend_close] = bar
+            pend_close = -1
+        if final:
+            equity[n - 1] = _raw_to_float(cash, cash_dp) + _raw_to_float(pos * multiplier, qty_dp) * close_f[n - 1]
+            break
+        if pend_open >= 0:
+            if pos != 0:
+                return UNSUPPORTED, no, nt
+            side = o_side[pend_open]
+            px = _slipped_price(fill_px_base, side > 0, slip_num, slip_den, price_step)
+            if fixed_qty >= 0:
+                q = fixed_qty
+            else:
+                if float(cash) * float(frac_num) > _LIMIT:
+                    return OVERFLOW, no, nt
+                budget = (cash * frac_num) // frac_den
+                if side > 0 and budget > cash:
+                    budget = cash
+                q = 0
+                if budget > 0:
+                    est = _estimate_qty(budget, px, notional_k, fee_rate)
+                    if (float(est) + 2.0 * float(qty_step)) * float(px) * float(notional_k) * max(1.0, float(fee_num)) > _LIMIT:
+                        return OVERFLOW, no, nt
+                    q = _max_qty_for_budget(budget, px, notional_k, fee_num, fee_den, fee_step, fixed_fee,
+                                            qty_step, est)
+                if max_qty >= 0 and q > max_qty:
+                    q = _floor_to_step(max_qty, qty_step)
+            if float(q) * float(px) * float(notional_k) * max(1.0, float(fee_num)) > _LIMIT:
+                return OVERFLOW, no, nt
+            notional = q * px * notional_k
+            fee = _fee_raw(notional, fee_num, fee_den, fee_step, fixed_fee)
+            if q < min_qty or (side > 0 and notional + fee > cash):
+                o_state[pend_open] = REJECTED
+            else:
+                cash -= side * notional + fee
+                pos = side * q
+                lot_px = px
+                lot_fee = fee
+                lot_bar = i
+                o_state[pend_open] = FILLED
+                o_qty[pend_open] = q
+                o_price[pend_open] = px
+                o_fee[pend_open] = fee
+                o_fill_bar[pend_open] = i
+            pend_open = -1
+        wanted = target[i]
+        if wanted == wanted:  # not NaN: the strategy asks for a direction
+            d = int(wanted)
+            current = (pos > 0) - (pos < 0)
+            if current != d:
+                if current != 0:
+                    o_bar[no] = i
+                    o_side[no] = -current
+                    o_tag[no] = TAG_CLOSE
+                    o_qty[no] = abs(pos)
+                    pend_close = no
+                    no += 1
+                if d != 0:
+                    o_bar[no] = i
+                    o_side[no] = d
+                    o_tag[no] = TAG_OPEN
+                    if fixed_qty >= 0:
+                        o_qty[no] = fixed_qty
+                        if fixed_qty < min_qty or (max_qty >= 0 and fixed_qty > max_qty):
+                            o_state[no] = REJECTED  # refused at submit, never pending
+                            no += 1
+                            d = 0
+                    else:
+                        o_qty[no] = -1
+                    if d != 0:
+                        pend_open = no
+                        no += 1
+        equity[i] = _raw_to_float(cash, cash_dp) + _raw_to_float(pos * multiplier, qty_dp) * close_f[i]
+        position[i] = _raw_to_float(pos, qty_dp)
+    return OK, no, nt
+
+
+@dataclass(slots=True)
+class KernelInputs:
+    """Everything the kernel needs, already on the integer grid."""
+
+    target: np.ndarray
+    open_raw: np.ndarray
+    close_raw: np.ndarray
+    close_f: np.ndarray
+    cash0: int
+    cash_dp: int
+    qty_dp: int
+    qty_step: int
+    min_qty: int
+    max_qty: int          # -1: none
+    notional_k: int
+    multiplier: int
+    fee_num: int
+    fee_den: int
+    fee_step: int
+    fixed_fee: int
+    fee_rate: float
+    slip_num: int
+    slip_den: int
+    price_step: int
+    frac_num: int
+    frac_den: int
+    fixed_qty: int        # -1: size by fraction
+
+
+@dataclass(slots=True)
+class KernelOutput:
+    status: int
+    equity: np.ndarray
+    position: np.ndarray
+    orders: dict[str, np.ndarray]
+    trades: dict[str, np.ndarray]
+
+
+def run_kernel(k: KernelInputs) -> KernelOutput:
+    n = len(k.target)
+    cap_orders = 2 * n + 2
+    cap_trades = n + 1
+    i64 = np.int64
+    equity = np.empty(n, dtype=np.float64)
+    position = np.empty(n, dtype=np.float64)
+    orders = {name: np.full(cap_orders, -1, dtype=i64) for name in
+              ("bar", "side", "tag", "state", "qty", "price", "fee", "fill_bar")}
+    trades = {name: np.zeros(cap_trades, dtype=i64) for name in
+              ("direction", "qty", "entry_price", "exit_price", "entry_bar", "exit_bar", "fees", "pnl")}
+    status, n_orders, n_trades = _kernel(
+        k.target, k.open_raw, k.close_raw, k.close_f,
+        k.cash0, k.cash_dp, k.qty_dp, k.qty_step, k.min_qty, k.max_qty, k.notional_k, k.multiplier,
+        k.fee_num, k.fee_den, k.fee_step, k.fixed_fee, k.fee_rate, k.slip_num, k.slip_den, k.price_step,
+        k.frac_num, k.frac_den, k.fixed_qty,
+        equity, position,
+        orders["bar"], orders["side"], orders["tag"], orders["state"], orders["qty"], orders["price"],
+        orders["fee"], orders["fill_bar"],
+        trades["direction"], trades["qty"], trades["entry_price"], trades["exit_price"],
+        trades["entry_bar"], trades["exit_bar"], trades["fees"], trades["pnl"],
+    )
+    return KernelOutput(
+        status=int(status), equity=equity, position=position,
+        orders={name: arr[:n_orders] for name, arr in orders.items()},
+        trades={name: arr[:n_trades] for name, arr in trades.items()},
+    )

@@ -1,0 +1,288 @@
+"""A simulated venue: the one fill model behind backtests and paper trading.
+
+Fill rules against bars (an order submitted at bar i's close is first eligible at bar i+1):
+- MARKET fills at the bar's open, slipped against the trader.
+- LIMIT buy at L: the open if open <= L (a gap through the price fills at the open, better
+  than L), else L if low <= L. A sell mirrors it with the high. No slippage: it rests.
+- STOP buy at S: the open if open >= S (gap), else S if high >= S; slipped, since a triggered
+  stop takes liquidity. A sell stop mirrors it with the low.
+- STOP_LIMIT buy (S, L): triggers like a stop. Triggered at the open, it is a limit at L for
+  the rest of the bar (open if open <= L, else L if low <= L). Triggered inside the bar, it fills
+  at S only if S <= L; otherwise it rests as a limit from the next bar, because a bar does not
+  say whether the price came back to L after reaching S.
+- Several orders in one bar fill in this order: market orders, then stops, then limits, each
+  group in submission order. So when a stop and a limit are both touched in one bar (a stop-loss
+  and a take-profit), the stop fills first: the pessimistic assumption.
+
+Fill rules against ticks (an order submitted on a tick is first eligible on the next tick):
+- MARKET buys at the ask, sells at the bid, slipped.
+- LIMIT buy fills when ask <= L: at the ask if it was marketable on its first tick, else at L.
+- STOP buy triggers when ask >= S and fills at the ask (slipped); STOP_LIMIT becomes a limit.
+- With `partial_fills=True` and a tick that carries a size, a fill takes at most that size.
+
+Sizing: an order with `equity_fraction` is sized at fill time, at the fill price: the largest
+quantity on the lot grid whose notional plus fees fits in fraction x equity (and, for a buy, in
+the cash there is). Buys that would take more cash than there is are rejected; shorts are not
+margin-checked here (that is the risk engine's job). Commission: a percent of notional, rounded
+half-even to the currency increment, plus a fixed fee on an order's first fill.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from brokers.base import ExecutionSink, RejectReason
+from engine.instrument import Instrument
+from engine.money import (FeeModel, Slippage, decimal_places, estimate_qty, fee_raw, floor_to_step, max_qty_for_budget,
+                          slipped_price, to_raw)
+from engine.orders import Fill, Liquidity, Order, OrderSide, OrderType
+from engine.portfolio import Portfolio
+
+_RANK = {OrderType.MARKET: 0, OrderType.STOP: 1, OrderType.STOP_LIMIT: 1, OrderType.LIMIT: 2}
+
+
+class SimulatedVenue:
+    """Matches orders against bars or ticks and keeps its own account (the venue's books)."""
+
+    name = "PAPER"
+
+    def __init__(self, instrument: Instrument, initial_cash: Decimal, fees: FeeModel = FeeModel(),
+                 slippage: Slippage = Slippage(), partial_fills: bool = False) -> None:
+        self.instrument = instrument
+        self.scales = s = instrument.scales
+        self.account = Portfolio.for_instrument(initial_cash, instrument)
+        self.partial_fills = partial_fills
+        self._fee_num, self._fee_den = fees.fraction(s)
+        self._fee_rate = float(fees.rate)
+        self._fixed_fee = fees.fixed_raw(s)
+        self._slip_num, self._slip_den = slippage.fraction()
+        self._max_qty = None if instrument.max_qty is None else to_raw(instrument.max_qty, s.qty_dp)
+        self._sink: ExecutionSink | None = None
+        self._working: list[Order] = []      # accepted, not yet eligible or resting
+        self._fresh: set[str] = set()        # ids not yet past their first eligible bar/tick
+        self._first_fill_done: set[str] = set()
+        self._exec_seq = 0
+        self._ts = 0
+        self.bar_index = -1
+
+    # -- contract -----------------------------------------------------------------------------
+    def connect(self, sink: ExecutionSink) -> None:
+        self._sink = sink
+
+    @property
+    def has_working_orders(self) -> bool:
+        return bool(self._working)
+
+    def submit(self, order: Order) -> None:
+        sink = self._sink
+        assert sink is not None, "venue not connected"
+        sink.on_submitted(order, self._ts)
+        reason = self._validate(order)
+        if reason is not None:
+            sink.on_rejected(order, self._ts, reason)
+            return
+        if order.type is not OrderType.MARKET:
+            sink.on_accepted(order, self._ts)
+        self._working.append(order)
+        self._fresh.add(order.client_order_id)
+        if len(self._working) > 1:
+            self._working.sort(key=lambda o: _RANK[o.type])  # stable: submission order within a rank
+
+    def cancel(self, order: Order, reason: str | None = None) -> None:
+        if order in self._working:
+            self._working.remove(order)
+            assert self._sink is not None
+            self._sink.on_canceled(order, self._ts, reason)
+
+    def cancel_all(self, reason: str | None = None) -> None:
+        for order in list(self._working):
+            self.cancel(order, reason)
+
+    # -- validation at submit -------------------------------------------------------------------
+    def _validate(self, order: Order) -> str | None:
+        s = self.scales
+        if order.symbol != self.instrument.symbol:
+            return RejectReason.UNKNOWN_SYMBOL
+        if order.qty is not None:
+            try:
+                qty = to_raw(order.qty, s.qty_dp)
+            except ValueError:
+                return RejectReason.QTY_OFF_GRID
+            if qty % s.qty_step:
+                return RejectReason.QTY_OFF_GRID
+            if qty < s.min_qty:
+                return RejectReason.QTY_BELOW_MIN
+            if self._max_qty is not None and qty > self._max_qty:
+                return RejectReason.QTY_ABOVE_MAX
+        elif order.equity_fraction is None or order.type is not OrderType.MARKET:
+            return RejectReason.UNSUPPORTED
+        for price in (order.limit_price, order.stop_price):
+            if price is not None:
+                try:
+                    raw = to_raw(price, s.price_dp)
+                except ValueError:
+                    return RejectReason.PRICE_OFF_GRID
+                if raw % s.price_step or raw <= 0:
+                    return RejectReason.PRICE_OFF_GRID
+        needs_limit = order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        needs_stop = order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        if needs_limit != (order.limit_price is not None) or needs_stop != (order.stop_price is not None):
+            return RejectReason.PRICE_MISSING
+        return None
+
+    # -- bars ------------------------------------------------------------------------------------
+    def on_bar(self, open_: int, high: int, low: int, close: int, ts: int, bar: int) -> None:
+        """Match working orders against one bar (raw prices). Call before the strategy's turn."""
+        self._ts = ts
+        self.bar_index = bar
+        for order in list(self._working):
+            fresh = order.client_order_id in self._fresh
+            self._fresh.discard(order.client_order_id)
+            price = self._bar_fill_price(order, open_, high, low, fresh)
+            if price is not None:
+                self._fill(order, price, None, ts, bar, taker=order.type is not OrderType.LIMIT)
+
+    def _bar_fill_price(self, order: Order, open_: int, high: int, low: int, fresh: bool) -> int | None:
+        buy = order.side is OrderSide.BUY
+        kind = order.type
+        if kind is OrderType.MARKET:
+            return self._slip(open_, buy)
+        s = self.scales
+        if kind is OrderType.LIMIT or (kind is OrderType.STOP_LIMIT and order.stop_triggered):
+            limit = to_raw(order.limit_price, s.price_dp)  # type: ignore[arg-type]
+            if buy:
+                return open_ if open_ <= limit else (limit if low <= limit else None)
+            return open_ if open_ >= limit else (limit if high >= limit else None)
+        stop = to_raw(order.stop_price, s.price_dp)  # type: ignore[arg-type]
+        gapped = open_ >= stop if buy else open_ <= stop
+        touched = gapped or (high >= stop if buy else low <= stop)
+        if not touched:
+            return None
+        if kind is OrderType.STOP:
+            return self._slip(open_ if gapped else stop, buy)
+        order.stop_triggered = True
+        limit = to_raw(order.limit_price, s.price_dp)  # type: ignore[arg-type]
+        if gapped:
+            if buy:
+                return open_ if open_ <= limit else (limit if low <= limit else None)
+            return open_ if open_ >= limit else (limit if high >= limit else None)
+        ok = stop <= limit if buy else stop >= limit
+        return stop if ok else None
+
+    # -- ticks -----------------------------------------------------------------------------------
+    def on_tick(self, bid: int, ask: int, size: int, ts: int, bar: int = -1) -> None:
+        """Match working orders against one quote (raw prices; size raw, 0 when unknown)."""
+        self._ts = ts
+        self.bar_index = bar
+        for order in list(self._working):
+            fresh = order.client_order_id in self._fresh
+            self._fresh.discard(order.client_order_id)
+            price, taker = self._tick_fill_price(order, bid, ask, fresh)
+            if price is not None:
+                cap = size if (self.partial_fills and size > 0) else None
+                self._fill(order, price, cap, ts, bar, taker)
+
+    def _tick_fill_price(self, order: Order, bid: int, ask: int, fresh: bool) -> tuple[int | None, bool]:
+        buy = order.side is OrderSide.BUY
+        touch = ask if buy else bid
+        if touch <= 0:
+            return None, False
+        kind = order.type
+        s = self.scales
+        if kind is OrderType.MARKET:
+            return self._slip(touch, buy), True
+        if kind is OrderType.STOP or (kind is OrderType.STOP_LIMIT and not order.stop_triggered):
+            stop = to_raw(order.stop_price, s.price_dp)  # type: ignore[arg-type]
+            if not (touch >= stop if buy else touch <= stop):
+                return None, False
+            if kind is OrderType.STOP:
+                return self._slip(touch, buy), True
+            order.stop_triggered = True
+            fresh = True  # the limit is marketable now or rests from here
+        limit = to_raw(order.limit_price, s.price_dp)  # type: ignore[arg-type]
+        if not (touch <= limit if buy else touch >= limit):
+            return None, False
+        return (touch, True) if fresh else (limit, False)
+
+    # -- filling ---------------------------------------------------------------------------------
+    def _slip(self, price: int, buy: bool) -> int:
+        return slipped_price(price, buy, self._slip_num, self._slip_den, self.scales.price_step)
+
+    def fee_for(self, qty: int, price: int, first_fill: bool) -> int:
+        notional = qty * price * self.scales.notional_k
+        return fee_raw(notional, self._fee_num, self._fee_den, self.scales.fee_step,
+                       self._fixed_fee if first_fill else 0)
+
+    def size_for_fraction(self, fraction: Decimal, side_sign: int, price: int) -> int:
+        """Units (raw) an equity-fraction order gets at `price`: see the module docstring."""
+        s = self.scales
+        account = self.account
+        position = account.positions[self.instrument.symbol]
+        equity = account.cash_raw + position.qty * price * s.notional_k
+        frac_dp = decimal_places(fraction)
+        frac_num = to_raw(fraction, frac_dp)
+        budget = (equity * frac_num) // 10**frac_dp
+        if side_sign > 0:
+            budget = min(budget, account.cash_raw)
+        if budget <= 0:
+            return 0
+        estimate = estimate_qty(budget, price, s.notional_k, self._fee_rate)
+        qty = max_qty_for_budget(budget, price, s.notional_k, self._fee_num, self._fee_den,
+                                 s.fee_step, self._fixed_fee, s.qty_step, estimate)
+        if self._max_qty is not None:
+            qty = min(qty, floor_to_step(self._max_qty, s.qty_step))
+        return qty
+
+    def _fill(self, order: Order, price: int, cap: int | None, ts: int, bar: int, taker: bool) -> None:
+        sink = self._sink
+        assert sink is not None
+        s = self.scales
+        side_sign = order.side.sign
+        if order.qty is None:  # equity fraction: resolve now, at the fill price
+            qty = self.size_for_fraction(order.equity_fraction, side_sign, price)  # type: ignore[arg-type]
+            if qty < s.min_qty:
+                self._working.remove(order)
+                sink.on_rejected(order, ts, RejectReason.INSUFFICIENT_FUNDS)
+                return
+            order.qty = s.qty(qty)
+            leaves = qty
+        else:
+            leaves = to_raw(order.qty, s.qty_dp) - to_raw(order.filled_qty, s.qty_dp)
+        qty = leaves if cap is None else min(leaves, floor_to_step(cap, s.qty_step))
+        if qty <= 0:
+            return
+        first = order.client_order_id not in self._first_fill_done
+        fee = self.fee_for(qty, price, first)
+        if side_sign > 0 and qty * price * s.notional_k + fee > self.account.cash_raw:
+            self._working.remove(order)
+            sink.on_rejected(order, ts, RejectReason.INSUFFICIENT_FUNDS)
+            return
+        self._first_fill_done.add(order.client_order_id)
+        if qty == leaves:
+            self._working.remove(order)
+            self._first_fill_done.discard(order.client_order_id)
+        self.account.apply_fill(self.instrument, side_sign, qty, price, fee, ts, bar)
+        self._exec_seq += 1
+        fill = Fill(
+            execution_id=f"{self.name}-{self._exec_seq}",
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            qty=s.qty(qty),
+            price=s.price(price),
+            fee=s.cash(fee),
+            ts=ts,
+            liquidity=Liquidity.TAKER if taker else Liquidity.MAKER,
+            qty_raw=qty,
+            price_raw=price,
+            fee_raw=fee,
+        )
+        sink.on_fill(order, fill, bar)
+
+    def close_position_at(self, price: int, ts: int, bar: int, order: Order) -> None:
+        """Fill a market order at a given price now (end-of-data close at the last close)."""
+        self._ts = ts
+        if order not in self._working:
+            return
+        self._fill(order, self._slip(price, order.side is OrderSide.BUY), None, ts, bar, taker=True)
+

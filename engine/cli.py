@@ -1,0 +1,153 @@
+"""The `tickbridge` command line.
+
+Contract (other tools call it this way; keep it stable):
+    tickbridge backtest --strategy NAME --data PATH [--param k=v ...] [--cash 10000]
+        [--commission 0.002] [--json out.json] [--trades out.csv] [--plot out.png|html]
+
+Every error a user can cause is a TickbridgeError: it is printed as one line naming the problem,
+and the command exits with status 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from engine.errors import ConfigError, DataError, TickbridgeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="tickbridge: algorithmic trading bots, one code path from backtest to live.")
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_USER_ERROR = 2
+
+
+def parse_param_pairs(pairs: list[str]) -> dict[str, Any]:
+    """--param k=v pairs into a dict; a malformed pair is a ConfigError naming it."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("param", f"expected key=value, got {pair!r}")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def load_frame(data: Path, bar: str | None) -> Any:
+    """Bars from a bar file, or bars resampled from a tick file when --bar is given."""
+    from backtest.data import load_bars, load_ticks, ticks_to_bars
+
+    if bar:
+        return ticks_to_bars(load_ticks(data), bar)
+    try:
+        return load_bars(data)
+    except DataError as bars_error:
+        try:
+            load_ticks(data)
+        except DataError:
+            raise bars_error from None
+        raise DataError(f"{data}: this is a tick file; pass --bar RULE (e.g. --bar 1min) to resample it") from None
+
+
+@app.command()
+def backtest(
+    strategy: Annotated[str, typer.Option(help="strategy name, e.g. sma_cross, rsi_reversion")],
+    data: Annotated[Path, typer.Option(help="OHLCV bars (CSV, parquet, feather) or ticks with --bar")],
+    param: Annotated[list[str], typer.Option("--param", help="strategy parameter k=v (repeatable)")] = [],  # noqa: B006
+    cash: Annotated[str, typer.Option(help="starting cash")] = "10000",
+    commission: Annotated[str, typer.Option(help="commission as a fraction of notional (0.002 = 0.2%)")] = "0",
+    commission_per_order: Annotated[str, typer.Option(help="fixed fee per order")] = "0",
+    slippage_bps: Annotated[str, typer.Option(help="slippage against the trader in basis points")] = "0",
+    symbol: Annotated[str, typer.Option(help="symbol name used in reports")] = "",
+    price_increment: Annotated[str | None, typer.Option(help="tick size (default: inferred from the data)")] = None,
+    size_increment: Annotated[str | None, typer.Option(help="lot step (default: 1, or 1e-6 with units=fractional)")] = None,
+    bar: Annotated[str | None, typer.Option(help="resample a tick file to bars of this size (1min, 5min, 1h)")] = None,
+    path: Annotated[str, typer.Option(help="auto | fast | event")] = "auto",
+    json_out: Annotated[Path | None, typer.Option("--json", help="write stats, equity and trades as JSON")] = None,
+    trades_out: Annotated[Path | None, typer.Option("--trades", help="write the trades as CSV")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot", help="write a plot (.png or .html)")] = None,
+) -> None:
+    """Backtest a strategy on historical data and print its statistics."""
+    from backtest.config import make_config
+    from backtest.metrics import compute_stats
+    from backtest.report import stats_table, write_json, write_trades_csv
+    from backtest.runner import run_backtest
+    from strategies import get_strategy
+
+    strategy_cls = get_strategy(strategy)
+    params = parse_param_pairs(param)
+    config = make_config(cash=cash, commission=commission, commission_per_order=commission_per_order,
+                         slippage_bps=slippage_bps, symbol=symbol or data.stem, price_increment=price_increment,
+                         size_increment=size_increment, path=path)
+    if plot_out is not None and plot_out.suffix.lower() not in (".png", ".html"):
+        raise ConfigError("plot", f"{plot_out}: use a .png or .html file name")
+    frame = load_frame(data, bar)
+    started = time.perf_counter()
+    result = _run_with_progress(frame, strategy_cls, params, config, run_backtest)
+    elapsed = time.perf_counter() - started
+    stats = compute_stats(result)
+    title = f"{strategy_cls.name} on {data.name} ({len(frame):,} bars, {result.meta.get('path')} path, {elapsed:.2f} s)"
+    console.print(stats_table(stats, title))
+    if json_out is not None:
+        write_json(json_out, result, stats)
+        console.print(f"wrote {json_out}")
+    if trades_out is not None:
+        write_trades_csv(trades_out, result)
+        console.print(f"wrote {trades_out}")
+    if plot_out is not None:
+        from backtest.plot import plot_result
+        plot_result(plot_out, result)
+        console.print(f"wrote {plot_out}")
+
+
+def _run_with_progress(frame: Any, strategy_cls: Any, params: dict[str, Any], config: Any, runner: Any) -> Any:
+    """Show a progress bar when a run is long enough to wonder about (event path, many bars)."""
+    if len(frame) < 200_000 or not sys.stderr.isatty():
+        return runner(frame, strategy_cls, params, config)
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("backtest", total=len(frame))
+        return runner(frame, strategy_cls, params, config,
+                      progress=lambda done, total: progress.update(task, completed=done))
+
+
+@app.command("strategies")
+def list_strategies() -> None:
+    """List the built-in strategies and their parameters."""
+    from strategies import STRATEGIES
+
+    for name, cls in sorted(STRATEGIES.items()):
+        fields = ", ".join(f"{k}={v.default}" for k, v in cls.Params.model_fields.items())
+        console.print(f"[bold]{name}[/bold]: {fields}")
+
+
+def main() -> None:
+    """Entry point: run the app, turning our own errors into one clear line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except TickbridgeError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        sys.exit(EXIT_USER_ERROR)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Exact money as fixed-point integers.
+
+Every price, quantity and cash amount the engine books is an integer count of a power-of-ten
+unit ("raw" value): a price of 1.07219 with 5 price decimals is 107219, 0.5 BTC with 8 quantity
+decimals is 50000000. Integer arithmetic is exact, fast in Python and in numba, and the same
+function gives the same answer in both, which is what makes the backtester's fast path and its
+event-by-event path agree to the last unit (the parity tests check it).
+
+The functions below are written in the subset of Python that numba compiles, on purpose:
+`backtest.fast_path` compiles these very functions with `numba.njit`, so the rounding rules live
+in one place. In Python the integers never overflow; the compiled kernel guards its int64 range
+and falls back to the event path when a run would leave it.
+
+Account cash is kept at `cash_dp` decimals, chosen so that every notional (price x quantity) is
+an exact multiple of the cash unit; fees are rounded (half to even) to the currency increment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from math import gcd
+
+from engine.errors import ConfigError
+
+
+def decimal_places(value: Decimal) -> int:
+    """Number of decimals needed to write `value` exactly (0.25 -> 2, 1 -> 0, 1E-8 -> 8)."""
+    exponent = value.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(0, -exponent)
+
+
+def to_raw(value: Decimal, dp: int) -> int:
+    """Decimal -> raw integer at `dp` decimals; refuses a value that is not on that grid."""
+    scaled = value.scaleb(dp)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{value} has more than {dp} decimals")
+    return int(scaled)
+
+
+def from_raw(raw: int, dp: int) -> Decimal:
+    """Raw integer -> exact Decimal."""
+    return Decimal(raw).scaleb(-dp)
+
+
+def raw_to_float(raw: int, dp: int) -> float:
+    """Raw integer -> float, computed the same way in Python and in numba (parity of curves)."""
+    return float(raw) / 10.0**dp
+
+
+def div_round_half_even(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded half to even (banker's rounding); denominator > 0."""
+    quotient = numerator // denominator
+    remainder = numerator - quotient * denominator
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2 == 1):
+        quotient += 1
+    return quotient
+
+
+def floor_to_step(raw: int, step: int) -> int:
+    """Largest multiple of `step` not above `raw` (raw >= 0)."""
+    return (raw // step) * step
+
+
+def ceil_to_step(raw: int, step: int) -> int:
+    """Smallest multiple of `step` not below `raw` (raw >= 0)."""
+    return -((-raw) // step) * step
+
+
+def round_to_step(raw: int, step: int) -> int:
+    """Nearest multiple of `step`, half to even."""
+    return div_round_half_even(raw, step) * step
+
+
+def slipped_price(price_raw: int, is_buy: bool, slip_num: int, slip_den: int, price_step: int) -> int:
+    """Apply slippage against the trader and land on the price grid, rounding against him too.
+
+    A buy pays price * (1 + bps/1e4) rounded up to the tick; a sell receives price * (1 - bps/1e4)
+    rounded down. Rounding in the venue's favour is the conservative choice for a backtest.
+    """
+    if slip_num == 0:
+        return price_raw
+    if is_buy:
+        return ceil_to_step(-((-price_raw * (slip_den + slip_num)) // slip_den), price_step)
+    return floor_to_step((price_raw * (slip_den - slip_num)) // slip_den, price_step)
+
+
+def fee_raw(notional_cash_raw: int, fee_num: int, fee_den: int, fee_step: int, fixed_fee_raw: int) -> int:
+    """Percent commission rounded half-even to the currency increment, plus the per-order fee.
+
+    `fee_num / fee_den` already folds the rate and the cash scale (see FeeModel.fraction), so
+    the percent part is div_round_half_even(notional * fee_num, fee_den) currency units.
+    """
+    if fee_num == 0:
+        return fixed_fee_raw
+    return div_round_half_even(notional_cash_raw * fee_num, fee_den) * fee_step + fixed_fee_raw
+
+
+def order_cost_raw(qty_raw: int, price_raw: int, notional_k: int, fee_num: int, fee_den: int,
+                   fee_step: int, fixed_fee_raw: int) -> int:
+    """Cash a buy of qty_raw at price_raw takes, fees included (what sizing must keep <= budget)."""
+    notional = qty_raw * price_raw * notional_k
+    return notional + fee_raw(notional, fee_num, fee_den, fee_step, fixed_fee_raw)
+
+
+def max_qty_for_budget(budget_raw: int, price_raw: int, notional_k: int, fee_num: int, fee_den: int,
+                       fee_step: int, fixed_fee_raw: int, qty_step: int, estimate: int) -> int:
+    """Largest multiple of qty_step whose cost (notional + fees) fits in budget_raw.
+
+    `estimate` is any starting guess (a float estimate is fine): the exact answer is found from
+    it by galloping then bisecting on the integer cost, which only grows with quantity, so every
+    caller gets the same answer whatever its guess, in O(log distance) steps.
+    """
+    lo = max(estimate, 0) // qty_step  # counted in lots from here on
+    if lo > 0 and order_cost_raw(lo * qty_step, price_raw, notional_k, fee_num, fee_den, fee_step,
+                                 fixed_fee_raw) > budget_raw:
+        hi, gap = lo, 1
+        lo = hi - 1
+        while lo > 0 and order_cost_raw(lo * qty_step, price_raw, notional_k, fee_num, fee_den, fee_step,
+                                        fixed_fee_raw) > budget_raw:
+            hi, gap = lo, gap * 2
+            lo = max(hi - gap, 0)
+    else:
+        gap = 1
+        hi = lo + gap
+        while order_cost_raw(hi * qty_step, price_raw, notional_k, fee_num, fee_den, fee_step,
+                             fixed_fee_raw) <= budget_raw:
+            lo, gap = hi, gap * 2
+            hi = lo + gap
+    while hi - lo > 1:  # invariant: lo affordable (or 0), hi not
+        mid = (lo + hi) // 2
+        if order_cost_raw(mid * qty_step, price_raw, notional_k, fee_num, fee_den, fee_step,
+                          fixed_fee_raw) <= budget_raw:
+            lo = mid
+        else:
+            hi = mid
+    return lo * qty_step
+
+
+def estimate_qty(budget_raw: int, price_raw: int, notional_k: int, rate: float) -> int:
+    """Float first guess for max_qty_for_budget (exactness comes from the integer steps)."""
+    if price_raw <= 0 or budget_raw <= 0:
+        return 0
+    return int(float(budget_raw) / (float(price_raw) * float(notional_k) * (1.0 + rate)))
+
+
+@dataclass(frozen=True, slots=True)
+class Scales:
+    """The fixed-point units of one instrument booked in one account currency."""
+
+    price_dp: int      # a raw price counts units of 10**-price_dp
+    price_step: int    # the tick size in raw price units
+    qty_dp: int
+    qty_step: int      # the lot step in raw quantity units
+    min_qty: int       # raw
+    cash_dp: int       # raw cash counts units of 10**-cash_dp; >= price_dp + qty_dp
+    fee_step: int      # the currency increment in raw cash units
+    notional_k: int    # raw price * raw qty * notional_k = raw cash (multiplier included)
+    multiplier: int
+
+    @classmethod
+    def build(cls, price_increment: Decimal, size_increment: Decimal, min_qty: Decimal,
+              currency_increment: Decimal, multiplier: Decimal) -> "Scales":
+        if multiplier != multiplier.to_integral_value() or multiplier <= 0:
+            raise ConfigError("multiplier", f"must be a positive whole number, got {multiplier}")
+        price_dp = decimal_places(price_increment)
+        qty_dp = decimal_places(size_increment)
+        ccy_dp = decimal_places(currency_increment)
+        cash_dp = max(ccy_dp, price_dp + qty_dp)
+        ccy_step = to_raw(currency_increment, ccy_dp)
+        return cls(
+            price_dp=price_dp,
+            price_step=to_raw(price_increment, price_dp),
+            qty_dp=qty_dp,
+            qty_step=to_raw(size_increment, qty_dp),
+            min_qty=max(to_raw(min_qty, qty_dp), to_raw(size_increment, qty_dp)),
+            cash_dp=cash_dp,
+            fee_step=ccy_step * 10 ** (cash_dp - ccy_dp),
+            notional_k=int(multiplier) * 10 ** (cash_dp - price_dp - qty_dp),
+            multiplier=int(multiplier),
+        )
+
+    def price(self, raw: int) -> Decimal:
+        return from_raw(raw, self.price_dp)
+
+    def qty(self, raw: int) -> Decimal:
+        return from_raw(raw, self.qty_dp)
+
+    def cash(self, raw: int) -> Decimal:
+        return from_raw(raw, self.cash_dp)
+
+    def cash_raw(self, value: Decimal) -> int:
+        return to_raw(value, self.cash_dp)
+
+
+@dataclass(frozen=True, slots=True)
+class FeeModel:
+    """Commission: a fraction of notional (0.002 = 0.2 %) plus a fixed amount per order."""
+
+    rate: Decimal = Decimal(0)
+    per_order: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        if self.rate < 0 or self.rate >= 1:
+            raise ConfigError("commission", f"must be in [0, 1), got {self.rate}")
+        if self.per_order < 0:
+            raise ConfigError("commission_per_order", f"must be >= 0, got {self.per_order}")
+
+    def fraction(self, scales: Scales) -> tuple[int, int]:
+        """(fee_num, fee_den) with percent fee in currency units = notional_raw * num / den."""
+        rate_dp = decimal_places(self.rate)
+        num = to_raw(self.rate, rate_dp)
+        den = 10**rate_dp * scales.fee_step
+        if num == 0:
+            return 0, 1
+        common = gcd(num, den)
+        return num // common, den // common
+
+    def fixed_raw(self, scales: Scales) -> int:
+        return to_raw(self.per_order.quantize(scales.cash(scales.fee_step)), scales.cash_dp)
+
+
+@dataclass(frozen=True, slots=True)
+class Slippage:
+    """Slippage in basis points, applied against the trader on every fill that takes liquidity."""
+
+    bps: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        if self.bps < 0 or self.bps >= 10_000:
+            raise ConfigError("slippage_bps", f"must be in [0, 10000), got {self.bps}")
+
+    def fraction(self) -> tuple[int, int]:
+        """(num, den) with slipped price = price * (den +/- num) / den."""
+        dp = decimal_places(self.bps)
+        return to_raw(self.bps, dp), 10_000 * 10**dp

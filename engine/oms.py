@@ -1,0 +1,140 @@
+"""The order-management system: one place where orders are born, checked, sent and booked.
+
+Flow (DESIGN.md §2): a strategy's intent becomes an Order with a deterministic client order id;
+the risk gate may deny it (DENIED, with a reason, never sent); otherwise it is journaled as
+PENDING_SUBMIT *before* the adapter sees it (the write-ahead rule that lets a restart find every
+order it may have sent), then handed to the adapter. The adapter reports back through the
+ExecutionSink methods; each transition is journaled; fills are de-duplicated by execution id and
+booked into the portfolio.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from engine.clock import Clock
+from engine.instrument import Instrument
+from engine.orders import Fill, Order, OrderEvent, OrderState
+from engine.portfolio import ClosedTrade, Portfolio
+
+if TYPE_CHECKING:  # brokers depend on engine, never the other way round at runtime
+
+    from brokers.base import BrokerAdapter
+
+
+class RiskGate(Protocol):
+    """Pre-trade check: None to pass, or a reason code to deny. The risk engine implements it."""
+
+    def check(self, order: Order, portfolio: Portfolio) -> str | None: ...
+
+
+class OrderJournal(Protocol):
+    """Durable record of order transitions and fills. The SQL store implements it."""
+
+    def record_event(self, order: Order, event: OrderEvent) -> None: ...
+    def record_fill(self, order: Order, fill: Fill) -> None: ...
+
+
+FillListener = Callable[[Order, Fill, list[ClosedTrade]], None]
+
+
+class DuplicateClientOrderId(Exception):
+    """A client order id the OMS has already seen: sending it again could double an order."""
+
+
+class OrderManager:
+    """Order lifecycle for one bot on one adapter, booking into one portfolio."""
+
+    def __init__(self, bot_id: str, clock: Clock, adapter: "BrokerAdapter", portfolio: Portfolio,
+                 instruments: dict[str, Instrument], risk: RiskGate | None = None,
+                 journal: OrderJournal | None = None, start_seq: int = 0) -> None:
+        self.bot_id = bot_id
+        self.clock = clock
+        self.adapter = adapter
+        self.portfolio = portfolio
+        self.instruments = instruments
+        self.risk = risk
+        self.journal = journal
+        self.orders: dict[str, Order] = {}
+        self.denied: list[Order] = []
+        self.rejected: list[Order] = []
+        self.fills: list[Fill] = []
+        self.fill_listeners: list[FillListener] = []
+        self._seq = start_seq
+        self._execution_ids: set[str] = set()
+        self.bar_index = -1
+        adapter.connect(self)
+
+    def next_client_order_id(self) -> str:
+        """Deterministic and unique per bot: the bot id and a sequence that only grows."""
+        self._seq += 1
+        return f"{self.bot_id}-{self._seq:08d}"
+
+    @property
+    def open_orders(self) -> list[Order]:
+        return [o for o in self.orders.values() if o.is_open]
+
+    def submit(self, order: Order) -> bool:
+        """Check, journal and send. Returns False if the order was denied."""
+        if order.client_order_id in self.orders:
+            raise DuplicateClientOrderId(order.client_order_id)
+        self.orders[order.client_order_id] = order
+        ts = self.clock.now_ns()
+        if self.risk is not None:
+            reason = self.risk.check(order, self.portfolio)
+            if reason is not None:
+                self._record(order, order.transition(OrderState.DENIED, ts, reason))
+                self.denied.append(order)
+                return False
+        self._record(order, order.transition(OrderState.PENDING_SUBMIT, ts))
+        self.adapter.submit(order)
+        return True
+
+    def cancel(self, order: Order) -> None:
+        if order.is_open:
+            self.adapter.cancel(order)
+
+    def cancel_all(self) -> None:
+        for order in self.open_orders:
+            self.adapter.cancel(order)
+
+    # -- ExecutionSink ---------------------------------------------------------------------------
+    def on_submitted(self, order: Order, ts: int) -> None:
+        self._record(order, order.transition(OrderState.SUBMITTED, ts))
+
+    def on_accepted(self, order: Order, ts: int) -> None:
+        self._record(order, order.transition(OrderState.ACCEPTED, ts))
+
+    def on_rejected(self, order: Order, ts: int, reason: str) -> None:
+        self._record(order, order.transition(OrderState.REJECTED, ts, str(reason)))
+        self.rejected.append(order)
+
+    def on_canceled(self, order: Order, ts: int, reason: str | None) -> None:
+        self._record(order, order.transition(OrderState.CANCELED, ts, None if reason is None else str(reason)))
+
+    def on_fill(self, order: Order, fill: Fill, bar: int) -> None:
+        if fill.execution_id in self._execution_ids:
+            return  # a venue may report one execution twice (reconnects, replays): book it once
+        self._execution_ids.add(fill.execution_id)
+        self.fills.append(fill)
+        previous = order.filled_qty
+        order.filled_qty = previous + fill.qty
+        if previous == 0 or order.avg_fill_price is None:
+            order.avg_fill_price = fill.price
+        else:
+            order.avg_fill_price = (order.avg_fill_price * previous + fill.price * fill.qty) / order.filled_qty
+        done = order.qty is not None and order.filled_qty >= order.qty
+        state = OrderState.FILLED if done else OrderState.PARTIALLY_FILLED
+        self._record(order, order.transition(state, fill.ts))
+        if self.journal is not None:
+            self.journal.record_fill(order, fill)
+        instrument = self.instruments[fill.symbol]
+        closed = self.portfolio.apply_fill(instrument, fill.side.sign, fill.qty_raw, fill.price_raw,
+                                           fill.fee_raw, fill.ts, bar)
+        for listener in self.fill_listeners:
+            listener(order, fill, closed)
+
+    def _record(self, order: Order, event: OrderEvent) -> None:
+        if self.journal is not None:
+            self.journal.record_event(order, event)
+

@@ -1,0 +1,178 @@
+"""Orders and their state machine.
+
+An order moves only along the transitions in `_ALLOWED`; every transition is recorded as an
+event (state, time, reason) so the store can persist it and a restart can replay it. The client
+order id is the idempotency key: deterministic per bot (bot id + sequence) and never reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+from engine.errors import InvalidTransition
+
+
+class OrderSide(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is OrderSide.BUY else -1
+
+
+class OrderType(StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP = "STOP"
+    STOP_LIMIT = "STOP_LIMIT"
+
+
+class TimeInForce(StrEnum):
+    GTC = "GTC"
+    DAY = "DAY"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class OrderState(StrEnum):
+    INITIALIZED = "INITIALIZED"
+    DENIED = "DENIED"
+    PENDING_SUBMIT = "PENDING_SUBMIT"
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+
+S = OrderState
+_FILLABLE = {S.PARTIALLY_FILLED, S.FILLED}
+_ALLOWED: dict[OrderState, frozenset[OrderState]] = {
+    S.INITIALIZED: frozenset({S.DENIED, S.PENDING_SUBMIT}),
+    S.PENDING_SUBMIT: frozenset({S.SUBMITTED, S.REJECTED, S.ACCEPTED, *_FILLABLE, S.CANCELED}),
+    S.SUBMITTED: frozenset({S.ACCEPTED, S.REJECTED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED, *_FILLABLE}),
+    S.ACCEPTED: frozenset({S.PENDING_CANCEL, S.CANCELED, S.EXPIRED, *_FILLABLE}),
+    S.PARTIALLY_FILLED: frozenset({S.PENDING_CANCEL, S.CANCELED, S.EXPIRED, *_FILLABLE}),
+    # A cancel can lose the race with a fill, or be refused (back to ACCEPTED / PARTIALLY_FILLED).
+    S.PENDING_CANCEL: frozenset({S.CANCELED, S.ACCEPTED, S.EXPIRED, *_FILLABLE}),
+}
+TERMINAL_STATES = frozenset({S.DENIED, S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED})
+OPEN_STATES = frozenset({S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.PENDING_CANCEL})
+
+
+def can_transition(current: OrderState, new: OrderState) -> bool:
+    return new in _ALLOWED.get(current, frozenset())
+
+
+@dataclass(slots=True)
+class OrderEvent:
+    """One stored transition of an order."""
+
+    client_order_id: str
+    state: OrderState
+    ts: int
+    reason: str | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Order:
+    """An order from intent to terminal state.
+
+    `qty` is the quantity in units. A market order may instead carry `equity_fraction`: the
+    venue turns it into units at fill time, at the fill price, so it never spends cash that is
+    not there (a backtest convention that live adapters resolve at submit with the last price).
+    """
+
+    client_order_id: str
+    bot_id: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    qty: Decimal | None
+    ts_init: int
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    tif: TimeInForce = TimeInForce.GTC
+    reduce_only: bool = False
+    equity_fraction: Decimal | None = None
+    tag: str = ""
+    state: OrderState = OrderState.INITIALIZED
+    venue_order_id: str | None = None
+    filled_qty: Decimal = Decimal(0)
+    avg_fill_price: Decimal | None = None
+    reason: str | None = None
+    stop_triggered: bool = False
+    events: list[OrderEvent] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def leaves_qty(self) -> Decimal:
+        return (self.qty or Decimal(0)) - self.filled_qty
+
+    def transition(self, new: OrderState, ts: int, reason: str | None = None) -> OrderEvent:
+        """Move to `new` or raise InvalidTransition; returns the event to store."""
+        if not can_transition(self.state, new):
+            raise InvalidTransition(f"order {self.client_order_id}: {self.state} -> {new} is not allowed")
+        self.state = new
+        if reason is not None:
+            self.reason = reason
+        event = OrderEvent(self.client_order_id, new, ts, reason)
+        self.events.append(event)
+        return event
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view for reports and the API."""
+        return {
+            "client_order_id": self.client_order_id,
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "type": self.type.value,
+            "qty": None if self.qty is None else str(self.qty),
+            "equity_fraction": None if self.equity_fraction is None else str(self.equity_fraction),
+            "limit_price": None if self.limit_price is None else str(self.limit_price),
+            "stop_price": None if self.stop_price is None else str(self.stop_price),
+            "tif": self.tif.value,
+            "state": self.state.value,
+            "filled_qty": str(self.filled_qty),
+            "avg_fill_price": None if self.avg_fill_price is None else str(self.avg_fill_price),
+            "reason": self.reason,
+            "tag": self.tag,
+            "ts_init": self.ts_init,
+        }
+
+
+class Liquidity(StrEnum):
+    MAKER = "MAKER"
+    TAKER = "TAKER"
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution. `execution_id` is unique per venue; a repeated one is ignored."""
+
+    execution_id: str
+    client_order_id: str
+    symbol: str
+    side: OrderSide
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    ts: int
+    liquidity: Liquidity = Liquidity.TAKER
+    # The fixed-point values the books use; set by the venue that produced the fill.
+    qty_raw: int = 0
+    price_raw: int = 0
+    fee_raw: int = 0

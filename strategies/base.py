@@ -1,0 +1,298 @@
+"""The Strategy base class: declare indicators once in `init`, act in `next`.
+
+    class SmaCross(Strategy):
+        name = "sma_cross"
+
+        class Params(StrategyParams):
+            fast: int = 10
+            slow: int = 20
+
+        def init(self):
+            self.fast = self.I(ta.sma, self.data.Close, length=self.p.fast)
+            self.slow = self.I(ta.sma, self.data.Close, length=self.p.slow)
+
+        def next(self):
+            if crossed_above(self.fast, self.slow, self.i):
+                self.go(+1)
+
+`next()` runs at every bar's close; orders it makes fill from the next bar on. Inside `next()`,
+indicators and `self.data` columns are plain Python lists indexed by bar number `self.i`
+(scalar access on a list is several times faster than on a numpy array, and `next()` runs a
+million times in a long backtest). Inside `signals()` they are numpy arrays.
+
+A strategy may also offer `signals()`: one vectorised pass returning, per bar, the direction to
+hold after that bar's close (+1 long, -1 short, 0 flat, NaN for "no change"), with the same
+meaning as calling `self.go(direction)` from `next()`. The backtester then takes its compiled
+fast path; the parity tests hold both paths to identical orders, fills and equity.
+
+Reading `self.data.close[self.i + 1]` in `next()` would be a look-ahead: don't. Live, the
+lists end at the current bar, so such code fails there instead of flattering a backtest.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.errors import ConfigError
+from engine.orders import Order, OrderSide, OrderType, TimeInForce
+from engine.money import div_round_half_even, floor_to_step, to_raw
+
+if TYPE_CHECKING:
+    from engine.oms import OrderManager
+    from engine.portfolio import Position
+
+
+class StrategyParams(BaseModel):
+    """Parameters every strategy has: how big its positions are."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: Decimal = Field(Decimal(1), gt=0, le=1, description="fraction of equity per entry, sized at fill time")
+    units: Literal["whole", "fractional"] = Field("whole", description="trade whole units or fractions of one")
+    fixed_size: Decimal | None = Field(None, gt=0, description="units per entry; overrides size")
+
+
+def parse_params(params_cls: type[StrategyParams], raw: dict[str, Any]) -> StrategyParams:
+    """Validate user parameters; the first problem is raised as ConfigError naming the field."""
+    try:
+        return params_cls(**raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(part) for part in err["loc"]) or "params"
+        known = ", ".join(params_cls.model_fields)
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = f"unknown parameter (known: {known})"
+        raise ConfigError(f"param.{loc}", message) from None
+
+
+class BarData:
+    """The bar columns a strategy reads: numpy arrays, or lists inside `next()`."""
+
+    __slots__ = ("time", "open", "high", "low", "close", "volume", "frame")
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.time = frame.index.asi8 if isinstance(frame.index, pd.DatetimeIndex) else np.asarray(frame.index)
+        self.open = frame["open"].to_numpy(dtype=np.float64)
+        self.high = frame["high"].to_numpy(dtype=np.float64)
+        self.low = frame["low"].to_numpy(dtype=np.float64)
+        self.close = frame["close"].to_numpy(dtype=np.float64)
+        self.volume = frame["volume"].to_numpy(dtype=np.float64)
+
+    # pandas Series views, for indicator libraries that want them (pandas-ta does)
+    @property
+    def Open(self) -> pd.Series:
+        return self.frame["open"]
+
+    @property
+    def High(self) -> pd.Series:
+        return self.frame["high"]
+
+    @property
+    def Low(self) -> pd.Series:
+        return self.frame["low"]
+
+    @property
+    def Close(self) -> pd.Series:
+        return self.frame["close"]
+
+    @property
+    def Volume(self) -> pd.Series:
+        return self.frame["volume"]
+
+    def as_lists(self) -> "BarData":
+        lists = object.__new__(BarData)
+        lists.frame = self.frame
+        for name in ("time", "open", "high", "low", "close", "volume"):
+            setattr(lists, name, getattr(self, name).tolist())
+        return lists
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+
+class Strategy:
+    """Base class of every strategy. Subclasses set `name`, `Params`, and override `init` and
+    `next` (and optionally `signals`, `on_fill`, `on_start`, `on_stop`)."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
+
+    def __init__(self, params: StrategyParams) -> None:
+        self.p = params
+        self.i = -1
+        self.data: BarData = None  # type: ignore[assignment]
+        self._oms: OrderManager | None = None
+        self._position: Position | None = None
+        self._symbol = ""
+        self._indicators: list[np.ndarray] = []
+
+    # -- wiring (the runner calls these) ---------------------------------------------------------
+    def attach(self, data: BarData, symbol: str) -> None:
+        self.data = data
+        self._symbol = symbol
+
+    def connect(self, oms: "OrderManager") -> None:
+        """Give the strategy an OMS to trade through and switch `next()` to list access."""
+        self._oms = oms
+        self._position = oms.portfolio.position(oms.instruments[self._symbol])
+        self.data = self.data.as_lists()
+        for attr, value in list(vars(self).items()):
+            converted = self._as_lists(value)
+            if converted is not value:
+                setattr(self, attr, converted)
+
+    def _as_lists(self, value: Any) -> Any:
+        if isinstance(value, np.ndarray) and any(value is ind for ind in self._indicators):
+            return value.tolist()
+        if isinstance(value, tuple) and value and all(isinstance(v, np.ndarray) for v in value):
+            return tuple(self._as_lists(v) for v in value)
+        return value
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def init(self) -> None:
+        """Declare indicators with `self.I(...)`."""
+
+    def next(self) -> None:
+        """Act at the close of bar `self.i`."""
+
+    def signals(self) -> np.ndarray | None:
+        """Optional vectorised directions per bar (see the module docstring); None = no fast path."""
+        return None
+
+    def on_fill(self, order: Order, fill: Any) -> None:
+        """Called after each of this strategy's fills is booked."""
+
+    # -- indicators -------------------------------------------------------------------------------
+    def I(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:  # noqa: N802 (backtesting.py's name)
+        """Compute an indicator over the whole series once; returns a float64 array per output.
+
+        The function must be causal (value at bar t uses data up to t only); pandas-ta's are.
+        """
+        out = func(*args, **kwargs)
+        if out is None:
+            raise ConfigError("indicator", f"{getattr(func, '__name__', func)} returned nothing (too little data?)")
+        if isinstance(out, pd.DataFrame):
+            arrays = tuple(self._register(out[c].to_numpy(dtype=np.float64)) for c in out.columns)
+            return arrays
+        return self._register(np.asarray(out, dtype=np.float64))
+
+    def _register(self, array: np.ndarray) -> np.ndarray:
+        if array.shape != (len(self.data),):
+            raise ConfigError("indicator", f"expected {len(self.data)} values, got shape {array.shape}")
+        array = np.ascontiguousarray(array)
+        self._indicators.append(array)
+        return array
+
+    # -- trading API --------------------------------------------------------------------------------
+    @property
+    def position_qty(self) -> Decimal:
+        assert self._position is not None
+        return self._position.quantity
+
+    @property
+    def direction(self) -> int:
+        """+1 long, -1 short, 0 flat."""
+        qty = self._position.qty  # type: ignore[union-attr]
+        return (qty > 0) - (qty < 0)
+
+    def go(self, direction: int) -> None:
+        """Hold `direction` (+1, -1, 0) from the next fill on: close what points the other way,
+        then open with this strategy's sizing. Does nothing if already there."""
+        current = self.direction
+        if current == direction:
+            return
+        if current != 0:
+            self.close()
+        if direction != 0:
+            side = OrderSide.BUY if direction > 0 else OrderSide.SELL
+            if self.p.fixed_size is not None:
+                self.order(side, qty=self.p.fixed_size, tag="open")
+            else:
+                self.order(side, fraction=self.p.size, tag="open")
+
+    def buy(self, qty: Decimal | None = None, fraction: Decimal | None = None, limit: Decimal | float | None = None,
+            stop: Decimal | float | None = None, tag: str = "") -> Order:
+        return self.order(OrderSide.BUY, qty, fraction, limit, stop, tag=tag)
+
+    def sell(self, qty: Decimal | None = None, fraction: Decimal | None = None, limit: Decimal | float | None = None,
+             stop: Decimal | float | None = None, tag: str = "") -> Order:
+        return self.order(OrderSide.SELL, qty, fraction, limit, stop, tag=tag)
+
+    def close(self) -> Order | None:
+        """Flatten the position with a market order (reduce-only)."""
+        position = self._position
+        assert position is not None
+        if position.qty == 0:
+            return None
+        side = OrderSide.SELL if position.qty > 0 else OrderSide.BUY
+        return self.order(side, qty=position.scales.qty(abs(position.qty)), reduce_only=True, tag="close")
+
+    def cancel(self, order: Order) -> None:
+        assert self._oms is not None
+        self._oms.cancel(order)
+
+    def order(self, side: OrderSide, qty: Decimal | None = None, fraction: Decimal | None = None,
+              limit: Decimal | float | None = None, stop: Decimal | float | None = None,
+              tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, tag: str = "") -> Order:
+        """Make and submit an order; prices go to the nearest tick, quantities down to the lot."""
+        oms = self._oms
+        assert oms is not None, "strategy is not connected to an OMS"
+        scales = oms.instruments[self._symbol].scales
+        if qty is None and fraction is None:
+            fraction = self.p.size
+        if qty is not None:
+            raw = floor_to_step(to_raw_any(qty, scales.qty_dp, floor=True), scales.qty_step)
+            qty = scales.qty(raw)
+        limit_price = None if limit is None else scales.price(round_price(limit, scales.price_dp, scales.price_step))
+        stop_price = None if stop is None else scales.price(round_price(stop, scales.price_dp, scales.price_step))
+        kind = (OrderType.STOP_LIMIT if stop is not None and limit is not None else
+                OrderType.STOP if stop is not None else OrderType.LIMIT if limit is not None else OrderType.MARKET)
+        order = Order(
+            client_order_id=oms.next_client_order_id(), bot_id=oms.bot_id, symbol=self._symbol, side=side,
+            type=kind, qty=qty, ts_init=oms.clock.now_ns(), limit_price=limit_price, stop_price=stop_price,
+            tif=tif, reduce_only=reduce_only, equity_fraction=None if qty is not None else fraction, tag=tag,
+        )
+        oms.submit(order)
+        return order
+
+
+def to_raw_any(value: Decimal | float | int, dp: int, floor: bool = False) -> int:
+    """A user number onto the raw grid at `dp` decimals (floor or nearest, half-even)."""
+    scaled = Decimal(str(value)).scaleb(dp)
+    if floor:
+        return int(scaled.to_integral_value(rounding="ROUND_FLOOR"))
+    return int(scaled.to_integral_value(rounding="ROUND_HALF_EVEN"))
+
+
+def round_price(value: Decimal | float, dp: int, step: int) -> int:
+    """Nearest tick, half to even."""
+    return div_round_half_even(to_raw_any(value, dp), step) * step
+
+
+def crossed_above(a: list[float], b: list[float], i: int) -> bool:
+    """a crossed above b at bar i: a[i] > b[i] and a[i-1] <= b[i-1] (False while either is NaN)."""
+    return i > 0 and a[i] > b[i] and a[i - 1] <= b[i - 1]
+
+
+def crossed_below(a: list[float], b: list[float], i: int) -> bool:
+    return i > 0 and a[i] < b[i] and a[i - 1] >= b[i - 1]
+
+
+def cross_above_mask(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Vectorised crossed_above for every bar (same NaN semantics)."""
+    out = np.zeros(len(a), dtype=bool)
+    out[1:] = (a[1:] > b[1:]) & (a[:-1] <= b[:-1])
+    return out
+
+
+def cross_below_mask(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(a), dtype=bool)
+    out[1:] = (a[1:] < b[1:]) & (a[:-1] >= b[:-1])
+    return out

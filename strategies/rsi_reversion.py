@@ -1,0 +1,49 @@
+"""RSI mean reversion: buy when RSI is oversold, exit (or short) when it is overbought."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas_ta as ta
+from pydantic import Field, ValidationInfo, field_validator
+
+from strategies.base import Strategy, StrategyParams
+
+
+class RsiReversionParams(StrategyParams):
+    period: int = Field(14, ge=2, description="RSI length in bars")
+    lower: float = Field(30.0, gt=0, lt=100, description="enter long below this RSI")
+    upper: float = Field(70.0, gt=0, lt=100, description="exit long (or go short) above this RSI")
+    mode: Literal["long_only", "long_short"] = "long_only"
+
+    @field_validator("upper")
+    @classmethod
+    def _upper_above_lower(cls, upper: float, info: ValidationInfo) -> float:
+        lower = info.data.get("lower")
+        if lower is not None and upper <= lower:
+            raise ValueError(f"must be greater than lower ({lower})")
+        return upper
+
+
+class RsiReversion(Strategy):
+    name = "rsi_reversion"
+    Params = RsiReversionParams
+    p: RsiReversionParams
+
+    def init(self) -> None:
+        self.rsi = self.I(ta.rsi, self.data.Close, length=self.p.period)
+        self.exit_direction = -1 if self.p.mode == "long_short" else 0
+
+    def next(self) -> None:
+        value = self.rsi[self.i]
+        if value < self.p.lower:
+            self.go(1)
+        elif value > self.p.upper:
+            self.go(self.exit_direction)
+
+    def signals(self) -> np.ndarray:
+        target = np.full(len(self.rsi), np.nan)
+        target[self.rsi < self.p.lower] = 1.0
+        target[self.rsi > self.p.upper] = float(self.exit_direction)
+        return target

@@ -1,0 +1,57 @@
+"""Moving-average crossover: long when the fast SMA crosses above the slow one.
+
+long_only: enter on a cross up, exit on a cross down. long_short: also go short on a cross down
+and reverse at every cross (the close and the new entry are two orders filled at the same open).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas_ta as ta
+from pydantic import Field, ValidationInfo, field_validator
+
+from strategies.base import Strategy, StrategyParams, cross_above_mask, cross_below_mask
+
+
+class SmaCrossParams(StrategyParams):
+    fast: int = Field(10, ge=1, description="fast SMA length in bars")
+    slow: int = Field(20, ge=2, description="slow SMA length in bars")
+    mode: Literal["long_only", "long_short"] = "long_only"
+
+    @field_validator("slow")
+    @classmethod
+    def _slow_above_fast(cls, slow: int, info: ValidationInfo) -> int:
+        fast = info.data.get("fast")
+        if fast is not None and slow <= fast:
+            raise ValueError(f"must be greater than fast ({fast})")
+        return slow
+
+
+class SmaCross(Strategy):
+    name = "sma_cross"
+    Params = SmaCrossParams
+    p: SmaCrossParams
+
+    def init(self) -> None:
+        self.fast_ma = self.I(ta.sma, self.data.Close, length=self.p.fast)
+        self.slow_ma = self.I(ta.sma, self.data.Close, length=self.p.slow)
+        self.exit_direction = -1 if self.p.mode == "long_short" else 0
+
+    def next(self) -> None:
+        i = self.i
+        fast, slow = self.fast_ma, self.slow_ma
+        f, s = fast[i], slow[i]
+        if f > s:
+            if i > 0 and fast[i - 1] <= slow[i - 1]:
+                self.go(1)
+        elif f < s:
+            if i > 0 and fast[i - 1] >= slow[i - 1]:
+                self.go(self.exit_direction)
+
+    def signals(self) -> np.ndarray:
+        target = np.full(len(self.fast_ma), np.nan)
+        target[cross_above_mask(self.fast_ma, self.slow_ma)] = 1.0
+        target[cross_below_mask(self.fast_ma, self.slow_ma)] = float(self.exit_direction)
+        return target

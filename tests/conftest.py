@@ -1,0 +1,74 @@
+"""Shared fixtures: a small venue + OMS harness on a known instrument grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from brokers.paper.venue import SimulatedVenue
+from engine.clock import SimulatedClock
+from engine.instrument import Instrument
+from engine.money import FeeModel, Slippage
+from engine.oms import OrderManager
+from engine.orders import Order, OrderSide, OrderType
+from engine.portfolio import Portfolio
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+
+
+@dataclass
+class Harness:
+    """A venue, an OMS and the engine's portfolio, wired like a backtest."""
+
+    instrument: Instrument
+    clock: SimulatedClock
+    venue: SimulatedVenue
+    portfolio: Portfolio
+    oms: OrderManager
+
+    def order(self, side: str, qty: str | None = None, kind: OrderType = OrderType.MARKET,
+              limit: str | None = None, stop: str | None = None, fraction: str | None = None) -> Order:
+        order = Order(
+            client_order_id=self.oms.next_client_order_id(), bot_id=self.oms.bot_id,
+            symbol=self.instrument.symbol, side=OrderSide(side), type=kind,
+            qty=None if qty is None else Decimal(qty), ts_init=self.clock.ts,
+            limit_price=None if limit is None else Decimal(limit),
+            stop_price=None if stop is None else Decimal(stop),
+            equity_fraction=None if fraction is None else Decimal(fraction),
+        )
+        self.oms.submit(order)
+        return order
+
+    def bar(self, o: str, h: str, l: str, c: str, ts: int = 0, index: int = 0) -> None:  # noqa: E741
+        s = self.instrument.scales
+        raw = [int(Decimal(x).scaleb(s.price_dp)) for x in (o, h, l, c)]
+        self.clock.ts = ts
+        self.venue.on_bar(*raw, ts=ts, bar=index)
+
+    def tick(self, bid: str, ask: str, size: str = "0", ts: int = 0) -> None:
+        s = self.instrument.scales
+        self.clock.ts = ts
+        self.venue.on_tick(int(Decimal(bid).scaleb(s.price_dp)), int(Decimal(ask).scaleb(s.price_dp)),
+                           int(Decimal(size).scaleb(s.qty_dp)), ts)
+
+
+def make_harness(cash: str = "10000", commission: str = "0", per_order: str = "0", slippage_bps: str = "0",
+                 size_increment: str = "1", price_increment: str = "0.01", min_qty: str = "0",
+                 partial_fills: bool = False, risk: object | None = None) -> Harness:
+    instrument = Instrument("TEST", price_increment=Decimal(price_increment), size_increment=Decimal(size_increment),
+                            min_qty=Decimal(min_qty))
+    clock = SimulatedClock()
+    venue = SimulatedVenue(instrument, Decimal(cash), FeeModel(Decimal(commission), Decimal(per_order)),
+                           Slippage(Decimal(slippage_bps)), partial_fills=partial_fills)
+    portfolio = Portfolio.for_instrument(Decimal(cash), instrument)
+    oms = OrderManager("bot1", clock, venue, portfolio, {instrument.symbol: instrument}, risk=risk)  # type: ignore[arg-type]
+    return Harness(instrument, clock, venue, portfolio, oms)
+
+
+@pytest.fixture
+def harness() -> Harness:
+    return make_harness()
