@@ -59,6 +59,7 @@ class OrderManager:
         self.denied: list[Order] = []
         self.rejected: list[Order] = []
         self.fills: list[Fill] = []
+        self.external: list[Order] = []
         self.fill_listeners: list[FillListener] = []
         self._seq = start_seq
         self._execution_ids: set[str] = set()
@@ -99,40 +100,67 @@ class OrderManager:
             self.adapter.cancel(order)
 
     # -- ExecutionSink ---------------------------------------------------------------------------
+    # A venue may report on its own copy of an order (a separate process, a restarted engine):
+    # the OMS always updates *its* order, found by client order id.
+    def _own(self, order: Order) -> Order:
+        own = self.orders.get(order.client_order_id)
+        if own is None:
+            own = self.adopt_external(order)
+        return own
+
+    def adopt_external(self, venue_order: Order) -> Order:
+        """An order the venue has and this OMS never made: track it, flagged external."""
+        own = Order(
+            client_order_id=venue_order.client_order_id, bot_id=self.bot_id, symbol=venue_order.symbol,
+            side=venue_order.side, type=venue_order.type, qty=venue_order.qty, ts_init=venue_order.ts_init,
+            limit_price=venue_order.limit_price, stop_price=venue_order.stop_price, tif=venue_order.tif,
+            tag="external", state=OrderState.SUBMITTED,
+        )
+        self.orders[own.client_order_id] = own
+        self.external.append(own)
+        return own
+
     def on_submitted(self, order: Order, ts: int) -> None:
-        self._record(order, order.transition(OrderState.SUBMITTED, ts))
+        own = self._own(order)
+        self._record(own, own.transition(OrderState.SUBMITTED, ts))
 
     def on_accepted(self, order: Order, ts: int) -> None:
-        self._record(order, order.transition(OrderState.ACCEPTED, ts))
+        own = self._own(order)
+        self._record(own, own.transition(OrderState.ACCEPTED, ts))
 
     def on_rejected(self, order: Order, ts: int, reason: str) -> None:
-        self._record(order, order.transition(OrderState.REJECTED, ts, str(reason)))
-        self.rejected.append(order)
+        own = self._own(order)
+        self._record(own, own.transition(OrderState.REJECTED, ts, str(reason)))
+        self.rejected.append(own)
 
     def on_canceled(self, order: Order, ts: int, reason: str | None) -> None:
-        self._record(order, order.transition(OrderState.CANCELED, ts, None if reason is None else str(reason)))
+        own = self._own(order)
+        self._record(own, own.transition(OrderState.CANCELED, ts, None if reason is None else str(reason)))
 
     def on_fill(self, order: Order, fill: Fill, bar: int) -> None:
         if fill.execution_id in self._execution_ids:
             return  # a venue may report one execution twice (reconnects, replays): book it once
+        own = self._own(order)
         self._execution_ids.add(fill.execution_id)
         self.fills.append(fill)
-        previous = order.filled_qty
-        order.filled_qty = previous + fill.qty
-        if previous == 0 or order.avg_fill_price is None:
-            order.avg_fill_price = fill.price
+        if own.qty is None:  # sized by the venue at fill time
+            own.qty = order.qty
+        previous = own.filled_qty
+        own.filled_qty = previous + fill.qty
+        if previous == 0 or own.avg_fill_price is None:
+            own.avg_fill_price = fill.price
         else:
-            order.avg_fill_price = (order.avg_fill_price * previous + fill.price * fill.qty) / order.filled_qty
-        done = order.qty is not None and order.filled_qty >= order.qty
+            own.avg_fill_price = (own.avg_fill_price * previous + fill.price * fill.qty) / own.filled_qty
+        done = own.qty is not None and own.filled_qty >= own.qty
         state = OrderState.FILLED if done else OrderState.PARTIALLY_FILLED
-        self._record(order, order.transition(state, fill.ts))
+        self._record(own, own.transition(state, fill.ts))
         if self.journal is not None:
-            self.journal.record_fill(order, fill)
+            self.journal.record_fill(own, fill)
         instrument = self.instruments[fill.symbol]
         closed = self.portfolio.apply_fill(instrument, fill.side.sign, fill.qty_raw, fill.price_raw,
                                            fill.fee_raw, fill.ts, bar)
         for listener in self.fill_listeners:
-            listener(order, fill, closed)
+            listener(own, fill, closed)
 
     def _record(self, order: Order, event: OrderEvent) -> None:
         if self.journal is not None:
