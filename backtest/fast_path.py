@@ -236,8 +236,10 @@ class KernelOutput:
 
 def run_kernel(k: KernelInputs) -> KernelOutput:
     n = len(k.target)
-    cap_orders = 2 * n + 2
-    cap_trades = n + 1
+    # each bar with a signal makes at most a close and an entry; the end adds one close
+    events = int(np.count_nonzero(~np.isnan(k.target)))
+    cap_orders = 2 * events + 2
+    cap_trades = events + 1
     i64 = np.int64
     equity = np.empty(n, dtype=np.float64)
     position = np.empty(n, dtype=np.float64)

@@ -4,7 +4,7 @@ reports, JSON, plots and the parity tests read the same thing whichever path ran
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -39,9 +39,18 @@ class BacktestResult:
     close: pd.Series           # the close prices the run saw, same index as equity
     initial_cash: float
     fees_total: float = 0.0
-    orders: list[dict[str, Any]] = field(default_factory=list)   # every order, as dicts
+    # every order, one row each: built on first read (a long run has tens of thousands, and most
+    # callers, like a parameter sweep, never look at them)
+    orders_source: Callable[[], pd.DataFrame] | None = None
     denied: list[dict[str, Any]] = field(default_factory=list)   # orders denied by risk, with reason
     meta: dict[str, Any] = field(default_factory=dict)           # strategy, params, data, path used
+    _orders: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def orders(self) -> pd.DataFrame:
+        if self._orders is None:
+            self._orders = self.orders_source() if self.orders_source is not None else pd.DataFrame()
+        return self._orders
 
 
 def empty_trades() -> pd.DataFrame:

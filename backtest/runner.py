@@ -9,6 +9,7 @@ return a BacktestResult; the parity tests hold them to identical orders, fills a
 
 from __future__ import annotations
 
+import gc
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -25,6 +26,7 @@ from engine.clock import SimulatedClock
 from engine.instrument import Instrument, infer_price_increment
 from engine.money import FeeModel, Slippage, decimal_places, to_raw
 from engine.oms import OrderManager, RiskGate
+from engine.portfolio import Portfolio
 from engine.orders import OrderState
 from strategies.base import BarData, Strategy, parse_params, to_raw_any
 
@@ -34,8 +36,8 @@ ProgressHook = Callable[[int, int], None]
 
 def build_instrument(frame: pd.DataFrame, config: BacktestConfig, units: str) -> Instrument:
     """The instrument a CSV backtest trades: grid from the config, or inferred from the prices."""
-    prices = frame[["open", "high", "low", "close"]].to_numpy()
-    price_increment = config.price_increment or infer_price_increment(prices.ravel())
+    price_increment = config.price_increment or min(
+        infer_price_increment(frame[c].to_numpy(dtype=np.float64)) for c in ("open", "high", "low", "close"))
     size_increment = config.size_increment or (Decimal(1) if units == "whole" else FRACTIONAL_STEP)
     return Instrument(symbol=config.symbol, price_increment=price_increment, size_increment=size_increment,
                       min_qty=config.min_qty, currency_increment=config.currency_increment)
@@ -83,51 +85,64 @@ def _prepared(strategy_cls: type[Strategy], params: Any, frame: pd.DataFrame, in
 
 def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, config: BacktestConfig,
                risk: RiskGate | None = None, progress: ProgressHook | None = None) -> BacktestResult:
-    """The event-by-event path: bar -> venue fills -> strategy.next() -> mark."""
-    s = instrument.scales
+    """The event-by-event path: bar -> venue fills -> strategy.next() -> mark.
+
+    The books only change inside the venue's matching, so the loop records (cash, position) at
+    those bars and the per-bar equity curve is rebuilt afterwards with the same float formula
+    (cash + qty * close), in numpy. The cyclic garbage collector is paused for the loop: it
+    allocates many small objects and no cycles, and full collections over a growing heap would
+    otherwise cost more than the trading logic.
+    """
     clock = SimulatedClock()
-    venue = SimulatedVenue(instrument, config.cash, FeeModel(config.commission, config.commission_per_order),
-                           Slippage(config.slippage_bps))
-    from engine.portfolio import Portfolio  # local: keeps the import graph of this module flat
     portfolio = Portfolio.for_instrument(config.cash, instrument)
+    venue = SimulatedVenue(instrument, config.cash, FeeModel(config.commission, config.commission_per_order),
+                           Slippage(config.slippage_bps), shared_account=portfolio)
     oms = OrderManager(config.bot_id, clock, venue, portfolio, {instrument.symbol: instrument}, risk=risk)
     strategy.connect(oms)
 
-    times_index = frame.index
-    times = times_index.asi8.tolist()
-    closes = frame["close"].to_numpy(dtype=np.float64).tolist()
-    o_raw = to_raw_prices(frame["open"].to_numpy(), instrument).tolist()
-    h_raw = to_raw_prices(frame["high"].to_numpy(), instrument).tolist()
-    l_raw = to_raw_prices(frame["low"].to_numpy(), instrument).tolist()
-    c_raw = to_raw_prices(frame["close"].to_numpy(), instrument).tolist()
-    n = len(closes)
-    equity = [0.0] * n
-    position = [0.0] * n
+    times = frame.index.asi8.tolist()
+    closes = frame["close"].to_numpy(dtype=np.float64)
+    # numpy arrays, read (as Python ints) only at bars with working orders
+    o_raw, h_raw, l_raw, c_raw = (to_raw_prices(frame[c].to_numpy(), instrument)
+                                  for c in ("open", "high", "low", "close"))
+    n = len(times)
     pos = portfolio.positions[instrument.symbol]
+    mark_bar, mark_cash, mark_qty, mark_units = [-1], [portfolio.cash_float], [0.0], [0.0]
     working = venue._working
     on_bar = venue.on_bar
     next_ = strategy.next
-    chunk = max(n // 100, 1)
-    for i in range(n):
-        ts = times[i]
-        clock.ts = ts
-        if working:
-            on_bar(o_raw[i], h_raw[i], l_raw[i], c_raw[i], ts, i)
-        strategy.i = i
-        next_()
-        equity[i] = portfolio.cash_float + pos.qty_float * closes[i]
-        position[i] = pos.units_float
-        if progress is not None and i % chunk == 0:
-            progress(i, n)
-    if n:
-        venue.cancel_all(RejectReason.END_OF_DATA)
-        closing = strategy.close()
-        if closing is not None:
-            venue.close_position_at(c_raw[-1], times[-1], n - 1, closing)
+    chunk = max(n // 100, 10_000)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for start in range(0, n, chunk):
+            for i in range(start, min(start + chunk, n)):
+                ts = times[i]
+                clock.ts = ts
+                if working:
+                    on_bar(int(o_raw[i]), int(h_raw[i]), int(l_raw[i]), int(c_raw[i]), ts, i)
+                    mark_bar.append(i)
+                    mark_cash.append(portfolio.cash_float)
+                    mark_qty.append(pos.qty_float)
+                    mark_units.append(pos.units_float)
+                strategy.i = i
+                next_()
+            if progress is not None:
+                progress(min(start + chunk, n), n)
+        if n:
+            venue.cancel_all(RejectReason.END_OF_DATA)
+            closing = strategy.close()
+            if closing is not None:
+                venue.close_position_at(int(c_raw[-1]), times[-1], n - 1, closing)
+        segment = np.searchsorted(np.asarray(mark_bar), np.arange(n), side="right") - 1
+        equity = np.asarray(mark_cash)[segment] + np.asarray(mark_qty)[segment] * closes
+        position = np.asarray(mark_units)[segment]
+        if n:
             equity[-1] = portfolio.cash_float + pos.qty_float * closes[-1]
-    if progress is not None:
-        progress(n, n)
-    return _event_result(oms, portfolio, frame, instrument, config, np.asarray(equity), np.asarray(position))
+        return _event_result(oms, portfolio, frame, instrument, config, equity, position)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 def _event_result(oms: OrderManager, portfolio: Any, frame: pd.DataFrame, instrument: Instrument,
@@ -145,30 +160,32 @@ def _event_result(oms: OrderManager, portfolio: Any, frame: pd.DataFrame, instru
         "pnl": np.array([t.pnl for t in closed], dtype=np.int64),
     }, frame.index, s)
     orders = list(oms.orders.values())
-    bar_of = {ts: i for i, ts in enumerate(frame.index.asi8.tolist())} if orders else {}
+    times = frame.index.asi8
+    filled: dict[str, list[int]] = {}  # client id -> [qty, notional, fee, ts of last fill] (raw)
+    for fill in oms.fills:
+        agg = filled.setdefault(fill.client_order_id, [0, 0, 0, 0])
+        agg[0] += fill.qty_raw
+        agg[1] += fill.qty_raw * fill.price_raw
+        agg[2] += fill.fee_raw
+        agg[3] = fill.ts
+    none = [0, 0, 0, -1]
+    aggs = [filled.get(o.client_order_id, none) for o in orders]
     state_code = {OrderState.FILLED: 0, OrderState.REJECTED: 1, OrderState.CANCELED: 2, OrderState.DENIED: 3}
-    fills_at: dict[str, int] = {}
-    for order in orders:
-        for event in order.events:
-            if event.state is OrderState.FILLED:
-                fills_at[order.client_order_id] = bar_of[event.ts]
     raw = {
-        "bar": np.array([bar_of[o.ts_init] for o in orders], dtype=np.int64),
+        "bar": np.searchsorted(times, np.array([o.ts_init for o in orders], dtype=np.int64)),
         "side": np.array([o.side.sign for o in orders], dtype=np.int64),
         "tag": np.array([1 if o.tag == "close" else 0 for o in orders], dtype=np.int64),
         "state": np.array([state_code.get(o.state, 2) for o in orders], dtype=np.int64),
-        "qty": np.array([-1 if o.qty is None else to_raw(o.qty, s.qty_dp) for o in orders], dtype=np.int64),
-        "price": np.array([0 if o.avg_fill_price is None else to_raw_any(o.avg_fill_price, s.price_dp)
-                           for o in orders], dtype=np.int64),
-        "fill_bar": np.array([fills_at.get(o.client_order_id, -1) for o in orders], dtype=np.int64),
+        "qty": np.array([-1 if o.qty is None else (a[0] if a[0] else to_raw(o.qty, s.qty_dp))
+                         for o, a in zip(orders, aggs)], dtype=np.int64),
+        # single fills (all a bar backtest makes) divide exactly; a partial-fill average is floored
+        "price": np.array([a[1] // a[0] if a[0] else 0 for a in aggs], dtype=np.int64),
+        "fee": np.array([a[2] for a in aggs], dtype=np.int64),
+        "fill_bar": np.searchsorted(times, np.array([a[3] for a in aggs], dtype=np.int64)),
     }
-    fees_by_order: dict[str, int] = {}
-    for fill in oms.fills:
-        fees_by_order[fill.client_order_id] = fees_by_order.get(fill.client_order_id, 0) + fill.fee_raw
-    raw["fee"] = np.array([fees_by_order.get(o.client_order_id, 0) for o in orders], dtype=np.int64)
-    frame_orders = orders_frame(raw, frame.index, s, oms.bot_id,
-                                [None if o.equity_fraction is None else str(o.equity_fraction) for o in orders],
-                                [o.reason for o in orders])
+    raw["fill_bar"][np.array([a[3] < 0 for a in aggs], dtype=bool)] = -1
+    fractions = [None if o.equity_fraction is None else str(o.equity_fraction) for o in orders]
+    reasons = [o.reason for o in orders]
     denied = [o.as_dict() for o in oms.denied]
     return BacktestResult(
         equity=pd.Series(equity, index=frame.index, name="equity"),
@@ -177,7 +194,7 @@ def _event_result(oms: OrderManager, portfolio: Any, frame: pd.DataFrame, instru
         close=frame["close"],
         initial_cash=float(config.cash),
         fees_total=float(s.cash(portfolio.fees_raw)),
-        orders=frame_orders,  # type: ignore[arg-type]
+        orders_source=lambda: orders_frame(raw, frame.index, s, oms.bot_id, fractions, reasons),
         denied=denied,
         meta={"path": "event", "bars": len(frame), "reasons": _reasons(oms)},
     )
@@ -222,11 +239,14 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
         return None
     trades = trades_frame(out.trades, frame.index, s)
     o = out.orders
-    fraction = None if p.fixed_size is not None else str(p.size)
-    fractions = [fraction if tag == 0 else None for tag in o["tag"].tolist()]
-    reasons = [_kernel_reason(state, tag, fixed_qty, s.min_qty, max_qty)
-               for state, tag in zip(o["state"].tolist(), o["tag"].tolist())]
-    orders = orders_frame(o, frame.index, s, config.bot_id, fractions, reasons)
+
+    def build_orders() -> pd.DataFrame:
+        fraction = None if p.fixed_size is not None else str(p.size)
+        tags, states = o["tag"].tolist(), o["state"].tolist()
+        fractions = [fraction if tag == 0 else None for tag in tags]
+        reasons = [_kernel_reason(state, tag, fixed_qty, s.min_qty, max_qty) for state, tag in zip(states, tags)]
+        return orders_frame(o, frame.index, s, config.bot_id, fractions, reasons)
+
     fees_total = int(out.orders["fee"][out.orders["state"] == 0].sum())
     return BacktestResult(
         equity=pd.Series(out.equity, index=frame.index, name="equity"),
@@ -235,7 +255,7 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
         close=frame["close"],
         initial_cash=float(config.cash),
         fees_total=float(s.cash(fees_total)),
-        orders=orders,  # type: ignore[arg-type]
+        orders_source=build_orders,
         denied=[],
         meta={"path": "fast", "bars": len(frame)},
     )

@@ -78,11 +78,23 @@ def infer_price_increment(prices: np.ndarray, max_dp: int = 8) -> Decimal:
     """The coarsest power-of-ten tick on which every price lies (to within float noise).
 
     Bundled CSVs do not carry a tick size; a price written as 1.07219 is on a 0.00001 grid.
-    Prices with more than `max_dp` decimals are put on the 10**-max_dp grid.
+    Prices with more than `max_dp` decimals are put on the 10**-max_dp grid. A sample proposes
+    the grid and one pass over all prices confirms it (or the next finer grid is tried).
     """
     finite = prices[np.isfinite(prices)]
-    for dp in range(0, max_dp + 1):
-        scaled = finite * 10.0**dp
-        if np.all(np.abs(scaled - np.rint(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled)) * 1e-3):
-            return Decimal(1).scaleb(-dp)
-    return Decimal(1).scaleb(-max_dp)
+    sample = finite[:: max(1, len(finite) // 20_000)]
+    dp = next((d for d in range(max_dp + 1) if _off_grid(sample, d).size == 0), max_dp)
+    for start in range(0, len(finite), _CHUNK):  # cache-sized chunks: no 30 MB temporaries
+        off = _off_grid(finite[start:start + _CHUNK], dp)
+        while off.size and dp < max_dp:  # only the prices that failed are checked again
+            dp += 1
+            off = _off_grid(off, dp)
+    return Decimal(1).scaleb(-dp)
+
+
+_CHUNK = 1 << 15
+
+
+def _off_grid(values: np.ndarray, dp: int) -> np.ndarray:
+    scaled = values * 10.0**dp
+    return values[np.abs(scaled - np.rint(scaled)) > 1e-9 * np.maximum(1.0, np.abs(scaled))]

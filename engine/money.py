@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from math import gcd
 
 from engine.errors import ConfigError
@@ -29,6 +30,13 @@ def decimal_places(value: Decimal) -> int:
     exponent = value.normalize().as_tuple().exponent
     assert isinstance(exponent, int)
     return max(0, -exponent)
+
+
+@lru_cache(maxsize=256)
+def fraction_parts(value: Decimal) -> tuple[int, int]:
+    """An exact decimal as (numerator, power-of-ten denominator): 0.25 -> (25, 100)."""
+    dp = decimal_places(value)
+    return to_raw(value, dp), 10**dp
 
 
 def to_raw(value: Decimal, dp: int) -> int:

@@ -146,11 +146,13 @@ class OrderManager:
         if own.qty is None:  # sized by the venue at fill time
             own.qty = order.qty
         previous = own.filled_qty
-        own.filled_qty = previous + fill.qty
-        if previous == 0 or own.avg_fill_price is None:
+        fill_qty = fill.qty
+        if not previous:
+            own.filled_qty = fill_qty
             own.avg_fill_price = fill.price
         else:
-            own.avg_fill_price = (own.avg_fill_price * previous + fill.price * fill.qty) / own.filled_qty
+            own.filled_qty = previous + fill_qty
+            own.avg_fill_price = (own.avg_fill_price * previous + fill.price * fill_qty) / own.filled_qty  # type: ignore[operator]
         done = own.qty is not None and own.filled_qty >= own.qty
         state = OrderState.FILLED if done else OrderState.PARTIALLY_FILLED
         self._record(own, own.transition(state, fill.ts))

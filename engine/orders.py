@@ -66,6 +66,9 @@ TERMINAL_STATES = frozenset({S.DENIED, S.FILLED, S.CANCELED, S.REJECTED, S.EXPIR
 OPEN_STATES = frozenset({S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.PENDING_CANCEL})
 
 
+_NONE: frozenset[OrderState] = frozenset()
+
+
 def can_transition(current: OrderState, new: OrderState) -> bool:
     return new in _ALLOWED.get(current, frozenset())
 
@@ -124,7 +127,7 @@ class Order:
 
     def transition(self, new: OrderState, ts: int, reason: str | None = None) -> OrderEvent:
         """Move to `new` or raise InvalidTransition; returns the event to store."""
-        if not can_transition(self.state, new):
+        if new not in _ALLOWED.get(self.state, _NONE):
             raise InvalidTransition(f"order {self.client_order_id}: {self.state} -> {new} is not allowed")
         self.state = new
         if reason is not None:
@@ -161,18 +164,33 @@ class Liquidity(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """One execution. `execution_id` is unique per venue; a repeated one is ignored."""
+    """One execution. `execution_id` is unique per venue; a repeated one is ignored.
+
+    Amounts are held as the raw integers the books use (engine.money); the Decimal views are
+    built on demand, since a long backtest makes tens of thousands of fills and reads few.
+    """
 
     execution_id: str
     client_order_id: str
     symbol: str
     side: OrderSide
-    qty: Decimal
-    price: Decimal
-    fee: Decimal
+    qty_raw: int
+    price_raw: int
+    fee_raw: int
+    qty_dp: int
+    price_dp: int
+    cash_dp: int
     ts: int
     liquidity: Liquidity = Liquidity.TAKER
-    # The fixed-point values the books use; set by the venue that produced the fill.
-    qty_raw: int = 0
-    price_raw: int = 0
-    fee_raw: int = 0
+
+    @property
+    def qty(self) -> Decimal:
+        return Decimal(self.qty_raw).scaleb(-self.qty_dp)
+
+    @property
+    def price(self) -> Decimal:
+        return Decimal(self.price_raw).scaleb(-self.price_dp)
+
+    @property
+    def fee(self) -> Decimal:
+        return Decimal(self.fee_raw).scaleb(-self.cash_dp)

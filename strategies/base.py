@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.errors import ConfigError
 from engine.orders import Order, OrderSide, OrderType, TimeInForce
-from engine.money import div_round_half_even, floor_to_step, to_raw
+from engine.money import div_round_half_even, floor_to_step
 
 if TYPE_CHECKING:
     from engine.oms import OrderManager
@@ -106,15 +106,30 @@ class BarData:
     def Volume(self) -> pd.Series:
         return self.frame["volume"]
 
-    def as_lists(self) -> "BarData":
-        lists = object.__new__(BarData)
-        lists.frame = self.frame
-        for name in ("time", "open", "high", "low", "close", "volume"):
-            setattr(lists, name, getattr(self, name).tolist())
-        return lists
+    def as_lists(self) -> "BarListView":
+        return BarListView(self)
 
     def __len__(self) -> int:
         return len(self.close)
+
+
+class BarListView:
+    """The bar columns as Python lists, each converted on first use (most strategies read one
+    or two columns; converting a million-row column nobody reads costs more than the loop)."""
+
+    def __init__(self, data: BarData) -> None:
+        self._data = data
+        self.frame = data.frame
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("time", "open", "high", "low", "close", "volume"):
+            values = getattr(self._data, name).tolist()
+            setattr(self, name, values)
+            return values
+        return getattr(self._data, name)
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 class Strategy:
@@ -127,7 +142,7 @@ class Strategy:
     def __init__(self, params: StrategyParams) -> None:
         self.p = params
         self.i = -1
-        self.data: BarData = None  # type: ignore[assignment]
+        self.data: BarData | BarListView = None  # type: ignore[assignment]
         self._oms: OrderManager | None = None
         self._position: Position | None = None
         self._symbol = ""
@@ -215,7 +230,7 @@ class Strategy:
             if self.p.fixed_size is not None:
                 self.order(side, qty=self.p.fixed_size, tag="open")
             else:
-                self.order(side, fraction=self.p.size, tag="open")
+                self._market(side, None, self.p.size, False, "open")
 
     def buy(self, qty: Decimal | None = None, fraction: Decimal | None = None, limit: Decimal | float | None = None,
             stop: Decimal | float | None = None, tag: str = "") -> Order:
@@ -232,7 +247,17 @@ class Strategy:
         if position.qty == 0:
             return None
         side = OrderSide.SELL if position.qty > 0 else OrderSide.BUY
-        return self.order(side, qty=position.scales.qty(abs(position.qty)), reduce_only=True, tag="close")
+        return self._market(side, position.scales.qty(abs(position.qty)), None, True, "close")
+
+    def _market(self, side: OrderSide, qty: Decimal | None, fraction: Decimal | None, reduce_only: bool,
+                tag: str) -> Order:
+        """A market order whose quantity is already on the lot grid (the go/close hot path)."""
+        oms = self._oms
+        assert oms is not None, "strategy is not connected to an OMS"
+        order = Order(oms.next_client_order_id(), oms.bot_id, self._symbol, side, OrderType.MARKET, qty,
+                      oms.clock.now_ns(), reduce_only=reduce_only, equity_fraction=fraction, tag=tag)
+        oms.submit(order)
+        return order
 
     def cancel(self, order: Order) -> None:
         assert self._oms is not None

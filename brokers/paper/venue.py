@@ -33,7 +33,7 @@ from decimal import Decimal
 
 from brokers.base import ExecutionSink, RejectReason
 from engine.instrument import Instrument
-from engine.money import (FeeModel, Slippage, decimal_places, estimate_qty, fee_raw, floor_to_step, max_qty_for_budget,
+from engine.money import (FeeModel, Slippage, estimate_qty, fraction_parts, fee_raw, floor_to_step, max_qty_for_budget,
                           slipped_price, to_raw)
 from engine.orders import Fill, Liquidity, Order, OrderSide, OrderType
 from engine.portfolio import Portfolio
@@ -47,10 +47,15 @@ class SimulatedVenue:
     name = "PAPER"
 
     def __init__(self, instrument: Instrument, initial_cash: Decimal, fees: FeeModel = FeeModel(),
-                 slippage: Slippage = Slippage(), partial_fills: bool = False) -> None:
+                 slippage: Slippage = Slippage(), partial_fills: bool = False,
+                 shared_account: Portfolio | None = None) -> None:
+        """`shared_account`: in a backtest the venue may read the engine's own portfolio instead of
+        keeping a second copy of the same books (the OMS books every fill into it); a paper venue
+        that must outlive the engine keeps its own (the default)."""
         self.instrument = instrument
         self.scales = s = instrument.scales
-        self.account = Portfolio.for_instrument(initial_cash, instrument)
+        self._books_fills = shared_account is None
+        self.account = shared_account if shared_account is not None else Portfolio.for_instrument(initial_cash, instrument)
         self.partial_fills = partial_fills
         self._fee_num, self._fee_den = fees.fraction(s)
         self._fee_rate = float(fees.rate)
@@ -219,9 +224,8 @@ class SimulatedVenue:
         account = self.account
         position = account.positions[self.instrument.symbol]
         equity = account.cash_raw + position.qty * price * s.notional_k
-        frac_dp = decimal_places(fraction)
-        frac_num = to_raw(fraction, frac_dp)
-        budget = (equity * frac_num) // 10**frac_dp
+        frac_num, frac_den = fraction_parts(fraction)
+        budget = (equity * frac_num) // frac_den
         if side_sign > 0:
             budget = min(budget, account.cash_raw)
         if budget <= 0:
@@ -261,22 +265,12 @@ class SimulatedVenue:
         if qty == leaves:
             self._working.remove(order)
             self._first_fill_done.discard(order.client_order_id)
-        self.account.apply_fill(self.instrument, side_sign, qty, price, fee, ts, bar)
+        if self._books_fills:
+            self.account.apply_fill(self.instrument, side_sign, qty, price, fee, ts, bar)
         self._exec_seq += 1
-        fill = Fill(
-            execution_id=f"{self.name}-{self._exec_seq}",
-            client_order_id=order.client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            qty=s.qty(qty),
-            price=s.price(price),
-            fee=s.cash(fee),
-            ts=ts,
-            liquidity=Liquidity.TAKER if taker else Liquidity.MAKER,
-            qty_raw=qty,
-            price_raw=price,
-            fee_raw=fee,
-        )
+        fill = Fill(f"{self.name}-{self._exec_seq}", order.client_order_id, order.symbol, order.side,
+                    qty, price, fee, s.qty_dp, s.price_dp, s.cash_dp, ts,
+                    Liquidity.TAKER if taker else Liquidity.MAKER)
         sink.on_fill(order, fill, bar)
 
     def close_position_at(self, price: int, ts: int, bar: int, order: Order) -> None:
