@@ -80,7 +80,8 @@ def _time_index(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     else:
         times = times.tz_convert("UTC")
     body = body.copy()
-    body.index = pd.DatetimeIndex(times, name="time")
+    # pandas 3 infers a resolution from the text (ms, us...): the engine counts time in ns
+    body.index = pd.DatetimeIndex(times, name="time").as_unit("ns")
     return body
 
 
@@ -223,5 +224,5 @@ def ticks_to_bars(ticks: pd.DataFrame, rule: str) -> pd.DataFrame:
                          "close": grouped.last(),
                          "volume": ticks["size"].fillna(0.0).resample(rule, label="left", closed="left").sum()})
     bars = bars.dropna(subset=["open"])
-    bars.index.name = "time"
+    bars.index = bars.index.as_unit("ns").rename("time")
     return bars.astype("float64")

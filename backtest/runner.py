@@ -100,7 +100,7 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
     oms = OrderManager(config.bot_id, clock, venue, portfolio, {instrument.symbol: instrument}, risk=risk)
     strategy.connect(oms)
 
-    times = frame.index.asi8.tolist()
+    times = frame.index.as_unit("ns").asi8.tolist()
     closes = frame["close"].to_numpy(dtype=np.float64)
     # numpy arrays, read (as Python ints) only at bars with working orders
     o_raw, h_raw, l_raw, c_raw = (to_raw_prices(frame[c].to_numpy(), instrument)
@@ -160,7 +160,7 @@ def _event_result(oms: OrderManager, portfolio: Any, frame: pd.DataFrame, instru
         "pnl": np.array([t.pnl for t in closed], dtype=np.int64),
     }, frame.index, s)
     orders = list(oms.orders.values())
-    times = frame.index.asi8
+    times = frame.index.as_unit("ns").asi8
     filled: dict[str, list[int]] = {}  # client id -> [qty, notional, fee, ts of last fill] (raw)
     for fill in oms.fills:
         agg = filled.setdefault(fill.client_order_id, [0, 0, 0, 0])

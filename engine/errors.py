@@ -31,3 +31,7 @@ class UnknownStrategyError(ConfigError):
 
 class InvalidTransition(TickbridgeError):
     """An order state change the order state machine does not allow."""
+
+
+class StoreUnavailable(TickbridgeError):
+    """The database cannot be reached or read. Trading stops rather than trade blind."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from engine.clock import Clock
 from engine.instrument import Instrument
-from engine.orders import Fill, Order, OrderEvent, OrderState
+from engine.orders import TERMINAL_STATES, Fill, Order, OrderEvent, OrderState
 from engine.portfolio import ClosedTrade, Portfolio
 
 if TYPE_CHECKING:  # brokers depend on engine, never the other way round at runtime
@@ -33,6 +33,8 @@ class OrderJournal(Protocol):
 
     def record_event(self, order: Order, event: OrderEvent) -> None: ...
     def record_fill(self, order: Order, fill: Fill) -> None: ...
+    def record_position(self, portfolio: Portfolio, symbol: str, ts: int) -> None: ...
+    def flush(self) -> None: ...
 
 
 FillListener = Callable[[Order, Fill, list[ClosedTrade]], None]
@@ -60,6 +62,7 @@ class OrderManager:
         self.rejected: list[Order] = []
         self.fills: list[Fill] = []
         self.external: list[Order] = []
+        self._open: dict[str, Order] = {}  # not terminal: PENDING_SUBMIT included (in flight)
         self.fill_listeners: list[FillListener] = []
         self._seq = start_seq
         self._execution_ids: set[str] = set()
@@ -73,7 +76,24 @@ class OrderManager:
 
     @property
     def open_orders(self) -> list[Order]:
-        return [o for o in self.orders.values() if o.is_open]
+        """Orders a venue may still act on (in flight included), oldest first."""
+        return list(self._open.values())
+
+    def restore(self, orders: list[Order], fills: list[Fill], next_seq: int) -> None:
+        """Rebuild from the store after a restart: orders, the id sequence, and the books,
+        replayed fill by fill, so positions and realized P&L are recomputed, not trusted."""
+        self._seq = max(self._seq, next_seq)
+        for order in orders:
+            self.orders[order.client_order_id] = order
+            if not order.is_terminal:
+                self._open[order.client_order_id] = order
+        for fill in fills:
+            if fill.execution_id in self._execution_ids:
+                continue
+            self._execution_ids.add(fill.execution_id)
+            self.fills.append(fill)
+            self.portfolio.apply_fill(self.instruments[fill.symbol], fill.side.sign, fill.qty_raw,
+                                      fill.price_raw, fill.fee_raw, fill.ts)
 
     def submit(self, order: Order) -> bool:
         """Check, journal and send. Returns False if the order was denied."""
@@ -88,6 +108,8 @@ class OrderManager:
                 self.denied.append(order)
                 return False
         self._record(order, order.transition(OrderState.PENDING_SUBMIT, ts))
+        if self.journal is not None:
+            self.journal.flush()  # write-ahead: durable before any venue can have seen it
         self.adapter.submit(order)
         return True
 
@@ -114,10 +136,12 @@ class OrderManager:
             client_order_id=venue_order.client_order_id, bot_id=self.bot_id, symbol=venue_order.symbol,
             side=venue_order.side, type=venue_order.type, qty=venue_order.qty, ts_init=venue_order.ts_init,
             limit_price=venue_order.limit_price, stop_price=venue_order.stop_price, tif=venue_order.tif,
-            tag="external", state=OrderState.SUBMITTED,
+            tag="external",
         )
         self.orders[own.client_order_id] = own
         self.external.append(own)
+        self._record(own, own.transition(OrderState.PENDING_SUBMIT, venue_order.ts_init))
+        self._record(own, own.transition(OrderState.SUBMITTED, venue_order.ts_init))
         return own
 
     def on_submitted(self, order: Order, ts: int) -> None:
@@ -156,15 +180,20 @@ class OrderManager:
         done = own.qty is not None and own.filled_qty >= own.qty
         state = OrderState.FILLED if done else OrderState.PARTIALLY_FILLED
         self._record(own, own.transition(state, fill.ts))
-        if self.journal is not None:
-            self.journal.record_fill(own, fill)
         instrument = self.instruments[fill.symbol]
         closed = self.portfolio.apply_fill(instrument, fill.side.sign, fill.qty_raw, fill.price_raw,
                                            fill.fee_raw, fill.ts, bar)
+        if self.journal is not None:
+            self.journal.record_fill(own, fill)
+            self.journal.record_position(self.portfolio, fill.symbol, fill.ts)
         for listener in self.fill_listeners:
             listener(own, fill, closed)
 
     def _record(self, order: Order, event: OrderEvent) -> None:
+        if order.state in TERMINAL_STATES:
+            self._open.pop(order.client_order_id, None)
+        else:
+            self._open[order.client_order_id] = order
         if self.journal is not None:
             self.journal.record_event(order, event)
 

@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from engine.portfolio import Position
 
 
+_GO_TAGS = frozenset({"open", "close"})
+
+
 class StrategyParams(BaseModel):
     """Parameters every strategy has: how big its positions are."""
 
@@ -78,7 +81,7 @@ class BarData:
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
-        self.time = frame.index.asi8 if isinstance(frame.index, pd.DatetimeIndex) else np.asarray(frame.index)
+        self.time = frame.index.as_unit("ns").asi8 if isinstance(frame.index, pd.DatetimeIndex) else np.asarray(frame.index)
         self.open = frame["open"].to_numpy(dtype=np.float64)
         self.high = frame["high"].to_numpy(dtype=np.float64)
         self.low = frame["low"].to_numpy(dtype=np.float64)
@@ -157,6 +160,8 @@ class Strategy:
         """Give the strategy an OMS to trade through and switch `next()` to list access."""
         self._oms = oms
         self._position = oms.portfolio.position(oms.instruments[self._symbol])
+        if self.data is None:  # a tick-driven strategy may run with no bar history
+            return
         self.data = self.data.as_lists()
         for attr, value in list(vars(self).items()):
             converted = self._as_lists(value)
@@ -180,6 +185,9 @@ class Strategy:
     def signals(self) -> np.ndarray | None:
         """Optional vectorised directions per bar (see the module docstring); None = no fast path."""
         return None
+
+    def on_tick(self, tick: Any) -> None:
+        """Act on one live quote or trade (live and paper sessions)."""
 
     def on_fill(self, order: Order, fill: Any) -> None:
         """Called after each of this strategy's fills is booked."""
@@ -219,7 +227,11 @@ class Strategy:
 
     def go(self, direction: int) -> None:
         """Hold `direction` (+1, -1, 0) from the next fill on: close what points the other way,
-        then open with this strategy's sizing. Does nothing if already there."""
+        then open with this strategy's sizing. Does nothing if already there, or while orders it
+        made are still in flight (after a restart an order may be at the venue, not yet filled:
+        deciding again would send a second one)."""
+        if any(o.tag in _GO_TAGS for o in self._oms._open.values()):  # type: ignore[union-attr]
+            return
         current = self.direction
         if current == direction:
             return

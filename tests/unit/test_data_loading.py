@@ -26,7 +26,7 @@ def lines(path) -> int:
 ])
 def test_bundled_bar_files_load_whole(relative, first):
     bars = load_bars(DATA / relative)
-    assert list(bars.columns) == BAR_COLUMNS and bars.index.name == "time"
+    assert list(bars.columns) == BAR_COLUMNS and bars.index.name == "time" and bars.index.unit == "ns"
     assert len(bars) == lines(DATA / relative)
     assert bars.index[0] == pd.Timestamp(first, tz="UTC") and bars.index.is_monotonic_increasing
 
@@ -35,6 +35,7 @@ def test_bundled_bar_files_load_whole(relative, first):
 def test_bundled_tick_files_load_whole(relative):
     ticks = load_ticks(DATA / relative)
     assert list(ticks.columns) == TICK_COLUMNS and len(ticks) == lines(DATA / relative)
+    assert ticks.index.unit == "ns"  # the engine's clock unit, whatever resolution pandas inferred
     assert (ticks[["bid", "ask"]] > 0).all().all() and ticks["last"].isna().all()
 
 

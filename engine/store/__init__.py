@@ -1,0 +1,1 @@
+"""The SQL store: schema, migrations, and the durable order journal."""

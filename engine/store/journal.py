@@ -1,0 +1,205 @@
+"""The durable order journal: the OMS's write-ahead log in SQL.
+
+The OMS reports every transition and fill here. Writes are batched in memory and committed by
+`flush()`, which the OMS calls before any order is handed to a venue: so an order is durable as
+PENDING_SUBMIT before a venue can have seen it (the write-ahead rule), and everything that
+happened before that point is durable too. The runtime also flushes after each market-data
+input it fully processes, with the input's sequence number as the bot's checkpoint, in the same
+transaction. Group commit is what makes this fast: one commit per input, not one per event.
+
+`load()` reads a bot back: its counters, its orders, its fills in the order they were booked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.instrument import Instrument
+from engine.money import Scales, to_raw
+from engine.orders import Fill, Liquidity, Order, OrderEvent, OrderSide, OrderState, OrderType, TimeInForce
+from engine.portfolio import Portfolio
+from engine.store.models import BotRow, FillRow, OrderEventRow, OrderRow, PositionRow
+
+ORDERS, EVENTS, FILLS, BOTS, POSITIONS = (OrderRow.__table__, OrderEventRow.__table__, FillRow.__table__,
+                                         BotRow.__table__, PositionRow.__table__)
+
+
+def _order_values(order: Order) -> dict[str, Any]:
+    ts_last = order.events[-1].ts if order.events else order.ts_init
+    return {
+        "client_order_id": order.client_order_id, "bot_id": order.bot_id, "symbol": order.symbol,
+        "side": order.side.value, "type": order.type.value, "qty": order.qty,
+        "limit_price": order.limit_price, "stop_price": order.stop_price, "tif": order.tif.value,
+        "reduce_only": order.reduce_only, "equity_fraction": order.equity_fraction, "tag": order.tag,
+        "state": order.state.value, "venue_order_id": order.venue_order_id, "filled_qty": order.filled_qty,
+        "avg_fill_price": order.avg_fill_price, "reason": order.reason, "external": order.tag == "external",
+        "ts_init": order.ts_init, "ts_last": ts_last,
+    }
+
+
+@dataclass(slots=True)
+class StoredBot:
+    """What a restart needs: counters, every order, every fill (in booking order)."""
+
+    next_order_seq: int
+    checkpoint: int
+    orders: list[Order]
+    fills: list[Fill]
+
+
+class SqlJournal:
+    """OrderJournal on SQLAlchemy Core, for one bot on one venue."""
+
+    def __init__(self, engine: Engine, bot_id: str, venue: str, account_id: str = "default") -> None:
+        self.engine = engine
+        self.bot_id = bot_id
+        self.venue = venue
+        self._new_orders: dict[str, Order] = {}
+        self._dirty_orders: dict[str, Order] = {}
+        self._events: list[dict[str, Any]] = []
+        self._fills: list[dict[str, Any]] = []
+        self._seq: int | None = None
+        self._checkpoint: int | None = None
+        self._positions: dict[str, dict[str, Any]] = {}
+        self._known: set[str] = set()
+        self.commits = 0
+        self._ensure_bot(account_id)
+
+    def _ensure_bot(self, account_id: str) -> None:
+        with self.engine.begin() as connection:
+            exists = connection.execute(select(BOTS.c.id).where(BOTS.c.id == self.bot_id)).first()
+            if exists is None:
+                connection.execute(insert(BOTS).values(id=self.bot_id, name=self.bot_id, account_id=account_id,
+                                                       config={}, status="STOPPED", next_order_seq=0,
+                                                       checkpoint=-1))
+
+    # -- OrderJournal ----------------------------------------------------------------------------
+    def record_event(self, order: Order, event: OrderEvent) -> None:
+        cid = order.client_order_id
+        if cid not in self._known:
+            self._known.add(cid)
+            self._new_orders[cid] = order
+        elif cid not in self._new_orders:
+            self._dirty_orders[cid] = order
+        self._events.append({"client_order_id": cid, "state": event.state.value, "ts": event.ts,
+                             "reason": event.reason})
+        seq = _sequence_of(cid, self.bot_id)
+        if seq is not None and (self._seq is None or seq > self._seq):
+            self._seq = seq
+
+    def record_fill(self, order: Order, fill: Fill) -> None:
+        self._fills.append({
+            "venue": self.venue, "execution_id": fill.execution_id, "client_order_id": fill.client_order_id,
+            "bot_id": self.bot_id, "symbol": fill.symbol, "side": fill.side.value, "qty": fill.qty,
+            "price": fill.price, "fee": fill.fee, "liquidity": fill.liquidity.value, "ts": fill.ts,
+        })
+
+    def record_position(self, portfolio: Portfolio, symbol: str, ts: int) -> None:
+        """Snapshot a position and the account's cash, written with the next flush."""
+        position = portfolio.positions[symbol]
+        self._positions[symbol] = {
+            "bot_id": self.bot_id, "symbol": symbol, "qty": position.quantity, "avg_price": position.avg_price,
+            "realized_pnl": position.scales.cash(position.realized_pnl), "fees": position.scales.cash(position.fees),
+            "cash": portfolio.cash, "updated_ts": ts,
+        }
+
+    def set_checkpoint(self, sequence: int) -> None:
+        self._checkpoint = sequence
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._new_orders or self._dirty_orders or self._events or self._fills or self._positions)
+
+    def flush(self) -> None:
+        """Commit everything recorded since the last flush, in one transaction."""
+        if not self.pending and self._checkpoint is None and self._seq is None:
+            return
+        with self.engine.begin() as connection:
+            if self._new_orders:
+                connection.execute(insert(ORDERS), [_order_values(o) for o in self._new_orders.values()])
+            if self._dirty_orders:
+                connection.execute(
+                    update(ORDERS).where(ORDERS.c.client_order_id == bindparam("cid")).values(
+                        state=bindparam("state"), filled_qty=bindparam("filled_qty"), qty=bindparam("qty"),
+                        avg_fill_price=bindparam("avg_fill_price"), reason=bindparam("reason"),
+                        ts_last=bindparam("ts_last")),
+                    [{"cid": o.client_order_id, "state": o.state.value, "filled_qty": o.filled_qty, "qty": o.qty,
+                      "avg_fill_price": o.avg_fill_price, "reason": o.reason,
+                      "ts_last": o.events[-1].ts if o.events else o.ts_init} for o in self._dirty_orders.values()])
+            if self._events:
+                connection.execute(insert(EVENTS), self._events)
+            if self._fills:
+                connection.execute(self._insert_ignoring_duplicates(FILLS), self._fills)
+            for row in self._positions.values():
+                self._upsert_position(connection, row)
+            values: dict[str, Any] = {}
+            if self._seq is not None:
+                values["next_order_seq"] = self._seq
+            if self._checkpoint is not None:
+                values["checkpoint"] = self._checkpoint
+            if values:
+                connection.execute(update(BOTS).where(BOTS.c.id == self.bot_id).values(**values))
+        self.commits += 1
+        self._new_orders.clear()
+        self._dirty_orders.clear()
+        self._events.clear()
+        self._fills.clear()
+        self._positions.clear()
+        self._seq = None
+        self._checkpoint = None
+
+    def _insert_ignoring_duplicates(self, table: Any) -> Any:
+        """A fill seen twice (unique venue + execution id) is ignored, not an error."""
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    def _upsert_position(self, connection: Any, row: dict[str, Any]) -> None:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(POSITIONS).values(**row)
+        keys = {k: v for k, v in row.items() if k not in ("bot_id", "symbol")}
+        connection.execute(statement.on_conflict_do_update(index_elements=["bot_id", "symbol"], set_=keys))
+
+    # -- reading back ----------------------------------------------------------------------------
+    def load(self, instruments: dict[str, Instrument]) -> StoredBot:
+        with self.engine.connect() as connection:
+            bot = connection.execute(select(BOTS).where(BOTS.c.id == self.bot_id)).one()
+            order_rows = connection.execute(select(ORDERS).where(ORDERS.c.bot_id == self.bot_id)
+                                            .order_by(ORDERS.c.ts_init, ORDERS.c.client_order_id)).all()
+            fill_rows = connection.execute(select(FILLS).where(FILLS.c.bot_id == self.bot_id)
+                                           .order_by(FILLS.c.id)).all()
+        orders = [_order_from_row(r) for r in order_rows]
+        self._known.update(o.client_order_id for o in orders)
+        fills = [_fill_from_row(r, instruments[r.symbol].scales) for r in fill_rows]
+        return StoredBot(bot.next_order_seq, bot.checkpoint, orders, fills)
+
+
+def _sequence_of(client_order_id: str, bot_id: str) -> int | None:
+    prefix = bot_id + "-"
+    if client_order_id.startswith(prefix) and client_order_id[len(prefix):].isdigit():
+        return int(client_order_id[len(prefix):])
+    return None
+
+
+def _order_from_row(row: Any) -> Order:
+    return Order(
+        client_order_id=row.client_order_id, bot_id=row.bot_id, symbol=row.symbol, side=OrderSide(row.side),
+        type=OrderType(row.type), qty=row.qty, ts_init=row.ts_init, limit_price=row.limit_price,
+        stop_price=row.stop_price, tif=TimeInForce(row.tif), reduce_only=row.reduce_only,
+        equity_fraction=row.equity_fraction, tag=row.tag, state=OrderState(row.state),
+        venue_order_id=row.venue_order_id, filled_qty=row.filled_qty or Decimal(0),
+        avg_fill_price=row.avg_fill_price, reason=row.reason,
+    )
+
+
+def _fill_from_row(row: Any, scales: Scales) -> Fill:
+    """A stored fill back on its instrument's raw grid."""
+    return Fill(row.execution_id, row.client_order_id, row.symbol, OrderSide(row.side),
+                to_raw(Decimal(row.qty), scales.qty_dp), to_raw(Decimal(row.price), scales.price_dp),
+                to_raw(Decimal(row.fee), scales.cash_dp), scales.qty_dp, scales.price_dp, scales.cash_dp, row.ts,
+                Liquidity(row.liquidity))

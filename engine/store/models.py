@@ -1,0 +1,219 @@
+"""The SQL schema: every order, transition, fill, position and P&L number the engine books.
+
+Money and quantities are Numeric(38, 18) mapped to Decimal: exact on SQLite and PostgreSQL alike
+(never Float). Market event times are BigInteger nanoseconds since the epoch (UTC), the engine's
+own clock unit; wall-clock bookkeeping columns are timezone-aware DateTime. Users and
+subscriptions arrive with the API and attach to bots by id.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, Dialect, ForeignKey, Index, Integer, MetaData,
+                        Numeric, String, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """Decimal stored exactly: NUMERIC(38, 18) on PostgreSQL, canonical text on SQLite.
+
+    SQLite gives NUMERIC columns REAL affinity, so 123456789012.123456789 would come back as a
+    float with 15-16 significant digits. Text keeps every digit; values are normalised on the way
+    in so equal amounts compare equal.
+    """
+
+    impl = Numeric(38, 18)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(64))
+        return dialect.type_descriptor(Numeric(38, 18, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = Decimal(value)
+        if dialect.name == "sqlite":
+            return format(value.normalize(), "f") if value != 0 else "0"
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(value) if not isinstance(value, Decimal) else value.normalize() if value != 0 else Decimal(0)
+
+
+MONEY = ExactDecimal()
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class InstrumentRow(Base):
+    __tablename__ = "instruments"
+    __table_args__ = (UniqueConstraint("symbol", "venue", name="uq_instruments_symbol_venue"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    symbol: Mapped[str] = mapped_column(String(64))
+    venue: Mapped[str] = mapped_column(String(32))
+    asset_class: Mapped[str] = mapped_column(String(16))
+    price_increment: Mapped[Decimal] = mapped_column(MONEY)
+    size_increment: Mapped[Decimal] = mapped_column(MONEY)
+    min_qty: Mapped[Decimal] = mapped_column(MONEY)
+    max_qty: Mapped[Decimal | None] = mapped_column(MONEY)
+    multiplier: Mapped[Decimal] = mapped_column(MONEY)
+    quote_currency: Mapped[str] = mapped_column(String(16))
+
+
+class BotRow(Base):
+    """A bot and its durable counters: the client-order-id sequence and the market-data
+    checkpoint (the last input it fully processed), both advanced in the same transaction as the
+    orders they relate to."""
+
+    __tablename__ = "bots"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    strategy: Mapped[str] = mapped_column(String(64), default="")
+    account_id: Mapped[str] = mapped_column(String(64), default="default")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="STOPPED")
+    next_order_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    checkpoint: Mapped[int] = mapped_column(BigInteger, default=-1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_bot_state", "bot_id", "state"),)
+
+    client_order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bot_id: Mapped[str] = mapped_column(ForeignKey("bots.id"))
+    symbol: Mapped[str] = mapped_column(String(64))
+    side: Mapped[str] = mapped_column(String(4))
+    type: Mapped[str] = mapped_column(String(16))
+    qty: Mapped[Decimal | None] = mapped_column(MONEY)
+    limit_price: Mapped[Decimal | None] = mapped_column(MONEY)
+    stop_price: Mapped[Decimal | None] = mapped_column(MONEY)
+    tif: Mapped[str] = mapped_column(String(4))
+    reduce_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    equity_fraction: Mapped[Decimal | None] = mapped_column(MONEY)
+    tag: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(20))
+    venue_order_id: Mapped[str | None] = mapped_column(String(64))
+    filled_qty: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    avg_fill_price: Mapped[Decimal | None] = mapped_column(MONEY)
+    reason: Mapped[str | None] = mapped_column(String(128))
+    external: Mapped[bool] = mapped_column(Boolean, default=False)
+    ts_init: Mapped[int] = mapped_column(BigInteger)
+    ts_last: Mapped[int] = mapped_column(BigInteger)
+
+
+class OrderEventRow(Base):
+    __tablename__ = "order_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_order_id: Mapped[str] = mapped_column(ForeignKey("orders.client_order_id"), index=True)
+    state: Mapped[str] = mapped_column(String(20))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(String(128))
+
+
+class FillRow(Base):
+    __tablename__ = "fills"
+    __table_args__ = (UniqueConstraint("venue", "execution_id", name="uq_fills_venue_execution_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    venue: Mapped[str] = mapped_column(String(32))
+    execution_id: Mapped[str] = mapped_column(String(64))
+    client_order_id: Mapped[str] = mapped_column(ForeignKey("orders.client_order_id"), index=True)
+    bot_id: Mapped[str] = mapped_column(ForeignKey("bots.id"), index=True)
+    symbol: Mapped[str] = mapped_column(String(64))
+    side: Mapped[str] = mapped_column(String(4))
+    qty: Mapped[Decimal] = mapped_column(MONEY)
+    price: Mapped[Decimal] = mapped_column(MONEY)
+    fee: Mapped[Decimal] = mapped_column(MONEY)
+    liquidity: Mapped[str] = mapped_column(String(8))
+    ts: Mapped[int] = mapped_column(BigInteger)
+
+
+class PositionRow(Base):
+    __tablename__ = "positions"
+
+    bot_id: Mapped[str] = mapped_column(ForeignKey("bots.id"), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    qty: Mapped[Decimal] = mapped_column(MONEY)
+    avg_price: Mapped[Decimal | None] = mapped_column(MONEY)
+    realized_pnl: Mapped[Decimal] = mapped_column(MONEY)
+    fees: Mapped[Decimal] = mapped_column(MONEY)
+    cash: Mapped[Decimal] = mapped_column(MONEY)
+    updated_ts: Mapped[int] = mapped_column(BigInteger)
+
+
+class AccountSnapshotRow(Base):
+    __tablename__ = "account_snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64), index=True)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    cash: Mapped[Decimal] = mapped_column(MONEY)
+    equity: Mapped[Decimal] = mapped_column(MONEY)
+    realized_pnl: Mapped[Decimal] = mapped_column(MONEY)
+    unrealized_pnl: Mapped[Decimal] = mapped_column(MONEY)
+
+
+class DailyPnlRow(Base):
+    __tablename__ = "daily_pnl"
+    __table_args__ = (UniqueConstraint("account_id", "bot_id", "day", name="uq_daily_pnl_account_bot_day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    bot_id: Mapped[str | None] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date)
+    realized: Mapped[Decimal] = mapped_column(MONEY)
+    unrealized: Mapped[Decimal] = mapped_column(MONEY)
+    fees: Mapped[Decimal] = mapped_column(MONEY)
+    equity_close: Mapped[Decimal] = mapped_column(MONEY)
+
+
+class SignalRow(Base):
+    __tablename__ = "signals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bot_id: Mapped[str] = mapped_column(ForeignKey("bots.id"), index=True)
+    symbol: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[int] = mapped_column(BigInteger, index=True)
+    direction: Mapped[int] = mapped_column(Integer)
+    target_weight: Mapped[Decimal | None] = mapped_column(MONEY)
+    confidence: Mapped[Decimal | None] = mapped_column(MONEY)
+    model_id: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
