@@ -128,6 +128,21 @@ def list_strategies() -> None:
         console.print(f"[bold]{name}[/bold]: {fields}")
 
 
+db_app = typer.Typer(help="The SQL store.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    url: Annotated[str | None, typer.Option(help="database URL (default: TICKBRIDGE_DATABASE_URL or sqlite:///var/tickbridge.db)")] = None,
+) -> None:
+    """Create or migrate the database schema to the newest version."""
+    from engine.store.db import database_url, masked, upgrade
+
+    upgrade(url)
+    console.print(f"database at {masked(database_url(url))} is at the newest schema")
+
+
 def main() -> None:
     """Entry point: run the app, turning our own errors into one clear line and exit code 2."""
     try:

@@ -18,7 +18,9 @@ from engine.clock import SimulatedClock
 from engine.errors import StoreUnavailable
 from engine.instrument import Instrument
 from engine.market import Tick
-from engine.money import FeeModel, Slippage, div_round_half_even
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.money import FeeModel, Scales, Slippage, div_round_half_even
 from engine.oms import OrderManager, RiskGate
 from engine.portfolio import Portfolio
 from engine.reconcile import ReconciliationReport, reconcile
@@ -77,22 +79,26 @@ class PaperSession:
         for seq, tick in ticks:
             if seq <= self.checkpoint:
                 continue
-            self.clock.ts = max(self.clock.ts, tick.ts)
-            if self.guard.admit(tick):
-                self.venue.on_tick(seq, self._raw(tick.bid, s.price_dp, s.price_step),
-                                   self._raw(tick.ask, s.price_dp, s.price_step),
-                                   0 if tick.size != tick.size else int(tick.size * 10**s.qty_dp), tick.ts)
-                self.strategy.on_tick(tick)
-            journal.set_checkpoint(seq)
-            self.checkpoint = seq
-            if journal.pending or seq % self.config.checkpoint_every == 0:
-                try:
-                    journal.flush()
-                except Exception as exc:  # the database went away: stop, never trade unjournaled
-                    raise StoreUnavailable(f"cannot write to the store, trading stopped: {exc}") from exc
+            try:
+                self._process(seq, tick, s)
+            except SQLAlchemyError as exc:  # the store went away: stop, never trade unjournaled
+                raise StoreUnavailable(f"cannot write to the store, trading stopped at input {seq}: "
+                                       f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
             processed += 1
         journal.flush()
         return processed
+
+    def _process(self, seq: int, tick: Tick, s: Scales) -> None:
+        self.clock.ts = max(self.clock.ts, tick.ts)
+        if self.guard.admit(tick):
+            self.venue.on_tick(seq, self._raw(tick.bid, s.price_dp, s.price_step),
+                               self._raw(tick.ask, s.price_dp, s.price_step),
+                               0 if tick.size != tick.size else int(tick.size * 10**s.qty_dp), tick.ts)
+            self.strategy.on_tick(tick)
+        self.journal.set_checkpoint(seq)
+        self.checkpoint = seq
+        if self.journal.pending or seq % self.config.checkpoint_every == 0:
+            self.journal.flush()
 
     @staticmethod
     def _raw(price: float, dp: int, step: int) -> int:
