@@ -25,7 +25,8 @@ from brokers.paper.venue import SimulatedVenue
 from engine.clock import SimulatedClock
 from engine.instrument import Instrument, infer_price_increment
 from engine.money import FeeModel, Slippage, decimal_places, to_raw
-from engine.oms import OrderManager, RiskGate
+from engine.oms import OrderManager
+from engine.risk import AccountRisk, RiskConfig, RiskEngine
 from engine.portfolio import Portfolio
 from engine.orders import OrderState
 from strategies.base import BarData, Strategy, parse_params, to_raw_any
@@ -53,7 +54,7 @@ def to_raw_prices(values: np.ndarray, instrument: Instrument) -> np.ndarray:
 
 
 def run_backtest(frame: pd.DataFrame, strategy_cls: type[Strategy], params: dict[str, Any],
-                 config: BacktestConfig, risk: RiskGate | None = None,
+                 config: BacktestConfig, risk: RiskConfig | None = None,
                  progress: ProgressHook | None = None) -> BacktestResult:
     """Backtest `strategy_cls` on OHLCV `frame` (as backtest.data.load_bars returns it)."""
     parsed = parse_params(strategy_cls.Params, params)
@@ -84,7 +85,7 @@ def _prepared(strategy_cls: type[Strategy], params: Any, frame: pd.DataFrame, in
 
 
 def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, config: BacktestConfig,
-               risk: RiskGate | None = None, progress: ProgressHook | None = None) -> BacktestResult:
+               risk: RiskConfig | None = None, progress: ProgressHook | None = None) -> BacktestResult:
     """The event-by-event path: bar -> venue fills -> strategy.next() -> mark.
 
     The books only change inside the venue's matching, so the loop records (cash, position) at
@@ -93,11 +94,12 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
     allocates many small objects and no cycles, and full collections over a growing heap would
     otherwise cost more than the trading logic.
     """
+    s = instrument.scales
     clock = SimulatedClock()
     portfolio = Portfolio.for_instrument(config.cash, instrument)
     venue = SimulatedVenue(instrument, config.cash, FeeModel(config.commission, config.commission_per_order),
                            Slippage(config.slippage_bps), shared_account=portfolio)
-    oms = OrderManager(config.bot_id, clock, venue, portfolio, {instrument.symbol: instrument}, risk=risk)
+    oms = OrderManager(config.bot_id, clock, venue, portfolio, {instrument.symbol: instrument})
     strategy.connect(oms)
 
     times = frame.index.as_unit("ns").asi8.tolist()
@@ -105,6 +107,10 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
     # numpy arrays, read (as Python ints) only at bars with working orders
     o_raw, h_raw, l_raw, c_raw = (to_raw_prices(frame[c].to_numpy(), instrument)
                                   for c in ("open", "high", "low", "close"))
+    gate = _risk_gate(risk, config, clock, instrument, strategy, c_raw) if risk is not None else None
+    if gate is not None:
+        gate.bind(oms)
+        oms.risk = gate
     n = len(times)
     pos = portfolio.positions[instrument.symbol]
     mark_bar, mark_cash, mark_qty, mark_units = [-1], [portfolio.cash_float], [0.0], [0.0]
@@ -126,6 +132,10 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
                     mark_qty.append(pos.qty_float)
                     mark_units.append(pos.units_float)
                 strategy.i = i
+                if gate is not None:  # the loss monitors see equity at every close
+                    equity_now = s.cash(portfolio.cash_raw + pos.qty * int(c_raw[i]) * s.notional_k)
+                    gate.account.on_equity(equity_now, ts)
+                    gate.on_equity(equity_now, ts)
                 next_()
             if progress is not None:
                 progress(min(start + chunk, n), n)
@@ -143,6 +153,15 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _risk_gate(risk: RiskConfig, config: BacktestConfig, clock: SimulatedClock, instrument: Instrument,
+               strategy: Strategy, close_raw: np.ndarray) -> RiskEngine:
+    """The live risk engine, with the last price being the close of the bar being decided on."""
+    s = instrument.scales
+    return RiskEngine(config.bot_id, risk.for_bot(config.bot_id), AccountRisk(risk.account), clock,
+                      {instrument.symbol: instrument},
+                      last_price=lambda symbol: s.price(int(close_raw[max(strategy.i, 0)])))
 
 
 def _event_result(oms: OrderManager, portfolio: Any, frame: pd.DataFrame, instrument: Instrument,
@@ -187,6 +206,10 @@ def _event_result(oms: OrderManager, portfolio: Any, frame: pd.DataFrame, instru
     fractions = [None if o.equity_fraction is None else str(o.equity_fraction) for o in orders]
     reasons = [o.reason for o in orders]
     denied = [o.as_dict() for o in oms.denied]
+    gate = oms.risk
+    state_changes = [{"ts": c.ts, "scope": c.scope, "from": c.old.value, "to": c.new.value, "reason": c.reason}
+                     for c in getattr(gate, "state_changes", []) + getattr(getattr(gate, "account", None),
+                                                                          "state_changes", [])]
     return BacktestResult(
         equity=pd.Series(equity, index=frame.index, name="equity"),
         position=position,
@@ -196,7 +219,7 @@ def _event_result(oms: OrderManager, portfolio: Any, frame: pd.DataFrame, instru
         fees_total=float(s.cash(portfolio.fees_raw)),
         orders_source=lambda: orders_frame(raw, frame.index, s, oms.bot_id, fractions, reasons),
         denied=denied,
-        meta={"path": "event", "bars": len(frame), "reasons": _reasons(oms)},
+        meta={"path": "event", "bars": len(frame), "reasons": _reasons(oms), "risk_state_changes": state_changes},
     )
 
 

@@ -69,6 +69,8 @@ def backtest(
     size_increment: Annotated[str | None, typer.Option(help="lot step (default: 1, or 1e-6 with units=fractional)")] = None,
     bar: Annotated[str | None, typer.Option(help="resample a tick file to bars of this size (1min, 5min, 1h)")] = None,
     path: Annotated[str, typer.Option(help="auto | fast | event")] = "auto",
+    risk: Annotated[Path | None, typer.Option(help="risk limits YAML (config/risk/...): the live risk engine runs in the backtest")] = None,
+    bot_id: Annotated[str, typer.Option(help="bot id whose limits apply from the risk file")] = "backtest",
     json_out: Annotated[Path | None, typer.Option("--json", help="write stats, equity and trades as JSON")] = None,
     trades_out: Annotated[Path | None, typer.Option("--trades", help="write the trades as CSV")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="write a plot (.png or .html)")] = None,
@@ -84,16 +86,25 @@ def backtest(
     params = parse_param_pairs(param)
     config = make_config(cash=cash, commission=commission, commission_per_order=commission_per_order,
                          slippage_bps=slippage_bps, symbol=symbol or data.stem, price_increment=price_increment,
-                         size_increment=size_increment, path=path)
+                         size_increment=size_increment, path=path, bot_id=bot_id)
+    risk_config = None
+    if risk is not None:
+        from engine.risk import load_risk_config
+        risk_config = load_risk_config(risk)
     if plot_out is not None and plot_out.suffix.lower() not in (".png", ".html"):
         raise ConfigError("plot", f"{plot_out}: use a .png or .html file name")
     frame = load_frame(data, bar)
     started = time.perf_counter()
-    result = _run_with_progress(frame, strategy_cls, params, config, run_backtest)
+    result = _run_with_progress(frame, strategy_cls, params, config, run_backtest, risk_config)
     elapsed = time.perf_counter() - started
     stats = compute_stats(result)
     title = f"{strategy_cls.name} on {data.name} ({len(frame):,} bars, {result.meta.get('path')} path, {elapsed:.2f} s)"
     console.print(stats_table(stats, title))
+    if result.denied:
+        reasons = ", ".join(f"{k} x{v}" for k, v in sorted(result.meta.get("reasons", {}).items()))
+        console.print(f"[yellow]{len(result.denied)} orders denied by risk[/yellow]: {reasons}")
+    for change in result.meta.get("risk_state_changes", []):
+        console.print(f"risk state {change['scope']}: {change['from']} -> {change['to']} ({change['reason']})")
     if json_out is not None:
         write_json(json_out, result, stats)
         console.print(f"wrote {json_out}")
@@ -106,15 +117,16 @@ def backtest(
         console.print(f"wrote {plot_out}")
 
 
-def _run_with_progress(frame: Any, strategy_cls: Any, params: dict[str, Any], config: Any, runner: Any) -> Any:
+def _run_with_progress(frame: Any, strategy_cls: Any, params: dict[str, Any], config: Any, runner: Any,
+                       risk: Any) -> Any:
     """Show a progress bar when a run is long enough to wonder about (event path, many bars)."""
     if len(frame) < 200_000 or not sys.stderr.isatty():
-        return runner(frame, strategy_cls, params, config)
+        return runner(frame, strategy_cls, params, config, risk)
     from rich.progress import Progress
 
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("backtest", total=len(frame))
-        return runner(frame, strategy_cls, params, config,
+        return runner(frame, strategy_cls, params, config, risk,
                       progress=lambda done, total: progress.update(task, completed=done))
 
 
