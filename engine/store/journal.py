@@ -63,12 +63,20 @@ class SqlJournal:
         self._dirty_orders: dict[str, Order] = {}
         self._events: list[dict[str, Any]] = []
         self._fills: list[dict[str, Any]] = []
-        self._seq: int | None = None
         self._checkpoint: int | None = None
         self._positions: dict[str, dict[str, Any]] = {}
         self._known: set[str] = set()
         self.commits = 0
         self._ensure_bot(account_id)
+        # statements built once: constructing them per flush costs more than the commit
+        self._insert_orders = insert(ORDERS)
+        self._insert_events = insert(EVENTS)
+        self._insert_fills = self._insert_ignoring_duplicates(FILLS)
+        self._update_orders = update(ORDERS).where(ORDERS.c.client_order_id == bindparam("cid")).values(
+            state=bindparam("state"), filled_qty=bindparam("filled_qty"), qty=bindparam("qty"),
+            avg_fill_price=bindparam("avg_fill_price"), reason=bindparam("reason"), ts_last=bindparam("ts_last"))
+        self._update_checkpoint = update(BOTS).where(BOTS.c.id == self.bot_id).values(
+            checkpoint=bindparam("checkpoint"))
 
     def _ensure_bot(self, account_id: str) -> None:
         with self.engine.begin() as connection:
@@ -88,9 +96,6 @@ class SqlJournal:
             self._dirty_orders[cid] = order
         self._events.append({"client_order_id": cid, "state": event.state.value, "ts": event.ts,
                              "reason": event.reason})
-        seq = _sequence_of(cid, self.bot_id)
-        if seq is not None and (self._seq is None or seq > self._seq):
-            self._seq = seq
 
     def record_fill(self, order: Order, fill: Fill) -> None:
         self._fills.append({
@@ -117,40 +122,30 @@ class SqlJournal:
 
     def flush(self) -> None:
         """Commit everything recorded since the last flush, in one transaction."""
-        if not self.pending and self._checkpoint is None and self._seq is None:
+        if not self.pending and self._checkpoint is None:
             return
         with self.engine.begin() as connection:
             if self._new_orders:
-                connection.execute(insert(ORDERS), [_order_values(o) for o in self._new_orders.values()])
+                connection.execute(self._insert_orders, [_order_values(o) for o in self._new_orders.values()])
             if self._dirty_orders:
-                connection.execute(
-                    update(ORDERS).where(ORDERS.c.client_order_id == bindparam("cid")).values(
-                        state=bindparam("state"), filled_qty=bindparam("filled_qty"), qty=bindparam("qty"),
-                        avg_fill_price=bindparam("avg_fill_price"), reason=bindparam("reason"),
-                        ts_last=bindparam("ts_last")),
-                    [{"cid": o.client_order_id, "state": o.state.value, "filled_qty": o.filled_qty, "qty": o.qty,
-                      "avg_fill_price": o.avg_fill_price, "reason": o.reason,
-                      "ts_last": o.events[-1].ts if o.events else o.ts_init} for o in self._dirty_orders.values()])
+                connection.execute(self._update_orders, [
+                    {"cid": o.client_order_id, "state": o.state.value, "filled_qty": o.filled_qty, "qty": o.qty,
+                     "avg_fill_price": o.avg_fill_price, "reason": o.reason,
+                     "ts_last": o.events[-1].ts if o.events else o.ts_init} for o in self._dirty_orders.values()])
             if self._events:
-                connection.execute(insert(EVENTS), self._events)
+                connection.execute(self._insert_events, self._events)
             if self._fills:
-                connection.execute(self._insert_ignoring_duplicates(FILLS), self._fills)
+                connection.execute(self._insert_fills, self._fills)
             for row in self._positions.values():
                 self._upsert_position(connection, row)
-            values: dict[str, Any] = {}
-            if self._seq is not None:
-                values["next_order_seq"] = self._seq
             if self._checkpoint is not None:
-                values["checkpoint"] = self._checkpoint
-            if values:
-                connection.execute(update(BOTS).where(BOTS.c.id == self.bot_id).values(**values))
+                connection.execute(self._update_checkpoint, {"checkpoint": self._checkpoint})
         self.commits += 1
         self._new_orders.clear()
         self._dirty_orders.clear()
         self._events.clear()
         self._fills.clear()
         self._positions.clear()
-        self._seq = None
         self._checkpoint = None
 
     def _insert_ignoring_duplicates(self, table: Any) -> Any:
@@ -175,8 +170,11 @@ class SqlJournal:
                                            .order_by(FILLS.c.id)).all()
         orders = [_order_from_row(r) for r in order_rows]
         self._known.update(o.client_order_id for o in orders)
+        # the id sequence is the highest the bot ever journaled: every id is stored (write-ahead)
+        # before it can be used, so this never hands out an id twice
+        next_seq = max([bot.next_order_seq] + [_sequence_of(o.client_order_id, self.bot_id) or 0 for o in orders])
         fills = [_fill_from_row(r, instruments[r.symbol].scales) for r in fill_rows]
-        return StoredBot(bot.next_order_seq, bot.checkpoint, orders, fills)
+        return StoredBot(next_seq, bot.checkpoint, orders, fills)
 
 
 def _sequence_of(client_order_id: str, bot_id: str) -> int | None:

@@ -83,9 +83,10 @@ class InstrumentRow(Base):
 
 
 class BotRow(Base):
-    """A bot and its durable counters: the client-order-id sequence and the market-data
-    checkpoint (the last input it fully processed), both advanced in the same transaction as the
-    orders they relate to."""
+    """A bot and its durable counters. The market-data checkpoint (the last input it fully
+    processed) is committed with what that input caused. The client-order-id sequence is derived
+    on load from the ids in `orders` (each is stored before it is used); `next_order_seq` is a
+    floor for it, for bots whose old orders were archived."""
 
     __tablename__ = "bots"
 
