@@ -10,7 +10,8 @@ finish. Then, comparing the store with the venue's own records:
 - position and cash in the store equal the venue's;
 - realized P&L in the store equals a recomputation from the stored fills.
 
-TICKBRIDGE_CRASH_KILLS (default 20) and TICKBRIDGE_CRASH_SEED (default 20261123) change the run.
+It runs on SQLite (20 kills) and, where TICKBRIDGE_TEST_POSTGRES_URL is set, on PostgreSQL (10).
+TICKBRIDGE_CRASH_KILLS and TICKBRIDGE_CRASH_SEED (default 20261123) change the run.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ def bot_command(db: str, venue_log: Path) -> list[str]:
             "--ticks", str(TICKS)]
 
 
-def test_sigkill_at_random_points_loses_nothing_and_sends_nothing_twice(tmp_path):
-    kills_wanted = int(os.environ.get("TICKBRIDGE_CRASH_KILLS", "20"))
+def test_sigkill_at_random_points_loses_nothing_and_sends_nothing_twice(tmp_path, database_url):
+    default_kills = "20" if database_url.startswith("sqlite") else "10"
+    kills_wanted = int(os.environ.get("TICKBRIDGE_CRASH_KILLS", default_kills))
     rng = random.Random(int(os.environ.get("TICKBRIDGE_CRASH_SEED", "20261123")))
-    db = f"sqlite:///{tmp_path / 'store.db'}"
+    db = database_url
     venue_log = tmp_path / "venue.log"
     upgrade(db)
     command = bot_command(db, venue_log)
