@@ -22,11 +22,6 @@ class SimulatedClock:
     def now_ns(self) -> int:
         return self.ts
 
-    def advance_to(self, ts: int) -> None:
-        if ts < self.ts:
-            raise ValueError(f"simulated time cannot go back: {ts} < {self.ts}")
-        self.ts = ts
-
 
 class LiveClock:
     """Wall time in ns since the epoch (UTC)."""

@@ -7,7 +7,7 @@ checked again by risk; the Scales derived here are the fixed-point units the boo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
 
@@ -61,17 +61,6 @@ class Instrument:
     @property
     def id(self) -> str:
         return f"{self.symbol}.{self.venue}"
-
-
-def parse_decimal(value: object, field_name: str) -> Decimal:
-    """A user-given number as an exact Decimal, or a ConfigError naming the field."""
-    try:
-        result = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise ConfigError(field_name, f"not a number: {value!r}") from None
-    if not result.is_finite():
-        raise ConfigError(field_name, f"not a finite number: {value!r}")
-    return result
 
 
 def infer_price_increment(prices: np.ndarray, max_dp: int = 8) -> Decimal:

@@ -77,11 +77,6 @@ def ceil_to_step(raw: int, step: int) -> int:
     return -((-raw) // step) * step
 
 
-def round_to_step(raw: int, step: int) -> int:
-    """Nearest multiple of `step`, half to even."""
-    return div_round_half_even(raw, step) * step
-
-
 def slipped_price(price_raw: int, is_buy: bool, slip_num: int, slip_den: int, price_step: int) -> int:
     """Apply slippage against the trader and land on the price grid, rounding against him too.
 

@@ -66,7 +66,6 @@ class OrderManager:
         self.fill_listeners: list[FillListener] = []
         self._seq = start_seq
         self._execution_ids: set[str] = set()
-        self.bar_index = -1
         adapter.connect(self)
 
     def next_client_order_id(self) -> str:

@@ -137,7 +137,7 @@ def load_risk_config(path: str | Path) -> RiskConfig:
         return RiskConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise ConfigError(".".join(str(p) for p in err["loc"]) or "risk", err["msg"]) from None
+        raise ConfigError(".".join(str(p) for p in err["loc"]) or "risk", err["msg"].removeprefix("Value error, ")) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
 
 from engine.errors import ConfigError
 from engine.orders import Order, OrderSide, OrderType, TimeInForce
@@ -60,6 +60,28 @@ class StrategyParams(BaseModel):
     fixed_size: Decimal | None = Field(None, gt=0, description="units per entry; overrides size")
 
 
+class DirectionalParams(StrategyParams):
+    """For strategies that trade one way or both: long_only exits to flat, long_short reverses."""
+
+    mode: Literal["long_only", "long_short"] = "long_only"
+
+    @property
+    def exit_direction(self) -> int:
+        return -1 if self.mode == "long_short" else 0
+
+
+def must_exceed(other: str) -> Callable[..., Any]:
+    """A field validator: this field must be greater than `other` (declared before it)."""
+
+    def check(cls: type, value: Any, info: ValidationInfo) -> Any:
+        bound = info.data.get(other)
+        if bound is not None and value <= bound:
+            raise ValueError(f"must be greater than {other} ({bound})")
+        return value
+
+    return check
+
+
 def parse_params(params_cls: type[StrategyParams], raw: dict[str, Any]) -> StrategyParams:
     """Validate user parameters; the first problem is raised as ConfigError naming the field."""
     try:
@@ -68,7 +90,7 @@ def parse_params(params_cls: type[StrategyParams], raw: dict[str, Any]) -> Strat
         err = exc.errors()[0]
         loc = ".".join(str(part) for part in err["loc"]) or "params"
         known = ", ".join(params_cls.model_fields)
-        message = err["msg"]
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = f"unknown parameter (known: {known})"
         raise ConfigError(f"param.{loc}", message) from None

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import pandas_ta as ta
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
-from strategies.base import Strategy, StrategyParams
+from strategies.base import DirectionalParams, Strategy, must_exceed
 
 
-class RsiReversionParams(StrategyParams):
+class RsiReversionParams(DirectionalParams):
     period: int = Field(14, ge=2, description="RSI length in bars")
     lower: float = Field(30.0, gt=0, lt=100, description="enter long below this RSI")
     upper: float = Field(70.0, gt=0, lt=100, description="exit long (or go short) above this RSI")
-    mode: Literal["long_only", "long_short"] = "long_only"
 
-    @field_validator("upper")
-    @classmethod
-    def _upper_above_lower(cls, upper: float, info: ValidationInfo) -> float:
-        lower = info.data.get("lower")
-        if lower is not None and upper <= lower:
-            raise ValueError(f"must be greater than lower ({lower})")
-        return upper
+    _upper_above_lower = field_validator("upper")(must_exceed("lower"))
 
 
 class RsiReversion(Strategy):
@@ -33,7 +24,7 @@ class RsiReversion(Strategy):
 
     def init(self) -> None:
         self.rsi = self.I(ta.rsi, self.data.Close, length=self.p.period)
-        self.exit_direction = -1 if self.p.mode == "long_short" else 0
+        self.exit_direction = self.p.exit_direction
 
     def next(self) -> None:
         value = self.rsi[self.i]

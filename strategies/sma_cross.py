@@ -6,27 +6,18 @@ and reverse at every cross (the close and the new entry are two orders filled at
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import pandas_ta as ta
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
-from strategies.base import Strategy, StrategyParams, cross_above_mask, cross_below_mask
+from strategies.base import DirectionalParams, Strategy, cross_above_mask, cross_below_mask, must_exceed
 
 
-class SmaCrossParams(StrategyParams):
+class SmaCrossParams(DirectionalParams):
     fast: int = Field(10, ge=1, description="fast SMA length in bars")
     slow: int = Field(20, ge=2, description="slow SMA length in bars")
-    mode: Literal["long_only", "long_short"] = "long_only"
 
-    @field_validator("slow")
-    @classmethod
-    def _slow_above_fast(cls, slow: int, info: ValidationInfo) -> int:
-        fast = info.data.get("fast")
-        if fast is not None and slow <= fast:
-            raise ValueError(f"must be greater than fast ({fast})")
-        return slow
+    _slow_above_fast = field_validator("slow")(must_exceed("fast"))
 
 
 class SmaCross(Strategy):
@@ -37,7 +28,7 @@ class SmaCross(Strategy):
     def init(self) -> None:
         self.fast_ma = self.I(ta.sma, self.data.Close, length=self.p.fast)
         self.slow_ma = self.I(ta.sma, self.data.Close, length=self.p.slow)
-        self.exit_direction = -1 if self.p.mode == "long_short" else 0
+        self.exit_direction = self.p.exit_direction
 
     def next(self) -> None:
         i = self.i

@@ -196,10 +196,6 @@ class DurablePaperVenue:
         return [r for r in self.book.orders.values() if r.state in
                 (OrderState.SUBMITTED, OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)]
 
-    def fills_since(self, count: int) -> list[Fill]:
-        """Fills after the first `count` (fills are numbered in the order the venue made them)."""
-        return self.book.fills[count:]
-
     @property
     def fills(self) -> list[Fill]:
         return self.book.fills
@@ -209,9 +205,3 @@ class DurablePaperVenue:
 
     def cash_raw(self) -> int:
         return self.venue.account.cash_raw
-
-    @property
-    def rejects(self) -> dict[str, str]:
-        return {cid: r.reason or "" for cid, r in self.book.orders.items() if r.state is OrderState.REJECTED}
-
-

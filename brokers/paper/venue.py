@@ -68,7 +68,6 @@ class SimulatedVenue:
         self._first_fill_done: set[str] = set()
         self._exec_seq = 0
         self._ts = 0
-        self.bar_index = -1
 
     # -- contract -----------------------------------------------------------------------------
     def connect(self, sink: ExecutionSink) -> None:
@@ -139,7 +138,6 @@ class SimulatedVenue:
     def on_bar(self, open_: int, high: int, low: int, close: int, ts: int, bar: int) -> None:
         """Match working orders against one bar (raw prices). Call before the strategy's turn."""
         self._ts = ts
-        self.bar_index = bar
         for order in list(self._working):
             fresh = order.client_order_id in self._fresh
             self._fresh.discard(order.client_order_id)
@@ -178,7 +176,6 @@ class SimulatedVenue:
     def on_tick(self, bid: int, ask: int, size: int, ts: int, bar: int = -1) -> None:
         """Match working orders against one quote (raw prices; size raw, 0 when unknown)."""
         self._ts = ts
-        self.bar_index = bar
         for order in list(self._working):
             fresh = order.client_order_id in self._fresh
             self._fresh.discard(order.client_order_id)
