@@ -10,6 +10,7 @@ with the venue, and resumes after the checkpoint; the venue ignores inputs it al
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Iterable
 
@@ -27,6 +28,8 @@ from engine.reconcile import ReconciliationReport, reconcile
 from engine.store.db import check_connection, make_engine
 from engine.store.journal import SqlJournal
 from engine.tick_guard import TickGuard
+
+DAY_NS = 86_400_000_000_000
 from strategies.base import Strategy
 
 
@@ -57,6 +60,8 @@ class PaperSession:
                                 {instrument.symbol: instrument}, risk=risk, journal=self.journal)
         self.guard = TickGuard()
         self.checkpoint = -1
+        self._day = -1
+        self._day_start = (0, 0, 0)  # realized, fees (raw cash) and equity at the day's first tick
         self.report: ReconciliationReport | None = None
         strategy.attach(None, instrument.symbol)  # type: ignore[arg-type]
         strategy.connect(self.oms)
@@ -91,6 +96,7 @@ class PaperSession:
     def _process(self, seq: int, tick: Tick, s: Scales) -> None:
         self.clock.ts = max(self.clock.ts, tick.ts)
         if self.guard.admit(tick):
+            self._roll_day(tick, s)
             self.venue.on_tick(seq, self._raw(tick.bid, s.price_dp, s.price_step),
                                self._raw(tick.ask, s.price_dp, s.price_step),
                                0 if tick.size != tick.size else int(tick.size * 10**s.qty_dp), tick.ts)
@@ -99,6 +105,26 @@ class PaperSession:
         self.checkpoint = seq
         if self.journal.pending or seq % self.config.checkpoint_every == 0:
             self.journal.flush()
+
+    def _roll_day(self, tick: Tick, s: Scales) -> None:
+        """At the first tick of a UTC day, book the previous day's P&L and an account snapshot."""
+        day = tick.ts // DAY_NS
+        if day == self._day:
+            return
+        portfolio, position = self.portfolio, self.portfolio.positions[self.instrument.symbol]
+        mid = self._raw((tick.bid + tick.ask) / 2 if tick.bid == tick.bid else tick.last, s.price_dp, s.price_step)
+        marks = {self.instrument.symbol: mid}
+        equity = portfolio.equity_raw(marks)
+        realized, fees = portfolio.realized_pnl_raw, portfolio.fees_raw
+        if self._day >= 0:
+            start_realized, start_fees, _ = self._day_start
+            self.journal.record_day(
+                "default", datetime.fromtimestamp(self._day * 86_400, tz=timezone.utc).date(),
+                {"ts": tick.ts, "cash": portfolio.cash, "equity": s.cash(equity), "realized_pnl": s.cash(realized),
+                 "unrealized_pnl": s.cash(portfolio.unrealized_pnl_raw(marks))},
+                {"realized": s.cash(realized - start_realized), "unrealized": s.cash(position.unrealized_raw(mid)),
+                 "fees": s.cash(fees - start_fees), "equity_close": s.cash(equity)})
+        self._day, self._day_start = day, (realized, fees, equity)
 
     @staticmethod
     def _raw(price: float, dp: int, step: int) -> int:

@@ -65,7 +65,7 @@ class SimulatedVenue:
         self._sink: ExecutionSink | None = None
         self._working: list[Order] = []      # accepted, not yet eligible or resting
         self._fresh: set[str] = set()        # ids not yet past their first eligible bar/tick
-        self._first_fill_done: set[str] = set()
+        self._partly_filled: set[str] = set()  # ids with a fill and quantity left: no second fixed fee
         self._exec_seq = 0
         self._ts = 0
 
@@ -248,20 +248,25 @@ class SimulatedVenue:
             order.qty = s.qty(qty)
             leaves = qty
         else:
-            leaves = to_raw(order.qty, s.qty_dp) - to_raw(order.filled_qty, s.qty_dp)
+            leaves = to_raw(order.qty, s.qty_dp)
+            if order.filled_qty:
+                leaves -= to_raw(order.filled_qty, s.qty_dp)
         qty = leaves if cap is None else min(leaves, floor_to_step(cap, s.qty_step))
         if qty <= 0:
             return
-        first = order.client_order_id not in self._first_fill_done
+        partly_filled = self._partly_filled
+        first = order.client_order_id not in partly_filled
         fee = self.fee_for(qty, price, first)
         if side_sign > 0 and qty * price * s.notional_k + fee > self.account.cash_raw:
             self._working.remove(order)
             sink.on_rejected(order, ts, RejectReason.INSUFFICIENT_FUNDS)
             return
-        self._first_fill_done.add(order.client_order_id)
         if qty == leaves:
             self._working.remove(order)
-            self._first_fill_done.discard(order.client_order_id)
+            if not first:
+                partly_filled.discard(order.client_order_id)
+        else:
+            partly_filled.add(order.client_order_id)
         if self._books_fills:
             self.account.apply_fill(self.instrument, side_sign, qty, price, fee, ts, bar)
         self._exec_seq += 1

@@ -13,6 +13,7 @@ transaction. Group commit is what makes this fast: one commit per input, not one
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -23,10 +24,12 @@ from engine.instrument import Instrument
 from engine.money import Scales, to_raw
 from engine.orders import Fill, Liquidity, Order, OrderEvent, OrderSide, OrderState, OrderType, TimeInForce
 from engine.portfolio import Portfolio
-from engine.store.models import BotRow, FillRow, OrderEventRow, OrderRow, PositionRow
+from engine.store.models import (AccountSnapshotRow, BotRow, DailyPnlRow, FillRow, OrderEventRow, OrderRow,
+                                 PositionRow)
 
 ORDERS, EVENTS, FILLS, BOTS, POSITIONS = (OrderRow.__table__, OrderEventRow.__table__, FillRow.__table__,
                                          BotRow.__table__, PositionRow.__table__)
+SNAPSHOTS, DAYS = AccountSnapshotRow.__table__, DailyPnlRow.__table__
 
 
 def _order_values(order: Order) -> dict[str, Any]:
@@ -65,6 +68,8 @@ class SqlJournal:
         self._fills: list[dict[str, Any]] = []
         self._checkpoint: int | None = None
         self._positions: dict[str, dict[str, Any]] = {}
+        self._snapshots: list[dict[str, Any]] = []
+        self._days: list[dict[str, Any]] = []
         self._known: set[str] = set()
         self.commits = 0
         self._ensure_bot(account_id)
@@ -113,12 +118,18 @@ class SqlJournal:
             "cash": portfolio.cash, "updated_ts": ts,
         }
 
+    def record_day(self, account_id: str, day: date, snapshot: dict[str, Any], day_pnl: dict[str, Any]) -> None:
+        """An account snapshot and the closing day's P&L, written with the next flush."""
+        self._snapshots.append({"account_id": account_id, **snapshot})
+        self._days.append({"account_id": account_id, "bot_id": self.bot_id, "day": day, **day_pnl})
+
     def set_checkpoint(self, sequence: int) -> None:
         self._checkpoint = sequence
 
     @property
     def pending(self) -> bool:
-        return bool(self._new_orders or self._dirty_orders or self._events or self._fills or self._positions)
+        return bool(self._new_orders or self._dirty_orders or self._events or self._fills or self._positions
+                    or self._snapshots or self._days)
 
     def flush(self) -> None:
         """Commit everything recorded since the last flush, in one transaction."""
@@ -138,6 +149,10 @@ class SqlJournal:
                 connection.execute(self._insert_fills, self._fills)
             for row in self._positions.values():
                 self._upsert_position(connection, row)
+            if self._snapshots:
+                connection.execute(insert(SNAPSHOTS), self._snapshots)
+            if self._days:
+                connection.execute(insert(DAYS), self._days)
             if self._checkpoint is not None:
                 connection.execute(self._update_checkpoint, {"checkpoint": self._checkpoint})
         self.commits += 1
@@ -146,6 +161,8 @@ class SqlJournal:
         self._events.clear()
         self._fills.clear()
         self._positions.clear()
+        self._snapshots.clear()
+        self._days.clear()
         self._checkpoint = None
 
     def _insert_ignoring_duplicates(self, table: Any) -> Any:

@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import text
 
 from engine.errors import StoreUnavailable
+from engine.portfolio import Portfolio
 from engine.market import Tick
+from engine.money import FeeModel
 from engine.session import PaperSession, SessionConfig
 from engine.store.db import make_engine, upgrade
 from strategies.base import StrategyParams
@@ -24,7 +26,8 @@ def quotes(n: int, start: int = 0) -> list[tuple[int, Tick]]:
 
 def session(tmp_path, url: str) -> PaperSession:
     strategy = ClockFlip(StrategyParams(fixed_size=Decimal(1000)), 5 * SECOND)
-    return PaperSession(SessionConfig("s1", url, str(tmp_path / "venue.log")), EURUSD, strategy)
+    return PaperSession(SessionConfig("s1", url, str(tmp_path / "venue.log"), fees=FeeModel(Decimal("0.0001"))),
+                        EURUSD, strategy)
 
 
 def test_corrupt_database_stops_the_bot_before_it_starts(tmp_path):
@@ -62,3 +65,32 @@ def test_malformed_ticks_are_counted_and_dropped_and_the_bot_lives_on(tmp_path):
     assert bot.run(stream) == 6
     assert sum(bot.guard.dropped.values()) == 3 and bot.guard.accepted == 3
     assert bot.checkpoint == 5
+
+
+def test_a_new_utc_day_books_the_previous_days_pnl_and_an_account_snapshot(tmp_path):
+    from sqlalchemy import select
+
+    from engine.store.models import AccountSnapshotRow, DailyPnlRow
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    bot = session(tmp_path, url)
+    bot.start()
+    day = 86_400
+    stream = [(i, Tick("EURUSD", (day - 30 + i) * SECOND, bid=1.1 + i * 1e-5, ask=1.10002 + i * 1e-5))
+              for i in range(60)]  # 30 s before midnight to 30 s after
+    bot.run(stream)
+    with make_engine(url).connect() as connection:
+        days = connection.execute(select(DailyPnlRow.__table__)).all()
+        snapshots = connection.execute(select(AccountSnapshotRow.__table__)).all()
+    assert len(days) == 1 and str(days[0].day) == "1970-01-01" and len(snapshots) == 1
+    fees = sum(f.fee for f in bot.oms.fills if f.ts < day * SECOND)
+    assert days[0].fees == fees and fees > 0
+    # the snapshot is the books as of midnight: replaying the day's fills gives the same cash and P&L
+    replay = Portfolio.for_instrument(Decimal(10_000), EURUSD)
+    for f in bot.oms.fills:
+        if f.ts < day * SECOND:
+            replay.apply_fill(EURUSD, f.side.sign, f.qty_raw, f.price_raw, f.fee_raw, f.ts)
+    assert snapshots[0].cash == replay.cash
+    assert snapshots[0].realized_pnl == EURUSD.scales.cash(replay.realized_pnl_raw) == days[0].realized
+    assert days[0].equity_close == snapshots[0].equity
