@@ -65,7 +65,7 @@ def test_sigkill_at_random_points_loses_nothing_and_sends_nothing_twice(tmp_path
             ready = process.stdout.readline() if process.stdout else ""
             if ready.startswith("{"):
                 starts.append(json.loads(ready))
-            time.sleep(rng.uniform(0.05, 0.8))
+            time.sleep(rng.uniform(0.05, 0.5))
         if process.poll() is not None:
             assert process.returncode == 0, process.stderr.read() if process.stderr else ""
             pytest.fail(f"the bot finished after {kills} kills: make the run longer to test {kills_wanted}")
