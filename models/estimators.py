@@ -1,0 +1,87 @@
+"""Models behind one interface: fit, predict_proba, save, load; deterministic with a seed.
+
+Classes are the label values (-1 down, 0 flat, +1 up, or a subset); `predict_proba` returns one
+column per class in `classes` order, so a signal can read P(up) whatever the model. scikit-learn
+models are saved with joblib; the torch models (MLP, GRU) join behind the same interface with
+the torch extra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Protocol
+
+import joblib
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from engine.errors import ConfigError, DataError
+
+ModelKind = Literal["gbm", "logreg"]
+
+
+class SignalModel(Protocol):
+    kind: str
+    classes: np.ndarray
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "SignalModel": ...
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+    def save(self, path: Path) -> None: ...
+
+
+class SklearnModel:
+    """HistGradientBoosting or a scaled logistic regression."""
+
+    def __init__(self, kind: ModelKind, seed: int = 0, **params: object) -> None:
+        self.kind = kind
+        self.seed = seed
+        self.params = params
+        self.pipeline = self._build(kind, seed, params)
+        self.classes = np.array([])
+
+    @staticmethod
+    def _build(kind: str, seed: int, params: dict[str, object]) -> Pipeline:
+        if kind == "gbm":
+            return make_pipeline(HistGradientBoostingClassifier(random_state=seed, **params))  # type: ignore[arg-type]
+        if kind == "logreg":
+            return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed,
+                                                                      **params))  # type: ignore[arg-type]
+        raise ConfigError("model", f"unknown model {kind!r}; known: gbm, logreg")
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "SklearnModel":
+        X, y = _checked(X), np.asarray(y)
+        if len(X) != len(y):
+            raise DataError(f"{len(X)} feature rows but {len(y)} labels")
+        if np.isnan(y).any():
+            raise DataError("labels contain NaN: drop the rows whose future is unknown before fitting")
+        if len(np.unique(y)) < 2:
+            raise DataError("only one class in the training labels: nothing to learn")
+        self.pipeline.fit(X, y)
+        self.classes = self.pipeline.classes_
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.pipeline.predict_proba(_checked(X))
+
+    def save(self, path: Path) -> None:
+        joblib.dump({"kind": self.kind, "seed": self.seed, "params": self.params, "pipeline": self.pipeline,
+                     "classes": self.classes}, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "SklearnModel":
+        data = joblib.load(path)
+        model = cls(data["kind"], data["seed"], **data["params"])
+        model.pipeline, model.classes = data["pipeline"], data["classes"]
+        return model
+
+
+def _checked(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise DataError(f"features must be a 2-D table, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise DataError("features contain NaN or inf: drop the warm-up rows before fitting or predicting")
+    return X
