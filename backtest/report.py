@@ -51,7 +51,7 @@ def stats_table(stats: dict[str, Any], title: str) -> Table:
 
 
 def _json_value(value: Any) -> Any:
-    if value is None:
+    if value is None or value is pd.NaT:
         return None
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
@@ -61,8 +61,6 @@ def _json_value(value: Any) -> Any:
         return int(value)
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
-    if isinstance(value, (pd._libs.tslibs.nattype.NaTType,)):
-        return None
     return value
 
 

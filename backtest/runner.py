@@ -23,6 +23,7 @@ from backtest.result import BacktestResult
 from brokers.base import RejectReason
 from brokers.paper.venue import SimulatedVenue
 from engine.clock import SimulatedClock
+from engine.errors import ConfigError
 from engine.instrument import Instrument, infer_price_increment
 from engine.money import FeeModel, Slippage, decimal_places, to_raw
 from engine.oms import OrderManager
@@ -60,6 +61,8 @@ def run_backtest(frame: pd.DataFrame, strategy_cls: type[Strategy], params: dict
     parsed = parse_params(strategy_cls.Params, params)
     instrument = build_instrument(frame, config, parsed.units)  # type: ignore[attr-defined]
     strategy = _prepared(strategy_cls, parsed, frame, instrument)
+    if risk is not None and config.path == "fast":
+        raise ConfigError("path", "the fast path cannot run the risk engine: use --path event (or auto) with --risk")
     use_fast = config.path == "fast" or (config.path == "auto" and risk is None
                                          and type(strategy).signals is not Strategy.signals)
     meta = {"strategy": strategy_cls.name, "params": parsed.model_dump(mode="json"),

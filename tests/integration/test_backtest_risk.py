@@ -57,3 +57,14 @@ def test_cli_refuses_a_bad_risk_file_naming_the_field(tmp_path):
     done = subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--strategy", "sma_cross", "--data",
                            str(SPY), "--risk", str(risk)], capture_output=True, text=True)
     assert done.returncode == 2 and "default_bot.max_order_qty" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_fast_path_with_a_risk_engine_is_refused_not_silently_unchecked():
+    import pytest
+
+    from engine.errors import ConfigError
+
+    risk = RiskConfig(default_bot=RiskLimits(max_order_qty=Decimal(20)))
+    with pytest.raises(ConfigError) as err:
+        run_backtest(load_bars(SPY), get_strategy("sma_cross"), {}, make_config(path="fast"), risk=risk)
+    assert err.value.field == "path"
