@@ -155,6 +155,51 @@ def db_upgrade(
     console.print(f"database at {masked(database_url(url))} is at the newest schema")
 
 
+models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+UrlOption = Annotated[str | None, typer.Option(help="database URL (default: TICKBRIDGE_DATABASE_URL or sqlite:///var/tickbridge.db)")]
+
+
+@models_app.command("list")
+def models_list(url: UrlOption = None) -> None:
+    """Registered models, one line per version."""
+    from rich.table import Table
+
+    from engine.store.db import check_connection, make_engine
+    from models.registry import ModelRegistry
+
+    engine = make_engine(url)
+    check_connection(engine)
+    table = Table("id", "name", "version", "kind", "status", "trained on", "sha256")
+    for r in ModelRegistry(engine).list():
+        window = f"{_day(r.train_start)} .. {_day(r.train_end)}"
+        table.add_row(str(r.id), r.name, str(r.version), r.kind, r.status, window, r.sha256[:12])
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(model_id: Annotated[int, typer.Argument(help="model id")], url: UrlOption = None) -> None:
+    """One model version in full: spec, parameters, window, metrics, hash."""
+    import json
+
+    from engine.store.db import check_connection, make_engine
+    from models.registry import ModelRegistry
+
+    engine = make_engine(url)
+    check_connection(engine)
+    r = ModelRegistry(engine).get(model_id)
+    console.print_json(json.dumps({
+        "id": r.id, "name": r.name, "version": r.version, "kind": r.kind, "status": r.status,
+        "train_window": [_day(r.train_start), _day(r.train_end)], "feature_spec": r.feature_spec,
+        "params": r.params, "metrics": r.metrics, "sha256": r.sha256, "artifact": r.artifact}))
+
+
+def _day(ns: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
 def main() -> None:
     """Entry point: run the app, turning our own errors into one clear line and exit code 2."""
     try:

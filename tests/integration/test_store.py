@@ -21,7 +21,7 @@ from engine.store.models import Base, FillRow, OrderEventRow
 
 INSTRUMENT = Instrument("TEST", price_increment=Decimal("0.01"))
 TABLES = {"instruments", "bots", "orders", "order_events", "fills", "positions", "account_snapshots",
-          "daily_pnl", "signals", "audit_log"}
+          "daily_pnl", "signals", "audit_log", "models"}
 
 
 def test_upgrade_creates_every_table_and_is_idempotent(database_url):
