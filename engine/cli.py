@@ -155,6 +155,49 @@ def db_upgrade(
     console.print(f"database at {masked(database_url(url))} is at the newest schema")
 
 
+@app.command("train")
+def train_model(
+    model: Annotated[str, typer.Option(help="gbm | logreg")],
+    data: Annotated[Path, typer.Option(help="OHLCV bars (CSV, parquet, feather)")],
+    horizon: Annotated[int, typer.Option(help="label horizon in bars")] = 4,
+    threshold: Annotated[float, typer.Option(help="return beyond which a label is up/down")] = 0.0005,
+    folds: Annotated[int, typer.Option(help="walk-forward test windows")] = 5,
+    min_train: Annotated[int, typer.Option(help="bars in the first training window")] = 1000,
+    embargo: Annotated[int, typer.Option(help="extra bars between training and test, after the purge")] = 10,
+    window: Annotated[str, typer.Option(help="expanding | rolling")] = "expanding",
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    name: Annotated[str, typer.Option(help="registry name (default: data file stem + model)")] = "",
+    url: Annotated[str | None, typer.Option(help="database URL for the registry")] = None,
+) -> None:
+    """Train a model walk-forward, print out-of-sample metrics, register it."""
+    from backtest.data import load_bars
+    from engine.store.db import check_connection, make_engine, upgrade
+    from models.registry import ModelRegistry
+    from models.training import TrainConfig, train
+
+    if model not in ("gbm", "logreg"):
+        raise ConfigError("model", f"unknown model {model!r}; known: gbm, logreg (torch models arrive with the torch extra)")
+    if window not in ("expanding", "rolling"):
+        raise ConfigError("window", f"must be expanding or rolling, got {window!r}")
+    config = TrainConfig(kind=model, horizon=horizon, threshold=threshold, folds=folds,  # type: ignore[arg-type]
+                         min_train=min_train, embargo=embargo, window=window, seed=seed)  # type: ignore[arg-type]
+    engine = make_engine(url)
+    check_connection(engine)  # a broken registry is found before an hour of training, not after
+    bars = load_bars(data)
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("walk-forward", total=folds)
+        result = train(bars, config, progress=lambda done, total: progress.update(task, completed=done))
+    upgrade(url)
+    record = ModelRegistry(engine).register(name or f"{data.stem}_{model}", result.model, config.spec,
+                                            result.train_window, result.metrics)
+    m = result.metrics
+    console.print(f"out of sample ({m['oos_rows']:,} bars, {folds} folds): accuracy {m['accuracy']:.3f}, "
+                  f"log loss {m['log_loss']:.3f}, AUC {m.get('auc', float('nan')):.3f}")
+    console.print(f"registered {record.name} v{record.version} as model id {record.id} (sha256 {record.sha256[:12]})")
+
+
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 UrlOption = Annotated[str | None, typer.Option(help="database URL (default: TICKBRIDGE_DATABASE_URL or sqlite:///var/tickbridge.db)")]
