@@ -1,32 +1,66 @@
 """Pre-trade risk: one file of named checks, each denial a reason code (DESIGN.md §4).
 
-Checks run in this order and the first failure denies the order (it never reaches a venue):
-  trading state (HALTED, REDUCING) -> symbol allowed -> price/qty grid and instrument min/max ->
-  max order qty -> max order notional -> price band vs last -> max position -> gross exposure ->
-  buying power (capital allocation, cash) -> open orders -> order rate -> market hours ->
-  the account's limits (state, gross exposure, open orders), which bind all its bots together.
+`RiskEngine.check` runs these checks in this order; the first failure denies the order (the OMS
+marks it DENIED with the code and never sends it):
 
-States: ACTIVE; REDUCING lets through only orders that shrink a position; HALTED lets nothing
-through. Monitors switch them: the daily loss limit sets REDUCING (a new UTC day restores
-ACTIVE); max drawdown from the equity high-water mark sets HALTED, which only a person undoes
-(`resume()`). The kill switch cancels all orders, flattens all positions and halts, for one bot
-or for the whole account. Limits come from YAML validated by pydantic: a bad limit is refused
-with its dotted field name.
+   1. state            TRADING_HALTED; REDUCING_ONLY (state REDUCING, or a reduce-only order,
+                       and the order does not shrink the position)
+   2. symbol           SYMBOL_NOT_ALLOWED (not in allowed_symbols, or no known instrument)
+   3. grid             PRICE_OFF_GRID, QTY_OFF_GRID, QTY_BELOW_MIN, QTY_ABOVE_MAX (instrument)
+   4. duplicate id     DUPLICATE_CLIENT_ORDER_ID (an id this gate has seen, or a working order's)
+   5. order qty        MAX_ORDER_QTY
+   6. order notional   MAX_ORDER_NOTIONAL
+   7. price band       PRICE_BAND: a limit/stop price more than price_band_pct from the last price
+   8. position         MAX_POSITION: |position after the order| per symbol
+   9. gross exposure   MAX_GROSS_EXPOSURE: the bot's worst-case gross exposure with the order
+  10. buying power     BUYING_POWER: a buy must fit in cash less working buys; the worst-case
+                       exposure must fit in capital_allocation
+  11. open orders      MAX_OPEN_ORDERS
+  12. order rate       ORDER_RATE: orders passed in the last second (sliding, injected clock)
+  13. market hours     MARKET_CLOSED: outside every market_hours window / market_weekdays (UTC)
+  14. account          the account's state, gross exposure over all its bots, and open orders,
+                       as ACCOUNT:TRADING_HALTED, ACCOUNT:REDUCING_ONLY, ACCOUNT:MAX_GROSS_EXPOSURE,
+                       ACCOUNT:MAX_OPEN_ORDERS (ACCOUNT:NO_PRICE when a bot's exposure has no price)
+
+NO_PRICE (fail closed): a check that needs a price has none, e.g. a notional limit on a market
+order before the first last price, or an equity-fraction order that cannot be sized yet.
+
+Reductions. An order *reduces* when it is on the opposite side of the current position and its
+quantity is at most what is left of that position once the working orders already closing it
+have filled: two closing orders for the whole position are not both reductions. Reductions pass
+the position, exposure and buying-power checks (closing must always be possible) and are the
+only orders a REDUCING state lets through.
+
+Exposure is worst-case: per symbol, max(|position + working buys|, |position - working sells|)
+at the last price times the multiplier, the new order included. Resting orders thus count
+before they fill, while a reversal (close + open) or a bracket (take-profit + stop-loss) is
+counted once. Shorts are not a cash matter (their proceeds are cash); cap them with
+capital_allocation, max_gross_exposure and max_position_qty.
+
+States: ACTIVE; REDUCING lets through only reductions; HALTED lets nothing through. Monitors fed
+with `on_equity` switch them: the daily loss limit (loss since the UTC day's first equity) sets
+REDUCING, and the next UTC day sets ACTIVE again; max drawdown from the equity high-water mark
+sets HALTED, which only a person undoes (`resume`, which also counts losses afresh from there).
+The kill switch cancels, flattens and halts one bot or the whole account.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
 
+from engine.clock import Clock
 from engine.errors import ConfigError
 from engine.instrument import Instrument
 from engine.money import to_raw
@@ -36,11 +70,17 @@ if TYPE_CHECKING:
     from engine.oms import OrderManager
     from engine.portfolio import Portfolio
 
-DAY_NS = 86_400_000_000_000
 SECOND_NS = 1_000_000_000
+MINUTE_NS = 60 * SECOND_NS
+DAY_NS = 1440 * MINUTE_NS
+ZERO = Decimal(0)
+ONE = Decimal(1)
 
 
 class RiskReason(StrEnum):
+    """Why an order was denied. An account-level limit reuses the bot-level code with the
+    "ACCOUNT:" prefix, so reports can group by code and still tell which level bound."""
+
     TRADING_HALTED = "TRADING_HALTED"
     REDUCING_ONLY = "REDUCING_ONLY"
     SYMBOL_NOT_ALLOWED = "SYMBOL_NOT_ALLOWED"
@@ -48,6 +88,7 @@ class RiskReason(StrEnum):
     QTY_OFF_GRID = "QTY_OFF_GRID"
     QTY_BELOW_MIN = "QTY_BELOW_MIN"
     QTY_ABOVE_MAX = "QTY_ABOVE_MAX"
+    DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
     MAX_ORDER_QTY = "MAX_ORDER_QTY"
     MAX_ORDER_NOTIONAL = "MAX_ORDER_NOTIONAL"
     NO_PRICE = "NO_PRICE"
@@ -58,379 +99,635 @@ class RiskReason(StrEnum):
     MAX_OPEN_ORDERS = "MAX_OPEN_ORDERS"
     ORDER_RATE = "ORDER_RATE"
     MARKET_CLOSED = "MARKET_CLOSED"
-    ACCOUNT_HALTED = "ACCOUNT:TRADING_HALTED"
+    ACCOUNT_TRADING_HALTED = "ACCOUNT:TRADING_HALTED"
     ACCOUNT_REDUCING_ONLY = "ACCOUNT:REDUCING_ONLY"
+    ACCOUNT_NO_PRICE = "ACCOUNT:NO_PRICE"
     ACCOUNT_MAX_GROSS_EXPOSURE = "ACCOUNT:MAX_GROSS_EXPOSURE"
     ACCOUNT_MAX_OPEN_ORDERS = "ACCOUNT:MAX_OPEN_ORDERS"
 
 
 class TradingState(StrEnum):
     ACTIVE = "ACTIVE"
-    REDUCING = "REDUCING"
-    HALTED = "HALTED"
+    REDUCING = "REDUCING"  # only orders that shrink a position pass
+    HALTED = "HALTED"      # nothing passes
 
 
-Positive = Field(default=None, gt=0)
+# Why a state changed (StateChange.reason); the kill switch and resume() add who/why after a colon.
+DAILY_LOSS = "DAILY_LOSS"
+MAX_DRAWDOWN = "MAX_DRAWDOWN"
+NEW_DAY = "NEW_DAY"
+
+
+class Weekday(StrEnum):
+    MON = "MON"
+    TUE = "TUE"
+    WED = "WED"
+    THU = "THU"
+    FRI = "FRI"
+    SAT = "SAT"
+    SUN = "SUN"
+
+    @property
+    def number(self) -> int:
+        """Monday is 0, as datetime.weekday()."""
+        return list(Weekday).index(self)
+
+
+_WINDOW = re.compile(r"(\d\d):(\d\d)-(\d\d):(\d\d)")
+
+
+def parse_window(text: str) -> tuple[int, int]:
+    """"HH:MM-HH:MM" (UTC) -> (start, end) in minutes of the day, end excluded.
+
+    A window ends the day it starts; the end may be 24:00. A session over midnight is two
+    windows ("22:00-24:00", "00:00-06:00"), which keeps "ends before it starts" a typo to catch.
+    """
+    match = _WINDOW.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not HH:MM-HH:MM")
+    start_h, start_m, end_h, end_m = (int(part) for part in match.groups())
+    if start_h > 23 or start_m > 59 or end_m > 59 or end_h > 24 or (end_h == 24 and end_m):
+        raise ValueError(f"{text!r} is not a time of day")
+    start, end = start_h * 60 + start_m, end_h * 60 + end_m
+    if start >= end:
+        raise ValueError(f"{text!r} ends before it starts (split a session over midnight in two windows)")
+    return start, end
+
+
+def _window(text: str) -> str:
+    parse_window(text)
+    return text
+
+
+# Field types: money and quantities are exact decimals; counts are real integers (YAML `yes` is not 1).
+Positive = Annotated[Decimal, Field(gt=0)]
+Percent = Annotated[Decimal, Field(gt=0, le=100)]
+Count = Annotated[int, Strict(), Field(ge=1)]
+Window = Annotated[str, AfterValidator(_window)]
 
 
 class RiskLimits(BaseModel):
-    """One bot's limits; None means no limit."""
+    """One bot's limits. None (left out of the YAML) means no limit of that kind; an empty list
+    is refused rather than read as "nothing allowed" or "no limit"."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    allowed_symbols: list[str] | None = None
-    max_order_qty: Decimal | None = Positive
-    max_order_notional: Decimal | None = Positive
-    price_band_pct: Decimal | None = Field(default=None, gt=0, le=100)
-    max_position_qty: Decimal | None = Positive
-    max_gross_exposure: Decimal | None = Positive
-    max_open_orders: int | None = Field(default=None, ge=1)
-    max_orders_per_second: int | None = Field(default=None, ge=1)
-    market_hours: list[str] | None = None
-    daily_loss_limit: Decimal | None = Positive
-    max_drawdown_pct: Decimal | None = Field(default=None, gt=0, le=100)
-    capital_allocation: Decimal | None = Positive
+    allowed_symbols: list[str] | None = Field(default=None, min_length=1)
+    max_order_qty: Positive | None = None
+    max_order_notional: Positive | None = None
+    price_band_pct: Positive | None = None
+    max_position_qty: Positive | None = None
+    max_gross_exposure: Positive | None = None
+    max_open_orders: Count | None = None
+    max_orders_per_second: Count | None = None
+    market_hours: list[Window] | None = Field(default=None, min_length=1)
+    market_weekdays: list[Weekday] | None = Field(default=None, min_length=1)
+    daily_loss_limit: Positive | None = None
+    max_drawdown_pct: Percent | None = None
+    capital_allocation: Positive | None = None
 
-    @field_validator("market_hours")
+    @field_validator("market_weekdays", mode="before")
     @classmethod
-    def _windows(cls, windows: list[str] | None) -> list[str] | None:
-        for window in windows or []:
-            try:
-                start, end = (datetime.strptime(part.strip(), "%H:%M") for part in window.split("-"))
-            except ValueError:
-                raise ValueError(f"{window!r} is not HH:MM-HH:MM") from None
-            if start >= end:
-                raise ValueError(f"{window!r} ends before it starts")
-        return windows
+    def _upper_case_days(cls, days: object) -> object:
+        """Accept "mon" or "Mon" as well as "MON"."""
+        return [d.upper() if isinstance(d, str) else d for d in days] if isinstance(days, list) else days
 
 
 class AccountLimits(BaseModel):
+    """Limits on the sum of all bots of one account."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_gross_exposure: Decimal | None = Positive
-    daily_loss_limit: Decimal | None = Positive
-    max_drawdown_pct: Decimal | None = Field(default=None, gt=0, le=100)
-    max_open_orders: int | None = Field(default=None, ge=1)
+    max_gross_exposure: Positive | None = None
+    daily_loss_limit: Positive | None = None
+    max_drawdown_pct: Percent | None = None
+    max_open_orders: Count | None = None
 
 
 class RiskConfig(BaseModel):
+    """A risk file: the account's limits, each bot's, and those of bots not listed."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     account: AccountLimits = AccountLimits()
-    default_bot: RiskLimits = RiskLimits()
     bots: dict[str, RiskLimits] = Field(default_factory=dict)
+    default_bot: RiskLimits = RiskLimits()
 
     def for_bot(self, bot_id: str) -> RiskLimits:
         return self.bots.get(bot_id, self.default_bot)
 
 
 def load_risk_config(path: str | Path) -> RiskConfig:
-    """Read and validate a risk YAML; any problem is a ConfigError naming the dotted field."""
+    """Read and validate a risk YAML. Every problem is a ConfigError whose field is the dotted
+    path of the bad value ("bots.sma1.max_order_qty"), or "risk" for the file as a whole."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError("risk", f"{path}: no such file") from None
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("risk", f"cannot read {path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError("risk", f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError("risk", f"{path} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("risk", f"{path} must be a mapping with account, bots and default_bot")
     try:
         return RiskConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(".".join(str(p) for p in err["loc"]) or "risk", err["msg"].removeprefix("Value error, ")) from None
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "risk"
+        if error["type"] == "value_error":  # our validators' messages quote the value already
+            message = error["msg"].removeprefix("Value error, ")
+        else:
+            message = f"{error['msg']} (got {error['input']!r})"
+        raise ConfigError(field, f"{message} in {path}") from None
 
 
 @dataclass(frozen=True, slots=True)
 class StateChange:
     ts: int
-    scope: str          # a bot id, or "account"
     old: TradingState
     new: TradingState
     reason: str
+    scope: str = ""  # the bot id, or "account"
+
+
+StateListener = Callable[[StateChange], None]
 
 
 class EquityMonitor:
-    """Start-of-day equity and the high-water mark; says when a loss limit is crossed."""
+    """Start-of-day equity (UTC days) and the high-water mark; names the loss limit crossed."""
 
     def __init__(self, daily_loss_limit: Decimal | None, max_drawdown_pct: Decimal | None) -> None:
         self.daily_loss_limit = daily_loss_limit
         self.max_drawdown_pct = max_drawdown_pct
-        self.day = -1
-        self.day_start = Decimal(0)
-        self.high_water = Decimal(0)
+        self.day: int | None = None
+        self.day_start = ZERO
+        self.high_water = ZERO
+        self.equity: Decimal | None = None
 
     def update(self, equity: Decimal, ts: int) -> tuple[bool, str | None]:
-        """(new_day, breach) where breach is "MAX_DRAWDOWN", "DAILY_LOSS" or None."""
+        """(new UTC day?, MAX_DRAWDOWN / DAILY_LOSS / None); drawdown wins when both bind."""
         day = ts // DAY_NS
-        new_day = day != self.day
-        if new_day:
+        new_day = self.day is not None and day != self.day
+        if day != self.day:
             self.day, self.day_start = day, equity
+        self.equity = equity
         self.high_water = max(self.high_water, equity)
-        if self.max_drawdown_pct is not None and self.high_water > 0:
-            if (self.high_water - equity) * 100 >= self.max_drawdown_pct * self.high_water:
-                return new_day, "MAX_DRAWDOWN"
+        if (self.max_drawdown_pct is not None and self.high_water > 0
+                and (self.high_water - equity) * 100 >= self.max_drawdown_pct * self.high_water):
+            return new_day, MAX_DRAWDOWN
         if self.daily_loss_limit is not None and self.day_start - equity >= self.daily_loss_limit:
-            return new_day, "DAILY_LOSS"
+            return new_day, DAILY_LOSS
         return new_day, None
 
+    def rebase(self) -> None:
+        """Count losses from the last equity seen: what a person accepts by resuming."""
+        if self.equity is not None:
+            self.day_start = self.high_water = self.equity
 
-class _Stateful:
-    """Trading state with the monitor rules shared by a bot and its account."""
 
-    scope = ""
+class _Monitored:
+    """A trading state and the loss monitors that switch it: a bot's, or an account's."""
 
-    def __init__(self, monitor: EquityMonitor) -> None:
+    def __init__(self, scope: str, daily_loss_limit: Decimal | None, max_drawdown_pct: Decimal | None) -> None:
+        self.scope = scope
         self.state = TradingState.ACTIVE
-        self.monitor = monitor
+        self.monitor = EquityMonitor(daily_loss_limit, max_drawdown_pct)
         self.state_changes: list[StateChange] = []
-        self.listeners: list[Callable[[StateChange], None]] = []
+        self.listeners: list[StateListener] = []
         self._reducing_for_daily_loss = False
 
     def set_state(self, new: TradingState, ts: int, reason: str) -> None:
         if new is self.state:
             return
-        change = StateChange(ts, self.scope, self.state, new, reason)
+        change = StateChange(ts, self.state, new, reason, self.scope)
         self.state = new
-        self._reducing_for_daily_loss = new is TradingState.REDUCING and reason == "DAILY_LOSS"
+        self._reducing_for_daily_loss = new is TradingState.REDUCING and reason == DAILY_LOSS
         self.state_changes.append(change)
         for listener in self.listeners:
             listener(change)
 
     def on_equity(self, equity: Decimal, ts: int) -> None:
+        """Feed the monitors. Daily loss -> REDUCING, undone by the next UTC day (a bad day
+        should stop new risk, not strand the bot); drawdown -> HALTED, undone only by resume()
+        (a deep loss needs a person)."""
         new_day, breach = self.monitor.update(equity, ts)
-        if new_day and self._reducing_for_daily_loss and breach is None:
-            self.set_state(TradingState.ACTIVE, ts, "NEW_DAY")
-        if breach == "MAX_DRAWDOWN":
+        if new_day and self._reducing_for_daily_loss:
+            self.set_state(TradingState.ACTIVE, ts, NEW_DAY)
+        if breach == MAX_DRAWDOWN:
             self.set_state(TradingState.HALTED, ts, breach)
-        elif breach == "DAILY_LOSS" and self.state is TradingState.ACTIVE:
+        elif breach == DAILY_LOSS and self.state is TradingState.ACTIVE:
             self.set_state(TradingState.REDUCING, ts, breach)
 
     def resume(self, ts: int, who: str) -> None:
-        """A person's decision to trade again after a halt."""
+        """A person's decision to trade again; losses count afresh from the last equity."""
+        self.monitor.rebase()
         self.set_state(TradingState.ACTIVE, ts, f"RESUMED_BY:{who}")
 
 
-class AccountRisk(_Stateful):
-    """What the bots of one account share: its state, its limits, its equity monitor."""
-
-    scope = "account"
+class AccountRisk(_Monitored):
+    """What the bots of one account share: its state, its limits, its monitors, and the bots'
+    risk engines (each registers itself) so exposure and open orders can be summed."""
 
     def __init__(self, limits: AccountLimits = AccountLimits()) -> None:
-        super().__init__(EquityMonitor(limits.daily_loss_limit, limits.max_drawdown_pct))
+        super().__init__("account", limits.daily_loss_limit, limits.max_drawdown_pct)
         self.limits = limits
-        self.engines: list[RiskEngine] = []
+        self.engines: dict[str, RiskEngine] = {}
 
-    def gross_exposure(self, extra: Decimal = Decimal(0), changed: "RiskEngine | None" = None) -> Decimal:
-        return sum((e.gross_exposure() for e in self.engines if e is not changed), Decimal(0)) + extra
+    def register(self, engine: RiskEngine) -> None:
+        if engine.bot_id in self.engines:
+            raise ValueError(f"bot {engine.bot_id!r} already has a risk engine in this account")
+        self.engines[engine.bot_id] = engine
 
     def open_order_count(self) -> int:
-        return sum(e.open_order_count() for e in self.engines)
+        return sum(len(engine.open_orders()) for engine in self.engines.values())
 
 
-class RiskEngine(_Stateful):
-    """The RiskGate of one bot. `bind(oms)` gives it the orders and books it checks against."""
+@dataclass(slots=True)
+class _Working:
+    """A bot's working orders in one symbol: leaves quantity per side, and what the buys cost
+    (None when a market buy has no price to value it at)."""
 
-    def __init__(self, bot_id: str, limits: RiskLimits, account: AccountRisk, clock: Any,
-                 instruments: dict[str, Instrument], last_price: Callable[[str], Decimal | None]) -> None:
-        super().__init__(EquityMonitor(limits.daily_loss_limit, limits.max_drawdown_pct))
-        self.scope = bot_id
+    buy: Decimal = ZERO
+    sell: Decimal = ZERO
+    buy_notional: Decimal | None = ZERO
+
+
+def _unbound(bot_id: str, what: str) -> Callable[[], Any]:
+    def fail() -> Any:
+        raise RuntimeError(f"risk engine {bot_id!r} has no {what}: pass it or call bind(oms)")
+    return fail
+
+
+class RiskEngine(_Monitored):
+    """The RiskGate of one bot (see the module docstring for the checks and their order).
+
+    It reads the world through callables so it works over any OMS or a test's stubs:
+    `last_price(symbol)`, `open_orders()` (the bot's working orders, in-flight ones included)
+    and `positions()` (the bot's signed position per symbol, in units). `bind(oms)` sets the
+    last two from an OrderManager.
+    """
+
+    def __init__(self, bot_id: str, limits: RiskLimits, account: AccountRisk, clock: Clock,
+                 instruments: dict[str, Instrument], last_price: Callable[[str], Decimal | None],
+                 open_orders: Callable[[], list[Order]] | None = None,
+                 positions: Callable[[], dict[str, Decimal]] | None = None) -> None:
+        super().__init__(bot_id, limits.daily_loss_limit, limits.max_drawdown_pct)
         self.bot_id = bot_id
         self.limits = limits
         self.account = account
         self.clock = clock
         self.instruments = instruments
         self.last_price = last_price
-        self.oms: OrderManager | None = None
-        self._recent: deque[int] = deque()
-        self._windows = [tuple(datetime.strptime(p.strip(), "%H:%M").time() for p in w.split("-"))
-                         for w in limits.market_hours or []]
-        account.engines.append(self)
+        self.open_orders: Callable[[], list[Order]] = open_orders or _unbound(bot_id, "open_orders")
+        self.positions: Callable[[], dict[str, Decimal]] = positions or _unbound(bot_id, "positions")
+        self._allowed = None if limits.allowed_symbols is None else frozenset(limits.allowed_symbols)
+        restricted = limits.market_hours is not None or limits.market_weekdays is not None
+        self._windows = [parse_window(w) for w in limits.market_hours or ["00:00-24:00"]] if restricted else None
+        self._weekdays = frozenset(d.number for d in limits.market_weekdays or list(Weekday))
+        self._recent: deque[int] = deque()      # when passed orders were checked, for the rate limit
+        self._seen_ids: set[str] = set()
+        self._sized: dict[str, Decimal] = {}    # equity-fraction orders in flight: qty estimated at check
+        self._flattening = False
+        account.register(self)
 
-    def bind(self, oms: "OrderManager") -> None:
-        self.oms = oms
+    def bind(self, oms: OrderManager) -> None:
+        """Read working orders and positions from the bot's OMS."""
+        positions = oms.portfolio.positions
+        self.open_orders = lambda: oms.open_orders
+        self.positions = lambda: {symbol: p.quantity for symbol, p in positions.items() if p.qty}
+
+    @contextmanager
+    def flattening(self) -> Iterator[None]:
+        """While the kill switch flattens, only the state, symbol, grid and id checks apply: a full
+        rate window or open-order cap (maybe the very reason for the trip) must not keep a
+        position open. The state is REDUCING then, so only reductions pass."""
+        self._flattening = True
+        try:
+            yield
+        finally:
+            self._flattening = False
 
     # -- the gate ----------------------------------------------------------------------------------
-    def check(self, order: Order, portfolio: "Portfolio") -> str | None:
-        instrument = self.instruments.get(order.symbol)
-        if instrument is None:
-            return RiskReason.SYMBOL_NOT_ALLOWED
-        position = self._position_qty(portfolio, instrument)
-        qty = self._order_qty(order, portfolio, instrument)
-        reduces = qty is not None and _reduces(order.side, qty, position)
-        price = self._reference_price(order)
-        for check in (self._state, self._symbol, self._grid, self._order_size, self._price_band,
-                      self._position, self._exposure, self._buying_power, self._open_orders,
-                      self._rate, self._market_hours, self._account):
-            reason = check(order, instrument, qty, position, price, reduces, portfolio)
+    def check(self, order: Order, portfolio: Portfolio) -> str | None:
+        """None to pass, or the reason code of the first check that fails. Every id checked is
+        remembered (ids are never reused); only a passed order counts towards the rate limit."""
+        candidate = _Candidate(self, order, portfolio)
+        checks = _FLATTEN_CHECKS if self._flattening else _CHECKS
+        reason = None
+        for check in checks:
+            reason = check(self, candidate)
             if reason is not None:
-                return reason
-        self._recent.append(self.clock.now_ns())
-        return None
+                break
+        self._seen_ids.add(order.client_order_id)
+        if reason is None:
+            if self.limits.max_orders_per_second is not None:
+                self._recent.append(self.clock.now_ns())
+            if order.qty is None and candidate.qty is not None:
+                self._sized[order.client_order_id] = candidate.qty
+        return reason
 
-    # Each check: (order, instrument, qty, position, price, reduces, portfolio) -> reason or None.
-    def _state(self, order, instrument, qty, position, price, reduces, portfolio):  # type: ignore[no-untyped-def]
+    def _state(self, c: _Candidate) -> str | None:
         if self.state is TradingState.HALTED:
             return RiskReason.TRADING_HALTED
-        if self.state is TradingState.REDUCING and not reduces:
+        if (self.state is TradingState.REDUCING or c.order.reduce_only) and not c.reduces:
             return RiskReason.REDUCING_ONLY
         return None
 
-    def _symbol(self, order, instrument, qty, position, price, reduces, portfolio):  # type: ignore[no-untyped-def]
-        allowed = self.limits.allowed_symbols
-        return RiskReason.SYMBOL_NOT_ALLOWED if allowed is not None and order.symbol not in allowed else None
+    def _symbol(self, c: _Candidate) -> str | None:
+        if c.instrument is None or (self._allowed is not None and c.order.symbol not in self._allowed):
+            return RiskReason.SYMBOL_NOT_ALLOWED
+        return None
 
-    def _grid(self, order, instrument, qty, position, price, reduces, portfolio):  # type: ignore[no-untyped-def]
+    def _grid(self, c: _Candidate) -> str | None:
+        instrument = c.instrument
+        assert instrument is not None  # _symbol ran first
         s = instrument.scales
-        for p in (order.limit_price, order.stop_price):
-            if p is not None and not _on_grid(p, s.price_dp, s.price_step):
+        for price in (c.order.limit_price, c.order.stop_price):
+            if price is not None and (price <= 0 or not _on_grid(price, s.price_dp, s.price_step)):
                 return RiskReason.PRICE_OFF_GRID
-        if order.qty is not None:
-            if not _on_grid(order.qty, s.qty_dp, s.qty_step):
-                return RiskReason.QTY_OFF_GRID
-            if order.qty < instrument.min_qty or order.qty < instrument.size_increment:
-                return RiskReason.QTY_BELOW_MIN
-            if instrument.max_qty is not None and order.qty > instrument.max_qty:
-                return RiskReason.QTY_ABOVE_MAX
-        return None
-
-    def _order_size(self, order, instrument, qty, position, price, reduces, portfolio):  # type: ignore[no-untyped-def]
-        limits = self.limits
+        qty = c.order.qty
         if qty is None:
-            return RiskReason.NO_PRICE if limits.max_order_notional is not None else None
-        if limits.max_order_qty is not None and qty > limits.max_order_qty:
-            return RiskReason.MAX_ORDER_QTY
-        if limits.max_order_notional is not None:
-            if price is None:
-                return RiskReason.NO_PRICE
-            if qty * price * instrument.multiplier > limits.max_order_notional:
-                return RiskReason.MAX_ORDER_NOTIONAL
+            return None  # an equity fraction: the venue sizes it on the grid
+        if not _on_grid(qty, s.qty_dp, s.qty_step):
+            return RiskReason.QTY_OFF_GRID
+        if qty < max(instrument.min_qty, instrument.size_increment):
+            return RiskReason.QTY_BELOW_MIN
+        if instrument.max_qty is not None and qty > instrument.max_qty:
+            return RiskReason.QTY_ABOVE_MAX
         return None
 
-    def _price_band(self, order, instrument, qty, position, price, reduces, portfolio):  # type: ignore[no-untyped-def]
+    def _duplicate_id(self, c: _Candidate) -> str | None:
+        """A second order with one id could be a second order at the venue. The OMS refuses ids it
+        made; this also covers ids this gate saw through another path and restored working orders."""
+        oid = c.order.client_order_id
+        if oid in self._seen_ids or any(o.client_order_id == oid for o in c.working_orders):
+            return RiskReason.DUPLICATE_CLIENT_ORDER_ID
+        return None
+
+    def _order_qty(self, c: _Candidate) -> str | None:
+        cap = self.limits.max_order_qty
+        if cap is None:
+            return None
+        if c.qty is None:
+            return RiskReason.NO_PRICE
+        return RiskReason.MAX_ORDER_QTY if c.qty > cap else None
+
+    def _order_notional(self, c: _Candidate) -> str | None:
+        cap = self.limits.max_order_notional
+        if cap is None:
+            return None
+        if c.qty is None or c.price is None:
+            return RiskReason.NO_PRICE
+        return RiskReason.MAX_ORDER_NOTIONAL if c.qty * c.price * c.multiplier > cap else None
+
+    def _price_band(self, c: _Candidate) -> str | None:
+        """Fat finger: a limit or stop price too far from the last price. A market order trades at
+        the last price, so it is inside any band, but only if there is a last price."""
         band = self.limits.price_band_pct
         if band is None:
             return None
-        last = self.last_price(order.symbol)
+        last = c.last
         if last is None:
             return RiskReason.NO_PRICE
-        for p in (order.limit_price, order.stop_price):
-            if p is not None and abs(p - last) * 100 > band * last:
+        for price in (c.order.limit_price, c.order.stop_price):
+            if price is not None and abs(price - last) * 100 > band * last:
                 return RiskReason.PRICE_BAND
         return None
 
-    def _position(self, order, instrument, qty, position, price, reduces, portfolio):  # type: ignore[no-untyped-def]
+    def _position(self, c: _Candidate) -> str | None:
         cap = self.limits.max_position_qty
-        if cap is None or reduces or qty is None:
+        if cap is None or c.reduces:
             return None
-        after = position + (qty if order.side is OrderSide.BUY else -qty)
-        return RiskReason.MAX_POSITION if abs(after) > cap else None
-
-    def _exposure(self, order, instrument, qty, position, price, reduces, portfolio):  # type: ignore[no-untyped-def]
-        cap = self.limits.max_gross_exposure
-        if cap is None or reduces or qty is None:
-            return None
-        if price is None:
+        if c.qty is None:
             return RiskReason.NO_PRICE
-        return RiskReason.MAX_GROSS_EXPOSURE if self._exposure_after(order, qty, price, instrument) > cap else None
+        return RiskReason.MAX_POSITION if abs(c.position + c.order.side.sign * c.qty) > cap else None
 
-    def _buying_power(self, order, instrument, qty, position, price, reduces, portfolio):  # type: ignore[no-untyped-def]
-        if reduces or qty is None or price is None:
+    def _gross_exposure(self, c: _Candidate) -> str | None:
+        cap = self.limits.max_gross_exposure
+        if cap is None or c.reduces:
             return None
-        notional = qty * price * instrument.multiplier
+        if c.exposure_after is None:
+            return RiskReason.NO_PRICE
+        return RiskReason.MAX_GROSS_EXPOSURE if c.exposure_after > cap else None
+
+    def _buying_power(self, c: _Candidate) -> str | None:
+        """min(allocation - committed, cash) in two parts: a buy costs cash, and cash already
+        promised to working buys is not there for it; and the bot's worst-case exposure with the
+        order (what it has committed plus what the order adds) must fit in its allocation."""
+        if c.reduces:
+            return None
+        if c.order.side is OrderSide.BUY:
+            working = c.working
+            pending = None if working is None else _sum_or_none(w.buy_notional for w in working.values())
+            if c.qty is None or c.price is None or pending is None:
+                return RiskReason.NO_PRICE
+            if c.qty * c.price * c.multiplier > c.portfolio.cash - pending:
+                return RiskReason.BUYING_POWER
         allocation = self.limits.capital_allocation
-        if allocation is not None and self._exposure_after(order, qty, price, instrument) > allocation:
-            return RiskReason.BUYING_POWER
-        if order.side is OrderSide.BUY and notional > portfolio.cash:
-            return RiskReason.BUYING_POWER
-        return None
+        if allocation is None:
+            return None
+        if c.exposure_after is None:
+            return RiskReason.NO_PRICE
+        return RiskReason.BUYING_POWER if c.exposure_after > allocation else None
 
-    def _open_orders(self, order, instrument, qty, position, price, reduces, portfolio):  # type: ignore[no-untyped-def]
+    def _open_orders(self, c: _Candidate) -> str | None:
         cap = self.limits.max_open_orders
-        return RiskReason.MAX_OPEN_ORDERS if cap is not None and self.open_order_count() >= cap else None
+        return RiskReason.MAX_OPEN_ORDERS if cap is not None and len(c.working_orders) >= cap else None
 
-    def _rate(self, order, instrument, qty, position, price, reduces, portfolio):  # type: ignore[no-untyped-def]
+    def _order_rate(self, c: _Candidate) -> str | None:
         cap = self.limits.max_orders_per_second
         if cap is None:
             return None
         now = self.clock.now_ns()
-        while self._recent and self._recent[0] <= now - SECOND_NS:
-            self._recent.popleft()
-        return RiskReason.ORDER_RATE if len(self._recent) >= cap else None
+        recent = self._recent
+        while recent and recent[0] <= now - SECOND_NS:
+            recent.popleft()
+        return RiskReason.ORDER_RATE if len(recent) >= cap else None
 
-    def _market_hours(self, order, instrument, qty, position, price, reduces, portfolio):  # type: ignore[no-untyped-def]
-        if not self._windows:
+    def _market_hours(self, c: _Candidate) -> str | None:
+        if self._windows is None:
             return None
-        now = datetime.fromtimestamp(self.clock.now_ns() / 1e9, tz=timezone.utc).time()
-        return None if any(start <= now < end for start, end in self._windows) else RiskReason.MARKET_CLOSED
+        now = self.clock.now_ns()
+        minute = now // MINUTE_NS % 1440
+        weekday = (now // DAY_NS + 3) % 7  # 1970-01-01 was a Thursday
+        if weekday in self._weekdays and any(start <= minute < end for start, end in self._windows):
+            return None
+        return RiskReason.MARKET_CLOSED
 
-    def _account(self, order, instrument, qty, position, price, reduces, portfolio):  # type: ignore[no-untyped-def]
-        account = self.account
-        if account.state is TradingState.HALTED:
-            return RiskReason.ACCOUNT_HALTED
-        if account.state is TradingState.REDUCING and not reduces:
+    def _account_state(self, c: _Candidate) -> str | None:
+        state = self.account.state
+        if state is TradingState.HALTED:
+            return RiskReason.ACCOUNT_TRADING_HALTED
+        if state is TradingState.REDUCING and not c.reduces:
             return RiskReason.ACCOUNT_REDUCING_ONLY
-        limits = account.limits
-        if limits.max_open_orders is not None and account.open_order_count() >= limits.max_open_orders:
+        return None
+
+    def _account_exposure(self, c: _Candidate) -> str | None:
+        cap = self.account.limits.max_gross_exposure
+        if cap is None or c.reduces:
+            return None
+        others = _sum_or_none(e.gross_exposure() for e in self.account.engines.values() if e is not self)
+        if c.exposure_after is None or others is None:
+            return RiskReason.ACCOUNT_NO_PRICE
+        return RiskReason.ACCOUNT_MAX_GROSS_EXPOSURE if others + c.exposure_after > cap else None
+
+    def _account_open_orders(self, c: _Candidate) -> str | None:
+        cap = self.account.limits.max_open_orders
+        if cap is not None and self.account.open_order_count() >= cap:
             return RiskReason.ACCOUNT_MAX_OPEN_ORDERS
-        if limits.max_gross_exposure is not None and not reduces and qty is not None and price is not None:
-            mine = self._exposure_after(order, qty, price, instrument)
-            if account.gross_exposure(mine, changed=self) > limits.max_gross_exposure:
-                return RiskReason.ACCOUNT_MAX_GROSS_EXPOSURE
         return None
 
     # -- what the checks read ------------------------------------------------------------------------
-    def _position_qty(self, portfolio: "Portfolio", instrument: Instrument) -> Decimal:
-        position = portfolio.positions.get(instrument.symbol)
-        return position.quantity if position is not None else Decimal(0)
+    def gross_exposure(self) -> Decimal | None:
+        """The bot's worst-case gross exposure now (None when a price is missing)."""
+        working = self._working(self.open_orders())
+        return None if working is None else self._exposure(self.positions(), working)
 
-    def _reference_price(self, order: Order) -> Decimal | None:
-        return order.limit_price or order.stop_price or self.last_price(order.symbol)
-
-    def _order_qty(self, order: Order, portfolio: "Portfolio", instrument: Instrument) -> Decimal | None:
-        """The order's quantity; for an equity-fraction order, an estimate at the last price."""
-        if order.qty is not None:
-            return order.qty
-        last = self.last_price(order.symbol)
-        if last is None or order.equity_fraction is None:
-            return None
-        marks = {s: to_raw(last, instrument.scales.price_dp) for s in portfolio.positions}
-        equity = instrument.scales.cash(portfolio.equity_raw(marks))
-        units = equity * order.equity_fraction / (last * instrument.multiplier)
-        return units.quantize(instrument.size_increment, rounding=ROUND_FLOOR)  # as the venue sizes: down
-
-    def _exposure_after(self, order: Order, qty: Decimal, price: Decimal, instrument: Instrument) -> Decimal:
-        assert self.oms is not None, "risk engine not bound to an OMS"
-        total = Decimal(0)
-        for symbol, position in self.oms.portfolio.positions.items():
-            held = position.quantity
-            if symbol == order.symbol:
-                held += qty if order.side is OrderSide.BUY else -qty
-                mark = price
+    def _working(self, orders: list[Order]) -> dict[str, _Working] | None:
+        """Working orders per symbol; None when an equity-fraction order this gate did not size
+        is in flight (restored after a restart): its size is unknown."""
+        if len(self._sized) > len(orders):  # forget sized orders that are no longer working
+            ids = {o.client_order_id for o in orders}
+            self._sized = {oid: qty for oid, qty in self._sized.items() if oid in ids}
+        book: dict[str, _Working] = {}
+        for order in orders:
+            qty = order.leaves_qty if order.qty is not None else self._sized.get(order.client_order_id)
+            if qty is None:
+                return None
+            entry = book.setdefault(order.symbol, _Working())
+            if order.side is OrderSide.SELL:
+                entry.sell += qty
+                continue
+            entry.buy += qty
+            price = _order_price(order)
+            if price is None:
+                price = self.last_price(order.symbol)
+            if price is None or entry.buy_notional is None:
+                entry.buy_notional = None
             else:
-                mark = self.last_price(symbol) or Decimal(0)
-            total += abs(held) * mark * position.instrument.multiplier
+                entry.buy_notional += qty * price * self._multiplier(order.symbol)
+        return book
+
+    def _exposure(self, positions: dict[str, Decimal], working: dict[str, _Working],
+                  marks: dict[str, Decimal | None] | None = None) -> Decimal | None:
+        """Sum over symbols of max(|position + buys|, |position - sells|) x mark x multiplier; the
+        mark is the last price (`marks` supplies one where there may be none yet)."""
+        total = ZERO
+        for symbol in positions.keys() | working.keys():
+            held = positions.get(symbol, ZERO)
+            side = working.get(symbol)
+            worst = abs(held) if side is None else max(abs(held + side.buy), abs(held - side.sell))
+            if not worst:
+                continue
+            mark = self.last_price(symbol)
+            if mark is None and marks is not None:
+                mark = marks.get(symbol)
+            if mark is None:
+                return None
+            total += worst * mark * self._multiplier(symbol)
         return total
 
-    def gross_exposure(self) -> Decimal:
-        if self.oms is None:
-            return Decimal(0)
-        return sum((abs(p.quantity) * (self.last_price(s) or Decimal(0)) * p.instrument.multiplier
-                    for s, p in self.oms.portfolio.positions.items()), Decimal(0))
+    def _fraction_qty(self, order: Order, portfolio: Portfolio, last: Decimal | None) -> Decimal | None:
+        """Units an equity-fraction order will get, sized as the venue does (fraction x equity,
+        a buy capped by cash, rounded down to the lot) but at the last price; None without one."""
+        instrument = self.instruments.get(order.symbol)
+        if order.equity_fraction is None or last is None or last <= 0 or instrument is None:
+            return None
+        equity = portfolio.cash
+        for symbol, position in portfolio.positions.items():
+            if position.qty:
+                mark = last if symbol == order.symbol else self.last_price(symbol)
+                if mark is None:
+                    return None
+                equity += position.quantity * mark * position.instrument.multiplier
+        budget = equity * order.equity_fraction
+        if order.side is OrderSide.BUY:
+            budget = min(budget, portfolio.cash)
+        units = max(budget, ZERO) / (last * instrument.multiplier)
+        return units.quantize(instrument.size_increment, rounding=ROUND_FLOOR)
 
-    def open_order_count(self) -> int:
-        return len(self.oms.open_orders) if self.oms is not None else 0
+    def _multiplier(self, symbol: str) -> Decimal:
+        instrument = self.instruments.get(symbol)
+        return ONE if instrument is None else instrument.multiplier
 
 
-def _reduces(side: OrderSide, qty: Decimal, position: Decimal) -> bool:
-    """An order shrinks the position: opposite side, no larger than it."""
-    if position > 0:
-        return side is OrderSide.SELL and qty <= position
-    if position < 0:
-        return side is OrderSide.BUY and qty <= -position
-    return False
+class _Candidate:
+    """An order as the checks see it, read once per check; the exposure after it on first use."""
+
+    def __init__(self, engine: RiskEngine, order: Order, portfolio: Portfolio) -> None:
+        self.engine = engine
+        self.order = order
+        self.portfolio = portfolio
+        self.instrument = engine.instruments.get(order.symbol)
+        self.multiplier = ONE if self.instrument is None else self.instrument.multiplier
+        self.positions = engine.positions()
+        self.position = self.positions.get(order.symbol, ZERO)
+        self.last = engine.last_price(order.symbol)
+        self.qty = order.qty if order.qty is not None else engine._fraction_qty(order, portfolio, self.last)
+        price = _order_price(order)
+        self.price = self.last if price is None else price  # what the order's notional is valued at
+        self.working_orders = engine.open_orders()
+        self.working = engine._working(self.working_orders)
+        self.reduces = self._reduces()
+
+    def _reduces(self) -> bool:
+        """Opposite side to the position, and no more than what working orders leave of it."""
+        held, qty, working = self.position, self.qty, self.working
+        if qty is None or working is None or held * self.order.side.sign >= 0:
+            return False
+        side = working.get(self.order.symbol)
+        closing = ZERO if side is None else (side.sell if held > 0 else side.buy)
+        return qty <= abs(held) - closing
+
+    @cached_property
+    def exposure_after(self) -> Decimal | None:
+        """The bot's worst-case gross exposure with this order working too."""
+        working, qty = self.working, self.qty
+        if working is None or qty is None:
+            return None
+        symbol = self.order.symbol
+        after = dict(working)
+        side = after.get(symbol, _Working())
+        if self.order.side is OrderSide.BUY:
+            after[symbol] = _Working(side.buy + qty, side.sell, side.buy_notional)
+        else:
+            after[symbol] = _Working(side.buy, side.sell + qty, side.buy_notional)
+        return self.engine._exposure(self.positions, after, {symbol: self.price})
+
+
+_Check = Callable[[RiskEngine, _Candidate], str | None]
+_CHECKS: tuple[_Check, ...] = (
+    RiskEngine._state, RiskEngine._symbol, RiskEngine._grid, RiskEngine._duplicate_id,
+    RiskEngine._order_qty, RiskEngine._order_notional, RiskEngine._price_band, RiskEngine._position,
+    RiskEngine._gross_exposure, RiskEngine._buying_power, RiskEngine._open_orders, RiskEngine._order_rate,
+    RiskEngine._market_hours, RiskEngine._account_state, RiskEngine._account_exposure,
+    RiskEngine._account_open_orders,
+)
+_FLATTEN_CHECKS: tuple[_Check, ...] = (
+    RiskEngine._state, RiskEngine._symbol, RiskEngine._grid, RiskEngine._duplicate_id,
+    RiskEngine._account_state,
+)
+
+
+def _order_price(order: Order) -> Decimal | None:
+    """The price an order would trade at: its limit, else its stop; None for a market order."""
+    return order.limit_price if order.limit_price is not None else order.stop_price
+
+
+def _sum_or_none(values: Iterable[Decimal | None]) -> Decimal | None:
+    total = ZERO
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
 
 
 def _on_grid(value: Decimal, dp: int, step: int) -> bool:
+    if not value.is_finite():
+        return False
     try:
         return to_raw(value, dp) % step == 0
     except ValueError:
@@ -438,22 +735,55 @@ def _on_grid(value: Decimal, dp: int, step: int) -> bool:
 
 
 class KillSwitch:
-    """Cancel everything, flatten everything, halt: for one bot or the whole account."""
+    """Cancel every order, flatten every position, halt: for one bot or the whole account.
 
-    def __init__(self, account: AccountRisk) -> None:
+    Each bot registers the callables its OMS provides. A trip first sets REDUCING (so nothing
+    new opens while it works and the flattening orders, reductions, pass), runs cancel_all and
+    flatten_all, then sets HALTED, which only a person undoes. A failing callback does not stop
+    the others: every bot is still halted, then the failures are raised together.
+    """
+
+    def __init__(self, account: AccountRisk, clock: Clock) -> None:
         self.account = account
-        self._bots: dict[str, tuple[RiskEngine, Callable[[], None], Callable[[], None]]] = {}
+        self.clock = clock
+        self._callbacks: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {}
 
-    def register(self, engine: RiskEngine, cancel_all: Callable[[], None], flatten_all: Callable[[], None]) -> None:
-        self._bots[engine.bot_id] = (engine, cancel_all, flatten_all)
+    def register(self, bot_id: str, cancel_all: Callable[[], None], flatten_all: Callable[[], None]) -> None:
+        if bot_id not in self.account.engines:
+            raise ValueError(f"bot {bot_id!r} has no risk engine in this account")
+        self._callbacks[bot_id] = (cancel_all, flatten_all)
 
-    def trip(self, ts: int, reason: str, bot_id: str | None = None) -> None:
-        """bot_id=None trips the account: every registered bot, then the account state."""
-        targets = [self._bots[bot_id]] if bot_id is not None else list(self._bots.values())
-        for engine, cancel_all, flatten_all in targets:
-            engine.set_state(TradingState.REDUCING, ts, f"KILL_SWITCH:{reason}")  # flatten orders pass
-            cancel_all()
-            flatten_all()
-            engine.set_state(TradingState.HALTED, ts, f"KILL_SWITCH:{reason}")
-        if bot_id is None:
-            self.account.set_state(TradingState.HALTED, ts, f"KILL_SWITCH:{reason}")
+    def trip(self, scope: Literal["bot", "account"], reason: str, bot_id: str | None = None) -> None:
+        ts = self.clock.now_ns()
+        why = f"KILL_SWITCH:{reason}"
+        if scope == "bot":
+            if bot_id not in self.account.engines:
+                raise ValueError(f"a bot kill needs the id of a registered bot, got {bot_id!r}")
+            engines = [self.account.engines[bot_id]]
+        elif scope == "account":
+            engines = list(self.account.engines.values())
+            self.account.set_state(TradingState.REDUCING, ts, why)
+        else:
+            raise ValueError(f"scope must be 'bot' or 'account', got {scope!r}")
+        failures: list[Exception] = []
+        for engine in engines:
+            try:
+                self._stop(engine, ts, why)
+            except Exception as exc:  # the other bots must still be stopped
+                failures.append(exc)
+        if scope == "account":
+            self.account.set_state(TradingState.HALTED, ts, why)
+        if failures:
+            raise ExceptionGroup(f"kill switch ({why}): {len(failures)} bot(s) failed to cancel or flatten", failures)
+
+    def _stop(self, engine: RiskEngine, ts: int, why: str) -> None:
+        engine.set_state(TradingState.REDUCING, ts, why)
+        try:
+            callbacks = self._callbacks.get(engine.bot_id)
+            if callbacks is not None:
+                cancel_all, flatten_all = callbacks
+                cancel_all()
+                with engine.flattening():
+                    flatten_all()
+        finally:
+            engine.set_state(TradingState.HALTED, ts, why)
