@@ -6,6 +6,7 @@ PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.1
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test bench clean
 
@@ -13,8 +14,14 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "tickbridge needs Python >= 3.12 (set PYTHON=/path/to/python3.12)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+# the tests need every extra: torch (its PyPI wheel for Linux is the CUDA build, ~3 GB, about
+# 90 s to install from PyPI here; it runs on the CPU), the broker SDKs, Ray and the API's tools
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
 demo: $(STAMP)
 	mkdir -p out
@@ -22,7 +29,7 @@ demo: $(STAMP)
 		--param fast=10 --param slow=30 --commission 0.001 \
 		--json out/demo.json --trades out/demo_trades.csv --plot out/demo.png
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

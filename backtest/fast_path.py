@@ -132,9 +132,13 @@ def _kernel(target, open_raw, close_raw, close_f,
             if fixed_qty >= 0:
                 q = fixed_qty
             else:
-                if float(cash) * float(frac_num) > _LIMIT:
+                fn = frac_num[o_bar[pend_open]]  # the fraction asked for at the signal's bar
+                # floor(cash * fn / den) without forming cash * fn, which overflows with a
+                # six-decimal fraction of a fine-grained cash amount
+                whole, rest = cash // frac_den, cash % frac_den
+                if float(whole) * float(fn) > _LIMIT or float(rest) * float(fn) > _LIMIT:
                     return OVERFLOW, no, nt
-                budget = (cash * frac_num) // frac_den
+                budget = whole * fn + (rest * fn) // frac_den
                 if side > 0 and budget > cash:
                     budget = cash
                 q = 0
@@ -220,7 +224,7 @@ class KernelInputs:
     slip_num: int
     slip_den: int
     price_step: int
-    frac_num: int
+    frac_num: int | np.ndarray   # per bar (a strategy sizing each entry), or one for all
     frac_den: int
     fixed_qty: int        # -1: size by fraction
 
@@ -238,6 +242,8 @@ def run_kernel(k: KernelInputs) -> KernelOutput:
     n = len(k.target)
     # each bar with a signal makes at most a close and an entry; the end adds one close
     events = int(np.count_nonzero(~np.isnan(k.target)))
+    frac_num = (np.full(n, k.frac_num, dtype=np.int64) if np.isscalar(k.frac_num)
+                else np.ascontiguousarray(k.frac_num, dtype=np.int64))
     cap_orders = 2 * events + 2
     cap_trades = events + 1
     i64 = np.int64
@@ -251,7 +257,7 @@ def run_kernel(k: KernelInputs) -> KernelOutput:
         k.target, k.open_raw, k.close_raw, k.close_f,
         k.cash0, k.cash_dp, k.qty_dp, k.qty_step, k.min_qty, k.max_qty, k.notional_k, k.multiplier,
         k.fee_num, k.fee_den, k.fee_step, k.fixed_fee, k.fee_rate, k.slip_num, k.slip_den, k.price_step,
-        k.frac_num, k.frac_den, k.fixed_qty,
+        frac_num, k.frac_den, k.fixed_qty,
         equity, position,
         orders["bar"], orders["side"], orders["tag"], orders["state"], orders["qty"], orders["price"],
         orders["fee"], orders["fill_bar"],

@@ -91,6 +91,7 @@ def to_json_dict(result: BacktestResult, stats: dict[str, Any]) -> dict[str, Any
         "trades": _records(result.trades),
         "orders": _records(orders),
         "denied": result.denied,
+        "signals": result.signals,
         "meta": result.meta,
     }
 

@@ -44,6 +44,7 @@ class BacktestResult:
     orders_source: Callable[[], pd.DataFrame] | None = None
     denied: list[dict[str, Any]] = field(default_factory=list)   # orders denied by risk, with reason
     meta: dict[str, Any] = field(default_factory=dict)           # strategy, params, data, path used
+    signals: list[dict[str, Any]] = field(default_factory=list)  # published signals (ml_signal)
     _orders: pd.DataFrame | None = field(default=None, repr=False)
 
     @property

@@ -30,7 +30,7 @@ from engine.oms import OrderManager
 from engine.risk import AccountRisk, RiskConfig, RiskEngine
 from engine.portfolio import Portfolio
 from engine.orders import OrderState
-from strategies.base import BarData, Strategy, parse_params, to_raw_any
+from strategies.base import SIZE_DP, BarData, Strategy, parse_params, to_raw_any
 
 FRACTIONAL_STEP = Decimal("0.000001")
 ProgressHook = Callable[[int, int], None]
@@ -72,11 +72,19 @@ def run_backtest(frame: pd.DataFrame, strategy_cls: type[Strategy], params: dict
         result = run_fast(strategy, frame, instrument, config)
         if result is not None:
             result.meta.update(meta)
-            return result
+            return _with_signals(result, strategy)
         strategy = _prepared(strategy_cls, parsed, frame, instrument)
         meta["fallback"] = "fast path out of range; ran the event path"
     result = run_events(strategy, frame, instrument, config, risk, progress)
     result.meta.update(meta)
+    return _with_signals(result, strategy)
+
+
+def _with_signals(result: BacktestResult, strategy: Strategy) -> BacktestResult:
+    """Attach the signals a signal-emitting strategy (ml_signal) published during the run."""
+    published = getattr(getattr(strategy, "signal_sink", None), "signals", None)
+    if published is not None:
+        result.signals = [s.as_dict() for s in published]
     return result
 
 
@@ -244,7 +252,11 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
     fee_num, fee_den = fees.fraction(s)
     slip_num, slip_den = Slippage(config.slippage_bps).fraction()
     p = strategy.p
-    frac_dp = decimal_places(p.size)
+    sizes = strategy.sizes()
+    frac_dp = decimal_places(p.size) if sizes is None else SIZE_DP
+    frac_num: int | np.ndarray = to_raw(p.size, frac_dp)
+    if sizes is not None:  # the strategy sizes each entry: fractions on a 10^-SIZE_DP grid
+        frac_num = np.rint(np.nan_to_num(np.asarray(sizes, dtype=np.float64)) * 10**SIZE_DP).astype(np.int64)
     fixed_qty = -1
     if p.fixed_size is not None:
         fixed_qty = (to_raw_any(p.fixed_size, s.qty_dp, floor=True) // s.qty_step) * s.qty_step
@@ -259,7 +271,7 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
         min_qty=s.min_qty, max_qty=max_qty, notional_k=s.notional_k, multiplier=s.multiplier,
         fee_num=fee_num, fee_den=fee_den, fee_step=s.fee_step, fixed_fee=fees.fixed_raw(s),
         fee_rate=float(fees.rate), slip_num=slip_num, slip_den=slip_den, price_step=s.price_step,
-        frac_num=to_raw(p.size, frac_dp), frac_den=10**frac_dp, fixed_qty=fixed_qty,
+        frac_num=frac_num, frac_den=10**frac_dp, fixed_qty=fixed_qty,
     ))
     if out.status != OK:
         return None
@@ -269,7 +281,11 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
     def build_orders() -> pd.DataFrame:
         fraction = None if p.fixed_size is not None else str(p.size)
         tags, states = o["tag"].tolist(), o["state"].tolist()
-        fractions = [fraction if tag == 0 else None for tag in tags]
+        if sizes is None or p.fixed_size is not None:
+            fractions = [fraction if tag == 0 else None for tag in tags]
+        else:
+            fractions = [str(Decimal(int(frac_num[bar])).scaleb(-SIZE_DP)) if tag == 0 else None
+                         for tag, bar in zip(tags, o["bar"].tolist())]
         reasons = [_kernel_reason(state, tag, fixed_qty, s.min_qty, max_qty) for state, tag in zip(states, tags)]
         return orders_frame(o, frame.index, s, config.bot_id, fractions, reasons)
 

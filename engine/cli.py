@@ -157,7 +157,7 @@ def db_upgrade(
 
 @app.command("train")
 def train_model(
-    model: Annotated[str, typer.Option(help="gbm | logreg")],
+    model: Annotated[str, typer.Option(help="gbm | logreg | mlp | gru (mlp and gru need the torch extra)")],
     data: Annotated[Path, typer.Option(help="OHLCV bars (CSV, parquet, feather)")],
     horizon: Annotated[int, typer.Option(help="label horizon in bars")] = 4,
     threshold: Annotated[float, typer.Option(help="return beyond which a label is up/down")] = 0.0005,
@@ -166,35 +166,65 @@ def train_model(
     embargo: Annotated[int, typer.Option(help="extra bars between training and test, after the purge")] = 10,
     window: Annotated[str, typer.Option(help="expanding | rolling")] = "expanding",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    param: Annotated[list[str], typer.Option("--param", help="model parameter k=v, e.g. epochs=20 (repeatable)")] = [],  # noqa: B006
+    enter: Annotated[float, typer.Option(help="signal backtest: P(up)/P(down) that opens a position")] = 0.55,
+    exit_below: Annotated[float, typer.Option("--exit", help="signal backtest: flatten below this")] = 0.45,
+    long_short: Annotated[bool, typer.Option(help="signal backtest: short on P(down) too")] = False,
+    commission: Annotated[str, typer.Option(help="signal backtest: commission as a fraction of notional")] = "0",
     name: Annotated[str, typer.Option(help="registry name (default: data file stem + model)")] = "",
     url: Annotated[str | None, typer.Option(help="database URL for the registry")] = None,
 ) -> None:
-    """Train a model walk-forward, print out-of-sample metrics, register it."""
+    """Train a model walk-forward, print out-of-sample metrics and the signal's backtest, register it."""
+    from backtest.config import make_config
     from backtest.data import load_bars
+    from backtest.report import stats_table
     from engine.store.db import check_connection, make_engine, upgrade
+    from models.estimators import MODEL_KINDS, make_model
+    from models.oos_backtest import signal_backtest
     from models.registry import ModelRegistry
+    from models.signals import SignalRule
     from models.training import TrainConfig, train
 
-    if model not in ("gbm", "logreg"):
-        raise ConfigError("model", f"unknown model {model!r}; known: gbm, logreg (torch models arrive with the torch extra)")
+    if model not in MODEL_KINDS:
+        raise ConfigError("model", f"unknown model {model!r}; known: {', '.join(MODEL_KINDS)}")
     if window not in ("expanding", "rolling"):
         raise ConfigError("window", f"must be expanding or rolling, got {window!r}")
+    if not 0.5 < enter < 1 or not 0 < exit_below < enter:
+        raise ConfigError("enter", f"need 0 < exit ({exit_below}) < enter ({enter}) < 1 and enter > 0.5")
+    model_params = parse_param_pairs(param)
+    try:
+        make_model(model, seed, **model_params)  # refuses an unknown parameter before any work
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("param", str(exc)) from None
     config = TrainConfig(kind=model, horizon=horizon, threshold=threshold, folds=folds,  # type: ignore[arg-type]
-                         min_train=min_train, embargo=embargo, window=window, seed=seed)  # type: ignore[arg-type]
+                         min_train=min_train, embargo=embargo, window=window, seed=seed,  # type: ignore[arg-type]
+                         model_params=model_params)
     engine = make_engine(url)
     check_connection(engine)  # a broken registry is found before an hour of training, not after
     bars = load_bars(data)
-    from rich.progress import Progress
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(console=err_console, transient=True, disable=not sys.stderr.isatty()) as progress:
-        task = progress.add_task("walk-forward", total=folds)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} folds"),
+                  TimeElapsedColumn(), console=err_console, transient=True) as progress:
+        task = progress.add_task(f"walk-forward {model}", total=folds)
         result = train(bars, config, progress=lambda done, total: progress.update(task, completed=done))
+    rule = SignalRule(enter=enter, exit=exit_below, allow_short=long_short)
+    _, stats = signal_backtest(bars, result.oos_proba, rule,
+                               make_config(path="fast", commission=commission, symbol=data.stem))
+    result.metrics["signal_backtest"] = {k: stats[k] for k in ("return_pct", "sharpe", "max_drawdown_pct",
+                                                                "trades", "win_rate_pct") if k in stats}
     upgrade(url)
     record = ModelRegistry(engine).register(name or f"{data.stem}_{model}", result.model, config.spec,
                                             result.train_window, result.metrics)
     m = result.metrics
     console.print(f"out of sample ({m['oos_rows']:,} bars, {folds} folds): accuracy {m['accuracy']:.3f}, "
                   f"log loss {m['log_loss']:.3f}, AUC {m.get('auc', float('nan')):.3f}")
+    calibration = m.get("calibration_up", [])
+    if calibration:
+        console.print("calibration of P(up): " + ", ".join(
+            f"{c['bin']}: {c['realised']:.2f} ({c['rows']})" for c in calibration))
+    console.print(stats_table(stats, f"out-of-sample signal backtest (enter {enter}, exit {exit_below}, "
+                                     f"{'long/short' if long_short else 'long only'})"))
     console.print(f"registered {record.name} v{record.version} as model id {record.id} (sha256 {record.sha256[:12]})")
 
 
@@ -235,6 +265,78 @@ def models_show(model_id: Annotated[int, typer.Argument(help="model id")], url: 
         "id": r.id, "name": r.name, "version": r.version, "kind": r.kind, "status": r.status,
         "train_window": [_day(r.train_start), _day(r.train_end)], "feature_spec": r.feature_spec,
         "params": r.params, "metrics": r.metrics, "sha256": r.sha256, "artifact": r.artifact}))
+
+
+@models_app.command("promote")
+def models_promote(model_id: Annotated[int, typer.Argument(help="model id")],
+                   reason: Annotated[str, typer.Option(help="why, for the audit log")] = "promoted by hand",
+                   url: UrlOption = None) -> None:
+    """Make a model version the active one of its name (audited); ml_signal bots that name the
+    model trade it from their next start."""
+    from engine.store.db import check_connection, make_engine
+    from models.registry import ModelRegistry
+
+    engine = make_engine(url)
+    check_connection(engine)
+    r = ModelRegistry(engine).promote(model_id, actor="cli", reason=reason)
+    console.print(f"{r.name} v{r.version} (model id {r.id}) is now active")
+
+
+@app.command("retrain")
+def retrain(
+    name: Annotated[str, typer.Option(help="registry name of the model to retrain")],
+    model: Annotated[str, typer.Option(help="gbm | logreg | mlp | gru")],
+    data: Annotated[Path, typer.Option(help="OHLCV bars, reloaded at every run")],
+    every: Annotated[float, typer.Option(help="hours between runs")] = 24.0,
+    metric: Annotated[str, typer.Option(help="auc | accuracy | log_loss: promotion needs a better one")] = "auc",
+    horizon: Annotated[int, typer.Option(help="label horizon in bars")] = 4,
+    folds: Annotated[int, typer.Option(help="walk-forward test windows")] = 5,
+    min_train: Annotated[int, typer.Option(help="bars in the first training window")] = 1000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    once: Annotated[bool, typer.Option(help="run once and exit instead of scheduling")] = False,
+    url: UrlOption = None,
+) -> None:
+    """Retrain on a schedule (APScheduler); promote a version only if it beats the active one."""
+    import signal as signals
+    import threading
+
+    from engine.store.db import check_connection, make_engine, upgrade
+    from models.estimators import MODEL_KINDS
+    from models.registry import ModelRegistry
+    from models.retrain import RetrainJob, csv_loader, start_scheduler
+    from models.training import TrainConfig
+
+    if model not in MODEL_KINDS:
+        raise ConfigError("model", f"unknown model {model!r}; known: {', '.join(MODEL_KINDS)}")
+    if not data.is_file():
+        raise ConfigError("data", f"{data} does not exist")
+    engine = make_engine(url)
+    check_connection(engine)
+    upgrade(url)
+    job = RetrainJob(name, csv_loader(data), TrainConfig(kind=model, horizon=horizon, folds=folds,  # type: ignore[arg-type]
+                     min_train=min_train, seed=seed), ModelRegistry(engine), metric=metric)  # type: ignore[arg-type]
+    if once:
+        outcome = job.run_once()
+        console.print(_retrain_line(outcome))
+        return
+    scheduler = start_scheduler(job, every_seconds=every * 3600)
+    stop = threading.Event()
+    for sig in (signals.SIGINT, signals.SIGTERM):
+        signals.signal(sig, lambda *_: stop.set())
+    console.print(f"retraining {name} every {every:g} h; Ctrl-C stops")
+    seen = 0
+    while not stop.wait(1.0):
+        for outcome in job.outcomes[seen:]:
+            console.print(_retrain_line(outcome))
+        seen = len(job.outcomes)
+    scheduler.shutdown(wait=True)
+
+
+def _retrain_line(outcome: Any) -> str:
+    c = outcome.candidate
+    before = "no active model" if outcome.active_score is None else f"{outcome.active_score:.4f}"
+    verdict = "promoted" if outcome.promoted else "rejected (the active model keeps trading)"
+    return f"{c.name} v{c.version}: score {outcome.candidate_score:.4f} vs {before}: {verdict}"
 
 
 def _day(ns: int) -> str:

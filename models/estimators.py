@@ -2,14 +2,18 @@
 
 Classes are the label values (-1 down, 0 flat, +1 up, or a subset); `predict_proba` returns one
 column per class in `classes` order, so a signal can read P(up) whatever the model. scikit-learn
-models are saved with joblib; the torch models (MLP, GRU) join behind the same interface with
-the torch extra.
+models are saved with joblib; the torch models (MLP, GRU, in models.torch_models) are saved
+with torch's weights-only format and need the torch extra. `make_model` and `load_model` pick
+the class from the kind, so callers never import torch themselves.
+
+`context` is how many consecutive feature rows one prediction reads: 1 for every model but the
+GRU, whose prediction for a row reads the window ending there.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import joblib
 import numpy as np
@@ -20,12 +24,21 @@ from sklearn.preprocessing import StandardScaler
 
 from engine.errors import ConfigError, DataError
 
-ModelKind = Literal["gbm", "logreg"]
+ModelKind = Literal["gbm", "logreg", "mlp", "gru"]
+MODEL_KINDS: tuple[str, ...] = ("gbm", "logreg", "mlp", "gru")
+TORCH_KINDS = frozenset({"mlp", "gru"})
 
 
 class SignalModel(Protocol):
     kind: str
+    seed: int
+    params: dict[str, Any]
     classes: np.ndarray
+
+    @property
+    def context(self) -> int: ...
+    @property
+    def n_features(self) -> int: ...
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "SignalModel": ...
     def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
@@ -42,6 +55,14 @@ class SklearnModel:
         self.pipeline = self._build(kind, seed, params)
         self.classes = np.array([])
 
+    @property
+    def context(self) -> int:
+        return 1
+
+    @property
+    def n_features(self) -> int:
+        return int(self.pipeline.n_features_in_)
+
     @staticmethod
     def _build(kind: str, seed: int, params: dict[str, object]) -> Pipeline:
         if kind == "gbm":
@@ -49,22 +70,17 @@ class SklearnModel:
         if kind == "logreg":
             return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed,
                                                                       **params))  # type: ignore[arg-type]
-        raise ConfigError("model", f"unknown model {kind!r}; known: gbm, logreg")
+        raise ConfigError("model", f"unknown model {kind!r}; known: {', '.join(MODEL_KINDS)}")
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "SklearnModel":
-        X, y = _checked(X), np.asarray(y)
-        if len(X) != len(y):
-            raise DataError(f"{len(X)} feature rows but {len(y)} labels")
-        if np.isnan(y).any():
-            raise DataError("labels contain NaN: drop the rows whose future is unknown before fitting")
-        if len(np.unique(y)) < 2:
-            raise DataError("only one class in the training labels: nothing to learn")
+        X = check_features(X)
+        y = check_labels(X, y)
         self.pipeline.fit(X, y)
         self.classes = self.pipeline.classes_
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.pipeline.predict_proba(_checked(X))
+        return self.pipeline.predict_proba(check_features(X))
 
     def save(self, path: Path) -> None:
         joblib.dump({"kind": self.kind, "seed": self.seed, "params": self.params, "pipeline": self.pipeline,
@@ -78,7 +94,43 @@ class SklearnModel:
         return model
 
 
-def _checked(X: np.ndarray) -> np.ndarray:
+def make_model(kind: str, seed: int = 0, **params: Any) -> SignalModel:
+    """A new, unfitted model of `kind`."""
+    if kind in TORCH_KINDS:
+        return _torch_models().TorchModel(kind, seed, **params)
+    return SklearnModel(kind, seed, **params)  # type: ignore[arg-type]  # refuses unknown kinds
+
+
+def load_model(kind: str, path: Path) -> SignalModel:
+    if kind in TORCH_KINDS:
+        return _torch_models().TorchModel.load(path)
+    return SklearnModel.load(path)
+
+
+def artifact_suffix(kind: str) -> str:
+    return ".pt" if kind in TORCH_KINDS else ".joblib"
+
+
+def _torch_models() -> Any:
+    try:
+        from models import torch_models
+    except ImportError:
+        raise ConfigError("model", "the mlp and gru models need torch: pip install 'tickbridge[torch]'") from None
+    return torch_models
+
+
+def check_labels(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    if len(X) != len(y):
+        raise DataError(f"{len(X)} feature rows but {len(y)} labels")
+    if np.isnan(y).any():
+        raise DataError("labels contain NaN: drop the rows whose future is unknown before fitting")
+    if len(np.unique(y)) < 2:
+        raise DataError("only one class in the training labels: nothing to learn")
+    return y
+
+
+def check_features(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise DataError(f"features must be a 2-D table, got shape {X.shape}")

@@ -1,6 +1,6 @@
 """The model registry: an artifact on disk plus a row in the store, checked on every load.
 
-A model version is saved under `root/<name>/v<version>.joblib`; its row records the kind, feature
+A model version is saved under `root/<name>/v<version>.joblib` (`.pt` for torch models); its row records the kind, feature
 spec, parameters, training window, metrics and the artifact's sha256. Loading recomputes the hash
 and refuses a file that does not match (ModelIntegrityError, naming the model and both hashes):
 nothing trades on a model that is not the one that was evaluated.
@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from engine.errors import TickbridgeError
-from engine.store.models import ModelRow
-from models.estimators import SklearnModel
+from engine.store.models import AuditRow, ModelRow
+from models.estimators import SignalModel, artifact_suffix, load_model
 from models.features import FeatureSpec
 
 MODELS = ModelRow.__table__
+AUDIT = AuditRow.__table__
+ACTIVE, CANDIDATE, RETIRED, REJECTED = "active", "candidate", "retired", "rejected"
 
 
 class ModelIntegrityError(TickbridgeError):
@@ -64,13 +66,13 @@ class ModelRegistry:
         self.engine = engine
         self.root = Path(root)
 
-    def register(self, name: str, model: SklearnModel, spec: FeatureSpec, train_window: tuple[int, int],
+    def register(self, name: str, model: SignalModel, spec: FeatureSpec, train_window: tuple[int, int],
                  metrics: dict[str, Any]) -> ModelRecord:
         """Save the artifact as the next version of `name` and record it (status: candidate)."""
         with self.engine.begin() as connection:
             latest = connection.execute(select(func.max(MODELS.c.version)).where(MODELS.c.name == name)).scalar()
             version = (latest or 0) + 1
-            path = self.root / name / f"v{version}.joblib"
+            path = self.root / name / f"v{version}{artifact_suffix(model.kind)}"
             path.parent.mkdir(parents=True, exist_ok=True)
             model.save(path)
             row = {"name": name, "version": version, "kind": model.kind,
@@ -92,7 +94,7 @@ class ModelRegistry:
             raise UnknownModel(f"no model with id {model_id}")
         return _record(row)
 
-    def load(self, model_id: int) -> tuple[SklearnModel, ModelRecord]:
+    def load(self, model_id: int) -> tuple[SignalModel, ModelRecord]:
         """The model and its record, after checking the artifact is the one registered."""
         record = self.get(model_id)
         path = Path(record.artifact)
@@ -102,7 +104,45 @@ class ModelRegistry:
         if actual != record.sha256:
             raise ModelIntegrityError(f"model {record.name} v{record.version}: artifact {path} has sha256 "
                                       f"{actual}, registered {record.sha256}; refusing to load it")
-        return SklearnModel.load(path), record
+        return load_model(record.kind, path), record
+
+
+    # -- deployment: which version of a name trades -------------------------------------------------
+    def active(self, name: str) -> ModelRecord | None:
+        """The version of `name` that trades now (at most one is active)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(MODELS).where(MODELS.c.name == name, MODELS.c.status == ACTIVE)).first()
+        return None if row is None else _record(row)
+
+    def promote(self, model_id: int, actor: str, reason: str) -> ModelRecord:
+        """Make `model_id` the active version of its name, retiring the one before, and write
+        both to the audit log, in one transaction: a crash leaves the old or the new, never none."""
+        record = self.get(model_id)
+        with self.engine.begin() as connection:
+            previous = connection.execute(select(MODELS.c.id, MODELS.c.version).where(
+                MODELS.c.name == record.name, MODELS.c.status == ACTIVE)).first()
+            connection.execute(update(MODELS).where(MODELS.c.name == record.name, MODELS.c.status == ACTIVE)
+                               .values(status=RETIRED))
+            connection.execute(update(MODELS).where(MODELS.c.id == model_id).values(status=ACTIVE))
+            audit(connection, actor, "model.promote", f"model:{record.name}",
+                  {"model_id": model_id, "version": record.version, "reason": reason,
+                   "replaced_model_id": previous.id if previous else None,
+                   "replaced_version": previous.version if previous else None})
+        return self.get(model_id)
+
+    def reject(self, model_id: int, actor: str, reason: str) -> ModelRecord:
+        """Record that a candidate was evaluated and not deployed."""
+        record = self.get(model_id)
+        with self.engine.begin() as connection:
+            connection.execute(update(MODELS).where(MODELS.c.id == model_id).values(status=REJECTED))
+            audit(connection, actor, "model.reject", f"model:{record.name}",
+                  {"model_id": model_id, "version": record.version, "reason": reason})
+        return self.get(model_id)
+
+
+def audit(connection: Connection, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
+    """One row in the audit log, inside the caller's transaction."""
+    connection.execute(insert(AUDIT).values(actor=actor, action=action, subject=subject, detail=detail))
 
 
 def _record(row: Any) -> ModelRecord:

@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from engine.errors import DataError
-from models.estimators import ModelKind, SklearnModel
+from models.estimators import ModelKind, SignalModel, make_model
 from models.features import FeatureSpec, compute
 from models.labels import forward_return_labels
 from models.walkforward import walk_forward_splits
@@ -35,11 +35,12 @@ class TrainConfig:
     window: Literal["expanding", "rolling"] = "expanding"
     seed: int = 0
     spec: FeatureSpec = field(default_factory=FeatureSpec)
+    model_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class TrainResult:
-    model: SklearnModel                 # fitted on every usable bar: the one to deploy
+    model: SignalModel                  # fitted on every usable bar: the one to deploy
     oos_proba: pd.DataFrame             # out-of-sample class probabilities, one column per class
     oos_labels: pd.Series
     metrics: dict[str, Any]
@@ -55,18 +56,26 @@ def train(bars: pd.DataFrame, config: TrainConfig, progress: Callable[[int, int]
                                  config.window)  # refuses too little history before any fitting
     probas, truths = [], []
     for done, split in enumerate(splits):
-        model = SklearnModel(config.kind, seed=config.seed).fit(X.iloc[split.train].to_numpy(),
-                                                                y.iloc[split.train].to_numpy())
-        test = X.iloc[split.test]
-        probas.append(pd.DataFrame(model.predict_proba(test.to_numpy()), index=test.index, columns=model.classes))
+        model = make_model(config.kind, config.seed, **config.model_params).fit(
+            X.iloc[split.train].to_numpy(), y.iloc[split.train].to_numpy())
+        probas.append(predict_rows(model, X, split.test))
         truths.append(y.iloc[split.test])
         if progress is not None:
             progress(done + 1, len(splits))
-    oos = pd.concat(probas).fillna(0.0)
+    oos = pd.concat(probas).fillna(0.0)  # a class a fold never saw has probability 0
     oos_labels = pd.concat(truths)
-    final = SklearnModel(config.kind, seed=config.seed).fit(X.to_numpy(), y.to_numpy())
+    final = make_model(config.kind, config.seed, **config.model_params).fit(X.to_numpy(), y.to_numpy())
     times = X.index.as_unit("ns").asi8
     return TrainResult(final, oos, oos_labels, evaluate(oos, oos_labels), (int(times[0]), int(times[-1])))
+
+
+def predict_rows(model: SignalModel, X: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """Class probabilities for the consecutive rows `rows` of X, reading the `context - 1` rows
+    before them too (a GRU's window); rows are features only, so this sees no label."""
+    start, stop = int(rows[0]), int(rows[-1]) + 1
+    first = max(0, start - (model.context - 1))
+    proba = model.predict_proba(X.iloc[first:stop].to_numpy())[start - first:]
+    return pd.DataFrame(proba, index=X.index[start:stop], columns=model.classes)
 
 
 def evaluate(proba: pd.DataFrame, labels: pd.Series) -> dict[str, Any]:

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 
 _GO_TAGS = frozenset({"open", "close"})
+_SIZE_STEP = Decimal(1).scaleb(-6)
+SIZE_DP = 6  # decimals of a per-entry equity fraction (`go(direction, fraction)`, `sizes()`)
 
 
 class StrategyParams(BaseModel):
@@ -88,12 +90,12 @@ def parse_params(params_cls: type[StrategyParams], raw: dict[str, Any]) -> Strat
         return params_cls(**raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(part) for part in err["loc"]) or "params"
+        loc = ".".join(str(part) for part in err["loc"])
         known = ", ".join(params_cls.model_fields)
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = f"unknown parameter (known: {known})"
-        raise ConfigError(f"param.{loc}", message) from None
+        raise ConfigError(f"param.{loc}" if loc else "param", message) from None
 
 
 class BarData:
@@ -208,6 +210,11 @@ class Strategy:
         """Optional vectorised directions per bar (see the module docstring); None = no fast path."""
         return None
 
+    def sizes(self) -> np.ndarray | None:
+        """Optional equity fraction per bar for the entries `signals()` asks for (the vectorised
+        twin of `go(direction, fraction)`); None = every entry uses `size`."""
+        return None
+
     def on_tick(self, tick: Any) -> None:
         """Act on one live quote or trade (live and paper sessions)."""
 
@@ -247,9 +254,10 @@ class Strategy:
         qty = self._position.qty  # type: ignore[union-attr]
         return (qty > 0) - (qty < 0)
 
-    def go(self, direction: int) -> None:
+    def go(self, direction: int, fraction: Decimal | None = None) -> None:
         """Hold `direction` (+1, -1, 0) from the next fill on: close what points the other way,
-        then open with this strategy's sizing. Does nothing if already there, or while orders it
+        then open with this strategy's sizing (or `fraction` of equity, cut to SIZE_DP decimals,
+        for a strategy that sizes each entry). Does nothing if already there, or while orders it
         made are still in flight (after a restart an order may be at the venue, not yet filled:
         deciding again would send a second one)."""
         if any(o.tag in _GO_TAGS for o in self._oms._open.values()):  # type: ignore[union-attr]
@@ -264,7 +272,8 @@ class Strategy:
             if self.p.fixed_size is not None:
                 self.order(side, qty=self.p.fixed_size, tag="open")
             else:
-                self._market(side, None, self.p.size, False, "open")
+                size = self.p.size if fraction is None else fraction.quantize(_SIZE_STEP, rounding="ROUND_DOWN")
+                self._market(side, None, size, False, "open")
 
     def buy(self, qty: Decimal | None = None, fraction: Decimal | None = None, limit: Decimal | float | None = None,
             stop: Decimal | float | None = None, tag: str = "") -> Order:

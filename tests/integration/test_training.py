@@ -53,3 +53,19 @@ def test_cli_trains_registers_and_refuses_bad_input(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--model", "forest", "--data", str(EURUSD),
                           "--url", url], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown model 'forest'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_trains_a_torch_model_and_reports_its_signal_backtest(tmp_path):
+    pytest.importorskip("torch", reason="the torch extra is not installed: `make test` installs it")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--model", "mlp", "--data", str(EURUSD),
+                           "--folds", "2", "--param", "epochs=2", "--param", "hidden=8", "--long-short",
+                           "--url", url], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "out-of-sample signal backtest" in done.stdout and "registered EURUSD_1h_mlp v1" in done.stdout
+    listed = subprocess.run([sys.executable, "-m", "engine.cli", "models", "show", "1", "--url", url],
+                            capture_output=True, text=True)
+    assert "mlp" in listed.stdout and "signal_backtest" in listed.stdout
+    bad = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--model", "gru", "--data", str(EURUSD),
+                          "--param", "layers=3", "--url", url], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown gru parameter 'layers'" in bad.stderr and "Traceback" not in bad.stderr
