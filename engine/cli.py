@@ -339,6 +339,11 @@ def _retrain_line(outcome: Any) -> str:
     return f"{c.name} v{c.version}: score {outcome.candidate_score:.4f} vs {before}: {verdict}"
 
 
+from backtest.research_cli import register as _register_research  # noqa: E402  (sweep, wfo, montecarlo)
+
+_register_research(app)
+
+
 def _day(ns: int) -> str:
     import datetime
 

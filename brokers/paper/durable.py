@@ -104,7 +104,10 @@ class _Book:
     def on_fill(self, order: Order, fill: Fill, bar: int) -> None:
         record = self.orders[order.client_order_id]
         record.fills.append(fill)
-        done = order.qty is not None and sum(f.qty for f in record.fills) >= order.qty
+        # the venue's own copy of the order must know what has filled, or its next partial fill
+        # would take the whole quantity again (and a replay of the log would differ)
+        order.filled_qty = sum((f.qty for f in record.fills), Decimal(0))
+        done = order.qty is not None and order.filled_qty >= order.qty
         record.state = OrderState.FILLED if done else OrderState.PARTIALLY_FILLED
         self.fills.append(fill)
         if self.downstream is not None:

@@ -1,0 +1,192 @@
+"""Alpaca venue facts in domain terms: HTTP errors to reasons, order requests, order and fill
+JSON to domain types, assets to instruments. Pure functions; the adapter does the I/O.
+
+Numbers: the adapter runs alpaca-py with `raw_data=True`, so quantities and prices arrive as the
+JSON strings Alpaca sends and become Decimal without passing through float. Requests go out as
+the SDK's request models, which hold floats: a Decimal with at most 15 significant digits
+survives the float and JSON round trip digit for digit (Python writes the shortest repr).
+
+Execution ids: a fill reaches the adapter twice, on the trade_updates stream and in the FILL
+activities (after a reconnect, or in `fills_since`), and Alpaca does not document that the two
+carry the same id. Both carry the order id and the order's cumulative filled quantity after the
+fill, which is unique per execution of an order, so the execution id is `<order id>@<cum qty>`:
+one fill, one id, whichever way it came.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from brokers.base import RejectReason, VenueOrder
+from engine.instrument import AssetClass, Instrument
+from engine.money import to_raw
+from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInForce
+
+log = logging.getLogger(__name__)
+
+EQUITY_PRICE_INCREMENT = Decimal("0.0001")   # fills carry up to 4 decimals; limits >= $1 must be whole cents
+FRACTIONAL_INCREMENT = Decimal("0.000000001")
+
+# -- errors ----------------------------------------------------------------------------------------
+RETRY = "retry"        # nothing happened: back off and send again
+LOOKUP = "lookup"      # the venue may have the order: look it up by client id before anything else
+FINAL = "final"        # a refusal: report it
+
+
+def classify_error(status: int | None, message: str) -> tuple[str, str]:
+    """(what to do, reason) for an HTTP error answer to POST /v2/orders."""
+    text = message.lower()
+    if status == 429:
+        return RETRY, RejectReason.RATE_LIMITED
+    if status is None or status >= 500:
+        return LOOKUP, RejectReason.VENUE_ERROR
+    if "client_order_id" in text and "unique" in text:
+        return LOOKUP, RejectReason.DUPLICATE
+    if status in (401,):
+        return FINAL, RejectReason.AUTH_FAILED
+    if "buying power" in text or "insufficient" in text:
+        return FINAL, RejectReason.INSUFFICIENT_FUNDS
+    if "market" in text and "closed" in text:
+        return FINAL, RejectReason.MARKET_CLOSED
+    if "asset" in text and ("not found" in text or "not active" in text or "not tradable" in text):
+        return FINAL, RejectReason.UNKNOWN_SYMBOL
+    if "sub-penny" in text or "price increment" in text:
+        return FINAL, RejectReason.PRICE_OFF_GRID
+    if "qty must be >=" in text or "minimum" in text:
+        return FINAL, RejectReason.QTY_BELOW_MIN
+    if "fractional" in text or "multiple of" in text:
+        return FINAL, RejectReason.QTY_OFF_GRID
+    if "limit_price" in text and "required" in text:
+        return FINAL, RejectReason.PRICE_MISSING
+    return FINAL, RejectReason.INVALID_ORDER
+
+
+def error_message(body: str) -> str:
+    import json
+    try:
+        parsed = json.loads(body)
+        return str(parsed.get("message", body)) if isinstance(parsed, dict) else body
+    except (ValueError, TypeError):
+        return body or ""
+
+
+# -- requests --------------------------------------------------------------------------------------
+_TIF = {TimeInForce.GTC: "gtc", TimeInForce.DAY: "day", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok"}
+
+
+def order_request(order: Order) -> Any:
+    """The alpaca-py request model for an order (raises pydantic.ValidationError on bad terms)."""
+    from alpaca.trading.enums import OrderSide as Side
+    from alpaca.trading.enums import TimeInForce as Tif
+    from alpaca.trading.requests import (LimitOrderRequest, MarketOrderRequest, StopLimitOrderRequest,
+                                         StopOrderRequest)
+    common = {"symbol": order.symbol, "qty": float(order.qty), "side": Side(order.side.value.lower()),  # type: ignore[arg-type]
+              "time_in_force": Tif(_TIF[order.tif]), "client_order_id": order.client_order_id}
+    if order.type is OrderType.MARKET:
+        return MarketOrderRequest(**common)
+    if order.type is OrderType.LIMIT:
+        return LimitOrderRequest(**common, limit_price=float(order.limit_price))  # type: ignore[arg-type]
+    if order.type is OrderType.STOP:
+        return StopOrderRequest(**common, stop_price=float(order.stop_price))  # type: ignore[arg-type]
+    return StopLimitOrderRequest(**common, stop_price=float(order.stop_price),  # type: ignore[arg-type]
+                                 limit_price=float(order.limit_price))  # type: ignore[arg-type]
+
+
+# -- responses -------------------------------------------------------------------------------------
+_TYPES = {"market": OrderType.MARKET, "limit": OrderType.LIMIT, "stop": OrderType.STOP,
+          "stop_limit": OrderType.STOP_LIMIT}
+_OPEN = {"new", "accepted", "pending_new", "accepted_for_bidding", "held", "calculated", "pending_replace",
+         "pending_cancel", "pending_review", "replaced", "stopped", "suspended"}
+_STATES = {"filled": OrderState.FILLED, "canceled": OrderState.CANCELED, "expired": OrderState.EXPIRED,
+           "done_for_day": OrderState.EXPIRED, "rejected": OrderState.REJECTED,
+           "partially_filled": OrderState.PARTIALLY_FILLED}
+
+
+def dec(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    return Decimal(str(value))
+
+
+def ns(stamp: str | None) -> int:
+    """RFC 3339 time (Alpaca sends up to nanoseconds, which datetime cannot hold) -> ns UTC."""
+    if not stamp:
+        return 0
+    text = stamp.replace("Z", "+00:00")
+    main, _, rest = text.partition(".")
+    fraction, zone = "", ""
+    if rest:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        fraction, zone = rest[:digits], rest[digits:]
+    else:
+        for sign in ("+", "-"):
+            head, sep, tail = main[10:].rpartition(sign)
+            if sep:
+                main, zone = main[:10] + head, sign + tail
+                break
+    base = datetime.fromisoformat(main + (zone or "+00:00"))
+    return int(base.timestamp()) * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
+def state_of(status: str, filled: Decimal) -> OrderState:
+    if status in _OPEN:
+        return OrderState.PARTIALLY_FILLED if filled else OrderState.ACCEPTED
+    return _STATES.get(status, OrderState.ACCEPTED)
+
+
+def venue_order(data: dict[str, Any]) -> VenueOrder:
+    filled = dec(data.get("filled_qty")) or Decimal(0)
+    status = str(data.get("status"))
+    state = state_of(status, filled)
+    return VenueOrder(
+        client_order_id=data["client_order_id"], venue_order_id=data["id"], symbol=data["symbol"],
+        side=OrderSide.BUY if data.get("side") == "buy" else OrderSide.SELL,
+        type=_TYPES.get(str(data.get("type") or data.get("order_type")), OrderType.MARKET),
+        qty=dec(data.get("qty")) or Decimal(0), filled_qty=filled, avg_fill_price=dec(data.get("filled_avg_price")),
+        limit_price=dec(data.get("limit_price")), stop_price=dec(data.get("stop_price")), state=state,
+        reason=RejectReason.INVALID_ORDER if state is OrderState.REJECTED else None,
+        ts=ns(data.get("updated_at") or data.get("submitted_at")))
+
+
+def execution_id(order_id: str, cum_qty: Decimal) -> str:
+    return f"{order_id}@{format(cum_qty.normalize(), 'f')}"
+
+
+def fill(instrument: Instrument, client_order_id: str, order_id: str, side: str, qty: Decimal, price: Decimal,
+         cum_qty: Decimal, ts: int) -> Fill:
+    s = instrument.scales
+    on_grid = price.quantize(instrument.price_increment, rounding=ROUND_HALF_EVEN) \
+        if price % instrument.price_increment else price
+    if on_grid != price:
+        log.warning("alpaca fill price %s of %s is off the %s grid; booked at %s", price, client_order_id,
+                    instrument.price_increment, on_grid)
+    return Fill(execution_id(order_id, cum_qty), client_order_id, instrument.symbol,
+                OrderSide.BUY if side == "buy" else OrderSide.SELL, to_raw(qty, s.qty_dp), to_raw(on_grid, s.price_dp),
+                0, s.qty_dp, s.price_dp, s.cash_dp, ts)
+
+
+def instrument(asset: dict[str, Any]) -> Instrument:
+    crypto = asset.get("class") == "crypto"
+    if crypto:
+        step = dec(asset.get("min_trade_increment")) or FRACTIONAL_INCREMENT
+        price_step = dec(asset.get("price_increment")) or Decimal("0.01")
+        min_qty = dec(asset.get("min_order_size")) or step
+    else:
+        step = FRACTIONAL_INCREMENT if asset.get("fractionable") else Decimal(1)
+        price_step, min_qty = EQUITY_PRICE_INCREMENT, step
+    quote = asset["symbol"].split("/")[1] if crypto and "/" in asset["symbol"] else "USD"
+    return Instrument(symbol=asset["symbol"], venue="ALPACA", asset_class=AssetClass.CRYPTO if crypto else AssetClass.EQUITY,
+                      price_increment=price_step.normalize(), size_increment=step.normalize(),
+                      min_qty=min_qty.normalize(), quote_currency=quote,
+                      currency_increment=Decimal("0.01"))
+
+
+def iso(ts_ns: int) -> str:
+    """ns UTC -> the RFC 3339 form Alpaca takes in queries (microseconds)."""
+    from datetime import timedelta
+    seconds, rest_ns = divmod(ts_ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc) + timedelta(microseconds=rest_ns // 1000)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")

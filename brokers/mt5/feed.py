@@ -1,0 +1,120 @@
+"""MetaTrader 5 market data: ticks by polling, bars from the terminal's history.
+
+MetaTrader's Python API has no push stream. `poll()` asks copy_ticks_from for each subscribed
+symbol from the last tick seen (ticks carry millisecond times; several may share one, so the
+ones already delivered at the cursor's millisecond are counted and skipped), and falls back to
+symbol_info_tick when the terminal returns no tick history. `start(interval_s)` polls on a
+thread; tests call `poll()`. Times from the terminal are in the broker's server time zone:
+`server_utc_offset_s` turns them into UTC.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from brokers.mt5.mapping import field
+from engine.market import Tick
+
+COPY_TICKS_ALL = -1
+TIMEFRAMES = {"M1": 1, "M2": 2, "M3": 3, "M4": 4, "M5": 5, "M6": 6, "M10": 10, "M12": 12, "M15": 15, "M20": 20,
+              "M30": 30, "H1": 1 | 0x4000, "H2": 2 | 0x4000, "H3": 3 | 0x4000, "H4": 4 | 0x4000,
+              "H6": 6 | 0x4000, "H8": 8 | 0x4000, "H12": 12 | 0x4000, "D1": 24 | 0x4000, "W1": 1 | 0x8000,
+              "MN1": 1 | 0xC000}
+
+
+class MT5Feed:
+    """MarketDataFeed over the MetaTrader5 module (shares the adapter's lock when given)."""
+
+    def __init__(self, api: Any, *, lock: threading.RLock | None = None, server_utc_offset_s: int = 0,
+                 batch: int = 10_000) -> None:
+        self.api = api
+        self.lock = lock or threading.RLock()
+        self.offset_s = server_utc_offset_s
+        self.batch = batch
+        self._subscriptions: dict[str, list[Callable[[Tick], None]]] = {}
+        self._cursor: dict[str, tuple[int, int]] = {}    # symbol -> (time_msc, ticks seen at it)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def subscribe(self, symbols: Sequence[str], on_tick: Callable[[Tick], None]) -> None:
+        with self.lock:
+            for symbol in symbols:
+                if not self.api.symbol_select(symbol, True):
+                    raise KeyError(f"MT5 symbol {symbol!r}: {self.api.last_error()}")
+                self._subscriptions.setdefault(symbol, []).append(on_tick)
+                if symbol not in self._cursor:
+                    last = self.api.symbol_info_tick(symbol)
+                    # from the current quote on: it is delivered too, history before it is not
+                    self._cursor[symbol] = (int(field(last, "time_msc")), 0) if last is not None else (0, 0)
+
+    def poll(self) -> int:
+        """Deliver ticks that arrived since the last poll; returns how many."""
+        delivered = 0
+        with self.lock:
+            batches = [(symbol, self._new_ticks(symbol)) for symbol in self._subscriptions]
+        for symbol, ticks in batches:
+            for tick in ticks:
+                for callback in self._subscriptions[symbol]:
+                    callback(tick)
+                delivered += 1
+        return delivered
+
+    def _new_ticks(self, symbol: str) -> list[Tick]:
+        cursor_msc, seen = self._cursor[symbol]
+        rows = self.api.copy_ticks_from(symbol, max(0, cursor_msc // 1000), self.batch, COPY_TICKS_ALL)
+        if rows is None or len(rows) == 0:
+            last = self.api.symbol_info_tick(symbol)
+            if last is None or int(field(last, "time_msc")) <= cursor_msc and seen:
+                return []
+            rows = [last]
+        out: list[Tick] = []
+        for row in rows:
+            msc = int(row["time_msc"]) if isinstance(row, np.void) else int(field(row, "time_msc"))
+            if msc < cursor_msc:
+                continue
+            if msc == cursor_msc:
+                if seen:
+                    seen -= 1
+                    continue
+                self._cursor[symbol] = (msc, self._cursor[symbol][1] + 1)
+            else:
+                self._cursor[symbol] = (msc, 1)
+            get = (lambda k: row[k]) if isinstance(row, np.void) else (lambda k: field(row, k))
+            out.append(Tick(symbol, (msc - self.offset_s * 1000) * 1_000_000, float(get("bid")), float(get("ask")),
+                            float(get("last")), float(get("volume_real"))))
+        return out
+
+    def history(self, symbol: str, timeframe: str, start: int, end: int) -> pd.DataFrame:
+        """OHLCV bars in [start, end] (ns UTC) on a UTC index named "time"."""
+        if timeframe not in TIMEFRAMES:
+            raise ValueError(f"unknown MT5 timeframe {timeframe!r}; one of {', '.join(TIMEFRAMES)}")
+        begin = datetime.fromtimestamp(start // 1_000_000_000 + self.offset_s, tz=timezone.utc)
+        finish = datetime.fromtimestamp(end // 1_000_000_000 + self.offset_s, tz=timezone.utc)
+        with self.lock:
+            rates = self.api.copy_rates_range(symbol, TIMEFRAMES[timeframe], begin, finish)
+        if rates is None:
+            raise LookupError(f"MT5 copy_rates_range({symbol}, {timeframe}) failed: {self.api.last_error()}")
+        times = pd.to_datetime((np.asarray(rates["time"], dtype="int64") - self.offset_s), unit="s", utc=True)
+        volume = rates["real_volume"] if len(rates) and rates["real_volume"].any() else rates["tick_volume"]
+        frame = pd.DataFrame({"open": rates["open"], "high": rates["high"], "low": rates["low"],
+                              "close": rates["close"], "volume": np.asarray(volume, dtype="float64")},
+                             index=pd.DatetimeIndex(times, name="time").as_unit("ns"))
+        return frame
+
+    def start(self, interval_s: float = 0.25) -> None:
+        def run() -> None:
+            while not self._stop.wait(interval_s):
+                self.poll()
+        self._thread = threading.Thread(target=run, name="mt5-ticks", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -1,0 +1,318 @@
+"""The broker contract: one suite every adapter passes (brokers/base.py, DESIGN.md §7).
+
+Each case runs once per registered adapter (tests/conformance/registry.py) against that adapter's
+fake venue, with the real OrderManager as the sink. How an adapter joins: harness.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+from decimal import Decimal
+from typing import Iterator
+
+import pytest
+
+from brokers.base import AccountSnapshot, RejectReason, VenueOrder, VenuePosition
+from engine.clock import LiveClock
+from engine.oms import OrderManager
+from engine.orders import Order, OrderSide, OrderState, OrderType
+from engine.portfolio import Portfolio
+from tests.conformance.harness import AdapterHarness
+from tests.conformance.registry import HARNESSES
+
+
+def _load(name: str) -> AdapterHarness:
+    module_name, _, cls = HARNESSES[name].partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, cls)()
+
+
+@pytest.fixture(params=sorted(HARNESSES))
+def adapter_harness(request) -> Iterator[AdapterHarness]:
+    harness = _load(request.param)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+class Bot:
+    """An OMS on the adapter, and a few words to make orders with."""
+
+    def __init__(self, harness: AdapterHarness) -> None:
+        self.harness = harness
+        self.adapter = harness.make_adapter()
+        self.clock = LiveClock()
+        # connect() loads the instruments; the OMS connects the adapter as its sink afterwards
+        self.oms = OrderManager("conf", self.clock, self.adapter, Portfolio(Decimal(0), 18), {})
+        self.instruments = self.adapter.instruments()
+        self.oms.instruments.update(self.instruments)
+        self.instrument = self.instruments[harness.symbol]
+        cash_dp = self.instrument.scales.cash_dp
+        self.start_cash = self.adapter.account().cash
+        self.oms.portfolio = Portfolio(self.start_cash, cash_dp)
+
+    def order(self, side: OrderSide = OrderSide.BUY, kind: OrderType = OrderType.MARKET, qty: Decimal | None = None,
+              limit: Decimal | None = None, stop: Decimal | None = None, symbol: str | None = None) -> Order:
+        return Order(self.oms.next_client_order_id(), "conf", symbol or self.harness.symbol, side, kind,
+                     self.harness.qty() if qty is None else qty, self.clock.now_ns(), limit_price=limit, stop_price=stop)
+
+    def submit(self, order: Order) -> Order:
+        self.oms.submit(order)
+        self.harness.settle()
+        return self.oms.orders[order.client_order_id]
+
+
+@pytest.fixture
+def bot(adapter_harness: AdapterHarness) -> Bot:
+    return Bot(adapter_harness)
+
+
+def _require(harness: AdapterHarness, feature: str) -> None:
+    if not harness.supports(feature):
+        pytest.skip(f"{harness.name} does not support {feature}")
+
+
+# -- instruments, account ---------------------------------------------------------------------
+def test_instruments_carry_the_venues_grid(bot: Bot):
+    instrument = bot.instrument
+    assert instrument.symbol == bot.harness.symbol
+    assert instrument.price_increment > 0 and instrument.size_increment > 0
+    assert bot.harness.qty() % instrument.size_increment == 0
+
+
+def test_account_is_exact_and_flat_at_start(bot: Bot):
+    account = bot.adapter.account()
+    assert isinstance(account, AccountSnapshot)
+    assert isinstance(account.cash, Decimal) and account.cash > 0
+    assert account.equity >= account.cash
+    assert all(p.qty == 0 for p in bot.adapter.positions() if p.symbol == bot.harness.symbol)
+
+
+# -- each order type ------------------------------------------------------------------------------
+def test_market_order_fills_and_the_position_and_account_follow(bot: Bot):
+    order = bot.submit(bot.order())
+    bot.harness.drive_market()
+    bot.harness.settle()
+    assert order.state is OrderState.FILLED
+    assert order.filled_qty == bot.harness.qty()
+    fills = [f for f in bot.oms.fills if f.client_order_id == order.client_order_id]
+    assert sum(f.qty for f in fills) == bot.harness.qty()
+    assert all(isinstance(f.price, Decimal) and f.price % bot.instrument.price_increment == 0 for f in fills)
+    positions = {p.symbol: p for p in bot.adapter.positions()}
+    assert isinstance(positions[bot.harness.symbol], VenuePosition)
+    assert positions[bot.harness.symbol].qty == bot.harness.qty()
+    assert bot.adapter.account().cash < bot.start_cash
+    assert [f.execution_id for f in bot.adapter.fills_since(0)] == [f.execution_id for f in fills]
+
+
+@pytest.mark.parametrize("side", [OrderSide.BUY, OrderSide.SELL])
+def test_limit_order_rests_then_fills_at_its_price(bot: Bot, side: OrderSide):
+    _require(bot.harness, OrderType.LIMIT)
+    if side is OrderSide.SELL:
+        _buy_inventory(bot)
+    price = bot.harness.resting_limit(side)
+    order = bot.submit(bot.order(side, OrderType.LIMIT, limit=price))
+    assert order.state is OrderState.ACCEPTED
+    assert [v.client_order_id for v in bot.adapter.open_orders()] == [order.client_order_id]
+    bot.harness.fill(order.client_order_id)
+    bot.harness.settle()
+    assert order.state is OrderState.FILLED and order.avg_fill_price == price
+    assert bot.adapter.open_orders() == []
+
+
+def test_stop_order_rests_until_triggered(bot: Bot):
+    _require(bot.harness, OrderType.STOP)
+    order = bot.submit(bot.order(kind=OrderType.STOP, stop=bot.harness.resting_stop(OrderSide.BUY)))
+    assert order.state is OrderState.ACCEPTED
+    venue = bot.adapter.order_status(order.client_order_id)
+    assert venue is not None and venue.type is OrderType.STOP and venue.stop_price == order.stop_price
+    bot.harness.fill(order.client_order_id)
+    bot.harness.settle()
+    assert order.state is OrderState.FILLED
+
+
+def test_stop_limit_order_rests_until_triggered(bot: Bot):
+    _require(bot.harness, OrderType.STOP_LIMIT)
+    stop = bot.harness.resting_stop(OrderSide.BUY)
+    order = bot.submit(bot.order(kind=OrderType.STOP_LIMIT, stop=stop, limit=stop))
+    assert order.state is OrderState.ACCEPTED
+    venue = bot.adapter.order_status(order.client_order_id)
+    assert venue is not None and venue.type is OrderType.STOP_LIMIT
+    assert venue.limit_price == stop and venue.stop_price == stop
+    bot.harness.fill(order.client_order_id)
+    bot.harness.settle()
+    assert order.state is OrderState.FILLED and order.avg_fill_price == stop
+
+
+def test_cancel_a_resting_order(bot: Bot):
+    order = bot.submit(bot.order(kind=OrderType.LIMIT, limit=bot.harness.resting_limit(OrderSide.BUY)))
+    bot.oms.cancel(order)
+    bot.harness.settle()
+    assert order.state is OrderState.CANCELED
+    venue = bot.adapter.order_status(order.client_order_id)
+    assert venue is not None and venue.state is OrderState.CANCELED
+    assert bot.adapter.open_orders() == []
+
+
+def test_partial_fills_accumulate_then_complete(bot: Bot):
+    _require(bot.harness, "partial_fill")
+    qty = bot.harness.qty()
+    step = bot.instrument.size_increment
+    part = max(step, (qty / 4 // step) * step)
+    price = bot.harness.resting_limit(OrderSide.BUY)
+    order = bot.submit(bot.order(kind=OrderType.LIMIT, limit=price))
+    bot.harness.fill(order.client_order_id, part)
+    bot.harness.settle()
+    assert order.state is OrderState.PARTIALLY_FILLED and order.filled_qty == part
+    venue = bot.adapter.order_status(order.client_order_id)
+    assert venue is not None and venue.state is OrderState.PARTIALLY_FILLED and venue.filled_qty == part
+    bot.harness.fill(order.client_order_id)
+    bot.harness.settle()
+    assert order.state is OrderState.FILLED and order.filled_qty == qty and order.avg_fill_price == price
+    assert len({f.execution_id for f in bot.oms.fills}) == 2
+
+
+def test_partially_filled_order_can_be_canceled(bot: Bot):
+    _require(bot.harness, "partial_fill")
+    step = bot.instrument.size_increment
+    order = bot.submit(bot.order(kind=OrderType.LIMIT, limit=bot.harness.resting_limit(OrderSide.BUY)))
+    bot.harness.fill(order.client_order_id, step)
+    bot.harness.settle()
+    bot.oms.cancel(order)
+    bot.harness.settle()
+    assert order.state is OrderState.CANCELED and order.filled_qty == step
+
+
+# -- rejects and bad input -------------------------------------------------------------------------
+def test_unknown_symbol_is_rejected_with_a_reason(bot: Bot):
+    order = bot.submit(bot.order(symbol=bot.harness.unknown_symbol))
+    assert order.state is OrderState.REJECTED and order.reason == RejectReason.UNKNOWN_SYMBOL
+    assert bot.adapter.open_orders() == []
+
+
+def test_quantity_below_the_minimum_is_rejected_with_a_reason(bot: Bot):
+    order = bot.submit(bot.order(qty=bot.harness.below_min_qty()))
+    assert order.state is OrderState.REJECTED and order.reason == RejectReason.QTY_BELOW_MIN
+
+
+def test_quantity_off_the_lot_grid_is_rejected_with_a_reason(bot: Bot):
+    qty = bot.harness.qty() + bot.instrument.size_increment / 2
+    order = bot.submit(bot.order(qty=qty))
+    assert order.state is OrderState.REJECTED and order.reason == RejectReason.QTY_OFF_GRID
+
+
+def test_missing_limit_price_is_rejected_with_a_reason(bot: Bot):
+    order = bot.submit(bot.order(kind=OrderType.LIMIT))
+    assert order.state is OrderState.REJECTED and order.reason == RejectReason.PRICE_MISSING
+
+
+def test_insufficient_funds_is_rejected_with_a_reason(bot: Bot):
+    order = bot.submit(bot.order(qty=bot.harness.unaffordable_qty()))
+    bot.harness.drive_market()
+    bot.harness.settle()
+    assert order.state is OrderState.REJECTED and order.reason == RejectReason.INSUFFICIENT_FUNDS
+    assert bot.oms.fills == []
+
+
+@pytest.mark.parametrize("kind", ["429", "5xx"])
+def test_a_transient_venue_error_is_retried_once_without_a_duplicate(bot: Bot, kind: str):
+    _require(bot.harness, "rate_limit" if kind == "429" else "server_error")
+    bot.harness.fail_next_submit(kind)  # type: ignore[arg-type]
+    order = bot.submit(bot.order(kind=OrderType.LIMIT, limit=bot.harness.resting_limit(OrderSide.BUY)))
+    assert order.state is OrderState.ACCEPTED
+    assert bot.harness.venue_order_count(order.client_order_id) == 1
+
+
+@pytest.mark.parametrize("kind, reason", [("429", RejectReason.RATE_LIMITED), ("5xx", RejectReason.VENUE_ERROR)])
+def test_a_venue_that_keeps_failing_rejects_with_a_reason_and_no_crash(bot: Bot, kind: str, reason: RejectReason):
+    _require(bot.harness, "rate_limit" if kind == "429" else "server_error")
+    bot.harness.fail_submits(kind)  # type: ignore[arg-type]
+    order = bot.submit(bot.order(kind=OrderType.LIMIT, limit=bot.harness.resting_limit(OrderSide.BUY)))
+    bot.harness.heal()
+    assert order.state is OrderState.REJECTED and order.reason == reason
+    assert bot.harness.venue_order_count(order.client_order_id) == 0
+    follow_up = bot.submit(bot.order(kind=OrderType.LIMIT, limit=bot.harness.resting_limit(OrderSide.BUY)))
+    assert follow_up.state is OrderState.ACCEPTED
+
+
+# -- a lost answer, a dropped stream, a stranger's order ---------------------------------------------
+def test_a_submit_whose_answer_is_lost_is_resolved_by_client_id_without_a_second_order(bot: Bot):
+    _require(bot.harness, "lost_submit")
+    bot.harness.lose_next_submit()
+    order = bot.submit(bot.order(kind=OrderType.LIMIT, limit=bot.harness.resting_limit(OrderSide.BUY)))
+    assert order.state is OrderState.ACCEPTED
+    assert bot.harness.venue_order_count(order.client_order_id) == 1
+    venue = bot.adapter.order_status(order.client_order_id)
+    assert isinstance(venue, VenueOrder) and venue.state is OrderState.ACCEPTED
+    bot.harness.fill(order.client_order_id)
+    bot.harness.settle()
+    assert order.state is OrderState.FILLED
+
+
+def test_a_lost_answer_to_a_market_order_that_filled_books_the_fill_once(bot: Bot):
+    _require(bot.harness, "lost_submit")
+    bot.harness.lose_next_submit()
+    order = bot.submit(bot.order())
+    bot.harness.drive_market()
+    bot.harness.settle()
+    assert order.state is OrderState.FILLED and order.filled_qty == bot.harness.qty()
+    assert bot.harness.venue_order_count(order.client_order_id) == 1
+    assert sum(f.qty for f in bot.oms.fills) == bot.harness.qty()
+
+
+def test_after_a_stream_drop_the_reconnect_reports_what_was_missed(bot: Bot):
+    _require(bot.harness, "stream_drop")
+    price = bot.harness.resting_limit(OrderSide.BUY)
+    filled = bot.submit(bot.order(kind=OrderType.LIMIT, limit=price))
+    canceled = bot.submit(bot.order(kind=OrderType.LIMIT, limit=price))
+    bot.harness.drop_stream()
+    bot.adapter.cancel(canceled)  # the venue cancels; the confirmation is on the dropped stream
+    bot.harness.fill(filled.client_order_id)
+    assert filled.state is OrderState.ACCEPTED
+    bot.harness.restore_stream()
+    bot.harness.reconnect()
+    bot.harness.settle()
+    assert filled.state is OrderState.FILLED and filled.filled_qty == bot.harness.qty()
+    assert canceled.state is OrderState.CANCELED
+    assert len(bot.oms.fills) == 1
+    bot.harness.reconnect()  # a second reconcile changes nothing
+    bot.harness.settle()
+    assert len(bot.oms.fills) == 1
+
+
+def test_partial_fills_missed_during_a_drop_are_each_booked_once(bot: Bot):
+    _require(bot.harness, "stream_drop")
+    _require(bot.harness, "partial_fill")
+    step = bot.instrument.size_increment
+    order = bot.submit(bot.order(kind=OrderType.LIMIT, limit=bot.harness.resting_limit(OrderSide.BUY)))
+    bot.harness.drop_stream()
+    bot.harness.fill(order.client_order_id, step)
+    bot.harness.fill(order.client_order_id)
+    bot.harness.restore_stream()
+    bot.harness.reconnect()
+    bot.harness.settle()
+    assert order.state is OrderState.FILLED and order.filled_qty == bot.harness.qty()
+    venue = bot.adapter.order_status(order.client_order_id)
+    assert venue is not None and venue.filled_qty == bot.harness.qty() and venue.state is OrderState.FILLED
+    assert len(bot.oms.fills) == 2
+    positions = {p.symbol: p.qty for p in bot.adapter.positions()}
+    assert positions[bot.harness.symbol] == bot.harness.qty()
+
+
+def test_an_unknown_venue_order_is_adopted_as_external(bot: Bot):
+    _require(bot.harness, "external_order")
+    client_id = bot.harness.place_external_order()
+    bot.harness.reconnect()
+    bot.harness.settle()
+    adopted = bot.oms.orders[client_id]
+    assert adopted.tag == "external" and adopted in bot.oms.external
+    assert adopted.state is OrderState.ACCEPTED
+    assert client_id in {v.client_order_id for v in bot.adapter.open_orders()}
+
+
+def _buy_inventory(bot: Bot) -> None:
+    order = bot.submit(bot.order())
+    bot.harness.drive_market()
+    bot.harness.settle()
+    assert order.state is OrderState.FILLED

@@ -1,0 +1,554 @@
+"""Loopback fakes of Alpaca's trading REST API, trade_updates stream and market-data streams,
+for driving the real alpaca-py SDK (0.44.0) in tests.
+
+Shapes follow what alpaca-py sends and parses (BROKER_SDKS.md §2, read from the SDK):
+- REST on http://127.0.0.1:<port>/v2/...: TradingClient(url_override=fake.rest_url). Orders,
+  order by client id, cancel, positions, account, assets, and fill activities
+  (/v2/account/activities/FILL). Errors are JSON `{"code": ..., "message": ...}`.
+- The trade_updates stream on ws://127.0.0.1:<port>/stream (JSON): authenticate -> authorization,
+  listen -> listening, then `{"stream": "trade_updates", "data": {event, execution_id, order,
+  timestamp, position_qty, price, qty}}`.
+- Market data on ws://127.0.0.1:<port>/v2/iex and /v1beta3/crypto/us (msgpack): connected,
+  auth -> authenticated, subscribe -> subscription, then arrays of `{"T": "q"|"t"|"b", "S": ...}`
+  with `t` a msgpack Timestamp.
+Modelled, not observed: error codes and messages for an unknown asset, a closed market and a
+non-cancelable order; activity ids are "<time>::<uuid>".
+
+Test controls: `add_asset`, `set_price`, `fill` (partial or full), `fail_next` / `fail_all` /
+`heal` (HTTP faults on POST /v2/orders), `lose_next_submit` (the order is booked, then the
+connection is dropped without an answer, or held past the client's timeout), `drop_streams`
+(close every trade_updates connection and refuse new ones until `restore_streams`),
+`place_external` (an order someone else made), `publish_quote` / `publish_trade` / `publish_bar`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import msgpack
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+KEY, SECRET = "PKTEST", "SECRETTEST"
+OPEN_STATUSES = {"new", "accepted", "pending_new", "partially_filled", "held", "pending_cancel"}
+
+
+def _iso(ns: int) -> str:
+    """RFC 3339 with nanoseconds, as Alpaca writes its times."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest:09d}Z"
+
+
+def _parse(stamp: str) -> int:
+    main, _, fraction = stamp.rstrip("Z").partition(".")
+    seconds = int(datetime.fromisoformat(main).replace(tzinfo=timezone.utc).timestamp())
+    return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+@dataclass
+class _Asset:
+    symbol: str
+    asset_class: str = "us_equity"
+    fractionable: bool = True
+    min_order_size: Decimal | None = None
+    min_trade_increment: Decimal | None = None
+    price_increment: Decimal | None = None
+    price: Decimal = Decimal("100")
+    market_open: bool = True
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def json(self) -> dict[str, Any]:
+        crypto = self.asset_class == "crypto"
+        return {"id": self.id, "class": self.asset_class, "exchange": "CRYPTO" if crypto else "NASDAQ",
+                "symbol": self.symbol, "name": self.symbol, "status": "active", "tradable": True,
+                "marginable": not crypto, "shortable": not crypto, "easy_to_borrow": not crypto,
+                "fractionable": self.fractionable,
+                "min_order_size": None if self.min_order_size is None else float(self.min_order_size),
+                "min_trade_increment": None if self.min_trade_increment is None else float(self.min_trade_increment),
+                "price_increment": None if self.price_increment is None else float(self.price_increment),
+                "attributes": []}
+
+
+class FakeAlpaca:
+    """One fake Alpaca account: a REST server and a WebSocket server on loopback ports."""
+
+    def __init__(self, cash: str = "100000") -> None:
+        self.lock = threading.RLock()
+        self.cash = Decimal(cash)
+        self.assets: dict[str, _Asset] = {}
+        self.orders: dict[str, dict[str, Any]] = {}        # id -> order json (strings for numbers)
+        self.positions: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (signed qty, avg price)
+        self.activities: list[dict[str, Any]] = []
+        self.bars: dict[str, list[dict[str, Any]]] = {}     # symbol -> historical bars (JSON rows)
+        self.requests: list[tuple[str, str, Any]] = []     # (method, path, body)
+        self.posted_orders = 0
+        self._clock_ns = 1_767_225_600_000_000_000         # 2026-01-01T00:00:00Z
+        self._faults: list[tuple[int, dict]] = []
+        self._fail_all: tuple[int, dict] | None = None
+        self._lookup_faults = 0
+        self._lose: list[str] = []
+        self._release = threading.Event()
+        self.streams_refused = False
+        self.trade_updates_sent = 0
+        self.stream_connections = 0
+        self._ws_clients: set[ServerConnection] = set()
+        self._data_clients: dict[ServerConnection, dict[str, set[str]]] = {}
+        self.account_id = str(uuid.uuid4())
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._http.daemon_threads = True
+        self._http_thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.02},
+                                             name="fake-alpaca-rest", daemon=True)
+        self._http_thread.start()
+        self._loop = asyncio.new_event_loop()
+        self._ws_ready = threading.Event()
+        self._ws_thread = threading.Thread(target=self._run_ws, name="fake-alpaca-ws", daemon=True)
+        self._ws_thread.start()
+        self._ws_ready.wait(10)
+
+    # -- addresses ---------------------------------------------------------------------------------
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self._http.server_address[1]}"
+
+    @property
+    def stream_url(self) -> str:
+        return f"ws://127.0.0.1:{self._ws_port}/stream"
+
+    @property
+    def stock_data_url(self) -> str:
+        return f"ws://127.0.0.1:{self._ws_port}/v2/iex"
+
+    @property
+    def crypto_data_url(self) -> str:
+        return f"ws://127.0.0.1:{self._ws_port}/v1beta3/crypto/us"
+
+    def close(self) -> None:
+        self._release.set()
+        self._http.shutdown()
+        self._http.server_close()
+        asyncio.run_coroutine_threadsafe(self._shutdown_ws(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._ws_thread.join(10)
+
+    # -- test controls -----------------------------------------------------------------------------
+    def add_asset(self, symbol: str, price: str, **spec: Any) -> None:
+        spec = {k: Decimal(v) if k in ("min_order_size", "min_trade_increment", "price_increment") and v is not None
+                else v for k, v in spec.items()}
+        self.assets[symbol] = _Asset(symbol, price=Decimal(price), **spec)
+
+    def set_price(self, symbol: str, price: str) -> None:
+        self.assets[symbol].price = Decimal(price)
+
+    def now(self) -> int:
+        self._clock_ns += 1_000_000
+        return self._clock_ns
+
+    def fail_next(self, status: int, code: int = 50010000, message: str = "internal server error") -> None:
+        self._faults.append((status, {"code": code, "message": message}))
+
+    def fail_all(self, status: int, code: int = 50010000, message: str = "internal server error") -> None:
+        self._fail_all = (status, {"code": code, "message": message})
+
+    def heal(self) -> None:
+        self._faults.clear()
+        self._fail_all = None
+        self._lookup_faults = 0
+
+    def fail_lookups(self, count: int) -> None:
+        """The next `count` GET /v2/orders:by_client_order_id answer 503."""
+        self._lookup_faults = count
+
+    def lose_next_submit(self, how: str = "drop") -> None:
+        """The next POST /v2/orders books the order, then `drop`s the connection without an answer
+        or holds it (`timeout`) until the client gives up."""
+        self._lose.append(how)
+
+    def order_by_cid(self, cid: str) -> dict[str, Any] | None:
+        return next((o for o in self.orders.values() if o["client_order_id"] == cid), None)
+
+    def count_by_cid(self, cid: str) -> int:
+        return sum(1 for o in self.orders.values() if o["client_order_id"] == cid)
+
+    def fill(self, cid: str, qty: str | Decimal | None = None, price: str | Decimal | None = None) -> None:
+        with self.lock:
+            order = self.order_by_cid(cid)
+            assert order is not None and order["status"] in OPEN_STATUSES, f"{cid} is not open"
+            leaves = Decimal(order["qty"]) - Decimal(order["filled_qty"])
+            amount = leaves if qty is None else Decimal(qty)
+            if price is None:
+                price = order["limit_price"] or self.assets[order["symbol"]].price
+            self._execute(order, amount, Decimal(price))
+
+    def cancel_at_venue(self, cid: str) -> None:
+        with self.lock:
+            order = self.order_by_cid(cid)
+            assert order is not None
+            self._cancel(order)
+
+    def place_external(self, symbol: str, side: str, qty: str, limit_price: str, cid: str | None = None) -> dict:
+        with self.lock:
+            order = self._book({"symbol": symbol, "qty": qty, "side": side, "type": "limit",
+                                "time_in_force": "gtc", "limit_price": limit_price,
+                                "client_order_id": cid or str(uuid.uuid4())})
+            return order
+
+    def drop_streams(self, refuse: bool = True) -> None:
+        """Close every trade_updates connection; with `refuse`, new ones are refused until restore."""
+        self.streams_refused = refuse
+        asyncio.run_coroutine_threadsafe(self._close_trading_clients(), self._loop).result(10)
+
+    def restore_streams(self) -> None:
+        self.streams_refused = False
+
+    def add_bars(self, symbol: str, rows: list[tuple[int, float, float, float, float, float]]) -> None:
+        """Historical bars: (ns, open, high, low, close, volume) each."""
+        self.bars.setdefault(symbol, []).extend(
+            {"t": _iso(t), "o": o, "h": h, "l": low, "c": c, "v": v, "n": 1, "vw": c} for t, o, h, low, c, v in rows)
+
+    def subscribed(self, channel: str, symbol: str) -> bool:
+        return any(symbol in channels[channel] for channels in list(self._data_clients.values()))
+
+    def publish_quote(self, symbol: str, bid: float, ask: float, bid_size: float = 1, ask_size: float = 1) -> int:
+        return self._publish("quotes", symbol, {"T": "q", "S": symbol, "bx": "V", "bp": bid, "bs": bid_size,
+                                                "ax": "V", "ap": ask, "as": ask_size, "c": ["R"], "z": "C"})
+
+    def publish_trade(self, symbol: str, price: float, size: float) -> int:
+        return self._publish("trades", symbol, {"T": "t", "S": symbol, "i": 1, "x": "V", "p": price, "s": size,
+                                                "c": ["@"], "z": "C"})
+
+    def publish_bar(self, symbol: str, o: float, h: float, low: float, c: float, v: float) -> int:
+        return self._publish("bars", symbol, {"T": "b", "S": symbol, "o": o, "h": h, "l": low, "c": c, "v": v,
+                                              "n": 10, "vw": (o + c) / 2})
+
+    # -- the venue ---------------------------------------------------------------------------------
+    def _order_json(self, body: dict[str, Any], asset: _Asset) -> dict[str, Any]:
+        ts = _iso(self.now())
+        kind = body.get("type", "market")
+        return {
+            "id": str(uuid.uuid4()), "client_order_id": body.get("client_order_id") or str(uuid.uuid4()),
+            "created_at": ts, "updated_at": ts, "submitted_at": ts, "filled_at": None, "expired_at": None,
+            "expires_at": None, "canceled_at": None, "failed_at": None, "replaced_at": None, "replaced_by": None,
+            "replaces": None, "asset_id": asset.id, "symbol": asset.symbol, "asset_class": asset.asset_class,
+            "notional": None, "qty": _s(Decimal(str(body["qty"]))), "filled_qty": "0", "filled_avg_price": None,
+            "order_class": "simple", "order_type": kind, "type": kind, "side": body["side"],
+            "time_in_force": body.get("time_in_force", "day"),
+            "limit_price": None if body.get("limit_price") is None else _s(Decimal(str(body["limit_price"]))),
+            "stop_price": None if body.get("stop_price") is None else _s(Decimal(str(body["stop_price"]))),
+            "status": "pending_new" if kind == "market" else "new", "extended_hours": False, "legs": None,
+            "trail_percent": None, "trail_price": None, "hwm": None,
+        }
+
+    def _validate(self, body: dict[str, Any]) -> tuple[int, dict] | None:
+        cid = body.get("client_order_id")
+        if cid and self.count_by_cid(cid):
+            return 422, {"code": 40010001, "message": "client_order_id must be unique"}
+        asset = self.assets.get(body.get("symbol", ""))
+        if asset is None:
+            return 422, {"code": 40010001, "message": f'asset "{body.get("symbol")}" not found'}
+        if not asset.market_open:
+            return 403, {"code": 40310000, "message": "market is closed"}
+        qty = Decimal(str(body.get("qty", "0")))
+        if qty <= 0:
+            return 422, {"code": 40010001, "message": "qty must be > 0"}
+        if not asset.fractionable and qty != qty.to_integral_value():
+            return 422, {"code": 40010001, "message": "fractional orders are not supported for this asset"}
+        if asset.min_trade_increment is not None and qty % asset.min_trade_increment:
+            return 422, {"code": 40010001, "message": f"qty must be a multiple of {asset.min_trade_increment}"}
+        if asset.min_order_size is not None and qty < asset.min_order_size:
+            return 422, {"code": 40010001, "message": f"qty must be >= {asset.min_order_size}"}
+        if body.get("type") in ("limit", "stop_limit") and body.get("limit_price") is None:
+            return 422, {"code": 40010001, "message": "limit_price is required"}
+        if body.get("side") == "buy":
+            price = Decimal(str(body.get("limit_price") or body.get("stop_price") or asset.price))
+            if qty * price > self._buying_power():
+                return 403, {"code": 40310000, "message": "insufficient buying power"}
+        return None
+
+    def _book(self, body: dict[str, Any]) -> dict[str, Any]:
+        order = self._order_json(body, self.assets[body["symbol"]])
+        self.orders[order["id"]] = order
+        self._emit("new" if order["type"] != "market" else "pending_new", order)
+        if order["type"] == "market":
+            order["status"] = "new"
+            self._execute(order, Decimal(order["qty"]), self.assets[order["symbol"]].price)
+        return order
+
+    def _execute(self, order: dict[str, Any], qty: Decimal, price: Decimal) -> None:
+        filled = Decimal(order["filled_qty"]) + qty
+        total = Decimal(order["qty"])
+        avg = Decimal(order["filled_avg_price"] or 0)
+        avg = (avg * Decimal(order["filled_qty"]) + price * qty) / filled
+        sign = 1 if order["side"] == "buy" else -1
+        held, held_avg = self.positions.get(order["symbol"], (Decimal(0), Decimal(0)))
+        new = held + sign * qty
+        if held == 0 or (held > 0) == (sign > 0):
+            held_avg = (held_avg * abs(held) + price * qty) / abs(new)
+        elif new != 0 and (new > 0) != (held > 0):
+            held_avg = price
+        if new == 0:
+            self.positions.pop(order["symbol"], None)
+        else:
+            self.positions[order["symbol"]] = (new, held_avg)
+        self.cash -= sign * qty * price
+        ts = self.now()
+        order.update(filled_qty=_s(filled), filled_avg_price=_s(avg), updated_at=_iso(ts),
+                     status="filled" if filled >= total else "partially_filled")
+        if filled >= total:
+            order["filled_at"] = _iso(ts)
+        execution_id = str(uuid.uuid4())
+        event = "fill" if filled >= total else "partial_fill"
+        self.activities.append({
+            "id": f"{ts // 1_000_000}::{execution_id}", "activity_type": "FILL", "transaction_time": _iso(ts),
+            "type": event, "price": _s(price), "qty": _s(qty), "side": order["side"], "symbol": order["symbol"],
+            "leaves_qty": _s(total - filled), "order_id": order["id"], "cum_qty": _s(filled),
+            "order_status": order["status"]})
+        self._emit(event, order, execution_id=execution_id, price=price, qty=qty,
+                   position_qty=self.positions.get(order["symbol"], (Decimal(0),))[0])
+
+    def _cancel(self, order: dict[str, Any]) -> bool:
+        if order["status"] not in OPEN_STATUSES:
+            return False
+        ts = _iso(self.now())
+        order.update(status="canceled", canceled_at=ts, updated_at=ts)
+        self._emit("canceled", order)
+        return True
+
+    def _buying_power(self) -> Decimal:
+        return max(self.cash, Decimal(0))
+
+    def _equity(self) -> Decimal:
+        return self.cash + sum((q * self.assets[s].price for s, (q, _) in self.positions.items()), Decimal(0))
+
+    def _position_json(self, symbol: str) -> dict[str, Any]:
+        qty, avg = self.positions[symbol]
+        asset = self.assets[symbol]
+        value = qty * asset.price
+        return {"asset_id": asset.id, "symbol": symbol, "exchange": "CRYPTO" if asset.asset_class == "crypto" else "NASDAQ",
+                "asset_class": asset.asset_class, "asset_marginable": True, "avg_entry_price": _s(avg),
+                "qty": _s(qty), "side": "long" if qty > 0 else "short", "market_value": _s(value),
+                "cost_basis": _s(qty * avg), "unrealized_pl": _s(value - qty * avg), "current_price": _s(asset.price),
+                "qty_available": _s(qty)}
+
+    def _account_json(self) -> dict[str, Any]:
+        return {"id": self.account_id, "account_number": "PA1234567", "status": "ACTIVE", "crypto_status": "ACTIVE",
+                "currency": "USD", "buying_power": _s(self._buying_power()), "cash": _s(self.cash),
+                "portfolio_value": _s(self._equity()), "equity": _s(self._equity()), "last_equity": _s(self._equity()),
+                "pattern_day_trader": False, "trading_blocked": False, "transfers_blocked": False,
+                "account_blocked": False, "created_at": _iso(self._clock_ns), "shorting_enabled": True,
+                "multiplier": "1", "long_market_value": "0", "short_market_value": "0", "initial_margin": "0",
+                "maintenance_margin": "0", "daytrade_count": 0}
+
+    # -- HTTP --------------------------------------------------------------------------------------
+    def handle(self, method: str, url: str, body: Any, headers: Any) -> tuple[int, Any, str | None]:
+        """(status, json body or None, lose mode) for one request."""
+        if headers.get("APCA-API-KEY-ID") != KEY or headers.get("APCA-API-SECRET-KEY") != SECRET:
+            return 401, {"code": 40110000, "message": "request is not authorized"}, None
+        parsed = urlparse(url)
+        path, query = parsed.path, {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        with self.lock:
+            self.requests.append((method, path, body))
+            if method == "POST" and path == "/v2/orders":
+                self.posted_orders += 1
+                if self._faults:
+                    return (*self._faults.pop(0), None)
+                if self._fail_all is not None:
+                    return (*self._fail_all, None)
+                refusal = self._validate(body)
+                if refusal is not None:
+                    return (*refusal, None)
+                order = self._book(body)
+                return 200, order, (self._lose.pop(0) if self._lose else None)
+            if method == "GET" and path == "/v2/orders:by_client_order_id" and self._lookup_faults:
+                self._lookup_faults -= 1
+                return 503, {"code": 50310000, "message": "service unavailable"}, None
+            if method == "GET" and path == "/v2/orders:by_client_order_id":
+                order = self.order_by_cid(query.get("client_order_id", ""))
+                return (200, order, None) if order else (404, {"code": 40410000, "message": "order not found"}, None)
+            if method == "GET" and path == "/v2/orders":
+                status = query.get("status", "open")
+                rows = [o for o in self.orders.values()
+                        if status == "all" or (o["status"] in OPEN_STATUSES) == (status == "open")]
+                if "symbols" in query:
+                    rows = [o for o in rows if o["symbol"] in query["symbols"].split(",")]
+                return 200, rows, None
+            if path.startswith("/v2/orders/"):
+                order = self.orders.get(path.rsplit("/", 1)[1])
+                if order is None:
+                    return 404, {"code": 40410000, "message": "order not found"}, None
+                if method == "GET":
+                    return 200, order, None
+                if method == "DELETE":
+                    if self._cancel(order):
+                        return 204, None, None
+                    return 422, {"code": 42210000, "message": "order is not cancelable"}, None
+            if method == "GET" and path == "/v2/positions":
+                return 200, [self._position_json(s) for s in self.positions], None
+            if method == "GET" and path == "/v2/account":
+                return 200, self._account_json(), None
+            if method == "GET" and path.startswith("/v2/assets/"):
+                asset = self.assets.get(path[len("/v2/assets/"):])
+                return (200, asset.json(), None) if asset else (404, {"code": 40410000, "message": "asset not found"}, None)
+            if method == "GET" and path == "/v2/account/activities/FILL":
+                after = query.get("after")
+                rows = [a for a in self.activities if after is None or _parse(a["transaction_time"]) > _parse(after)]
+                return 200, rows, None
+            if method == "GET" and path in ("/v2/stocks/bars", "/v1beta3/crypto/us/bars"):
+                start, end = _parse(query["start"]), _parse(query["end"]) if "end" in query else 2**63
+                out = {s: [b for b in self.bars.get(s, []) if start <= _parse(b["t"]) <= end]
+                       for s in query.get("symbols", "").split(",")}
+                return 200, {"bars": out, "next_page_token": None}, None
+        return 404, {"code": 40400000, "message": f"no route {method} {path}"}, None
+
+    # -- WebSocket ---------------------------------------------------------------------------------
+    def _run_ws(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> None:
+            self._ws_server = await serve(self._ws_handler, "127.0.0.1", 0)
+            self._ws_port = self._ws_server.sockets[0].getsockname()[1]
+            self._ws_ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    async def _shutdown_ws(self) -> None:
+        self._ws_server.close()
+        for ws in list(self._ws_clients) + list(self._data_clients):
+            await ws.close()
+
+    async def _ws_handler(self, ws: ServerConnection) -> None:
+        path = ws.request.path if ws.request is not None else ""
+        try:
+            if path == "/stream":
+                await self._trading_session(ws)
+            else:
+                await self._data_session(ws)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._ws_clients.discard(ws)
+            self._data_clients.pop(ws, None)
+
+    async def _trading_session(self, ws: ServerConnection) -> None:
+        if self.streams_refused:
+            await ws.close(1011, "unavailable")
+            return
+        async for raw in ws:
+            msg = json.loads(raw)
+            if msg.get("action") == "authenticate":
+                data = msg.get("data", {})
+                ok = data.get("key_id") == KEY and data.get("secret_key") == SECRET
+                await ws.send(json.dumps({"stream": "authorization", "data": {
+                    "status": "authorized" if ok else "unauthorized", "action": "authenticate"}}))
+                if not ok:
+                    await ws.close()
+                    return
+            elif msg.get("action") == "listen":
+                streams = msg.get("data", {}).get("streams", [])
+                await ws.send(json.dumps({"stream": "listening", "data": {"streams": streams}}))
+                if "trade_updates" in streams:
+                    self._ws_clients.add(ws)
+                    self.stream_connections += 1
+
+    async def _close_trading_clients(self) -> None:
+        for ws in list(self._ws_clients):
+            self._ws_clients.discard(ws)
+            await ws.close(1011, "dropped by the fake")
+
+    def _emit(self, event: str, order: dict[str, Any], **extra: Any) -> None:
+        data: dict[str, Any] = {"event": event, "order": dict(order), "timestamp": order["updated_at"]}
+        for key, value in extra.items():
+            data[key] = _s(value) if isinstance(value, Decimal) else value
+        message = json.dumps({"stream": "trade_updates", "data": data})
+        asyncio.run_coroutine_threadsafe(self._broadcast(message), self._loop).result(10)
+
+    async def _broadcast(self, message: str) -> None:
+        for ws in list(self._ws_clients):
+            try:
+                await ws.send(message)
+                self.trade_updates_sent += 1
+            except ConnectionClosed:
+                self._ws_clients.discard(ws)
+
+    async def _data_session(self, ws: ServerConnection) -> None:
+        await ws.send(msgpack.packb([{"T": "success", "msg": "connected"}]))
+        async for raw in ws:
+            msg = msgpack.unpackb(raw)
+            if msg.get("action") == "auth":
+                ok = msg.get("key") == KEY and msg.get("secret") == SECRET
+                reply = {"T": "success", "msg": "authenticated"} if ok else {"T": "error", "code": 402,
+                                                                              "msg": "auth failed"}
+                await ws.send(msgpack.packb([reply]))
+                self._data_clients[ws] = {"trades": set(), "quotes": set(), "bars": set()}
+            elif msg.get("action") == "subscribe":
+                channels = self._data_clients.setdefault(ws, {"trades": set(), "quotes": set(), "bars": set()})
+                for name in channels:
+                    channels[name].update(msg.get(name, []))
+                await ws.send(msgpack.packb([{"T": "subscription", **{k: sorted(v) for k, v in channels.items()}}]))
+
+    def _publish(self, channel: str, symbol: str, payload: dict[str, Any]) -> int:
+        ts = self.now()
+        payload["t"] = msgpack.Timestamp.from_unix_nano(ts)
+        packed = msgpack.packb([payload], datetime=False)
+
+        async def send() -> int:
+            sent = 0
+            for ws, channels in list(self._data_clients.items()):
+                if symbol in channels[channel] or "*" in channels[channel]:
+                    await ws.send(packed)
+                    sent += 1
+            return sent
+
+        return asyncio.run_coroutine_threadsafe(send(), self._loop).result(10)
+
+
+def _handler(fake: FakeAlpaca) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _serve(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            status, payload, lose = fake.handle(method, self.path, body, self.headers)
+            if lose is not None:
+                if lose == "timeout":
+                    fake._release.wait(30)
+                self.close_connection = True
+                return  # booked, but no answer goes back
+            data = b"" if payload is None else json.dumps(payload).encode()
+            self.send_response(status)
+            if data:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+        def do_DELETE(self) -> None:
+            self._serve("DELETE")
+
+        def do_PATCH(self) -> None:
+            self._serve("PATCH")
+
+    return Handler

@@ -1,0 +1,673 @@
+"""A loopback fake of the binance spot REST API, for driving real ccxt in tests.
+
+Written from BROKER_SDKS.md §3 and ccxt 4.5.90's binance.py (the endpoints it calls, the fields
+its parse_market / parse_order / parse_trade / parse_balance read, the error codes and messages
+its exception tables map). It serves on 127.0.0.1 with an ephemeral port in a daemon thread;
+point ccxt at it with `redirect(exchange, fake.url)`, which rewrites the scheme and host of every
+entry of `exchange.urls['api']` and keeps the paths.
+
+Endpoints: GET /api/v3/time, /api/v3/exchangeInfo, /api/v3/ticker/24hr, /api/v3/ticker/bookTicker,
+/api/v3/klines, /api/v3/account, /api/v3/openOrders, /api/v3/myTrades;
+POST|GET|DELETE /api/v3/order. Signed calls must carry timestamp, signature and X-MBX-APIKEY
+(checked for presence, not verified).
+
+The matching is scripted, not a book: a MARKET order executes at once at the ask (buy) or bid
+(sell); LIMIT, STOP_LOSS and STOP_LOSS_LIMIT orders rest (status NEW) until the test calls
+`fill(client_order_id, qty)`, which executes `qty` (default: all that is left) at the order's
+price. Balances move exactly (Decimal), fees are charged in the quote asset.
+
+Faults (`inject`), each consumed by the first request that matches its method and path:
+- "429": HTTP 429 {"code":-1003} with Retry-After, nothing done.
+- "500" / "503": HTTP 5xx with an HTML body (ccxt: ExchangeNotAvailable), nothing done.
+- "hang": the request is processed (an order is booked), then the answer is held until the
+  client gives up (ccxt's timeout: RequestTimeout); the connection is then closed unanswered.
+- "drop": the request is processed, then the connection is closed without an answer.
+- "drop_before": the connection is closed before anything is done.
+`stream_down = True` drops every read of orders and trades (what an adapter polls as its
+execution stream) until it is set back to False.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+D = Decimal
+
+
+def fmt(value: Decimal) -> str:
+    return f"{value:.8f}"
+
+
+@dataclass
+class FakeMarket:
+    symbol: str                      # exchange id, e.g. BTCUSDT
+    base: str
+    quote: str
+    tick_size: Decimal
+    step_size: Decimal
+    min_qty: Decimal
+    max_qty: Decimal
+    min_notional: Decimal
+    bid: Decimal
+    ask: Decimal
+
+    def filters(self) -> list[dict[str, Any]]:
+        return [
+            {"filterType": "PRICE_FILTER", "minPrice": fmt(self.tick_size), "maxPrice": "1000000.00000000",
+             "tickSize": fmt(self.tick_size)},
+            {"filterType": "LOT_SIZE", "minQty": fmt(self.min_qty), "maxQty": fmt(self.max_qty),
+             "stepSize": fmt(self.step_size)},
+            {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": fmt(self.max_qty),
+             "stepSize": "0.00000000"},
+            {"filterType": "NOTIONAL", "minNotional": fmt(self.min_notional), "applyMinToMarket": True,
+             "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+        ]
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol, "status": "TRADING", "baseAsset": self.base, "baseAssetPrecision": 8,
+            "quoteAsset": self.quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
+            "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
+            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
+                           "TAKE_PROFIT_LIMIT"],
+            "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True, "quoteOrderQtyMarketAllowed": True,
+            "allowTrailingStop": True, "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False, "filters": self.filters(), "permissions": [],
+            "permissionSets": [["SPOT"]], "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+            "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+        }
+
+
+@dataclass
+class FakeOrder:
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: str
+    type: str
+    qty: Decimal
+    price: Decimal           # 0 for market
+    stop_price: Decimal      # 0 when none
+    time_in_force: str | None
+    time: int                # ms
+    update_time: int
+    status: str = "NEW"
+    executed: Decimal = D(0)
+    quote: Decimal = D(0)
+    locked: Decimal = D(0)   # what this order holds of its asset (quote for buys, base for sells)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "symbol": self.symbol, "orderId": self.order_id, "orderListId": -1,
+            "clientOrderId": self.client_order_id, "price": fmt(self.price), "origQty": fmt(self.qty),
+            "executedQty": fmt(self.executed), "cummulativeQuoteQty": fmt(self.quote), "status": self.status,
+            "timeInForce": self.time_in_force or "GTC", "type": self.type, "side": self.side,
+            "stopPrice": fmt(self.stop_price), "icebergQty": "0.00000000", "time": self.time,
+            "updateTime": self.update_time, "isWorking": self.type in ("LIMIT", "MARKET") or self.status != "NEW",
+            "workingTime": self.time, "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER",
+        }
+        return out
+
+
+@dataclass
+class FakeTrade:
+    trade_id: int
+    order_id: int
+    symbol: str
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    time: int
+    is_buyer: bool
+    is_maker: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"symbol": self.symbol, "id": self.trade_id, "orderId": self.order_id, "orderListId": -1,
+                "price": fmt(self.price), "qty": fmt(self.qty), "quoteQty": fmt(self.price * self.qty),
+                "commission": fmt(self.commission), "commissionAsset": self.commission_asset, "time": self.time,
+                "isBuyer": self.is_buyer, "isMaker": self.is_maker, "isBestMatch": True}
+
+    def fill_json(self) -> dict[str, Any]:
+        return {"price": fmt(self.price), "qty": fmt(self.qty), "commission": fmt(self.commission),
+                "commissionAsset": self.commission_asset, "tradeId": self.trade_id}
+
+
+@dataclass
+class Fault:
+    kind: str                 # "429", "500", "503", "hang", "drop", "drop_before"
+    method: str = "POST"
+    path: str = "/api/v3/order"
+
+
+class BinanceError(Exception):
+    def __init__(self, status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+
+class _Drop(Exception):
+    """Close the connection without answering."""
+
+
+def default_markets() -> list[FakeMarket]:
+    return [
+        FakeMarket("BTCUSDT", "BTC", "USDT", D("0.01"), D("0.00001"), D("0.00010"), D("9000"), D("5"),
+                   D("50000.00"), D("50000.01")),
+        FakeMarket("ETHUSDT", "ETH", "USDT", D("0.01"), D("0.0001"), D("0.0010"), D("9000"), D("5"),
+                   D("3000.00"), D("3000.01")),
+    ]
+
+
+@dataclass
+class BinanceFake:
+    markets: list[FakeMarket] = field(default_factory=default_markets)
+    balances: dict[str, Decimal] = field(default_factory=lambda: {"USDT": D(100_000), "BTC": D(0), "ETH": D(0)})
+    fee_rate: Decimal = D("0.001")
+
+    def __post_init__(self) -> None:
+        self.by_symbol = {m.symbol: m for m in self.markets}
+        self.locked: dict[str, Decimal] = {asset: D(0) for asset in self.balances}
+        self.orders: dict[int, FakeOrder] = {}
+        self.by_client: dict[str, int] = {}
+        self.trades: list[FakeTrade] = []
+        self.faults: deque[Fault] = deque()
+        self.stream_down = False
+        self.requests: list[tuple[str, str]] = []
+        self.handler_ns: list[int] = []    # time spent inside the fake per request (for the benchmark;
+        # also sent back as the X-Fake-Handler-Ns header, for a fake in another process)
+        self.lock = threading.RLock()
+        self.release = threading.Event()    # frees requests held by a "hang" fault
+        self._order_ids = itertools.count(1000)
+        self._trade_ids = itertools.count(5000)
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> "BinanceFake":
+        fake = self
+
+        class Handler(_Handler):
+            pass
+
+        Handler.fake = fake
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), name="binance-fake", daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    # -- test controls ----------------------------------------------------------------------------
+    def inject(self, kind: str, method: str = "POST", path: str = "/api/v3/order", times: int = 1) -> None:
+        with self.lock:
+            for _ in range(times):
+                self.faults.append(Fault(kind, method, path))
+
+    def heal(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def fill(self, client_order_id: str, qty: Decimal | None = None, price: Decimal | None = None) -> None:
+        """Execute `qty` (default: what is left) of a resting order at its price (or `price`)."""
+        with self.lock:
+            order = self.orders[self.by_client[client_order_id]]
+            assert order.status in ("NEW", "PARTIALLY_FILLED"), f"{client_order_id} is {order.status}"
+            left = order.qty - order.executed
+            qty = left if qty is None else min(qty, left)
+            if price is None:
+                price = order.price if order.price else order.stop_price
+            self._execute(order, qty, price, maker=order.type == "LIMIT")
+
+    def count_client_id(self, client_order_id: str) -> int:
+        with self.lock:
+            return sum(1 for o in self.orders.values() if o.client_order_id == client_order_id)
+
+    def place_external(self, client_order_id: str, symbol: str, side: str, qty: Decimal, price: Decimal) -> None:
+        """An order someone else placed (another program, a person), straight into the venue."""
+        with self.lock:
+            self._new_order({"symbol": symbol, "side": side, "type": "LIMIT", "quantity": fmt(qty),
+                             "price": fmt(price), "timeInForce": "GTC", "newClientOrderId": client_order_id})
+
+    def set_quote(self, symbol: str, bid: Decimal, ask: Decimal) -> None:
+        with self.lock:
+            self.by_symbol[symbol].bid, self.by_symbol[symbol].ask = bid, ask
+
+    # -- the exchange -----------------------------------------------------------------------------
+    def handle(self, method: str, path: str, params: dict[str, str], headers: Any) -> Any:
+        route = (method, path)
+        if path in ("/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades"):
+            if "signature" not in params or "timestamp" not in params or not headers.get("X-MBX-APIKEY"):
+                raise BinanceError(401, -2014, "API-key format invalid.")
+        if self.stream_down and method == "GET" and path in ("/api/v3/openOrders", "/api/v3/myTrades", "/api/v3/order"):
+            raise _Drop()
+        with self.lock:
+            if route == ("GET", "/api/v3/time"):
+                return {"serverTime": _ms()}
+            if route == ("GET", "/api/v3/exchangeInfo"):
+                return {"timezone": "UTC", "serverTime": _ms(), "rateLimits": [], "exchangeFilters": [],
+                        "symbols": [m.info() for m in self.markets]}
+            if route == ("GET", "/api/v3/ticker/24hr"):
+                return self._ticker(params)
+            if route == ("GET", "/api/v3/ticker/bookTicker"):
+                m = self._market(params.get("symbol", ""))
+                return {"symbol": m.symbol, "bidPrice": fmt(m.bid), "bidQty": "1.00000000",
+                        "askPrice": fmt(m.ask), "askQty": "1.00000000"}
+            if route == ("GET", "/api/v3/klines"):
+                return self._klines(params)
+            if route == ("GET", "/api/v3/account"):
+                return self._account()
+            if route == ("POST", "/api/v3/order"):
+                return self._new_order(params)
+            if route == ("GET", "/api/v3/order"):
+                return self._find(params).as_json()
+            if route == ("DELETE", "/api/v3/order"):
+                return self._cancel(params)
+            if route == ("GET", "/api/v3/openOrders"):
+                symbol = params.get("symbol")
+                return [o.as_json() for o in self.orders.values()
+                        if o.status in ("NEW", "PARTIALLY_FILLED") and (symbol is None or o.symbol == symbol)]
+            if route == ("GET", "/api/v3/myTrades"):
+                return self._my_trades(params)
+        raise BinanceError(404, -1000, f"no route {method} {path}")
+
+    def _market(self, symbol: str) -> FakeMarket:
+        market = self.by_symbol.get(symbol)
+        if market is None:
+            raise BinanceError(400, -1121, "Invalid symbol.")
+        return market
+
+    def _ticker(self, params: dict[str, str]) -> Any:
+        def one(m: FakeMarket) -> dict[str, Any]:
+            last = m.bid
+            return {"symbol": m.symbol, "priceChange": "0.00000000", "priceChangePercent": "0.000",
+                    "weightedAvgPrice": fmt(last), "prevClosePrice": fmt(last), "lastPrice": fmt(last),
+                    "lastQty": "0.01000000", "bidPrice": fmt(m.bid), "bidQty": "1.00000000", "askPrice": fmt(m.ask),
+                    "askQty": "1.00000000", "openPrice": fmt(last), "highPrice": fmt(m.ask), "lowPrice": fmt(m.bid),
+                    "volume": "100.00000000", "quoteVolume": fmt(last * 100), "openTime": _ms() - 86_400_000,
+                    "closeTime": _ms(), "firstId": 1, "lastId": 100, "count": 100}
+        if "symbol" in params:
+            return one(self._market(params["symbol"]))
+        return [one(m) for m in self.markets]
+
+    def _klines(self, params: dict[str, str]) -> list[list[Any]]:
+        m = self._market(params["symbol"])
+        step = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_000}[params.get("interval", "1m")]
+        start = -(-int(params.get("startTime", _ms() - 10 * step)) // step) * step  # first open >= startTime
+        end = int(params.get("endTime", _ms()))
+        limit = int(params.get("limit", 500))
+        rows = []
+        t = start
+        while t <= end and len(rows) < limit:
+            px = m.bid + D(len(rows)) * m.tick_size
+            rows.append([t, fmt(px), fmt(px + m.tick_size), fmt(px - m.tick_size), fmt(px), "1.00000000",
+                         t + step - 1, fmt(px), 1, "0.5", fmt(px / 2), "0"])
+            t += step
+        return rows
+
+    def _account(self) -> dict[str, Any]:
+        return {"makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
+                "commissionRates": {"maker": "0.00100000", "taker": "0.00100000", "buyer": "0.00000000",
+                                    "seller": "0.00000000"},
+                "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
+                "requireSelfTradePrevention": False, "preventSor": False, "updateTime": _ms(),
+                "accountType": "SPOT",
+                "balances": [{"asset": a, "free": fmt(v - self.locked[a]), "locked": fmt(self.locked[a])}
+                             for a, v in self.balances.items()],
+                "permissions": ["SPOT"], "uid": 354937868}
+
+    def _new_order(self, p: dict[str, str]) -> dict[str, Any]:
+        m = self._market(p.get("symbol", ""))
+        cid = p.get("newClientOrderId") or f"x-{next(self._order_ids)}"
+        if cid in self.by_client:
+            raise BinanceError(400, -2010, "Duplicate order sent.")
+        kind, side = p.get("type", ""), p.get("side", "")
+        if kind not in ("MARKET", "LIMIT", "STOP_LOSS", "STOP_LOSS_LIMIT") or side not in ("BUY", "SELL"):
+            raise BinanceError(400, -1116, "Invalid orderType.")
+        try:
+            qty = D(p["quantity"])
+        except KeyError:
+            raise BinanceError(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+        price = D(p.get("price", "0"))
+        stop = D(p.get("stopPrice", "0"))
+        if kind in ("LIMIT", "STOP_LOSS_LIMIT") and not price:
+            raise BinanceError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+        if kind in ("STOP_LOSS", "STOP_LOSS_LIMIT") and not stop:
+            raise BinanceError(400, -1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
+        if qty < m.min_qty or qty > m.max_qty or (qty - m.min_qty) % m.step_size:
+            raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
+        for px in (price, stop):
+            if px and px % m.tick_size:
+                raise BinanceError(400, -1013, "Filter failure: PRICE_FILTER")
+        touch = m.ask if side == "BUY" else m.bid
+        if (price or stop or touch) * qty < m.min_notional:
+            raise BinanceError(400, -1013, "Filter failure: NOTIONAL")
+        if stop and ((side == "BUY" and touch >= stop) or (side == "SELL" and touch <= stop)):
+            raise BinanceError(400, -2010, "Stop price would trigger immediately.")
+        # funds: a resting order locks them, a market order must find them now
+        need_asset = m.quote if side == "BUY" else m.base
+        need = (price or stop or touch) * qty * (1 + self.fee_rate) if side == "BUY" else qty
+        if self.balances.get(need_asset, D(0)) - self.locked.get(need_asset, D(0)) < need:
+            raise BinanceError(400, -2010, "Account has insufficient balance for requested action.")
+        now = _ms()
+        order = FakeOrder(next(self._order_ids), cid, m.symbol, side, kind, qty, price, stop,
+                          p.get("timeInForce"), now, now)
+        self.orders[order.order_id] = order
+        self.by_client[cid] = order.order_id
+        first_trade = len(self.trades)
+        if kind == "MARKET":
+            self._execute(order, qty, touch, maker=False)
+        else:
+            order.locked = need
+            self.locked[need_asset] += need
+        out = order.as_json()
+        del out["time"], out["updateTime"], out["isWorking"], out["icebergQty"]
+        if not order.stop_price:
+            del out["stopPrice"]
+        out["transactTime"] = now
+        out["fills"] = [t.fill_json() for t in self.trades[first_trade:]]
+        return out
+
+    def _execute(self, order: FakeOrder, qty: Decimal, price: Decimal, maker: bool) -> None:
+        m = self.by_symbol[order.symbol]
+        notional = qty * price
+        fee = (notional * self.fee_rate).quantize(D("0.00000001"), ROUND_HALF_EVEN)
+        buy = order.side == "BUY"
+        if order.locked:
+            release = (order.locked * qty / (order.qty - order.executed)) if buy else qty
+            release = min(release, order.locked)
+            order.locked -= release
+            self.locked[m.quote if buy else m.base] -= release
+        if buy:
+            self.balances[m.quote] -= notional + fee
+            self.balances[m.base] += qty
+        else:
+            self.balances[m.base] -= qty
+            self.balances[m.quote] += notional - fee
+        order.executed += qty
+        order.quote += notional
+        order.status = "FILLED" if order.executed == order.qty else "PARTIALLY_FILLED"
+        if order.status == "FILLED" and order.locked:
+            self.locked[m.quote if buy else m.base] -= order.locked
+            order.locked = D(0)
+        order.update_time = _ms()
+        self.trades.append(FakeTrade(next(self._trade_ids), order.order_id, order.symbol, price, qty, fee, m.quote,
+                                     order.update_time, buy, maker))
+
+    def _find(self, p: dict[str, str]) -> FakeOrder:
+        order_id = p.get("orderId")
+        if order_id is None:
+            order_id = self.by_client.get(p.get("origClientOrderId", ""))
+        order = self.orders.get(int(order_id)) if order_id is not None else None
+        if order is None or order.symbol != p.get("symbol"):
+            raise BinanceError(400, -2013, "Order does not exist.")
+        return order
+
+    def _cancel(self, p: dict[str, str]) -> dict[str, Any]:
+        try:
+            order = self._find(p)
+        except BinanceError:
+            raise BinanceError(400, -2011, "Unknown order sent.") from None
+        if order.status not in ("NEW", "PARTIALLY_FILLED"):
+            raise BinanceError(400, -2011, "Unknown order sent.")
+        order.status = "CANCELED"
+        order.update_time = _ms()
+        if order.locked:
+            m = self.by_symbol[order.symbol]
+            self.locked[m.quote if order.side == "BUY" else m.base] -= order.locked
+            order.locked = D(0)
+        out = order.as_json()
+        out["origClientOrderId"] = order.client_order_id
+        out["clientOrderId"] = f"cancel-{next(self._order_ids)}"  # binance names the cancel request, not the order
+        out["transactTime"] = order.update_time
+        for key in ("time", "updateTime", "isWorking", "icebergQty", "workingTime", "origQuoteOrderQty"):
+            out.pop(key, None)
+        return out
+
+    def _my_trades(self, p: dict[str, str]) -> list[dict[str, Any]]:
+        symbol = p.get("symbol")
+        if symbol is None:
+            raise BinanceError(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        start = int(p.get("startTime", 0))
+        from_id = int(p.get("fromId", 0))
+        limit = int(p.get("limit", 500))
+        rows = [t for t in self.trades if t.symbol == symbol and t.time >= start and t.trade_id >= from_id]
+        return [t.as_json() for t in rows[:limit]]
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.method == method and fault.path == path:
+                    self.faults.remove(fault)
+                    return fault
+        return None
+
+
+def _ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: BinanceFake
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def _serve(self, method: str) -> None:
+        started = time.perf_counter_ns()
+        fake = self.fake
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        params = dict(parse_qsl(split.query))
+        params.update(parse_qsl(body))
+        fake.requests.append((method, split.path))
+        fault = fake.take_fault(method, split.path)
+        if fault is not None and fault.kind == "drop_before":
+            self._drop()
+            return
+        if fault is not None and fault.kind == "429":
+            self._send(429, {"code": -1003, "msg": "Too many requests; current limit is 6000 request weight per 1 MINUTE."},
+                       {"Retry-After": "1"})
+            return
+        if fault is not None and fault.kind in ("500", "503"):
+            self._send(int(fault.kind), None, raw=b"<html><body><h1>Service Unavailable</h1></body></html>")
+            return
+        try:
+            status, payload = 200, fake.handle(method, split.path, params, self.headers)
+        except _Drop:
+            self._drop()
+            return
+        except BinanceError as e:
+            status, payload = e.status, {"code": e.code, "msg": e.msg}
+        spent = time.perf_counter_ns() - started
+        fake.handler_ns.append(spent)
+        if fault is not None and fault.kind == "hang":
+            fake.release.wait(30)  # the client times out meanwhile
+            self._drop()
+            return
+        if fault is not None and fault.kind == "drop":
+            self._drop()
+            return
+        self._send(status, payload, {"X-Fake-Handler-Ns": str(spent)})
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(2)
+        except OSError:
+            pass
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
+        data = raw if raw is not None else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html" if raw is not None else "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def serve_forever_in_child(connection: Any) -> None:
+    """Run a fake in this (child) process: send its url, serve until told to stop."""
+    fake = BinanceFake(balances={"USDT": D(10) ** 12, "BTC": D(0), "ETH": D(0)}).start()
+    connection.send(fake.url)
+    connection.recv()
+    fake.stop()
+
+
+def redirect(exchange: Any, base_url: str, ws_url: str | None = None) -> None:
+    """Point every REST url of a ccxt exchange at `base_url` (scheme and host), keeping paths;
+    and every websocket url at `ws_url` when given (ccxt.pro)."""
+    target = urlsplit(base_url)
+    ws_target = urlsplit(ws_url) if ws_url else None
+
+    def rewrite(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: rewrite(v) for k, v in value.items()}
+        if isinstance(value, str) and value.startswith("http"):
+            parts = urlsplit(value)
+            return urlunsplit((target.scheme, target.netloc, parts.path, parts.query, parts.fragment))
+        if isinstance(value, str) and value.startswith("ws") and ws_target is not None:
+            parts = urlsplit(value)
+            return urlunsplit((ws_target.scheme, ws_target.netloc, parts.path, parts.query, parts.fragment))
+        return value
+
+    exchange.urls["api"] = rewrite(exchange.urls["api"])
+
+
+class BinanceWsFake:
+    """The binance spot market stream (wss://stream.binance.com:9443/ws/<n>) for ccxt.pro's
+    watch_ticker: `{"method":"SUBSCRIBE","params":["btcusdt@ticker"],"id":1}` is answered with
+    `{"result":null,"id":1}`; `push` then sends a 24hrTicker event to every subscriber of its
+    stream. `drop()` closes every connection (ccxt.pro raises on the pending watch). Built on
+    aiohttp, which ccxt itself depends on."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self.loop = asyncio.new_event_loop()
+        self.subscriptions: dict[Any, set[str]] = {}
+        self.subscribed = threading.Condition()
+        self.refuse = False              # refuse new connections (HTTP 503 on the upgrade)
+        self.port = 0
+        self._runner: Any = None
+        threading.Thread(target=self.loop.run_forever, name="binance-ws-fake", daemon=True).start()
+        self._call(self._start())
+
+    def _call(self, coro: Any, timeout: float = 10) -> Any:
+        return self._asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _start(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_get("/ws/{stream}", self._serve)
+        app.router.add_get("/ws", self._serve)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def _serve(self, request: Any) -> Any:
+        from aiohttp import WSMsgType, web
+
+        if self.refuse:
+            return web.Response(status=503, text="Service Unavailable")
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.subscriptions[ws] = set()
+        try:
+            async for message in ws:
+                if message.type != WSMsgType.TEXT:
+                    continue
+                body = json.loads(message.data)
+                if body.get("method") == "SUBSCRIBE":
+                    self.subscriptions[ws].update(body.get("params", []))
+                    await ws.send_str(json.dumps({"result": None, "id": body.get("id")}))
+                    with self.subscribed:
+                        self.subscribed.notify_all()
+                elif body.get("method") == "UNSUBSCRIBE":
+                    self.subscriptions[ws].difference_update(body.get("params", []))
+                    await ws.send_str(json.dumps({"result": None, "id": body.get("id")}))
+        finally:
+            self.subscriptions.pop(ws, None)
+        return ws
+
+    def wait_subscribed(self, stream: str, timeout: float = 10) -> bool:
+        with self.subscribed:
+            return self.subscribed.wait_for(lambda: any(stream in s for s in list(self.subscriptions.values())), timeout)
+
+    def push(self, market_id: str, bid: Decimal, ask: Decimal, last: Decimal | None = None) -> int:
+        """Send a 24hrTicker to the subscribers of `<market id>@ticker`; returns how many got it."""
+        now = _ms()
+        last = bid if last is None else last
+        event = {"e": "24hrTicker", "E": now, "s": market_id, "p": "0.00", "P": "0.000", "w": fmt(last),
+                 "x": fmt(last), "c": fmt(last), "Q": "0.01000000", "b": fmt(bid), "B": "1.00000000",
+                 "a": fmt(ask), "A": "1.00000000", "o": fmt(last), "h": fmt(ask), "l": fmt(bid),
+                 "v": "100.00000000", "q": fmt(last * 100), "O": now - 86_400_000, "C": now, "F": 1, "L": 100,
+                 "n": 100}
+        stream = market_id.lower() + "@ticker"
+
+        async def send() -> int:
+            sent = 0
+            for ws, streams in list(self.subscriptions.items()):
+                if stream in streams and not ws.closed:
+                    await ws.send_str(json.dumps(event))
+                    sent += 1
+            return sent
+
+        return self._call(send())
+
+    def drop(self) -> None:
+        async def close_all() -> None:
+            for ws in list(self.subscriptions):
+                await ws.close()
+
+        self._call(close_all())
+
+    def stop(self) -> None:
+        try:
+            self.drop()
+            self._call(self._runner.cleanup())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
