@@ -22,6 +22,11 @@ if TYPE_CHECKING:  # brokers depend on engine, never the other way round at runt
     from brokers.base import BrokerAdapter
 
 
+
+# states in which a report of SUBMITTED / ACCEPTED is old news, not a transition
+_PAST_ACCEPTED = frozenset({OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED}) | TERMINAL_STATES
+_PAST_SUBMITTED = _PAST_ACCEPTED | {OrderState.SUBMITTED, OrderState.PENDING_CANCEL}
+
 class RiskGate(Protocol):
     """Pre-trade check: None to pass, or a reason code to deny. The risk engine implements it."""
 
@@ -145,10 +150,14 @@ class OrderManager:
 
     def on_submitted(self, order: Order, ts: int) -> None:
         own = self._own(order)
+        if own.state in _PAST_SUBMITTED:
+            return  # a repeated or late report (a reconnect, a restart): the books already know more
         self._record(own, own.transition(OrderState.SUBMITTED, ts))
 
     def on_accepted(self, order: Order, ts: int) -> None:
         own = self._own(order)
+        if own.state in _PAST_ACCEPTED:
+            return  # as above: e.g. an adapter that restarted reports a restored order from the start
         self._record(own, own.transition(OrderState.ACCEPTED, ts))
 
     def on_rejected(self, order: Order, ts: int, reason: str) -> None:

@@ -96,7 +96,7 @@ class TorchModel:
         if self.kind == "mlp":
             return torch.from_numpy(np.ascontiguousarray(Z))
         windows = np.lib.stride_tricks.sliding_window_view(Z, self.context, axis=0)  # (n-L+1, F, L)
-        return torch.from_numpy(np.ascontiguousarray(windows.transpose(0, 2, 1)))
+        return torch.from_numpy(windows.transpose(0, 2, 1).copy())  # a writable, contiguous copy
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "TorchModel":
         X, y = check_features(X), check_labels(X, y)
