@@ -1,8 +1,8 @@
 """ML speed: per-bar live inference latency and training time.
 
-Live inference is what a bot pays at every bar close: append the bar to IncrementalFeatures
-(pandas-ta over the rolling window), then predict from the last `context` feature rows. Measured
-per bar over `--live-bars` bars after warm-up, for gbm, mlp and gru; p50 and p99.
+Live inference is what a bot pays at every bar close: update IncrementalFeatures with the bar
+(each indicator's recursive state), then predict from the last `context` feature rows. Measured
+per bar over `--live-bars` bars after a `--window`-bar warm-up, for each model kind; p50 and p99.
 
 Training: one fit of each model kind on `--train-bars` bars (default 100,000), bootstrapped from
 the real EURUSD hourly bars as in bench/backtest_speed.py (features computed once, timed apart).
@@ -42,16 +42,17 @@ def live_latency(kind: str, model: object, live_bars: int, window: int) -> tuple
     """p50, p99 of features + predict per bar (ms), and the features-only p50."""
     spec = FeatureSpec()
     bars = bootstrap_bars(window + live_bars, seed=11)
-    features = IncrementalFeatures(spec, window=window)
+    features = IncrementalFeatures(spec)
     rows: deque[np.ndarray] = deque(maxlen=model.context)  # type: ignore[attr-defined]
     totals, feature_only = [], []
-    for n, (ts, bar) in enumerate(bars.iterrows()):
+    for n, bar in enumerate(bars.itertuples()):
+        ts = bar.Index
         started = time.perf_counter()
-        row = features.update(ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        row = features.update_array(ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
         after_features = time.perf_counter()
-        if row.isna().any():
+        if np.isnan(row).any():
             continue
-        rows.append(row.to_numpy(dtype=np.float64))
+        rows.append(row)
         if len(rows) == rows.maxlen:
             model.predict_proba(np.asarray(rows))  # type: ignore[attr-defined]
         done = time.perf_counter()

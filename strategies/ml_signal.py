@@ -2,8 +2,8 @@
 
 Two ways to the same signals:
 - fast path (`signals()`): features over the whole frame, one batch of predictions;
-- event and live path (`next()`): each closed bar goes into IncrementalFeatures (a rolling
-  window), and the model predicts from the last `context` feature rows.
+- event and live path (`next()`): each closed bar updates IncrementalFeatures (each indicator's
+  recursive state, O(1) per bar), and the model predicts from the last `context` feature rows.
 The parity test holds them to identical signals, orders and fills on real data.
 
 The model is loaded through the registry, so its artifact's sha256 is checked before anything
@@ -36,7 +36,6 @@ class MlSignalParams(DirectionalParams):
     enter: float = Field(0.55, gt=0.5, lt=1, description="go long/short when P(up)/P(down) reaches this")
     sizing: Literal["confidence", "fixed"] = Field("confidence", description="entry size from confidence or `size`")
     min_fraction: float = Field(0.1, gt=0, le=1, description="smallest share of `size` a confident entry gets")
-    window: int = Field(1000, ge=50, description="bars kept for live feature computation")
 
     _enter_above_exit = field_validator("enter")(must_exceed("exit"))
 
@@ -82,9 +81,7 @@ class MlSignal(Strategy):
         if self.data is not None and len(self.data) < needed + 1:
             raise ConfigError("data", f"{len(self.data)} bars are too few for model {self.record.name} "
                                       f"v{self.record.version}: its features and window need {needed} bars of history")
-        if self.p.window < needed:
-            raise ConfigError("param.window", f"must be at least {needed} bars for this model's features")
-        self._features = IncrementalFeatures(self.spec, window=self.p.window)
+        self._features = IncrementalFeatures(self.spec)
         self._rows: deque[np.ndarray] = deque(maxlen=self.context)
 
     def _check_width(self, width: int) -> None:
@@ -128,11 +125,9 @@ class MlSignal(Strategy):
     # -- event / live path: incremental inference ---------------------------------------------------
     def next(self) -> None:
         i, d = self.i, self.data
-        row = self._features.update(pd.Timestamp(d.time[i], unit="ns", tz="UTC"), d.open[i], d.high[i], d.low[i],
-                                    d.close[i], d.volume[i])
-        if row.isna().any():
+        values = self._features.update_array(d.time[i], d.open[i], d.high[i], d.low[i], d.close[i], d.volume[i])
+        if np.isnan(values).any():
             return
-        values = row.to_numpy(dtype=np.float64)
         if not self._rows:
             self._check_width(len(values))
         self._rows.append(values)

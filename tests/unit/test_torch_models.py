@@ -58,7 +58,7 @@ def test_gru_reads_exactly_its_window(dataset):
         np.testing.assert_allclose(alone, batch[t], rtol=0, atol=1e-12)
     changed = X[:300].copy()
     changed[: 200 - L + 1] *= 3.0
-    np.testing.assert_array_equal(gru.predict_proba(changed)[200], batch[200])
+    np.testing.assert_allclose(gru.predict_proba(changed)[200], batch[200], rtol=0, atol=1e-12)
 
 
 def test_predict_rows_gives_a_test_fold_its_context_without_its_labels(dataset):
@@ -68,7 +68,7 @@ def test_predict_rows_gives_a_test_fold_its_context_without_its_labels(dataset):
     rows = np.arange(900, 950)
     fold = predict_rows(gru, frame, rows)
     assert list(fold.index) == list(rows) and not fold.isna().any().any()
-    np.testing.assert_array_equal(fold.to_numpy(), gru.predict_proba(X[:950])[900:950])
+    np.testing.assert_allclose(fold.to_numpy(), gru.predict_proba(X[:950])[900:950], rtol=0, atol=1e-12)
 
 
 def test_bad_parameters_and_too_short_data_are_refused(dataset):
