@@ -27,7 +27,10 @@ _SHARED = ("div_round_half_even", "floor_to_step", "ceil_to_step", "slipped_pric
 
 def _compile_shared() -> dict[str, object]:
     """numba versions of engine.money's functions, calling each other (same source, same rules)."""
-    namespace: dict[str, object] = {}
+    # The clones' globals must name an importable module: numba's disk cache re-imports it by
+    # `__name__` when a caller (the kernel) is recompiled against the cached clones, and a
+    # namespace without one fails there ("'NoneType' object has no attribute 'startswith'").
+    namespace: dict[str, object] = {"__name__": __name__}
     for name in _SHARED:
         fn = getattr(money, name)
         clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
