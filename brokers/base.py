@@ -56,6 +56,24 @@ class RejectReason(StrEnum):
     PRICE_CHANGED = "PRICE_CHANGED"    # requotes ran out (MT5 10004/10020)
 
 
+def missing_price(order: Order) -> bool:
+    """A limit needs a limit price, a stop a stop price, a stop-limit both, a market neither."""
+    needs_limit = order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+    needs_stop = order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
+    return needs_limit != (order.limit_price is not None) or needs_stop != (order.stop_price is not None)
+
+
+def price_refusal(order: Order, instrument: Instrument) -> RejectReason | None:
+    """The price checks every venue shares: PRICE_MISSING, then PRICE_OFF_GRID (not positive, or
+    not a multiple of the instrument's tick)."""
+    if missing_price(order):
+        return RejectReason.PRICE_MISSING
+    for price in (order.limit_price, order.stop_price):
+        if price is not None and (price <= 0 or price % instrument.price_increment):
+            return RejectReason.PRICE_OFF_GRID
+    return None
+
+
 class ExecutionSink(Protocol):
     """Receives what the venue did with an order. The OMS implements it."""
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import requests
 
 from brokers.alpaca import mapping as m
-from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, VenueOrder, VenuePosition,
+from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, price_refusal, VenueOrder, VenuePosition,
                           VenueUnreachable)
 from engine.instrument import Instrument
 from engine.orders import Fill, Order, OrderState, OrderType
@@ -384,14 +384,7 @@ def _refusal(order: Order, instrument: Instrument) -> str | None:
         return RejectReason.QTY_OFF_GRID
     if order.qty <= 0 or order.qty < instrument.min_qty:
         return RejectReason.QTY_BELOW_MIN
-    needs_limit = order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-    needs_stop = order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
-    if needs_limit != (order.limit_price is not None) or needs_stop != (order.stop_price is not None):
-        return RejectReason.PRICE_MISSING
-    for price in (order.limit_price, order.stop_price):
-        if price is not None and (price <= 0 or price % instrument.price_increment):
-            return RejectReason.PRICE_OFF_GRID
-    return None
+    return price_refusal(order, instrument)
 
 
 def _with_terms(venue: VenueOrder, own: Order) -> VenueOrder:

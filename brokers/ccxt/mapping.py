@@ -12,7 +12,7 @@ from typing import Any
 
 import ccxt
 
-from brokers.base import RejectReason, VenueOrder
+from brokers.base import RejectReason, VenueOrder, missing_price
 from engine.instrument import AssetClass, Instrument
 from engine.money import to_raw
 from engine.orders import Fill, Liquidity, Order, OrderSide, OrderState, OrderType
@@ -215,9 +215,7 @@ def check_order(order: Order, instrument: Instrument | None, cost_min: Decimal |
     """What the venue would refuse, found before sending (same reasons as the venue's)."""
     if instrument is None:
         return RejectReason.UNKNOWN_SYMBOL
-    needs_limit = order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-    needs_stop = order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
-    if needs_limit != (order.limit_price is not None) or needs_stop != (order.stop_price is not None):
+    if missing_price(order):
         return RejectReason.PRICE_MISSING
     if order.qty is None:
         return None if order.equity_fraction is not None and order.type is OrderType.MARKET else RejectReason.UNSUPPORTED

@@ -37,7 +37,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
-from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, VenueOrder, VenuePosition,
+from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, price_refusal, VenueOrder, VenuePosition,
                           VenueUnreachable)
 from brokers.mt5 import mapping as m
 from engine.instrument import AssetClass, Instrument
@@ -231,13 +231,9 @@ class MT5Adapter:
             limit = min(limit or Decimal("Infinity"), m.float_increment(spec["volume_limit"]))
         if limit is not None and order.qty > limit:
             return RejectReason.QTY_ABOVE_MAX
-        needs_limit = order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-        needs_stop = order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
-        if needs_limit != (order.limit_price is not None) or needs_stop != (order.stop_price is not None):
-            return RejectReason.PRICE_MISSING
-        for price in (order.limit_price, order.stop_price):
-            if price is not None and (price <= 0 or price % instrument.price_increment):
-                return RejectReason.PRICE_OFF_GRID
+        refusal = price_refusal(order, instrument)
+        if refusal is not None:
+            return refusal
         if order.type is not OrderType.MARKET:
             return self._stops_level_refusal(order)
         return None

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from brokers.base import ExecutionSink, RejectReason
+from brokers.base import ExecutionSink, RejectReason, missing_price
 from engine.instrument import Instrument
 from engine.money import (FeeModel, Slippage, estimate_qty, fraction_parts, fee_raw, floor_to_step, max_qty_for_budget,
                           slipped_price, to_raw)
@@ -128,9 +128,7 @@ class SimulatedVenue:
                     return RejectReason.PRICE_OFF_GRID
                 if raw % s.price_step or raw <= 0:
                     return RejectReason.PRICE_OFF_GRID
-        needs_limit = order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-        needs_stop = order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
-        if needs_limit != (order.limit_price is not None) or needs_stop != (order.stop_price is not None):
+        if missing_price(order):
             return RejectReason.PRICE_MISSING
         return None
 
