@@ -13,6 +13,10 @@ Per submit it measures the wall time of `adapter.submit` and subtracts what the 
   exchange (time inside ccxt's `fetch`): the adapter and ccxt's own Python only. ccxt's throttle
   is off here (it would add sleeps, not work).
 
+- mt5: the fake terminal runs in-process; every call into it (order_send, symbol_info_tick,
+  orders_get, ...) is timed by a proxy and excluded. What is left is the adapter: request building,
+  grid and stops checks, retcode mapping, the reporter.
+
 Prints p50 and p99 in microseconds. Figures go to docs/benchmarks.md.
 """
 
@@ -172,6 +176,49 @@ def bench_ccxt(n: int, warmup: int) -> tuple[list[int], list[int]]:
         process.join(timeout=10)
 
 
+# -- mt5 --------------------------------------------------------------------------------------------
+class TimedTerminal:
+    """The fake MetaTrader5 module, with the time spent inside any of its functions counted."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.spent_ns = 0
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if not callable(value):
+            return value
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter_ns()
+            try:
+                return value(*args, **kwargs)
+            finally:
+                self.spent_ns += time.perf_counter_ns() - start
+
+        return timed
+
+
+def bench_mt5(n: int, warmup: int) -> list[int]:
+    from brokers.mt5.adapter import MT5Adapter
+    from tests.fakes.mt5_fake import FakeMT5
+
+    fake = FakeMT5()
+    fake.add_symbol("EURUSD", 1.10000, 1.10002, volume_min=0.01, volume_step=0.01, volume_max=100.0)
+    terminal = TimedTerminal(fake)
+    adapter = MT5Adapter(terminal, ["EURUSD"], login=5001, password="secret", server="FakeBroker-Demo",
+                         sleep=lambda s: None)
+    adapter.connect(CountingSink())
+
+    def submit(i: int) -> int:
+        before = terminal.spent_ns
+        adapter.submit(Order(f"b-{i:08d}", "b", "EURUSD", OrderSide.BUY, OrderType.LIMIT, Decimal("0.01"), 0,
+                             limit_price=Decimal("1.00000")))
+        return terminal.spent_ns - before
+
+    return run(submit, n, warmup)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=2000)
@@ -180,6 +227,8 @@ def main() -> None:
     print(f"adapter overhead per submit (resting limit orders, {args.orders} after {args.warmup} warm-up)")
     p50, p99 = percentiles(bench_paper(args.orders, args.warmup))
     print(f"  paper  adapter only (venue excluded)                     p50 {p50:8.1f} us   p99 {p99:8.1f} us")
+    p50, p99 = percentiles(bench_mt5(args.orders, args.warmup))
+    print(f"  mt5    adapter only (every terminal call excluded)       p50 {p50:8.1f} us   p99 {p99:8.1f} us")
     if importlib.util.find_spec("ccxt") is None:
         print("  ccxt   skipped: ccxt is not installed (pip install ccxt==4.5.90)")
         return
