@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Protocol
 
+from engine.errors import InvalidTransition
 from engine.clock import Clock
 from engine.instrument import Instrument
 from engine.orders import TERMINAL_STATES, Fill, Order, OrderEvent, OrderState
@@ -54,7 +55,9 @@ class OrderManager:
 
     def __init__(self, bot_id: str, clock: Clock, adapter: "BrokerAdapter", portfolio: Portfolio,
                  instruments: dict[str, Instrument], risk: RiskGate | None = None,
-                 journal: OrderJournal | None = None, start_seq: int = 0) -> None:
+                 journal: OrderJournal | None = None, start_seq: int = 0, connect: bool = True) -> None:
+        """`connect=False` for a restart: `restore()` the books from the store first, reconcile,
+        then `connect()`, so no venue report reaches an OMS that does not yet know its orders."""
         self.bot_id = bot_id
         self.clock = clock
         self.adapter = adapter
@@ -71,7 +74,12 @@ class OrderManager:
         self.fill_listeners: list[FillListener] = []
         self._seq = start_seq
         self._execution_ids: set[str] = set()
-        adapter.connect(self)
+        if connect:
+            adapter.connect(self)
+
+    def connect(self) -> None:
+        """Become the adapter's sink (after `restore`, on a restart)."""
+        self.adapter.connect(self)
 
     def next_client_order_id(self) -> str:
         """Deterministic and unique per bot: the bot id and a sequence that only grows."""
@@ -86,6 +94,10 @@ class OrderManager:
     def restore(self, orders: list[Order], fills: list[Fill], next_seq: int) -> None:
         """Rebuild from the store after a restart: orders, the id sequence, and the books,
         replayed fill by fill, so positions and realized P&L are recomputed, not trusted."""
+        clash = [o.client_order_id for o in orders if o.client_order_id in self.orders]
+        if clash:
+            raise InvalidTransition(f"restore() after the venue already reported {clash[0]}: construct the "
+                                    "OrderManager with connect=False, restore, then connect()")
         self._seq = max(self._seq, next_seq)
         for order in orders:
             self.orders[order.client_order_id] = order
@@ -162,11 +174,15 @@ class OrderManager:
 
     def on_rejected(self, order: Order, ts: int, reason: str) -> None:
         own = self._own(order)
+        if own.is_terminal:
+            return  # a repeated report (a reconnect replays what reconciliation already booked)
         self._record(own, own.transition(OrderState.REJECTED, ts, str(reason)))
         self.rejected.append(own)
 
     def on_canceled(self, order: Order, ts: int, reason: str | None) -> None:
         own = self._own(order)
+        if own.is_terminal:
+            return  # as above; a cancel reported after the last fill changes nothing either
         self._record(own, own.transition(OrderState.CANCELED, ts, None if reason is None else str(reason)))
 
     def on_fill(self, order: Order, fill: Fill, bar: int) -> None:

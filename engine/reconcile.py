@@ -20,11 +20,15 @@ rather than trade on books it knows are wrong.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
 
 from engine.errors import TickbridgeError
 from engine.oms import OrderManager
 from engine.orders import Fill, Order, OrderState
+
+if TYPE_CHECKING:
+    from brokers.base import BrokerAdapter, VenueOrder
 
 LOST_BEFORE_SUBMIT = "LOST_BEFORE_SUBMIT"
 
@@ -107,3 +111,73 @@ def _bring_to_submitted(oms: OrderManager, order: Order, ts: int) -> None:
     own = oms.orders.get(order.client_order_id)
     if own is not None and own.state is OrderState.PENDING_SUBMIT:
         oms.on_submitted(order, ts)
+
+
+def reconcile_with_adapter(oms: OrderManager, adapter: "BrokerAdapter", ts: int) -> ReconciliationReport:
+    """The same four steps against any venue, through the adapter contract's queries
+    (fills_since, order_status, open_orders, positions) rather than the paper venue's own.
+
+    Fills are asked for since the earliest moment one could be missing: the first open order's
+    creation or the last booked fill, whichever is earlier (the OMS books each execution id once,
+    so asking for too much is harmless). Positions must then agree symbol by symbol; cash is not
+    compared, because a live account holds other assets and other bots' money.
+    """
+    report = ReconciliationReport()
+    known = {f.execution_id for f in oms.fills}
+    starts = [o.ts_init for o in oms.open_orders] + [max((f.ts for f in oms.fills), default=0)]
+    for fill in adapter.fills_since(min(starts)):
+        if fill.execution_id in known:
+            continue
+        own = oms.orders.get(fill.client_order_id)
+        if own is None:
+            venue_order = adapter.order_status(fill.client_order_id)
+            if venue_order is None:
+                raise ReconciliationError(f"the venue reports fill {fill.execution_id} of an order it does not know")
+            own = oms.adopt_external(venue_order.to_order(oms.bot_id))
+            report.orders_adopted.append(own.client_order_id)
+        _bring_to_submitted(oms, own, fill.ts)
+        oms.on_fill(own, fill, -1)
+        known.add(fill.execution_id)
+        report.fills_replayed += 1
+    problems: list[str] = []
+    for order in list(oms.open_orders):
+        record = adapter.order_status(order.client_order_id)
+        if record is None:
+            if order.state is OrderState.PENDING_SUBMIT:
+                oms.on_canceled(order, ts, LOST_BEFORE_SUBMIT)
+                report.orders_lost_before_submit.append(order.client_order_id)
+            else:
+                problems.append(f"order {order.client_order_id} is {order.state} here but unknown to the venue")
+            continue
+        _take_venue_state(oms, order, record, ts)
+        if record.filled_qty != order.filled_qty:
+            problems.append(f"order {order.client_order_id}: {order.filled_qty} filled here, "
+                            f"{record.filled_qty} at the venue, whose fills did not all arrive")
+        report.orders_resolved += 1
+    for record in adapter.open_orders():
+        if record.client_order_id not in oms.orders:
+            oms.adopt_external(record.to_order(oms.bot_id))
+            report.orders_adopted.append(record.client_order_id)
+    venue_positions = {p.symbol: p.qty for p in adapter.positions()}
+    for symbol in sorted(set(venue_positions) | set(oms.portfolio.positions)):
+        if symbol not in oms.instruments:
+            continue
+        position = oms.portfolio.positions.get(symbol)
+        here = position.quantity if position is not None else Decimal(0)
+        there = venue_positions.get(symbol, Decimal(0))
+        if here != there:
+            problems.append(f"{symbol}: position {here} here, {there} at the venue")
+    if problems:
+        raise ReconciliationError("cannot reconcile with the venue: " + "; ".join(problems))
+    return report
+
+
+def _take_venue_state(oms: OrderManager, order: Order, record: "VenueOrder", ts: int) -> None:
+    """Move an open order to the state the venue reports (fills were booked before this)."""
+    _bring_to_submitted(oms, order, ts)
+    if record.state in (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED) and order.state is OrderState.SUBMITTED:
+        oms.on_accepted(order, ts)
+    elif record.state in (OrderState.CANCELED, OrderState.EXPIRED) and not order.is_terminal:
+        oms.on_canceled(order, ts, record.reason)
+    elif record.state is OrderState.REJECTED and not order.is_terminal:
+        oms.on_rejected(order, ts, record.reason or "REJECTED")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -24,8 +25,13 @@ class PaperHarness:
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory()
-        self._ts = itertools.count(1)
+        self._last_ts = 0
         self.adapter: PaperAdapter | None = None
+
+    def _now(self) -> int:
+        """Venue time on the engine's (live) clock, strictly increasing."""
+        self._last_ts = max(time.time_ns(), self._last_ts + 1)
+        return self._last_ts
 
     def make_adapter(self) -> PaperAdapter:
         venue = DurablePaperVenue(Path(self._dir.name) / "venue.log", INSTRUMENT, Decimal(100_000),
@@ -68,7 +74,7 @@ class PaperHarness:
         self._quote(price, price, size)
 
     def _quote(self, bid: Decimal, ask: Decimal, size: Decimal = Decimal(0)) -> None:
-        self._adapter.on_tick(bid, ask, size, next(self._ts))
+        self._adapter.on_tick(bid, ask, size, self._now())
 
     def settle(self) -> None:
         pass  # in-process: reports are delivered during the call that caused them

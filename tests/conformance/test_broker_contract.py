@@ -17,6 +17,7 @@ from engine.clock import LiveClock
 from engine.oms import OrderManager
 from engine.orders import Order, OrderSide, OrderState, OrderType
 from engine.portfolio import Portfolio
+from engine.reconcile import reconcile_with_adapter
 from tests.conformance.harness import AdapterHarness
 from tests.conformance.registry import HARNESSES
 
@@ -316,3 +317,43 @@ def _buy_inventory(bot: Bot) -> None:
     bot.harness.drive_market()
     bot.harness.settle()
     assert order.state is OrderState.FILLED
+
+
+def test_a_restarted_engine_reconciles_through_the_contract_alone(bot: Bot):
+    """The engine dies; meanwhile the venue fills one order, cancels another and someone places a
+    third. A new OMS, rebuilt from what the store held, learns all of it from the adapter's
+    queries (fills_since, order_status, open_orders, positions), and a second pass changes nothing."""
+    _require(bot.harness, "stream_drop")
+    _require(bot.harness, "external_order")
+    price = bot.harness.resting_limit(OrderSide.BUY)
+    filled = bot.submit(bot.order(kind=OrderType.LIMIT, limit=price))
+    canceled = bot.submit(bot.order(kind=OrderType.LIMIT, limit=price))
+    resting = bot.submit(bot.order(kind=OrderType.LIMIT, limit=price))
+    bot.harness.drop_stream()                       # the engine stops hearing the venue ...
+    bot.adapter.cancel(canceled)
+    bot.harness.fill(filled.client_order_id)
+    external = bot.harness.place_external_order()
+    stored = [Order(o.client_order_id, o.bot_id, o.symbol, o.side, o.type, o.qty, o.ts_init,
+                    limit_price=o.limit_price, state=OrderState.ACCEPTED) for o in (filled, canceled, resting)]
+    restarted = OrderManager("conf", bot.clock, bot.adapter, Portfolio(bot.start_cash, bot.instrument.scales.cash_dp),
+                             dict(bot.instruments), connect=False)  # ... and a new engine starts from the store
+    restarted.restore(stored, [], 10)
+    bot.harness.restore_stream()  # the venue is reachable again (the old engine is gone)
+    report = reconcile_with_adapter(restarted, bot.adapter, bot.clock.now_ns())
+    restarted.connect()           # from now on the stream reports to the new engine
+    bot.harness.reconnect()
+    bot.harness.settle()
+    # (an adapter whose stream came back may already have told the new OMS some of it)
+    expected_fills = {f.execution_id for f in bot.adapter.fills_since(0)}
+    assert report.fills_replayed <= len(expected_fills) and {f.execution_id for f in restarted.fills} == expected_fills
+    by_id = restarted.orders
+    assert by_id[filled.client_order_id].state is OrderState.FILLED
+    assert by_id[canceled.client_order_id].state is OrderState.CANCELED
+    venue_view = bot.adapter.order_status(resting.client_order_id)  # a quote may have filled it too
+    assert by_id[resting.client_order_id].state is venue_view.state
+    assert by_id[resting.client_order_id].filled_qty == venue_view.filled_qty
+    assert by_id[external].tag == "external"
+    venue_position = {p.symbol: p.qty for p in bot.adapter.positions()}[bot.harness.symbol]
+    assert restarted.portfolio.positions[bot.harness.symbol].quantity == venue_position >= bot.harness.qty()
+    again = reconcile_with_adapter(restarted, bot.adapter, bot.clock.now_ns())
+    assert again.fills_replayed == 0 and again.orders_adopted == [] and len(restarted.fills) == len(expected_fills)

@@ -24,3 +24,17 @@ def test_a_late_accept_after_a_fill_does_not_move_the_order_back(harness):
     harness.oms.on_accepted(order, 7)
     assert order.state is OrderState.FILLED
     assert harness.oms.portfolio.cash < Decimal("10000")
+
+
+def test_a_repeated_cancel_or_a_cancel_after_the_fill_changes_nothing(harness):
+    canceled = harness.order("BUY", "10", kind=OrderType.LIMIT, limit="99.00")
+    harness.oms.cancel(canceled)
+    assert canceled.state is OrderState.CANCELED
+    events = len(canceled.events)
+    harness.oms.on_canceled(canceled, 9, "again")
+    assert canceled.state is OrderState.CANCELED and len(canceled.events) == events
+    filled = harness.order("BUY", "10")
+    harness.bar("100", "101", "99", "100")
+    harness.oms.on_canceled(filled, 10, None)
+    harness.oms.on_rejected(filled, 11, "late")
+    assert filled.state is OrderState.FILLED and filled not in harness.oms.rejected
