@@ -10,8 +10,12 @@ those runs without changing any result:
   parameters, so `PeriodLayout` finds them once and the per-period returns of a run are one
   numpy gather (the same numbers as `backtest.metrics.period_returns`; a test holds them equal).
 
-Every run still goes through `run_backtest` (fast path, with its event-path fallback) and
-`compute_stats`, so a sweep's figures are exactly what `tickbridge backtest` prints.
+- per window, the bar columns, the instrument (per `units`) and the open and close prices on its
+  integer grid: `run_backtest` rebuilds them every run, a sweep once.
+Every run takes `run_backtest`'s steps (parse the parameters, init the strategy, `run_fast`), with
+those shared parts passed in and a trades table of just the columns `compute_stats` reads; where
+the fast path does not apply or refuses, `run_backtest` itself runs. Then `compute_stats`, so a
+sweep's figures are exactly what `tickbridge backtest` prints (tests hold them equal).
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ import numpy as np
 import pandas as pd
 
 from backtest.config import BacktestConfig
+from backtest.frames import _scaled
 from backtest.metrics import STAT_KEYS, compute_stats
 from backtest.report import _json_value
-from backtest.runner import run_backtest
+from backtest.result import BacktestResult
+from backtest.runner import build_instrument, run_backtest, run_fast, to_raw_prices
 from engine.errors import ConfigError
-from strategies.base import Strategy
+from engine.instrument import Instrument
+from engine.money import Scales
+from strategies.base import BarData, Strategy, parse_params
 
 # stats that are not numbers (times, durations) cannot be optimised
 NON_NUMERIC_STATS = frozenset({"start", "end", "duration", "max_drawdown_duration", "avg_drawdown_duration",
@@ -133,6 +141,48 @@ class Evaluation:
     path: str                      # "fast", or "event" where the fast path refused
 
 
+def stats_trades(t: dict[str, np.ndarray], times: pd.DatetimeIndex, scales: Scales) -> pd.DataFrame:
+    """The columns of `backtest.frames.trades_frame` that `compute_stats` reads (entry and exit
+    times, pnl, return_pct), by the same formulas: a sweep never shows its trades, and building the
+    full table cost about as much as the kernel run. A test holds the columns equal."""
+    size = _scaled(t["qty"], scales.qty_dp)
+    entry_price = _scaled(t["entry_price"], scales.price_dp)
+    pnl = _scaled(t["pnl"], scales.cash_dp)
+    notional = entry_price * size * scales.multiplier
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return_pct = np.where(notional > 0, pnl / notional * 100.0, 0.0)
+    return pd.DataFrame({"entry_time": times[t["entry_bar"]], "exit_time": times[t["exit_bar"]],
+                         "pnl": pnl, "return_pct": return_pct})
+
+
+class _Window:
+    """What every run on one window of the bars shares: the frame, its period layout, the strategy
+    class with its indicator cache, the bar columns, and per `units` setting the instrument and the
+    open and close prices on its integer grid. All are pure functions of the window (and the
+    config), built once instead of once per combination."""
+
+    __slots__ = ("frame", "layout", "strategy_cls", "data", "_prices")
+
+    def __init__(self, frame: pd.DataFrame, strategy_cls: type[Strategy]) -> None:
+        self.frame = frame
+        self.layout = PeriodLayout.of(frame.index)
+        # each window has its own indicator values, so its own cache
+        self.strategy_cls = cached_strategy(strategy_cls)
+        self.data = BarData(frame)
+        for name in ("time", "open", "high", "low", "close", "volume"):  # shared by every run
+            getattr(self.data, name).flags.writeable = False
+        self._prices: dict[str, tuple[Instrument, tuple[np.ndarray, np.ndarray]]] = {}
+
+    def prices(self, units: str, config: BacktestConfig) -> tuple[Instrument, tuple[np.ndarray, np.ndarray]]:
+        if units not in self._prices:
+            instrument = build_instrument(self.frame, config, units)
+            # left writeable: numba compiles a read-only array as another signature (the kernel
+            # only reads them)
+            raw = tuple(to_raw_prices(self.frame[c].to_numpy(), instrument) for c in ("open", "close"))
+            self._prices[units] = (instrument, raw)  # type: ignore[assignment]
+        return self._prices[units]
+
+
 class Evaluator:
     """Runs combinations on one frame (or a window of it) through run_backtest's fast path."""
 
@@ -142,23 +192,43 @@ class Evaluator:
         self.strategy_cls = strategy_cls
         self.config = config
         self.objective = objective
-        self._windows: dict[tuple[int, int], tuple[pd.DataFrame, PeriodLayout, type[Strategy]]] = {}
+        self._windows: dict[tuple[int, int], _Window] = {}
 
-    def _window(self, start: int, stop: int) -> tuple[pd.DataFrame, PeriodLayout, type[Strategy]]:
+    def _window(self, start: int, stop: int) -> _Window:
         key = (start, stop)
         if key not in self._windows:
             if len(self._windows) >= 4:  # walk-forward moves on; old windows' indicators are dead weight
                 self._windows.pop(next(iter(self._windows)))
             frame = self.frame if key == (0, len(self.frame)) else self.frame.iloc[start:stop]
-            # each window has its own indicator values, so its own cache
-            self._windows[key] = (frame, PeriodLayout.of(frame.index), cached_strategy(self.strategy_cls))
+            self._windows[key] = _Window(frame, self.strategy_cls)
         return self._windows[key]
 
+    def run(self, params: dict[str, Any], start: int = 0, stop: int | None = None) -> BacktestResult:
+        """What `run_backtest(window, strategy, params, config)` returns for equity, position,
+        fees and the trades columns `compute_stats` reads, with the window's shared parts reused:
+        the same steps as run_backtest's fast path, which is run as it is whenever the fast path
+        does not apply or refuses. For statistics only: on the fast path the trades table has just
+        those columns and meta only the path and the bar count."""
+        window = self._window(start, len(self.frame) if stop is None else stop)
+        config = self.config
+        strategy_cls = window.strategy_cls
+        if config.path != "event":
+            parsed = parse_params(strategy_cls.Params, params)
+            instrument, raw_prices = window.prices(parsed.units, config)  # type: ignore[attr-defined]
+            strategy = strategy_cls(parsed)
+            strategy.attach(window.data, instrument.symbol)
+            strategy.init()
+            if config.path == "fast" or type(strategy).signals is not Strategy.signals:
+                result = run_fast(strategy, window.frame, instrument, config, raw_prices, stats_trades)
+                if result is not None:
+                    return result
+        return run_backtest(window.frame, strategy_cls, params, config)
+
     def evaluate(self, params: dict[str, Any], start: int = 0, stop: int | None = None) -> Evaluation:
-        frame, layout, strategy_cls = self._window(start, len(self.frame) if stop is None else stop)
-        result = run_backtest(frame, strategy_cls, params, self.config)
+        window = self._window(start, len(self.frame) if stop is None else stop)
+        result = self.run(params, start, stop)
         stats = compute_stats(result)
-        returns = layout.returns(result.equity.to_numpy(), result.initial_cash)
+        returns = window.layout.returns(result.equity.to_numpy(), result.initial_cash)
         return Evaluation(params=params, stats={k: _json_value(v) for k, v in stats.items()},
                           score=score(stats, self.objective), returns=returns, path=str(result.meta.get("path")))
 

@@ -45,8 +45,51 @@ def _num(value: float | np.floating | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _layout(index: pd.Index) -> tuple[np.ndarray | None, float]:
+    """Which bars close each period (None: every bar, coarser than daily) and the annualisation
+    factor, for `index`; cached by identity for a few indexes (a sweep scores thousands of runs
+    on one frame, and its equity series all share the frame's index object)."""
+    for cached_index, layout in _LAYOUTS:
+        if cached_index is index:
+            return layout
+    layout = _find_layout(index)
+    _LAYOUTS.insert(0, (index, layout))
+    del _LAYOUTS[_LAYOUT_SLOTS:]
+    return layout
+
+
+def _find_layout(index: pd.Index) -> tuple[np.ndarray | None, float]:
+    n = len(index)
+    if n > 1:
+        spacing = pd.Series(index).diff().median()
+        if spacing > pd.Timedelta(days=1, hours=12):
+            return None, pd.Timedelta(days=365.25) / spacing
+    days = index.normalize()
+    keys = days.asi8
+    last = np.flatnonzero(np.r_[keys[1:] != keys[:-1], True]) if n else np.array([], dtype=np.int64)
+    weekend = float(np.mean(days[last].day_of_week >= 5)) if len(last) else 0.0
+    return last, 365.0 if weekend > 0.10 else 252.0
+
+
+_LAYOUT_SLOTS = 8
+_LAYOUTS: list[tuple[pd.Index, tuple[np.ndarray | None, float]]] = []
+
+
 def period_returns(equity: pd.Series, initial_cash: float) -> tuple[np.ndarray, float]:
     """Returns per day (or per bar for coarser data) and the annualisation factor."""
+    index = equity.index
+    values = equity.to_numpy()
+    # the last bar of each day is the day's last equity: a gather, when the bars are in time
+    # order and no equity is missing (groupby's last() would skip a NaN)
+    if index.is_monotonic_increasing and not np.isnan(values).any():
+        last, annual = _layout(index)
+        closes = values if last is None else values[last]
+        values = np.concatenate([[initial_cash], closes])
+        return values[1:] / values[:-1] - 1.0, annual
+    return _period_returns_grouped(equity, initial_cash)
+
+
+def _period_returns_grouped(equity: pd.Series, initial_cash: float) -> tuple[np.ndarray, float]:
     index = equity.index
     if len(equity) > 1:
         spacing = pd.Series(index).diff().median()
@@ -59,23 +102,45 @@ def period_returns(equity: pd.Series, initial_cash: float) -> tuple[np.ndarray, 
     return values[1:] / values[:-1] - 1.0, 365.0 if weekend > 0.10 else 252.0
 
 
+def drawdown_periods(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The bar-level drawdown series and, per drawdown period, its first bar (the last peak), its
+    last bar (the one that regains the peak, or the last bar) and its deepest point.
+
+    A period starts when dd turns negative (at the bar before) and ends at the first bar with
+    dd >= 0 again; a NaN bar neither starts nor ends one. The depth covers the start up to, not
+    including, the recovering bar (up to the end when it never recovers)."""
+    values = np.asarray(values)
+    n = len(values)
+    peak = np.maximum.accumulate(values) if n else values.astype(np.float64)
+    dd = values / peak - 1.0
+    empty = np.array([], dtype=np.int64)
+    if n == 0:
+        return dd, empty, empty, np.array([], dtype=np.float64)
+    under = dd < 0
+    known = under | (dd >= 0)
+    if not known.all():  # NaN bars keep the state they found
+        under = under[np.maximum.accumulate(np.where(known, np.arange(n), 0))]
+    change = np.diff(under.view(np.int8), prepend=np.int8(0))
+    first = np.flatnonzero(change == 1)
+    recovered = np.flatnonzero(change == -1)
+    if len(first) == 0:
+        return dd, empty, empty, np.array([], dtype=np.float64)
+    starts = np.maximum(first - 1, 0)
+    open_end = len(recovered) < len(first)
+    ends = np.concatenate([recovered, [n - 1]]) if open_end else recovered
+    # min over dd[start:recovered) for each period (dd[start:] for one still open), in one pass
+    bounds = np.empty(len(starts) + len(recovered), dtype=np.int64)
+    bounds[0::2] = starts
+    bounds[1::2] = recovered
+    depths = np.minimum.reduceat(dd, bounds)[0::2]
+    return dd, starts, ends.astype(np.int64), depths
+
+
 def drawdowns(equity: pd.Series) -> tuple[np.ndarray, list[tuple[float, pd.Timedelta]]]:
     """Bar-level drawdown series and each drawdown period's (deepest point, duration)."""
-    values = equity.to_numpy()
-    peak = np.maximum.accumulate(values)
-    dd = values / peak - 1.0
-    periods: list[tuple[float, pd.Timedelta]] = []
-    index = equity.index
-    start = None
-    for i, value in enumerate(dd):
-        if value < 0 and start is None:
-            start = i - 1 if i > 0 else 0
-        elif value >= 0 and start is not None:
-            periods.append((float(dd[start:i].min()), index[i] - index[start]))
-            start = None
-    if start is not None:
-        periods.append((float(dd[start:].min()), index[-1] - index[start]))
-    return dd, periods
+    dd, starts, ends, depths = drawdown_periods(equity.to_numpy())
+    durations = equity.index[ends] - equity.index[starts]
+    return dd, list(zip(depths.tolist(), durations))
 
 
 def compute_stats(result: BacktestResult) -> dict[str, Any]:
@@ -86,17 +151,22 @@ def compute_stats(result: BacktestResult) -> dict[str, Any]:
     if len(equity) == 0:
         stats.update(trades=0, fees=result.fees_total)
         return stats
-    start, end = equity.index[0], equity.index[-1]
+    index = equity.index
+    values = equity.to_numpy()
+    start, end = index[0], index[-1]
     duration = end - start
-    final = float(equity.iloc[-1])
+    final = float(values[-1])
     returns, annual = period_returns(equity, initial)
-    dd, periods = drawdowns(equity)
+    dd, starts, ends, depths = drawdown_periods(values)
+    close = result.close.to_numpy()
+    # pandas' max skips NaN; numpy's is the same number when there is none
+    peak = float(equity.max()) if np.isnan(values).any() else float(values.max())
     stats.update(
         start=start, end=end, duration=duration,
         exposure_pct=float(np.mean(result.position != 0) * 100.0),
-        equity_final=final, equity_peak=float(equity.max()),
+        equity_final=final, equity_peak=peak,
         return_pct=(final / initial - 1.0) * 100.0,
-        buy_hold_return_pct=_num((result.close.iloc[-1] / result.close.iloc[0] - 1.0) * 100.0),
+        buy_hold_return_pct=_num((close[-1] / close[0] - 1.0) * 100.0),
         max_drawdown_pct=float(dd.min()) * 100.0 if len(dd) else None,
         fees=result.fees_total,
     )
@@ -112,10 +182,11 @@ def compute_stats(result: BacktestResult) -> dict[str, Any]:
         stats["sortino"] = _num(mean * math.sqrt(annual) / downside) if downside > 0 else None
     if stats["cagr_pct"] is not None and stats["max_drawdown_pct"]:
         stats["calmar"] = _num(stats["cagr_pct"] / abs(stats["max_drawdown_pct"]))
-    if periods:
-        stats["avg_drawdown_pct"] = float(np.mean([p[0] for p in periods])) * 100.0
-        stats["max_drawdown_duration"] = max(p[1] for p in periods)
-        stats["avg_drawdown_duration"] = pd.Series([p[1] for p in periods]).mean()
+    if len(depths):
+        durations = (index[ends] - index[starts]).array  # what a Series' max() and mean() reduce
+        stats["avg_drawdown_pct"] = float(np.mean(depths)) * 100.0
+        stats["max_drawdown_duration"] = durations.max()
+        stats["avg_drawdown_duration"] = durations.mean()
     stats.update(_trade_stats(trades))
     return stats
 
@@ -127,7 +198,11 @@ def _trade_stats(trades: pd.DataFrame) -> dict[str, Any]:
         return out
     pnl = trades["pnl"].to_numpy(dtype=np.float64)
     ret = trades["return_pct"].to_numpy(dtype=np.float64)
-    held = pd.to_datetime(trades["exit_time"]) - pd.to_datetime(trades["entry_time"])
+    entry, exit_ = trades["entry_time"], trades["exit_time"]
+    if _is_datetime(entry) and _is_datetime(exit_):  # to_datetime would return them as they are
+        held = exit_.array - entry.array  # the array a Series' max() and mean() reduce
+    else:
+        held = pd.to_datetime(exit_) - pd.to_datetime(entry)
     gains, losses = pnl[pnl > 0].sum(), pnl[pnl < 0].sum()
     out.update(
         win_rate_pct=float(np.mean(pnl > 0) * 100.0),
@@ -138,3 +213,7 @@ def _trade_stats(trades: pd.DataFrame) -> dict[str, Any]:
         sqn=_num(math.sqrt(n) * pnl.mean() / np.std(pnl, ddof=1)) if n > 1 and np.std(pnl, ddof=1) > 0 else None,
     )
     return out
+
+
+def _is_datetime(column: pd.Series) -> bool:
+    return isinstance(column.dtype, pd.DatetimeTZDtype) or column.dtype.kind == "M"

@@ -242,8 +242,13 @@ def _reasons(oms: OrderManager) -> dict[str, int]:
 
 
 def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
-             config: BacktestConfig) -> BacktestResult | None:
-    """The compiled path, or None when the run falls outside it (the caller reruns on events)."""
+             config: BacktestConfig, raw_prices: tuple[np.ndarray, np.ndarray] | None = None,
+             make_trades: Callable[..., pd.DataFrame] = trades_frame) -> BacktestResult | None:
+    """The compiled path, or None when the run falls outside it (the caller reruns on events).
+
+    For sweeps: `raw_prices` is the frame's (open, close) already through `to_raw_prices` for this
+    instrument (converted once for thousands of runs); `make_trades` builds the trades table from
+    the kernel's raw trades (a sweep's only needs the columns its statistics read)."""
     target = strategy.signals()
     if target is None:
         return None
@@ -264,8 +269,8 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
     close_f = frame["close"].to_numpy(dtype=np.float64)
     out = run_kernel(KernelInputs(
         target=np.ascontiguousarray(target, dtype=np.float64),
-        open_raw=to_raw_prices(frame["open"].to_numpy(), instrument),
-        close_raw=to_raw_prices(frame["close"].to_numpy(), instrument),
+        open_raw=to_raw_prices(frame["open"].to_numpy(), instrument) if raw_prices is None else raw_prices[0],
+        close_raw=to_raw_prices(frame["close"].to_numpy(), instrument) if raw_prices is None else raw_prices[1],
         close_f=close_f,
         cash0=s.cash_raw(config.cash), cash_dp=s.cash_dp, qty_dp=s.qty_dp, qty_step=s.qty_step,
         min_qty=s.min_qty, max_qty=max_qty, notional_k=s.notional_k, multiplier=s.multiplier,
@@ -275,7 +280,7 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
     ))
     if out.status != OK:
         return None
-    trades = trades_frame(out.trades, frame.index, s)
+    trades = make_trades(out.trades, frame.index, s)
     o = out.orders
 
     def build_orders() -> pd.DataFrame:

@@ -3,9 +3,10 @@
 The bars are bootstrapped from the real FTX BTC-PERP 1-minute bars in data/crypto with a fixed
 seed (each synthetic bar copies a real bar's open/high/low/close relative to the previous close,
 log drift removed), on the file's 1-dollar grid. The grid is fast = 5..104 (step 1) x slow =
-110..600 (step 10): 100 x 50 = 5,000 combinations, all valid. Each combination is a full
-`run_backtest` on the fast path plus `compute_stats` (every stat of the report), and the sweep
-ends with the deflated Sharpe ratio and the PBO over all 5,000.
+110..600 (step 10): 100 x 50 = 5,000 combinations, all valid. Each combination is a fast-path
+backtest plus `compute_stats` (every stat of the report) through backtest.evaluate.Evaluator, which
+gives exactly what `run_backtest` + `compute_stats` give (indicators, prices and instrument shared
+per worker), and the sweep ends with the deflated Sharpe ratio and the PBO over all 5,000.
 
     .venv/bin/python bench/sweep_speed.py [--bars 100000] [--workers 1 2] [--seed 42]
 
