@@ -12,6 +12,7 @@ GRU, whose prediction for a row reads the window ending there.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -21,6 +22,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import ThreadpoolController
 
 from engine.errors import ConfigError, DataError
 
@@ -80,7 +82,13 @@ class SklearnModel:
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.pipeline.predict_proba(check_features(X))
+        X = check_features(X)
+        if len(X) > SMALL_BATCH:
+            return self.pipeline.predict_proba(X)
+        # a live bar predicts one row: OpenMP's thread team costs more than it saves there, and on a
+        # busy machine waking it is what makes the slow tail (p99 37 ms -> see docs/benchmarks.md)
+        with _threads().limit(limits=1, user_api="openmp"):
+            return self.pipeline.predict_proba(X)
 
     def save(self, path: Path) -> None:
         joblib.dump({"kind": self.kind, "seed": self.seed, "params": self.params, "pipeline": self.pipeline,
@@ -92,6 +100,14 @@ class SklearnModel:
         model = cls(data["kind"], data["seed"], **data["params"])
         model.pipeline, model.classes = data["pipeline"], data["classes"]
         return model
+
+
+SMALL_BATCH = 64
+
+
+@cache
+def _threads() -> ThreadpoolController:
+    return ThreadpoolController()
 
 
 def make_model(kind: str, seed: int = 0, **params: Any) -> SignalModel:
