@@ -226,3 +226,25 @@ def ticks_to_bars(ticks: pd.DataFrame, rule: str) -> pd.DataFrame:
     bars = bars.dropna(subset=["open"])
     bars.index = bars.index.as_unit("ns").rename("time")
     return bars.astype("float64")
+
+
+def bootstrap_bars(real: pd.DataFrame, n: int, seed: int, decimals: int, freq: str, start: str) -> pd.DataFrame:
+    """`n` synthetic bars resampled from `real` (benchmarks and stress tests at any length).
+
+    Each bar copies a random real bar's open/high/low/close relative to the previous close, with
+    the mean log drift removed so that long series stay near real price levels; prices are
+    rounded to `decimals` (the instrument's grid) and the bars are spaced `freq` from `start`."""
+    prev_close = real["close"].shift(1).to_numpy()[1:]
+    rel = {c: np.log(real[c].to_numpy()[1:] / prev_close) for c in ("open", "high", "low", "close")}
+    drift = rel["close"].mean()
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(prev_close), size=n)
+    log_close = np.log(real["close"].iloc[0]) + np.cumsum(rel["close"][pick] - drift)
+    base = np.concatenate([[real["close"].iloc[0]], np.exp(log_close[:-1])])
+    frame = pd.DataFrame({c: np.round(base * np.exp(rel[c][pick] - drift), decimals)
+                          for c in ("open", "high", "low", "close")})
+    frame["high"] = frame[["open", "high", "low", "close"]].max(axis=1)
+    frame["low"] = frame[["open", "high", "low", "close"]].min(axis=1)
+    frame["volume"] = real["volume"].to_numpy()[1:][pick].astype(np.float64)
+    frame.index = pd.date_range(start, periods=n, freq=freq, tz="UTC", name="time")
+    return frame

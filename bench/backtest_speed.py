@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.config import make_config
+from backtest.data import bootstrap_bars as resample_real
 from backtest.data import load_bars
 from backtest.runner import run_backtest
 from strategies import get_strategy
@@ -31,20 +32,8 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "fx" / "EURUSD_1h.csv"
 
 
 def bootstrap_bars(n: int, seed: int) -> pd.DataFrame:
-    real = load_bars(DATA)
-    prev_close = real["close"].shift(1).to_numpy()[1:]
-    rel = {c: np.log(real[c].to_numpy()[1:] / prev_close) for c in ("open", "high", "low", "close")}
-    drift = rel["close"].mean()
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(prev_close), size=n)
-    log_close = np.log(real["close"].iloc[0]) + np.cumsum(rel["close"][pick] - drift)
-    base = np.concatenate([[real["close"].iloc[0]], np.exp(log_close[:-1])])
-    frame = pd.DataFrame({c: np.round(base * np.exp(rel[c][pick] - drift), 5) for c in ("open", "high", "low", "close")})
-    frame["high"] = frame[["open", "high", "low", "close"]].max(axis=1)
-    frame["low"] = frame[["open", "high", "low", "close"]].min(axis=1)
-    frame["volume"] = real["volume"].to_numpy()[1:][pick].astype(np.float64)
-    frame.index = pd.date_range("2000-01-01", periods=n, freq="h", tz="UTC", name="time")
-    return frame
+    """EURUSD hourly bars resampled (see backtest.data.bootstrap_bars), on the 0.00001 grid."""
+    return resample_real(load_bars(DATA), n, seed, decimals=5, freq="h", start="2000-01-01")
 
 
 def measure(frame: pd.DataFrame, path: str) -> tuple[float, float, object]:

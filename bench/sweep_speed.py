@@ -21,10 +21,10 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from backtest.config import make_config
+from backtest.data import bootstrap_bars as resample_real
 from backtest.data import load_bars
 from backtest.ray_pool import WorkerPool, batches
 from backtest.runner import build_instrument
@@ -37,20 +37,8 @@ FIXED = {"units": "fractional"}
 
 
 def bootstrap_bars(n: int, seed: int) -> pd.DataFrame:
-    real = load_bars(DATA)
-    prev_close = real["close"].shift(1).to_numpy()[1:]
-    rel = {c: np.log(real[c].to_numpy()[1:] / prev_close) for c in ("open", "high", "low", "close")}
-    drift = rel["close"].mean()
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(prev_close), size=n)
-    log_close = np.log(real["close"].iloc[0]) + np.cumsum(rel["close"][pick] - drift)
-    base = np.concatenate([[real["close"].iloc[0]], np.exp(log_close[:-1])])
-    frame = pd.DataFrame({c: np.round(base * np.exp(rel[c][pick] - drift)) for c in ("open", "high", "low", "close")})
-    frame["high"] = frame[["open", "high", "low", "close"]].max(axis=1)
-    frame["low"] = frame[["open", "high", "low", "close"]].min(axis=1)
-    frame["volume"] = real["volume"].to_numpy()[1:][pick].astype(np.float64)
-    frame.index = pd.date_range("2022-01-01", periods=n, freq="min", tz="UTC", name="time")
-    return frame
+    """BTC-PERP minute bars resampled (see backtest.data.bootstrap_bars), on a whole-dollar grid."""
+    return resample_real(load_bars(DATA), n, seed, decimals=0, freq="min", start="2022-01-01")
 
 
 def main() -> None:
