@@ -90,7 +90,10 @@ def compute(bars: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     for n in spec.volume_zscore:
         mean, std = _rolling_mean_std(volumes, n)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[f"volume_z_{n}"] = pd.Series(np.where(std > 0, (volumes - mean) / std, np.nan), index=bars.index)
+            # volume that does not vary (FX quotes carry none) says nothing: 0, not missing, so a
+            # model trained with this feature can still trade such data
+            out[f"volume_z_{n}"] = pd.Series(np.where(std > 0, (volumes - mean) / std, np.where(np.isnan(std), np.nan, 0.0)),
+                                             index=bars.index)
     frame = pd.DataFrame(out, index=bars.index)
     # pandas-ta gives warm-up values on a long series and None on a short one: define every
     # feature only from the spec's lookback on, so batch and live agree from the first bar
@@ -278,7 +281,7 @@ class IncrementalFeatures:
                 out.append(math.nan)
                 continue
             mean, std = window.mean_std()
-            out.append((volume - mean) / std if std > 0 else math.nan)
+            out.append((volume - mean) / std if std > 0 else 0.0)
         self._prev_close = close
         row = np.asarray(out, dtype=np.float64)
         if self.count < self.spec.lookback:

@@ -165,6 +165,9 @@ class Strategy:
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[StrategyParams]] = StrategyParams
+    # True for a strategy that keeps its own state bar by bar in next() (ml_signal): live, the
+    # runtime then calls init() once and feeds bars, instead of re-running its I() indicators
+    incremental: ClassVar[bool] = False
 
     def __init__(self, params: StrategyParams) -> None:
         self.p = params

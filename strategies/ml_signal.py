@@ -49,6 +49,7 @@ class MlSignalParams(DirectionalParams):
 class MlSignal(Strategy):
     name = "ml_signal"
     Params = MlSignalParams
+    incremental = True
     p: MlSignalParams
 
     def __init__(self, params: MlSignalParams) -> None:  # type: ignore[override]

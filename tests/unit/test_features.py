@@ -83,3 +83,15 @@ def test_triple_barrier_labels_by_hand():
     # t2: bar3 in band, bar4 both high >= 102 and low <= 98 -> the stop, -1; t3: bar4 both -> -1
     assert labels.tolist()[:4] == [1.0, 1.0, -1.0, -1.0]
     assert labels.iloc[4:].isna().all()
+
+
+def test_volume_that_never_varies_scores_zero_not_missing(eurusd):
+    bars = eurusd.iloc[:300].copy()
+    bars["volume"] = 0.0  # FX quotes carry no volume
+    spec = FeatureSpec()
+    batch = compute(bars, spec)
+    assert (batch["volume_z_20"].iloc[spec.lookback:] == 0.0).all()
+    live = IncrementalFeatures(spec)
+    rows = [live.update_array(t, *row) for t, row in
+            zip(bars.index, bars[["open", "high", "low", "close", "volume"]].itertuples(index=False))]
+    np.testing.assert_array_equal(np.asarray(rows), batch.to_numpy())
