@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/api_fanout.py [--clients 1000] [--rate 20] [--seconds 15] [--poll 0.05]
 
-1. Starts the API (uvicorn, its own process) on loopback over a SQLite store (WAL).
+1. Starts the API (uvicorn, its own process, as `tickbridge serve` runs it: no per-message
+   deflate) on loopback over a SQLite store (WAL).
 2. Connects N WebSocket clients (/api/v1/signals/ws), each a subscriber with a pro subscription.
 3. Inserts signals into the store at a steady rate from another process's view (plain SQL inserts,
    as the runtime's SqlSignals does), each stamped with its insert time, and measures delivery
@@ -57,7 +58,7 @@ def serve(url: str, port: int, poll: float, ws: str) -> None:
     app = create_app(Settings(database_url=url, poll_interval_s=poll, auth_rate_per_minute=100_000, migrate=False),
                      IdleBots())
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ws_ping_interval=None, backlog=4096,
-                ws=ws)
+                ws=ws, ws_per_message_deflate=False)
 
 
 def prepare(url: str, n_subscribers: int) -> None:

@@ -343,6 +343,11 @@ from backtest.research_cli import register as _register_research  # noqa: E402  
 
 _register_research(app)
 
+from api.cli import register as _register_api
+_register_api(app)
+from engine.runtime.cli import register as _register_runtime  # noqa: E402  (run, parity)
+_register_runtime(app)
+
 
 def _day(ns: int) -> str:
     import datetime
@@ -353,7 +358,9 @@ def _day(ns: int) -> str:
 def main() -> None:
     """Entry point: run the app, turning our own errors into one clear line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n here
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except TickbridgeError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
         sys.exit(EXIT_USER_ERROR)

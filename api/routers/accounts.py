@@ -1,0 +1,91 @@
+"""Broker accounts: credentials go in encrypted (Fernet, TICKBRIDGE_ACCOUNTS_KEY) and never come
+out; a GET shows the name, venue, creation time and a masked hint."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from api import audit
+from api.deps import Ctx, Db, PathId, Trader
+from api.errors import ApiError, not_found
+from api.security import mask
+from engine.store.models import BotConfigRow, BrokerAccountRow
+
+router = APIRouter(prefix="/accounts", tags=["accounts"])
+
+
+class AccountIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    venue: Literal["paper", "ccxt", "alpaca", "mt5"]
+    credentials: dict[str, str] = Field(description="e.g. {\"api_key\": ..., \"secret\": ...}; stored encrypted",
+                                        max_length=16)
+
+
+class AccountOut(BaseModel):
+    id: int
+    name: str
+    venue: str
+    owner_id: int
+    hint: str
+    created_at: datetime
+
+
+def _hint(credentials: dict[str, str]) -> str:
+    first = next(iter(credentials.values()), "")
+    return mask(first)
+
+
+def _owned(db: Any, caller: Any, account_id: int) -> BrokerAccountRow:
+    row = db.get(BrokerAccountRow, account_id)
+    if row is None or not (caller.is_admin or row.owner_id == caller.user_id):
+        raise not_found(f"account {account_id}")
+    return row
+
+
+@router.post("", response_model=AccountOut, status_code=201, summary="add a broker account")
+def create_account(body: AccountIn, caller: Trader, ctx: Ctx, db: Db) -> BrokerAccountRow:
+    if body.name == "default":
+        raise ApiError(422, "'default' is the built-in paper account", field="name")
+    if db.scalar(select(BrokerAccountRow.id).where(BrokerAccountRow.owner_id == caller.user_id,
+                                                   BrokerAccountRow.name == body.name)) is not None:
+        raise ApiError(409, f"account {body.name!r} exists", field="name")
+    row = BrokerAccountRow(owner_id=caller.user_id, name=body.name, venue=body.venue,
+                           secret=ctx.vault.seal(json.dumps(body.credentials)), hint=_hint(body.credentials))
+    db.add(row)
+    db.flush()
+    audit.record(db, caller.username, "account.create", f"account:{row.id}", {"name": body.name, "venue": body.venue})
+    db.commit()
+    return row
+
+
+@router.get("", response_model=list[AccountOut], summary="the caller's accounts (admin: all)")
+def list_accounts(caller: Trader, db: Db) -> list[BrokerAccountRow]:
+    query = select(BrokerAccountRow).order_by(BrokerAccountRow.id)
+    if not caller.is_admin:
+        query = query.where(BrokerAccountRow.owner_id == caller.user_id)
+    return list(db.scalars(query))
+
+
+@router.get("/{account_id}", response_model=AccountOut)
+def get_account(account_id: PathId, caller: Trader, db: Db) -> BrokerAccountRow:
+    return _owned(db, caller, account_id)
+
+
+@router.delete("/{account_id}", status_code=204, summary="delete an account no bot uses")
+def delete_account(account_id: PathId, caller: Trader, db: Db,
+                   force: Annotated[bool, Query(description="delete even if a bot config names it")] = False) -> None:
+    row = _owned(db, caller, account_id)
+    if not force:
+        for config in db.scalars(select(BotConfigRow).where(BotConfigRow.owner_id == row.owner_id,
+                                                            BotConfigRow.deleted_at.is_(None))):
+            if config.config.get("account") == row.name:
+                raise ApiError(409, f"bot {config.bot_id!r} uses account {row.name!r}")
+    db.delete(row)
+    audit.record(db, caller.username, "account.delete", f"account:{account_id}", {"name": row.name})
+    db.commit()

@@ -1,0 +1,165 @@
+"""Login, refresh-token rotation, logout, API keys, and who am I."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from api import audit
+from api.deps import Caller, Ctx, Db, PathId
+from api.errors import ApiError, not_found
+from api.ratelimit import limited
+from api.security import access_token, digest, new_api_key, new_opaque, verify_password
+from api.settings import Settings
+from engine.store.models import ApiKeyRow, RefreshTokenRow, UserRow
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+class Login(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshIn(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=256)
+
+
+class Tokens(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class Me(BaseModel):
+    id: int
+    username: str
+    role: str
+
+
+class ApiKeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked: bool
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="shown once: only its hash is stored")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # SQLite drops the zone
+
+
+def _issue(db: Session, settings: Settings, user: UserRow, family: str) -> Tokens:
+    refresh = new_opaque()
+    db.add(RefreshTokenRow(user_id=user.id, family=family, token_hash=digest(refresh),
+                           expires_at=_now() + timedelta(seconds=settings.refresh_ttl_s)))
+    return Tokens(access_token=access_token(settings.jwt_secret, user.id, user.role, settings.access_ttl_s),
+                  refresh_token=refresh, expires_in=settings.access_ttl_s)
+
+
+def _revoke_family(db: Session, family: str) -> None:
+    db.execute(update(RefreshTokenRow).where(RefreshTokenRow.family == family, RefreshTokenRow.revoked_at.is_(None))
+               .values(revoked_at=_now()))
+
+
+@router.post("/token", response_model=Tokens, dependencies=[Depends(limited("auth"))],
+             summary="log in: an access token and a refresh token")
+def login(body: Login, ctx: Ctx, db: Db) -> Tokens:
+    user = db.scalar(select(UserRow).where(UserRow.username == body.username))
+    if not verify_password(user.password_hash if user else None, body.password) or user is None or user.disabled:
+        raise ApiError(401, "wrong username or password")
+    tokens = _issue(db, ctx.settings, user, uuid.uuid4().hex)
+    audit.record(db, user.username, "auth.login", f"user:{user.id}")
+    db.commit()
+    return tokens
+
+
+@router.post("/refresh", response_model=Tokens, dependencies=[Depends(limited("auth"))],
+             summary="rotate a refresh token; reusing a rotated one revokes its whole family")
+def refresh(body: RefreshIn, ctx: Ctx, db: Db) -> Tokens:
+    row = db.scalar(select(RefreshTokenRow).where(RefreshTokenRow.token_hash == digest(body.refresh_token)))
+    if row is None or row.revoked_at is not None or _aware(row.expires_at) <= _now():
+        raise ApiError(401, "refresh token is not valid")
+    user = db.get(UserRow, row.user_id)
+    if row.used_at is not None:  # a rotated token came back: it was stolen, or the client is confused
+        _revoke_family(db, row.family)
+        audit.record(db, user.username if user else "?", "auth.refresh_reuse", f"user:{row.user_id}",
+                     {"family": row.family})
+        db.commit()
+        raise ApiError(401, "refresh token was already used; its session is revoked, log in again")
+    if user is None or user.disabled:
+        raise ApiError(401, "refresh token is not valid")
+    row.used_at = _now()
+    tokens = _issue(db, ctx.settings, user, row.family)
+    db.commit()
+    return tokens
+
+
+@router.post("/logout", status_code=204, dependencies=[Depends(limited("auth"))],
+             summary="revoke a refresh token's family")
+def logout(body: RefreshIn, db: Db) -> None:
+    row = db.scalar(select(RefreshTokenRow).where(RefreshTokenRow.token_hash == digest(body.refresh_token)))
+    if row is None:
+        raise ApiError(401, "refresh token is not valid")
+    _revoke_family(db, row.family)
+    user = db.get(UserRow, row.user_id)
+    audit.record(db, user.username if user else "?", "auth.logout", f"user:{row.user_id}", {"family": row.family})
+    db.commit()
+
+
+@router.get("/me", response_model=Me)
+def me(caller: Caller) -> Me:
+    return Me(id=caller.user_id, username=caller.username, role=caller.role)
+
+
+def _key_out(row: ApiKeyRow) -> dict[str, object]:
+    return {"id": row.id, "name": row.name, "prefix": row.prefix, "created_at": row.created_at,
+            "revoked": row.revoked_at is not None}
+
+
+@router.post("/api-keys", response_model=ApiKeyCreated, status_code=201,
+             summary="create an API key for the caller (the key is shown once)")
+def create_key(body: ApiKeyIn, caller: Caller, db: Db) -> dict[str, object]:
+    key = new_api_key()
+    row = ApiKeyRow(user_id=caller.user_id, name=body.name, prefix=key[:10], key_hash=digest(key))
+    db.add(row)
+    db.flush()
+    audit.record(db, caller.username, "api_key.create", f"api_key:{row.id}", {"name": body.name})
+    db.commit()
+    return {**_key_out(row), "key": key}
+
+
+@router.get("/api-keys", response_model=list[ApiKeyOut])
+def list_keys(caller: Caller, db: Db) -> list[dict[str, object]]:
+    rows = db.scalars(select(ApiKeyRow).where(ApiKeyRow.user_id == caller.user_id).order_by(ApiKeyRow.id))
+    return [_key_out(r) for r in rows]
+
+
+@router.delete("/api-keys/{key_id}", status_code=204)
+def revoke_key(key_id: PathId, caller: Caller, db: Db) -> None:
+    row = db.get(ApiKeyRow, key_id)
+    if row is None or row.user_id != caller.user_id:
+        raise not_found(f"API key {key_id}")
+    if row.revoked_at is None:
+        row.revoked_at = _now()
+    audit.record(db, caller.username, "api_key.revoke", f"api_key:{row.id}")
+    db.commit()

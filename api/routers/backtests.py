@@ -1,0 +1,163 @@
+"""Backtest jobs: submit (strategy, params, a data file under data/, settings), poll, fetch the
+result JSON (backtest.report.to_json_dict). Jobs run in the app's thread pool; the job row is the
+source of truth, so a poll from any replica sees it. A job interrupted by a restart stays
+`running` forever: resubmit it."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from api import audit
+from api.deps import AppContext, Ctx, Db, Trader
+from api.errors import ApiError, not_found
+from engine.errors import ConfigError, TickbridgeError
+from engine.store.models import BacktestJobRow
+
+router = APIRouter(prefix="/backtests", tags=["backtests"])
+
+
+class BacktestIn(BaseModel):
+    strategy: str = Field(min_length=1, max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+    data: str = Field(min_length=1, max_length=256, description="a file under data/, e.g. stocks/SPY_daily.csv")
+    bar: str | None = Field(None, max_length=16, description="resample a tick file to bars of this size")
+    settings: dict[str, Any] = Field(default_factory=dict,
+                                     description="BacktestConfig values: cash, commission, slippage_bps, path...")
+
+
+class JobOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    request: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+def _data_path(data_dir: Path, name: str) -> Path:
+    root = data_dir.resolve()
+    try:
+        path = (root / name).resolve()
+        usable = path.is_relative_to(root) and path.is_file()
+    except (ValueError, OSError):  # a NUL byte, a name too long for the OS
+        usable = False
+    if not usable:
+        raise ApiError(422, f"no data file {name!r} under data/", field="data")
+    return path
+
+
+def _validate(body: BacktestIn, data_dir: Path) -> None:
+    from backtest.config import make_config
+    from strategies import get_strategy
+    from strategies.base import parse_params
+
+    _data_path(data_dir, body.data)
+    try:
+        strategy = get_strategy(body.strategy)
+    except ConfigError as exc:
+        raise ApiError(422, exc.message, field="strategy") from None
+    try:
+        parse_params(strategy.Params, body.params)
+    except ConfigError as exc:
+        raise ApiError(422, exc.message, field="params" + exc.field.removeprefix("param")) from None
+    try:
+        make_config(**body.settings)
+    except ConfigError as exc:
+        raise ApiError(422, exc.message, field=f"settings.{exc.field}") from None
+    except TypeError as exc:
+        raise ApiError(422, str(exc), field="settings") from None
+
+
+def run_job(ctx: AppContext, job_id: str, request: dict[str, Any]) -> None:
+    """Runs in the pool: load the data, backtest, store the result JSON (or the error)."""
+    from backtest.config import make_config
+    from backtest.metrics import compute_stats
+    from backtest.report import to_json_dict
+    from backtest.runner import run_backtest
+    from engine.cli import load_frame
+    from strategies import get_strategy
+
+    _set(ctx, job_id, status="running")
+    try:
+        path = _data_path(ctx.settings.data_dir, request["data"])
+        settings = {"symbol": path.name.split(".")[0], **request["settings"]}
+        result = run_backtest(load_frame(path, request.get("bar")), get_strategy(request["strategy"]),
+                              request["params"], make_config(**settings))
+        payload = _finite(to_json_dict(result, compute_stats(result)))
+        _set(ctx, job_id, status="done", result=payload, finished_at=datetime.now(timezone.utc))
+    except (TickbridgeError, ApiError) as exc:
+        _set(ctx, job_id, status="failed", error=str(exc)[:2000], finished_at=datetime.now(timezone.utc))
+    except Exception as exc:  # a bug: record it on the job rather than lose it in the pool
+        _set(ctx, job_id, status="failed", error=f"internal error: {type(exc).__name__}: {exc}"[:2000],
+             finished_at=datetime.now(timezone.utc))
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: NaN and infinities (an undefined ratio) become null, other odd types text."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def _set(ctx: AppContext, job_id: str, **values: Any) -> None:
+    with ctx.sessions() as db:
+        row = db.get(BacktestJobRow, job_id)
+        if row is not None:
+            for key, value in values.items():
+                setattr(row, key, value)
+            db.commit()
+
+
+def _owned(db: Any, caller: Any, job_id: str) -> BacktestJobRow:
+    row = db.get(BacktestJobRow, job_id)
+    if row is None or not (caller.is_admin or row.owner_id == caller.user_id):
+        raise not_found(f"backtest job {job_id!r}")
+    return row
+
+
+@router.post("", response_model=JobOut, status_code=202, summary="submit a backtest job")
+def submit(body: BacktestIn, caller: Trader, ctx: Ctx, db: Db) -> BacktestJobRow:
+    _validate(body, ctx.settings.data_dir)
+    row = BacktestJobRow(id=uuid.uuid4().hex, owner_id=caller.user_id, status="queued",
+                         request=body.model_dump(mode="json"))
+    db.add(row)
+    audit.record(db, caller.username, "backtest.submit", f"backtest:{row.id}",
+                 {"strategy": body.strategy, "data": body.data})
+    db.commit()
+    ctx.executor.submit(run_job, ctx, row.id, row.request)
+    return row
+
+
+@router.get("", response_model=list[JobOut], summary="the caller's jobs, newest first")
+def list_jobs(caller: Trader, db: Db) -> list[BacktestJobRow]:
+    query = select(BacktestJobRow).order_by(BacktestJobRow.created_at.desc()).limit(100)
+    if not caller.is_admin:
+        query = query.where(BacktestJobRow.owner_id == caller.user_id)
+    return list(db.scalars(query))
+
+
+@router.get("/{job_id}", response_model=JobOut, summary="a job's status")
+def job(job_id: str, caller: Trader, db: Db) -> BacktestJobRow:
+    return _owned(db, caller, job_id)
+
+
+@router.get("/{job_id}/result", summary="the result JSON of a finished job (409 until then)")
+def result(job_id: str, caller: Trader, db: Db) -> dict[str, Any]:
+    row = _owned(db, caller, job_id)
+    if row.status != "done" or row.result is None:
+        raise ApiError(409, f"job {job_id} is {row.status}" + (f": {row.error}" if row.error else ""))
+    return row.result

@@ -1,0 +1,186 @@
+"""Signals to live clients: ONE poller per process reads new rows of the `signals` table
+(id > last seen, every poll interval) and fans them out to every connected WebSocket and SSE
+client whose scope includes the bot. No client ever queries the database after connecting.
+
+Each client has a bounded queue; a client that falls `MAX_QUEUE` signals behind is dropped (it
+reconnects with ?after_id= and gets the backlog from the store). A free-plan subscriber's signal
+waits in its queue until its time plus the plan's delay has passed (wall clock vs signal ts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, and_, false, func, or_, select
+
+from api.deps import NS, SignalScope
+from api.metrics import Metrics
+from engine.store.models import SignalRow
+
+log = logging.getLogger("tickbridge.api.stream")
+SIGNALS = SignalRow.__table__
+MAX_QUEUE = 10_000
+BATCH = 1000
+
+
+def signal_json(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "bot_id": row.bot_id, "symbol": row.symbol, "ts": row.ts, "direction": row.direction,
+            "target_weight": None if row.target_weight is None else str(row.target_weight),
+            "confidence": None if row.confidence is None else str(row.confidence),
+            "model_id": row.model_id, "model_version": row.model_version, "payload": row.payload}
+
+
+def visible_clause(scope: SignalScope, now_ns: int) -> Any:
+    """SQL condition: the signals `scope` may see at `now_ns` (delayed plans see older ones only)."""
+    if scope.everything:
+        return True
+    by_delay: dict[int, list[str]] = {}
+    for bot_id, delay in scope.delays.items():
+        by_delay.setdefault(delay, []).append(bot_id)
+    terms = [and_(SIGNALS.c.bot_id.in_(bots), SIGNALS.c.ts <= now_ns - delay) if delay else SIGNALS.c.bot_id.in_(bots)
+             for delay, bots in by_delay.items()]
+    return or_(*terms) if terms else false()
+
+
+@dataclass(eq=False)
+class Client:
+    scope: SignalScope
+    queue: asyncio.Queue[tuple[float, float, int, str] | None] = field(
+        default_factory=lambda: asyncio.Queue(MAX_QUEUE))
+    sent_upto: int = 0
+    dropped: bool = False
+    _pending: tuple[float, float, int, str] | None = None
+
+    def drop(self) -> None:
+        self.dropped = True
+        self.queue = asyncio.Queue(1)
+        self.queue.put_nowait(None)  # tells the sender to close: the client reconnects with after_id
+
+    def offer(self, signal_id: int, bot_id: str, ts: int, text: str, seen: float) -> None:
+        if signal_id <= self.sent_upto or self.dropped:
+            return
+        delay = 0 if self.scope.everything else self.scope.delays.get(bot_id)
+        if delay is None:
+            return
+        release = (ts + delay) / NS if delay else 0.0
+        try:
+            self.queue.put_nowait((release, seen, signal_id, text))
+            self.sent_upto = signal_id
+        except asyncio.QueueFull:
+            self.drop()
+
+    async def next(self) -> tuple[int, str, float] | None:
+        """The next frame to send (waiting out a plan's delay), or None when the client must close."""
+        if self._pending is None:  # kept across a cancelled wait (an SSE keepalive), never lost
+            item = await self.queue.get()
+            if item is None:
+                return None
+            self._pending = item
+        release, seen, signal_id, text = self._pending
+        wait = release - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._pending = None
+        return signal_id, text, seen
+
+
+class SignalHub:
+    def __init__(self, engine: Engine, interval_s: float, metrics: Metrics | None = None) -> None:
+        self.engine, self.interval_s, self.metrics = engine, interval_s, metrics
+        self.last_id = 0
+        self._everything: set[Client] = set()
+        self._by_bot: dict[str, set[Client]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def clients(self) -> int:
+        return len(self._everything) + len({c for s in self._by_bot.values() for c in s})
+
+    async def start(self) -> None:
+        self.last_id = await asyncio.to_thread(self._max_id)
+        self._task = asyncio.create_task(self._run(), name="signal-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for client in list(self._everything) + [c for s in self._by_bot.values() for c in s]:
+            client.queue.put_nowait(None) if not client.queue.full() else None
+
+    async def register(self, scope: SignalScope, after_id: int | None = None) -> Client:
+        """A new client; with after_id, the rows it missed (id > after_id) come first, from the store."""
+        client = Client(scope)
+        upto = self.last_id
+        client.sent_upto = after_id if after_id is not None else upto
+        if scope.everything:
+            self._everything.add(client)
+        for bot_id in scope.delays:
+            self._by_bot.setdefault(bot_id, set()).add(client)
+        if after_id is not None and after_id < upto:
+            rows = await asyncio.to_thread(self._backlog, scope, after_id, upto)
+            seen = time.perf_counter()
+            for row in rows:
+                client.offer(row.id, row.bot_id, row.ts, json.dumps(signal_json(row), default=str), seen)
+            client.sent_upto = max(client.sent_upto, upto)
+        return client
+
+    def unregister(self, client: Client) -> None:
+        self._everything.discard(client)
+        for bot_id in client.scope.delays:
+            clients = self._by_bot.get(bot_id)
+            if clients is not None:
+                clients.discard(client)
+                if not clients:
+                    del self._by_bot[bot_id]
+
+    def observe(self, seen: float) -> None:
+        if self.metrics is not None:
+            self.metrics.fanout.observe(time.perf_counter() - seen)
+
+    def _max_id(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.max(SIGNALS.c.id))).scalar() or 0)
+
+    def _fetch(self, after: int) -> list[Any]:
+        with self.engine.connect() as connection:
+            return list(connection.execute(select(SIGNALS).where(SIGNALS.c.id > after)
+                                           .order_by(SIGNALS.c.id).limit(BATCH)))
+
+    def _backlog(self, scope: SignalScope, after: int, upto: int) -> list[Any]:
+        bots = SIGNALS.c.bot_id.in_(list(scope.delays)) if not scope.everything else True
+        with self.engine.connect() as connection:
+            return list(connection.execute(select(SIGNALS).where(SIGNALS.c.id > after, SIGNALS.c.id <= upto, bots)
+                                           .order_by(SIGNALS.c.id).limit(MAX_QUEUE)))
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                rows = await asyncio.to_thread(self._fetch, self.last_id)
+            except Exception:  # the store went away for a moment: keep polling, /ready reports it
+                log.exception("signal poll failed")
+                rows = []
+            if rows:
+                await self.dispatch(rows)
+            if len(rows) < BATCH:
+                await asyncio.sleep(self.interval_s)
+
+    async def dispatch(self, rows: Iterable[Any]) -> None:
+        """Hand each new row to every client whose scope has its bot: one serialisation per row."""
+        seen = time.perf_counter()
+        for row in rows:
+            text = json.dumps(signal_json(row), default=lambda v: str(v) if isinstance(v, Decimal) else repr(v))
+            for client in self._everything:
+                client.offer(row.id, row.bot_id, row.ts, text, seen)
+            for client in self._by_bot.get(row.bot_id, ()):
+                client.offer(row.id, row.bot_id, row.ts, text, seen)
+            self.last_id = max(self.last_id, row.id)

@@ -1,0 +1,282 @@
+"""One live bot: a tick feed into a PaperSession (durable paper venue, OMS, SQL journal,
+checkpoints, restart + reconcile), a StrategyDriver (bars, next(), signals), optional risk.
+
+Threading: everything that touches the bot's OMS runs on the bot's own thread, inside `run()`.
+Other threads only post commands (`post`) and read `status()`, which is built from plain values
+the bot thread publishes after each tick. A command is taken between two ticks, so it never
+lands in the middle of one.
+
+Clock: the session's clock follows the feed (SimulatedClock, set to each tick's time). For a
+replay that *is* the market's clock, and it keeps a replayed session deterministic, which parity
+needs; with a broker's live feed the ticks carry wall-clock times and it becomes the live clock.
+Wall time (LiveClock) is only used for the session's started/stopped stamps and pacing.
+
+Restart: PaperSession.start() reloads orders and fills from the store and reconciles with the
+venue's log; the ticks up to the checkpoint then rebuild the bars with order entry muted
+(driver docstring), and trading resumes at the first tick after the checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import update
+
+from engine.instrument import Instrument, infer_price_increment
+from engine.money import FeeModel
+from engine.risk import AccountRisk, RiskEngine, load_risk_config
+from engine.runtime import actions
+from engine.runtime.config import BotConfig
+from engine.runtime.driver import StrategyDriver
+from engine.runtime.feed import ReplayFeed, TickTable
+from engine.runtime.recorder import SessionRecorder
+from engine.session import PaperSession, SessionConfig
+from engine.store.models import BotRow
+from models.signals import SqlSignals
+from strategies import get_strategy
+
+FRACTIONAL_STEP = Decimal("0.000001")
+RUNNING, STOPPED, HALTED = "RUNNING", "STOPPED", "HALTED"
+
+
+def build_instrument(config: BotConfig, table: TickTable, params: Any) -> Instrument:
+    """The grid a bot trades on: from its config, else inferred from the tick file's prices
+    (the same rule a CSV backtest uses), lots of 1 (or 1e-6 for units=fractional)."""
+    prices = np.concatenate([table.bid, table.ask, table.last])
+    price_increment = config.price_increment or infer_price_increment(prices[np.isfinite(prices)])
+    size_increment = config.size_increment or (Decimal(1) if params.units == "whole" else FRACTIONAL_STEP)
+    return Instrument(config.symbol, price_increment=price_increment, size_increment=size_increment)
+
+
+def instrument_meta(instrument: Instrument) -> dict[str, str]:
+    return {"symbol": instrument.symbol, "price_increment": str(instrument.price_increment),
+            "size_increment": str(instrument.size_increment), "min_qty": str(instrument.min_qty),
+            "currency_increment": str(instrument.currency_increment)}
+
+
+def venue_log_path(state_dir: Path, database_url: str, bot_id: str) -> Path:
+    """The paper venue's input log belongs with the store it trades into: keyed by the URL."""
+    key = hashlib.sha256(database_url.encode()).hexdigest()[:12]
+    return Path(state_dir) / "paper" / key / f"{bot_id}.log"
+
+
+def paper_venue_name(bot_id: str) -> str:
+    """The store's venue name for a bot's own paper venue (the fills.venue column holds 32)."""
+    name = f"PAPER:{bot_id}"
+    return name if len(name) <= 32 else "PAPER:" + hashlib.sha256(bot_id.encode()).hexdigest()[:26]
+
+
+def make_gate(config: BotConfig, clock: Any, instrument: Instrument, last_price: Any) -> RiskEngine | None:
+    """The risk engine when the bot names a risk file. Each bot gets its own AccountRisk: the
+    account-wide limits across bots on separate threads need shared state we do not have yet."""
+    if config.risk is None:
+        return None
+    risk = load_risk_config(config.risk)
+    return RiskEngine(config.id, risk.for_bot(config.id), AccountRisk(risk.account), clock,
+                      {instrument.symbol: instrument}, last_price=last_price)
+
+
+@dataclass
+class Snapshot:
+    """What status() reports; replaced as a whole by the bot thread (readers never see half)."""
+
+    state: str = STOPPED
+    bars: int = 0
+    ticks: int = 0
+    orders: int = 0
+    equity: Decimal | None = None
+    position: Decimal = Decimal(0)
+    last_tick_ts: int | None = None
+
+
+class BotRunner:
+    def __init__(self, config: BotConfig, table: TickTable, speed: float, database_url: str, state_dir: Path,
+                 recorder: SessionRecorder | None = None) -> None:
+        self.config = config
+        self.params = config.strategy_params()
+        self.instrument = build_instrument(config, table, self.params)
+        self.feed = ReplayFeed(table, config.symbol, speed)
+        self.database_url = database_url
+        self.recorder = recorder
+        self.commands: deque[tuple[str, str, threading.Event]] = deque()
+        self.snapshot = Snapshot()
+        self.summary: dict[str, Any] = {}
+        self.error: BaseException | None = None
+        self.halted = False
+        self._stop = False
+        self._live_ticks = 0
+        self._mid_raw = 0
+        strategy = get_strategy(config.strategy)(self.params)
+        self.session = PaperSession(
+            SessionConfig(config.id, database_url, str(venue_log_path(state_dir, database_url, config.id)),
+                          cash=config.cash, fees=FeeModel(config.commission)),
+            self.instrument, strategy)
+        # fills are unique per (venue, execution id) in the store, and every paper venue numbers
+        # its executions from 1: each bot's venue needs its own name or one bot's fills are
+        # dropped as duplicates of another's
+        self.session.journal.venue = paper_venue_name(config.id)
+        s = self.instrument.scales
+        try:  # a bad risk file or a model that will not load: release the venue log and the store
+            self.gate = make_gate(config, self.session.clock, self.instrument,
+                                  lambda symbol: s.price(self._mid_raw) if self._mid_raw else None)
+            if self.gate is not None:
+                self.gate.bind(self.session.oms)
+                self.session.oms.risk = self.gate
+            self.signals = SqlSignals(self.session.journal.engine)
+            self.driver = StrategyDriver(strategy, self.session.oms, config.symbol, config.bar, self.signals,
+                                         self.gate)
+        except BaseException:
+            self._close()
+            raise
+        strategy.on_tick = self.driver.on_tick  # type: ignore[method-assign]  # PaperSession calls it per tick
+
+    # -- commands (any thread) ------------------------------------------------------------------------
+    def post(self, command: str, reason: str = "") -> threading.Event:
+        done = threading.Event()
+        self.commands.append((command, reason, done))
+        self.feed.wake.set()
+        return done
+
+    # -- the bot thread -------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Start (reconcile), trade until the feed ends or a stop, then stop cleanly."""
+        session = self.session
+        try:
+            report = session.start()
+            self.driver.restore_direction(self.signals.load(self.config.id))
+            self.feed.live_from = session.checkpoint + 1
+            self._set_status(RUNNING)
+            if self.recorder is not None:
+                self.recorder.bot(self.config.id, {
+                    "config": self.config.model_dump(mode="json"), "instrument": instrument_meta(self.instrument),
+                    "source": self.feed.table.source, "first_live_seq": session.checkpoint + 1})
+            self._event(actions.START)
+            self.summary["reconciliation"] = {"fills_replayed": report.fills_replayed,
+                                              "orders_resolved": report.orders_resolved,
+                                              "lost_before_submit": len(report.orders_lost_before_submit),
+                                              "adopted": len(report.orders_adopted)}
+            self._publish(RUNNING)  # start() returns once it sees this
+            session.run(self._inputs())
+            self._finish()
+        except BaseException as exc:
+            self.error = exc
+            self._publish(STOPPED)
+            self._drain_commands()
+            raise
+        finally:
+            self._close()
+        return self.summary
+
+    def _inputs(self):  # type: ignore[no-untyped-def]
+        """The ticks PaperSession processes. Warm-up ticks are consumed here; commands are taken
+        here, between ticks, on the bot's thread."""
+        session, driver, recorder = self.session, self.driver, self.recorder
+        checkpoint = session.checkpoint
+        driver.muted = True
+        s = self.instrument.scales
+        for seq, tick in self.feed:
+            if seq > checkpoint:
+                if driver.muted:
+                    driver.muted = False
+                self._publish(HALTED if self.halted else RUNNING)
+                if self.commands:
+                    self._take_commands()
+                    if self._stop:
+                        return
+            if recorder is not None:  # only what is processed: a replay must stop where the bot did
+                recorder.add(seq, tick)
+            bid, ask = tick.bid, tick.ask
+            mid = (bid + ask) / 2 if bid == bid and ask == ask else tick.last
+            if mid == mid:  # the risk engine's last price: the mid before the tick is matched
+                self._mid_raw = PaperSession._raw(mid, s.price_dp, s.price_step)
+            if seq <= checkpoint:
+                session.clock.ts = max(session.clock.ts, tick.ts)
+                if session.guard.admit(tick):
+                    driver.on_tick(tick)
+                continue
+            self._live_ticks += 1
+            yield seq, tick
+        self._publish(HALTED if self.halted else RUNNING)
+        if self.commands:
+            self._take_commands()
+
+    def _take_commands(self) -> None:
+        self.feed.wake.clear()
+        while self.commands:
+            command, reason, done = self.commands.popleft()
+            try:
+                if command == "stop":
+                    self._stop = True
+                elif command == "kill" and not self.halted:
+                    actions.kill(self.session.oms, self.driver, self.gate, reason)
+                    self.halted = True
+                    self._event(actions.KILL, reason)
+                    self._set_status(HALTED)
+                    self._publish(HALTED)
+            finally:
+                done.set()
+
+    def _event(self, action: str, reason: str = "") -> None:
+        if self.recorder is not None:
+            self.recorder.event(self.config.id, self.session.checkpoint, action, reason)
+
+    def _finish(self) -> None:
+        """A clean stop: open orders cancelled or kept per on_stop (a halted bot's remaining
+        orders are its flattening ones: kept), everything flushed, a summary."""
+        oms = self.session.oms
+        cancelled = 0
+        if self.config.on_stop == "cancel" and not self.halted and oms.open_orders:
+            cancelled = actions.cancel_open_orders(oms)
+            self._event(actions.CANCEL)
+        self.session.journal.record_position(oms.portfolio, self.instrument.symbol, self.session.clock.now_ns())
+        self.session.journal.flush()
+        state = HALTED if self.halted else STOPPED
+        self._set_status(state)
+        self._publish(state)
+        if self.recorder is not None:
+            self.recorder.bot(self.config.id, {"last_seq": self.session.checkpoint})
+        self.summary.update(self.status())
+        self.summary.update({"cancelled_on_stop": cancelled, "open_orders": len(oms.open_orders),
+                             "fills": len(oms.fills), "signals": self.driver.signals_published,
+                             "checkpoint": self.session.checkpoint})
+        self._drain_commands()
+
+    def _drain_commands(self) -> None:
+        while self.commands:
+            self.commands.popleft()[2].set()
+
+    def _close(self) -> None:
+        try:
+            self.session.venue.close()
+        except OSError:
+            pass
+        self.session.journal.engine.dispose()
+
+    def _set_status(self, state: str) -> None:
+        with self.session.journal.engine.begin() as connection:
+            connection.execute(update(BotRow.__table__).where(BotRow.id == self.config.id)
+                               .values(status=state, strategy=self.config.strategy))
+
+    def _publish(self, state: str) -> None:
+        oms = self.session.oms
+        position = oms.portfolio.positions[self.instrument.symbol]
+        s = self.instrument.scales
+        equity = None
+        if self._mid_raw:
+            equity = s.cash(oms.portfolio.cash_raw + position.qty * self._mid_raw * s.notional_k)
+        self.snapshot = Snapshot(state, self.driver.bars, self._live_ticks, len(oms.orders), equity,
+                                 position.quantity, self.session.clock.ts or None)
+
+    # -- any thread -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        snap = self.snapshot
+        return {"bot_id": self.config.id, "state": snap.state, "bars": snap.bars, "ticks": snap.ticks,
+                "orders": snap.orders, "equity": snap.equity, "position": snap.position,
+                "last_tick_ts": snap.last_tick_ts}

@@ -1,0 +1,176 @@
+"""Bot and runtime configuration, validated once at the edge.
+
+The CLI (`tickbridge run FILE`) and the control API (bot config CRUD) both validate with these
+models, so a config the API accepts is one the runtime can run. A bad value is refused as
+engine.errors.ConfigError naming its dotted field ("bots.1.params.fast", "feed.speed"), the way
+strategies/base.py parse_params does, so a person (or an API client) can fix it in one go.
+Credentials never live here: `account` only names a broker account whose secrets are in the API's
+encrypted account store or the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.errors import ConfigError
+
+BOT_ID = re.compile(r"[a-z0-9_-]{1,64}")
+DEFAULT_DATABASE_URL = "sqlite:///var/tickbridge.db"
+
+
+class _FieldError(ValueError):
+    """A validator's refusal that knows its own (relative) field name, e.g. "params.fast"."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+class BotConfig(BaseModel):
+    """One bot: a strategy with its parameters on one symbol at one venue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="[a-z0-9_-]{1,64}; prefixes the bot's client order ids")
+    strategy: str = Field(description="a name in strategies.STRATEGIES")
+    params: dict[str, Any] = Field(default_factory=dict, description="validated by the strategy's Params")
+    symbol: str = Field(min_length=1)
+    venue: Literal["paper", "ccxt", "alpaca", "mt5"] = "paper"
+    account: str = Field("default", min_length=1, description="broker account name, never credentials")
+    bar: str = Field("1min", description="bars built from ticks, a pandas offset alias")
+    cash: Decimal = Field(Decimal("10000"), gt=0)
+    price_increment: Decimal | None = Field(None, gt=0)
+    size_increment: Decimal | None = Field(None, gt=0)
+    commission: Decimal = Field(Decimal("0"), ge=0, lt=1, description="fraction of notional per fill")
+    risk: str | None = Field(None, description="path of a risk YAML (config/risk/...)")
+    on_stop: Literal["cancel", "keep"] = "cancel"
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not BOT_ID.fullmatch(value):
+            raise ValueError("must match [a-z0-9_-]{1,64}")
+        return value
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        from strategies import STRATEGIES  # strategies import engine; resolve at validation time
+
+        if value not in STRATEGIES:
+            raise ValueError(f"unknown strategy {value!r}; known: {', '.join(sorted(STRATEGIES))}")
+        return value
+
+    @field_validator("bar")
+    @classmethod
+    def _bar_alias(cls, value: str) -> str:
+        import pandas as pd
+
+        try:
+            offset = pd.tseries.frequencies.to_offset(value)
+            pd.Timedelta(offset)  # fixed-length bars only: months or business days have no close time
+        except (ValueError, TypeError):
+            raise ValueError(f"not a fixed pandas offset alias: {value!r} (e.g. 1min, 5min, 1h)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _strategy_params(self) -> "BotConfig":
+        # its field is "params.<name>", which pydantic's loc cannot say: _validate prefixes it
+        try:
+            self.strategy_params()
+        except ConfigError as exc:
+            raise _FieldError(exc.field, exc.message) from None
+        return self
+
+    def strategy_params(self) -> Any:
+        """The strategy's validated Params (ConfigError "params.<name>" when one is refused)."""
+        from strategies import STRATEGIES
+        from strategies.base import parse_params
+
+        try:
+            return parse_params(STRATEGIES[self.strategy].Params, self.params)
+        except ConfigError as exc:
+            raise ConfigError("params" + exc.field.removeprefix("param"), exc.message) from None
+
+
+class FeedConfig(BaseModel):
+    """Where the market data comes from. Only a replay of a tick file until the adapters issue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["replay"] = "replay"
+    path: str = Field(min_length=1, description="a tick file (data/ticks/...)")
+    speed: float = Field(0.0, ge=0, description="x real time; 0 = as fast as possible")
+
+
+class RuntimeConfig(BaseModel):
+    """What `tickbridge run` runs: bots on one feed, and the store they write to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bots: list[BotConfig] = Field(min_length=1)
+    feed: FeedConfig
+    database_url: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "RuntimeConfig":
+        seen: set[str] = set()
+        for n, bot in enumerate(self.bots):
+            if bot.id in seen:
+                raise _FieldError(f"bots.{n}.id", f"duplicate bot id {bot.id!r}")
+            seen.add(bot.id)
+        return self
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or os.environ.get("TICKBRIDGE_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def _validate(model: type[BaseModel], raw: Any) -> Any:
+    """Validate, turning pydantic's first error into ConfigError naming the dotted field."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config", f"expected a mapping, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, _FieldError):  # raised by a validator with its own field name
+            prefix = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(f"{prefix}.{cause.field}" if prefix else cause.field, cause.message) from None
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        raise ConfigError(loc, message) from None
+
+
+def parse_bot_config(raw: dict[str, Any]) -> BotConfig:
+    """BotConfig from a mapping (an API body, one entry of a YAML), or ConfigError naming the field."""
+    return _validate(BotConfig, raw)
+
+
+def parse_feed_config(raw: dict[str, Any]) -> FeedConfig:
+    return _validate(FeedConfig, raw)
+
+
+def parse_runtime_config(raw: dict[str, Any]) -> RuntimeConfig:
+    return _validate(RuntimeConfig, raw)
+
+
+def load_runtime_config(path: str | Path) -> RuntimeConfig:
+    """Read a runtime YAML (config/bots/...); a missing file or bad YAML is a ConfigError too."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("config", f"{path} is not valid YAML: {exc}") from None
+    return parse_runtime_config(raw)

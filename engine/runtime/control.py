@@ -1,0 +1,61 @@
+"""The control seam between the runtime and whoever drives it (the CLI, the control API).
+
+The API depends on this protocol only, never on the runtime's classes, so a worker process (or a
+fake in the API's tests) can stand behind it. Calls may come from any thread; an implementation
+must hand them to the thread that owns the bot's OMS (the OMS is not thread-safe).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from engine.errors import TickbridgeError
+from engine.runtime.config import BotConfig
+
+BotState = Literal["RUNNING", "STOPPED", "HALTED"]
+
+
+@runtime_checkable
+class BotControl(Protocol):
+    def start(self, config: BotConfig) -> None:
+        """Start one bot, or resume it from the store after a stop or a restart."""
+        ...
+
+    def stop(self, bot_id: str) -> None:
+        """Clean stop: open orders cancelled or kept per the bot's on_stop."""
+        ...
+
+    def kill(self, bot_id: str, reason: str) -> None:
+        """Kill switch: cancel all, flatten, halt (engine.risk.KillSwitch semantics)."""
+        ...
+
+    def status(self, bot_id: str) -> dict[str, Any]:
+        """{"bot_id", "state": "RUNNING"|"STOPPED"|"HALTED", "bars", "ticks", "orders", "equity",
+        "position", "last_tick_ts"}."""
+        ...
+
+    def running(self) -> list[str]:
+        """Ids of the bots currently RUNNING."""
+        ...
+
+
+class UnknownBot(TickbridgeError):
+    """A bot id this runtime has never started."""
+
+    def __init__(self, bot_id: str) -> None:
+        self.bot_id = bot_id
+        super().__init__(f"unknown bot {bot_id!r}")
+
+
+class BotNotRunning(TickbridgeError):
+    """A command that needs the bot running (kill) sent to one that is not."""
+
+    def __init__(self, bot_id: str, state: str) -> None:
+        self.bot_id = bot_id
+        super().__init__(f"bot {bot_id!r} is not running (state {state})")
+
+
+class BotAlreadyRunning(TickbridgeError):
+    def __init__(self, bot_id: str) -> None:
+        self.bot_id = bot_id
+        super().__init__(f"bot {bot_id!r} is already running")

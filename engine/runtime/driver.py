@@ -1,0 +1,168 @@
+"""Drives one strategy from ticks: bars at each close, `next()` with the history as lists, signals.
+
+The same driver runs live (engine.runtime.bot) and in the parity replay (engine.runtime.parity),
+so the two differ only where they must: live indicators are recomputed over the bars so far
+(LiveIndicators), the replay computes them once over all bars, as a backtest does.
+
+Signals. ml_signal publishes its own (its `signal_sink` is pointed at the store). For the rule
+strategies, a Signal is published when the direction they `go()` to changes: confidence 1,
+model 0 version 0, target weight the entry's equity fraction. That is observed here, by wrapping
+`go()`, rather than written into every strategy.
+
+Muting. After a restart the bars the bot already traded on are rebuilt from the ticks before its
+checkpoint, and `next()` runs on each of them with order entry muted (go, order, close and
+cancel do nothing) and signals discarded: the strategy's own state (an incremental model's
+features, which direction ml_signal last emitted) comes back as it was, and nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from engine.market import Bar, Tick
+from engine.money import div_round_half_even
+from engine.oms import OrderManager
+from engine.risk import RiskEngine
+from engine.runtime.bars import BarBuilder, BarHistory
+from engine.runtime.indicators import LiveIndicators, is_incremental
+from models.signals import MemorySignals, Signal, SignalSink
+from strategies.base import Strategy
+
+ONE = Decimal(1)
+ZERO = Decimal(0)
+
+
+def raw_price(price: float, dp: int, step: int) -> int:
+    """A float price onto the raw grid, as PaperSession puts tick prices there (0 for NaN)."""
+    if price != price:
+        return 0
+    return div_round_half_even(round(price * 10**dp), step) * step
+
+
+class StrategyDriver:
+    """Bars, `next()`, signals and muting for one strategy connected to one OMS."""
+
+    def __init__(self, strategy: Strategy, oms: OrderManager, symbol: str, bar: str, sink: SignalSink,
+                 gate: RiskEngine | None = None, batch: Any = None) -> None:
+        """`batch`: a strategy already initialised over all bars (the parity replay); None live."""
+        self.strategy = strategy
+        self.oms = oms
+        self.symbol = symbol
+        self.sink = sink
+        self.gate = gate
+        self.builder = BarBuilder(symbol, bar)
+        self.history = BarHistory()
+        self.publishes_own = hasattr(strategy, "signal_sink")
+        self.incremental = is_incremental(strategy)
+        self.batch = batch is not None
+        self.indicators = None if (self.batch or self.incremental) else LiveIndicators(strategy)
+        self.muted = False
+        self.trading = True          # False once halted: bars are still built, next() is not called
+        self.last_direction: int | None = None
+        self.bars = 0
+        self.signals_published = 0
+        self.last_bar: Bar | None = None
+        self._discard = MemorySignals()
+        self._tick_hook = strategy.on_tick if type(strategy).on_tick is not Strategy.on_tick else None
+        self._wrap(strategy)
+        if self.publishes_own:
+            strategy.signal_sink = _Counting(self, sink)  # type: ignore[attr-defined]
+        if self.incremental and not self.batch:
+            strategy.attach(None, symbol)  # type: ignore[arg-type]
+            strategy.init()
+            strategy.data = self.history  # next() reads the growing lists
+
+    # -- wiring -----------------------------------------------------------------------------------
+    def _wrap(self, strategy: Strategy) -> None:
+        cls = type(strategy)
+
+        def muted(method: Callable[..., Any]) -> Callable[..., Any]:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                if self.muted:
+                    return None
+                return method(strategy, *args, **kwargs)
+            return call
+
+        def go(direction: int, fraction: Decimal | None = None) -> None:
+            if self.muted:
+                return
+            if not self.publishes_own and direction != self.last_direction:
+                self._publish_direction(direction, fraction)
+            cls.go(strategy, direction, fraction)
+
+        strategy.go = go  # type: ignore[method-assign]
+        for name in ("order", "close", "cancel"):
+            setattr(strategy, name, muted(getattr(cls, name)))
+
+    def _publish_direction(self, direction: int, fraction: Decimal | None) -> None:
+        self.last_direction = direction
+        p = self.strategy.p
+        weight = ZERO if direction == 0 else (fraction if fraction is not None else p.size)
+        i = self.strategy.i
+        data = self.strategy.data
+        self._emit(Signal(self.oms.bot_id, self.symbol, int(data.time[i]), direction, ONE, weight,
+                          1.0 if direction > 0 else 0.0, 1.0 if direction < 0 else 0.0, float(data.close[i]), 0, 0))
+
+    def _emit(self, signal: Signal) -> None:
+        if self.muted:
+            self._discard.publish(signal)
+            return
+        self.sink.publish(signal)
+        self.signals_published += 1
+
+    def restore_direction(self, signals: list[Signal]) -> None:
+        """The direction last published before a restart, so the first one after it is not repeated."""
+        if signals:
+            self.last_direction = signals[-1].direction
+
+    # -- per tick -----------------------------------------------------------------------------------
+    def on_tick(self, tick: Tick) -> None:
+        """After the venue matched the tick: close a bar if this tick starts a new one (next()),
+        then the strategy's own on_tick, if it has one; neither once the bot is halted."""
+        bar = self.builder.on_tick(tick)
+        if bar is not None:
+            self.history.append(bar)
+            self.last_bar = bar
+            self.bars += 1
+            if self.trading:
+                self._next()
+        if self._tick_hook is not None and self.trading:
+            self._tick_hook(tick)
+
+    def _next(self) -> None:
+        strategy = self.strategy
+        i = len(self.history) - 1
+        if self.indicators is not None:
+            if self.indicators.ready:
+                self.indicators.refresh(self.history.frame)
+            else:
+                self.indicators.start(self.history.frame)
+            strategy.data = self.history
+        strategy.i = i
+        gate = self.gate
+        if gate is not None and not self.muted:  # the loss monitors see equity at every close, as in
+            # a backtest (not while muted: the books then hold today's position, not that bar's)
+            s = self.oms.instruments[self.symbol].scales
+            close_raw = raw_price(self.history.close[i], s.price_dp, s.price_step)
+            equity = s.cash(self.oms.portfolio.cash_raw
+                            + self.oms.portfolio.positions[self.symbol].qty * close_raw * s.notional_k)
+            ts = self.oms.clock.now_ns()
+            gate.account.on_equity(equity, ts)
+            gate.on_equity(equity, ts)
+        strategy.next()
+
+
+class _Counting:
+    """ml_signal's sink: discarded while muted, counted otherwise."""
+
+    def __init__(self, driver: StrategyDriver, sink: SignalSink) -> None:
+        self.driver = driver
+        self.sink = sink
+        self.signals: list[Signal] = []
+
+    def publish(self, signal: Signal) -> None:
+        self.driver._emit(signal)
+        if not self.driver.muted:
+            self.signals.append(signal)
