@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench clean
+.PHONY: demo backtest-demo test bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "tickbridge needs Python >= 3.12 (set PYTHON=/path/to/python3.12)"; exit 1; }
@@ -24,6 +24,9 @@ $(TEST_STAMP): $(STAMP)
 	touch $(TEST_STAMP)
 
 demo: $(STAMP)
+	$(BIN)/tickbridge demo
+
+backtest-demo: $(STAMP)
 	mkdir -p out
 	$(BIN)/tickbridge backtest --strategy sma_cross --data data/stocks/SPY_daily.csv \
 		--param fast=10 --param slow=30 --commission 0.001 \
