@@ -33,6 +33,7 @@ from engine.instrument import Instrument, infer_price_increment
 from engine.money import FeeModel
 from engine.risk import AccountRisk, RiskEngine, load_risk_config
 from engine.runtime import actions
+from engine.errors import ConfigError
 from engine.runtime.config import BotConfig
 from engine.runtime.driver import StrategyDriver
 from engine.runtime.feed import ReplayFeed, TickTable
@@ -99,6 +100,11 @@ class Snapshot:
 class BotRunner:
     def __init__(self, config: BotConfig, table: TickTable, speed: float, database_url: str, state_dir: Path,
                  recorder: SessionRecorder | None = None) -> None:
+        if config.venue != "paper":
+            # The adapters exist (brokers/, conformance-tested) but this runtime drives the paper
+            # venue only: refuse rather than quietly paper-trade a bot its owner thinks is live.
+            raise ConfigError("venue", f"bot {config.id!r}: venue {config.venue!r} is not wired into the runtime "
+                                       "yet; `tickbridge run` and the API run paper bots only")
         self.config = config
         self.params = config.strategy_params()
         self.instrument = build_instrument(config, table, self.params)
