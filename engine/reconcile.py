@@ -78,11 +78,7 @@ def reconcile(oms: OrderManager, venue: ReconcilableVenue, symbol: str, ts: int)
     for order in list(oms.open_orders):
         record = venue.order_status(order.client_order_id)
         if record is None:
-            if order.state is OrderState.PENDING_SUBMIT:
-                oms.on_canceled(order, ts, LOST_BEFORE_SUBMIT)
-                report.orders_lost_before_submit.append(order.client_order_id)
-            else:
-                problems.append(f"order {order.client_order_id} is {order.state} here but unknown to the venue")
+            _missing_at_venue(oms, order, ts, report, problems)
             continue
         _bring_to_submitted(oms, order, ts)
         if record.state is OrderState.ACCEPTED and order.state is OrderState.SUBMITTED:
@@ -104,6 +100,17 @@ def reconcile(oms: OrderManager, venue: ReconcilableVenue, symbol: str, ts: int)
     if problems:
         raise ReconciliationError("cannot reconcile with the venue: " + "; ".join(problems))
     return report
+
+
+def _missing_at_venue(oms: OrderManager, order: Order, ts: int, report: ReconciliationReport,
+                      problems: list[str]) -> None:
+    """An open order the venue does not know: never sent (PENDING_SUBMIT) means it provably never
+    traded and is canceled as lost; once sent, the books cannot be trusted."""
+    if order.state is OrderState.PENDING_SUBMIT:
+        oms.on_canceled(order, ts, LOST_BEFORE_SUBMIT)
+        report.orders_lost_before_submit.append(order.client_order_id)
+    else:
+        problems.append(f"order {order.client_order_id} is {order.state} here but unknown to the venue")
 
 
 def _bring_to_submitted(oms: OrderManager, order: Order, ts: int) -> None:
@@ -143,11 +150,7 @@ def reconcile_with_adapter(oms: OrderManager, adapter: "BrokerAdapter", ts: int)
     for order in list(oms.open_orders):
         record = adapter.order_status(order.client_order_id)
         if record is None:
-            if order.state is OrderState.PENDING_SUBMIT:
-                oms.on_canceled(order, ts, LOST_BEFORE_SUBMIT)
-                report.orders_lost_before_submit.append(order.client_order_id)
-            else:
-                problems.append(f"order {order.client_order_id} is {order.state} here but unknown to the venue")
+            _missing_at_venue(oms, order, ts, report, problems)
             continue
         _take_venue_state(oms, order, record, ts)
         if record.filled_qty != order.filled_qty:
