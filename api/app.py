@@ -7,9 +7,10 @@ BotControl is injected, so the same app drives the in-process runtime, a worker,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
@@ -28,6 +29,24 @@ from engine.store.db import make_engine, upgrade
 PREFIX = "/api/v1"
 
 
+def owner_credentials(engine: Any, vault: Vault) -> Callable[[Any], list[Any]]:
+    """For a bot config: its owner's encrypted accounts first, then the environment."""
+    from sqlalchemy import select
+
+    from api.credentials import AccountStoreCredentials
+    from brokers.factory import EnvCredentials
+    from engine.store.models import BotConfigRow
+
+    def sources(config: Any) -> list[Any]:
+        with engine.connect() as connection:
+            owner = connection.execute(select(BotConfigRow.owner_id).where(BotConfigRow.bot_id == config.id)
+                                       .order_by(BotConfigRow.version.desc()).limit(1)).scalar()
+        found: list[Any] = [AccountStoreCredentials(engine, vault, owner)] if owner is not None else []
+        return found + [EnvCredentials()]
+
+    return sources
+
+
 def create_app(settings: Settings | None = None, bot_control: BotControl | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     if bot_control is None:
@@ -41,6 +60,8 @@ def create_app(settings: Settings | None = None, bot_control: BotControl | None 
                      bot_control=bot_control, vault=Vault(settings.accounts_key),
                      auth_limiter=RateLimiter(settings.auth_rate_per_minute), metrics=metrics,
                      executor=ThreadPoolExecutor(settings.backtest_workers, thread_name_prefix="backtest"))
+    if hasattr(bot_control, "credential_sources"):  # live-venue bots log in with their owner's accounts
+        bot_control.credential_sources = owner_credentials(engine, ctx.vault)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

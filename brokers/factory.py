@@ -130,3 +130,24 @@ def _mt5_module(account: str, found: dict[str, str], bridge: Callable[[str, int]
         raise ConfigError("account", f"account {account!r}: the MetaTrader5 module runs on Windows only; "
                                      "on Linux set BRIDGE_HOST/BRIDGE_PORT of an mt5linux bridge") from None
     return MetaTrader5
+
+
+def open_venue(venue: str, account: str, symbols: Sequence[str], sources: Sequence[CredentialSource],
+               mt5_api: Any = None) -> tuple[Any, Any, list[Callable[[], Any]]]:
+    """The adapter, its market data feed, and what the bot's thread must poll (venues without a
+    push stream): MT5's terminal is polled for both; ccxt's adapter polls on its own thread and
+    its feed watches (ccxt.pro) or polls by itself; Alpaca streams."""
+    adapter = make_adapter(venue, account, symbols, sources, mt5_api=mt5_api)
+    if venue == "mt5":
+        from brokers.mt5.feed import MT5Feed
+
+        feed = MT5Feed(adapter.api, lock=adapter.lock)
+        return adapter, feed, [adapter.poll, feed.poll]
+    found = resolve_credentials(account, venue, sources)
+    if venue == "ccxt":
+        from brokers.ccxt.feed import CcxtFeed
+
+        return adapter, CcxtFeed(found["exchange"], rest=adapter.exchange), []
+    from brokers.alpaca.feed import AlpacaFeed
+
+    return adapter, AlpacaFeed(found["api_key"], found["secret_key"]), []

@@ -10,6 +10,8 @@ thread; tests call `poll()`. Times from the terminal are in the broker's server 
 
 from __future__ import annotations
 
+import math
+
 import threading
 import time
 from datetime import datetime, timezone
@@ -86,8 +88,11 @@ class MT5Feed:
             else:
                 self._cursor[symbol] = (msc, 1)
             get = (lambda k: row[k]) if isinstance(row, np.void) else (lambda k: field(row, k))
+            # MT5 reports last = 0 on quotes without a trade (every FX tick): that is "no last
+            # price", not a price of zero, which the tick guard would rightly drop as malformed
+            last = float(get("last")) or math.nan
             out.append(Tick(symbol, (msc - self.offset_s * 1000) * 1_000_000, float(get("bid")), float(get("ask")),
-                            float(get("last")), float(get("volume_real"))))
+                            last, float(get("volume_real"))))
         return out
 
     def history(self, symbol: str, timeframe: str, start: int, end: int) -> pd.DataFrame:

@@ -100,11 +100,8 @@ class Snapshot:
 class BotRunner:
     def __init__(self, config: BotConfig, table: TickTable, speed: float, database_url: str, state_dir: Path,
                  recorder: SessionRecorder | None = None) -> None:
-        if config.venue != "paper":
-            # The adapters exist (brokers/, conformance-tested) but this runtime drives the paper
-            # venue only: refuse rather than quietly paper-trade a bot its owner thinks is live.
-            raise ConfigError("venue", f"bot {config.id!r}: venue {config.venue!r} is not wired into the runtime "
-                                       "yet; `tickbridge run` and the API run paper bots only")
+        if config.venue != "paper":  # live venues run in engine.runtime.live; never paper-trade one here
+            raise ConfigError("venue", f"bot {config.id!r}: venue {config.venue!r} is not a paper venue")
         self.config = config
         self.params = config.strategy_params()
         self.instrument = build_instrument(config, table, self.params)

@@ -12,9 +12,13 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+VenueOpener = Callable[["BotConfig"], tuple[Any, Any, list[Callable[[], Any]]]]
+
+from brokers.factory import EnvCredentials, open_venue
 from engine.runtime.bot import HALTED, RUNNING, STOPPED, BotRunner
+from engine.runtime.live import LiveBotRunner
 from engine.runtime.config import BotConfig, FeedConfig
 from engine.runtime.control import BotAlreadyRunning, BotNotRunning, UnknownBot
 from engine.runtime.feed import TickTable, resolve_tick_file
@@ -28,8 +32,13 @@ class BotManager:
     """In-process BotControl. `close()` stops every bot and writes the session recording."""
 
     def __init__(self, feed: FeedConfig, database_url: str | None = None, state_dir: str | Path = "var",
-                 record: bool = True) -> None:
+                 record: bool = True, venues: VenueOpener | None = None) -> None:
+        """`venues` opens a live venue for a bot (adapter, feed, pollers); by default from
+        brokers.factory with credentials from `credential_sources(config)` (the environment,
+        unless the API installs its account store)."""
         self.feed = feed
+        self.venues = venues or self._open_venue
+        self.credential_sources: Callable[[BotConfig], list[Any]] = lambda config: [EnvCredentials()]
         self.database_url = resolve_url(database_url)
         self.state_dir = Path(state_dir)
         self.recorder = SessionRecorder(self.state_dir / "sessions", meta={
@@ -80,8 +89,11 @@ class BotManager:
             thread = self._threads.get(config.id)
             if thread is not None and thread.is_alive():
                 raise BotAlreadyRunning(config.id)
-            runner = BotRunner(config, self._table(config.symbol), self.feed.speed, self.database_url,
-                               self.state_dir, self.recorder)
+            if config.venue == "paper":
+                runner: Any = BotRunner(config, self._table(config.symbol), self.feed.speed, self.database_url,
+                                        self.state_dir, self.recorder)
+            else:
+                runner = LiveBotRunner(config, self.database_url, *self.venues(config))
             self._bots[config.id] = runner
             thread = threading.Thread(target=self._run, args=(runner,), name=f"bot-{config.id}", daemon=True)
             self._threads[config.id] = thread
@@ -90,6 +102,9 @@ class BotManager:
             thread.join(0.01)  # until it reports RUNNING (or stops at once: empty feed, error)
         if runner.error is not None:
             raise runner.error
+
+    def _open_venue(self, config: BotConfig) -> tuple[Any, Any, list[Callable[[], Any]]]:
+        return open_venue(config.venue, config.account, [config.symbol], self.credential_sources(config))
 
     @staticmethod
     def _run(runner: BotRunner) -> None:

@@ -53,3 +53,38 @@ def test_start_status_kill_and_stop_drive_the_real_runtime(live_api):
     assert state in ("HALTED", "STOPPED")
     assert api.client.post("/api/v1/bots/eurusd-live/stop", headers=ann).status_code in (200, 409)
     assert "eurusd-live" not in api.client.app.state.ctx.bot_control.running()
+
+
+def test_a_live_venue_bot_starts_through_the_api_with_its_owners_stored_account(tmp_path, migrated_db):
+    """The trader stores MT5 credentials through the API, names the account in a bot config, and
+    starts it: the runtime logs in to the terminal with exactly those credentials."""
+    import shutil
+
+    from brokers.factory import open_venue
+    from engine.runtime.config import FeedConfig
+    from engine.runtime.manager import BotManager
+    from tests.fakes.mt5_fake import FakeMT5
+
+    shutil.copyfile(migrated_db, tmp_path / "live.db")
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    terminal = FakeMT5(login=8123, password="only-in-the-vault", server="Broker-Live")
+    terminal.add_symbol("EURUSD", 1.1, 1.10002, volume_min=0.01, volume_step=0.01, volume_max=100.0)
+    manager = BotManager(FeedConfig(path="data/ticks/"), database_url=url, state_dir=tmp_path / "var", record=False)
+    manager.venues = lambda config: open_venue(config.venue, config.account, [config.symbol],
+                                               manager.credential_sources(config), mt5_api=terminal)
+    settings = Settings(database_url=url, auth_rate_per_minute=10_000, poll_interval_s=0.02)
+    with TestClient(create_app(settings, manager)) as client:
+        api = Api(client, manager, settings)  # type: ignore[arg-type]
+        ann = api.user("ann", "trader")
+        account = {"name": "fx", "venue": "mt5",
+                   "credentials": {"login": "8123", "password": "only-in-the-vault", "server": "Broker-Live"}}
+        assert client.post("/api/v1/accounts", json=account, headers=ann).status_code == 201
+        bot = {**BOT, "id": "mt5-bot", "venue": "mt5", "account": "fx", "params": {"fast": 2, "slow": 3,
+               "fixed_size": "0.1", "units": "fractional"}}
+        assert client.post("/api/v1/bots", json=bot, headers=ann).status_code == 201
+        started = client.post("/api/v1/bots/mt5-bot/start", headers=ann)
+        assert started.status_code == 200, started.text
+        status = client.get("/api/v1/bots/mt5-bot/status", headers=ann).json()
+        assert status["state"] == "RUNNING" and terminal.account_info().login == 8123
+        assert client.post("/api/v1/bots/mt5-bot/stop", headers=ann).status_code == 200
+    manager.close()

@@ -260,9 +260,10 @@ def test_sigint_stops_tickbridge_run_cleanly(ticks, tmp_path, database_url, on_s
     assert bot.checkpoint == 2999
 
 
-def test_a_live_venue_is_refused_rather_than_quietly_paper_traded(ticks, tmp_path):
+def test_a_live_venue_bot_without_credentials_is_refused_not_paper_traded(ticks, tmp_path):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     with BotManager(FeedConfig(path=str(ticks)), url, tmp_path) as manager:
-        with pytest.raises(ConfigError, match="venue 'ccxt' is not wired into the runtime") as err:
+        manager.credential_sources = lambda config: []  # no account store, no environment
+        with pytest.raises(ConfigError, match="no credentials for account 'binance-main'") as err:
             manager.start(parse_bot_config(sma_bot(venue="ccxt", account="binance-main")))
-        assert err.value.field == "venue" and manager.running() == []
+        assert err.value.field == "account" and manager.running() == []

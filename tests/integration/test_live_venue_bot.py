@@ -1,0 +1,106 @@
+"""A bot on a live venue through the runtime: MetaTrader 5 (the faithful fake terminal injected
+where the MetaTrader5 module goes). Ticks come from the terminal, orders go to it, its deals come
+back as fills; the store holds it all; a restart reconciles with the terminal and sends nothing twice."""
+
+from __future__ import annotations
+
+import math
+import time
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from brokers.factory import EnvCredentials, open_venue
+from engine.errors import ConfigError
+from engine.runtime.config import FeedConfig, parse_bot_config
+from engine.runtime.manager import BotManager
+from engine.store.db import make_engine, upgrade
+from engine.store.models import FillRow, OrderRow, SignalRow
+from tests.fakes.mt5_fake import FakeMT5
+
+T0 = 1_700_000_000_000  # terminal time, ms
+CREDENTIALS = EnvCredentials({"TICKBRIDGE_ACCOUNT_FX_LOGIN": "5001", "TICKBRIDGE_ACCOUNT_FX_PASSWORD": "secret",
+                              "TICKBRIDGE_ACCOUNT_FX_SERVER": "FakeBroker-Demo"})
+BOT = {"id": "mt5-sma", "strategy": "sma_cross", "symbol": "EURUSD", "venue": "mt5", "account": "fx", "bar": "1min",
+       "params": {"fast": 2, "slow": 4, "mode": "long_short", "fixed_size": "0.10", "units": "fractional"}}
+
+
+def terminal() -> FakeMT5:
+    fake = FakeMT5(start_msc=T0)
+    fake.add_symbol("EURUSD", 1.10000, 1.10002, volume_min=0.01, volume_step=0.01, volume_max=100.0)
+    return fake
+
+
+def manager(url: str, tmp_path, fake: FakeMT5) -> BotManager:
+    return BotManager(FeedConfig(path="data/ticks/"), url, tmp_path, record=False,
+                      venues=lambda config: open_venue(config.venue, config.account, [config.symbol], [CREDENTIALS],
+                                                       mt5_api=fake))
+
+
+def quote(fake: FakeMT5, minute: int) -> None:
+    """A wave with a period of 12 bars: the 2/4 SMAs cross every few bars."""
+    mid = round(1.1 + 0.002 * math.sin(minute * 2 * math.pi / 12), 5)
+    fake.set_tick("EURUSD", mid, round(mid + 0.00002, 5), time_msc=T0 + minute * 60_000 + 1)
+
+
+def wait_until(condition, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the bot did not get there"
+        time.sleep(0.05)
+
+
+def our_deals(fake: FakeMT5) -> list:
+    """The terminal's deals made by an engine (its magic number), read as the terminal's owner would."""
+    fake.initialize(login=5001, password="secret", server="FakeBroker-Demo")  # the bot shut its session down
+    return [d for d in fake.deals if d.magic]
+
+
+def count(url: str, table) -> int:
+    with make_engine(url).connect() as connection:
+        return connection.execute(select(func.count()).select_from(table).where(table.c.bot_id == BOT["id"])).scalar()
+
+
+def test_a_bot_trades_the_terminal_stores_everything_and_resumes_without_duplicates(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    fake = terminal()
+    with manager(url, tmp_path, fake) as bots:
+        bots.start(parse_bot_config(BOT))
+        for minute in range(1, 40):
+            quote(fake, minute)
+            wait_until(lambda: bots.status(BOT["id"])["ticks"] >= minute)
+        wait_until(lambda: count(url, FillRow.__table__) >= 3)
+        status = bots.status(BOT["id"])
+        assert status["state"] == "RUNNING" and status["bars"] >= 30
+        bots.stop(BOT["id"])
+    fills, orders = count(url, FillRow.__table__), count(url, OrderRow.__table__)
+    assert count(url, SignalRow.__table__) >= 2
+    deals = our_deals(fake)
+    assert len(deals) == fills, "every deal of ours at the terminal is a fill in the store, once"
+    terminal_position = sum(Decimal(str(p.volume)) * (1 if p.type == fake.POSITION_TYPE_BUY else -1)
+                            for p in fake.positions_get())
+
+    # a restart: the books come back from the store and agree with the terminal; nothing is resent
+    with manager(url, tmp_path, fake) as bots:
+        bots.start(parse_bot_config(BOT))
+        status = bots.status(BOT["id"])
+        assert status["state"] == "RUNNING" and status["position"] == terminal_position
+        bots.stop(BOT["id"])
+    assert count(url, OrderRow.__table__) == orders and count(url, FillRow.__table__) == fills
+    assert fills >= 3 and orders >= fills
+    assert len(our_deals(fake)) == len(deals)
+
+
+def test_missing_credentials_or_an_unlisted_symbol_refuse_to_start(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    fake = terminal()
+    no_credentials = BotManager(FeedConfig(path="data/ticks/"), url, tmp_path, record=False,
+                                venues=lambda c: open_venue(c.venue, c.account, [c.symbol], [EnvCredentials({})],
+                                                            mt5_api=fake))
+    with no_credentials, pytest.raises(ConfigError, match="no credentials for account 'fx'"):
+        no_credentials.start(parse_bot_config(BOT))
+    with manager(url, tmp_path, fake) as bots, pytest.raises(Exception, match="GBPJPY"):
+        bots.start(parse_bot_config({**BOT, "symbol": "GBPJPY"}))
