@@ -85,6 +85,9 @@ def _with_signals(result: BacktestResult, strategy: Strategy) -> BacktestResult:
     published = getattr(getattr(strategy, "signal_sink", None), "signals", None)
     if published is not None:
         result.signals = [s.as_dict() for s in published]
+    warnings = getattr(strategy, "warnings", None)
+    if warnings:
+        result.meta["warnings"] = list(warnings)
     return result
 
 

@@ -103,6 +103,8 @@ def backtest(
     if result.denied:
         reasons = ", ".join(f"{k} x{v}" for k, v in sorted(result.meta.get("reasons", {}).items()))
         console.print(f"[yellow]{len(result.denied)} orders denied by risk[/yellow]: {reasons}")
+    for warning in result.meta.get("warnings", []):
+        err_console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False)
     for change in result.meta.get("risk_state_changes", []):
         console.print(f"risk state {change['scope']}: {change['from']} -> {change['to']} ({change['reason']})")
     if json_out is not None:

@@ -83,6 +83,16 @@ class MlSignal(Strategy):
             raise ConfigError("data", f"{len(self.data)} bars are too few for model {self.record.name} "
                                       f"v{self.record.version}: its features and window need {needed} bars of history")
         self._features = IncrementalFeatures(self.spec)
+        self.warnings: list[str] = []
+        if self.data is not None and len(self.data):
+            times = self.data.time
+            overlap = int(((times >= self.record.train_start) & (times <= self.record.train_end)).sum())
+            if overlap:
+                # the model saw these bars' labels: a backtest over them is in-sample, and flatters
+                self.warnings.append(
+                    f"{overlap:,} of {len(times):,} bars lie inside model {self.record.name} "
+                    f"v{self.record.version}'s training window: those results are in-sample; the "
+                    "out-of-sample figures are in `tickbridge train`'s report (models show ID)")
         self._rows: deque[np.ndarray] = deque(maxlen=self.context)
 
     def _check_width(self, width: int) -> None:

@@ -157,3 +157,11 @@ def test_a_model_name_trades_its_active_version_only(store, bars):
     assert {s["model_id"] for s in result.signals} == {ids["gbm"]}
     with pytest.raises(ConfigError, match="give exactly one of model_id or model"):
         run_backtest(bars.iloc[:600], MlSignal, {**by_name, "model_id": ids["gbm"]}, make_config(path="fast"))
+
+
+def test_a_backtest_over_the_models_training_bars_is_flagged_in_sample(store, bars):
+    overlapping = run_backtest(bars.iloc[TEST_START:TEST_START + 400], MlSignal, params(store, "gbm"),
+                               make_config(path="fast"))
+    assert any("training window" in w and "in-sample" in w for w in overlapping.meta["warnings"])
+    after = run_backtest(bars.iloc[TRAIN_BARS:TRAIN_BARS + 400], MlSignal, params(store, "gbm"), make_config(path="fast"))
+    assert "warnings" not in after.meta
