@@ -44,20 +44,29 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
               port: Annotated[int, typer.Option(help="TCP port")] = 8000) -> None:
-        """Run the control API (uvicorn) with the in-process bot runtime."""
-        import uvicorn
-
+        """Run the control API (uvicorn) with the bot runtime (in a process of its own by default,
+        TICKBRIDGE_RUNTIME=thread: in this one). SIGTERM or Ctrl-C: streams closed, requests
+        drained (5 s at most), every bot stopped cleanly, exit 0."""
+        from api import serving
         from api.app import create_app
+        from api.logs import install_redaction
         from api.settings import Settings
 
+        settings = Settings.from_env()  # before anything starts: no JWT secret of 32+ bytes, exit 2
+        install_redaction()  # ?token= / ?api_key= of the streams appear as *** in uvicorn's logs
         control = _bot_control()
-        app_ = create_app(Settings.from_env(), control)
-        typer.echo(f"tickbridge API on http://{host}:{port}/api/v1/docs")
         try:
-            # signal frames are small JSON: compressing each one per client costs more CPU than it saves
-            uvicorn.run(app_, host=host, port=port, log_level="info", ws_per_message_deflate=False)
+            _lower_priority(control)
+            app_ = create_app(settings, control)
+            typer.echo(f"tickbridge API on http://{host}:{port}/api/v1/docs")
+            serving.run(app_, host, port, header_timeout_s=settings.body_timeout_s)
         finally:
+            typer.echo("tickbridge API stopped; stopping the bots")
             control.close()  # stops every bot (open orders cancelled or kept per on_stop)
+            typer.echo("bots stopped")
+            import gc
+
+            gc.freeze()  # the process ends now: no final sweep over every object pandas & co. made
 
     @app.command("demo")
     def demo(port: Annotated[int, typer.Option(help="API port")] = 8000,
@@ -77,8 +86,37 @@ def register(app: typer.Typer) -> None:
     app.add_typer(users, name="users")
 
 
-def _bot_control():  # type: ignore[no-untyped-def]
-    """The runtime's BotManager, configured by the environment (TICKBRIDGE_FEED_PATH, ...)."""
-    from engine.runtime.manager import BotManager
+def _lower_priority(control: object) -> None:
+    """TICKBRIDGE_API_NICE=N: the API process (not the runtime's, already started) runs N nice
+    levels lower, so on a small machine a burst of requests (and argon2 logins, which use every
+    core) takes CPU from the bots last. Default 0."""
+    import os
 
-    return BotManager.from_env()
+    raw = os.environ.get("TICKBRIDGE_API_NICE", "").strip()
+    if not raw:
+        return
+    if not raw.isdigit() or not 0 <= int(raw) <= 19:
+        raise ConfigError("TICKBRIDGE_API_NICE", "must be a whole number from 0 to 19")
+    if int(raw) and getattr(control, "pid", None) is None:
+        raise ConfigError("TICKBRIDGE_API_NICE", "needs the runtime in its own process (TICKBRIDGE_RUNTIME=process)")
+    os.nice(int(raw))
+
+
+def _bot_control():  # type: ignore[no-untyped-def]
+    """The runtime's BotManager, configured by the environment (TICKBRIDGE_FEED_PATH, ...).
+
+    TICKBRIDGE_RUNTIME=process (default) runs it in a child process behind the BotControl
+    protocol (engine.runtime.remote): bots and API requests then never share a GIL, and a bot's
+    tick rate does not depend on the API's load. `thread` keeps it in this process."""
+    import os
+
+    mode = os.environ.get("TICKBRIDGE_RUNTIME", "process").strip().lower()
+    if mode == "thread":
+        from engine.runtime.manager import BotManager
+
+        return BotManager.from_env()
+    if mode == "process":
+        from engine.runtime.remote import ProcessBots
+
+        return ProcessBots()
+    raise ConfigError("TICKBRIDGE_RUNTIME", "must be process (the default) or thread")

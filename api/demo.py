@@ -3,8 +3,9 @@
 It sets up the SQL store (SQLite under var/ unless TICKBRIDGE_DATABASE_URL says otherwise),
 creates a demo trader and a demo subscriber, starts the control API with the live runtime, and
 then does what a trader would do through the API itself: creates a paper bot (sma_cross on the
-bundled real EURUSD ticks, replayed at `--speed` times real time), starts it, and subscribes the
-subscriber to its signals. It prints the URLs and the logins, and stops cleanly on Ctrl-C or
+bundled real EURUSD ticks, replayed at `--speed` times real time), starts and publishes it, and
+subscribes the subscriber (granted the pro plan in the store, as an operator would) to its
+signals. It prints the URLs and the logins, and stops cleanly on Ctrl-C or
 SIGTERM (the bot's open orders are cancelled, the session's ticks are recorded for `tickbridge
 parity`). Run it again and the bot resumes where it stopped.
 
@@ -14,10 +15,13 @@ Everything goes through the real HTTP API, so the demo is also a smoke test of t
 from __future__ import annotations
 
 import dataclasses
+import os
+import secrets
 import signal
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,7 +47,9 @@ class DemoSettings:
 
 
 def ensure_users(database_url: str | None) -> None:
-    """The demo logins, created once (a second run finds them)."""
+    """The demo logins, created once (a second run finds them). The demo subscriber is put on the
+    pro plan here, in the store: plans are entitlements an operator or admin grants, which the
+    API does not let a subscriber choose."""
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
@@ -59,27 +65,65 @@ def ensure_users(database_url: str | None) -> None:
                 if db.scalar(select(UserRow.id).where(UserRow.username == username)) is None:
                     user = create_user(db, username, role, password)
                     record(db, "demo", "user.create", f"user:{user.id}", {"username": username, "role": role})
+            subscriber = db.scalar(select(UserRow).where(UserRow.username == SUBSCRIBER[0]))
+            if subscriber is not None and subscriber.plan != "pro":
+                subscriber.plan = "pro"
+                record(db, "demo", "user.plan", f"user:{subscriber.id}", {"to": "pro"})
             db.commit()
     finally:
         engine.dispose()
+
+
+JWT_SECRET_FILE = Path("var") / "jwt_secret"
+
+
+def demo_jwt_secret(path: Path = JWT_SECRET_FILE) -> str | None:
+    """The demo's JWT secret when TICKBRIDGE_JWT_SECRET is unset: generated once into var/ (mode
+    0600, only its owner may read it) and reused, so the demo's users stay logged in across runs.
+    None when the environment sets one (Settings.from_env then checks that one)."""
+    from api.settings import MIN_JWT_SECRET_BYTES
+
+    if os.environ.get("TICKBRIDGE_JWT_SECRET"):
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        kept = path.read_text().strip()
+        if len(kept.encode()) >= MIN_JWT_SECRET_BYTES:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+            return kept
+        path.unlink()  # unusable (truncated or edited): replace it
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_urlsafe(48)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another demo process wrote it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as out:
+        out.write(secret + "\n")
+    return secret
 
 
 def run_demo(settings: DemoSettings, say: Any = print) -> None:
     import uvicorn
 
     from api.app import create_app
+    from api.logs import install_redaction
     from api.settings import Settings
     from engine.runtime.config import parse_feed_config
     from engine.runtime.manager import BotManager
     from engine.store.db import database_url, masked, upgrade
 
     url = database_url(settings.database_url)
+    api_settings = dataclasses.replace(Settings.from_env(jwt_secret=demo_jwt_secret()), database_url=url)
+    install_redaction()
     upgrade(url)
     ensure_users(url)
     manager = BotManager(parse_feed_config({"path": "data/ticks/", "speed": settings.speed}), url, "var")
-    app = create_app(dataclasses.replace(Settings.from_env(), database_url=url), manager)
+    app = create_app(api_settings, manager)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                                           ws_per_message_deflate=False))
+                                           ws_per_message_deflate=False, proxy_headers=False))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours below
     serving = threading.Thread(target=server.run, name="api", daemon=True)
     serving.start()
@@ -131,15 +175,16 @@ def _drive_through_the_api(base: str) -> None:
         trader = _login(http, *TRADER)
         exists = http.get(f"/bots/{DEMO_BOT['id']}", headers=trader)
         if exists.status_code == 404:
-            _ok(http.post("/bots", json=DEMO_BOT, headers=trader), "create the demo bot")
+            bot = _ok(http.post("/bots", json=DEMO_BOT, headers=trader), "create the demo bot").json()
         else:
-            _ok(exists, "read the demo bot")
+            bot = _ok(exists, "read the demo bot").json()
         _ok(http.post(f"/bots/{DEMO_BOT['id']}/start", headers=trader), "start the demo bot")
-        subscriber = _login(http, *SUBSCRIBER)
+        if not bot["published"]:
+            _ok(http.post(f"/bots/{DEMO_BOT['id']}/publish", headers=trader), "publish the demo bot")
+        subscriber = _login(http, *SUBSCRIBER)  # on the pro plan: ensure_users granted it
         mine = _ok(http.get("/subscriptions", headers=subscriber), "list subscriptions").json()
-        if not any(s["bot_id"] == DEMO_BOT["id"] and s["active"] for s in mine):
-            _ok(http.post("/subscriptions", json={"bot_id": DEMO_BOT["id"], "plan": "pro"}, headers=subscriber),
-                "subscribe")
+        if not any(s["bot_id"] == bot["runtime_id"] and s["active"] for s in mine):
+            _ok(http.post("/subscriptions", json={"bot_id": bot["runtime_id"]}, headers=subscriber), "subscribe")
 
 
 def _login(http: httpx.Client, username: str, password: str) -> dict[str, str]:

@@ -5,6 +5,9 @@
 `field` (dotted, e.g. "params.fast") is present when one input value is to blame. Handlers cover
 our ApiError, engine ConfigError (422 naming the field), FastAPI's validation errors, Starlette's
 HTTP errors (404 for unknown paths, 405) and anything unexpected (500, logged, no details leaked).
+A store that is momentarily out of reach (every pooled connection busy, SQLite's write lock held
+past its busy timeout, a PostgreSQL connection lost) is 503 with Retry-After: the client should
+come back, and nothing is wrong with its request or with the server's code.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import ConfigError
@@ -93,7 +97,37 @@ def install(app: FastAPI) -> None:
         return JSONResponse(body("invalid", "the database refuses a value: " + str(exc.orig).splitlines()[0][:200]),
                             status_code=422)
 
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(_request: Request, _exc: PoolTimeout) -> JSONResponse:
+        return unavailable("the store is busy: every connection is in use; retry shortly")
+
+    @app.exception_handler(OperationalError)
+    async def _store_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+        if not store_is_busy(exc):
+            return await _unexpected(request, exc)
+        log.warning("store busy on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+        return unavailable("the store is busy or unreachable; retry shortly")
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse(body("internal", "internal server error"), status_code=500)
+
+
+RETRY_AFTER_S = 1
+BUSY_MARKERS = ("database is locked", "database table is locked", "database is busy")
+
+
+def unavailable(message: str, retry_after_s: int = RETRY_AFTER_S) -> JSONResponse:
+    """503 with Retry-After: the answer to a momentary shortage (store, workers), never a 500."""
+    return JSONResponse(body("unavailable", message), status_code=503, headers={"Retry-After": str(retry_after_s)})
+
+
+def store_is_busy(exc: OperationalError) -> bool:
+    """A transient store condition rather than a broken statement: SQLite's lock held past its
+    busy timeout, or a connection the driver lost or could not open (PostgreSQL restarting)."""
+    text = str(exc.orig).lower()
+    if any(marker in text for marker in BUSY_MARKERS) or exc.connection_invalidated:
+        return True
+    return type(exc.orig).__module__.startswith("psycopg") and any(
+        marker in text for marker in ("connection", "server closed", "timeout", "terminating"))

@@ -51,6 +51,36 @@ class StoreCollector:
         yield from (orders, rejects, fills, running)
 
 
+class TicksDroppedCollector:
+    """tickbridge_ticks_dropped{bot,reason}: what each running bot's tick guard dropped (malformed,
+    duplicate, outlier), and tickbridge_tick_level_shifts{bot}: the new price levels it accepted,
+    read from BotControl.status() when Prometheus scrapes, so a bad feed shows on a dashboard
+    before it shows in P&L. Gauges of a bot's current run: they restart with it."""
+
+    def __init__(self, control: Any) -> None:
+        self.control = control
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        dropped = GaugeMetricFamily("tickbridge_ticks_dropped", "ticks a running bot's tick guard dropped, by reason",
+                                    labels=["bot", "reason"])
+        shifts = GaugeMetricFamily("tickbridge_tick_level_shifts", "new price levels a running bot's tick guard "
+                                   "accepted after consecutive ticks confirmed them", labels=["bot"])
+        for bot_id in self.control.running():
+            try:
+                status = self.control.status(bot_id)
+            except Exception:  # the bot stopped between the two calls: nothing to report for it
+                continue
+            for reason, count in sorted((status.get("ticks_dropped") or {}).items()):
+                dropped.add_metric([bot_id, str(reason)], count)
+            if "tick_level_shifts" in status:
+                shifts.add_metric([bot_id], status["tick_level_shifts"])
+        yield dropped
+        yield shifts
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -67,6 +97,14 @@ class Metrics:
 
     def attach_store(self, engine: Engine, running: Callable[[], list[str]]) -> None:
         self.registry.register(StoreCollector(engine, running))  # type: ignore[arg-type]
+
+    def serve(self, port: int) -> Any:
+        """This registry on http://127.0.0.1:<port>/ (a thread of prometheus_client's), for a
+        local scraper only; the caller shuts the returned server down."""
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+        return server
 
 
 class MetricsMiddleware:

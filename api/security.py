@@ -7,7 +7,7 @@ import hashlib
 import secrets
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
 
 import jwt
 from argon2 import PasswordHasher
@@ -40,20 +40,51 @@ def verify_password(stored: str | None, password: str) -> bool:
         return False
 
 
-def access_token(secret: str, user_id: int, role: str, ttl_s: int) -> str:
+MAX_USER_ID = 2**63 - 1  # the store's BIGINT: a larger `sub` must not reach a query (it was a 500)
+MIN_SECRET_BYTES = 32    # RFC 7518 3.2: an HS256 key at least as long as the hash
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What a valid access token says: who, and which login session (refresh family) it belongs
+    to, so that revoking the family (logout) also ends its access tokens at once."""
+
+    user_id: int
+    family: str
+    role: str
+
+
+def access_token(secret: str, user_id: int, role: str, ttl_s: int, family: str) -> str:
     now = int(time.time())
-    claims = {"sub": str(user_id), "role": role, "type": "access", "iat": now, "exp": now + ttl_s,
-              "jti": uuid.uuid4().hex}
+    claims = {"sub": str(user_id), "role": role, "type": "access", "fam": family, "iat": now,
+              "exp": now + ttl_s, "jti": uuid.uuid4().hex}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def decode_access(secret: str, token: str) -> dict[str, Any] | None:
-    """The claims of a valid, unexpired access token, else None."""
+def parse_user_id(sub: object) -> int | None:
+    """A `sub` claim as a user id: canonical ASCII digits only (str.isdigit() accepts "١٢",
+    Arabic-Indic digits, which int() then parses; no sign, spaces or leading zeros), within
+    1..2**63-1. Anything else is no user at all."""
+    if not isinstance(sub, str) or not sub.isascii() or not sub.isdigit() or len(sub) > 19 or sub[0] == "0":
+        return None
+    value = int(sub)
+    return value if value <= MAX_USER_ID else None
+
+
+def decode_access(secret: str, token: str) -> AccessClaims | None:
+    """The claims of a valid, unexpired, well-formed access token, else None. A token without a
+    refresh family (issued before families were carried) is refused: it could not be revoked."""
     try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "type"]})
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM],
+                            options={"require": ["exp", "sub", "type", "fam"]})
     except jwt.InvalidTokenError:
         return None
-    return claims if claims.get("type") == "access" else None
+    user_id = parse_user_id(claims.get("sub"))
+    family, role = claims.get("fam"), claims.get("role")
+    if claims.get("type") != "access" or user_id is None or not isinstance(family, str) \
+            or not 1 <= len(family) <= 64 or not isinstance(role, str):
+        return None
+    return AccessClaims(user_id, family, role)
 
 
 def new_opaque() -> str:

@@ -1,13 +1,29 @@
 """API settings, read from the environment once at start.
 
 TICKBRIDGE_DATABASE_URL   the store (engine.store.db rules: SQLite under var/ by default)
-TICKBRIDGE_JWT_SECRET     HS256 key of the access tokens (random per process when unset: dev only)
+TICKBRIDGE_JWT_SECRET     HS256 key of the access tokens, at least 32 bytes: `serve` refuses to start
+                          without one (Settings() built in code gets a random one: tests only)
 TICKBRIDGE_ACCOUNTS_KEY   Fernet key that encrypts broker credentials at rest (random when unset:
                           credentials stored then cannot be read after a restart; dev only)
 TICKBRIDGE_ACCESS_TTL_S   access token lifetime, seconds (default 900)
 TICKBRIDGE_REFRESH_TTL_S  refresh token lifetime, seconds (default 14 days)
-TICKBRIDGE_FREE_DELAY_S   delay of the free subscription plan, seconds of signal time (default 900)
+TICKBRIDGE_FREE_DELAY_S   delay of the free subscription plan, seconds after publication (default 900)
 TICKBRIDGE_AUTH_RATE      auth requests per client per minute (default 10)
+TICKBRIDGE_REDIS_URL      keep the auth limits and lockouts in Redis (default: in the database)
+TICKBRIDGE_TRUSTED_PROXIES  comma-separated IPs/CIDRs whose X-Forwarded-For is believed (default
+                          none: the socket peer is the client)
+TICKBRIDGE_BACKTEST_QUOTA backtest jobs a user may have queued or running at once (default 2)
+TICKBRIDGE_API_THREADS    requests served at once: the worker threads, and the in-flight limit of
+                          the concurrency limiter (default 16); more wait in a short queue
+TICKBRIDGE_API_QUEUE      requests that may wait for one of those (default 64); beyond, 503 at once
+TICKBRIDGE_DB_POOL        database connections of the API (default API_THREADS + 4: the signal
+                          poller and stream logins run outside the request threads); >= API_THREADS
+TICKBRIDGE_LOGIN_CONCURRENCY  logins (argon2, ~50 ms of CPU each) verified at once (default: half
+                          the cores, at least 1), so logins cannot starve reads
+TICKBRIDGE_MAX_BODY_BYTES request bodies larger are refused with 413 (default 1 MiB)
+TICKBRIDGE_BODY_TIMEOUT_S a request body must arrive within this (default 10 s), else 408
+TICKBRIDGE_METRICS_TOKEN  when set, /metrics needs `Authorization: Bearer <token>`
+TICKBRIDGE_METRICS_PORT   when set, metrics are served on 127.0.0.1:<port> and /metrics is 404
 """
 
 from __future__ import annotations
@@ -15,9 +31,12 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from pathlib import Path
 
 from cryptography.fernet import Fernet
+
+from engine.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,21 +50,100 @@ class Settings:
     refresh_ttl_s: int = 14 * 86_400
     free_delay_s: float = 900.0
     auth_rate_per_minute: int = 10
+    redis_url: str | None = None    # auth limits in Redis; None: in the database
+    redis_prefix: str = "tickbridge:"  # of every Redis key, so several deployments can share one
+    trusted_proxies: tuple[str, ...] = ()  # IPs/CIDRs of reverse proxies; others' X-Forwarded-For is ignored
     poll_interval_s: float = 0.05
     data_dir: Path = ROOT / "data"
     backtest_workers: int = 2
+    backtest_quota: int = 2
     migrate: bool = True            # run Alembic to head when the app starts
+    api_threads: int = 16           # request threads = in-flight limit (api.middleware.ConcurrencyLimit)
+    api_queue: int = 64             # requests waiting for a slot; beyond: 503 + Retry-After
+    queue_wait_s: float = 5.0       # the longest a request waits in that queue (then 503)
+    db_pool: int | None = None      # API database connections; None: api_threads + 4
+    login_concurrency: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
+    login_queue: int = 8
+    max_body_bytes: int = 1 << 20
+    body_timeout_s: float = 10.0
+    metrics_token: str | None = None
+    metrics_port: int | None = None
+
+    @property
+    def pool_size(self) -> int:
+        return self.db_pool if self.db_pool is not None else self.api_threads + 4
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls, jwt_secret: str | None = None) -> "Settings":
+        """The settings of a server. Refuses (ConfigError naming the variable, never its value)
+        a missing or short TICKBRIDGE_JWT_SECRET: a random one would log everyone out at each
+        restart and differ between workers. `jwt_secret` is the fallback the demo keeps under var/."""
         env = os.environ
         values: dict[str, object] = {"database_url": env.get("TICKBRIDGE_DATABASE_URL")}
-        for name, key, kind in (("jwt_secret", "TICKBRIDGE_JWT_SECRET", str),
-                                ("accounts_key", "TICKBRIDGE_ACCOUNTS_KEY", str),
+        values["jwt_secret"] = require_jwt_secret(env.get("TICKBRIDGE_JWT_SECRET") or jwt_secret)
+        values["redis_url"] = env.get("TICKBRIDGE_REDIS_URL") or None
+        values["trusted_proxies"] = parse_trusted_proxies(env.get("TICKBRIDGE_TRUSTED_PROXIES", ""))
+        for name, key, kind in (("accounts_key", "TICKBRIDGE_ACCOUNTS_KEY", str),
                                 ("access_ttl_s", "TICKBRIDGE_ACCESS_TTL_S", int),
                                 ("refresh_ttl_s", "TICKBRIDGE_REFRESH_TTL_S", int),
                                 ("free_delay_s", "TICKBRIDGE_FREE_DELAY_S", float),
-                                ("auth_rate_per_minute", "TICKBRIDGE_AUTH_RATE", int)):
+                                ("auth_rate_per_minute", "TICKBRIDGE_AUTH_RATE", int),
+                                ("backtest_quota", "TICKBRIDGE_BACKTEST_QUOTA", int)):
             if env.get(key):
                 values[name] = kind(env[key])
+        values.update(load_limits(env))
         return cls(**values)  # type: ignore[arg-type]
+
+
+JWT_SECRET_VAR = "TICKBRIDGE_JWT_SECRET"
+MIN_JWT_SECRET_BYTES = 32
+
+
+def require_jwt_secret(secret: str | None) -> str:
+    """The secret when it is long enough to sign HS256 tokens (RFC 7518: at least the hash's 32
+    bytes), else a ConfigError that names the variable and never quotes the value."""
+    if not secret:  # one short line: the CLI prints it as is (80 columns)
+        raise ConfigError(JWT_SECRET_VAR, f"not set; use a random value of {MIN_JWT_SECRET_BYTES}+ bytes")
+    if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ConfigError(JWT_SECRET_VAR, f"too short; use a random value of {MIN_JWT_SECRET_BYTES}+ bytes")
+    return secret
+
+
+def parse_trusted_proxies(text: str) -> tuple[str, ...]:
+    """TICKBRIDGE_TRUSTED_PROXIES as normalised networks ("10.0.0.0/8", "192.0.2.7/32")."""
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(str(ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError("TICKBRIDGE_TRUSTED_PROXIES", f"{item[:64]!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+LIMITS = (("api_threads", "TICKBRIDGE_API_THREADS", 1), ("api_queue", "TICKBRIDGE_API_QUEUE", 0),
+          ("db_pool", "TICKBRIDGE_DB_POOL", 1), ("login_concurrency", "TICKBRIDGE_LOGIN_CONCURRENCY", 1),
+          ("max_body_bytes", "TICKBRIDGE_MAX_BODY_BYTES", 1), ("body_timeout_s", "TICKBRIDGE_BODY_TIMEOUT_S", 1),
+          ("metrics_port", "TICKBRIDGE_METRICS_PORT", 1))
+
+
+def load_limits(env: dict[str, str] | os._Environ[str]) -> dict[str, object]:
+    """The load and size limits from the environment: whole numbers of at least their minimum, a
+    pool no smaller than the threads (a request thread must never wait for a connection), a
+    metrics port of its own. A bad value is a ConfigError naming the variable."""
+    values: dict[str, object] = {}
+    for name, key, least in LIMITS:
+        raw = env.get(key, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit() or int(raw) < least or (name == "metrics_port" and int(raw) > 65535):
+            raise ConfigError(key, f"must be a whole number >= {least}" + (" and <= 65535" if name == "metrics_port"
+                                                                            else ""))
+        values[name] = int(raw)
+    if env.get("TICKBRIDGE_METRICS_TOKEN"):
+        values["metrics_token"] = env["TICKBRIDGE_METRICS_TOKEN"]
+    threads = int(values.get("api_threads", Settings.__dataclass_fields__["api_threads"].default))  # type: ignore[call-overload]
+    if "db_pool" in values and int(values["db_pool"]) < threads:  # type: ignore[call-overload]
+        raise ConfigError("TICKBRIDGE_DB_POOL", f"must be at least TICKBRIDGE_API_THREADS ({threads})")
+    return values

@@ -4,7 +4,10 @@ client whose scope includes the bot. No client ever queries the database after c
 
 Each client has a bounded queue; a client that falls `MAX_QUEUE` signals behind is dropped (it
 reconnects with ?after_id= and gets the backlog from the store). A free-plan subscriber's signal
-waits in its queue until its time plus the plan's delay has passed (wall clock vs signal ts).
+waits in its queue until the plan's delay has passed since it was published (`published_ns`, the
+wall clock when the row was written; never the signal's market `ts`, which on a replayed bot is
+years old). A signal of a bot a client follows by subscription goes out only while that bot is
+published: the poller reads which of a batch's bots are, once per batch.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sqlalchemy import Engine, and_, false, func, or_, select
 
 from api.deps import NS, SignalScope
 from api.metrics import Metrics
-from engine.store.models import SignalRow
+from engine.store.models import BotRow, SignalRow
 
 log = logging.getLogger("tickbridge.api.stream")
 SIGNALS = SignalRow.__table__
@@ -31,7 +34,8 @@ BATCH = 1000
 
 
 def signal_json(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "bot_id": row.bot_id, "symbol": row.symbol, "ts": row.ts, "direction": row.direction,
+    return {"id": row.id, "bot_id": row.bot_id, "symbol": row.symbol, "ts": row.ts,
+            "published_ns": row.published_ns, "direction": row.direction,
             "target_weight": None if row.target_weight is None else str(row.target_weight),
             "confidence": None if row.confidence is None else str(row.confidence),
             "model_id": row.model_id, "model_version": row.model_version, "payload": row.payload}
@@ -44,8 +48,8 @@ def visible_clause(scope: SignalScope, now_ns: int) -> Any:
     by_delay: dict[int, list[str]] = {}
     for bot_id, delay in scope.delays.items():
         by_delay.setdefault(delay, []).append(bot_id)
-    terms = [and_(SIGNALS.c.bot_id.in_(bots), SIGNALS.c.ts <= now_ns - delay) if delay else SIGNALS.c.bot_id.in_(bots)
-             for delay, bots in by_delay.items()]
+    terms = [and_(SIGNALS.c.bot_id.in_(bots), SIGNALS.c.published_ns <= now_ns - delay) if delay
+             else SIGNALS.c.bot_id.in_(bots) for delay, bots in by_delay.items()]
     return or_(*terms) if terms else false()
 
 
@@ -63,13 +67,13 @@ class Client:
         self.queue = asyncio.Queue(1)
         self.queue.put_nowait(None)  # tells the sender to close: the client reconnects with after_id
 
-    def offer(self, signal_id: int, bot_id: str, ts: int, text: str, seen: float) -> None:
+    def offer(self, signal_id: int, bot_id: str, published_ns: int, text: str, seen: float) -> None:
         if signal_id <= self.sent_upto or self.dropped:
             return
         delay = 0 if self.scope.everything else self.scope.delays.get(bot_id)
         if delay is None:
             return
-        release = (ts + delay) / NS if delay else 0.0
+        release = (published_ns + delay) / NS if delay else 0.0
         try:
             self.queue.put_nowait((release, seen, signal_id, text))
             self.sent_upto = signal_id
@@ -98,6 +102,7 @@ class SignalHub:
         self._everything: set[Client] = set()
         self._by_bot: dict[str, set[Client]] = {}
         self._task: asyncio.Task[None] | None = None
+        self.closing = asyncio.Event()  # set by stop(): every stream ends, new ones end at once
 
     @property
     def clients(self) -> int:
@@ -108,18 +113,30 @@ class SignalHub:
         self._task = asyncio.create_task(self._run(), name="signal-hub")
 
     async def stop(self) -> None:
+        """Shutdown: stop polling and end every stream (idempotent). Each client's queue is
+        replaced by a closing marker, even a full one, and `closing` wakes the streams that wait
+        on something else (a delayed plan's frame), so a server stops in seconds, not when its
+        last subscriber hangs up."""
+        self.closing.set()
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
+            self._task = None
         for client in list(self._everything) + [c for s in self._by_bot.values() for c in s]:
-            client.queue.put_nowait(None) if not client.queue.full() else None
+            if not client.dropped:
+                if not client.queue.full():  # wakes a sender waiting on this queue
+                    client.queue.put_nowait(None)
+                client.drop()  # and the next read of any queue says close
 
     async def register(self, scope: SignalScope, after_id: int | None = None) -> Client:
         """A new client; with after_id, the rows it missed (id > after_id) come first, from the store."""
         client = Client(scope)
+        if self.closing.is_set():  # shutting down: the stream ends as soon as it starts
+            client.drop()
+            return client
         upto = self.last_id
         client.sent_upto = after_id if after_id is not None else upto
         if scope.everything:
@@ -130,7 +147,7 @@ class SignalHub:
             rows = await asyncio.to_thread(self._backlog, scope, after_id, upto)
             seen = time.perf_counter()
             for row in rows:
-                client.offer(row.id, row.bot_id, row.ts, json.dumps(signal_json(row), default=str), seen)
+                client.offer(row.id, row.bot_id, row.published_ns, json.dumps(signal_json(row), default=str), seen)
             client.sent_upto = max(client.sent_upto, upto)
         return client
 
@@ -166,21 +183,32 @@ class SignalHub:
         while True:
             try:
                 rows = await asyncio.to_thread(self._fetch, self.last_id)
+                published = await asyncio.to_thread(self._published, {row.bot_id for row in rows}) if rows else set()
             except Exception:  # the store went away for a moment: keep polling, /ready reports it
                 log.exception("signal poll failed")
                 rows = []
             if rows:
-                await self.dispatch(rows)
+                await self.dispatch(rows, published)
             if len(rows) < BATCH:
                 await asyncio.sleep(self.interval_s)
 
-    async def dispatch(self, rows: Iterable[Any]) -> None:
-        """Hand each new row to every client whose scope has its bot: one serialisation per row."""
+    def _published(self, bot_ids: set[str]) -> set[str]:
+        with self.engine.connect() as connection:
+            return set(connection.execute(select(BotRow.id).where(BotRow.id.in_(bot_ids),
+                                                                  BotRow.published_at.is_not(None))).scalars())
+
+    async def dispatch(self, rows: Iterable[Any], published: set[str] | None = None) -> None:
+        """Hand each new row to every client whose scope has its bot: one serialisation per row.
+        `published`: the rows' bots that are published now (None: all of them); a bot that is
+        not reaches its owner and admins only, not its subscribers."""
         seen = time.perf_counter()
         for row in rows:
             text = json.dumps(signal_json(row), default=lambda v: str(v) if isinstance(v, Decimal) else repr(v))
             for client in self._everything:
-                client.offer(row.id, row.bot_id, row.ts, text, seen)
+                client.offer(row.id, row.bot_id, row.published_ns, text, seen)
+            withdrawn = published is not None and row.bot_id not in published
             for client in self._by_bot.get(row.bot_id, ()):
-                client.offer(row.id, row.bot_id, row.ts, text, seen)
+                if withdrawn and row.bot_id in client.scope.subscribed:
+                    continue
+                client.offer(row.id, row.bot_id, row.published_ns, text, seen)
             self.last_id = max(self.last_id, row.id)

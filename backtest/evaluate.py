@@ -139,6 +139,8 @@ class Evaluation:
     score: float                   # the objective, oriented so that larger is better
     returns: np.ndarray            # per-period returns (float64), for the overfitting measures
     path: str                      # "fast", or "event" where the fast path refused
+    unsized_orders: int = 0        # entries that could not be sized (BacktestResult.unsized_orders)
+    note: str | None = None        # BacktestResult.sizing_note: why, and the fix
 
 
 def stats_trades(t: dict[str, np.ndarray], times: pd.DatetimeIndex, scales: Scales) -> pd.DataFrame:
@@ -230,7 +232,8 @@ class Evaluator:
         stats = compute_stats(result)
         returns = window.layout.returns(result.equity.to_numpy(), result.initial_cash)
         return Evaluation(params=params, stats={k: _json_value(v) for k, v in stats.items()},
-                          score=score(stats, self.objective), returns=returns, path=str(result.meta.get("path")))
+                          score=score(stats, self.objective), returns=returns, path=str(result.meta.get("path")),
+                          unsized_orders=result.unsized_orders, note=result.sizing_note)
 
     def evaluate_many(self, combos: list[dict[str, Any]], start: int = 0, stop: int | None = None) -> list[Evaluation]:
         return [self.evaluate(params, start, stop) for params in combos]

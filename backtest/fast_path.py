@@ -272,3 +272,36 @@ def run_kernel(k: KernelInputs) -> KernelOutput:
         orders={name: arr[:n_orders] for name, arr in orders.items()},
         trades={name: arr[:n_trades] for name, arr in trades.items()},
     )
+
+
+def unsized_orders(k: KernelInputs, out: KernelOutput) -> tuple[int, tuple[int, int, int] | None]:
+    """Entries sized by equity fraction that came to less than the minimum quantity, counted as
+    the event path's venue counts them (SimulatedVenue.unsized): how many, and the first one's
+    (fill price, budget, quantity), raw. The kernel rejects a fraction-sized entry for no other
+    reason (its budget never exceeds the cash), so these are its rejected entries; the first one's
+    figures are recomputed here with engine.money's functions: the account is flat then, so its
+    cash is the starting cash plus the P&L of the trades closed by that bar."""
+    if k.fixed_qty >= 0:
+        return 0, None
+    o = out.orders
+    hit = np.flatnonzero((o["state"] == REJECTED) & (o["tag"] == TAG_OPEN))
+    if not len(hit):
+        return 0, None
+    first = int(hit[0])
+    signal_bar = int(o["bar"][first])
+    bar = signal_bar + 1  # made at a bar's close, refused at the next open
+    side = int(o["side"][first])
+    price = money.slipped_price(int(k.open_raw[bar]), side > 0, k.slip_num, k.slip_den, k.price_step)
+    t = out.trades
+    cash = int(k.cash0) + int(t["pnl"][t["exit_bar"] <= bar].sum())
+    fraction = int(k.frac_num if np.isscalar(k.frac_num) else k.frac_num[signal_bar])
+    budget = (cash * fraction) // k.frac_den
+    if side > 0:
+        budget = min(budget, cash)
+    qty = 0
+    if budget > 0:
+        qty = money.max_qty_for_budget(budget, price, k.notional_k, k.fee_num, k.fee_den, k.fee_step, k.fixed_fee,
+                                       k.qty_step, money.estimate_qty(budget, price, k.notional_k, k.fee_rate))
+        if k.max_qty >= 0:
+            qty = min(qty, money.floor_to_step(k.max_qty, k.qty_step))
+    return len(hit), (price, budget, qty)

@@ -41,12 +41,18 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def stats_table(stats: dict[str, Any], title: str) -> Table:
+def stats_table(stats: dict[str, Any], title: str, result: BacktestResult | None = None) -> Table:
+    """The statistics; with the run's `result`, also the orders that could not be sized, the
+    reason and the fix under the table (a table of zeros alone says nothing)."""
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("Metric")
     table.add_column("Value", justify="right")
     for key, value in stats.items():
         table.add_row(LABELS.get(key, key), _text(value))
+    if result is not None and result.sizing_note is not None:
+        table.add_row("[yellow]Orders not sized[/yellow]", f"[yellow]{result.unsized_orders:,}[/yellow]")
+        table.caption = f"[yellow]{result.sizing_note}[/yellow]"
+        table.caption_justify = "left"
     return table
 
 
@@ -92,6 +98,8 @@ def to_json_dict(result: BacktestResult, stats: dict[str, Any]) -> dict[str, Any
         "orders": _records(orders),
         "denied": result.denied,
         "signals": result.signals,
+        "unsized_orders": result.unsized_orders,
+        "note": result.sizing_note,
         "meta": result.meta,
     }
 

@@ -14,6 +14,8 @@ exits with status 2. `register(app)` adds the commands to the main typer app.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,9 +32,51 @@ MAX_GRID = 1_000_000
 console = Console()
 err_console = Console(stderr=True)
 
+StrategyOption = Annotated[str, typer.Option(help="a strategy with vectorised signals(): a name (sma_cross, one in "
+                                                   "--strategies-dir or an installed package's), or your own class: "
+                                                   "path/to/file.py:Class or package.module:Class")]
+StrategiesDirOption = Annotated[Path | None, typer.Option(help="a directory of your strategies (default: "
+                                                               "TICKBRIDGE_STRATEGIES_DIR)")]
 GridOption = Annotated[list[str], typer.Option("--grid", help="name=start:stop:step (stop included), name=a,b or name=v; repeatable")]
 ParamOption = Annotated[list[str], typer.Option("--param", help="fixed strategy parameter k=v (repeatable)")]
 UrlOption = Annotated[str | None, typer.Option(help="database URL for the run record (default: TICKBRIDGE_DATABASE_URL or sqlite:///var/tickbridge.db)")]
+
+# How to read the data file: one definition for every command that loads bars (backtest, sweep,
+# wfo, train), which receives them as one backtest.data.LoadOptions named `load`.
+_LOAD_OPTIONS = {
+    "load_format": (Annotated[str, typer.Option("--format", help="data layout: auto (sniffed) | csv | mt5 | "
+                                                                  "ninjatrader | lean | freqtrade")], "auto"),
+    "load_columns": (Annotated[str | None, typer.Option("--columns", help="field names of a file without a header, in "
+                                                                         "order: date,open,high,low,close,volume "
+                                                                         "(date,time,... for split date and time)")],
+                     None),
+    "load_sep": (Annotated[str | None, typer.Option("--sep", help="field separator (default: sniffed; tab for a tab)")],
+                 None),
+    "load_decimal": (Annotated[str, typer.Option("--decimal", help="decimal mark: . or , (with --sep ; or tab)")], "."),
+    "load_adjusted": (Annotated[bool, typer.Option("--adjusted", help="scale open, high, low, close by Adj Close / "
+                                                                      "Close (default: as traded, with a note)")],
+                      False),
+}
+
+
+def load_options(command: Any) -> Any:
+    """Give a typer command the data-loading options; it receives them as `load` (a LoadOptions,
+    checked before the command's body runs, so a bad --sep costs no work)."""
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != "load"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+             for name, (annotation, default) in _LOAD_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def with_load(*args: Any, **kwargs: Any) -> Any:
+        from backtest.data import LoadOptions
+
+        text = {name[len("load_"):]: kwargs.pop(name, default) for name, (_, default) in _LOAD_OPTIONS.items()}
+        return command(*args, load=LoadOptions.from_text(**text), **kwargs)
+
+    with_load.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+    with_load.__annotations__ = {p.name: p.annotation for p in kept + added}
+    return with_load
 
 
 @dataclass(slots=True)
@@ -60,10 +104,10 @@ def plan_run(strategy: str, grid: list[str], param: list[str], objective: str, w
     from backtest.ray_pool import check_ray_address
     from backtest.sweep import check_names, expand_grid, parse_grid
     from engine.cli import parse_param_pairs
-    from strategies import get_strategy
     from strategies.base import Strategy
+    from strategies.registry import resolve_strategy
 
-    strategy_cls = get_strategy(strategy)
+    strategy_cls = resolve_strategy(strategy, allow_code_refs=True)  # the command line is the operator's
     if strategy_cls.signals is Strategy.signals:
         raise ConfigError("strategy", f"{strategy_cls.name} has no vectorised signals(); sweeps run the fast path only")
     objective = validate_objective(objective)
@@ -86,6 +130,24 @@ def plan_run(strategy: str, grid: list[str], param: list[str], objective: str, w
         check_connection(engine)
     check_ray_address(ray_address)
     return Plan(strategy_cls, parsed_grid, fixed, combos, skipped, objective, workers, ray_address, engine)
+
+
+def _use_strategies_dir(path: Path | None) -> None:
+    if path is not None:
+        from strategies.registry import set_strategies_dir
+        set_strategies_dir(path)
+
+
+def _ship_by_value(strategy_cls: Any) -> None:
+    """Ray workers import a pickled class by its module's name. A strategy of the user's (a file,
+    the strategies directory, a module on this process's path) has a module the workers may not
+    find, so its module travels by value instead (the built-ins are shipped with the code)."""
+    module = sys.modules.get(strategy_cls.__module__)
+    if module is None or strategy_cls.__module__.partition(".")[0] in ("strategies", "models", "backtest"):
+        return
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)
 
 
 def _config(frame: Any, cash: str, commission: str, slippage_bps: str, symbol: str) -> Any:
@@ -114,11 +176,13 @@ def _top_table(rows: list[dict[str, Any]], names: list[str], objective: str, tit
 
     table = Table(title=title, header_style="bold")
     extra = [k for k in ("sharpe", "return_pct", "max_drawdown_pct", "trades") if k != objective]
-    for column in ["#", *names, objective, *extra]:
+    unsized = any(row.get("unsized_orders") for row in rows)  # a column only when it says something
+    for column in ["#", *names, objective, *extra, *(["not sized"] if unsized else [])]:
         table.add_column(column, justify="right")
     for i, row in enumerate(rows, 1):
         table.add_row(str(i), *(str(row["params"].get(n)) for n in names),
-                      *(_text(row["stats"].get(k)) for k in [objective, *extra]))
+                      *(_text(row["stats"].get(k)) for k in [objective, *extra]),
+                      *([_text(row.get("unsized_orders", 0))] if unsized else []))
     return table
 
 
@@ -144,8 +208,9 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
+@load_options
 def sweep(
-    strategy: Annotated[str, typer.Option(help="strategy name, e.g. sma_cross")],
+    strategy: StrategyOption,
     data: Annotated[Path, typer.Option(help="OHLCV bars (CSV, parquet, feather) or ticks with --bar")],
     grid: GridOption = [],  # noqa: B006
     param: ParamOption = [],  # noqa: B006
@@ -165,6 +230,8 @@ def sweep(
     heatmap: Annotated[Path | None, typer.Option(help=".png or .html (default: OUT/<run id>.png)")] = None,
     url: UrlOption = None,
     store: Annotated[bool, typer.Option(help="record the run in the SQL store")] = True,
+    strategies_dir: StrategiesDirOption = None,
+    load: Any = None,
 ) -> None:
     """Sweep a strategy's parameters on Ray; print the best, write JSON and a heatmap, store the run."""
     import json
@@ -178,18 +245,20 @@ def sweep(
         raise ConfigError("search", f"must be grid or optuna, got {search!r}")
     if search == "optuna" and trials < 1:
         raise ConfigError("trials", f"must be at least 1, got {trials}")
+    _use_strategies_dir(strategies_dir)
     plan = plan_run(strategy, grid, param, objective, workers, ray_address, url, store, [(heatmap, "heatmap")],
                     expand=search == "grid")
     space = None
     if search == "optuna":
         from backtest.search import search_space
         space = search_space(plan.grid)
-    frame = load_frame(data, bar)
+    frame = load_frame(data, bar, load)
     config = _config(frame, cash, commission, slippage_bps, data.stem)
     run_id = _run_id(plan.strategy_cls.name, data, search)
     json_path = json_out or out / f"{run_id}.json"
     heatmap_path = heatmap or out / f"{run_id}.png"
     total = trials if search == "optuna" else len(plan.combos)
+    _ship_by_value(plan.strategy_cls)
     with ray_session(plan.address, plan.workers or default_workers()):
         pool = WorkerPool(frame, plan.strategy_cls, config, plan.objective, pool_size(plan.workers))
         try:
@@ -219,6 +288,8 @@ def sweep(
                              f"{pool.workers} workers)"))
     if outcome.skipped:
         console.print(f"{outcome.skipped:,} combinations skipped: the strategy refuses them")
+    if document.get("note"):
+        console.print(f"[yellow]{document['note']}[/yellow]", highlight=False)
     for line in _honesty_lines(outcome.overfitting):
         console.print(line)
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -284,8 +355,9 @@ def montecarlo(
         console.print(f"wrote {plot}")
 
 
+@load_options
 def wfo(
-    strategy: Annotated[str, typer.Option(help="strategy name, e.g. sma_cross")],
+    strategy: StrategyOption,
     data: Annotated[Path, typer.Option(help="OHLCV bars (CSV, parquet, feather) or ticks with --bar")],
     grid: GridOption = [],  # noqa: B006
     param: ParamOption = [],  # noqa: B006
@@ -305,6 +377,8 @@ def wfo(
     plot: Annotated[Path | None, typer.Option(help="stitched out-of-sample equity (.png or .html; default OUT/<run id>.png)")] = None,
     url: UrlOption = None,
     store: Annotated[bool, typer.Option(help="record the run in the SQL store")] = True,
+    strategies_dir: StrategiesDirOption = None,
+    load: Any = None,
 ) -> None:
     """Walk-forward optimisation: sweep in-sample, trade the winner out of sample, roll; stitched OOS vs IS."""
     import json
@@ -313,13 +387,15 @@ def wfo(
     from backtest.wfo import make_folds, run_walk_forward, walk_forward_json
     from engine.cli import load_frame
 
+    _use_strategies_dir(strategies_dir)
     plan = plan_run(strategy, grid, param, objective, workers, ray_address, url, store, [(plot, "plot")])
-    frame = load_frame(data, bar)
+    frame = load_frame(data, bar, load)
     fold_list = make_folds(len(frame), folds, train_bars, test_bars, anchored)
     config = _config(frame, cash, commission, slippage_bps, data.stem)
     run_id = _run_id(plan.strategy_cls.name, data, "wfo")
     json_path = json_out or out / f"{run_id}.json"
     plot_path = plot or out / f"{run_id}.png"
+    _ship_by_value(plan.strategy_cls)
     with ray_session(plan.address, plan.workers or default_workers()):
         pool = WorkerPool(frame, plan.strategy_cls, config, plan.objective, pool_size(plan.workers))
         try:
@@ -334,6 +410,8 @@ def wfo(
                     anchored=anchored, run_id=run_id)
     console.print(_folds_table(document, list(plan.grid), plan.objective))
     console.print(_is_vs_oos_table(document, plan.objective))
+    if document.get("note"):
+        console.print(f"[yellow]out of sample: {document['note']}[/yellow]", highlight=False)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(document, allow_nan=False, default=str))
     console.print(f"wrote {json_path}")

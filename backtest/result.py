@@ -45,7 +45,21 @@ class BacktestResult:
     denied: list[dict[str, Any]] = field(default_factory=list)   # orders denied by risk, with reason
     meta: dict[str, Any] = field(default_factory=dict)           # strategy, params, data, path used
     signals: list[dict[str, Any]] = field(default_factory=list)  # published signals (ml_signal)
+    # entries sized by equity fraction that came to less than the minimum quantity (one unit costs
+    # more than the cash...): counted by both paths alike, with the first one's reason and the fix
+    unsized_orders: int = 0
+    unsized_reason: str | None = None
     _orders: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def sizing_note(self) -> str | None:
+        """One line saying that orders could not be sized, why, and the fix; None if all were.
+        A run that trades nothing must say so rather than print a table of zeros."""
+        if not self.unsized_orders:
+            return None
+        trades = len(self.trades)
+        return (f"{trades:,} trades{':' if trades == 0 else ';'} {self.unsized_orders:,} orders could not be sized: "
+                f"{self.unsized_reason}")
 
     @property
     def orders(self) -> pd.DataFrame:

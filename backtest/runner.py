@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.config import BacktestConfig
-from backtest.fast_path import OK, KernelInputs, run_kernel
+from backtest.fast_path import OK, KernelInputs, run_kernel, unsized_orders
 from backtest.frames import orders_frame, trades_frame
 from backtest.result import BacktestResult
 from brokers.base import RejectReason
@@ -163,7 +163,11 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
         position = np.asarray(mark_units)[segment]
         if n:
             equity[-1] = portfolio.cash_float + pos.qty_float * closes[-1]
-        return _event_result(oms, portfolio, frame, instrument, config, equity, position)
+        result = _event_result(oms, portfolio, frame, instrument, config, equity, position)
+        if venue.first_unsized is not None:
+            result.unsized_orders = venue.unsized
+            result.unsized_reason = unsized_reason(instrument, venue.first_unsized, strategy)
+        return result
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -270,7 +274,7 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
         fixed_qty = (to_raw_any(p.fixed_size, s.qty_dp, floor=True) // s.qty_step) * s.qty_step
     max_qty = -1 if instrument.max_qty is None else to_raw(instrument.max_qty, s.qty_dp)
     close_f = frame["close"].to_numpy(dtype=np.float64)
-    out = run_kernel(KernelInputs(
+    inputs = KernelInputs(
         target=np.ascontiguousarray(target, dtype=np.float64),
         open_raw=to_raw_prices(frame["open"].to_numpy(), instrument) if raw_prices is None else raw_prices[0],
         close_raw=to_raw_prices(frame["close"].to_numpy(), instrument) if raw_prices is None else raw_prices[1],
@@ -280,9 +284,11 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
         fee_num=fee_num, fee_den=fee_den, fee_step=s.fee_step, fixed_fee=fees.fixed_raw(s),
         fee_rate=float(fees.rate), slip_num=slip_num, slip_den=slip_den, price_step=s.price_step,
         frac_num=frac_num, frac_den=10**frac_dp, fixed_qty=fixed_qty,
-    ))
+    )
+    out = run_kernel(inputs)
     if out.status != OK:
         return None
+    unsized, first_unsized = unsized_orders(inputs, out)
     trades = make_trades(out.trades, frame.index, s)
     o = out.orders
 
@@ -308,7 +314,39 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
         orders_source=build_orders,
         denied=[],
         meta={"path": "fast", "bars": len(frame)},
+        unsized_orders=unsized,
+        unsized_reason=None if first_unsized is None else unsized_reason(instrument, first_unsized, strategy,
+                                                                         sizes is not None),
     )
+
+
+def unsized_reason(instrument: Instrument, first: tuple[int, int, int], strategy: Strategy,
+                   per_bar_sizes: bool | None = None) -> str:
+    """Why the first entry could not be sized, and what to change: from its raw (price, budget,
+    quantity), so that both paths, which count the same orders, say the same words."""
+    price_raw, budget_raw, qty_raw = first
+    s = instrument.scales
+    price = f"{s.price(price_raw).normalize():,f}"
+    budget = f"{s.cash(budget_raw).quantize(instrument.currency_increment):,f}"
+    if budget_raw <= 0:
+        return f"the equity is gone (budget {budget})"
+    p = strategy.p
+    if per_bar_sizes is None:
+        per_bar_sizes = type(strategy).sizes is not Strategy.sizes
+    basis = "its share of the equity" if per_bar_sizes else "the cash" if p.size == 1 else f"{p.size} of the equity"
+    whole_lots = s.qty_step >= 10**s.qty_dp
+    if whole_lots and getattr(p, "units", None) == "whole":
+        fix = "use --param units=fractional"
+    elif whole_lots:
+        fix = "use a smaller --size-increment or more --cash"
+    else:
+        fix = "use more --cash" + (" or a smaller minimum quantity" if s.min_qty > s.qty_step else "")
+    if qty_raw == 0:
+        step = s.qty(s.qty_step).normalize()
+        lot = "one unit" if step == 1 else f"one lot of {step:f}"
+        return f"{lot} ({instrument.symbol} at {price}) costs more than {basis} ({budget}); {fix}"
+    return (f"{basis} ({budget}) buys {s.qty(qty_raw).normalize():f} {instrument.symbol} at {price}, below the "
+            f"minimum quantity {s.qty(s.min_qty).normalize():f}; {fix}")
 
 
 def _kernel_reason(state: int, tag: int, fixed_qty: int, min_qty: int, max_qty: int) -> str | None:

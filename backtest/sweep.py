@@ -177,6 +177,16 @@ def run_grid(frame: pd.DataFrame, strategy_cls: type[Strategy], combos: list[dic
     return outcome
 
 
+def sizing_summary(evaluations: list[Evaluation]) -> str | None:
+    """One line when combinations could not size their orders (a grid of empty rows would rank
+    noise and report a PBO of 1 without saying why): how many, and the first one's note."""
+    unsized = [e for e in evaluations if e.unsized_orders]
+    if not unsized:
+        return None
+    return f"{len(unsized):,} of {len(evaluations):,} combinations could not size orders; e.g. {unsized[0].params}: " \
+           f"{unsized[0].note}"
+
+
 def outcome_json(outcome: SweepOutcome, extra: dict[str, Any] | None = None, top: int | None = None) -> dict[str, Any]:
     """The sweep as JSON: settings, honesty figures, and each combination's params and stats."""
     rows = outcome.evaluations if top is None else outcome.evaluations[:top]
@@ -185,9 +195,11 @@ def outcome_json(outcome: SweepOutcome, extra: dict[str, Any] | None = None, top
         "combinations": len(outcome.evaluations), "skipped": outcome.skipped, "workers": outcome.workers,
         "elapsed_s": outcome.elapsed_s,
         "combinations_per_s": len(outcome.evaluations) / outcome.elapsed_s if outcome.elapsed_s > 0 else None,
-        "best": {"params": outcome.best_params(), "stats": outcome.best.stats},
+        "best": {"params": outcome.best_params(), "stats": outcome.best.stats,
+                 "unsized_orders": outcome.best.unsized_orders, "note": outcome.best.note},
         "overfitting": outcome.overfitting,
+        "note": sizing_summary(outcome.evaluations),
         "results": [{"params": e.params, "objective": e.stats.get(outcome.objective), "path": e.path,
-                     "stats": e.stats} for e in rows],
+                     "stats": e.stats, "unsized_orders": e.unsized_orders, "note": e.note} for e in rows],
         **(extra or {}),
     }

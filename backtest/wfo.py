@@ -125,6 +125,8 @@ def stitch(parts: list[BacktestResult], initial_cash: float) -> BacktestResult:
         initial_cash=initial_cash,
         fees_total=float(sum(p.fees_total for p in parts)),
         meta={"path": "walk-forward", "folds": len(parts)},
+        unsized_orders=sum(p.unsized_orders for p in parts),
+        unsized_reason=next((p.unsized_reason for p in parts if p.unsized_reason), None),
     )
 
 
@@ -145,7 +147,12 @@ def walk_forward_json(wf: WalkForward, objective: str) -> dict[str, Any]:
             "in_sample_stats": r.in_sample.best.stats,
             "in_sample_overfitting": r.in_sample.overfitting,
             "out_of_sample_stats": {k: _json_value(v) for k, v in r.oos_stats.items()},
+            "in_sample_note": r.in_sample.best.note,
+            "unsized_orders": r.oos.unsized_orders,
+            "note": r.oos.sizing_note,
         } for r in wf.folds],
+        "unsized_orders": wf.stitched.unsized_orders,
+        "note": wf.stitched.sizing_note,
         "in_sample_mean": wf.in_sample_mean,
         "out_of_sample": {k: _json_value(v) for k, v in wf.stitched_stats.items()},
         "walk_forward_efficiency": efficiency(wf),

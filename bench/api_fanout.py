@@ -73,12 +73,13 @@ def prepare(url: str, n_subscribers: int) -> None:
     with Session(engine) as db:
         owner = create_user(db, "owner", "trader", PASSWORD)
         db.add(BotRow(id="bench-bot", name="bench-bot", strategy="sma_cross", account_id="default", config={},
-                      status="RUNNING", next_order_seq=0, checkpoint=-1))
+                      status="RUNNING", next_order_seq=0, checkpoint=-1, published_at=owner.created_at))
         db.flush()
         db.add(BotConfigRow(bot_id="bench-bot", version=1, owner_id=owner.id, config={"id": "bench-bot"},
                             created_by="owner"))
         for n in range(n_subscribers):
             user = create_user(db, f"sub{n:04d}", "subscriber", PASSWORD)
+            user.plan = "pro"  # an entitlement: set in the store, as an admin would
             db.add(SubscriptionRow(user_id=user.id, bot_id="bench-bot", plan="pro"))
         db.commit()
     engine.dispose()

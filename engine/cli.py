@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from backtest.research_cli import load_options
 from engine.errors import ConfigError, DataError, TickbridgeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -39,25 +40,55 @@ def parse_param_pairs(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
-def load_frame(data: Path, bar: str | None) -> Any:
-    """Bars from a bar file, or bars resampled from a tick file when --bar is given."""
+def load_frame(data: Path, bar: str | None, options: Any = None) -> Any:
+    """Bars from a bar file, or bars resampled from a tick file when --bar is given; `options` is
+    the command's backtest.data.LoadOptions. What the loader decided is printed as notes."""
     from backtest.data import load_bars, load_ticks, ticks_to_bars
 
-    if bar:
-        return ticks_to_bars(load_ticks(data), bar)
+    notes: list[str] = []
     try:
-        return load_bars(data)
-    except DataError as bars_error:
+        if bar:
+            return ticks_to_bars(load_ticks(data, options, notes), bar)
         try:
-            load_ticks(data)
-        except DataError:
-            raise bars_error from None
-        raise DataError(f"{data}: this is a tick file; pass --bar RULE (e.g. --bar 1min) to resample it") from None
+            return load_bars(data, options, notes)
+        except DataError as bars_error:
+            try:
+                load_ticks(data, options)
+            except DataError:
+                raise bars_error from None
+            raise DataError(f"{data}: this is a tick file; pass --bar RULE (e.g. --bar 1min) to resample it") from None
+    finally:
+        print_notes(notes)
+
+
+def print_notes(notes: list[str]) -> None:
+    """What the data loader decided that the user should know (rows sorted, a column ignored)."""
+    for note in notes:
+        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+StrategyOption = Annotated[str, typer.Option(
+    help="a strategy name (sma_cross, rsi_reversion, ml_signal, one in --strategies-dir or an installed "
+         "package's), or your own class: path/to/file.py:Class or package.module:Class")]
+StrategiesDirOption = Annotated[Path | None, typer.Option(
+    help="a directory of your strategies: every Strategy subclass with a `name` in its *.py files "
+         "(default: TICKBRIDGE_STRATEGIES_DIR)")]
+
+
+def resolve_cli_strategy(ref: str, strategies_dir: Path | None) -> Any:
+    """The strategy class a command line names. The command line is the operator's own, so file
+    and module references are allowed here (never through the API: strategies/registry.py)."""
+    from strategies.registry import resolve_strategy, set_strategies_dir
+
+    if strategies_dir is not None:
+        set_strategies_dir(strategies_dir)
+    return resolve_strategy(ref, allow_code_refs=True)
 
 
 @app.command()
+@load_options
 def backtest(
-    strategy: Annotated[str, typer.Option(help="strategy name, e.g. sma_cross, rsi_reversion")],
+    strategy: StrategyOption,
     data: Annotated[Path, typer.Option(help="OHLCV bars (CSV, parquet, feather) or ticks with --bar")],
     param: Annotated[list[str], typer.Option("--param", help="strategy parameter k=v (repeatable)")] = [],  # noqa: B006
     cash: Annotated[str, typer.Option(help="starting cash")] = "10000",
@@ -74,15 +105,16 @@ def backtest(
     json_out: Annotated[Path | None, typer.Option("--json", help="write stats, equity and trades as JSON")] = None,
     trades_out: Annotated[Path | None, typer.Option("--trades", help="write the trades as CSV")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="write a plot (.png or .html)")] = None,
+    strategies_dir: StrategiesDirOption = None,
+    load: Any = None,
 ) -> None:
     """Backtest a strategy on historical data and print its statistics."""
     from backtest.config import make_config
     from backtest.metrics import compute_stats
     from backtest.report import stats_table, write_json, write_trades_csv
     from backtest.runner import run_backtest
-    from strategies import get_strategy
 
-    strategy_cls = get_strategy(strategy)
+    strategy_cls = resolve_cli_strategy(strategy, strategies_dir)
     params = parse_param_pairs(param)
     config = make_config(cash=cash, commission=commission, commission_per_order=commission_per_order,
                          slippage_bps=slippage_bps, symbol=symbol or data.stem, price_increment=price_increment,
@@ -93,13 +125,13 @@ def backtest(
         risk_config = load_risk_config(risk)
     if plot_out is not None and plot_out.suffix.lower() not in (".png", ".html"):
         raise ConfigError("plot", f"{plot_out}: use a .png or .html file name")
-    frame = load_frame(data, bar)
+    frame = load_frame(data, bar, load)
     started = time.perf_counter()
     result = _run_with_progress(frame, strategy_cls, params, config, run_backtest, risk_config)
     elapsed = time.perf_counter() - started
     stats = compute_stats(result)
     title = f"{strategy_cls.name} on {data.name} ({len(frame):,} bars, {result.meta.get('path')} path, {elapsed:.2f} s)"
-    console.print(stats_table(stats, title))
+    console.print(stats_table(stats, title, result))
     if result.denied:
         reasons = ", ".join(f"{k} x{v}" for k, v in sorted(result.meta.get("reasons", {}).items()))
         console.print(f"[yellow]{len(result.denied)} orders denied by risk[/yellow]: {reasons}")
@@ -133,13 +165,17 @@ def _run_with_progress(frame: Any, strategy_cls: Any, params: dict[str, Any], co
 
 
 @app.command("strategies")
-def list_strategies() -> None:
-    """List the built-in strategies and their parameters."""
-    from strategies import STRATEGIES
+def list_strategies(strategies_dir: StrategiesDirOption = None) -> None:
+    """List the strategies you can name: built-ins, your strategies directory, installed packages'."""
+    from strategies.registry import available, set_strategies_dir
 
-    for name, cls in sorted(STRATEGIES.items()):
-        fields = ", ".join(f"{k}={v.default}" for k, v in cls.Params.model_fields.items())
-        console.print(f"[bold]{name}[/bold]: {fields}")
+    if strategies_dir is not None:
+        set_strategies_dir(strategies_dir)
+    for entry in available():
+        fields = "" if entry.cls is None else ", ".join(
+            f"{k}={v.default}" for k, v in entry.cls.Params.model_fields.items())
+        note = f" [yellow]({entry.note})[/yellow]" if entry.note else ""
+        console.print(f"[bold]{entry.name}[/bold] [dim]{entry.origin}[/dim]: {fields}{note}", highlight=False)
 
 
 db_app = typer.Typer(help="The SQL store.", no_args_is_help=True)
@@ -158,6 +194,7 @@ def db_upgrade(
 
 
 @app.command("train")
+@load_options
 def train_model(
     model: Annotated[str, typer.Option(help="gbm | logreg | mlp | gru (mlp and gru need the torch extra)")],
     data: Annotated[Path, typer.Option(help="OHLCV bars (CSV, parquet, feather)")],
@@ -175,6 +212,7 @@ def train_model(
     commission: Annotated[str, typer.Option(help="signal backtest: commission as a fraction of notional")] = "0",
     name: Annotated[str, typer.Option(help="registry name (default: data file stem + model)")] = "",
     url: Annotated[str | None, typer.Option(help="database URL for the registry")] = None,
+    load: Any = None,
 ) -> None:
     """Train a model walk-forward, print out-of-sample metrics and the signal's backtest, register it."""
     from backtest.config import make_config
@@ -203,7 +241,11 @@ def train_model(
                          model_params=model_params)
     engine = make_engine(url)
     check_connection(engine)  # a broken registry is found before an hour of training, not after
-    bars = load_bars(data)
+    notes: list[str] = []
+    try:
+        bars = load_bars(data, load, notes)
+    finally:
+        print_notes(notes)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} folds"),
@@ -358,26 +400,67 @@ def _day(ns: int) -> str:
 
 
 def main() -> None:
-    """Entry point: run the app, turning our own errors into one clear line and exit code 2."""
+    """Entry point: run the app; our own errors, usage errors and mistakes in a user's strategy
+    each become one clear line and exit status 2, never a traceback.
+
+    click's own standalone mode would print usage errors too, but it also exits on success,
+    which callers that run `main()` in-process (tests, scripts) do not expect; so the app runs
+    with standalone_mode=False and the errors are shown here."""
     try:
         code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n here
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except TickbridgeError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        cause = getattr(exc, "cause", None)  # Ray re-raises a worker's error as a subclass of it
+        _error_line(str(cause if isinstance(cause, TickbridgeError) else exc))
         sys.exit(EXIT_USER_ERROR)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        if isinstance(exc, _click_exceptions()):  # usage: "No such option: --x", with the closest match
             exc.show()
             sys.exit(exc.exit_code)
+        if "strategies.registry" in sys.modules:  # a user's strategy may have run: point at their line
+            from strategies.registry import user_location, user_location_in_text
+
+            cause = getattr(exc, "cause", None)  # a Ray worker's error: its traceback comes as text
+            if isinstance(cause, BaseException) and type(exc).__module__.startswith("ray."):
+                where, exc = user_location_in_text(str(exc)), cause
+            else:
+                where = user_location(exc.__traceback__)
+            if where is not None:
+                text = str(exc)
+                _error_line(f"strategy: {where}: {type(exc).__name__}{': ' + text if text else ''}")
+                sys.exit(EXIT_USER_ERROR)
         raise
+
+
+def _error_line(message: str) -> None:
+    """One line on stderr, unwrapped, with the user's text shown as written (`close[i + 1]` is not
+    rich markup)."""
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _click_exceptions() -> tuple[type[Exception], ...]:
+    """click's usage exceptions: typer 0.29 vendors click as typer._click (pinned in
+    pyproject.toml); a standalone click, if a plugin uses it, raises its own."""
+    kinds: list[type[Exception]] = []
+    try:
+        from typer._click.exceptions import ClickException
+        kinds.append(ClickException)
+    except ImportError:  # a typer that uses the click package itself
+        pass
+    try:
+        import click
+        kinds.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(kinds)
 
 
 if __name__ == "__main__":

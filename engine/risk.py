@@ -10,7 +10,8 @@ marks it DENIED with the code and never sends it):
    4. duplicate id     DUPLICATE_CLIENT_ORDER_ID (an id this gate has seen, or a working order's)
    5. order qty        MAX_ORDER_QTY
    6. order notional   MAX_ORDER_NOTIONAL
-   7. price band       PRICE_BAND: a limit/stop price more than price_band_pct from the last price
+   7. price band       PRICE_BAND: the price an order would trade at (its limit, its stop, and for a
+                       market order the last price) more than price_band_pct from the reference
    8. position         MAX_POSITION: |position after the order| per symbol
    9. gross exposure   MAX_GROSS_EXPOSURE: the bot's worst-case gross exposure with the order
   10. buying power     BUYING_POWER: a buy must fit in cash less working buys; the worst-case
@@ -24,6 +25,14 @@ marks it DENIED with the code and never sends it):
 
 NO_PRICE (fail closed): a check that needs a price has none, e.g. a notional limit on a market
 order before the first last price, or an equity-fraction order that cannot be sized yet.
+
+The price band's reference. A band centred on the last price cannot catch a bad last price: a
+market order "at the last price" is then always inside it. So the runtime gives the engine a
+`reference_price` that one bad tick cannot move (the median mid of the recent guarded ticks,
+engine.tick_guard), and every order type is held to it: limits and stops by their prices, a
+market order by the last price, where it would fill (a market order that only reduces the
+position is exempt: an exit must not be trapped in a real fast market). Without a reference (the backtester), the
+band is centred on the last price, as before.
 
 Reductions. An order *reduces* when it is on the opposite side of the current position and its
 quantity is at most what is left of that position once the working orders already closing it
@@ -142,15 +151,16 @@ def parse_window(text: str) -> tuple[int, int]:
     A window ends the day it starts; the end may be 24:00. A session over midnight is two
     windows ("22:00-24:00", "00:00-06:00"), which keeps "ends before it starts" a typo to catch.
     """
+    # the messages do not quote the text: a refused value is named by its field, never echoed
     match = _WINDOW.fullmatch(text.strip())
     if match is None:
-        raise ValueError(f"{text!r} is not HH:MM-HH:MM")
+        raise ValueError("a window must be HH:MM-HH:MM (UTC)")
     start_h, start_m, end_h, end_m = (int(part) for part in match.groups())
     if start_h > 23 or start_m > 59 or end_m > 59 or end_h > 24 or (end_h == 24 and end_m):
-        raise ValueError(f"{text!r} is not a time of day")
+        raise ValueError("a window's times must be times of day (00:00 to 24:00)")
     start, end = start_h * 60 + start_m, end_h * 60 + end_m
     if start >= end:
-        raise ValueError(f"{text!r} ends before it starts (split a session over midnight in two windows)")
+        raise ValueError("the window ends before it starts (split a session over midnight in two windows)")
     return start, end
 
 
@@ -217,30 +227,51 @@ class RiskConfig(BaseModel):
         return self.bots.get(bot_id, self.default_bot)
 
 
-def load_risk_config(path: str | Path) -> RiskConfig:
-    """Read and validate a risk YAML. Every problem is a ConfigError whose field is the dotted
-    path of the bad value ("bots.sma1.max_order_qty"), or "risk" for the file as a whole."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("risk", f"cannot read {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError("risk", f"{path} is not valid YAML: {exc}") from None
+def parse_risk_config(data: Any) -> RiskConfig:
+    """Risk limits given as data: an API body's `risk`, or a risk YAML once read.
+
+    Every problem is a ConfigError whose field is the dotted path of the bad value
+    ("bots.sma1.max_order_qty"), or "risk" for the mapping as a whole. The message says what is
+    wrong and never quotes the value: limits may come from a file the reader of the error should
+    not see, and the field name is enough to fix it."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError("risk", f"{path} must be a mapping with account, bots and default_bot")
+        raise ConfigError("risk", "risk limits must be a mapping with account, bots and default_bot")
     try:
         return RiskConfig.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"]) or "risk"
-        if error["type"] == "value_error":  # our validators' messages quote the value already
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        else:  # pydantic's own messages say what is expected, not what was given
             message = error["msg"].removeprefix("Value error, ")
-        else:
-            message = f"{error['msg']} (got {error['input']!r})"
-        raise ConfigError(field, f"{message} in {path}") from None
+        raise ConfigError(field, message) from None
+
+
+def load_risk_config(path: str | Path) -> RiskConfig:
+    """Read and validate a risk YAML of the operator's (`tickbridge backtest --risk`, a runtime
+    YAML's `risk:`). Errors name the file (the operator's own) and the dotted field, as
+    parse_risk_config's do, and never quote the file's contents: not even a YAML syntax error's
+    line, only its position."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("risk", f"cannot read {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError("risk", f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError("risk", f"{path} is not valid YAML{where}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError("risk", f"{path} must be a mapping with account, bots and default_bot")
+    try:
+        return parse_risk_config(data)
+    except ConfigError as exc:
+        raise ConfigError(exc.field, f"{exc.message} in {path}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +403,8 @@ class RiskEngine(_Monitored):
     def __init__(self, bot_id: str, limits: RiskLimits, account: AccountRisk, clock: Clock,
                  instruments: dict[str, Instrument], last_price: Callable[[str], Decimal | None],
                  open_orders: Callable[[], list[Order]] | None = None,
-                 positions: Callable[[], dict[str, Decimal]] | None = None) -> None:
+                 positions: Callable[[], dict[str, Decimal]] | None = None,
+                 reference_price: Callable[[str], Decimal | None] | None = None) -> None:
         super().__init__(bot_id, limits.daily_loss_limit, limits.max_drawdown_pct)
         self.bot_id = bot_id
         self.limits = limits
@@ -380,6 +412,7 @@ class RiskEngine(_Monitored):
         self.clock = clock
         self.instruments = instruments
         self.last_price = last_price
+        self.reference_price = reference_price or last_price  # the price band's centre (module docstring)
         self.open_orders: Callable[[], list[Order]] = open_orders or _unbound(bot_id, "open_orders")
         self.positions: Callable[[], dict[str, Decimal]] = positions or _unbound(bot_id, "positions")
         self._allowed = None if limits.allowed_symbols is None else frozenset(limits.allowed_symbols)
@@ -483,16 +516,24 @@ class RiskEngine(_Monitored):
         return RiskReason.MAX_ORDER_NOTIONAL if c.qty * c.price * c.multiplier > cap else None
 
     def _price_band(self, c: _Candidate) -> str | None:
-        """Fat finger: a limit or stop price too far from the last price. A market order trades at
-        the last price, so it is inside any band, but only if there is a last price."""
+        """Fat finger, or a market gone wrong: the price the order would trade at too far from the
+        reference. A limit and a stop are held to their prices (a stop-limit to both); a market
+        order to the last price, where it would fill (inside any band centred on the last price,
+        but not inside one centred on a median the last price ran away from)."""
         band = self.limits.price_band_pct
         if band is None:
             return None
-        last = c.last
-        if last is None:
+        if c.reduces and c.order.limit_price is None and c.order.stop_price is None:
+            # a market exit in a real fast market must not be trapped behind a lagging median:
+            # the tick guard already keeps spikes away from fills, and refusing to close is the
+            # larger risk (a limit or stop exit is still held to its price: a fat finger)
+            return None
+        reference = self.reference_price(c.order.symbol)
+        if reference is None or c.last is None:
             return RiskReason.NO_PRICE
-        for price in (c.order.limit_price, c.order.stop_price):
-            if price is not None and abs(price - last) * 100 > band * last:
+        prices = [p for p in (c.order.limit_price, c.order.stop_price) if p is not None] or [c.last]
+        for price in prices:
+            if abs(price - reference) * 100 > band * reference:
                 return RiskReason.PRICE_BAND
         return None
 

@@ -1,6 +1,7 @@
 """A paper-trading session: one bot, a tick stream, the durable paper venue, the SQL store.
 
-Per input tick, in order: the tick guard (a malformed tick is counted and dropped), the venue
+Per input tick, in order: the tick guard (a malformed or outlying tick is counted and dropped,
+so neither the venue nor the marks ever see it), the venue
 matches working orders (fills reach the OMS and the journal), the strategy acts (each order is
 journaled and flushed before the venue sees it), then the input's sequence number becomes the
 bot's checkpoint, committed with everything it caused. A restart loads the store, reconciles
@@ -23,11 +24,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.money import FeeModel, Scales, Slippage, div_round_half_even
 from engine.oms import OrderManager, RiskGate
+from engine.orders import Order
 from engine.portfolio import Portfolio
 from engine.reconcile import ReconciliationReport, reconcile
-from engine.store.db import check_connection, make_engine
+from engine.store.db import StoreLost, check_connection, make_engine
 from engine.store.journal import SqlJournal
-from engine.tick_guard import TickGuard
+from engine.tick_guard import TickGuard, TickGuardConfig
 
 DAY_NS = 86_400_000_000_000
 from strategies.base import Strategy
@@ -42,6 +44,7 @@ class SessionConfig:
     fees: FeeModel = FeeModel()
     slippage: Slippage = Slippage()
     checkpoint_every: int = 500  # inputs between checkpoint-only commits when nothing else happens
+    tick_guard: TickGuardConfig | None = None  # None: the guard's defaults
 
 
 class PaperSession:
@@ -58,7 +61,7 @@ class PaperSession:
         self.portfolio = Portfolio.for_instrument(config.cash, instrument)
         self.oms = OrderManager(config.bot_id, self.clock, self.venue, self.portfolio,
                                 {instrument.symbol: instrument}, risk=risk, journal=self.journal)
-        self.guard = TickGuard()
+        self.guard = TickGuard(config.tick_guard)  # only ticks it admits reach the venue and the marks
         self.checkpoint = -1
         self._day = -1
         self._day_start = (0, 0, 0)  # realized, fees (raw cash) and equity at the day's first tick
@@ -69,12 +72,24 @@ class PaperSession:
     def start(self) -> ReconciliationReport:
         """Rebuild from the store and reconcile with the venue (raises if they cannot agree)."""
         stored = self.journal.load({self.instrument.symbol: self.instrument})
+        self._check_store_knows_venue(stored.orders)
         self.oms.restore(stored.orders, stored.fills, stored.next_order_seq)
         self.checkpoint = stored.checkpoint
         self.report = reconcile(self.oms, self.venue, self.instrument.symbol, self.clock.now_ns())
         self.journal.record_position(self.portfolio, self.instrument.symbol, self.clock.now_ns())
         self.journal.flush()
         return self.report
+
+    def _check_store_knows_venue(self, stored_orders: list[Order]) -> None:
+        """A store with no order of this bot while its venue log holds some was lost or replaced
+        (the log is keyed by the store's URL). Reconciling would adopt the venue's history as
+        foreign orders and trade again from the first tick, colliding with its own order ids:
+        refuse, and say what happened and what to do."""
+        held = len(self.venue.book.orders)
+        if not stored_orders and held:
+            raise StoreLost(f"the store has no record of bot {self.config.bot_id!r} but its paper venue log "
+                            f"{self.config.venue_log} holds {held} orders: the store was lost or replaced; "
+                            "restore it, or archive the venue log to start afresh")
 
     def run(self, ticks: Iterable[tuple[int, Tick]]) -> int:
         """Process (sequence, tick) pairs after the checkpoint; returns how many were new."""

@@ -1,16 +1,40 @@
 """The gate every live tick passes before the engine sees it.
 
 A feed can deliver garbage: NaN or negative prices, a crossed quote, a tick older than the last
-one, the same tick twice. Trading on it would be trading blind; stopping the bot for it would
-let one bad packet halt a strategy. So a malformed tick is counted under its reason and dropped,
-and the bot lives on. The counts are exported (API /metrics later) so a bad feed is visible.
+one, the same tick twice, or a well-formed tick at a price the market never traded (a fat-fingered
+print, a decimal point in the wrong place: four ticks at 10x the price once filled 2 x 5000 units
+at 13.88 on a 1.39 market). Trading on it would be trading blind; stopping the bot for it would
+let one bad packet halt a strategy. So a bad tick is counted under its reason and dropped, and the
+bot lives on. The counts are exported (bot status, session record, API /metrics) so a bad feed is
+visible.
+
+Outliers. After a warm-up of `window` accepted ticks, a tick is an OUTLIER when one of its prices
+lies further from the reference (the median mid of the last `window` accepted ticks) than
+`outlier_multiple` x the recent range (highest minus lowest price of those ticks, spreads
+included, at least `range_floor_pct` % of the reference: a flat market must not make every move
+an outlier), or more than `max_deviation_pct` % from it (a hard bound that holds even when the
+recent range is wide). The median is the reference because it is what one bad tick cannot move.
+
+Genuine gaps. A market can really jump (the weekend open, a news print) and stay there. Dropping
+every tick at the new level would blind the bot for good, so when `confirm_ticks` consecutive
+outliers agree on one level (each within the outlier tolerance of their median) the guard accepts
+that level: the window restarts from those ticks, the last of them is admitted, and the shift is
+counted (`level_shifts`). The ones before it stay dropped; a spike shorter than `confirm_ticks`
+never reaches the engine.
+
+Every decision depends only on the ticks seen before, in order, so a replay (a restart's warm-up,
+the parity replay) with the same config makes the same decisions.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
+from bisect import bisect_left, insort
+from collections import Counter, deque
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 from engine.market import Tick
 
@@ -22,19 +46,136 @@ class TickProblem(StrEnum):
     CROSSED = "CROSSED"                # bid above ask
     NEGATIVE_SIZE = "NEGATIVE_SIZE"
     OUT_OF_ORDER = "OUT_OF_ORDER"      # older than the last accepted tick
-    DUPLICATE = "DUPLICATE"            # same time and same prices as the last accepted tick
+    DUPLICATE = "DUPLICATE"            # same time, prices and size as the last tick seen (NaN == NaN)
+    OUTLIER = "OUTLIER"                # a price too far from the recent median (module docstring)
+
+
+_Ratio = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class TickGuardConfig(BaseModel):
+    """A bot's `tick_guard:` mapping. Left out, the defaults hold; `outlier_multiple: null` and
+    `max_deviation_pct: null` together switch outlier detection off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: Annotated[int, Strict(), Field(ge=2, le=10_000)] = Field(
+        50, description="accepted ticks the reference and the range are taken over; also the warm-up")
+    outlier_multiple: _Ratio | None = Field(
+        10.0, le=1_000_000, description="an outlier lies beyond this many recent ranges from the median")
+    max_deviation_pct: _Ratio | None = Field(
+        10.0, le=1_000, description="an outlier lies more than this % from the median, whatever the range")
+    range_floor_pct: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = Field(
+        0.01, description="the recent range is taken as at least this % of the median")
+    confirm_ticks: Annotated[int, Strict(), Field(ge=2, le=10_000)] = Field(
+        10, description="consecutive outliers agreeing on one level that make it the new level")
+
+    @field_validator("outlier_multiple", "max_deviation_pct", "range_floor_pct", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        """YAML's `yes` is not the number 1."""
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not a boolean")
+        return value
+
+
+def _same(a: float, b: float) -> bool:
+    """Equal, with NaN equal to NaN: a trade-only or quote-only tick carries NaN fields."""
+    return a == b or (a != a and b != b)
+
+
+def same_tick(a: Tick, b: Tick) -> bool:
+    return (a.symbol == b.symbol and a.ts == b.ts and _same(a.bid, b.bid) and _same(a.ask, b.ask)
+            and _same(a.last, b.last) and _same(a.size, b.size))
+
+
+def tick_mid(tick: Tick) -> float:
+    """The quote's mid, else the last price (NaN when the tick has neither)."""
+    if tick.bid == tick.bid and tick.ask == tick.ask:
+        return (tick.bid + tick.ask) / 2
+    return tick.last
+
+
+def _span(tick: Tick) -> tuple[float, float]:
+    """Lowest and highest price a valid tick carries (bid <= ask once it passed the checks)."""
+    bid, ask, last = tick.bid, tick.ask, tick.last
+    if bid != bid:
+        return last, last
+    if last != last:
+        return bid, ask
+    return min(bid, last), max(ask, last)
+
+
+class _Window:
+    """The last n accepted ticks: their mids (for the median) and price spans (for the range),
+    each kept sorted so a tick costs a bisect, not a sort."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.order: deque[tuple[float, float, float]] = deque()  # (mid, low, high) in arrival order
+        self.mids: list[float] = []
+        self.lows: list[float] = []
+        self.highs: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def add(self, tick: Tick) -> None:
+        low, high = _span(tick)
+        mid = tick_mid(tick)
+        self.order.append((mid, low, high))
+        insort(self.mids, mid)
+        insort(self.lows, low)
+        insort(self.highs, high)
+        if len(self.order) > self.size:
+            mid, low, high = self.order.popleft()
+            del self.mids[bisect_left(self.mids, mid)]
+            del self.lows[bisect_left(self.lows, low)]
+            del self.highs[bisect_left(self.highs, high)]
+
+    def clear(self) -> None:
+        self.order.clear()
+        self.mids.clear()
+        self.lows.clear()
+        self.highs.clear()
+
+    def median(self) -> float:
+        mids, n = self.mids, len(self.mids)
+        if not n:
+            return math.nan
+        return mids[n // 2] if n % 2 else (mids[n // 2 - 1] + mids[n // 2]) / 2
+
+    def range(self) -> float:
+        return self.highs[-1] - self.lows[0]
 
 
 class TickGuard:
-    """Validates ticks in arrival order; keeps per-reason counts of what it dropped."""
+    """Validates ticks in arrival order; keeps per-reason counts of what it dropped, and the
+    guarded prices the rest of the bot marks and checks orders against (`last_mid`, `reference`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: TickGuardConfig | None = None) -> None:
+        self.config = config or TickGuardConfig()
         self.dropped: Counter[TickProblem] = Counter()
         self.accepted = 0
-        self._last: Tick | None = None
+        self.level_shifts = 0
+        self.last_mid = math.nan           # the mid of the last accepted tick: the guarded mark
+        self._last: Tick | None = None     # the last accepted tick: ordering watermark
+        self._window = _Window(self.config.window)
+        self._warm = False                 # outlier decisions start once the window first filled
+        self._pending: list[Tick] = []     # consecutive outliers that may be a new level
+
+    def reference(self) -> float:
+        """The median mid of the recent accepted ticks (NaN before the first): the price one bad
+        tick cannot move, which the risk engine's price band is centred on."""
+        return self._window.median()
+
+    def counts(self) -> dict[str, int]:
+        """Dropped ticks per reason, as plain values for a status or a JSON record."""
+        return {str(reason): count for reason, count in sorted(self.dropped.items())}
 
     def problem(self, tick: Tick) -> TickProblem | None:
-        """Why this tick must be dropped, or None if it is usable (does not update state)."""
+        """Why this tick must be dropped, or None if it is usable (does not update state; an
+        OUTLIER may still be admitted by `admit` as the tick that confirms a new level)."""
         has_quote = not (math.isnan(tick.bid) and math.isnan(tick.ask))
         has_last = not math.isnan(tick.last)
         if not has_quote and not has_last:
@@ -52,16 +193,71 @@ class TickGuard:
         if last is not None:
             if tick.ts < last.ts:
                 return TickProblem.OUT_OF_ORDER
-            if tick == last:
+            if same_tick(tick, last):
                 return TickProblem.DUPLICATE
+        if self._pending and same_tick(tick, self._pending[-1]):
+            return TickProblem.DUPLICATE   # a repeated bad tick must not vote for its own level
+        if self._warm and self._is_outlier(tick):
+            return TickProblem.OUTLIER
         return None
 
     def admit(self, tick: Tick) -> bool:
         """True to process the tick; False if it was counted and dropped."""
         problem = self.problem(tick)
+        if problem is TickProblem.OUTLIER:
+            if self._confirms_level(tick):
+                self._shift_level(tick)
+                return True
+            self.dropped[problem] += 1
+            return False
         if problem is not None:
             self.dropped[problem] += 1
             return False
+        self._pending.clear()
+        self._accept(tick)
+        return True
+
+    # -- outliers -------------------------------------------------------------------------------------
+    def _tolerance(self, reference: float) -> float:
+        """How far from the reference a price may lie: the tighter of the two bounds."""
+        config, tolerance = self.config, math.inf
+        if config.outlier_multiple is not None:
+            floor = reference * config.range_floor_pct / 100
+            tolerance = config.outlier_multiple * max(self._window.range(), floor)
+        if config.max_deviation_pct is not None:
+            tolerance = min(tolerance, reference * config.max_deviation_pct / 100)
+        return tolerance
+
+    def _is_outlier(self, tick: Tick) -> bool:
+        reference = self._window.median()
+        low, high = _span(tick)
+        return max(high - reference, reference - low) > self._tolerance(reference)
+
+    def _confirms_level(self, tick: Tick) -> bool:
+        """Add the outlier to the run of outliers that agree on one level (or start a new run);
+        True when the run is long enough to be the market, not a glitch."""
+        pending = self._pending
+        if pending:
+            mids = sorted(tick_mid(t) for t in pending)
+            level = mids[len(mids) // 2]
+            if abs(tick_mid(tick) - level) > self._tolerance(self._window.median()):
+                pending.clear()
+        pending.append(tick)
+        return len(pending) >= self.config.confirm_ticks
+
+    def _shift_level(self, tick: Tick) -> None:
+        """The market moved: measure it from the confirming ticks on."""
+        self._window.clear()
+        for confirming in self._pending[:-1]:
+            self._window.add(confirming)
+        self._pending.clear()
+        self.level_shifts += 1
+        self._accept(tick)
+
+    def _accept(self, tick: Tick) -> None:
         self._last = tick
         self.accepted += 1
-        return True
+        self.last_mid = tick_mid(tick)
+        self._window.add(tick)
+        if len(self._window) >= self.config.window:
+            self._warm = True

@@ -16,6 +16,7 @@ direction differs from the last emitted one; bars that merely confirm it are not
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -126,7 +127,8 @@ class SqlSignals:
                 bot_id=signal.bot_id, symbol=signal.symbol, ts=signal.ts, direction=signal.direction,
                 target_weight=signal.target_weight, confidence=signal.confidence,
                 model_id=str(signal.model_id), model_version=str(signal.model_version),
-                payload={"p_up": signal.p_up, "p_down": signal.p_down, "price": signal.price}))
+                payload={"p_up": signal.p_up, "p_down": signal.p_down, "price": signal.price},
+                published_ns=time.time_ns()))  # the wall clock: plan delays count from here
 
     def load(self, bot_id: str) -> list[Signal]:
         with self.engine.connect() as connection:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 
 _GO_TAGS = frozenset({"open", "close"})
+GO_TAGS = _GO_TAGS  # the tags of go()'s own orders: the runtime waits for them too (engine/runtime/driver.py)
 _SIZE_STEP = Decimal(1).scaleb(-6)
 SIZE_DP = 6  # decimals of a per-entry equity fraction (`go(direction, fraction)`, `sizes()`)
 
@@ -159,6 +160,98 @@ class BarListView:
         return len(self._data)
 
 
+class StrategyCodeError(ConfigError):
+    """A mistake in a strategy's own code, reported at the user's line (the deepest frame of the
+    call stack that is theirs), so the CLI prints one line a newcomer can act on."""
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        if where is None:
+            from strategies.registry import caller_location
+            where = caller_location() or ""
+        self.problem, self.where = message, where
+        super().__init__("strategy", f"{where}: {message}" if where else message)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a Ray worker's error arrives with its location
+        return type(self), (self.problem, self.where)
+
+
+def _numpy_hint(func: str, arrays: list[np.ndarray], data: Any) -> str:
+    names = {id(getattr(data, c, None)): c for c in ("open", "high", "low", "close", "volume")} \
+        if data is not None else {}
+    given = [f"self.data.{names[id(a)]}" if id(a) in names else "a numpy array" for a in arrays]
+    wanted = [f"self.data.{names[id(a)].capitalize()}" if id(a) in names else "a pandas Series" for a in arrays]
+    return (f"{func}() was given a numpy array ({', '.join(given)}) and returned nothing: pandas-ta indicators "
+            f"take a pandas Series; pass {', '.join(wanted)} (capitalised: the Series of that column)")
+
+
+class _BarsSoFar:
+    """`self.data` inside `next()` for strategies outside this package: the bar columns as lists
+    that end at the current bar, as they do live (engine.runtime.bars.BarHistory), so a look-ahead
+    (`close[self.i + 1]`, or `close[-1]` meaning the file's last bar) fails in the backtest
+    instead of flattering it. Each column is cut on first use and grows by one value a bar."""
+
+    def __init__(self, full: "BarListView", strategy: "Strategy", pairs: list[tuple[list, list]]) -> None:
+        self._full, self._strategy, self._pairs = full, strategy, pairs
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not set yet (a copy being built): no recursion through _full
+            raise AttributeError(name)
+        if name in ("time", "open", "high", "low", "close", "volume"):
+            whole = getattr(self._full, name)
+            so_far = whole[: self._strategy.i + 1]
+            self._pairs.append((so_far, whole))
+            setattr(self, name, so_far)
+            return so_far
+        if name == "frame":
+            return self._full.frame.iloc[: self._strategy.i + 1]
+        if name in ("Open", "High", "Low", "Close", "Volume"):
+            return self._full.frame[name.lower()].iloc[: self._strategy.i + 1]
+        return getattr(self._full, name)
+
+    def __len__(self) -> int:
+        return self._strategy.i + 1
+
+
+def _shows_only_the_past(strategy: "Strategy", indicators: list[str]) -> None:
+    """Give `strategy.next()` lists that end at the current bar (see _BarsSoFar). The built-ins
+    skip this: the parity tests hold them to the live path, and their event-path speed counts."""
+    pairs: list[tuple[list, list]] = []
+    for attr in indicators:
+        value = getattr(strategy, attr)
+        if isinstance(value, tuple):
+            cut = tuple([] for _ in value)
+            pairs.extend(zip(cut, value))
+        else:
+            cut = []
+            pairs.append((cut, value))
+        setattr(strategy, attr, cut)
+    strategy.data = _BarsSoFar(strategy.data, strategy, pairs)  # type: ignore[arg-type]
+    decide = strategy.next
+    done = -1  # the bar the lists end at
+
+    def next_with_bars_so_far() -> None:
+        nonlocal done
+        i = strategy.i
+        if i == done + 1:
+            for so_far, whole in pairs:
+                so_far.append(whole[i])
+        else:  # a replay that skipped or repeated a bar: cut every list to the bar again
+            for so_far, whole in pairs:
+                so_far[:] = whole[: i + 1]
+        done = i
+        try:
+            decide()
+        except IndexError as exc:
+            from strategies.registry import user_location
+            raise StrategyCodeError(
+                f"IndexError ({exc}) at bar {i}: in next() the bar data and indicators end at the current bar, "
+                f"self.i = {i}, as they do live: an index past self.i would read the future (a look-ahead), "
+                f"and self.i - k before bar k reads before the first bar",
+                user_location(exc.__traceback__) or "") from None
+
+    strategy.next = next_with_bars_so_far  # type: ignore[method-assign]
+
+
 class Strategy:
     """Base class of every strategy. Subclasses set `name`, `Params`, and override `init` and
     `next` (and optionally `signals`, `on_fill`, `on_start`, `on_stop`)."""
@@ -168,6 +261,10 @@ class Strategy:
     # True for a strategy that keeps its own state bar by bar in next() (ml_signal): live, the
     # runtime then calls init() once and feeds bars, instead of re-running its I() indicators
     incremental: ClassVar[bool] = False
+    # what the strategy last asked go() for, kept even when go() could not act (orders in flight):
+    # after a restart the runtime brings the position there if a lost order left it elsewhere
+    target: int | None = None
+    target_fraction: Decimal | None = None
 
     def __init__(self, params: StrategyParams) -> None:
         self.p = params
@@ -190,10 +287,14 @@ class Strategy:
         if self.data is None:  # a tick-driven strategy may run with no bar history
             return
         self.data = self.data.as_lists()
+        converted_attrs = []
         for attr, value in list(vars(self).items()):
             converted = self._as_lists(value)
             if converted is not value:
                 setattr(self, attr, converted)
+                converted_attrs.append(attr)
+        if not type(self).__module__.startswith("strategies."):  # a user's strategy: no look-ahead
+            _shows_only_the_past(self, converted_attrs)
 
     def _as_lists(self, value: Any) -> Any:
         if isinstance(value, np.ndarray) and any(value is ind for ind in self._indicators):
@@ -232,6 +333,9 @@ class Strategy:
         """
         out = func(*args, **kwargs)
         if out is None:
+            arrays = [a for a in (*args, *kwargs.values()) if isinstance(a, np.ndarray)]
+            if arrays:  # pandas-ta answers None to a numpy array, which reads like "too little data"
+                raise StrategyCodeError(_numpy_hint(getattr(func, "__name__", str(func)), arrays, self.data))
             raise ConfigError("indicator", f"{getattr(func, '__name__', func)} returned nothing (too little data?)")
         if isinstance(out, pd.DataFrame):
             arrays = tuple(self._register(out[c].to_numpy(dtype=np.float64)) for c in out.columns)
@@ -262,7 +366,11 @@ class Strategy:
         then open with this strategy's sizing (or `fraction` of equity, cut to SIZE_DP decimals,
         for a strategy that sizes each entry). Does nothing if already there, or while orders it
         made are still in flight (after a restart an order may be at the venue, not yet filled:
-        deciding again would send a second one)."""
+        deciding again would send a second one). The wish is kept in `target` either way."""
+        if direction not in (-1, 0, 1):  # go(2) is a typo, not "long, twice": refused, never rounded to +1
+            raise StrategyCodeError(f"go({direction!r}): the direction must be +1 (long), -1 (short) or 0 (flat); "
+                                    "size positions with go(direction, fraction) or the size parameter")
+        self.target, self.target_fraction = direction, fraction
         if any(o.tag in _GO_TAGS for o in self._oms._open.values()):  # type: ignore[union-attr]
             return
         current = self.direction

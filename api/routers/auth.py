@@ -1,4 +1,11 @@
-"""Login, refresh-token rotation, logout, API keys, and who am I."""
+"""Login, refresh-token rotation, logout, API keys, and who am I.
+
+A login starts a session: a refresh-token family. Its access tokens carry the family (claim
+`fam`), and api.deps.authenticate refuses them once the family is revoked, so a logout (this
+session), a logout-all (every session of the caller) or a reused rotated refresh token ends the
+session's access tokens at once rather than when they expire. Logins are limited per client and
+locked per account name after repeated failures (api.ratelimit), the same way for unknown names.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from api import audit
-from api.deps import Caller, Ctx, Db, PathId
+from api.deps import Caller, Ctx, Db, PathId, family_revoked
 from api.errors import ApiError, not_found
 from api.ratelimit import limited
 from api.security import access_token, digest, new_api_key, new_opaque, verify_password
@@ -72,7 +79,7 @@ def _issue(db: Session, settings: Settings, user: UserRow, family: str) -> Token
     refresh = new_opaque()
     db.add(RefreshTokenRow(user_id=user.id, family=family, token_hash=digest(refresh),
                            expires_at=_now() + timedelta(seconds=settings.refresh_ttl_s)))
-    return Tokens(access_token=access_token(settings.jwt_secret, user.id, user.role, settings.access_ttl_s),
+    return Tokens(access_token=access_token(settings.jwt_secret, user.id, user.role, settings.access_ttl_s, family),
                   refresh_token=refresh, expires_in=settings.access_ttl_s)
 
 
@@ -84,9 +91,11 @@ def _revoke_family(db: Session, family: str) -> None:
 @router.post("/token", response_model=Tokens, dependencies=[Depends(limited("auth"))],
              summary="log in: an access token and a refresh token")
 def login(body: Login, ctx: Ctx, db: Db) -> Tokens:
+    ctx.auth_limiter.check_login(body.username)  # 429 while the name is locked; counts this attempt
     user = db.scalar(select(UserRow).where(UserRow.username == body.username))
     if not verify_password(user.password_hash if user else None, body.password) or user is None or user.disabled:
         raise ApiError(401, "wrong username or password")
+    ctx.auth_limiter.login_succeeded(body.username)
     tokens = _issue(db, ctx.settings, user, uuid.uuid4().hex)
     audit.record(db, user.username, "auth.login", f"user:{user.id}")
     db.commit()
@@ -97,18 +106,25 @@ def login(body: Login, ctx: Ctx, db: Db) -> Tokens:
              summary="rotate a refresh token; reusing a rotated one revokes its whole family")
 def refresh(body: RefreshIn, ctx: Ctx, db: Db) -> Tokens:
     row = db.scalar(select(RefreshTokenRow).where(RefreshTokenRow.token_hash == digest(body.refresh_token)))
-    if row is None or row.revoked_at is not None or _aware(row.expires_at) <= _now():
+    if row is None or row.revoked_at is not None or _aware(row.expires_at) <= _now() \
+            or db.scalar(select(family_revoked(row.family))):
         raise ApiError(401, "refresh token is not valid")
     user = db.get(UserRow, row.user_id)
-    if row.used_at is not None:  # a rotated token came back: it was stolen, or the client is confused
+    # claim the token in one conditional UPDATE: of two concurrent uses only one can rotate it,
+    # and the other is a reuse (before, both got a valid branch of the family)
+    claimed = row.used_at is None and db.execute(
+        update(RefreshTokenRow).where(RefreshTokenRow.id == row.id, RefreshTokenRow.used_at.is_(None),
+                                      RefreshTokenRow.revoked_at.is_(None))
+        .values(used_at=_now())).rowcount == 1
+    if not claimed:  # a rotated token came back: it was stolen, or the client is confused
         _revoke_family(db, row.family)
         audit.record(db, user.username if user else "?", "auth.refresh_reuse", f"user:{row.user_id}",
                      {"family": row.family})
         db.commit()
         raise ApiError(401, "refresh token was already used; its session is revoked, log in again")
     if user is None or user.disabled:
+        db.rollback()
         raise ApiError(401, "refresh token is not valid")
-    row.used_at = _now()
     tokens = _issue(db, ctx.settings, user, row.family)
     db.commit()
     return tokens
@@ -123,6 +139,18 @@ def logout(body: RefreshIn, db: Db) -> None:
     _revoke_family(db, row.family)
     user = db.get(UserRow, row.user_id)
     audit.record(db, user.username if user else "?", "auth.logout", f"user:{row.user_id}", {"family": row.family})
+    db.commit()
+
+
+@router.post("/logout-all", status_code=204,
+             summary="log out everywhere: revoke every session (refresh family) of the caller")
+def logout_all(caller: Caller, db: Db) -> None:
+    """Every refresh token of the caller stops working, and so does every access token issued
+    with them (this request's own too). API keys are separate credentials: revoke them one by one."""
+    revoked = db.execute(update(RefreshTokenRow).where(RefreshTokenRow.user_id == caller.user_id,
+                                                       RefreshTokenRow.revoked_at.is_(None))
+                         .values(revoked_at=_now())).rowcount
+    audit.record(db, caller.username, "auth.logout_all", f"user:{caller.user_id}", {"tokens": revoked})
     db.commit()
 
 

@@ -1,7 +1,13 @@
 """Backtest jobs: submit (strategy, params, a data file under data/, settings), poll, fetch the
 result JSON (backtest.report.to_json_dict). Jobs run in the app's thread pool; the job row is the
-source of truth, so a poll from any replica sees it. A job interrupted by a restart stays
-`running` forever: resubmit it."""
+source of truth, so a poll from any replica sees it.
+
+A user may have at most `backtest_quota` (TICKBRIDGE_BACKTEST_QUOTA, default 2) jobs queued or
+running at once; one more is 429 with Retry-After, so one heavy user cannot fill the pool for
+everyone. The pool lives in the API process: a restart loses the jobs it held, so at start
+(`fail_interrupted`, from the app's lifespan) every queued or running job is marked failed with
+"interrupted by a server restart; resubmit" rather than left `running` forever. That assumes one
+API process per store, as the in-process pool already does."""
 
 from __future__ import annotations
 
@@ -13,11 +19,11 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from api import audit
 from api.deps import AppContext, Ctx, Db, Trader
-from api.errors import ApiError, not_found
+from api.errors import ERROR_SCHEMA, ApiError, not_found
 from engine.errors import ConfigError, TickbridgeError
 from engine.store.models import BacktestJobRow
 
@@ -56,12 +62,12 @@ def _data_path(data_dir: Path, name: str) -> Path:
 
 def _validate(body: BacktestIn, data_dir: Path) -> None:
     from backtest.config import make_config
-    from strategies import get_strategy
+    from strategies.registry import resolve_strategy  # installed strategies only: never a caller's code
     from strategies.base import parse_params
 
     _data_path(data_dir, body.data)
     try:
-        strategy = get_strategy(body.strategy)
+        strategy = resolve_strategy(body.strategy, allow_code_refs=False)
     except ConfigError as exc:
         raise ApiError(422, exc.message, field="strategy") from None
     try:
@@ -83,14 +89,14 @@ def run_job(ctx: AppContext, job_id: str, request: dict[str, Any]) -> None:
     from backtest.report import to_json_dict
     from backtest.runner import run_backtest
     from engine.cli import load_frame
-    from strategies import get_strategy
+    from strategies.registry import resolve_strategy  # installed strategies only: never a caller's code
 
     _set(ctx, job_id, status="running")
     try:
         path = _data_path(ctx.settings.data_dir, request["data"])
         settings = {"symbol": path.name.split(".")[0], **request["settings"]}
-        result = run_backtest(load_frame(path, request.get("bar")), get_strategy(request["strategy"]),
-                              request["params"], make_config(**settings))
+        strategy = resolve_strategy(request["strategy"], allow_code_refs=False)
+        result = run_backtest(load_frame(path, request.get("bar")), strategy, request["params"], make_config(**settings))
         payload = _finite(to_json_dict(result, compute_stats(result)))
         _set(ctx, job_id, status="done", result=payload, finished_at=datetime.now(timezone.utc))
     except (TickbridgeError, ApiError) as exc:
@@ -129,9 +135,34 @@ def _owned(db: Any, caller: Any, job_id: str) -> BacktestJobRow:
     return row
 
 
-@router.post("", response_model=JobOut, status_code=202, summary="submit a backtest job")
+INTERRUPTED = "interrupted by a server restart; resubmit"
+RETRY_AFTER_S = 10   # a guess at a job's length: the client polls its jobs meanwhile
+
+
+def fail_interrupted(ctx: AppContext) -> int:
+    """Mark the jobs a previous process left queued or running as failed; how many there were."""
+    with ctx.sessions() as db:
+        done = db.execute(update(BacktestJobRow).where(BacktestJobRow.status.in_(("queued", "running")))
+                          .values(status="failed", error=INTERRUPTED, finished_at=datetime.now(timezone.utc)))
+        db.commit()
+        return int(done.rowcount or 0)
+
+
+def _within_quota(db: Any, caller: Any, quota: int) -> None:
+    pending = db.scalar(select(func.count()).select_from(BacktestJobRow)
+                        .where(BacktestJobRow.owner_id == caller.user_id,
+                               BacktestJobRow.status.in_(("queued", "running"))))
+    if pending >= quota:
+        raise ApiError(429, f"you have {pending} backtest jobs queued or running (at most {quota}): "
+                            "wait for one to finish", headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+@router.post("", response_model=JobOut, status_code=202, summary="submit a backtest job",
+             responses={429: {**ERROR_SCHEMA, "description": "the caller's quota of queued and running jobs is "
+                                                             "full (Retry-After says when to try again)"}})
 def submit(body: BacktestIn, caller: Trader, ctx: Ctx, db: Db) -> BacktestJobRow:
     _validate(body, ctx.settings.data_dir)
+    _within_quota(db, caller, ctx.settings.backtest_quota)
     row = BacktestJobRow(id=uuid.uuid4().hex, owner_id=caller.user_id, status="queued",
                          request=body.model_dump(mode="json"))
     db.add(row)

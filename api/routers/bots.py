@@ -1,46 +1,75 @@
-"""Bot configs (validated by the runtime's own parser, versioned), control, and per-bot store data.
+"""Bot configs (validated by the runtime's own parser, versioned), control, publication, and
+per-bot store data.
 
 A config is the runtime's BotConfig as JSON; a refused one is 422 naming the dotted field
-("params.fast", "cash"). Every PUT stores a new version; GET returns the latest, ?version=N an
-older one. Start, stop and kill go to the injected BotControl.
+("params.fast", "cash", "risk.default_bot.max_order_qty"). Risk limits arrive as data (`risk:
+{account: {...}, default_bot: {...}}`, engine.risk's schema): the API never reads a file a caller
+names. Every PUT stores a new version; GET returns the latest, ?version=N an older one. Start,
+stop and kill go to the injected BotControl.
+
+Ids. A bot's `id` is a name in its owner's namespace: two traders may both have a "spy-sma", and
+creating one never tells you whether someone else has that name. The store and the runtime know
+the bot by its `runtime_id` (bots.id, orders, fills, signals, client order ids): the name itself
+when no other bot has it, else `<name[:50]>-<8 hex of sha256(owner_id:name)>`. Owners address
+their bots by name; admins, who see every owner's, by runtime id. Signals carry the runtime id.
+
+Publication. Subscribers can only follow a bot its owner has published (POST /bots/{id}/publish;
+/unpublish withdraws it, and its subscribers stop receiving its signals). GET /bots/published
+lists the published bots, by runtime id, for anyone logged in.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api import audit
-from api.deps import MAX_ID, Ctx, Db, Principal, QueryId, Trader, latest_config, owned_bot, owned_bot_ids
+from api.deps import (MAX_ID, Caller, Ctx, Db, Principal, QueryId, Trader, addressed_bot, latest_config, latest_named,
+                      owned_bot)
 from api.errors import ApiError, not_found
 from engine.errors import ConfigError, TickbridgeError
 from engine.runtime.config import BotConfig, parse_bot_config
 from engine.store.models import (BotConfigRow, BotRow, BrokerAccountRow, DailyPnlRow, FillRow, OrderRow, PositionRow,
-                                 UserRow)
+                                 SignalRow, UserRow)
 
 router = APIRouter(prefix="/bots", tags=["bots"])
 
-CONFIG_BODY = Body(description="a bot config: id, strategy, params, symbol, venue, account, bar, cash, "
-                               "price_increment, size_increment, commission, risk, on_stop",
+CONFIG_BODY = Body(description="a bot config: id (a name of yours), strategy, params, symbol, venue, account, bar, "
+                               "cash, price_increment, size_increment, commission, risk (limits as data: "
+                               "{account: {...}, default_bot: {...}}), on_stop",
                    examples=[{"id": "spy-sma", "strategy": "sma_cross", "params": {"fast": 10, "slow": 30},
-                              "symbol": "SPY", "venue": "paper"}])
+                              "symbol": "SPY", "venue": "paper", "risk": {"default_bot": {"max_order_qty": 100}}}])
 ConfigBody = Annotated[dict[str, Any], CONFIG_BODY]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+RESERVED = {"published"}   # GET /bots/published is the list of published bots, not a bot of that name
+SUFFIXED_TRIES = 8
 
 
 class BotOut(BaseModel):
-    id: str
+    id: str = Field(description="the bot's name, unique among its owner's bots")
+    runtime_id: str = Field(description="the bot's global id: in signals, orders, fills; admins and subscribers use it")
     version: int
     owner: str
+    published: bool
     config: dict[str, Any]
     created_at: datetime
     created_by: str
+
+
+class PublishedOut(BaseModel):
+    runtime_id: str
+    owner: str
+    strategy: str
+    symbol: str
+    published_at: datetime
 
 
 class KillIn(BaseModel):
@@ -54,8 +83,10 @@ class Versions(BaseModel):
 
 def _out(db: Session, row: BotConfigRow) -> BotOut:
     owner = db.get(UserRow, row.owner_id)
-    return BotOut(id=row.bot_id, version=row.version, owner=owner.username if owner else "?", config=row.config,
-                  created_at=row.created_at, created_by=row.created_by)
+    bot = db.get(BotRow, row.runtime_id)
+    return BotOut(id=row.bot_id, runtime_id=row.runtime_id, version=row.version,
+                  owner=owner.username if owner else "?", published=bot is not None and bot.published_at is not None,
+                  config=row.config, created_at=row.created_at, created_by=row.created_by)
 
 
 def _validated(db: Session, caller: Principal, raw: dict[str, Any], owner_id: int) -> BotConfig:
@@ -74,41 +105,107 @@ def _as_json(config: BotConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
+def _runnable(row: BotConfigRow) -> BotConfig:
+    """The config the runtime runs: the stored one under the bot's runtime id. A version stored
+    before risk limits became data may name a risk file; the API reads no file on a config's
+    say-so, so that version cannot start (the path is not repeated back)."""
+    if isinstance(row.config.get("risk"), str):
+        raise ConfigError("risk", "this version of the bot's config names a risk file, which the API does not "
+                                  "read: store the limits as data (PUT the config with risk: {default_bot: {...}})")
+    return parse_bot_config({**row.config, "id": row.runtime_id})
+
+
+def _claimable(db: Session, runtime_id: str) -> bool:
+    """No bot config uses the id, and no bot the runtime ran on its own (without an API owner)
+    has history under it: a bot with orders, signals or a checkpoint is never handed over."""
+    if db.scalar(select(BotConfigRow.id).where(BotConfigRow.runtime_id == runtime_id).limit(1)) is not None:
+        return False
+    bot = db.get(BotRow, runtime_id)
+    if bot is None:
+        return True
+    return bot.checkpoint < 0 and all(
+        db.scalar(select(table.bot_id).where(table.bot_id == runtime_id).limit(1)) is None
+        for table in (OrderRow, SignalRow))
+
+
+def _allocate_runtime_id(db: Session, owner_id: int, name: str) -> str:
+    """The name when it is free as a global id, else `<name[:50]>-<8 hex>` from the owner and the
+    name (stable: the same owner and name give the same id), salted further only on a collision."""
+    if _claimable(db, name):
+        return name
+    for n in range(SUFFIXED_TRIES):
+        salt = f"{owner_id}:{name}" + (f":{n}" if n else "")
+        candidate = f"{name[:50]}-{hashlib.sha256(salt.encode()).hexdigest()[:8]}"
+        if _claimable(db, candidate):
+            return candidate
+    raise ApiError(409, "no free runtime id for this name: choose another name", field="id")
+
+
 @router.post("", response_model=BotOut, status_code=201, summary="create a bot (version 1)")
 def create_bot(raw: ConfigBody, caller: Trader, db: Db) -> BotOut:
     config = _validated(db, caller, raw, caller.user_id)
-    if db.scalar(select(BotConfigRow.id).where(BotConfigRow.bot_id == config.id).limit(1)) is not None:
-        raise ApiError(409, f"bot {config.id!r} exists", field="id")
-    bot = db.get(BotRow, config.id)
+    if config.id in RESERVED:
+        raise ConfigError("id", f"{config.id!r} is reserved: choose another name")
+    if latest_named(db, caller.user_id, config.id) is not None:  # the caller's own namespace only
+        raise ApiError(409, f"you already have a bot named {config.id!r}", field="id")
+    runtime_id = _allocate_runtime_id(db, caller.user_id, config.id)
+    runtime = _as_json(config) | {"id": runtime_id}
+    bot = db.get(BotRow, runtime_id)
     if bot is None:
-        db.add(BotRow(id=config.id, name=config.id, strategy=config.strategy, account_id=config.account,
-                      config=_as_json(config), status="STOPPED", next_order_seq=0, checkpoint=-1))
-        db.flush()
-    elif bot.checkpoint >= 0 or db.scalar(select(OrderRow.client_order_id).where(OrderRow.bot_id == config.id)
-                                          .limit(1)) is not None:
-        # a bot the runtime already ran without an API owner: refuse rather than hand its history over
-        raise ApiError(409, f"bot {config.id!r} exists in the store without an owner", field="id")
-    row = BotConfigRow(bot_id=config.id, version=1, owner_id=caller.user_id, config=_as_json(config),
-                       created_by=caller.username)
+        db.add(BotRow(id=runtime_id, name=config.id, strategy=config.strategy, account_id=config.account,
+                      config=runtime, status="STOPPED", next_order_seq=0, checkpoint=-1))
+        db.flush()  # before the config row that refers to it
+    else:  # a row without history (a signal sink's placeholder): adopt it
+        bot.name, bot.strategy, bot.account_id, bot.config = config.id, config.strategy, config.account, runtime
+    row = BotConfigRow(bot_id=config.id, runtime_id=runtime_id, version=1, owner_id=caller.user_id,
+                       config=_as_json(config), created_by=caller.username)
     db.add(row)
-    audit.record(db, caller.username, "bot.create", f"bot:{config.id}", {"version": 1})
-    db.commit()
+    audit.record(db, caller.username, "bot.create", f"bot:{runtime_id}", {"version": 1, "name": config.id})
+    try:
+        db.commit()
+    except IntegrityError:  # another request took the name or the runtime id between our check and now
+        db.rollback()
+        raise ApiError(409, f"bot {config.id!r} was created concurrently: retry", field="id") from None
     return _out(db, row)
+
+
+def _latest_rows(db: Session, owner_id: int | None) -> list[BotConfigRow]:
+    latest = (select(BotConfigRow.runtime_id, func.max(BotConfigRow.version).label("v"))
+              .group_by(BotConfigRow.runtime_id).subquery())
+    query = (select(BotConfigRow).join(latest, (latest.c.runtime_id == BotConfigRow.runtime_id)
+                                       & (latest.c.v == BotConfigRow.version))
+             .where(BotConfigRow.deleted_at.is_(None)))
+    if owner_id is not None:
+        query = query.where(BotConfigRow.owner_id == owner_id)
+    return list(db.scalars(query.order_by(BotConfigRow.bot_id, BotConfigRow.runtime_id)))
 
 
 @router.get("", response_model=list[BotOut], summary="the caller's bots (admin: all), latest versions")
 def list_bots(caller: Trader, db: Db) -> list[BotOut]:
-    ids = owned_bot_ids(db, caller)
-    rows = [latest_config(db, b) for b in (ids if ids is not None else
-                                           db.scalars(select(BotConfigRow.bot_id).distinct()))]
-    return [_out(db, r) for r in sorted((r for r in rows if r and r.deleted_at is None), key=lambda r: r.bot_id)]
+    return [_out(db, r) for r in _latest_rows(db, None if caller.is_admin else caller.user_id)]
+
+
+@router.get("/published", response_model=list[PublishedOut],
+            summary="bots their owners have published, by runtime id: what a subscriber can follow")
+def published(caller: Caller, db: Db) -> list[PublishedOut]:
+    bots = {b.id: b for b in db.scalars(select(BotRow).where(BotRow.published_at.is_not(None)))}
+    out = []
+    for row in _latest_rows(db, None):
+        bot = bots.get(row.runtime_id)
+        if bot is not None and bot.published_at is not None:
+            owner = db.get(UserRow, row.owner_id)
+            out.append(PublishedOut(runtime_id=row.runtime_id, owner=owner.username if owner else "?",
+                                    strategy=str(row.config.get("strategy", "")),
+                                    symbol=str(row.config.get("symbol", "")), published_at=bot.published_at))
+    return sorted(out, key=lambda p: p.runtime_id)
 
 
 @router.get("/{bot_id}", response_model=BotOut, summary="a bot's latest config, or ?version=N")
 def get_bot(bot_id: str, caller: Trader, db: Db, version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> BotOut:
     row = owned_bot(db, caller, bot_id)
     if version is not None:
-        old = db.scalar(select(BotConfigRow).where(BotConfigRow.bot_id == bot_id, BotConfigRow.version == version))
+        old = db.scalar(select(BotConfigRow).where(BotConfigRow.runtime_id == row.runtime_id,
+                                                   BotConfigRow.version == version))
         if old is None:
             raise not_found(f"version {version} of bot {bot_id!r}")
         row = old
@@ -117,8 +214,8 @@ def get_bot(bot_id: str, caller: Trader, db: Db, version: Annotated[int | None, 
 
 @router.get("/{bot_id}/versions", response_model=Versions)
 def versions(bot_id: str, caller: Trader, db: Db) -> Versions:
-    owned_bot(db, caller, bot_id)
-    found = db.scalars(select(BotConfigRow.version).where(BotConfigRow.bot_id == bot_id)
+    row = owned_bot(db, caller, bot_id)
+    found = db.scalars(select(BotConfigRow.version).where(BotConfigRow.runtime_id == row.runtime_id)
                        .order_by(BotConfigRow.version))
     return Versions(id=bot_id, versions=list(found))
 
@@ -126,71 +223,102 @@ def versions(bot_id: str, caller: Trader, db: Db) -> Versions:
 @router.put("/{bot_id}", response_model=BotOut, summary="store a new version of a bot's config")
 def update_bot(bot_id: str, raw: ConfigBody, caller: Trader, db: Db) -> BotOut:
     current = owned_bot(db, caller, bot_id)
-    config = _validated(db, caller, {"id": bot_id, **raw}, current.owner_id)
-    if config.id != bot_id:
-        raise ConfigError("id", f"a bot's id cannot change (path says {bot_id!r})")
-    row = BotConfigRow(bot_id=bot_id, version=current.version + 1, owner_id=current.owner_id,
-                       config=_as_json(config), created_by=caller.username)
+    config = _validated(db, caller, {"id": current.bot_id, **raw}, current.owner_id)
+    if config.id != current.bot_id:
+        raise ConfigError("id", f"a bot's id cannot change (it is {current.bot_id!r})")
+    row = BotConfigRow(bot_id=current.bot_id, runtime_id=current.runtime_id, version=current.version + 1,
+                       owner_id=current.owner_id, config=_as_json(config), created_by=caller.username)
     db.add(row)
-    bot = db.get(BotRow, bot_id)
+    bot = db.get(BotRow, current.runtime_id)
     if bot is not None:
-        bot.strategy, bot.account_id, bot.config = config.strategy, config.account, _as_json(config)
-    audit.record(db, caller.username, "bot.update", f"bot:{bot_id}", {"version": row.version})
+        bot.strategy, bot.account_id = config.strategy, config.account
+        bot.config = _as_json(config) | {"id": current.runtime_id}
+    audit.record(db, caller.username, "bot.update", f"bot:{current.runtime_id}", {"version": row.version})
     db.commit()
     return _out(db, row)
 
 
-@router.delete("/{bot_id}", status_code=204, summary="retire a stopped bot (its history stays)")
+@router.delete("/{bot_id}", status_code=204, summary="retire a stopped bot (its history stays; it is unpublished)")
 def delete_bot(bot_id: str, caller: Trader, ctx: Ctx, db: Db) -> None:
-    owned_bot(db, caller, bot_id)
-    if bot_id in ctx.bot_control.running():
+    current = owned_bot(db, caller, bot_id)
+    if current.runtime_id in ctx.bot_control.running():
         raise ApiError(409, f"bot {bot_id!r} is running: stop it first")
     now = datetime.now(timezone.utc)
-    for row in db.scalars(select(BotConfigRow).where(BotConfigRow.bot_id == bot_id)):
+    for row in db.scalars(select(BotConfigRow).where(BotConfigRow.runtime_id == current.runtime_id)):
         row.deleted_at = now
-    audit.record(db, caller.username, "bot.delete", f"bot:{bot_id}")
+    bot = db.get(BotRow, current.runtime_id)
+    if bot is not None:
+        bot.published_at = None
+    audit.record(db, caller.username, "bot.delete", f"bot:{current.runtime_id}")
     db.commit()
 
 
-def _control(db: Session, caller: Principal, action: str, bot_id: str, call: Any, detail: dict[str, Any]) -> dict[str, Any]:
+def _set_published(db: Session, caller: Principal, bot_id: str, publish: bool) -> BotOut:
+    row = owned_bot(db, caller, bot_id)
+    bot = db.get(BotRow, row.runtime_id)
+    if bot is None:  # every bot created through the API has its row; one without cannot be followed
+        raise not_found(f"bot {bot_id!r}")
+    if publish and bot.published_at is None:
+        bot.published_at = datetime.now(timezone.utc)
+    elif not publish:
+        bot.published_at = None
+    audit.record(db, caller.username, "bot.publish" if publish else "bot.unpublish", f"bot:{row.runtime_id}")
+    db.commit()
+    return _out(db, row)
+
+
+@router.post("/{bot_id}/publish", response_model=BotOut,
+             summary="publish the bot's signals: subscribers may follow it (by its runtime id)")
+def publish(bot_id: str, caller: Trader, db: Db) -> BotOut:
+    return _set_published(db, caller, bot_id, True)
+
+
+@router.post("/{bot_id}/unpublish", response_model=BotOut,
+             summary="withdraw the bot: its subscribers stop receiving its signals")
+def unpublish(bot_id: str, caller: Trader, db: Db) -> BotOut:
+    return _set_published(db, caller, bot_id, False)
+
+
+def _control(db: Session, caller: Principal, action: str, row: BotConfigRow, call: Any,
+             detail: dict[str, Any]) -> dict[str, Any]:
     try:
         call()
     except ConfigError:
         raise
     except TickbridgeError as exc:
-        raise ApiError(409, f"{action} {bot_id!r}: {exc}") from None
-    audit.record(db, caller.username, f"bot.{action}", f"bot:{bot_id}", detail)
+        raise ApiError(409, f"{action} {row.bot_id!r}: {exc}") from None
+    audit.record(db, caller.username, f"bot.{action}", f"bot:{row.runtime_id}", detail)
     db.commit()
-    return {"bot_id": bot_id, "action": action}
+    return {"bot_id": row.bot_id, "runtime_id": row.runtime_id, "action": action}
 
 
 @router.post("/{bot_id}/start", summary="start (or resume) the bot's latest config")
 def start(bot_id: str, caller: Trader, ctx: Ctx, db: Db) -> dict[str, Any]:
     row = owned_bot(db, caller, bot_id)
-    config = parse_bot_config(row.config)
-    return _control(db, caller, "start", bot_id, lambda: ctx.bot_control.start(config), {"version": row.version})
+    config = _runnable(row)
+    return _control(db, caller, "start", row, lambda: ctx.bot_control.start(config), {"version": row.version})
 
 
 @router.post("/{bot_id}/stop", summary="stop cleanly (open orders cancelled or kept per on_stop)")
 def stop(bot_id: str, caller: Trader, ctx: Ctx, db: Db) -> dict[str, Any]:
-    owned_bot(db, caller, bot_id)
-    return _control(db, caller, "stop", bot_id, lambda: ctx.bot_control.stop(bot_id), {})
+    row = owned_bot(db, caller, bot_id)
+    return _control(db, caller, "stop", row, lambda: ctx.bot_control.stop(row.runtime_id), {})
 
 
 @router.post("/{bot_id}/kill", summary="kill switch: cancel all, flatten, halt")
 def kill(bot_id: str, caller: Trader, ctx: Ctx, db: Db, body: KillIn | None = None) -> dict[str, Any]:
-    owned_bot(db, caller, bot_id)
+    row = owned_bot(db, caller, bot_id)
     reason = (body or KillIn()).reason
-    return _control(db, caller, "kill", bot_id, lambda: ctx.bot_control.kill(bot_id, reason), {"reason": reason})
+    return _control(db, caller, "kill", row, lambda: ctx.bot_control.kill(row.runtime_id, reason), {"reason": reason})
 
 
 @router.get("/{bot_id}/status", summary="the runtime's view of the bot")
 def status(bot_id: str, caller: Trader, ctx: Ctx, db: Db) -> dict[str, Any]:
-    owned_bot(db, caller, bot_id)
+    row = owned_bot(db, caller, bot_id)
     try:
-        return ctx.bot_control.status(bot_id)
+        return ctx.bot_control.status(row.runtime_id)
     except TickbridgeError:  # a bot this runtime never started
-        return {"bot_id": bot_id, "state": "STOPPED"}
+        return {"bot_id": row.runtime_id, "state": "STOPPED"}
 
 
 # --- what the bot did, read from the store ---
@@ -203,20 +331,25 @@ def _row(obj: Any) -> dict[str, Any]:
     return out
 
 
-def _readable(db: Session, caller: Principal, bot_id: str) -> None:
-    ids = owned_bot_ids(db, caller)
-    if ids is not None and bot_id not in ids:
+def _readable(db: Session, caller: Principal, bot_id: str) -> str:
+    """The runtime id whose store data the caller may read: an owner's bot by name (deleted ones
+    too: their history stays), for an admin any bot by runtime id, API-made or not."""
+    if caller.is_admin:
+        if latest_config(db, bot_id) is None and db.get(BotRow, bot_id) is None:
+            raise not_found(f"bot {bot_id!r}")
+        return bot_id
+    row = addressed_bot(db, caller, bot_id)
+    if row is None:
         raise not_found(f"bot {bot_id!r}")
-    if ids is None and latest_config(db, bot_id) is None and db.get(BotRow, bot_id) is None:
-        raise not_found(f"bot {bot_id!r}")
+    return row.runtime_id
 
 
 @router.get("/{bot_id}/orders", summary="orders, newest first")
 def orders(bot_id: str, caller: Trader, db: Db, limit: Limit = 100,
            state: Annotated[str | None, Query(max_length=20)] = None,
            offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[dict[str, Any]]:
-    _readable(db, caller, bot_id)
-    query = select(OrderRow).where(OrderRow.bot_id == bot_id)
+    runtime_id = _readable(db, caller, bot_id)
+    query = select(OrderRow).where(OrderRow.bot_id == runtime_id)
     if state:
         query = query.where(OrderRow.state == state)
     rows = db.scalars(query.order_by(OrderRow.ts_init.desc(), OrderRow.client_order_id.desc())
@@ -227,35 +360,35 @@ def orders(bot_id: str, caller: Trader, db: Db, limit: Limit = 100,
 @router.get("/{bot_id}/fills", summary="fills (trades), paged by id: ?after_id=")
 def fills(bot_id: str, caller: Trader, db: Db, limit: Limit = 100,
           after_id: QueryId = 0) -> list[dict[str, Any]]:
-    _readable(db, caller, bot_id)
-    rows = db.scalars(select(FillRow).where(FillRow.bot_id == bot_id, FillRow.id > after_id)
+    runtime_id = _readable(db, caller, bot_id)
+    rows = db.scalars(select(FillRow).where(FillRow.bot_id == runtime_id, FillRow.id > after_id)
                       .order_by(FillRow.id).limit(limit))
     return [_row(r) for r in rows]
 
 
 @router.get("/{bot_id}/positions")
 def positions(bot_id: str, caller: Trader, db: Db) -> list[dict[str, Any]]:
-    _readable(db, caller, bot_id)
-    return [_row(r) for r in db.scalars(select(PositionRow).where(PositionRow.bot_id == bot_id)
+    runtime_id = _readable(db, caller, bot_id)
+    return [_row(r) for r in db.scalars(select(PositionRow).where(PositionRow.bot_id == runtime_id)
                                         .order_by(PositionRow.symbol))]
 
 
 @router.get("/{bot_id}/pnl", summary="realized P&L and fees (positions) and P&L per UTC day")
 def pnl(bot_id: str, caller: Trader, db: Db) -> dict[str, Any]:
-    _readable(db, caller, bot_id)
-    positions_ = list(db.scalars(select(PositionRow).where(PositionRow.bot_id == bot_id)))
+    runtime_id = _readable(db, caller, bot_id)
+    positions_ = list(db.scalars(select(PositionRow).where(PositionRow.bot_id == runtime_id)))
     realized = sum((p.realized_pnl for p in positions_), Decimal(0))
     fees = sum((p.fees for p in positions_), Decimal(0))
-    days = db.scalars(select(DailyPnlRow).where(DailyPnlRow.bot_id == bot_id).order_by(DailyPnlRow.day))
-    return {"bot_id": bot_id, "realized": str(realized), "fees": str(fees),
+    days = db.scalars(select(DailyPnlRow).where(DailyPnlRow.bot_id == runtime_id).order_by(DailyPnlRow.day))
+    return {"bot_id": runtime_id, "realized": str(realized), "fees": str(fees),
             "days": [{"day": d.day.isoformat(), "realized": str(d.realized), "unrealized": str(d.unrealized),
                       "fees": str(d.fees), "equity_close": str(d.equity_close)} for d in days]}
 
 
 @router.get("/{bot_id}/equity", summary="equity curve: the equity at each UTC day's close")
 def equity(bot_id: str, caller: Trader, db: Db) -> list[dict[str, Any]]:
-    _readable(db, caller, bot_id)
-    days = db.scalars(select(DailyPnlRow).where(DailyPnlRow.bot_id == bot_id).order_by(DailyPnlRow.day))
+    runtime_id = _readable(db, caller, bot_id)
+    days = db.scalars(select(DailyPnlRow).where(DailyPnlRow.bot_id == runtime_id).order_by(DailyPnlRow.day))
     return [{"day": d.day.isoformat(), "equity": str(d.equity_close)} for d in days]
 
 

@@ -1,9 +1,15 @@
 """Signals: paged REST (cursor = the last id you got), a WebSocket stream and an SSE stream.
 
 Each answers only with what the caller may see (api.deps.signal_scope): an admin everything, a
-trader their own bots' signals, a subscriber their subscribed bots' (a free plan's delayed). The
+trader their own bots' signals, a subscriber those of the published bots they subscribe to (on
+the free plan `free_delay_s` after each was published; signals carry `published_ns`). Bots are
+named by runtime id here (`bot_id` in a signal and in ?bot_id=). The
 streams authenticate with a bearer header, an X-API-Key header, or ?token= / ?api_key= (browsers
-cannot set headers on WebSocket or EventSource). They send a frame per signal:
+cannot set headers on WebSocket or EventSource; the server's logs show those values as ***). A
+WebSocket with no credential in its URL or headers is accepted and must authenticate with its
+first message, {"type": "auth", "token": "..."} or {"type": "auth", "api_key": "..."}, within
+10 s (answered {"type": "auth", "ok": true}), else it is closed with 1008: this keeps the
+credential out of URLs altogether. They send a frame per signal:
 {"type": "signal", "signal": {...}}; pass ?after_id=N to get the ones after N first. The scope is
 fixed when a stream connects: a new or cancelled subscription applies on the next connection.
 """
@@ -11,6 +17,7 @@ fixed when a stream connects: a new or cancelled subscription applies on the nex
 from __future__ import annotations
 
 import asyncio
+import json
 
 from typing import Annotated, Any, AsyncIterator
 
@@ -25,6 +32,8 @@ from api.streaming import SIGNALS, Client, signal_json, visible_clause
 
 router = APIRouter(prefix="/signals", tags=["signals"])
 KEEPALIVE_S = 15.0
+AUTH_TIMEOUT_S = 10.0         # for the first-message authentication of a WebSocket
+MAX_AUTH_MESSAGE = 8192
 
 
 class SignalPage(BaseModel):
@@ -67,35 +76,99 @@ async def signals_ws(websocket: WebSocket, token: str | None = None, api_key: st
     ctx: AppContext = websocket.app.state.ctx
     token, key = _credentials(websocket.headers.get("authorization"), websocket.headers.get("x-api-key"),
                               token, api_key)
-    found = await asyncio.to_thread(_stream_principal, ctx, token, key)
-    if found is None:
-        await websocket.close(code=1008, reason="not authenticated")
-        return
-    await websocket.accept()
+    if token or key:
+        found = await asyncio.to_thread(_stream_principal, ctx, token, key)
+        if found is None:
+            await websocket.close(code=1008, reason="not authenticated")
+            return
+        await websocket.accept()
+    else:  # nothing in the URL or headers: the credential comes as the first message
+        await websocket.accept()
+        found = await _first_message_auth(websocket, ctx)
+        if found is None:
+            return
     ctx.metrics.stream_clients.labels("ws").inc()
     client = await ctx.hub.register(found[1], None if after_id is None else min(max(after_id, 0), MAX_ID))
     sender = asyncio.create_task(_send_ws(websocket, client, ctx))
+    closing = asyncio.ensure_future(ctx.hub.closing.wait())  # the server is stopping
     try:
         while True:  # the client says nothing we need; reading notices when it goes away
             receiver = asyncio.ensure_future(websocket.receive())
-            done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({receiver, sender, closing}, return_when=asyncio.FIRST_COMPLETED)
             if sender in done:
                 receiver.cancel()
                 break
+            if closing in done:
+                receiver.cancel()
+                sender.cancel()
+                await websocket.close(code=1001, reason="server shutting down: reconnect with after_id")
+                break
             if receiver.result()["type"] == "websocket.disconnect":
                 break
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, RuntimeError):  # RuntimeError: closing a socket the client closed first
         pass
     finally:
         ctx.hub.unregister(client)
         sender.cancel()
+        closing.cancel()
+
+
+async def _first_message_auth(websocket: WebSocket, ctx: AppContext) -> tuple[Principal, Any] | None:
+    """Read the credential from the socket's first message; close with 1008 (policy violation)
+    when it does not come within AUTH_TIMEOUT_S, is not an auth message, or does not authenticate
+    (and with 1001 if the server starts stopping meanwhile: a shutdown does not wait for it)."""
+    receiver = asyncio.ensure_future(websocket.receive())
+    closing = asyncio.ensure_future(ctx.hub.closing.wait())
+    done, _ = await asyncio.wait({receiver, closing}, timeout=AUTH_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+    closing.cancel()
+    if receiver not in done:
+        receiver.cancel()
+        if closing in done:
+            await websocket.close(code=1001, reason="server shutting down")
+        else:
+            await websocket.close(code=1008, reason=f"no auth message within {AUTH_TIMEOUT_S:g} s")
+        return None
+    message = receiver.result()
+    if message["type"] == "websocket.disconnect":
+        return None
+    credential = _auth_message(message.get("text") if message.get("text") is not None else message.get("bytes"))
+    if credential is None:
+        await websocket.close(code=1008, reason='expected {"type": "auth", "token": ...} or "api_key"')
+        return None
+    found = await asyncio.to_thread(_stream_principal, ctx, *credential)
+    if found is None:
+        await websocket.close(code=1008, reason="not authenticated")
+        return None
+    await websocket.send_text('{"type":"auth","ok":true}')
+    return found
+
+
+def _auth_message(data: str | bytes | None) -> tuple[str | None, str | None] | None:
+    """(token, api_key) from {"type": "auth", "token"|"api_key": "..."}, else None."""
+    if data is None or len(data) > MAX_AUTH_MESSAGE:
+        return None
+    try:
+        parsed = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(parsed, dict) or parsed.get("type") != "auth":
+        return None
+    token, api_key = parsed.get("token"), parsed.get("api_key")
+    if isinstance(token, str) and token and api_key is None:
+        return token, None
+    if isinstance(api_key, str) and api_key and token is None:
+        return None, api_key
+    return None
 
 
 async def _send_ws(websocket: WebSocket, client: Client, ctx: AppContext) -> None:
     while True:
         frame = await client.next()
         if frame is None:
-            await websocket.close(code=1013, reason="too far behind: reconnect with after_id")
+            if ctx.hub.closing.is_set():
+                await websocket.close(code=1001, reason="server shutting down: reconnect with after_id")
+            else:
+                await websocket.close(code=1013, reason="too far behind: reconnect with after_id")
             return
         signal_id, text, seen = frame
         await websocket.send_text('{"type":"signal","signal":' + text + "}")
@@ -121,12 +194,12 @@ async def signals_sse(ctx: Ctx, authorization: Annotated[str | None, Header()] =
 
 
 async def _sse(client: Client, ctx: AppContext) -> AsyncIterator[str]:
+    closing = asyncio.ensure_future(ctx.hub.closing.wait())  # the server is stopping: end the stream
     try:
         yield ": connected\n\n"
         while True:
-            try:
-                frame = await asyncio.wait_for(client.next(), KEEPALIVE_S)
-            except asyncio.TimeoutError:
+            frame = await _next_or_closing(client, closing)
+            if frame is KEEPALIVE:
                 yield ": keepalive\n\n"
                 continue
             if frame is None:
@@ -136,5 +209,28 @@ async def _sse(client: Client, ctx: AppContext) -> AsyncIterator[str]:
             ctx.hub.observe(seen)
     finally:
         ctx.hub.unregister(client)
+        closing.cancel()
+
+
+KEEPALIVE = object()
+
+
+async def _next_or_closing(client: Client, closing: asyncio.Future[Any]) -> Any:
+    """The client's next frame; None when it must close (dropped, or the server shutting down,
+    even while a delayed plan's frame is waiting out its delay); KEEPALIVE after KEEPALIVE_S."""
+    if closing.done():
+        return None
+    frame = asyncio.ensure_future(client.next())
+    done, _ = await asyncio.wait({frame, closing}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
+    if frame in done:
+        return frame.result()
+    frame.cancel()  # next() keeps a frame it was waiting out for the following call
+    try:
+        return await frame  # it came as we stopped waiting: not lost
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():  # we are cancelled ourselves: let it through
+            raise
+    return None if closing in done else KEEPALIVE
 
 

@@ -1,4 +1,5 @@
-"""Users, managed by admins."""
+"""Users, managed by admins, including their subscription plan: an entitlement (free: delayed
+signals, pro: real time) that only an admin, or a billing hook holding an admin's key, sets."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from api import audit
-from api.deps import Admin, Db
+from api.deps import Admin, Db, PathId
+from api.errors import not_found
 from api.users import create_user
 from engine.store.models import UserRow
 
@@ -28,7 +30,12 @@ class UserOut(BaseModel):
     username: str
     role: str
     disabled: bool
+    plan: str
     created_at: datetime
+
+
+class PlanIn(BaseModel):
+    plan: Literal["free", "pro"]
 
 
 @router.post("", response_model=UserOut, status_code=201, summary="create a user (admin)")
@@ -42,3 +49,14 @@ def create(body: UserIn, caller: Admin, db: Db) -> UserRow:
 @router.get("", response_model=list[UserOut], summary="list users (admin)")
 def list_users(caller: Admin, db: Db) -> list[UserRow]:
     return list(db.scalars(select(UserRow).order_by(UserRow.id)))
+
+
+@router.put("/{user_id}/plan", response_model=UserOut, summary="set a user's subscription plan (admin, audited)")
+def set_plan(user_id: PathId, body: PlanIn, caller: Admin, db: Db) -> UserRow:
+    user = db.get(UserRow, user_id)
+    if user is None:
+        raise not_found(f"user {user_id}")
+    before, user.plan = user.plan, body.plan
+    audit.record(db, caller.username, "user.plan", f"user:{user.id}", {"from": before, "to": body.plan})
+    db.commit()
+    return user

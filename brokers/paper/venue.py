@@ -68,6 +68,10 @@ class SimulatedVenue:
         self._partly_filled: set[str] = set()  # ids with a fill and quantity left: no second fixed fee
         self._exec_seq = 0
         self._ts = 0
+        # equity-fraction orders that sized below the minimum quantity (a backtest that trades
+        # nothing must say why): how many, and the first one's (price, budget, qty), all raw
+        self.unsized = 0
+        self.first_unsized: tuple[int, int, int] | None = None
 
     # -- contract -----------------------------------------------------------------------------
     def connect(self, sink: ExecutionSink) -> None:
@@ -213,16 +217,20 @@ class SimulatedVenue:
         return fee_raw(notional, self._fee_num, self._fee_den, self.scales.fee_step,
                        self._fixed_fee if first_fill else 0)
 
+    def budget_for_fraction(self, fraction: Decimal, side_sign: int, price: int) -> int:
+        """Raw cash an equity-fraction order may spend at `price`: fraction x equity, and for a
+        buy no more than the cash."""
+        account = self.account
+        position = account.positions[self.instrument.symbol]
+        equity = account.cash_raw + position.qty * price * self.scales.notional_k
+        frac_num, frac_den = fraction_parts(fraction)
+        budget = (equity * frac_num) // frac_den
+        return min(budget, account.cash_raw) if side_sign > 0 else budget
+
     def size_for_fraction(self, fraction: Decimal, side_sign: int, price: int) -> int:
         """Units (raw) an equity-fraction order gets at `price`: see the module docstring."""
         s = self.scales
-        account = self.account
-        position = account.positions[self.instrument.symbol]
-        equity = account.cash_raw + position.qty * price * s.notional_k
-        frac_num, frac_den = fraction_parts(fraction)
-        budget = (equity * frac_num) // frac_den
-        if side_sign > 0:
-            budget = min(budget, account.cash_raw)
+        budget = self.budget_for_fraction(fraction, side_sign, price)
         if budget <= 0:
             return 0
         estimate = estimate_qty(budget, price, s.notional_k, self._fee_rate)
@@ -240,6 +248,10 @@ class SimulatedVenue:
         if order.qty is None:  # equity fraction: resolve now, at the fill price
             qty = self.size_for_fraction(order.equity_fraction, side_sign, price)  # type: ignore[arg-type]
             if qty < s.min_qty:
+                self.unsized += 1
+                if self.first_unsized is None:
+                    budget = self.budget_for_fraction(order.equity_fraction, side_sign, price)  # type: ignore[arg-type]
+                    self.first_unsized = (price, budget, qty)
                 self._working.remove(order)
                 sink.on_rejected(order, ts, RejectReason.INSUFFICIENT_FUNDS)
                 return

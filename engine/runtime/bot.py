@@ -21,24 +21,26 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from engine.instrument import Instrument, infer_price_increment
 from engine.money import FeeModel
-from engine.risk import AccountRisk, RiskEngine, load_risk_config
+from engine.risk import AccountRisk, RiskEngine
 from engine.runtime import actions
 from engine.errors import ConfigError
 from engine.runtime.config import BotConfig
-from engine.runtime.driver import StrategyDriver
+from engine.runtime.driver import StrategyDriver, raw_price
 from engine.runtime.feed import ReplayFeed, TickTable
+from engine.runtime.lease import BotLease
 from engine.runtime.recorder import SessionRecorder
 from engine.session import PaperSession, SessionConfig
+from engine.tick_guard import TickGuard
 from engine.store.models import BotRow
 from models.signals import SqlSignals
 from strategies import get_strategy
@@ -74,14 +76,35 @@ def paper_venue_name(bot_id: str) -> str:
     return name if len(name) <= 32 else "PAPER:" + hashlib.sha256(bot_id.encode()).hexdigest()[:26]
 
 
-def make_gate(config: BotConfig, clock: Any, instrument: Instrument, last_price: Any) -> RiskEngine | None:
-    """The risk engine when the bot names a risk file. Each bot gets its own AccountRisk: the
-    account-wide limits across bots on separate threads need shared state we do not have yet."""
+def stored_status(engine: Any, bot_id: str) -> str | None:
+    """The bot's status as its last run left it in the store (HALTED after a kill)."""
+    with engine.connect() as connection:
+        return connection.execute(select(BotRow.status).where(BotRow.id == bot_id)).scalar()
+
+
+def make_gate(config: BotConfig, clock: Any, instrument: Instrument, last_price: Any,
+              reference_price: Any = None) -> RiskEngine | None:
+    """The risk engine when the bot has risk limits (data in its config: the runtime reads no file
+    on a config's say-so). Each bot gets its own AccountRisk: the account-wide limits across bots
+    on separate threads need shared state we do not have yet."""
     if config.risk is None:
         return None
-    risk = load_risk_config(config.risk)
+    risk = config.risk
     return RiskEngine(config.id, risk.for_bot(config.id), AccountRisk(risk.account), clock,
-                      {instrument.symbol: instrument}, last_price=last_price)
+                      {instrument.symbol: instrument}, last_price=last_price, reference_price=reference_price)
+
+
+def guarded_prices(guard: TickGuard, instrument: Instrument) -> tuple[Any, Any]:
+    """The risk engine's last price and price-band reference, both read from the tick guard at
+    check time: the last admitted mid and the median of the recent admitted mids, on the grid. A
+    dropped tick moves neither, so a spike can neither value an order nor centre its band."""
+    s = instrument.scales
+
+    def price(value: float) -> Decimal | None:
+        raw = raw_price(value, s.price_dp, s.price_step)
+        return s.price(raw) if raw > 0 else None
+
+    return (lambda _symbol: price(guard.last_mid)), (lambda _symbol: price(guard.reference()))
 
 
 @dataclass
@@ -95,11 +118,15 @@ class Snapshot:
     equity: Decimal | None = None
     position: Decimal = Decimal(0)
     last_tick_ts: int | None = None
+    ticks_dropped: dict[str, int] = field(default_factory=dict)  # the tick guard's drops per reason
+    tick_level_shifts: int = 0                                   # new price levels it accepted
 
 
 class BotRunner:
     def __init__(self, config: BotConfig, table: TickTable, speed: float, database_url: str, state_dir: Path,
-                 recorder: SessionRecorder | None = None) -> None:
+                 recorder: SessionRecorder | None = None, lease: BotLease | None = None) -> None:
+        """`lease`: this runtime's lease on the bot (engine.runtime.lease), checked before each
+        input and each journal commit, released when the bot's thread ends."""
         if config.venue != "paper":  # live venues run in engine.runtime.live; never paper-trade one here
             raise ConfigError("venue", f"bot {config.id!r}: venue {config.venue!r} is not a paper venue")
         self.config = config
@@ -115,20 +142,21 @@ class BotRunner:
         self.halted = False
         self._stop = False
         self._live_ticks = 0
-        self._mid_raw = 0
         strategy = get_strategy(config.strategy)(self.params)
         self.session = PaperSession(
             SessionConfig(config.id, database_url, str(venue_log_path(state_dir, database_url, config.id)),
-                          cash=config.cash, fees=FeeModel(config.commission)),
+                          cash=config.cash, fees=FeeModel(config.commission), tick_guard=config.tick_guard),
             self.instrument, strategy)
         # fills are unique per (venue, execution id) in the store, and every paper venue numbers
         # its executions from 1: each bot's venue needs its own name or one bot's fills are
         # dropped as duplicates of another's
         self.session.journal.venue = paper_venue_name(config.id)
-        s = self.instrument.scales
+        self.lease = lease
+        if lease is not None:  # no commit, hence no order, once another runtime took the bot over
+            self.session.journal.guards.append(lease.check)
         try:  # a bad risk file or a model that will not load: release the venue log and the store
             self.gate = make_gate(config, self.session.clock, self.instrument,
-                                  lambda symbol: s.price(self._mid_raw) if self._mid_raw else None)
+                                  *guarded_prices(self.session.guard, self.instrument))
             if self.gate is not None:
                 self.gate.bind(self.session.oms)
                 self.session.oms.risk = self.gate
@@ -153,7 +181,8 @@ class BotRunner:
         session = self.session
         try:
             report = session.start()
-            self.driver.restore_direction(self.signals.load(self.config.id))
+            self.driver.restore_direction(self.signals.load(self.config.id),
+                                          close_gap=stored_status(session.journal.engine, self.config.id) != HALTED)
             self.feed.live_from = session.checkpoint + 1
             self._set_status(RUNNING)
             if self.recorder is not None:
@@ -183,7 +212,6 @@ class BotRunner:
         session, driver, recorder = self.session, self.driver, self.recorder
         checkpoint = session.checkpoint
         driver.muted = True
-        s = self.instrument.scales
         for seq, tick in self.feed:
             if seq > checkpoint:
                 if driver.muted:
@@ -195,16 +223,14 @@ class BotRunner:
                         return
             if recorder is not None:  # only what is processed: a replay must stop where the bot did
                 recorder.add(seq, tick)
-            bid, ask = tick.bid, tick.ask
-            mid = (bid + ask) / 2 if bid == bid and ask == ask else tick.last
-            if mid == mid:  # the risk engine's last price: the mid before the tick is matched
-                self._mid_raw = PaperSession._raw(mid, s.price_dp, s.price_step)
             if seq <= checkpoint:
                 session.clock.ts = max(session.clock.ts, tick.ts)
                 if session.guard.admit(tick):
                     driver.on_tick(tick)
                 continue
             self._live_ticks += 1
+            if self.lease is not None:
+                self.lease.check()  # before the venue log sees this tick: it may be another runtime's now
             yield seq, tick
         self._publish(HALTED if self.halted else RUNNING)
         if self.commands:
@@ -244,11 +270,14 @@ class BotRunner:
         self._set_status(state)
         self._publish(state)
         if self.recorder is not None:
-            self.recorder.bot(self.config.id, {"last_seq": self.session.checkpoint})
+            self.recorder.bot(self.config.id, {"last_seq": self.session.checkpoint,
+                                               "ticks_dropped": self.session.guard.counts(),
+                                               "tick_level_shifts": self.session.guard.level_shifts})
         self.summary.update(self.status())
         self.summary.update({"cancelled_on_stop": cancelled, "open_orders": len(oms.open_orders),
                              "fills": len(oms.fills), "signals": self.driver.signals_published,
-                             "checkpoint": self.session.checkpoint})
+                             "checkpoint": self.session.checkpoint,
+                             "gap_orders": self.driver.gap_orders})  # sent after a restart to reach the target
         self._drain_commands()
 
     def _drain_commands(self) -> None:
@@ -261,6 +290,8 @@ class BotRunner:
         except OSError:
             pass
         self.session.journal.engine.dispose()
+        if self.lease is not None:
+            self.lease.release()
 
     def _set_status(self, state: str) -> None:
         with self.session.journal.engine.begin() as connection:
@@ -271,15 +302,18 @@ class BotRunner:
         oms = self.session.oms
         position = oms.portfolio.positions[self.instrument.symbol]
         s = self.instrument.scales
+        guard = self.session.guard
+        mid_raw = raw_price(guard.last_mid, s.price_dp, s.price_step)  # marked at guarded prices only
         equity = None
-        if self._mid_raw:
-            equity = s.cash(oms.portfolio.cash_raw + position.qty * self._mid_raw * s.notional_k)
+        if mid_raw:
+            equity = s.cash(oms.portfolio.cash_raw + position.qty * mid_raw * s.notional_k)
         self.snapshot = Snapshot(state, self.driver.bars, self._live_ticks, len(oms.orders), equity,
-                                 position.quantity, self.session.clock.ts or None)
+                                 position.quantity, self.session.clock.ts or None, guard.counts(), guard.level_shifts)
 
     # -- any thread -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         snap = self.snapshot
         return {"bot_id": self.config.id, "state": snap.state, "bars": snap.bars, "ticks": snap.ticks,
                 "orders": snap.orders, "equity": snap.equity, "position": snap.position,
-                "last_tick_ts": snap.last_tick_ts}
+                "last_tick_ts": snap.last_tick_ts, "ticks_dropped": dict(snap.ticks_dropped),
+                "tick_level_shifts": snap.tick_level_shifts}

@@ -17,12 +17,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_serializer,
+                      field_validator, model_validator)
 
 from engine.errors import ConfigError
+from engine.risk import RiskConfig, load_risk_config, parse_risk_config
+from engine.tick_guard import TickGuardConfig
 
 BOT_ID = re.compile(r"[a-z0-9_-]{1,64}")
 DEFAULT_DATABASE_URL = "sqlite:///var/tickbridge.db"
+RISK_PATH_REFUSED = ("risk limits must be given as data through the API; "
+                     "paths are read only from the operator's own files")
 
 
 class _FieldError(ValueError):
@@ -49,8 +54,13 @@ class BotConfig(BaseModel):
     price_increment: Decimal | None = Field(None, gt=0)
     size_increment: Decimal | None = Field(None, gt=0)
     commission: Decimal = Field(Decimal("0"), ge=0, lt=1, description="fraction of notional per fill")
-    risk: str | None = Field(None, description="path of a risk YAML (config/risk/...)")
+    risk: RiskConfig | None = Field(None, description="risk limits as data (engine.risk.RiskConfig: account, "
+                                                      "bots, default_bot); only the operator's runtime YAML "
+                                                      "may name a file instead, which its loader reads")
     on_stop: Literal["cancel", "keep"] = "cancel"
+    tick_guard: TickGuardConfig = Field(default_factory=TickGuardConfig,
+                                        description="bad-tick filter (engine.tick_guard): window, outlier_multiple, "
+                                                    "max_deviation_pct, range_floor_pct, confirm_ticks")
 
     @field_validator("id")
     @classmethod
@@ -61,11 +71,15 @@ class BotConfig(BaseModel):
 
     @field_validator("strategy")
     @classmethod
-    def _known_strategy(cls, value: str) -> str:
-        from strategies import STRATEGIES  # strategies import engine; resolve at validation time
+    def _known_strategy(cls, value: str, info: ValidationInfo) -> str:
+        # a file or module reference loads code: only from the operator's YAML (load_runtime_config
+        # says so in the context), never from an API body (strategies/registry.py)
+        from strategies.registry import resolve_strategy  # strategies import engine: resolve here
 
-        if value not in STRATEGIES:
-            raise ValueError(f"unknown strategy {value!r}; known: {', '.join(sorted(STRATEGIES))}")
+        try:
+            resolve_strategy(value, allow_code_refs=bool((info.context or {}).get("allow_code_refs")))
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
         return value
 
     @field_validator("bar")
@@ -80,6 +94,27 @@ class BotConfig(BaseModel):
             raise ValueError(f"not a fixed pandas offset alias: {value!r} (e.g. 1min, 5min, 1h)") from None
         return value
 
+    @field_validator("risk", mode="before")
+    @classmethod
+    def _risk_as_data(cls, value: Any) -> Any:
+        # a path here would be read on the say-so of whoever sent the config (an API caller):
+        # only load_runtime_config, reading the operator's own YAML, turns a path into data
+        if value is None or isinstance(value, RiskConfig):
+            return value
+        if isinstance(value, str):
+            raise ValueError(RISK_PATH_REFUSED)
+        try:
+            return parse_risk_config(value)
+        except ConfigError as exc:
+            if exc.field == "risk":
+                raise ValueError(exc.message) from None
+            raise _FieldError(exc.field, exc.message) from None
+
+    @field_serializer("risk", when_used="json")
+    def _risk_json(self, risk: RiskConfig | None) -> dict[str, Any] | None:
+        """Only the limits that are set: a stored config reads as it was written."""
+        return None if risk is None else risk.model_dump(mode="json", exclude_defaults=True)
+
     @model_validator(mode="after")
     def _strategy_params(self) -> "BotConfig":
         # its field is "params.<name>", which pydantic's loc cannot say: _validate prefixes it
@@ -91,11 +126,12 @@ class BotConfig(BaseModel):
 
     def strategy_params(self) -> Any:
         """The strategy's validated Params (ConfigError "params.<name>" when one is refused)."""
-        from strategies import STRATEGIES
+        from strategies import get_strategy  # a name, or a reference this config was validated to load
         from strategies.base import parse_params
 
+        params_cls = get_strategy(self.strategy).Params
         try:
-            return parse_params(STRATEGIES[self.strategy].Params, self.params)
+            return parse_params(params_cls, self.params)
         except ConfigError as exc:
             raise ConfigError("params" + exc.field.removeprefix("param"), exc.message) from None
 
@@ -132,12 +168,12 @@ class RuntimeConfig(BaseModel):
         return self.database_url or os.environ.get("TICKBRIDGE_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
-def _validate(model: type[BaseModel], raw: Any) -> Any:
+def _validate(model: type[BaseModel], raw: Any, allow_code_refs: bool = False) -> Any:
     """Validate, turning pydantic's first error into ConfigError naming the dotted field."""
     if not isinstance(raw, dict):
         raise ConfigError("config", f"expected a mapping, got {type(raw).__name__}")
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context={"allow_code_refs": allow_code_refs})
     except ValidationError as exc:
         err = exc.errors()[0]
         cause = (err.get("ctx") or {}).get("error")
@@ -151,21 +187,26 @@ def _validate(model: type[BaseModel], raw: Any) -> Any:
         raise ConfigError(loc, message) from None
 
 
-def parse_bot_config(raw: dict[str, Any]) -> BotConfig:
-    """BotConfig from a mapping (an API body, one entry of a YAML), or ConfigError naming the field."""
-    return _validate(BotConfig, raw)
+def parse_bot_config(raw: dict[str, Any], allow_code_refs: bool = False) -> BotConfig:
+    """BotConfig from a mapping (an API body, one entry of a YAML), or ConfigError naming the field.
+    `allow_code_refs` only for the operator's own files: a strategy may then be path.py:Class."""
+    return _validate(BotConfig, raw, allow_code_refs)
 
 
 def parse_feed_config(raw: dict[str, Any]) -> FeedConfig:
     return _validate(FeedConfig, raw)
 
 
-def parse_runtime_config(raw: dict[str, Any]) -> RuntimeConfig:
-    return _validate(RuntimeConfig, raw)
+def parse_runtime_config(raw: dict[str, Any], allow_code_refs: bool = False) -> RuntimeConfig:
+    return _validate(RuntimeConfig, raw, allow_code_refs)
 
 
 def load_runtime_config(path: str | Path) -> RuntimeConfig:
-    """Read a runtime YAML (config/bots/...); a missing file or bad YAML is a ConfigError too."""
+    """Read a runtime YAML (config/bots/...); a missing file or bad YAML is a ConfigError too.
+
+    This is the one place a bot's `risk:` may name a file: the YAML is the operator's own, so the
+    files it names are too. Each is read here and its limits go into the config as data, so the
+    runtime, the session recording and `tickbridge parity` all see the limits that were in force."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -173,4 +214,24 @@ def load_runtime_config(path: str | Path) -> RuntimeConfig:
         raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError("config", f"{path} is not valid YAML: {exc}") from None
-    return parse_runtime_config(raw)
+    if isinstance(raw, dict) and isinstance(raw.get("bots"), list):
+        raw = {**raw, "bots": [_with_risk_read(bot, n, path.parent) for n, bot in enumerate(raw["bots"])]}
+    return parse_runtime_config(raw, allow_code_refs=True)  # the operator's file may name their code
+
+
+def _with_risk_read(bot: Any, n: int, base: Path) -> Any:
+    """The bot entry with a `risk:` path replaced by the limits in that file."""
+    if not isinstance(bot, dict) or not isinstance(bot.get("risk"), str):
+        return bot
+    named = Path(bot["risk"]).expanduser()
+    candidates = [named] if named.is_absolute() else [base / named, Path.cwd() / named]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        looked = " or ".join(str(c) for c in candidates)
+        raise ConfigError(f"bots.{n}.risk", f"risk file {bot['risk']} not found (looked for {looked})")
+    try:
+        risk = load_risk_config(found)
+    except ConfigError as exc:
+        field = f"bots.{n}.risk" + ("" if exc.field == "risk" else f".{exc.field}")
+        raise ConfigError(field, exc.message) from None
+    return {**bot, "risk": risk}

@@ -59,3 +59,27 @@ class BotAlreadyRunning(TickbridgeError):
     def __init__(self, bot_id: str) -> None:
         self.bot_id = bot_id
         super().__init__(f"bot {bot_id!r} is already running")
+
+
+class BotLeased(TickbridgeError):
+    """Another runtime holds this bot's lease (engine.runtime.lease): it runs the bot now, or did
+    until it died and its lease has not expired yet. The API answers 409."""
+
+    def __init__(self, bot_id: str, owner: str, expires_at: str) -> None:
+        self.bot_id = bot_id
+        self.owner = owner
+        super().__init__(f"bot {bot_id!r} is run by another runtime ({owner}); its lease runs until "
+                         f"{expires_at} UTC: stop the bot there, or start it here once that runtime is gone "
+                         "and the lease has expired")
+
+
+class LeaseLost(TickbridgeError):
+    """This runtime no longer holds the lease of a bot it runs (another runtime took it over while
+    this one stalled, or it could not be renewed in time): the bot stops trading at once."""
+
+    stop_reason = "lease_lost"
+
+    def __init__(self, bot_id: str, why: str) -> None:
+        self.bot_id = bot_id
+        super().__init__(f"bot {bot_id!r} stopped trading: {why}")
+

@@ -13,6 +13,16 @@ Muting. After a restart the bars the bot already traded on are rebuilt from the 
 checkpoint, and `next()` runs on each of them with order entry muted (go, order, close and
 cancel do nothing) and signals discarded: the strategy's own state (an incremental model's
 features, which direction ml_signal last emitted) comes back as it was, and nothing is sent twice.
+What the strategy asks `go()` for while muted is kept as its target, though.
+
+Closing the gap. A restart can leave the position short of what the strategy wants: an order
+journaled but lost before the venue saw it is cancelled (LOST_BEFORE_SUBMIT), and the strategy,
+which decided at a crossing, may never decide again (or its decision came while another of its
+orders was in flight, and go() waited). So after a restart the driver knows the target (the last
+stored signal, then the strategy's own go() calls over the rebuilt bars), waits until none of the
+strategy's orders is in flight, and if the position points elsewhere calls go() once with it:
+one order, journaled and risk-checked like any other. Once, so a denied or rejected order is not
+retried tick after tick. Not after a kill: the kill switch flattened the bot on purpose.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from engine.risk import RiskEngine
 from engine.runtime.bars import BarBuilder, BarHistory
 from engine.runtime.indicators import LiveIndicators, is_incremental
 from models.signals import MemorySignals, Signal, SignalSink
-from strategies.base import Strategy
+from strategies.base import GO_TAGS, Strategy
 
 ONE = Decimal(1)
 ZERO = Decimal(0)
@@ -60,6 +70,8 @@ class StrategyDriver:
         self.indicators = None if (self.batch or self.incremental) else LiveIndicators(strategy)
         self.muted = False
         self.trading = True          # False once halted: bars are still built, next() is not called
+        self.gap_owed = False        # after a restart: bring the position to the target, once
+        self.gap_orders = 0          # how many times that sent an order
         self.last_direction: int | None = None
         self.bars = 0
         self.signals_published = 0
@@ -86,7 +98,8 @@ class StrategyDriver:
             return call
 
         def go(direction: int, fraction: Decimal | None = None) -> None:
-            if self.muted:
+            if self.muted:  # rebuilding the bars: nothing is sent, but the wish is the strategy's target
+                strategy.target, strategy.target_fraction = direction, fraction
                 return
             if not self.publishes_own and direction != self.last_direction:
                 self._publish_direction(direction, fraction)
@@ -112,15 +125,38 @@ class StrategyDriver:
         self.sink.publish(signal)
         self.signals_published += 1
 
-    def restore_direction(self, signals: list[Signal]) -> None:
-        """The direction last published before a restart, so the first one after it is not repeated."""
+    def restore_direction(self, signals: list[Signal], close_gap: bool = True) -> None:
+        """The direction last published before a restart, so the first one after it is not repeated;
+        it is also the strategy's target until its own go() calls (over the rebuilt bars, or live)
+        say otherwise. `close_gap`: bring the position to the target once trading resumes (not
+        for a bot the kill switch flattened)."""
         if signals:
-            self.last_direction = signals[-1].direction
+            last = signals[-1]
+            self.last_direction = last.direction
+            strategy = self.strategy
+            strategy.target = last.direction
+            weight = last.target_weight
+            strategy.target_fraction = None if not weight or weight == strategy.p.size else Decimal(weight)
+        self.gap_owed = close_gap
+
+    def _close_gap(self) -> None:
+        """Once none of the strategy's orders is in flight (one may close the gap by itself),
+        send the order that brings the position to the target, if it is elsewhere."""
+        if any(o.tag in GO_TAGS for o in self.oms.open_orders):
+            return
+        self.gap_owed = False
+        strategy = self.strategy
+        if strategy.target is None or strategy.direction == strategy.target:
+            return
+        self.gap_orders += 1
+        type(strategy).go(strategy, strategy.target, strategy.target_fraction)
 
     # -- per tick -----------------------------------------------------------------------------------
     def on_tick(self, tick: Tick) -> None:
         """After the venue matched the tick: close a bar if this tick starts a new one (next()),
         then the strategy's own on_tick, if it has one; neither once the bot is halted."""
+        if self.gap_owed and not self.muted and self.trading:
+            self._close_gap()
         bar = self.builder.on_tick(tick)
         if bar is not None:
             self.history.append(bar)

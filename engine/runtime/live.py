@@ -33,9 +33,10 @@ from engine.orders import Fill, Order
 from engine.portfolio import Portfolio
 from engine.reconcile import reconcile_with_adapter
 from engine.runtime import actions
-from engine.runtime.bot import HALTED, RUNNING, STOPPED, Snapshot, make_gate
+from engine.runtime.bot import HALTED, RUNNING, STOPPED, Snapshot, guarded_prices, make_gate, stored_status
 from engine.runtime.config import BotConfig
 from engine.runtime.driver import StrategyDriver, raw_price
+from engine.runtime.lease import BotLease
 from engine.store.db import check_connection, make_engine
 from engine.store.journal import SqlJournal
 from engine.store.models import BotRow
@@ -72,8 +73,11 @@ class LiveBotRunner:
     """The BotRunner surface (post, run, status, snapshot, summary, error) for a live venue."""
 
     def __init__(self, config: BotConfig, database_url: str, adapter: Any, feed: Any,
-                 pollers: list[Callable[[], Any]] | None = None) -> None:
+                 pollers: list[Callable[[], Any]] | None = None, lease: BotLease | None = None) -> None:
+        """`lease`: this runtime's lease on the bot (engine.runtime.lease), checked before each
+        event and each journal commit, released when the bot's thread ends."""
         self.config, self.adapter, self.feed = config, adapter, feed
+        self.lease = lease
         self.pollers = list(pollers or [])
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.snapshot = Snapshot()
@@ -82,11 +86,13 @@ class LiveBotRunner:
         self.halted = False
         self._stop = False
         self._ticks = 0
-        self._mid_raw = 0
+        self.guard = TickGuard(config.tick_guard)  # only ticks it admits reach the strategy, marks and risk
         self.clock = LiveClock()
         engine = make_engine(database_url)
         check_connection(engine)
         self.journal = SqlJournal(engine, config.id, adapter.name)
+        if lease is not None:  # no commit, hence no order, once another runtime took the bot over
+            self.journal.guards.append(lease.check)
         adapter.connect(QueuedSink(self.inbox))
         try:
             instruments = adapter.instruments()
@@ -96,9 +102,7 @@ class LiveBotRunner:
             self.oms = OrderManager(config.id, self.clock, adapter,
                                     Portfolio.for_instrument(config.cash, self.instrument),
                                     {config.symbol: self.instrument}, journal=self.journal, connect=False)
-            s = self.instrument.scales
-            self.gate = make_gate(config, self.clock, self.instrument,
-                                  lambda symbol: s.price(self._mid_raw) if self._mid_raw else None)
+            self.gate = make_gate(config, self.clock, self.instrument, *guarded_prices(self.guard, self.instrument))
             if self.gate is not None:
                 self.gate.bind(self.oms)
                 self.oms.risk = self.gate
@@ -108,7 +112,6 @@ class LiveBotRunner:
             strategy.attach(None, config.symbol)  # type: ignore[arg-type]
             strategy.connect(self.oms)
             self.driver = StrategyDriver(strategy, self.oms, config.symbol, config.bar, self.signals, self.gate)
-            self.guard = TickGuard()
         except BaseException:
             self._close()
             raise
@@ -123,14 +126,16 @@ class LiveBotRunner:
         snap = self.snapshot
         return {"bot_id": self.config.id, "state": snap.state, "bars": snap.bars, "ticks": snap.ticks,
                 "orders": snap.orders, "equity": snap.equity, "position": snap.position,
-                "last_tick_ts": snap.last_tick_ts, "venue": self.config.venue}
+                "last_tick_ts": snap.last_tick_ts, "ticks_dropped": dict(snap.ticks_dropped),
+                "tick_level_shifts": snap.tick_level_shifts, "venue": self.config.venue}
 
     # -- the bot thread -------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         try:
             stored = self.journal.load({self.config.symbol: self.instrument})
             self.oms.restore(stored.orders, stored.fills, stored.next_order_seq)
-            self.driver.restore_direction(self.signals.load(self.config.id))
+            self.driver.restore_direction(self.signals.load(self.config.id),
+                                          close_gap=stored_status(self.journal.engine, self.config.id) != HALTED)
             report = reconcile_with_adapter(self.oms, self.adapter, self.clock.now_ns())
             self.journal.flush()
             self.summary["reconciliation"] = {"fills_replayed": report.fills_replayed,
@@ -141,6 +146,8 @@ class LiveBotRunner:
             self._set_status(RUNNING)
             self._publish(RUNNING)  # start() returns once it sees this
             while not self._stop:
+                if self.lease is not None:
+                    self.lease.check()
                 self._pump()
                 try:
                     kind, item = self.inbox.get(timeout=POLL_S)
@@ -183,12 +190,8 @@ class LiveBotRunner:
         self._publish(HALTED if self.halted else RUNNING)
 
     def _on_tick(self, tick: Tick) -> None:
-        if not self.guard.admit(tick):
+        if not self.guard.admit(tick):  # the marks (guard.last_mid, guard.reference()) move only here
             return
-        s = self.instrument.scales
-        mid = (tick.bid + tick.ask) / 2 if tick.bid == tick.bid and tick.ask == tick.ask else tick.last
-        if mid == mid:
-            self._mid_raw = raw_price(mid, s.price_dp, s.price_step)
         self._ticks += 1
         self._last_tick_ts = tick.ts
         self.driver.on_tick(tick)
@@ -233,11 +236,13 @@ class LiveBotRunner:
     def _publish(self, state: str) -> None:
         position = self.oms.portfolio.positions[self.config.symbol]
         s = self.instrument.scales
+        mid_raw = raw_price(self.guard.last_mid, s.price_dp, s.price_step)
         equity = None
-        if self._mid_raw:
-            equity = s.cash(self.oms.portfolio.cash_raw + position.qty * self._mid_raw * s.notional_k)
+        if mid_raw:
+            equity = s.cash(self.oms.portfolio.cash_raw + position.qty * mid_raw * s.notional_k)
         self.snapshot = Snapshot(state, self.driver.bars, self._ticks, len(self.oms.orders), equity,
-                                 position.quantity, getattr(self, "_last_tick_ts", None))
+                                 position.quantity, getattr(self, "_last_tick_ts", None), self.guard.counts(),
+                                 self.guard.level_shifts)
 
     def _ensure_bot_row(self, engine: Any) -> None:
         with engine.begin() as connection:
@@ -258,3 +263,5 @@ class LiveBotRunner:
                 except Exception:  # noqa: BLE001 - closing a venue connection must not hide the real error
                     pass
         self.journal.engine.dispose()
+        if self.lease is not None:
+            self.lease.release()

@@ -5,6 +5,10 @@ signal handler, the API's request handlers): stop and kill are posted to the bot
 and wait until the bot has acted on them. Tick files are loaded once per path and shared
 read-only. All bots of one manager record into one session (engine.runtime.recorder) when the
 manager was given a sessions directory.
+
+One bot, one runner, across processes too: a bot is started only under its lease in the store
+(engine.runtime.lease), taken before anything touches the bot's venue log or its rows, so a
+second runtime on the same store gets BotLeased (a 409 at the API) instead of a second runner.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from brokers.factory import EnvCredentials, open_venue
 from engine.runtime.bot import HALTED, RUNNING, STOPPED, BotRunner
 from engine.runtime.live import LiveBotRunner
 from engine.runtime.config import BotConfig, FeedConfig
+from engine.errors import ConfigError
 from engine.runtime.control import BotAlreadyRunning, BotNotRunning, UnknownBot
+from engine.runtime.lease import DEFAULT_TTL_S, Leases
 from engine.runtime.feed import TickTable, resolve_tick_file
 from engine.runtime.recorder import SessionRecorder
-from engine.store.db import database_url as resolve_url, masked
+from engine.store.db import database_url as resolve_url, make_engine, masked
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -32,10 +38,13 @@ class BotManager:
     """In-process BotControl. `close()` stops every bot and writes the session recording."""
 
     def __init__(self, feed: FeedConfig, database_url: str | None = None, state_dir: str | Path = "var",
-                 record: bool = True, venues: VenueOpener | None = None) -> None:
+                 record: bool = True, venues: VenueOpener | None = None,
+                 lease_ttl_s: float = DEFAULT_TTL_S) -> None:
         """`venues` opens a live venue for a bot (adapter, feed, pollers); by default from
         brokers.factory with credentials from `credential_sources(config)` (the environment,
-        unless the API installs its account store)."""
+        unless the API installs its account store). `lease_ttl_s`: how long a bot's lease
+        outlives this runtime's last heartbeat (renewed every third of it), i.e. how soon
+        another runtime may take over a bot whose runtime died."""
         self.feed = feed
         self.venues = venues or self._open_venue
         self.credential_sources: Callable[[BotConfig], list[Any]] = lambda config: [EnvCredentials()]
@@ -49,6 +58,8 @@ class BotManager:
         self._threads: dict[str, threading.Thread] = {}
         self._started: dict[str, threading.Event] = {}
         self._closed = False
+        self.lease_ttl_s = lease_ttl_s
+        self._leases: Leases | None = None  # its engine is made at the first start
 
     @classmethod
     def from_env(cls) -> "BotManager":
@@ -56,12 +67,21 @@ class BotManager:
         TICKBRIDGE_DATABASE_URL (default sqlite:///var/tickbridge.db), TICKBRIDGE_FEED_PATH (a tick
         file or a directory of <SYMBOL>_... files; default data/ticks/), TICKBRIDGE_FEED_SPEED
         (x real time, default 60: a bundled day of EURUSD in 24 minutes), TICKBRIDGE_STATE_DIR
-        (venue logs and session recordings; default var)."""
+        (venue logs and session recordings; default var), TICKBRIDGE_LEASE_TTL_S (seconds before
+        another runtime may take over a bot whose runtime stopped renewing its lease; default 15)."""
         from engine.runtime.config import parse_feed_config
 
         feed = parse_feed_config({"path": os.environ.get("TICKBRIDGE_FEED_PATH", "data/ticks/"),
                                   "speed": os.environ.get("TICKBRIDGE_FEED_SPEED", "60")})
-        return cls(feed, os.environ.get("TICKBRIDGE_DATABASE_URL"), os.environ.get("TICKBRIDGE_STATE_DIR", "var"))
+        ttl = os.environ.get("TICKBRIDGE_LEASE_TTL_S", str(DEFAULT_TTL_S))
+        try:
+            lease_ttl_s = float(ttl)
+            if not lease_ttl_s > 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigError("TICKBRIDGE_LEASE_TTL_S", f"must be a positive number of seconds, not {ttl!r}") from None
+        return cls(feed, os.environ.get("TICKBRIDGE_DATABASE_URL"), os.environ.get("TICKBRIDGE_STATE_DIR", "var"),
+                   lease_ttl_s=lease_ttl_s)
 
     @property
     def session_id(self) -> str | None:
@@ -89,11 +109,20 @@ class BotManager:
             thread = self._threads.get(config.id)
             if thread is not None and thread.is_alive():
                 raise BotAlreadyRunning(config.id)
-            if config.venue == "paper":
-                runner: Any = BotRunner(config, self._table(config.symbol), self.feed.speed, self.database_url,
-                                        self.state_dir, self.recorder)
-            else:
-                runner = LiveBotRunner(config, self.database_url, *self.venues(config))
+            # what needs no lease first (tick file, credentials), then the lease, then the runner,
+            # which opens the venue log and writes the bot's rows
+            table = self._table(config.symbol) if config.venue == "paper" else None
+            venue = self.venues(config) if config.venue != "paper" else None
+            lease = self.leases().acquire(config.id)
+            try:
+                if table is not None:
+                    runner: Any = BotRunner(config, table, self.feed.speed, self.database_url,
+                                            self.state_dir, self.recorder, lease=lease)
+                else:
+                    runner = LiveBotRunner(config, self.database_url, *venue, lease=lease)  # type: ignore[misc]
+            except BaseException:
+                lease.release()
+                raise
             self._bots[config.id] = runner
             thread = threading.Thread(target=self._run, args=(runner,), name=f"bot-{config.id}", daemon=True)
             self._threads[config.id] = thread
@@ -102,6 +131,13 @@ class BotManager:
             thread.join(0.01)  # until it reports RUNNING (or stops at once: empty feed, error)
         if runner.error is not None:
             raise runner.error
+
+    def leases(self) -> Leases:
+        """This runtime's leases in the store (one owner id for all its bots)."""
+        with self._lock:
+            if self._leases is None:
+                self._leases = Leases(make_engine(self.database_url), self.lease_ttl_s)
+            return self._leases
 
     def _open_venue(self, config: BotConfig) -> tuple[Any, Any, list[Callable[[], Any]]]:
         return open_venue(config.venue, config.account, [config.symbol], self.credential_sources(config))
@@ -134,6 +170,8 @@ class BotManager:
         status = runner.status()
         if runner.error is not None:
             status["error"] = str(runner.error)
+            # why it stopped, for a machine: "store_lost", "lease_lost", or "error" for anything else
+            status["stop_reason"] = getattr(runner.error, "stop_reason", "error")
         return status
 
     def running(self) -> list[str]:
@@ -168,6 +206,8 @@ class BotManager:
             self.stop(bot_id)
         if self.recorder is not None:
             self.recorder.close()
+        if self._leases is not None:
+            self._leases.engine.dispose()
 
     def __enter__(self) -> "BotManager":
         return self

@@ -22,6 +22,11 @@ SimulatedVenue (`on_tick`, same raw-price rounding as PaperSession, same fees, s
 calls the strategy at the tick that closes each bar, as live did. What is left to differ is
 exactly what must not: data, indicators, decisions, ids, sizing, risk, fills.
 
+Bad ticks: the replay runs the recorded ticks (all of them: the recording keeps what the guard
+dropped) through a TickGuard with the bot's own `tick_guard` config, so it drops exactly the
+ticks live dropped, and the risk engine reads its last price and band reference from that guard,
+as live does.
+
 The session's control actions (its starts, the cancels of a stop with on_stop=cancel, kills)
 are replayed after the tick they followed, taken from this session's meta.json and those of the
 sessions before it (a resumed bot's history began in an earlier one; its ticks from the first
@@ -57,7 +62,7 @@ from engine.orders import Fill, Order
 from engine.portfolio import Portfolio
 from engine.runtime import actions
 from engine.runtime.bars import bar_width_ns
-from engine.runtime.bot import make_gate
+from engine.runtime.bot import guarded_prices, make_gate
 from engine.runtime.config import BotConfig, parse_bot_config
 from engine.runtime.driver import StrategyDriver, raw_price
 from engine.runtime.feed import TickTable
@@ -143,7 +148,7 @@ def replay_bot(config: BotConfig, instrument: Instrument, ticks: TickTable,
     """The backtester's side: see the module docstring."""
     symbol = config.symbol
     s = instrument.scales
-    guard = TickGuard()
+    guard = TickGuard(config.tick_guard)  # the bot's own guard config: the same ticks dropped as live
     admitted = np.zeros(len(ticks), dtype=bool)
     for k, (_, tick) in enumerate(ticks.ticks(symbol)):
         admitted[k] = guard.admit(tick)
@@ -160,8 +165,10 @@ def replay_bot(config: BotConfig, instrument: Instrument, ticks: TickTable,
     oms = OrderManager(config.id, clock, venue, Portfolio.for_instrument(config.cash, instrument),
                        {symbol: instrument})
     strategy.connect(oms)
-    mid_raw = [0]
-    gate = make_gate(config, clock, instrument, lambda _symbol: s.price(mid_raw[0]) if mid_raw[0] else None)
+    # a second guard in step with the replay, as live's is with its feed: the risk engine's last
+    # price and band reference are what it has admitted so far
+    marks = TickGuard(config.tick_guard)
+    gate = make_gate(config, clock, instrument, *guarded_prices(marks, instrument))
     if gate is not None:
         gate.bind(oms)
         oms.risk = gate
@@ -175,10 +182,7 @@ def replay_bot(config: BotConfig, instrument: Instrument, ticks: TickTable,
         actions.apply(action["action"], oms, driver, gate, action.get("reason", ""))
     for k, (seq, tick) in enumerate(ticks.ticks(symbol)):
         clock.ts = max(clock.ts, tick.ts)
-        mid = (tick.bid + tick.ask) / 2 if tick.bid == tick.bid and tick.ask == tick.ask else tick.last
-        if mid == mid:
-            mid_raw[0] = raw_price(mid, s.price_dp, s.price_step)
-        if admitted[k]:
+        if marks.admit(tick):
             venue.on_tick(raw_price(tick.bid, s.price_dp, s.price_step), raw_price(tick.ask, s.price_dp, s.price_step),
                           0 if tick.size != tick.size else int(tick.size * 10**s.qty_dp), tick.ts)
             before = driver.bars
@@ -224,7 +228,7 @@ def run_parity(session_id: str, state_dir: str | Path = "var", database_url: str
         for bot_id, info in meta["bots"].items():
             if "last_seq" not in info:
                 raise ConfigError("session", f"bot {bot_id!r} did not stop cleanly in session {session_id}")
-            config = parse_bot_config(info["config"])
+            config = parse_bot_config(info["config"], allow_code_refs=True)  # the operator's own session
             instrument = instrument_from_meta(info["instrument"])
             last_seq = int(info["last_seq"])
             ticks = bot_ticks(table, config.symbol, last_seq)

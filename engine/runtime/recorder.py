@@ -3,9 +3,12 @@
 A session is one life of a BotManager (one `tickbridge run`). ticks.parquet holds every tick its
 bots read, warm-up included (a resumed bot rebuilds its bars from the ticks before its checkpoint,
 and a replay needs them too), one row per (symbol, sequence), zstd-compressed. meta.json says
-which bots ran with which config and instrument, when the session started and stopped, and the
+which bots ran with which config and instrument, when the session started and stopped, the
 control actions (cancel on stop, kill) each bot took and after which tick, so a replay can take
-them at the same point. No database table is needed: a session is an artifact, like a backtest.
+them at the same point, and, at each bot's stop, what its tick guard dropped per reason
+(`ticks_dropped`) and how many new price levels it accepted (`tick_level_shifts`): the ticks file
+keeps the dropped ticks too, so a replay can drop them again and a person can look at them. No
+database table is needed: a session is an artifact, like a backtest.
 """
 
 from __future__ import annotations

@@ -8,6 +8,13 @@ input it fully processes, with the input's sequence number as the bot's checkpoi
 transaction. Group commit is what makes this fast: one commit per input, not one per event.
 
 `load()` reads a bot back: its counters, its orders, its fills in the order they were booked.
+
+A commit is only trusted if it went where a restart will look. Two checks guard that, both
+before `flush()` returns (so before any order it journaled can be handed to a venue):
+- `guards`, run before the commit: the runtime adds its bot lease here, so a bot another
+  runtime took over writes nothing more into that bot's rows and sends nothing more;
+- the store file's identity (SQLite), checked after the commit: a store deleted or replaced
+  under the bot swallows commits silently, and only the file's identity tells (StoreLost).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,6 +31,7 @@ from engine.instrument import Instrument
 from engine.money import Scales, to_raw
 from engine.orders import Fill, Liquidity, Order, OrderEvent, OrderSide, OrderState, OrderType, TimeInForce
 from engine.portfolio import Portfolio
+from engine.store.db import StoreFileWatch
 from engine.store.models import (AccountSnapshotRow, BotRow, DailyPnlRow, FillRow, OrderEventRow, OrderRow,
                                  PositionRow)
 
@@ -72,7 +80,9 @@ class SqlJournal:
         self._days: list[dict[str, Any]] = []
         self._known: set[str] = set()
         self.commits = 0
+        self.guards: list[Callable[[], None]] = []  # each raises to refuse a commit (a lost lease)
         self._ensure_bot(account_id)
+        self.watch = StoreFileWatch.of(engine.url)  # the file just opened; None unless SQLite on disk
         # statements built once: constructing them per flush costs more than the commit
         self._insert_orders = insert(ORDERS)
         self._insert_events = insert(EVENTS)
@@ -135,6 +145,8 @@ class SqlJournal:
         """Commit everything recorded since the last flush, in one transaction."""
         if not self.pending and self._checkpoint is None:
             return
+        for guard in self.guards:
+            guard()
         with self.engine.begin() as connection:
             if self._new_orders:
                 connection.execute(self._insert_orders, [_order_values(o) for o in self._new_orders.values()])
@@ -155,6 +167,8 @@ class SqlJournal:
                 connection.execute(insert(DAYS), self._days)
             if self._checkpoint is not None:
                 connection.execute(self._update_checkpoint, {"checkpoint": self._checkpoint})
+        if self.watch is not None:
+            self.watch.check()  # the commit went to a deleted file if the path is not ours anymore
         self.commits += 1
         self._new_orders.clear()
         self._dirty_orders.clear()

@@ -8,6 +8,7 @@ subscriptions arrive with the API and attach to bots by id.
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -62,6 +63,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _name_as_runtime_id(context: Any) -> str:
+    """A bot config row written without a runtime id (older code, benchmarks) keeps its name."""
+    return context.get_current_parameters()["bot_id"]
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -98,6 +104,8 @@ class BotRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="STOPPED")
     next_order_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     checkpoint: Mapped[int] = mapped_column(BigInteger, default=-1)
+    # set by the owner (POST /bots/{id}/publish): only a published bot can be followed (0007)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -207,6 +215,9 @@ class SignalRow(Base):
     model_id: Mapped[str | None] = mapped_column(String(64))
     model_version: Mapped[str | None] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # wall-clock ns when the row was written: plan delays count from here, not from `ts` (the
+    # market time, which on a replayed bot is years old) (0007)
+    published_ns: Mapped[int] = mapped_column(BigInteger, default=time.time_ns)
 
 
 class AuditRow(Base):
@@ -255,6 +266,8 @@ class UserRow(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the subscription plan, an entitlement only an admin sets: "free" (delayed) or "pro" (0007)
+    plan: Mapped[str] = mapped_column(String(8), default="free", server_default="free")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -311,10 +324,14 @@ class BotConfigRow(Base):
     and signals stay)."""
 
     __tablename__ = "bot_configs"
-    __table_args__ = (UniqueConstraint("bot_id", "version", name="uq_bot_configs_bot_id_version"),)
+    __table_args__ = (UniqueConstraint("owner_id", "bot_id", "version", name="uq_bot_configs_owner_bot_version"),
+                      UniqueConstraint("runtime_id", "version", name="uq_bot_configs_runtime_id_version"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    bot_id: Mapped[str] = mapped_column(ForeignKey("bots.id"), index=True)
+    bot_id: Mapped[str] = mapped_column(String(64), index=True)   # the name, unique per owner
+    # the global id (bots.id, orders, signals, client order ids): the name when it was free, else
+    # "<name[:50]>-<8 hex>" (0007)
+    runtime_id: Mapped[str] = mapped_column(ForeignKey("bots.id"), index=True, default=_name_as_runtime_id)
     version: Mapped[int] = mapped_column(Integer)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -349,3 +366,41 @@ class BacktestJobRow(Base):
     error: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BotLeaseRow(Base):
+    """Who runs a bot (0006): one runner per bot across processes. `owner` is
+    "<hostname>:<pid>:<uuid4>"; the owner renews `expires_at` every few seconds, and another runtime
+    may take the bot over only after it passed (the owner died or stalled)."""
+
+    __tablename__ = "bot_leases"
+
+    bot_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuthRateCounterRow(Base):
+    """Auth requests of one client in one bucket (0005), counted in a window that opens at the
+    client's first request: shared by every API worker, kept across restarts."""
+
+    __tablename__ = "auth_rate_counters"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    hits: Mapped[int] = mapped_column(Integer)
+
+
+class AuthLoginFailureRow(Base):
+    """Login attempts against one account name (0005) and the lockout they earned. `key` is the
+    SHA-256 of the username as typed (unknown names are counted alike, and a password typed into
+    the username field is never stored)."""
+
+    __tablename__ = "auth_login_failures"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_until_ms: Mapped[int] = mapped_column(BigInteger)
+    last_ms: Mapped[int] = mapped_column(BigInteger, index=True)

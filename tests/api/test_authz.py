@@ -17,6 +17,7 @@ def world(module_api):
     sam, root = api.user("sam", "subscriber"), api.user("root", "admin")
     api.bot(ann, "ann-bot")
     api.bot(bea, "bea-bot")
+    assert api.client.post("/api/v1/bots/ann-bot/publish", headers=ann).status_code == 200  # sam may follow it
     return api, {"ann": ann, "bea": bea, "sam": sam, "root": root}
 
 
@@ -46,6 +47,8 @@ def test_a_trader_does_not_see_another_traders_bot_in_the_list(world):
     ("get", "/api/v1/bots/ann-bot/positions"),
     ("get", "/api/v1/bots/ann-bot/pnl"),
     ("get", "/api/v1/bots/ann-bot/equity"),
+    ("post", "/api/v1/bots/ann-bot/publish"),
+    ("post", "/api/v1/bots/ann-bot/unpublish"),
 ])
 def test_a_trader_cannot_see_or_change_another_traders_bot(world, method, path):
     api, h = world

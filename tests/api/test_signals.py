@@ -1,5 +1,6 @@
 """Signals by REST (cursor paging), WebSocket and SSE: each limited to what the caller may see, a
-free plan delayed, one shared poller feeding every stream."""
+free plan delayed (from publication), one shared poller feeding every stream. Subscribers follow
+published bots; their plan is set by an admin (tests/api/test_entitlements.py has the details)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import time
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from api.app import create_app
 from tests.api.conftest import LiveServer, publish
+from engine.store.models import SignalRow
 from tests.api.control import InProcessBots
 
 NOW = lambda: time.time_ns()  # noqa: E731
@@ -24,7 +27,15 @@ def world(make_api):
          (("ann", "trader"), ("bea", "trader"), ("sam", "subscriber"), ("pia", "subscriber"), ("root", "admin"))}
     api.bot(h["ann"], "ann-bot")
     api.bot(h["bea"], "bea-bot")
+    assert api.client.post("/api/v1/bots/ann-bot/publish", headers=h["ann"]).status_code == 200
     return api, h
+
+
+def _pro(api, admin, username):
+    """An admin grants the pro plan (subscribers cannot choose it)."""
+    users = api.client.get("/api/v1/users", headers=admin).json()
+    (user_id,) = [u["id"] for u in users if u["username"] == username]
+    assert api.client.put(f"/api/v1/users/{user_id}/plan", json={"plan": "pro"}, headers=admin).status_code == 200
 
 
 def _ids(api, headers, **params):
@@ -63,8 +74,8 @@ def test_a_subscriber_sees_nothing_without_a_subscription(world):
 
 def test_a_pro_subscriber_sees_subscribed_bots_in_real_time(world):
     api, h = world
-    assert api.client.post("/api/v1/subscriptions", json={"bot_id": "ann-bot", "plan": "pro"},
-                           headers=h["sam"]).status_code == 201
+    assert api.client.post("/api/v1/subscriptions", json={"bot_id": "ann-bot"}, headers=h["sam"]).status_code == 201
+    _pro(api, h["root"], "sam")
     now = NOW()
     publish(api.ctx.engine, "ann-bot", now)
     publish(api.ctx.engine, "bea-bot", now)
@@ -74,15 +85,18 @@ def test_a_pro_subscriber_sees_subscribed_bots_in_real_time(world):
 def test_a_free_subscriber_sees_a_signal_only_after_the_plan_delay(world):
     api, h = world
     api.client.post("/api/v1/subscriptions", json={"bot_id": "ann-bot"}, headers=h["pia"])
-    old, recent = NOW() - HOUR, NOW() - 60 * 1_000_000_000  # an hour ago; a minute ago (< 15 min)
-    publish(api.ctx.engine, "ann-bot", old)
-    publish(api.ctx.engine, "ann-bot", recent)
-    assert _ids(api, h["pia"]) == [("ann-bot", old)]
+    publish(api.ctx.engine, "ann-bot", 1)
+    publish(api.ctx.engine, "ann-bot", 2)
+    with api.ctx.engine.begin() as c:  # published an hour ago; a minute ago (< 15 min)
+        for ts, age in ((1, HOUR), (2, 60 * 1_000_000_000)):
+            c.execute(update(SignalRow.__table__).where(SignalRow.ts == ts).values(published_ns=NOW() - age))
+    assert _ids(api, h["pia"]) == [("ann-bot", 1)]
 
 
 def test_a_cancelled_subscription_sees_nothing_more(world):
     api, h = world
-    sub = api.client.post("/api/v1/subscriptions", json={"bot_id": "ann-bot", "plan": "pro"}, headers=h["sam"]).json()
+    sub = api.client.post("/api/v1/subscriptions", json={"bot_id": "ann-bot"}, headers=h["sam"]).json()
+    _pro(api, h["root"], "sam")
     publish(api.ctx.engine, "ann-bot", 1)
     assert api.client.delete(f"/api/v1/subscriptions/{sub['id']}", headers=h["sam"]).status_code == 204
     assert _ids(api, h["sam"]) == []
@@ -107,7 +121,8 @@ def _ws(api, headers, **params):
 
 def test_websocket_streams_only_the_callers_signals(world):
     api, h = world
-    api.client.post("/api/v1/subscriptions", json={"bot_id": "ann-bot", "plan": "pro"}, headers=h["sam"])
+    api.client.post("/api/v1/subscriptions", json={"bot_id": "ann-bot"}, headers=h["sam"])
+    _pro(api, h["root"], "sam")
     with _ws(api, h["sam"]) as sam_ws, _ws(api, h["bea"]) as bea_ws:
         publish(api.ctx.engine, "bea-bot", 10)
         publish(api.ctx.engine, "ann-bot", 11)
@@ -141,6 +156,7 @@ def test_websocket_holds_a_free_plans_signal_until_its_delay_has_passed(make_api
     api = make_api(free_delay_s=1.0)
     ann, pia = api.user("ann", "trader"), api.user("pia", "subscriber")
     api.bot(ann, "ann-bot")
+    api.client.post("/api/v1/bots/ann-bot/publish", headers=ann)
     api.client.post("/api/v1/subscriptions", json={"bot_id": "ann-bot"}, headers=pia)
     with _ws(api, pia) as ws:
         ts = NOW()

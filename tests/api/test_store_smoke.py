@@ -1,5 +1,5 @@
 """The API end to end on each store the project supports (SQLite; PostgreSQL where
-TICKBRIDGE_TEST_POSTGRES_URL says where it is): migrations to 0004, then the calls that write."""
+TICKBRIDGE_TEST_POSTGRES_URL says where it is): migrations to the head, then the calls that write."""
 
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ def test_the_api_on_this_store(make_api, database_url):
     account = api.client.post("/api/v1/accounts", json={"name": "acct", "venue": "ccxt",
                                                         "credentials": {"api_key": "k" * 12}}, headers=ann)
     assert account.status_code == 201
-    assert api.client.post("/api/v1/subscriptions", json={"bot_id": "smoke-bot", "plan": "pro"},
-                           headers=sam).status_code == 201
+    assert api.client.post("/api/v1/bots/smoke-bot/publish", headers=ann).status_code == 200
+    assert api.client.post("/api/v1/subscriptions", json={"bot_id": "smoke-bot"}, headers=sam).status_code == 201
+    root = api.user("root", "admin")
+    sam_id = [u["id"] for u in api.client.get("/api/v1/users", headers=root).json() if u["username"] == "sam"][0]
+    assert api.client.put(f"/api/v1/users/{sam_id}/plan", json={"plan": "pro"}, headers=root).status_code == 200
     publish(api.ctx.engine, "smoke-bot", 123)
     items = api.client.get("/api/v1/signals", headers=sam).json()["items"]
     assert [(s["bot_id"], s["ts"], s["confidence"]) for s in items] == [("smoke-bot", 123, "0.7")]
@@ -30,4 +33,4 @@ def test_the_api_on_this_store(make_api, database_url):
     assert nul.status_code in (404, 422)  # refused either way, never a 500
     with Session(api.ctx.engine) as db:
         actions = set(db.scalars(select(AuditRow.action)))
-    assert {"bot.create", "bot.update", "account.create", "subscription.create"} <= actions
+    assert {"bot.create", "bot.update", "bot.publish", "account.create", "subscription.create", "user.plan"} <= actions

@@ -61,7 +61,7 @@ def sma_bot(bot_id: str = "sma1", **overrides: Any) -> dict[str, Any]:
 def rsi_bot(bot_id: str = "rsi1", **overrides: Any) -> dict[str, Any]:
     bot = {"id": bot_id, "strategy": "rsi_reversion", "symbol": "USDJPY", "bar": "1min", "cash": "1000000",
            "params": {"period": 7, "mode": "long_short", "fixed_size": 500},
-           "risk": str(DATA.parent / "config" / "risk" / "default.yaml")}
+           "risk": yaml.safe_load((DATA.parent / "config" / "risk" / "default.yaml").read_text())}  # limits as data
     bot.update(overrides)
     return bot
 

@@ -23,7 +23,9 @@ INSTRUMENT = Instrument("TEST", price_increment=Decimal("0.01"))
 TABLES = {"instruments", "bots", "orders", "order_events", "fills", "positions", "account_snapshots",
           "daily_pnl", "signals", "audit_log", "models",
           # the API's (migration 0004)
-          "users", "api_keys", "refresh_tokens", "broker_accounts", "bot_configs", "subscriptions", "backtest_jobs"}
+          "users", "api_keys", "refresh_tokens", "broker_accounts", "bot_configs", "subscriptions", "backtest_jobs",
+          "bot_leases",  # one runner per bot (migration 0006)
+          "auth_rate_counters", "auth_login_failures"}  # login limits shared by workers (0005)
 RESEARCH_TABLES = {"sweeps"}  # migration 0003, declared in backtest/sweep_store.py (Core)
 
 

@@ -69,7 +69,7 @@ HEADER = "date,open,high,low,close,volume\n"
 
 
 @pytest.mark.parametrize("body, needle", [
-    ("2020-01-02,1,2,0.5,1.5,1\n2020-01-01,1,2,0.5,1.5,1\n", "not sorted: row 1"),
+    ("2020-01-02,1,2,0.5,1.5,1\n2020-01-01,1,2,0.5,1.5,1\n2020-01-03,1,2,0.5,1.5,1\n", "not sorted: row 1"),
     ("2020-01-02,1,2,0.5,1.5,1\n2020-01-02,1,2,0.5,1.5,1\n", "duplicate timestamp"),
     ("2020-01-02,1,2,0.5,,1\n2020-01-03,1,2,0.5,1.5,1\n", "nan prices in 'close'"),
     ("2020-01-02,1,2,0,1.5,1\n", "non-positive price 0.0 in 'low'"),

@@ -37,7 +37,7 @@ class Desk:
     """A risk engine over books the test sets by hand: positions, working orders, last prices, cash."""
 
     def __init__(self, limits: RiskLimits = RiskLimits(), account: AccountRisk | None = None, bot_id: str = "bot1",
-                 cash: str = "100000") -> None:
+                 cash: str = "100000", reference: dict[str, Decimal] | None = None) -> None:
         self.clock = SimulatedClock(at("2024-01-02 15:00"))  # a Tuesday afternoon
         self.prices: dict[str, Decimal] = {"TEST": PRICE, "LOTS": Decimal("10.00")}
         self.positions: dict[str, Decimal] = {}
@@ -46,7 +46,8 @@ class Desk:
         self.bot_id = bot_id
         self.engine = RiskEngine(bot_id, limits, account or AccountRisk(), self.clock,
                                  {"TEST": TEST, "LOTS": LOTS}, last_price=self.prices.get,
-                                 open_orders=lambda: self.working, positions=lambda: self.positions)
+                                 open_orders=lambda: self.working, positions=lambda: self.positions,
+                                 **({} if reference is None else {"reference_price": reference.get}))
         self._seq = 0
 
     def order(self, side: str, qty: str | None = "1", limit: str | None = None, stop: str | None = None,
@@ -189,6 +190,36 @@ def test_price_band_without_a_last_price_denies_for_no_price():
     desk = Desk(RiskLimits(price_band_pct=Decimal(5)))
     del desk.prices["TEST"]
     assert desk.check("BUY", "1", limit="100.00") == "NO_PRICE"
+
+
+def test_a_market_order_is_held_to_the_band_around_the_reference_price():
+    """The last price ran to 10x the recent median (a bad print): a market order would fill
+    there, so it is denied, whichever side; back near the median it passes."""
+    reference = {"TEST": PRICE}
+    desk = Desk(RiskLimits(price_band_pct=Decimal(5)), reference=reference)
+    desk.prices["TEST"] = Decimal("1000.00")
+    assert desk.check("BUY", "1") == "PRICE_BAND"
+    assert desk.check("SELL", "1") == "PRICE_BAND"
+    desk.prices["TEST"] = Decimal("104.99")
+    assert desk.check("BUY", "1") is None
+    desk.prices["TEST"] = Decimal("94.99")
+    assert desk.check("SELL", "1") == "PRICE_BAND"
+
+
+def test_limit_and_stop_prices_are_held_to_the_reference_not_to_a_bad_last_price():
+    desk = Desk(RiskLimits(price_band_pct=Decimal(5)), reference={"TEST": PRICE})
+    desk.prices["TEST"] = Decimal("1000.00")
+    assert desk.check("BUY", "1", limit="999.00") == "PRICE_BAND"   # inside a band around the bad last
+    assert desk.check("SELL", "1", stop="990.00") == "PRICE_BAND"
+    assert desk.check("BUY", "1", limit="101.00") is None
+
+
+def test_a_reference_without_a_last_price_denies_a_market_order_for_no_price():
+    desk = Desk(RiskLimits(price_band_pct=Decimal(5)), reference={"TEST": PRICE})
+    del desk.prices["TEST"]
+    assert desk.check("BUY", "1") == "NO_PRICE"
+    desk = Desk(RiskLimits(price_band_pct=Decimal(5)), reference={})
+    assert desk.check("BUY", "1") == "NO_PRICE"
 
 
 def test_position_limit_counts_the_position_already_held():
@@ -529,3 +560,16 @@ def test_bundled_risk_configs_load():
     two = load_risk_config(ROOT / "config" / "risk" / "example_two_bots.yaml")
     assert default.default_bot.max_order_qty is not None
     assert len(two.bots) == 2 and all(b.capital_allocation for b in two.bots.values())
+
+
+def test_a_market_exit_is_not_trapped_by_the_band_but_a_market_entry_is():
+    """A real crash past the band around a lagging median: the long may still be sold at market
+    (refusing to close is the larger risk; spikes never reach fills, the tick guard drops them),
+    while an order that opens or grows exposure there is denied."""
+    desk = Desk(RiskLimits(price_band_pct=Decimal(5)), reference={"TEST": PRICE})
+    desk.positions["TEST"] = Decimal(3)
+    desk.prices["TEST"] = Decimal("80.00")
+    assert desk.check("SELL", "3") is None            # closes the long
+    assert desk.check("BUY", "1") == "PRICE_BAND"     # grows it
+    assert desk.check("SELL", "5") == "PRICE_BAND"    # flips it short: not a pure reduction
+    assert desk.check("SELL", "3", limit="79.00") == "PRICE_BAND"  # a limit exit: its price is banded
