@@ -78,3 +78,30 @@ if __name__ == "__main__":
 
     sys.argv[0] = "tickbridge"
     main()
+
+
+def rows(url: str, table: Any, *where: Any) -> list:
+    """The rows of `table` (an ORM class or a Table) matching `where`, read on a fresh engine."""
+    from sqlalchemy import select
+
+    from engine.store.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(select(getattr(table, "__table__", table)).where(*where)).all()
+    finally:
+        engine.dispose()
+
+
+def wait_for(condition: Any, what: str, timeout: float = 120.0) -> None:
+    """Poll until `condition()` holds; the timeout only turns a hang into a failure."""
+    import time
+
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)

@@ -33,7 +33,7 @@ from engine.store.models import FillRow, OrderRow
 from strategies import STRATEGIES
 from strategies.base import Strategy, StrategyParams
 from tests.conftest import ROOT
-from tests.integration.runtime_helpers import EURUSD_TICKS
+from tests.integration.runtime_helpers import EURUSD_TICKS, rows, wait_for
 
 SPIKES = 4
 FACTOR = 10.0
@@ -97,22 +97,6 @@ def spiked_feed(root: Path, bar: int, at: str, n_ticks: int = 2000) -> tuple[Pat
     return root, round(base["ask"] * FACTOR, 5)
 
 
-def rows(url: str, table, *where) -> list:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(select(table.__table__).where(*where)).all()
-    finally:
-        engine.dispose()
-
-
-def wait_for(condition, what: str, timeout: float = 120.0) -> None:
-    """Poll until `condition()` holds; the timeout only turns a hang into a failure."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_a_spike_after_a_market_order_does_not_fill_it(tmp_path, database_url):

@@ -27,7 +27,7 @@ from engine.runtime.control import BotLeased
 from engine.runtime.manager import BotManager
 from engine.store.db import database_url as resolve_url, make_engine, upgrade
 from engine.store.models import BotLeaseRow, BotRow, OrderRow
-from tests.integration.runtime_helpers import sma_bot, tick_dir
+from tests.integration.runtime_helpers import sma_bot, tick_dir, rows, wait_for
 
 LEASES = BotLeaseRow.__table__
 TRADES_OFTEN = {"fast": 2, "slow": 3, "mode": "long_short", "fixed_size": 1000}
@@ -37,14 +37,6 @@ TRADES_OFTEN = {"fast": 2, "slow": 3, "mode": "long_short", "fixed_size": 1000}
 def ticks(tmp_path_factory) -> Path:
     return tick_dir(tmp_path_factory.mktemp("ticks"))
 
-
-def rows(url: str, table, *where) -> list:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(select(table).where(*where)).all()
-    finally:
-        engine.dispose()
 
 
 def execute(url: str, statement) -> None:
@@ -60,13 +52,6 @@ def submits(log: Path) -> list[str]:
     return [json.loads(line)["order"]["client_order_id"] for line in log.read_text().splitlines()
             if '"op":"submit"' in line] if log.exists() else []
 
-
-def wait_for(condition, what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_a_second_runtime_cannot_start_a_bot_the_first_runs(ticks, tmp_path, database_url):

@@ -23,7 +23,7 @@ from engine.runtime.manager import BotManager
 from engine.store.db import database_url as resolve_url, make_engine, upgrade
 from engine.store.models import BotRow, FillRow, OrderRow, SignalRow
 from tests.conftest import ROOT
-from tests.integration.runtime_helpers import register, rsi_bot, sma_bot, tick_dir, write_config
+from tests.integration.runtime_helpers import register, rsi_bot, sma_bot, tick_dir, write_config, rows, wait_for
 
 register()  # the resting_limit strategy, for the in-process tests too
 
@@ -33,22 +33,6 @@ def ticks(tmp_path_factory) -> Path:
     return tick_dir(tmp_path_factory.mktemp("ticks"))
 
 
-def rows(url: str, table, *where) -> list:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(select(table.__table__).where(*where)).all()
-    finally:
-        engine.dispose()
-
-
-def wait_for(condition, what: str, timeout: float = 60.0) -> None:
-    """Poll until `condition()` holds; the timeout only turns a hang into a failure."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 # -- configs -----------------------------------------------------------------------------------------

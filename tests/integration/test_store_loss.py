@@ -26,7 +26,7 @@ from engine.store.db import database_url as resolve_url, upgrade
 from strategies import STRATEGIES
 from strategies.base import Strategy, StrategyParams
 from tests.conftest import ROOT
-from tests.integration.runtime_helpers import sma_bot, tick_dir, write_config
+from tests.integration.runtime_helpers import sma_bot, tick_dir, write_config, wait_for
 
 
 class StoreVandal(Strategy):
@@ -65,13 +65,6 @@ def submits(log: Path) -> list[str]:
     return [json.loads(line)["order"]["client_order_id"] for line in log.read_text().splitlines()
             if '"op":"submit"' in line]
 
-
-def wait_for(condition, what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_a_deleted_store_stops_the_bot_and_nothing_journaled_into_it_reaches_the_venue(ticks, tmp_path):
