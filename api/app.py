@@ -107,11 +107,12 @@ def create_app(settings: Settings | None = None, bot_control: BotControl | None 
             ctx.executor.shutdown(wait=False, cancel_futures=True)
 
     app = TickbridgeAPI(title="tickbridge control API", version="1", lifespan=lifespan,
-                  openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None,
-                  responses={code: errors.ERROR_SCHEMA for code in (400, 401, 403, 404, 405, 409, 413, 422, 429, 503)},
-                  description="Bots, accounts, subscriptions, signals and backtests. Errors are "
-                              '{"error": {"code", "message", "field"?}}. Denials: 403 when your role may '
-                              "never do it, 404 when the object is not yours (or does not exist).")
+                        openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None,
+                        responses={code: errors.ERROR_SCHEMA
+                                   for code in (400, 401, 403, 404, 405, 408, 409, 413, 422, 429, 503)},
+                        description="Bots, accounts, subscriptions, signals and backtests. Errors are "
+                                    '{"error": {"code", "message", "field"?}}. Denials: 403 when your role may '
+                                    "never do it, 404 when the object is not yours (or does not exist).")
     app.state.ctx = ctx
     errors.install(app)
     for module in (auth, users, bots, accounts, subscriptions, signals, backtests, health):

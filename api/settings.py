@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_network
 from pathlib import Path
@@ -126,24 +127,25 @@ LIMITS = (("api_threads", "TICKBRIDGE_API_THREADS", 1), ("api_queue", "TICKBRIDG
           ("db_pool", "TICKBRIDGE_DB_POOL", 1), ("login_concurrency", "TICKBRIDGE_LOGIN_CONCURRENCY", 1),
           ("max_body_bytes", "TICKBRIDGE_MAX_BODY_BYTES", 1), ("body_timeout_s", "TICKBRIDGE_BODY_TIMEOUT_S", 1),
           ("metrics_port", "TICKBRIDGE_METRICS_PORT", 1))
+MAX_PORT = 65535
 
 
-def load_limits(env: dict[str, str] | os._Environ[str]) -> dict[str, object]:
+def load_limits(env: Mapping[str, str]) -> dict[str, object]:
     """The load and size limits from the environment: whole numbers of at least their minimum, a
     pool no smaller than the threads (a request thread must never wait for a connection), a
     metrics port of its own. A bad value is a ConfigError naming the variable."""
-    values: dict[str, object] = {}
+    values: dict[str, int | str] = {}
     for name, key, least in LIMITS:
         raw = env.get(key, "").strip()
         if not raw:
             continue
-        if not raw.isdigit() or int(raw) < least or (name == "metrics_port" and int(raw) > 65535):
-            raise ConfigError(key, f"must be a whole number >= {least}" + (" and <= 65535" if name == "metrics_port"
-                                                                            else ""))
+        most = MAX_PORT if name == "metrics_port" else None
+        if not raw.isdigit() or int(raw) < least or (most is not None and int(raw) > most):
+            raise ConfigError(key, f"must be a whole number >= {least}" + (f" and <= {most}" if most else ""))
         values[name] = int(raw)
     if env.get("TICKBRIDGE_METRICS_TOKEN"):
         values["metrics_token"] = env["TICKBRIDGE_METRICS_TOKEN"]
-    threads = int(values.get("api_threads", Settings.__dataclass_fields__["api_threads"].default))  # type: ignore[call-overload]
-    if "db_pool" in values and int(values["db_pool"]) < threads:  # type: ignore[call-overload]
+    threads = int(values.get("api_threads", Settings.__dataclass_fields__["api_threads"].default))
+    if "db_pool" in values and int(values["db_pool"]) < threads:
         raise ConfigError("TICKBRIDGE_DB_POOL", f"must be at least TICKBRIDGE_API_THREADS ({threads})")
-    return values
+    return dict(values)

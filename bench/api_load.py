@@ -147,7 +147,7 @@ class Step:
         bot = "n/a" if rate is None else f"{rate:,.0f}" + (f" ({rate / idle * 100:.0f} %)" if idle else "")
         shed = self.statuses.get("503", 0) + self.statuses.get("429", 0)
         other = {k: v for k, v in sorted(self.statuses.items()) if not k.startswith("2") and k not in ("503", "429")}
-        cpu = " / ".join(f"{self.cpu.get(k, float('nan')) * 100:.0f}" for k in ("server", "runtime", "client"))
+        cpu = " / ".join(f"{self.cpu[k] * 100:.0f}" if k in self.cpu else "-" for k in ("server", "runtime", "client"))
         per_s = (lambda n: n / self.elapsed) if self.elapsed else (lambda n: 0.0)
         return (f"| {self.name} | {per_s(total):,.1f} | {per_s(ok):,.1f} | {_pct(self.reads, 50)} | "
                 f"{_pct(self.reads, 99)} | {_pct(self.logins, 50)} | {_pct(self.logins, 99)} | "

@@ -147,27 +147,58 @@ def test_a_request_waits_in_the_queue_at_most_its_bound(trader):
     assert waited.status_code == 503 and waited.headers["retry-after"] == "1"
 
 
-def test_logins_have_a_gate_of_their_own(trader):
-    """Logins beyond login_concurrency + login_queue are shed, while reads still pass."""
+def test_logins_have_a_gate_of_their_own():
+    """Through the middleware alone, on an ASGI app whose requests wait until released: with one
+    login in flight and no login queue, a second login is shed while reads still get slots."""
+    import asyncio
+
+    release = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limit = ConcurrencyLimit(app, limit=4, queue=0, max_wait_s=WAIT_S, login_limit=1, login_queue=0,
+                             login_paths=[("POST", "/login")])
+
+    async def call(method: str, path: str) -> int:
+        sent: list[Any] = []
+
+        async def receive() -> Any:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        await limit({"type": "http", "method": method, "path": path, "headers": []}, receive, send)
+        return sent[0]["status"]
+
+    async def scenario() -> tuple[list[int], int, list[int]]:
+        first = asyncio.create_task(call("POST", "/login"))
+        while limit.logins.held < 1:
+            await asyncio.sleep(0)
+        second = await call("POST", "/login")  # shed at once: the login gate is full
+        reads = [asyncio.create_task(call("GET", "/read")) for _ in range(3)]
+        while limit.gate.held < 4:  # the login and the three reads all hold a general slot
+            await asyncio.sleep(0)
+        release.set()
+        return [await first], second, [await r for r in reads]
+
+    first, second, reads = asyncio.run(scenario())
+    assert first == [200] and second == 503 and reads == [200, 200, 200]
+    assert limit.gate.held == 0 and limit.logins.held == 0
+
+
+def test_an_event_stream_gives_its_slot_back(trader):
+    """With one request thread, an open SSE stream must not starve every other request."""
     api, headers = trader
-    app = create_app(_with(api.settings, api_threads=4, login_concurrency=1, login_queue=0), InProcessBots())
+    app = create_app(_with(api.settings, api_threads=1, api_queue=0), InProcessBots())
     with Served(app) as server, httpx.Client(base_url=server.url, timeout=WAIT_S) as http:
-        gate = limiter_after_first_request(app, http)
-        gate.logins.held = gate.logins.limit  # as if a login were hashing right now
-        try:
-            login = http.post("/api/v1/auth/token", json={"username": "tess", "password": "correct horse battery"})
-            read = http.get("/api/v1/auth/me", headers=headers)
-        finally:
-            gate.logins.held = 0
-        again = http.post("/api/v1/auth/token", json={"username": "tess", "password": "correct horse battery"})
-    assert login.status_code == 503 and login.headers["retry-after"] == "1"
-    assert read.status_code == 200
-    assert again.status_code == 200
-
-
-def limiter_after_first_request(app: Any, http: httpx.Client) -> ConcurrencyLimit:
-    assert http.get("/api/v1/health").status_code == 200  # builds the middleware stack
-    return limiter(app)
+        with http.stream("GET", "/api/v1/signals/sse", headers=headers) as stream:
+            assert next(stream.iter_lines()) == ": connected"
+            meanwhile = [http.get("/api/v1/auth/me", headers=headers).status_code for _ in range(3)]
+    assert meanwhile == [200, 200, 200]
 
 
 def test_pool_exhausted_is_503_with_retry_after(trader, monkeypatch):

@@ -85,7 +85,10 @@ def test_serve_exits_cleanly_on_sigterm_with_streams_open(tmp_path):
 
         sent = time.monotonic()
         server.send_signal(signal.SIGTERM)
-        rest = list(lines)  # ends when the server ends the stream
+        rest = []
+        for line in lines:  # ends when the server ends the stream (keepalives would go on forever)
+            rest.append(line)
+            assert time.monotonic() - sent < BOUND_S, "the SSE stream outlived the SIGTERM"
         ws_closed = _closed_code(ws)
         returncode = server.wait(BOUND_S)
         took = time.monotonic() - sent
