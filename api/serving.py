@@ -28,6 +28,8 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from api.middleware import SECURITY_HEADERS
+
 MAX_REQUEST_HEAD = 16 * 1024
 TIMEOUT_KEEP_ALIVE_S = 5
 GRACEFUL_S = 5
@@ -49,8 +51,9 @@ class HeadTimeoutH11Protocol(H11Protocol):
             self._disarm_head_timer()
             body = b'{"error": {"code": "too_large", "message": "the request head is larger than %d bytes"}}' % (
                 MAX_REQUEST_HEAD)
+            headers = b"".join(b"%s: %s\r\n" % pair for pair in SECURITY_HEADERS)
             self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-                                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                                 b"%sconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (headers, len(body), body))
             self.transport.close()
             return
         super().data_received(data)

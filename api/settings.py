@@ -24,6 +24,8 @@ TICKBRIDGE_MAX_BODY_BYTES request bodies larger are refused with 413 (default 1 
 TICKBRIDGE_BODY_TIMEOUT_S a request body must arrive within this (default 10 s), else 408
 TICKBRIDGE_METRICS_TOKEN  when set, /metrics needs `Authorization: Bearer <token>`
 TICKBRIDGE_METRICS_PORT   when set, metrics are served on 127.0.0.1:<port> and /metrics is 404
+(`tickbridge serve` only: TICKBRIDGE_RUNTIME=process|thread, where the bots run, default their own
+process; TICKBRIDGE_API_NICE, the API's nice level below them, default 10 / 0: api/cli.py)
 """
 
 from __future__ import annotations

@@ -128,6 +128,7 @@ class Step:
     statuses: Counter[str] = field(default_factory=Counter)
     by_op: Counter[str] = field(default_factory=Counter)
     ticks: list[tuple[float, int]] = field(default_factory=list)
+    market: list[tuple[float, int]] = field(default_factory=list)  # (wall s, last tick's market ns)
     cpu: dict[str, float] = field(default_factory=dict)
     elapsed: float = 0.0
 
@@ -138,6 +139,15 @@ class Step:
         t = np.array([s[0] for s in self.ticks])
         n = np.array([s[1] for s in self.ticks], dtype=float)
         return float(np.polyfit(t - t[0], n, 1)[0])
+
+    def pace(self, speed: float) -> float | None:
+        """Market time the bot got through per wall second, over its speed: 1.0 = on schedule
+        (a paced replay falls below it by its processing time, and further when starved)."""
+        if len(self.market) < 3 or not speed:
+            return None
+        t = np.array([s[0] for s in self.market])
+        ns = np.array([s[1] for s in self.market], dtype=float)
+        return float(np.polyfit(t - t[0], ns / 1e9, 1)[0]) / speed
 
     def row(self, idle: float | None) -> str:
         """One markdown table row (HEADER names the columns)."""
@@ -202,6 +212,8 @@ class Bench:
                 got = time.monotonic()
                 if body is not None and body.get("state") == "RUNNING":
                     step.ticks.append(((sent + got) / 2, int(body["ticks"])))
+                    if body.get("last_tick_ts"):
+                        step.market.append(((sent + got) / 2, int(body["last_tick_ts"])))
                 try:
                     await asyncio.wait_for(stop.wait(), max(0.0, 1.0 - (got - sent)))
                 except asyncio.TimeoutError:
@@ -359,6 +371,9 @@ async def _run(base: str, server: subprocess.Popen, counts: list[int], args: arg
                 around = [r for r in (steps[i - 2].tick_rate(), step.tick_rate()) if r]
                 print(steps[i - 1].row(sum(around) / len(around) if around else None), flush=True)
             print(step.row(None), flush=True)
+    if args.speed:
+        paces = [f"{st.name}: {p * 100:.0f} %" for st in steps if (p := st.pace(args.speed)) is not None]
+        print(f"replay pace at {args.speed:g}x (market time per wall second / speed): " + "; ".join(paces))
         if server.poll() is not None:
             raise RuntimeError(f"the server died (status {server.returncode})")
     print("\n".join(notes))

@@ -182,6 +182,16 @@ class Fill:
     cash_dp: int
     ts: int
     liquidity: Liquidity = Liquidity.TAKER
+    # The fee as the venue charged it, when that was not in the cash currency (Binance takes it in
+    # the coin bought, or in BNB): its currency and amount, on their own grid. "" = in the cash
+    # currency, and then fee_raw holds it. When set, fee_raw is 0 and the books value the fee.
+    fee_currency: str = ""
+    fee_native_raw: int = 0
+    fee_native_dp: int = 0
+
+    @property
+    def fee_native(self) -> Decimal:
+        return Decimal(self.fee_native_raw).scaleb(-self.fee_native_dp)
 
     @property
     def qty(self) -> Decimal:

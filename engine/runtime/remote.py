@@ -122,8 +122,8 @@ class ProcessBots:
         except Exception:  # the child died first: nothing left to close there
             pass
         self.process.join(timeout_s)
-        if self.process.is_alive():  # pragma: no cover - a bot that never stops
-            self.process.terminate()
+        if self.process.is_alive():  # pragma: no cover - a bot that never stops (it ignores SIGTERM)
+            self.process.kill()
             self.process.join(10)
         self._conn.close()
 
