@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make demo` runs the main job, `make test` runs the tests.
-# Both create .venv with Python >= 3.12 and install the project into it from pyproject.toml.
+# Both create .venv with Python >= 3.12 and install the project into it from pyproject.toml:
+# the demo needs the base install (engine + backtest CLI) with the 'api' and 'plots' extras.
 
 PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 python3.13 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "tickbridge needs Python >= 3.12 (set PYTHON=/path/to/python3.12)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[api,plots]'
 	touch $(STAMP)
 
 # the tests need every extra: torch (its PyPI wheel for Linux is the CUDA build, ~3 GB, about

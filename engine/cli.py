@@ -125,6 +125,9 @@ def backtest(
         risk_config = load_risk_config(risk)
     if plot_out is not None and plot_out.suffix.lower() not in (".png", ".html"):
         raise ConfigError("plot", f"{plot_out}: use a .png or .html file name")
+    if plot_out is not None:
+        from engine.extras import require
+        require("plots", "plot")
     frame = load_frame(data, bar, load)
     started = time.perf_counter()
     result = _run_with_progress(frame, strategy_cls, params, config, run_backtest, risk_config)
@@ -419,6 +422,14 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         sys.exit(130)
+    except ModuleNotFoundError as exc:
+        from engine.extras import missing_extra
+
+        advice = missing_extra(exc)
+        if advice is None:
+            raise
+        _error_line(advice)
+        sys.exit(EXIT_USER_ERROR)
     except Exception as exc:
         if isinstance(exc, _click_exceptions()):  # usage: "No such option: --x", with the closest match
             exc.show()
