@@ -7,10 +7,16 @@ Credentials come from credential sources, asked in order:
   (account name upper-cased, anything not a letter or digit turned into "_").
 
 Fields per venue (required in capitals in the table of VENUE_FIELDS below):
-- ccxt:   EXCHANGE (a ccxt id, e.g. binance), API_KEY, SECRET; optional PASSWORD, SANDBOX (true/false)
+- ccxt:   EXCHANGE (a ccxt id, e.g. binance) and what that exchange's `requiredCredentials` asks for
+          (API_KEY and SECRET for most; okx and kucoin add PASSWORD; hyperliquid wants
+          PRIVATE_KEY and WALLET_ADDRESS instead), optional SANDBOX (true/false); ccxt's camelCase
+          credential names are written in snake case (apiKey -> api_key)
 - alpaca: API_KEY, SECRET_KEY; optional PAPER (default true: live trading is an explicit choice)
-- mt5:    LOGIN, PASSWORD, SERVER; optional BRIDGE_HOST, BRIDGE_PORT (mt5linux) or PATH (terminal)
+- mt5:    LOGIN (a number), PASSWORD, SERVER; optional BRIDGE_HOST, BRIDGE_PORT (mt5linux) or PATH
+- paper:  none
 A missing field is refused with the account and the field named, before anything connects.
+`validate_credentials` applies the same rules to an account as the API receives it, naming the
+field (`credentials.secret`) and never repeating a value.
 """
 
 from __future__ import annotations
@@ -22,11 +28,88 @@ from typing import Any, Callable, Protocol, Sequence
 from engine.errors import ConfigError
 
 VENUES = ("paper", "ccxt", "alpaca", "mt5")
+CCXT_CREDENTIALS = {"apiKey": "api_key", "secret": "secret", "password": "password", "uid": "uid",
+                    "login": "login", "twofa": "twofa", "privateKey": "private_key",
+                    "walletAddress": "wallet_address", "token": "token"}  # ccxt's name -> ours
 VENUE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # (required, optional)
-    "ccxt": (("exchange", "api_key", "secret"), ("password", "sandbox")),
+    "ccxt": (("exchange",), (*CCXT_CREDENTIALS.values(), "sandbox")),  # + the exchange's own: ccxt_required
     "alpaca": (("api_key", "secret_key"), ("paper",)),
     "mt5": (("login", "password", "server"), ("bridge_host", "bridge_port", "path")),
+    "paper": ((), ()),
 }
+FLAGS = ("paper", "sandbox")
+MAX_VALUE_CHARS = 4096
+
+
+def ccxt_required(exchange_id: str) -> tuple[str, ...]:
+    """Our names of the credentials ccxt says `exchange_id` requires (requiredCredentials)."""
+    import ccxt
+
+    required = getattr(ccxt, exchange_id)().requiredCredentials
+    return tuple(ours for theirs, ours in CCXT_CREDENTIALS.items() if required.get(theirs))
+
+
+def required_fields(venue: str, fields: dict[str, str]) -> tuple[str, ...]:
+    """The fields an account of `venue` must have (ccxt: the exchange's, once it is known)."""
+    required = VENUE_FIELDS[venue][0]
+    if venue == "ccxt" and fields.get("exchange"):
+        import ccxt
+
+        if fields["exchange"] in ccxt.exchanges:
+            required = (*required, *ccxt_required(fields["exchange"]))
+    return required
+
+
+def validate_credentials(venue: str, fields: dict[str, Any], prefix: str = "credentials") -> dict[str, str]:
+    """The fields of an account as the API receives it, as text, checked against the venue: no
+    unknown field, every required one present and non-empty, the ccxt exchange known, the MT5
+    login a number, flags true/false. A refusal is ConfigError naming `<prefix>.<field>`; no
+    message repeats a value (it may be a secret typed into the wrong field)."""
+    import difflib
+
+    if venue not in VENUES:
+        raise ConfigError("venue", f"unknown venue; known: {', '.join(VENUES)}")
+    required, optional = VENUE_FIELDS[venue]
+    known = (*required, *optional)
+    out: dict[str, str] = {}
+    for name, value in fields.items():
+        field = f"{prefix}.{str(name)[:64]}"
+        if name not in known:
+            if venue == "paper":
+                raise ConfigError(field, "the paper venue takes no credentials")
+            close = difflib.get_close_matches(CCXT_CREDENTIALS.get(name, name), known, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(field, f"not a {venue} credential{hint}; known: {', '.join(known)}")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, int):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise ConfigError(field, "must be text (or a number or true/false)")
+        if len(value) > MAX_VALUE_CHARS:
+            raise ConfigError(field, f"longer than {MAX_VALUE_CHARS} characters")
+        out[name] = value
+    for name in required_fields(venue, out):
+        if not out.get(name, "").strip():
+            why = f" by {out['exchange']} (ccxt's requiredCredentials)" if name != "exchange" and venue == "ccxt" else ""
+            raise ConfigError(f"{prefix}.{name}", f"required{why}")
+    if venue == "ccxt":
+        import ccxt
+
+        if out["exchange"] not in ccxt.exchanges:
+            close = difflib.get_close_matches(out["exchange"].lower(), ccxt.exchanges, n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{prefix}.exchange", f"not an exchange ccxt knows{hint}")
+    if venue == "mt5":
+        if not out["login"].strip().isdigit() or int(out["login"]) <= 0:
+            raise ConfigError(f"{prefix}.login", "must be the MT5 account number (a whole number)")
+        port = out.get("bridge_port", "").strip()
+        if port and not (port.isdigit() and 0 < int(port) <= 65535):
+            raise ConfigError(f"{prefix}.bridge_port", "must be a port number (1-65535)")
+    for name in FLAGS:
+        if name in out and out[name].lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise ConfigError(f"{prefix}.{name}", "must be true or false")
+    return out
 
 
 class CredentialSource(Protocol):
@@ -54,7 +137,7 @@ def resolve_credentials(account: str, venue: str, sources: Sequence[CredentialSo
     for source in sources:
         found = source.credentials(account, venue)
         if found:
-            missing = [name for name in required if not found.get(name)]
+            missing = [name for name in required_fields(venue, found) if not found.get(name)]
             if missing:
                 raise ConfigError("account", f"account {account!r} ({venue}) lacks {missing[0]!r} in "
                                              f"{type(source).__name__}")
@@ -78,7 +161,8 @@ def _flag(value: str | None, default: bool) -> bool:
 
 
 def make_adapter(venue: str, account: str, symbols: Sequence[str], sources: Sequence[CredentialSource],
-                 mt5_api: Any = None, mt5_bridge: Callable[[str, int], Any] | None = None) -> Any:
+                 mt5_api: Any = None, mt5_bridge: Callable[[str, int], Any] | None = None,
+                 bot_id: str | None = None) -> Any:
     """The adapter for a live venue (the paper venue is built by the runtime, with its store).
 
     `mt5_api` injects the MetaTrader5 module (tests pass the fake); without it the real module is
@@ -95,9 +179,7 @@ def make_adapter(venue: str, account: str, symbols: Sequence[str], sources: Sequ
         exchange_id = found["exchange"]
         if exchange_id not in ccxt.exchanges:
             raise ConfigError("account", f"account {account!r}: unknown ccxt exchange {exchange_id!r}")
-        config = {"apiKey": found["api_key"], "secret": found["secret"]}
-        if found.get("password"):
-            config["password"] = found["password"]
+        config = {theirs: found[ours] for theirs, ours in CCXT_CREDENTIALS.items() if found.get(ours)}
         return CcxtAdapter(exchange_id, config, list(symbols), sandbox=_flag(found.get("sandbox"), False))
     if venue == "alpaca":
         from brokers.alpaca.adapter import AlpacaAdapter
@@ -112,7 +194,7 @@ def make_adapter(venue: str, account: str, symbols: Sequence[str], sources: Sequ
         raise ConfigError("account", f"account {account!r}: login must be a number, got {found['login']!r}") from None
     api = mt5_api if mt5_api is not None else _mt5_module(account, found, mt5_bridge)
     return MT5Adapter(api, list(symbols), login=login, password=found["password"], server=found["server"],
-                      path=found.get("path"))
+                      path=found.get("path"), bot_id=bot_id)  # bot_id: the bot's own magic number
 
 
 def _mt5_module(account: str, found: dict[str, str], bridge: Callable[[str, int], Any] | None) -> Any:
@@ -133,11 +215,11 @@ def _mt5_module(account: str, found: dict[str, str], bridge: Callable[[str, int]
 
 
 def open_venue(venue: str, account: str, symbols: Sequence[str], sources: Sequence[CredentialSource],
-               mt5_api: Any = None) -> tuple[Any, Any, list[Callable[[], Any]]]:
+               mt5_api: Any = None, bot_id: str | None = None) -> tuple[Any, Any, list[Callable[[], Any]]]:
     """The adapter, its market data feed, and what the bot's thread must poll (venues without a
     push stream): MT5's terminal is polled for both; ccxt's adapter polls on its own thread and
     its feed watches (ccxt.pro) or polls by itself; Alpaca streams."""
-    adapter = make_adapter(venue, account, symbols, sources, mt5_api=mt5_api)
+    adapter = make_adapter(venue, account, symbols, sources, mt5_api=mt5_api, bot_id=bot_id)
     if venue == "mt5":
         from brokers.mt5.feed import MT5Feed
 

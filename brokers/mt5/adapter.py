@@ -1,8 +1,13 @@
 """The MetaTrader 5 adapter: BrokerAdapter over the MetaTrader5 module (or an mt5linux bridge).
 
-The module is injected (`api`): the real module on Windows, an mt5linux instance on Linux, or
-tests/fakes/mt5_fake.py. Every result is converted at once by field name. The module keeps
+The module is injected (`api`): the real module on Windows, an mt5linux instance on Linux (the
+same functions and constants on an object, results as RPyC proxies), or tests/fakes/mt5_fake.py.
+Every result is converted at once by field name, never by position or type. The module keeps
 process-global state, so every call goes through one lock.
+
+One adapter is one bot, as an Expert Advisor would be: its magic number is derived from the bot
+id (mapping.magic_for), and it sees only its own orders, deals and positions plus those a person
+placed (magic 0, adopted as external). Other EAs and bots on the same account are invisible to it.
 
 MetaTrader has no execution stream: `poll()` asks the terminal for open orders, finished orders
 and deals since the adapter connected, and reports the difference through an OrderReporter (each
@@ -14,32 +19,51 @@ Orders:
 - MARKET -> TRADE_ACTION_DEAL at the current ask/bid with `deviation`; LIMIT, STOP, STOP_LIMIT ->
   TRADE_ACTION_PENDING (STOP_LIMIT: price = stop trigger, stoplimit = limit). type_filling from
   the symbol's mask (mapping.filling_for). Client ids travel as magic + comment (mapping.py).
+- Time in force: DAY -> ORDER_TIME_DAY. IOC and FOK are MT5 filling policies and stay so: a
+  market order or a stop carries ORDER_FILLING_IOC/FOK (refused UNSUPPORTED when the symbol's
+  mask does not allow it); an IOC/FOK limit never rests: on an Exchange-execution symbol it is a
+  pending order with that filling; elsewhere, if marketable, a deal bounded by the limit
+  (deviation), and if not, canceled without being sent.
 - Before sending: unknown symbol, volume off volume_step / below volume_min / above volume_max,
   prices off the tick grid, and a pending price inside trade_stops_level points of the market
-  are refused with a reason (`round_volume` floors a quantity onto the grid for callers).
-- Netting accounts: one request. Hedging accounts: an order against open positions first closes
-  them oldest first (requests carrying "position"), the rest opens a new position, so the
-  engine's netted books match the venue's; all requests carry the same comment.
-- Retcodes 10004/10020/10021/10024/10031 (nothing executed) are retried with exponential backoff
-  and a fresh price; other failures map to a reason (mapping.RETCODE_REASONS).
-- An answer that is lost (order_send returns None with an IPC error, or retcode 10012) is never
-  resent blindly: the order is looked up by its comment. Found: its state and deals are
-  reported. Provably absent (the terminal answered the lookup): sent again. The terminal cannot be
-  asked: the order stays SUBMITTED and the next successful poll resolves it (found, or rejected
-  TIMEOUT).
+  are refused with a reason (`round_volume` floors a quantity onto the grid for callers). Then
+  `order_check` runs the server's checks (margin, filling, volume, market closed) before every
+  `order_send`.
+- Netting accounts: one request. Hedging accounts: an order against this bot's open positions
+  first closes them oldest first (requests carrying "position"; another EA's positions are never
+  touched), the rest opens a new position; all requests carry the same comment.
+- Retcodes (mapping.RETRY_POLICY): REQUOTE, PRICE_CHANGED, PRICE_OFF and TOO_MANY_REQUESTS
+  executed nothing and are sent again with a fresh price after backoff; TIMEOUT and CONNECTION,
+  and order_send returning None with an IPC error, may have executed: the order is looked up
+  (ticket, comment, or an unclaimed order of ours with the same symbol, type and volume sent
+  since) and reported if found; it is sent again only if the terminal answered and has no such
+  order. If the terminal cannot be asked, the order stays SUBMITTED and the next successful poll
+  resolves it (found, or rejected TIMEOUT). Other failures map to a reason (RETCODE_REASONS).
+- Fills are the deals (execution id = deal ticket, fee = -(commission + fee + swap) in the
+  account currency). The terminal's deal history lags order_send: the adapter waits for the deal
+  (`deal_wait_s`, polling every `deal_poll_s`); if it is still not there the order stays
+  ACCEPTED and the poll that sees the deal books it. A fill is never booked from order_send's
+  answer alone (it has no commission, fee or swap).
+- Times: the server's zone (clock.ServerClock): named (`server_tz`), fixed
+  (`server_utc_offset_s`), or derived from the terminal's ticks against UTC, following DST.
+- `set_position_stops` puts SL/TP on this bot's positions (TRADE_ACTION_SLTP); positions the
+  server closes at SL/TP come back as external fills (client id MT5-<ticket>).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import defaultdict
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, price_refusal, VenueOrder, VenuePosition,
                           VenueUnreachable)
 from brokers.mt5 import mapping as m
+from brokers.mt5.clock import ServerClock
 from engine.instrument import AssetClass, Instrument
 from engine.money import to_raw
 from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInForce
@@ -47,40 +71,53 @@ from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInF
 _ORDER_FIELDS = ("ticket", "time_setup", "time_setup_msc", "time_done_msc", "type", "state", "magic",
                  "volume_initial", "volume_current", "price_open", "price_stoplimit", "symbol", "comment")
 _DEAL_FIELDS = ("ticket", "order", "time", "time_msc", "type", "entry", "magic", "volume", "price",
-                "commission", "fee", "symbol", "comment")
-_POSITION_FIELDS = ("ticket", "time_msc", "type", "volume", "price_open", "symbol")
+                "commission", "swap", "fee", "symbol", "comment")
+_POSITION_FIELDS = ("ticket", "time_msc", "type", "magic", "volume", "price_open", "symbol")
 _FAR_FUTURE_S = 86_400 * 2
 DEAL_TYPE_BUY, DEAL_TYPE_SELL = 0, 1
 HEDGING = 2
+ACTION_DEAL, ACTION_PENDING, ACTION_SLTP, ACTION_REMOVE = 1, 5, 6, 8
+CHECK_OK = frozenset({0, *m.SUCCESS_RETCODES})   # order_check answers 0 ("Done") when the request would pass
+_EPS = 1e-9
 
 
 class MT5Adapter:
-    """BrokerAdapter for one MetaTrader 5 account."""
+    """BrokerAdapter for one bot on a MetaTrader 5 account."""
 
     name = "MT5"
 
     def __init__(self, api: Any, symbols: Sequence[str], *, login: int | None = None, password: str | None = None,
-                 server: str | None = None, path: str | None = None, magic: int = m.TICKBRIDGE_MAGIC,
-                 deviation_points: int = 20, server_utc_offset_s: int = 0, max_attempts: int = 3,
-                 backoff_s: float = 0.25, sleep: Callable[[float], None] = time.sleep,
-                 clock_ns: Callable[[], int] = time.time_ns, history_lookback_s: int = 86_400) -> None:
+                 server: str | None = None, path: str | None = None, bot_id: str | None = None,
+                 magic: int | None = None, deviation_points: int = 20, server_utc_offset_s: int | None = None,
+                 server_tz: str | None = None, max_attempts: int = 3, backoff_s: float = 0.25,
+                 sleep: Callable[[float], None] = time.sleep, clock_ns: Callable[[], int] = time.time_ns,
+                 history_lookback_s: int = 86_400, deal_wait_s: float = 2.0, deal_poll_s: float = 0.1) -> None:
+        """`bot_id` gives the bot its own magic number (`magic` overrides it; neither: the one
+        TICKBRIDGE_MAGIC). `server_tz` / `server_utc_offset_s` name the server's zone; neither:
+        derived from the terminal (clock.py). `deal_wait_s` bounds the wait for a deal that
+        history has not shown yet."""
         self.api = api
         self.symbols = list(symbols)
         self.login, self.password, self.server, self.path = login, password, server, path
-        self.magic = magic
+        self.bot_id = bot_id
+        self.magic = magic if magic is not None else (m.magic_for(bot_id) if bot_id else m.TICKBRIDGE_MAGIC)
         self.deviation_points = deviation_points
-        self.offset_s = server_utc_offset_s
+        self.server_clock = ServerClock(zone=server_tz, fixed_offset_s=server_utc_offset_s, utc_now_ns=clock_ns)
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.sleep = sleep
         self.clock_ns = clock_ns
         self.history_lookback_s = history_lookback_s
+        self.deal_attempts = max(1, math.ceil(deal_wait_s / deal_poll_s)) if deal_poll_s > 0 else 1
+        self.deal_poll_s = deal_poll_s
         self.lock = threading.RLock()
         self._reporter = OrderReporter()
         self._instruments: dict[str, Instrument] = {}
         self._specs: dict[str, dict[str, Any]] = {}
         self._comments: dict[str, str] = {}          # comment -> client id, for ids we have seen
-        self._unresolved: dict[str, Order] = {}      # lost submits the terminal could not be asked about
+        self._tickets: dict[int, str] = {}           # ticket -> client id, for orders we identified
+        self._unresolved: dict[str, tuple[Order, dict[str, Any], int]] = {}  # lost submits: order, request, sent at
+        self._waited: set[int] = set()               # order tickets whose lagging deals a poll waited for
         self._connected_at_s = 0
         self._hedging = False
         self._currency = "USD"
@@ -95,10 +132,11 @@ class MT5Adapter:
         with self.lock:
             self._reporter.sink = sink
             self._open_session()
-            self._connected_at_s = self._server_now_s()
             for symbol in self.symbols:
                 if self._load_symbol(symbol) is None:
                     raise VenueUnreachable(f"MT5 symbol {symbol!r}: {self.api.last_error()}")
+            self._observe_clock()
+            self._connected_at_s = self._server_now_s()
 
     def close(self) -> None:
         self._stop.set()
@@ -115,6 +153,16 @@ class MT5Adapter:
                 self.poll()
         self._poller = threading.Thread(target=run, name="mt5-poll", daemon=True)
         self._poller.start()
+
+    def remember(self, orders: Iterable[Order]) -> None:
+        """Orders restored from the store: their tickets (venue_order_id) identify them at the
+        venue even if the broker rewrote their comments."""
+        with self.lock:
+            for order in orders:
+                self._comments.setdefault(m.comment_for(order.client_order_id, self.bot_id), order.client_order_id)
+                for ticket in (order.venue_order_id or "").split(","):
+                    if ticket.strip().isdigit():
+                        self._tickets[int(ticket)] = order.client_order_id
 
     def _open_session(self) -> None:
         kwargs: dict[str, Any] = {}
@@ -149,6 +197,17 @@ class MT5Adapter:
             except VenueUnreachable:
                 self.sleep(self.backoff_s * 2**attempt)
         return False
+
+    def _observe_clock(self) -> None:
+        """Let the server clock see the newest tick of our symbols (DST follows from it)."""
+        if not self.server_clock.derived:
+            return
+        newest = None
+        for symbol in self._instruments:
+            tick = self.api.symbol_info_tick(symbol)
+            if tick is not None and m.field(tick, "time_msc"):
+                newest = max(newest or 0, int(m.field(tick, "time_msc")))
+        self.server_clock.observe(newest)
 
     # -- instruments ------------------------------------------------------------------------------
     def instruments(self) -> dict[str, Instrument]:
@@ -201,17 +260,24 @@ class MT5Adapter:
             if reason is not None:
                 self._reporter.rejected(order, ts, reason)
                 return
-            requests = self._requests(order, instrument)
+            planned = self._requests(order, instrument)
+            if isinstance(planned, str):
+                self._reporter.rejected(order, ts, planned)
+                return
             self._reporter.submitted(order, ts)
+            if not planned:  # an IOC/FOK limit the market is not at: it would expire unfilled
+                self._reporter.canceled(order, ts, "IOC_NOT_MARKETABLE")
+                return
+            limit = order.limit_price if order.type is OrderType.LIMIT and planned[0]["action"] == ACTION_DEAL else None
             sent = Decimal(0)  # volume this order has at the venue once `request` is through
-            for request in requests:
+            for request in planned:
                 sent += Decimal(repr(request["volume"]))
-                if not self._send(order, request, sent):
+                if not self._send(order, request, sent, limit):
                     return
 
     def _track(self, order: Order) -> None:
         self._reporter.track(order)
-        self._comments[m.comment_for(order.client_order_id)] = order.client_order_id
+        self._comments[m.comment_for(order.client_order_id, self.bot_id)] = order.client_order_id
 
     def _refusal(self, order: Order, instrument: Instrument) -> str | None:
         spec = self._specs[order.symbol]
@@ -234,7 +300,8 @@ class MT5Adapter:
         refusal = price_refusal(order, instrument)
         if refusal is not None:
             return refusal
-        if order.type is not OrderType.MARKET:
+        immediate_limit = order.type is OrderType.LIMIT and order.tif in (TimeInForce.IOC, TimeInForce.FOK)
+        if order.type is not OrderType.MARKET and not immediate_limit:
             return self._stops_level_refusal(order)
         return None
 
@@ -266,17 +333,28 @@ class MT5Adapter:
         raw = equity * order.equity_fraction / (price * contract)  # type: ignore[operator]  # exposure, not margin
         return self.round_volume(order.symbol, raw)
 
-    def _requests(self, order: Order, instrument: Instrument) -> list[dict[str, Any]]:
+    def _requests(self, order: Order, instrument: Instrument) -> list[dict[str, Any]] | str:
+        """The requests that carry `order`, [] for an IOC/FOK limit that cannot trade now, or a
+        refusal reason."""
         spec = self._specs[order.symbol]
-        pending = order.type is not OrderType.MARKET
+        mask, exemode = int(spec["filling_mode"] or 0), int(spec["trade_exemode"] or 0)
+        immediate = order.tif in (TimeInForce.IOC, TimeInForce.FOK)
+        filling = m.filling_for_tif(order.tif, mask) if immediate else None
+        if immediate and filling is None:
+            return RejectReason.UNSUPPORTED
+        as_deal = order.type is OrderType.MARKET or \
+            (order.type is OrderType.LIMIT and immediate and exemode != m.EXECUTION_EXCHANGE)
+        if as_deal and order.type is OrderType.LIMIT and not self._marketable(order):
+            return []
+        kind = OrderType.MARKET if as_deal else order.type
         base: dict[str, Any] = {
-            "action": 5 if pending else 1, "symbol": order.symbol, "magic": self.magic,
-            "comment": m.comment_for(order.client_order_id),
-            "type": m.mt5_order_type(order.side, order.type),
-            "type_filling": m.filling_for(int(spec["filling_mode"] or 0), int(spec["trade_exemode"] or 0), pending),
+            "action": ACTION_DEAL if as_deal else ACTION_PENDING, "symbol": order.symbol, "magic": self.magic,
+            "comment": m.comment_for(order.client_order_id, self.bot_id),
+            "type": m.mt5_order_type(order.side, kind),
+            "type_filling": filling if filling is not None else m.filling_for(mask, exemode, not as_deal),
             "type_time": 1 if order.tif is TimeInForce.DAY else 0, "deviation": self.deviation_points,
         }
-        if pending:
+        if not as_deal:
             if order.type is OrderType.STOP_LIMIT:
                 base |= {"price": float(order.stop_price), "stoplimit": float(order.limit_price)}  # type: ignore[arg-type]
             else:
@@ -295,89 +373,218 @@ class MT5Adapter:
             requests.append(base | {"volume": float(qty)})
         return requests
 
+    def _market_price(self, order: Order) -> Decimal | None:
+        tick = self.api.symbol_info_tick(order.symbol)
+        if tick is None:
+            return None
+        dp = int(self._specs[order.symbol]["digits"])
+        return m.to_decimal(m.field(tick, "ask" if order.side is OrderSide.BUY else "bid"), dp)
+
+    def _marketable(self, order: Order, price: Decimal | None = None) -> bool:
+        price = self._market_price(order) if price is None else price
+        if price is None or not price or order.limit_price is None:
+            return False
+        return price <= order.limit_price if order.side is OrderSide.BUY else price >= order.limit_price
+
     def _opposite_positions(self, order: Order) -> list[tuple[int, Decimal]]:
+        """This bot's positions on the other side, oldest first (never another EA's)."""
         rows = self.api.positions_get(symbol=order.symbol) or ()
         opposite_type = 1 if order.side is OrderSide.BUY else 0
         dp = _dp(self._instruments[order.symbol].size_increment)
         found = [(m.field(p, "time_msc"), m.field(p, "ticket"), m.to_decimal(m.field(p, "volume"), dp))
-                 for p in rows if m.field(p, "type") == opposite_type]
+                 for p in rows if m.field(p, "type") == opposite_type and m.field(p, "magic") == self.magic]
         return [(ticket, volume) for _, ticket, volume in sorted(found)]
 
-    def _send(self, order: Order, request: dict[str, Any], expected: Decimal) -> bool:
-        """One request, with retries. True when the order may go on (more requests).
-        `expected`: the volume of this client order at the venue if this request went through,
-        which is how a lost answer is told from a request that never arrived."""
-        reason = RejectReason.VENUE_ERROR
+    def _send(self, order: Order, request: dict[str, Any], expected: Decimal, limit: Decimal | None = None) -> bool:
+        """One request: order_check, then order_send, with the retry policy. True when the order
+        may go on (more requests). `expected`: the volume of this client order at the venue if
+        this request went through, which is how a lost answer is told from a request that never
+        arrived. `limit`: the price bound of an IOC/FOK limit sent as a deal."""
+        reason: str = RejectReason.VENUE_ERROR
         for attempt in range(self.max_attempts):
-            if request["action"] == 1:
-                tick = self.api.symbol_info_tick(order.symbol)
-                if tick is not None:
-                    request["price"] = m.field(tick, "ask" if order.side is OrderSide.BUY else "bid")
-            result = self.api.order_send(request)
-            if result is None:
-                code, _ = self.api.last_error()
-                if code not in m.TRANSPORT_ERRORS:
-                    self._reporter.rejected(order, self.clock_ns(), m.reason_for_last_error(code))
+            if request["action"] == ACTION_DEAL and not self._price(order, request, limit):
+                self._reporter.canceled(order, self.clock_ns(), "IOC_NOT_MARKETABLE")
+                return False
+            verdict = self._check(request)
+            if isinstance(verdict, tuple):           # refused before anything was sent
+                retry, reason = verdict
+                if not retry:
+                    self._reporter.rejected(order, self.clock_ns(), reason)
                     return False
-                lost = True
             else:
-                retcode = int(m.field(result, "retcode"))
-                lost = retcode == m.RETCODE_TIMEOUT
-                if retcode in m.SUCCESS_RETCODES:
-                    self._on_result(order, result, retcode)
-                    return retcode != m.RETCODE_DONE_PARTIAL
-                if not lost and retcode not in m.RETRYABLE_RETCODES:
-                    self._reporter.rejected(order, self.clock_ns(), m.reason_for_retcode(retcode))
-                    return False
-                reason = m.reason_for_retcode(retcode)
-            if lost:
-                answer = self._lookup(order.client_order_id)
-                if answer is _UNREACHABLE:
-                    self._unresolved[order.client_order_id] = order  # the next poll resolves it
-                    return False
-                if answer is not None and self._sent_volume(order.client_order_id) >= expected:
-                    self._catch_up(order.client_order_id)  # the venue has it: report, never resend
-                    return True
-                reason = RejectReason.TIMEOUT
+                sent_at = self._server_now_s()
+                result = self.api.order_send(request)
+                policy: m.Retry | None
+                if result is None:
+                    code, _ = self.api.last_error()
+                    if code not in m.TRANSPORT_ERRORS:
+                        self._reporter.rejected(order, self.clock_ns(), m.reason_for_last_error(code))
+                        return False
+                    policy, reason = m.Retry.LOOKUP, RejectReason.TIMEOUT
+                else:
+                    retcode = int(m.field(result, "retcode"))
+                    if retcode in m.SUCCESS_RETCODES:
+                        self._on_result(order, request, result, retcode)
+                        return retcode != m.RETCODE_DONE_PARTIAL
+                    policy = m.RETRY_POLICY.get(retcode)
+                    reason = m.reason_for_retcode(retcode)
+                    if policy is None:
+                        self._reporter.rejected(order, self.clock_ns(), reason)
+                        return False
+                if policy is m.Retry.LOOKUP:
+                    found = self._resolve_lost(order, request, expected, sent_at)
+                    if found is _UNREACHABLE:
+                        self._unresolved[order.client_order_id] = (order, request, sent_at)  # the next poll resolves it
+                        return False
+                    if found:
+                        return True  # the venue has it: reported, never resent
             if attempt + 1 < self.max_attempts:
                 self.sleep(self.backoff_s * 2**attempt)
         # a refusal; the reporter turns it into a cancel if an earlier request of this order traded
         self._reporter.rejected(order, self.clock_ns(), reason)
         return False
 
-    def _on_result(self, order: Order, result: Any, retcode: int) -> None:
+    def _price(self, order: Order, request: dict[str, Any], limit: Decimal | None) -> bool:
+        """A deal's fresh price (and for a bounded deal its deviation); False when the market
+        moved beyond the limit."""
+        price = self._market_price(order)
+        if price is None:
+            return True  # no quote: the server answers (PRICE_OFF)
+        if limit is not None:
+            if not self._marketable(order, price):
+                return False
+            point = m.to_decimal(self._specs[order.symbol]["point"], int(self._specs[order.symbol]["digits"]))
+            request["deviation"] = int(abs(limit - price) / point)
+        request["price"] = float(price)
+        return True
+
+    def _check(self, request: dict[str, Any]) -> tuple[bool, str] | None:
+        """order_check before order_send: None when the request would pass, else (retry?, reason)."""
+        check = self.api.order_check(request)
+        if check is None:
+            code, _ = self.api.last_error()
+            if code in m.TRANSPORT_ERRORS:
+                return True, RejectReason.VENUE_ERROR   # nothing was sent: try again
+            return False, m.reason_for_last_error(code)
+        retcode = int(m.field(check, "retcode"))
+        if retcode in CHECK_OK:
+            return None
+        return m.RETRY_POLICY.get(retcode) is m.Retry.RESEND, m.reason_for_retcode(retcode)
+
+    def _on_result(self, order: Order, request: dict[str, Any], result: Any, retcode: int) -> None:
         cid = order.client_order_id
-        ticket = int(m.field(result, "order"))
+        ticket = int(m.field(result, "order") or 0)
+        if ticket:
+            self._claim(order, ticket)
         if retcode == m.RETCODE_PLACED or (retcode == m.RETCODE_DONE and not m.field(result, "deal")):
             self._reporter.accepted(order, self.clock_ns())
+            if retcode == m.RETCODE_DONE:
+                self._catch_up(cid)  # an IOC/FOK that filled nothing: history says canceled
             return
-        deals = self.api.history_deals_get(ticket=ticket)
-        if deals:
-            for deal in deals:
-                self._report_fill(order, deal)
-        else:  # history not there yet: the result names the deal; the same id comes from history later
-            instrument = self._instruments[order.symbol]
-            self._reporter.fill(order, self._fill(cid, instrument, {
-                "ticket": m.field(result, "deal"), "type": DEAL_TYPE_BUY if order.side is OrderSide.BUY else DEAL_TYPE_SELL,
-                "volume": m.field(result, "volume"), "price": m.field(result, "price"), "commission": 0.0, "fee": 0.0,
-                "time_msc": self._server_now_s() * 1000}))
-        if retcode == m.RETCODE_DONE_PARTIAL:
+        deals = self._await_deals(ticket, Decimal(repr(float(m.field(result, "volume") or 0))))
+        if deals is None:  # history has not shown the deal yet: the poll that sees it books it
+            self._reporter.accepted(order, self.clock_ns())
+            return
+        for deal in deals:
+            self._reporter.fill(order, self._fill(cid, self._instruments[order.symbol], deal))
+        if retcode == m.RETCODE_DONE_PARTIAL and request["type_filling"] != m.FILLING_RETURN:
             self._reporter.canceled(order, self.clock_ns(), "IOC_REMAINDER")
+
+    def _claim(self, order: Order, ticket: int) -> None:
+        self._tickets[ticket] = order.client_order_id
+        tickets = [t for t in (order.venue_order_id or "").split(",") if t]
+        if str(ticket) not in tickets:
+            order.venue_order_id = ",".join([*tickets, str(ticket)])
+
+    def _await_deals(self, ticket: int, volume: Decimal) -> list[dict] | None:
+        """The deals of an order ticket once history shows `volume` of them; None if it does not
+        within the bound."""
+        for attempt in range(self.deal_attempts):
+            rows = self.api.history_deals_get(ticket=ticket) or ()
+            deals = [d for d in (m.as_dict(r, _DEAL_FIELDS) for r in rows) if d["type"] in (DEAL_TYPE_BUY, DEAL_TYPE_SELL)]
+            if sum((Decimal(repr(float(d["volume"]))) for d in deals), Decimal(0)) >= volume:
+                return deals
+            if attempt + 1 < self.deal_attempts:
+                self.sleep(self.deal_poll_s)
+        self._waited.add(ticket)  # waited for once: the polls book its deals when they come
+        return None
+
+    def _resolve_lost(self, order: Order, request: dict[str, Any], expected: Decimal, sent_at: int) -> bool | object:
+        """After an answer that was lost: True if the venue has the request (reported), False if
+        it provably does not, _UNREACHABLE if the terminal cannot say."""
+        cid = order.client_order_id
+        snapshot = self._snapshot()
+        if snapshot is None:
+            return _UNREACHABLE
+        if self._sent_volume(snapshot, cid) < expected:
+            ticket = self._unclaimed_match(snapshot, request, sent_at)
+            if ticket is None:
+                return False
+            self._claim(order, ticket)  # its comment was rewritten: known now by its ticket
+            snapshot = self._snapshot()
+            if snapshot is None:
+                return _UNREACHABLE
+        if cid in snapshot[0]:
+            self._report(cid, snapshot[0][cid], snapshot[1])
+        return True
+
+    def _unclaimed_match(self, snapshot: tuple[dict[str, list[dict]], dict[int, list[dict]]],
+                         request: dict[str, Any], sent_at: int) -> int | None:
+        """An order of ours that nothing names yet with the request's symbol, type and volume,
+        placed since it was sent: the request, under a comment the broker rewrote."""
+        for cid, rows in snapshot[0].items():
+            for row in rows:
+                if cid.startswith(m.EXTERNAL_PREFIX) and row["magic"] == self.magic and \
+                        row["symbol"] == request["symbol"] and row["type"] == request["type"] and \
+                        abs(float(row["volume_initial"]) - float(request["volume"])) < _EPS and \
+                        row["time_setup"] >= sent_at - 60:
+                    return int(row["ticket"])
+        return None
 
     def cancel(self, order: Order) -> None:
         with self.lock:
             if not self._ensure_session():
                 return
-            comment = m.comment_for(order.client_order_id)
-            open_rows = [o for o in (self.api.orders_get(symbol=order.symbol) or ())
-                         if m.field(o, "comment") == comment and m.field(o, "magic") == self.magic]
+            self._track_comment(order.client_order_id)
+            snapshot = self._snapshot()
+            if snapshot is None:
+                return
+            open_rows = [r for r in snapshot[0].get(order.client_order_id, ()) if r["open"]]
             for row in open_rows:
-                result = self.api.order_send({"action": 8, "order": int(m.field(row, "ticket")),
-                                              "symbol": order.symbol, "magic": self.magic, "comment": comment})
-                if result is None or int(m.field(result, "retcode")) not in m.SUCCESS_RETCODES:
+                request = {"action": ACTION_REMOVE, "order": int(row["ticket"]), "symbol": order.symbol,
+                           "magic": self.magic, "comment": m.comment_for(order.client_order_id, self.bot_id)}
+                if self._check(request) is not None:
                     return  # refused (filled meanwhile, frozen): the next poll reports the truth
+                result = self.api.order_send(request)
+                if result is None or int(m.field(result, "retcode")) not in m.SUCCESS_RETCODES:
+                    return
             if open_rows:
                 self._catch_up(order.client_order_id)
+
+    def set_position_stops(self, symbol: str, sl: Decimal | None, tp: Decimal | None) -> list[str | None]:
+        """SL and TP on each of this bot's positions in `symbol` (TRADE_ACTION_SLTP; None or 0
+        removes a level). One entry per position: None when set, else the reason it was refused."""
+        with self.lock:
+            rows = self.api.positions_get(symbol=symbol) if self._ensure_session() else None
+            if rows is None:
+                raise VenueUnreachable("MT5 terminal unreachable")
+            outcome: list[str | None] = []
+            for row in rows:
+                if m.field(row, "magic") != self.magic:
+                    continue
+                request = {"action": ACTION_SLTP, "symbol": symbol, "position": int(m.field(row, "ticket")),
+                           "sl": float(sl or 0), "tp": float(tp or 0), "magic": self.magic}
+                verdict = self._check(request)
+                if verdict is not None:
+                    outcome.append(verdict[1])
+                    continue
+                result = self.api.order_send(request)
+                if result is None:
+                    outcome.append(m.reason_for_last_error(self.api.last_error()[0]))
+                    continue
+                retcode = int(m.field(result, "retcode"))
+                outcome.append(None if retcode in m.SUCCESS_RETCODES else m.reason_for_retcode(retcode))
+            return outcome
 
     # -- polling ----------------------------------------------------------------------------------
     def poll(self) -> bool:
@@ -385,10 +592,20 @@ class MT5Adapter:
         with self.lock:
             if not self._ensure_session():
                 return False
+            self._observe_clock()
             snapshot = self._snapshot()
             if snapshot is None:
                 self._connected = False
                 return False
+            for cid, (order, request, sent_at) in list(self._unresolved.items()):
+                found = self._resolve_lost(order, request, Decimal(repr(float(request["volume"]))), sent_at)
+                if found is _UNREACHABLE:
+                    return False
+                if not found:
+                    self._reporter.rejected(order, self.clock_ns(), RejectReason.TIMEOUT)
+                del self._unresolved[cid]
+                snapshot = self._snapshot() or snapshot
+            snapshot = self._settled(snapshot)
             by_cid, deals_by_ticket = snapshot
             for cid, rows in by_cid.items():
                 if self._reporter.reported(cid) in (OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED,
@@ -400,16 +617,33 @@ class MT5Adapter:
                 recent = any(r["time_setup"] >= self._connected_at_s for r in rows)
                 if known or is_open or recent:
                     self._report(cid, rows, deals_by_ticket)
-            for cid, order in list(self._unresolved.items()):
-                if cid not in by_cid and self._lookup(cid) is None:
-                    self._reporter.rejected(order, self.clock_ns(), RejectReason.TIMEOUT)
-                del self._unresolved[cid]
             return True
+
+    def _settled(self, snapshot: tuple[dict[str, list[dict]], dict[int, list[dict]]]
+                 ) -> tuple[dict[str, list[dict]], dict[int, list[dict]]]:
+        """The snapshot once history shows the deals of every order that says it executed, asking
+        again within the deal wait bound (a fill is seen a moment after the order says so). Each
+        order is waited for once: one whose deals never come (a terminal that reports volumes
+        differently) costs one bounded wait, not one per poll; the polls after book its deals
+        whenever they appear."""
+        lagging = _lagging(snapshot) - self._waited
+        for _ in range(self.deal_attempts - 1):
+            if not lagging:
+                break
+            self.sleep(self.deal_poll_s)
+            snapshot = self._snapshot() or snapshot
+            lagging &= _lagging(snapshot)
+        self._waited |= lagging
+        return snapshot
 
     def _has_new_deals(self, rows: list[dict], deals_by_ticket: dict[int, list[dict]]) -> bool:
         return any(not self._reporter.has_fill(str(d["ticket"])) for r in rows for d in deals_by_ticket.get(r["ticket"], ()))
 
-    def _snapshot(self, symbol: str | None = None) -> tuple[dict[str, list[dict]], dict[int, list[dict]]] | None:
+    def _mine(self, magic: int) -> bool:
+        """Ours, or a person's (adopted as external); other EAs' are not this bot's."""
+        return magic in (self.magic, m.MANUAL_MAGIC)
+
+    def _snapshot(self) -> tuple[dict[str, list[dict]], dict[int, list[dict]]] | None:
         """Open and recent finished orders grouped by client id, and deals by order ticket."""
         start = self._connected_at_s - self.history_lookback_s
         end = self._server_now_s() + _FAR_FUTURE_S
@@ -421,18 +655,21 @@ class MT5Adapter:
         by_cid: dict[str, list[dict]] = defaultdict(list)
         for row, is_open in [(r, True) for r in open_rows] + [(r, False) for r in history]:
             d = m.as_dict(row, _ORDER_FIELDS) | {"open": is_open}
-            if d["type"] not in range(8):
+            if d["type"] not in range(8) or not self._mine(d["magic"]):
                 continue
-            by_cid[self._cid(d)].append(d)
+            cid = self._cid(d)
+            if cid is not None:
+                by_cid[cid].append(d)
         deals_by_ticket: dict[int, list[dict]] = defaultdict(list)
         for deal in deals:
             d = m.as_dict(deal, _DEAL_FIELDS)
-            if d["type"] in (DEAL_TYPE_BUY, DEAL_TYPE_SELL):
+            if d["type"] in (DEAL_TYPE_BUY, DEAL_TYPE_SELL) and self._mine(d["magic"]):
                 deals_by_ticket[d["order"]].append(d)
         return by_cid, deals_by_ticket
 
-    def _cid(self, row: dict) -> str:
-        return m.client_id_of(row["magic"], row["comment"], row["ticket"], self.magic, self._comments)
+    def _cid(self, row: dict) -> str | None:
+        return m.client_id_of(row["magic"], row["comment"], row["ticket"], self.magic, self._comments,
+                              self.bot_id, self._tickets)
 
     def _report(self, cid: str, rows: list[dict], deals_by_ticket: dict[int, list[dict]]) -> None:
         venue_order = self._venue_order(cid, rows, deals_by_ticket)
@@ -451,35 +688,24 @@ class MT5Adapter:
         if snapshot is not None and cid in snapshot[0]:
             self._report(cid, snapshot[0][cid], snapshot[1])
 
-    def _report_fill(self, order: Order, deal: Any) -> None:
-        d = m.as_dict(deal, _DEAL_FIELDS)
-        if d["type"] in (DEAL_TYPE_BUY, DEAL_TYPE_SELL):
-            self._reporter.fill(order, self._fill(order.client_order_id, self._instruments[order.symbol], d))
+    def _track_comment(self, cid: str) -> None:
+        self._comments.setdefault(m.comment_for(cid, self.bot_id), cid)
 
     # -- queries ----------------------------------------------------------------------------------
-    def _lookup(self, cid: str) -> VenueOrder | None | object:
-        """The venue's view of a client order, None if it has none, _UNREACHABLE if it cannot say."""
-        snapshot = self._snapshot()
-        if snapshot is None:
-            return _UNREACHABLE
-        rows = snapshot[0].get(cid)
-        return None if not rows else self._venue_order(cid, rows, snapshot[1])
-
-    def _sent_volume(self, cid: str) -> Decimal:
-        snapshot = self._snapshot()
-        if snapshot is None:
-            return Decimal(0)
-        return sum((Decimal(repr(r["volume_initial"])) for r in snapshot[0].get(cid, ())), Decimal(0))
+    @staticmethod
+    def _sent_volume(snapshot: tuple[dict[str, list[dict]], dict[int, list[dict]]], cid: str) -> Decimal:
+        return sum((Decimal(repr(float(r["volume_initial"]))) for r in snapshot[0].get(cid, ())), Decimal(0))
 
     def order_status(self, client_order_id: str) -> VenueOrder | None:
         with self.lock:
-            self._comments.setdefault(m.comment_for(client_order_id), client_order_id)
+            self._track_comment(client_order_id)
             if not self._ensure_session():
                 raise VenueUnreachable("MT5 terminal unreachable")
-            found = self._lookup(client_order_id)
-            if found is _UNREACHABLE:
+            snapshot = self._snapshot()
+            if snapshot is None:
                 raise VenueUnreachable("MT5 terminal unreachable")
-            return found  # type: ignore[return-value]
+            rows = snapshot[0].get(client_order_id)
+            return None if not rows else self._venue_order(client_order_id, rows, snapshot[1])
 
     def open_orders(self) -> list[VenueOrder]:
         with self.lock:
@@ -495,29 +721,91 @@ class MT5Adapter:
             return out
 
     def positions(self) -> list[VenuePosition]:
+        """This bot's positions (and a person's): on a hedging account the positions carrying
+        its magic; on a netting account, where the venue keeps one position per symbol for
+        everyone, the sum of its deals."""
         with self.lock:
-            rows = self.api.positions_get() if self._ensure_session() else None
-            if rows is None:
+            if not self._ensure_session():
                 raise VenueUnreachable("MT5 terminal unreachable")
-            grouped: dict[str, list[dict]] = defaultdict(list)
-            for row in rows:
-                d = m.as_dict(row, _POSITION_FIELDS)
+            return self._hedged_positions() if self._hedging else self._netted_positions()
+
+    def _hedged_positions(self) -> list[VenuePosition]:
+        rows = self.api.positions_get()
+        if rows is None:
+            raise VenueUnreachable("MT5 terminal unreachable")
+        grouped: dict[str, list[dict]] = defaultdict(list)
+        for row in rows:
+            d = m.as_dict(row, _POSITION_FIELDS)
+            if self._mine(d["magic"]):
                 grouped[d["symbol"]].append(d)
-            out = []
-            for symbol, items in grouped.items():
-                instrument = self._load_symbol(symbol)
-                assert instrument is not None
-                qty_dp, price_dp = _dp(instrument.size_increment), _dp(instrument.price_increment)
-                signed = [(m.to_decimal(p["volume"], qty_dp) * (1 if p["type"] == 0 else -1),
-                           m.to_decimal(p["price_open"], price_dp)) for p in items]
-                net = sum((q for q, _ in signed), Decimal(0))
-                if not net:
-                    continue
-                same = [(q, p) for q, p in signed if (q > 0) == (net > 0)]  # hedging: the net side's average
-                volume = sum((q for q, _ in same), Decimal(0))
-                avg = sum((q * p for q, p in same), Decimal(0)) / volume
-                out.append(VenuePosition(symbol, net, avg))
-            return out
+        out = []
+        for symbol, items in grouped.items():
+            instrument = self._load_symbol(symbol)
+            assert instrument is not None
+            qty_dp, price_dp = _dp(instrument.size_increment), _dp(instrument.price_increment)
+            signed = [(m.to_decimal(p["volume"], qty_dp) * (1 if p["type"] == 0 else -1),
+                       m.to_decimal(p["price_open"], price_dp)) for p in items]
+            net = sum((q for q, _ in signed), Decimal(0))
+            if not net:
+                continue
+            same = [(q, p) for q, p in signed if (q > 0) == (net > 0)]  # the net side's average
+            volume = sum((q for q, _ in same), Decimal(0))
+            avg = sum((q * p for q, p in same), Decimal(0)) / volume
+            out.append(VenuePosition(symbol, net, avg))
+        return out
+
+    def _netted_positions(self) -> list[VenuePosition]:
+        deals = self._settled_deals(0)
+        if deals is None:
+            raise VenueUnreachable("MT5 terminal unreachable")
+        net: dict[str, Decimal] = defaultdict(Decimal)
+        for d in deals:
+            instrument = self._load_symbol(d["symbol"])
+            if instrument is None:
+                continue
+            qty = m.to_decimal(d["volume"], _dp(instrument.size_increment))
+            net[d["symbol"]] += qty if d["type"] == DEAL_TYPE_BUY else -qty
+        out = []
+        for symbol, qty in sorted(net.items()):
+            if qty:
+                out.append(VenuePosition(symbol, qty, self._netted_price(symbol, qty)))
+        return out
+
+    def _netted_price(self, symbol: str, qty: Decimal) -> Decimal | None:
+        """The venue's average price when its one position is exactly ours (else unknown)."""
+        instrument = self._instruments[symbol]
+        for row in self.api.positions_get(symbol=symbol) or ():
+            d = m.as_dict(row, _POSITION_FIELDS)
+            volume = m.to_decimal(d["volume"], _dp(instrument.size_increment)) * (1 if d["type"] == 0 else -1)
+            if volume == qty:
+                return m.to_decimal(d["price_open"], _dp(instrument.price_increment))
+        return None
+
+    def _settled_deals(self, start_s: int) -> list[dict] | None:
+        """Our (and a person's) buy/sell deals since `start_s` (server time), after waiting
+        (bounded, once per order) for history to show the deals of orders that say they executed."""
+        end = self._server_now_s() + _FAR_FUTURE_S
+        waiting: set[int] | None = None
+        for attempt in range(self.deal_attempts):
+            rows = self.api.history_deals_get(start_s, end)
+            orders = self.api.history_orders_get(start_s, end)
+            working = self.api.orders_get()
+            if rows is None or orders is None or working is None:
+                return None
+            deals = [d for d in (m.as_dict(r, _DEAL_FIELDS) for r in rows)
+                     if d["type"] in (DEAL_TYPE_BUY, DEAL_TYPE_SELL) and self._mine(d["magic"])]
+            dealt: dict[int, float] = defaultdict(float)
+            for d in deals:
+                dealt[d["order"]] += float(d["volume"])
+            lagging = {int(m.field(o, "ticket")) for o in (*orders, *working) if self._mine(m.field(o, "magic"))
+                       and float(m.field(o, "volume_initial")) - float(m.field(o, "volume_current") or 0)
+                       > dealt[int(m.field(o, "ticket"))] + _EPS}
+            waiting = lagging - self._waited if waiting is None else waiting & lagging
+            if not waiting or attempt + 1 == self.deal_attempts:
+                break
+            self.sleep(self.deal_poll_s)
+        self._waited |= waiting or set()
+        return deals
 
     def account(self) -> AccountSnapshot:
         with self.lock:
@@ -533,17 +821,16 @@ class MT5Adapter:
         with self.lock:
             if not self._ensure_session():
                 raise VenueUnreachable("MT5 terminal unreachable")
-            start = ts // 1_000_000_000 + self.offset_s
-            deals = self.api.history_deals_get(start, self._server_now_s() + _FAR_FUTURE_S)
+            self._observe_clock()
+            deals = self._settled_deals(self.server_clock.to_server_s(ts))
             if deals is None:
                 raise VenueUnreachable("MT5 terminal unreachable")
             out = []
-            for deal in deals:
-                d = m.as_dict(deal, _DEAL_FIELDS)
-                if d["type"] not in (DEAL_TYPE_BUY, DEAL_TYPE_SELL):
-                    continue
+            for d in deals:
                 rows = self.api.orders_get(ticket=d["order"]) or self.api.history_orders_get(ticket=d["order"]) or ()
                 cid = self._cid(m.as_dict(rows[0], _ORDER_FIELDS)) if rows else f"{m.EXTERNAL_PREFIX}{d['order']}"
+                if cid is None:
+                    continue
                 instrument = self._load_symbol(d["symbol"])
                 fill = self._fill(cid, instrument, d)  # type: ignore[arg-type]
                 if fill.ts >= ts:
@@ -560,13 +847,16 @@ class MT5Adapter:
         side, kind = m.domain_order_type(first["type"])
         limit, stop = m.prices_of(first["type"], first["price_open"], first["price_stoplimit"], price_dp)
         qty = sum((m.to_decimal(r["volume_initial"], qty_dp) for r in rows), Decimal(0))
+        executed = sum((m.to_decimal(r["volume_initial"], qty_dp) - m.to_decimal(r["volume_current"] or 0, qty_dp)
+                        for r in rows), Decimal(0))
         deals = [d for r in rows for d in deals_by_ticket.get(r["ticket"], ())]
         filled = sum((m.to_decimal(d["volume"], qty_dp) for d in deals), Decimal(0))
         avg = None
         if filled:
             avg = sum((m.to_decimal(d["volume"], qty_dp) * m.to_decimal(d["price"], price_dp) for d in deals),
                       Decimal(0)) / filled
-        if any(r["open"] for r in rows):
+        if any(r["open"] for r in rows) or filled < executed:
+            # working, or finished with deals that history has not shown yet: not final until it has
             state = OrderState.PARTIALLY_FILLED if filled else OrderState.ACCEPTED
         else:
             state = m.final_state([r["state"] for r in rows], qty, filled)
@@ -577,22 +867,37 @@ class MT5Adapter:
                           self._utc_ns(last_msc))
 
     def _fill(self, cid: str, instrument: Instrument, deal: dict) -> Fill:
+        """A deal as a fill; its commission, fee and swap (account currency, negative = charged)
+        are the fill's fee."""
         s = instrument.scales
         qty = m.to_decimal(deal["volume"], s.qty_dp)
         price = m.to_decimal(deal["price"], s.price_dp)
-        fee = -m.to_decimal((deal.get("commission") or 0.0) + (deal.get("fee") or 0.0), self._currency_dp)
+        charged = sum((m.to_decimal(deal.get(k) or 0.0, self._currency_dp) for k in ("commission", "fee", "swap")),
+                      Decimal(0))
         side = OrderSide.BUY if deal["type"] == DEAL_TYPE_BUY else OrderSide.SELL
-        return Fill(str(deal["ticket"]), cid, instrument.symbol, side, to_raw(qty, s.qty_dp), to_raw(price, s.price_dp),
-                    to_raw(fee, s.cash_dp), s.qty_dp, s.price_dp, s.cash_dp, self._utc_ns(deal["time_msc"]))
+        fill = Fill(str(deal["ticket"]), cid, instrument.symbol, side, to_raw(qty, s.qty_dp), to_raw(price, s.price_dp),
+                    to_raw(-charged, s.cash_dp), s.qty_dp, s.price_dp, s.cash_dp, self._utc_ns(deal["time_msc"]))
+        if self._currency != instrument.quote_currency:  # charged in the account currency, not the books'
+            fill = replace(fill, fee_raw=0, fee_currency=self._currency,
+                           fee_native_raw=to_raw(-charged, self._currency_dp), fee_native_dp=self._currency_dp)
+        return fill
 
     def _utc_ns(self, server_msc: int) -> int:
-        return (int(server_msc) - self.offset_s * 1000) * 1_000_000
+        return self.server_clock.to_utc_ns(int(server_msc))
 
     def _server_now_s(self) -> int:
-        return self.clock_ns() // 1_000_000_000 + self.offset_s
+        return self.server_clock.server_now_s()
 
 
 _UNREACHABLE = object()
+
+
+def _lagging(snapshot: tuple[dict[str, list[dict]], dict[int, list[dict]]]) -> set[int]:
+    """The tickets of orders that say they executed more than history has deals for."""
+    by_cid, deals_by_ticket = snapshot
+    return {r["ticket"] for rows in by_cid.values() for r in rows
+            if float(r["volume_initial"]) - float(r["volume_current"] or 0)
+            > sum(float(d["volume"]) for d in deals_by_ticket.get(r["ticket"], ())) + _EPS}
 
 
 def _dp(increment: Decimal) -> int:
@@ -601,8 +906,7 @@ def _dp(increment: Decimal) -> int:
 
 def _with_terms(venue_order: VenueOrder, own: Order) -> VenueOrder:
     """The venue's state under the engine's own terms (qty, type, prices) for an order we sent:
-    a triggered stop-limit or a hedging split looks different at the venue."""
-    from dataclasses import replace
+    a triggered stop-limit, a hedging split or an IOC limit sent as a deal looks different there."""
     qty = own.qty if own.qty is not None else venue_order.qty
     state = venue_order.state
     if state is OrderState.FILLED and venue_order.filled_qty < qty:

@@ -4,8 +4,9 @@ MetaTrader's Python API has no push stream. `poll()` asks copy_ticks_from for ea
 symbol from the last tick seen (ticks carry millisecond times; several may share one, so the
 ones already delivered at the cursor's millisecond are counted and skipped), and falls back to
 symbol_info_tick when the terminal returns no tick history. `start(interval_s)` polls on a
-thread; tests call `poll()`. Times from the terminal are in the broker's server time zone:
-`server_utc_offset_s` turns them into UTC.
+thread; tests call `poll()`. Times from the terminal are in the broker's server time zone: a
+ServerClock (clock.py) turns them into UTC: the adapter's when given (`clock`), else one of the
+feed's own from `server_tz` / `server_utc_offset_s`, or derived from the ticks it reads.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from brokers.mt5.clock import ServerClock
 from brokers.mt5.mapping import field
 from engine.market import Tick
 
@@ -33,11 +35,12 @@ TIMEFRAMES = {"M1": 1, "M2": 2, "M3": 3, "M4": 4, "M5": 5, "M6": 6, "M10": 10, "
 class MT5Feed:
     """MarketDataFeed over the MetaTrader5 module (shares the adapter's lock when given)."""
 
-    def __init__(self, api: Any, *, lock: threading.RLock | None = None, server_utc_offset_s: int = 0,
-                 batch: int = 10_000) -> None:
+    def __init__(self, api: Any, *, lock: threading.RLock | None = None, server_utc_offset_s: int | None = None,
+                 server_tz: str | None = None, clock: ServerClock | None = None, batch: int = 10_000,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.api = api
         self.lock = lock or threading.RLock()
-        self.offset_s = server_utc_offset_s
+        self.clock = clock or ServerClock(zone=server_tz, fixed_offset_s=server_utc_offset_s, utc_now_ns=clock_ns)
         self.batch = batch
         self._subscriptions: dict[str, list[Callable[[Tick], None]]] = {}
         self._cursor: dict[str, tuple[int, int]] = {}    # symbol -> (time_msc, ticks seen at it)
@@ -69,12 +72,17 @@ class MT5Feed:
 
     def _new_ticks(self, symbol: str) -> list[Tick]:
         cursor_msc, seen = self._cursor[symbol]
-        rows = self.api.copy_ticks_from(symbol, max(0, cursor_msc // 1000), self.batch, COPY_TICKS_ALL)
+        # a datetime, not epoch seconds: mt5linux writes `date_from.astimezone()` into the call it
+        # sends to the terminal; the module takes either
+        since = datetime.fromtimestamp(max(0, cursor_msc // 1000), tz=timezone.utc)
+        rows = self.api.copy_ticks_from(symbol, since, self.batch, COPY_TICKS_ALL)
         if rows is None or len(rows) == 0:
             last = self.api.symbol_info_tick(symbol)
             if last is None or int(field(last, "time_msc")) <= cursor_msc and seen:
                 return []
             rows = [last]
+        newest = max(int(r["time_msc"]) if isinstance(r, np.void) else int(field(r, "time_msc")) for r in rows)
+        self.clock.observe(newest)
         out: list[Tick] = []
         for row in rows:
             msc = int(row["time_msc"]) if isinstance(row, np.void) else int(field(row, "time_msc"))
@@ -91,7 +99,7 @@ class MT5Feed:
             # MT5 reports last = 0 on quotes without a trade (every FX tick): that is "no last
             # price", not a price of zero, which the tick guard would rightly drop as malformed
             last = float(get("last")) or math.nan
-            out.append(Tick(symbol, (msc - self.offset_s * 1000) * 1_000_000, float(get("bid")), float(get("ask")),
+            out.append(Tick(symbol, self.clock.to_utc_ns(msc), float(get("bid")), float(get("ask")),
                             last, float(get("volume_real"))))
         return out
 
@@ -99,13 +107,13 @@ class MT5Feed:
         """OHLCV bars in [start, end] (ns UTC) on a UTC index named "time"."""
         if timeframe not in TIMEFRAMES:
             raise ValueError(f"unknown MT5 timeframe {timeframe!r}; one of {', '.join(TIMEFRAMES)}")
-        begin = datetime.fromtimestamp(start // 1_000_000_000 + self.offset_s, tz=timezone.utc)
-        finish = datetime.fromtimestamp(end // 1_000_000_000 + self.offset_s, tz=timezone.utc)
+        begin = datetime.fromtimestamp(self.clock.to_server_s(start), tz=timezone.utc)
+        finish = datetime.fromtimestamp(self.clock.to_server_s(end), tz=timezone.utc)
         with self.lock:
             rates = self.api.copy_rates_range(symbol, TIMEFRAMES[timeframe], begin, finish)
         if rates is None:
             raise LookupError(f"MT5 copy_rates_range({symbol}, {timeframe}) failed: {self.api.last_error()}")
-        times = pd.to_datetime((np.asarray(rates["time"], dtype="int64") - self.offset_s), unit="s", utc=True)
+        times = pd.to_datetime([self.clock.to_utc_ns(int(t) * 1000) for t in rates["time"]], unit="ns", utc=True)
         volume = rates["real_volume"] if len(rates) and rates["real_volume"].any() else rates["tick_volume"]
         frame = pd.DataFrame({"open": rates["open"], "high": rates["high"], "low": rates["low"],
                               "close": rates["close"], "volume": np.asarray(volume, dtype="float64")},

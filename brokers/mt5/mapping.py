@@ -4,15 +4,19 @@ order types, volumes and prices. Pure functions; the adapter does the I/O.
 Client order ids. MT5 orders have no client id field. An order carries two free fields: `magic`
 (an integer an Expert Advisor uses to recognise its own orders) and `comment` (at most 31
 characters; a longer one makes order_send fail). The mapping:
-- `magic` = the adapter's magic number (one per engine account; default TICKBRIDGE_MAGIC), so
-  orders placed by hand or by other EAs are told apart from ours;
-- `comment` = the client order id itself when it fits (31 printable ASCII characters, e.g. the
-  OMS's `<bot>-<sequence>`), else `#` + 30 characters of its SHA-256 (base32). The hash is
-  deterministic, so after a restart `order_status(client_id)` still finds the order by computing
-  the comment again; only an *open-orders listing* cannot turn a hashed comment back into the id
-  (it reports the comment, which is unique per id).
-- An order with another magic, or ours with an empty comment, is external: its client id is
-  `MT5-<ticket>`.
+- `magic` = one number per bot, derived from the bot id (`magic_for`: stable across restarts and
+  machines), so each bot knows its orders, deals and positions from those of the other bots and
+  EAs on the account. Magic 0 is a person (terminal, phone, web): adopted as external. Any
+  other magic is another EA's and is none of this bot's business.
+- `comment` = for the OMS's ids (`<bot>-<8+ digits>`) the sequence first, `<seq>@<bot>`, cut
+  to 31 characters: brokers truncate or rewrite comments, and whatever keeps `<seq>@` still
+  names the order (the magic names the bot). Other ids travel as themselves when they fit (31
+  printable ASCII characters), else `#` + 30 characters of their SHA-256 (base32). Both are
+  deterministic, so after a restart `order_status(client_id)` finds the order by computing the
+  comment again.
+- A comment rewritten beyond recognition: the adapter knows the order by its ticket (from
+  order_send's answer, or found by magic, symbol, type, volume and time after a lost answer).
+- An order with magic 0, or ours that nothing names, is external: its client id is `MT5-<ticket>`.
 Deals are tied to their order by ticket (`deal.order`), never by the deal's comment, which the
 server may rewrite (e.g. "[sl 1.0712]").
 """
@@ -21,13 +25,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from decimal import ROUND_FLOOR, Decimal
+from enum import Enum
 from typing import Any
 
 from brokers.base import RejectReason
 from engine.orders import OrderSide, OrderState, OrderType
 
-TICKBRIDGE_MAGIC = 7_770_301
+TICKBRIDGE_MAGIC = 7_770_301   # an adapter built without a bot id (tests, tools)
+MANUAL_MAGIC = 0               # orders a person placed (terminal, phone, web)
 COMMENT_MAX = 31
 EXTERNAL_PREFIX = "MT5-"
 
@@ -42,8 +49,25 @@ PRICE_CHANGED = RejectReason.PRICE_CHANGED
 RETCODE_PLACED, RETCODE_DONE, RETCODE_DONE_PARTIAL = 10008, 10009, 10010
 SUCCESS_RETCODES = frozenset({RETCODE_PLACED, RETCODE_DONE, RETCODE_DONE_PARTIAL})
 RETCODE_TIMEOUT = 10012
-# The request provably did not execute and may be sent again (with a fresh price).
-RETRYABLE_RETCODES = frozenset({10004, 10020, 10021, 10024, 10031})
+
+
+class Retry(Enum):
+    """What to do after a retcode that is not a final answer."""
+
+    RESEND = "resend"              # provably not executed: send again (with a fresh price), after backoff
+    LOOKUP = "lookup"              # may have executed: look the order up; send again only if provably absent
+
+
+# Retcodes that are not final (mapped to a retry), MQL5 "Trade Server Return Codes".
+RETRY_POLICY: dict[int, Retry] = {
+    10004: Retry.RESEND,   # REQUOTE: the price moved beyond the deviation; nothing executed
+    10020: Retry.RESEND,   # PRICE_CHANGED
+    10021: Retry.RESEND,   # PRICE_OFF: no quotes to process the request
+    10024: Retry.RESEND,   # TOO_MANY_REQUESTS
+    10012: Retry.LOOKUP,   # TIMEOUT: the request was canceled by timeout -- or did it execute?
+    10031: Retry.LOOKUP,   # CONNECTION: no connection with the trade server -- after sending?
+}
+RETRYABLE_RETCODES = frozenset(RETRY_POLICY)
 
 RETCODE_REASONS: dict[int, str] = {
     10004: PRICE_CHANGED,                        # REQUOTE
@@ -105,27 +129,56 @@ def reason_for_last_error(code: int) -> str:
 
 
 # -- client ids ----------------------------------------------------------------------------------
-def comment_for(client_order_id: str) -> str:
+_OMS_ID = re.compile(r"^(?P<bot>.+)-(?P<seq>\d{8,})$")
+_SEQ_COMMENT = re.compile(r"^(?P<seq>\d+)@")
+
+
+def magic_for(bot_id: str) -> int:
+    """The magic number of a bot: stable (a hash of the id), never 0 (a person's), within int32."""
+    digest = hashlib.sha256(b"tickbridge-magic:" + bot_id.encode()).digest()
+    return 1 + int.from_bytes(digest[:8], "big") % (2**31 - 2)
+
+
+def comment_for(client_order_id: str, bot_id: str | None = None) -> str:
     """The order comment that carries a client order id (see the module docstring)."""
+    found = _OMS_ID.match(client_order_id)
+    if bot_id is not None and found is not None and found["bot"] == bot_id and \
+            f"{int(found['seq']):08d}" == found["seq"]:
+        return f"{int(found['seq'])}@{bot_id}"[:COMMENT_MAX]
     if len(client_order_id) <= COMMENT_MAX and client_order_id.isascii() and client_order_id.isprintable() \
-            and not client_order_id.startswith("#"):
+            and not client_order_id.startswith("#") and not _SEQ_COMMENT.match(client_order_id):
         return client_order_id
     digest = base64.b32encode(hashlib.sha256(client_order_id.encode()).digest()).decode().lower()
     return "#" + digest[:COMMENT_MAX - 1]
 
 
-def client_id_of(magic: int, comment: str, ticket: int, our_magic: int, known: dict[str, str]) -> str:
-    """The client order id an MT5 order stands for. `known` maps comment -> client id for the
-    ids this adapter has seen (needed for hashed comments)."""
-    if magic == our_magic and comment:
-        return known.get(comment, comment)
-    return f"{EXTERNAL_PREFIX}{ticket}"
+def client_id_of(magic: int, comment: str, ticket: int, our_magic: int, known: dict[str, str],
+                 bot_id: str | None = None, tickets: dict[int, str] | None = None) -> str | None:
+    """The client order id an MT5 order stands for; None for another EA's order.
+
+    `known` maps comment -> client id for the ids this adapter has seen (needed for hashed
+    comments), `tickets` ticket -> client id for orders it has identified."""
+    if magic != our_magic:
+        return f"{EXTERNAL_PREFIX}{ticket}" if magic == MANUAL_MAGIC else None
+    if tickets and ticket in tickets:
+        return tickets[ticket]
+    if comment in known:
+        return known[comment]
+    seq = _SEQ_COMMENT.match(comment or "")
+    if seq is not None and bot_id is not None:
+        return f"{bot_id}-{int(seq['seq']):08d}"
+    if bot_id is None and comment and not comment.startswith(("#", "[")) and comment.isprintable():
+        return comment  # an adapter without a bot id: ids travel as themselves
+    return f"{EXTERNAL_PREFIX}{ticket}"  # rewritten beyond recognition, or the server's own (SL/TP)
 
 
 # -- filling -------------------------------------------------------------------------------------
 FILLING_FOK, FILLING_IOC, FILLING_RETURN = 0, 1, 2
 SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC = 1, 2      # bits of symbol_info().filling_mode
 EXECUTION_MARKET = 2                               # SYMBOL_TRADE_EXECUTION_MARKET
+
+
+EXECUTION_EXCHANGE = 3                             # SYMBOL_TRADE_EXECUTION_EXCHANGE
 
 
 def filling_for(mask: int, exemode: int, pending: bool) -> int:
@@ -140,6 +193,13 @@ def filling_for(mask: int, exemode: int, pending: bool) -> int:
     if mask & SYMBOL_FILLING_IOC:
         return FILLING_IOC
     return FILLING_RETURN
+
+
+def filling_for_tif(tif: str, mask: int) -> int | None:
+    """The type_filling an IOC or FOK order must carry (the engine's time in force is MT5's
+    filling policy), None when the symbol does not allow it."""
+    wanted, bit = (FILLING_FOK, SYMBOL_FILLING_FOK) if tif == "FOK" else (FILLING_IOC, SYMBOL_FILLING_IOC)
+    return wanted if mask & bit else None
 
 
 # -- order types -----------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """The MetaTrader 5 adapter's conformance harness: the adapter on the fake terminal
-(tests/fakes/mt5_fake.py), a netting account with a commission per lot.
+(tests/fakes/mt5_fake.py) set up as real brokers run it: a netting account with a commission per
+lot and a fee per deal, a server in EET (the adapter derives the offset from the ticks), a deal
+history that lags order_send, comments the broker cuts to 8 characters, and the adapter with the
+bot's own magic number (the suite's OMS is bot "conf").
 
 MetaTrader has no push stream: the adapter polls. `settle()` is one poll; a "dropped stream" is
 an adapter that stops polling (`settle()` does nothing) while the terminal keeps trading;
@@ -17,6 +20,7 @@ from engine.orders import OrderSide
 from tests.fakes.mt5_fake import FakeMT5
 
 BID, ASK = 1.10000, 1.10020
+BOT = "conf"
 
 
 class MT5Harness:
@@ -25,14 +29,15 @@ class MT5Harness:
     unknown_symbol = "XXXYYY"
 
     def __init__(self) -> None:
-        self.fake = FakeMT5(commission_per_lot=7.0)
+        self.fake = FakeMT5(commission_per_lot=7.0, fee_per_deal=0.05, server_tz="EET", deal_lag_queries=1)
         self.fake.add_symbol(self.symbol, BID, ASK, volume_min=0.1, volume_step=0.01, volume_max=100.0)
+        self.fake.rewrite_comments(lambda comment: comment[:8])
         self.adapter: MT5Adapter | None = None
         self._dropped = False
 
     def make_adapter(self) -> MT5Adapter:
         self.adapter = MT5Adapter(self.fake, [self.symbol], login=5001, password="secret",
-                                  server="FakeBroker-Demo", sleep=lambda s: None,
+                                  server="FakeBroker-Demo", bot_id=BOT, sleep=lambda s: None,
                                   clock_ns=lambda: self.fake.now_msc * 1_000_000)
         return self.adapter
 
@@ -58,7 +63,7 @@ class MT5Harness:
         self.fake.set_tick(self.symbol, BID, ASK)
 
     def fill(self, client_order_id: str, qty: Decimal | None = None) -> None:
-        comment = comment_for(client_order_id)
+        comment = comment_for(client_order_id, BOT)[:8]
         ticket, order = next((t, o) for t, o in self.fake.orders.items() if o["comment"] == comment)
         limit = order["price_stoplimit"] if order["type"] in (6, 7) else (order["price_open"] if order["type"] in (2, 3)
                                                                           else None)
@@ -96,11 +101,11 @@ class MT5Harness:
 
     def place_external_order(self) -> str:
         result = self.fake.place_external({"action": 5, "symbol": self.symbol, "volume": 0.5, "type": 2,
-                                           "price": 1.0, "type_filling": 2, "magic": 0, "comment": ""})
+                                           "price": 1.0, "type_filling": 0, "magic": 0, "comment": ""})
         return f"MT5-{result.order}"
 
     def venue_order_count(self, client_order_id: str) -> int:
-        comment = comment_for(client_order_id)
+        comment = comment_for(client_order_id, BOT)[:8]
         return sum(1 for o in [*self.fake.orders.values(), *self.fake.history.values()] if o["comment"] == comment)
 
     def close(self) -> None:

@@ -2,22 +2,55 @@
 
 Same function names and argument handling as the documented module, results as named tuples
 with the documented field lists (converted by field name, as the adapter does), the module's
-constants with their real values (tests/contract/test_mt5_fake_constants.py compares them with
-the real wheel's __init__.py), and last_error() codes and messages. Behind it, a deterministic
-terminal: initialize/login first, symbols that must be selected, netting or hedging books,
-market deals, pending orders matched by `set_tick`, deals and order history.
+constants with their real values (tests/unit/test_mt5_constants.py compares them, offline, with
+the table extracted from the real wheel: tests/fixtures/mt5/constants_5.0.6231.json), and
+last_error() codes and messages. Behind it, a deterministic terminal: initialize/login first,
+symbols that must be selected, netting or hedging books, market deals, pending orders matched by
+`set_tick`, deals and order history.
+
+What it reproduces of a real terminal (MQL5 documentation: OrderSend, OrderCheck,
+HistoryDealsGet, TradeDeal/TradeOrder/TradePosition properties, trade server return codes):
+- Deal history that lags order_send (`deal_lag_queries`, `hold_deals`/`release_deals`): the
+  result names the deal at once, history_deals_get shows it later. Orders and positions do not lag.
+- Commission (`commission_per_lot`, DEAL_COMMISSION, negative), fee (`fee_per_deal`, DEAL_FEE)
+  on every deal, and swap: `rollover()` charges swap_long/swap_short per lot to open positions
+  (POSITION_SWAP); a closing deal carries the swap of the volume it closes (DEAL_SWAP).
+- A server time zone: every time the module returns (deal, order, position, tick times) is the
+  server's wall clock as if it were UTC. `server_tz` (an IANA zone, e.g. "EET": UTC+2, UTC+3 in
+  EU summer time) follows DST; `server_offset_s` is a fixed offset.
+- Comments the broker rewrites (`rewrite_comments(fn)`, e.g. truncation to 16 characters or a
+  bridge's own tag) on the orders, deals and positions it stores; a comment over 31 characters is
+  refused by order_send (RES_E_INVALID_PARAMS, 'Invalid "comment" argument'). Deals closed by
+  SL/TP carry "[sl PRICE]" / "[tp PRICE]".
+- Filling modes: `liquidity[symbol]` caps what one execution can fill. FOK: all or nothing
+  (10006); IOC: the rest canceled (10010); RETURN: the rest stays working (10010). A market deal
+  in Request/Instant execution is requoted (10004, with the new bid/ask) when the price moved
+  beyond `deviation` points (`move_on_next_send`); in Market execution it fills at the new price.
+- order_check runs the same validation as order_send without executing (retcode 0, "Done").
+- Several EAs on one account: every order, deal and position keeps its magic; on a hedging
+  account a deal closes only the position its request names (`position`), whoever opened it.
+- TRADE_ACTION_SLTP on a position (ticks reaching SL/TP close it), ORDER_TIME_SPECIFIED expiry.
 
 Modelled, not observed (BROKER_SDKS.md "unconfirmed"): order_send on an unselected or unknown
 symbol returns None with RES_E_INVALID_PARAMS; calls before initialize return None with
 RES_E_INTERNAL_FAIL_CONNECT; orders_get/positions_get return () when there are none; a triggered
-stop-limit turns into a limit order under the same ticket; pending orders are placed with 10008.
+stop-limit turns into a limit order under the same ticket; pending orders are placed with 10008;
+in Exchange execution a limit order sent with FOK/IOC filling executes at once what it can and
+never rests (nothing filled: IOC answers 10009 with deal 0 and the order CANCELED, FOK answers
+10006), elsewhere a pending order's FOK/IOC applies when it triggers; the lag is a count of
+history_deals_get calls, not a time.
+
+What it does not reproduce: margin calls and stop-outs, exchange (order book) execution,
+CLOSE_BY, modification of pending orders (TRADE_ACTION_MODIFY), freeze levels, partial closes by
+SL/TP, symbol sessions, swap modes other than "per lot in the deposit currency", triple swap days.
 
 Test knobs (not part of the module's API): `add_symbol`, `set_tick`, `fill_order` (a partial or
 full fill of a pending order), `fail_next` (next order_send answers a retcode), `lose_next_answer`
 (next order_send executes, then returns None: an IPC timeout), `drop_next_call` (next order_send
 fails before reaching the server), `disconnect`/`restore`, `market_open`, `liquidity`
-(volume available to the next market deal), `expire_order`, `place_external` (an order made
-elsewhere: a phone, another EA).
+(volume available to each execution), `expire_order`, `place_external` (an order made
+elsewhere: a phone, another EA), `rollover`, `hold_deals`/`release_deals`, `rewrite_comments`,
+`move_on_next_send`.
 """
 
 from __future__ import annotations
@@ -26,7 +59,8 @@ import threading
 from collections import namedtuple
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -375,7 +409,8 @@ class FakeMT5:
     def __init__(self, *, login: int = 5001, password: str = "secret", server: str = "FakeBroker-Demo",
                  margin_mode: int = 0, balance: float = 10_000.0, leverage: int = 100,
                  currency: str = "USD", server_offset_s: int = 0, start_msc: int = 1_700_000_000_000,
-                 commission_per_lot: float = 0.0) -> None:
+                 commission_per_lot: float = 0.0, fee_per_deal: float = 0.0, server_tz: str | None = None,
+                 deal_lag_queries: int = 0) -> None:
         self._lock = threading.RLock()
         self._accounts = {login: (password, server)}
         self._login = 0
@@ -388,6 +423,15 @@ class FakeMT5:
         self.leverage = leverage
         self.currency = currency
         self.server_offset_s = server_offset_s
+        self.server_tz = ZoneInfo(server_tz) if server_tz else None
+        self.fee_per_deal = fee_per_deal              # DEAL_FEE, charged on every deal (negative on the deal)
+        self.deal_lag_queries = deal_lag_queries      # history_deals_get calls before a new deal shows
+        self._deal_visible_after: dict[int, int] = {}  # deal ticket -> history query count it shows at
+        self._deal_queries = 0
+        self._holding_deals = False
+        self._comment_rewrite: Callable[[str], str] | None = None
+        self._move_on_send: tuple[float, float] | None = None
+        self.check_calls: list[dict] = []          # every order_check request
         self.now_msc = start_msc
         self.symbols: dict[str, _Symbol] = {}
         self.orders: dict[int, dict] = {}          # active (pending) orders
@@ -401,6 +445,7 @@ class FakeMT5:
         self._fail_next: list[int] = []
         self._lose_next = 0
         self._lose_disconnects = False
+        self._lose_as: int | None = None
         self._drop_next = 0
 
     # -- test knobs ----------------------------------------------------------------------------
@@ -415,9 +460,11 @@ class FakeMT5:
             symbol = self.symbols[name]
             self.now_msc = max(self.now_msc + 1, time_msc or 0)
             symbol.bid, symbol.ask, symbol.time_msc = bid, ask, self.now_msc
-            server_msc = self.now_msc + self.server_offset_s * 1000
+            server_msc = self._server_msc()
             symbol.ticks.append((server_msc // 1000, bid, ask, last, int(volume), server_msc, 6, volume))
+            self._expire(symbol)
             self._match(symbol)
+            self._stops(symbol)
 
     def set_rates(self, name: str, timeframe: int, rows: list[tuple]) -> None:
         self.symbols[name].rates[timeframe] = np.array(rows, dtype=RATE_DTYPE)
@@ -438,11 +485,38 @@ class FakeMT5:
     def fail_next(self, retcode: int) -> None:
         self._fail_next.append(retcode)
 
-    def lose_next_answer(self, disconnect: bool = False) -> None:
-        """The next order_send executes, then returns None (IPC timeout); with `disconnect` the
-        terminal also stops answering until `restore`."""
+    def hold_deals(self) -> None:
+        """Deals made from now on stay out of history_deals_get until `release_deals`."""
+        self._holding_deals = True
+
+    def release_deals(self) -> None:
+        """Every deal held back shows from the next history_deals_get on."""
+        self._holding_deals = False
+        for ticket, when in self._deal_visible_after.items():
+            self._deal_visible_after[ticket] = min(when, self._deal_queries + 1)
+
+    def rewrite_comments(self, rewrite: Callable[[str], str] | None) -> None:
+        """The broker's server rewrites the comment of every order it stores (and its deals)."""
+        self._comment_rewrite = rewrite
+
+    def move_on_next_send(self, bid: float, ask: float) -> None:
+        """The market moves while the next order_send travels to the server."""
+        self._move_on_send = (bid, ask)
+
+    def rollover(self, swap_long_per_lot: float, swap_short_per_lot: float) -> None:
+        """The daily rollover: swap charged (negative) or paid to every open position, per lot."""
+        with self._lock:
+            for p in self.positions.values():
+                per_lot = swap_long_per_lot if p["type"] == self.POSITION_TYPE_BUY else swap_short_per_lot
+                p["swap"] = round(p["swap"] + per_lot * p["volume"], 2)
+
+    def lose_next_answer(self, disconnect: bool = False, retcode: int | None = None) -> None:
+        """The next order_send executes, then returns None (IPC timeout), or with `retcode` a
+        result carrying that code (e.g. 10012 TIMEOUT); with `disconnect` the terminal also stops
+        answering until `restore`."""
         self._lose_next += 1
         self._lose_disconnects = disconnect
+        self._lose_as = retcode
 
     def drop_next_call(self) -> None:
         self._drop_next += 1
@@ -512,7 +586,7 @@ class FakeMT5:
     def account_info(self) -> AccountInfo | None:
         if not self._ready() or not self._login:
             return None
-        profit = sum(self._floating(p) for p in self.positions.values())
+        profit = sum(self._floating(p) + p["swap"] for p in self.positions.values())  # ACCOUNT_PROFIT counts swap
         margin = sum(self._margin(p["symbol"], p["volume"], p["price_open"]) for p in self.positions.values())
         equity = self.balance + profit
         values = {f: 0 for f in AccountInfo._fields} | dict(
@@ -645,25 +719,47 @@ class FakeMT5:
                           ticket: int | None = None, position: int | None = None) -> tuple | None:
         if not self._ready():
             return None
+        self._deal_queries += 1
+        deals = [d for d in self.deals if self._deal_visible_after.get(d.ticket, 0) <= self._deal_queries]
         if ticket is not None:
-            return tuple(d for d in self.deals if d.order == ticket)
+            return tuple(d for d in deals if d.order == ticket)
         if position is not None:
-            return tuple(d for d in self.deals if d.position_id == position)
+            return tuple(d for d in deals if d.position_id == position)
         if date_from is None or date_to is None:
             self._fail(self.RES_E_INVALID_PARAMS)
             return None
         start, end = _seconds(date_from), _seconds(date_to)
-        return tuple(d for d in self.deals if start <= d.time <= end and _in_group(d.symbol, group or "*"))
+        return tuple(d for d in deals if start <= d.time <= end and _in_group(d.symbol, group or "*"))
 
     def order_calc_margin(self, action: int, symbol: str, volume: float, price: float) -> float | None:
         return round(self._margin(symbol, volume, price), 2) if self._ready() else None
 
     def order_check(self, request: dict) -> OrderCheckResult | None:
-        if not self._ready():
-            return None
-        account = self.account_info()
-        return OrderCheckResult(0, account.balance, account.equity, account.profit, account.margin,
-                                account.margin_free, account.margin_level, "Done", _request(request))
+        """The documented pre-flight: the checks order_send makes, nothing executed. Success is
+        retcode 0 with comment "Done"; a refusal carries the retcode order_send would answer."""
+        with self._lock:
+            if not self._ready():
+                return None
+            if not isinstance(request, dict) or "action" not in request:
+                self._fail(self.RES_E_INVALID_PARAMS)
+                return None
+            if len(str(request.get("comment", ""))) > 31:
+                self._fail(self.RES_E_INVALID_PARAMS, 'Invalid "comment" argument')
+                return None
+            request = dict(_TRADE_REQUEST_DEFAULTS) | request
+            self.check_calls.append(request)
+            if request["action"] not in (self.TRADE_ACTION_REMOVE, self.TRADE_ACTION_SLTP):
+                s = self.symbols.get(request["symbol"])
+                if s is None or not s.selected:
+                    self._fail(self.RES_E_INVALID_PARAMS)
+                    return None
+            retcode = self._refusal(request)
+            account = self.account_info()
+            assert account is not None
+            return OrderCheckResult(retcode or 0, account.balance, account.equity, account.profit, account.margin,
+                                    account.margin_free, account.margin_level,
+                                    "Done" if not retcode else _RETCODE_TEXT.get(retcode, "Request rejected"),
+                                    _request(request))
 
     def order_send(self, request: dict) -> OrderSendResult | None:
         with self._lock:
@@ -680,16 +776,21 @@ class FakeMT5:
                 self._fail(self.RES_E_INVALID_PARAMS, 'Invalid "comment" argument')
                 return None
             request = dict(_TRADE_REQUEST_DEFAULTS) | request
-            if request["action"] != self.TRADE_ACTION_REMOVE:
+            if request["action"] not in (self.TRADE_ACTION_REMOVE, self.TRADE_ACTION_SLTP):
                 s = self.symbols.get(request["symbol"])
                 if s is None or not s.selected:
                     self._fail(self.RES_E_INVALID_PARAMS)
                     return None
             if self._fail_next:
                 return self._result(request, self._fail_next.pop(0))
+            if self._move_on_send is not None and request["symbol"] in self.symbols:
+                (bid, ask), self._move_on_send = self._move_on_send, None
+                self.set_tick(request["symbol"], bid, ask)
             result = self._send(request)
             if self._lose_next:
                 self._lose_next -= 1
+                if self._lose_as is not None:
+                    return self._result(request, self._lose_as)
                 if self._lose_disconnects:
                     self.disconnect()
                 self._fail(self.RES_E_INTERNAL_FAIL_TIMEOUT)
@@ -712,51 +813,124 @@ class FakeMT5:
                 return self._result(request, self.TRADE_RETCODE_INVALID_ORDER)
             self._finish(order, self.ORDER_STATE_CANCELED)
             return self._result(request, self.TRADE_RETCODE_DONE, order=order["ticket"])
+        if action == self.TRADE_ACTION_SLTP:
+            return self._sltp(request)
+        refusal = self._refusal(request)
+        if refusal:
+            return self._result(request, refusal)
+        s, volume = self.symbols[request["symbol"]], float(request["volume"])
+        if action == self.TRADE_ACTION_DEAL:
+            return self._deal(request, s, volume)
+        return self._pending(request, s, volume)
+
+    def _refusal(self, request: dict) -> int:
+        """The retcode a request is refused with before anything executes, or 0."""
+        action = request["action"]
+        if action == self.TRADE_ACTION_REMOVE:
+            return 0 if request["order"] in self.orders else self.TRADE_RETCODE_INVALID_ORDER
+        if action == self.TRADE_ACTION_SLTP:
+            return 0 if int(request["position"] or 0) in self.positions else self.TRADE_RETCODE_POSITION_CLOSED
+        if action not in (self.TRADE_ACTION_DEAL, self.TRADE_ACTION_PENDING):
+            return self.TRADE_RETCODE_INVALID
         s = self.symbols[request["symbol"]]
         volume = float(request["volume"])
         steps = volume / s.volume_step
         if volume < s.volume_min - 1e-12 or volume > s.volume_max + 1e-12 or abs(steps - round(steps)) > 1e-7:
-            return self._result(request, self.TRADE_RETCODE_INVALID_VOLUME)
+            return self.TRADE_RETCODE_INVALID_VOLUME
         if s.trade_mode == self.SYMBOL_TRADE_MODE_DISABLED:
-            return self._result(request, self.TRADE_RETCODE_TRADE_DISABLED)
+            return self.TRADE_RETCODE_TRADE_DISABLED
         if not s.market_open:
-            return self._result(request, self.TRADE_RETCODE_MARKET_CLOSED)
+            return self.TRADE_RETCODE_MARKET_CLOSED
         filling = request["type_filling"]
+        # MQL5 ENUM_ORDER_TYPE_FILLING: RETURN is not allowed in Market execution; FOK/IOC as the
+        # symbol's SYMBOL_FILLING_MODE bits say
         allowed = {self.ORDER_FILLING_FOK: bool(s.filling_mode & 1), self.ORDER_FILLING_IOC: bool(s.filling_mode & 2),
-                   self.ORDER_FILLING_RETURN: action == self.TRADE_ACTION_PENDING
-                   or s.trade_exemode != self.SYMBOL_TRADE_EXECUTION_MARKET}
+                   self.ORDER_FILLING_RETURN: s.trade_exemode != self.SYMBOL_TRADE_EXECUTION_MARKET}
         if not allowed.get(filling, False):
-            return self._result(request, self.TRADE_RETCODE_INVALID_FILL)
+            return self.TRADE_RETCODE_INVALID_FILL
+        if request["type_time"] == self.ORDER_TIME_SPECIFIED and int(request["expiration"] or 0) <= self._server_s():
+            return self.TRADE_RETCODE_INVALID_EXPIRATION
         if action == self.TRADE_ACTION_DEAL:
-            return self._deal(request, s, volume)
-        if action == self.TRADE_ACTION_PENDING:
-            return self._pending(request, s, volume)
-        return self._result(request, self.TRADE_RETCODE_INVALID)
+            buy = request["type"] == self.ORDER_TYPE_BUY
+            price = s.ask if buy else s.bid
+            if not price:
+                return self.TRADE_RETCODE_PRICE_OFF
+            closing = self._closing_volume(request, s.name, buy)
+            if volume > closing + 1e-12 and self._margin(s.name, volume - closing, price) > self._free_margin():
+                return self.TRADE_RETCODE_NO_MONEY
+        return 0
+
+    def _sltp(self, request: dict) -> OrderSendResult:
+        position = self.positions.get(int(request["position"] or 0))
+        if position is None:
+            return self._result(request, self.TRADE_RETCODE_POSITION_CLOSED)
+        s = self.symbols[position["symbol"]]
+        buy = position["type"] == self.POSITION_TYPE_BUY
+        sl, tp = float(request["sl"] or 0.0), float(request["tp"] or 0.0)
+        gap = s.stops_level * s.point
+        market = s.bid if buy else s.ask     # the price the position would close at
+        if (sl and (sl > market - gap if buy else sl < market + gap)) or \
+                (tp and (tp < market + gap if buy else tp > market - gap)):
+            return self._result(request, self.TRADE_RETCODE_INVALID_STOPS)
+        if (sl, tp) == (position["sl"], position["tp"]):
+            return self._result(request, self.TRADE_RETCODE_NO_CHANGES)
+        position.update(sl=sl, tp=tp, time_update=self._server_s(), time_update_msc=self._server_msc())
+        return self._result(request, self.TRADE_RETCODE_DONE)
 
     def _deal(self, request: dict, s: _Symbol, volume: float) -> OrderSendResult:
         buy = request["type"] == self.ORDER_TYPE_BUY
         price = s.ask if buy else s.bid
-        if not price:
-            return self._result(request, self.TRADE_RETCODE_PRICE_OFF)
-        closing = self._closing_volume(request, s.name, buy)
-        if volume > closing + 1e-12 and self._margin(s.name, volume - closing, price) > self._free_margin():
-            return self._result(request, self.TRADE_RETCODE_NO_MONEY)
-        available = self.liquidity.get(s.name)
-        filled = volume if available is None else min(volume, available)
-        if filled < volume and request["type_filling"] == self.ORDER_FILLING_FOK:
-            return self._result(request, self.TRADE_RETCODE_REJECT)
-        if filled <= 0:
+        requested = float(request["price"] or 0.0)
+        if s.trade_exemode in (self.SYMBOL_TRADE_EXECUTION_REQUEST, self.SYMBOL_TRADE_EXECUTION_INSTANT) \
+                and requested and abs(requested - price) > int(request["deviation"] or 0) * s.point + 1e-12:
+            return self._result(request, self.TRADE_RETCODE_REQUOTE)  # the result carries the new bid/ask
+        filled = self._available(s.name, volume)
+        filling = request["type_filling"]
+        if filled <= 0 or (filled < volume and filling == self.ORDER_FILLING_FOK):
             return self._result(request, self.TRADE_RETCODE_REJECT)
         order = self._new_order(request, s, volume)
         order["price_open"] = price
         deal = self._execute(order, filled, price)
-        partial = filled < volume
-        self._finish(order, self.ORDER_STATE_CANCELED if partial else self.ORDER_STATE_FILLED)
+        partial = filled < volume - 1e-12
+        if partial and filling == self.ORDER_FILLING_RETURN:  # the rest keeps working (exchange execution)
+            order["state"] = self.ORDER_STATE_PARTIAL
+            self.orders[order["ticket"]] = order
+        else:
+            self._finish(order, self.ORDER_STATE_CANCELED if partial else self.ORDER_STATE_FILLED)
         code = self.TRADE_RETCODE_DONE_PARTIAL if partial else self.TRADE_RETCODE_DONE
         return self._result(request, code, deal=deal.ticket, order=order["ticket"], volume=filled, price=price)
 
+    def _available(self, symbol: str, volume: float) -> float:
+        """What one execution can fill of `volume` (`liquidity` caps it; unset: everything)."""
+        available = self.liquidity.get(symbol)
+        return volume if available is None else round(min(volume, available), 8)
+
+    def _immediate_limit(self, request: dict, s: _Symbol, volume: float) -> OrderSendResult:
+        """A limit order sent with FOK/IOC filling in Exchange execution: executes at once what it
+        can, never rests. (In Market execution a pending order carries FOK/IOC too, as RETURN is
+        not allowed there; it rests and the filling applies when it triggers.)"""
+        buy = request["type"] == self.ORDER_TYPE_BUY_LIMIT
+        limit = float(request["price"])
+        market = s.ask if buy else s.bid
+        marketable = market and (market <= limit + 1e-12 if buy else market >= limit - 1e-12)
+        filled = self._available(s.name, volume) if marketable else 0.0
+        if request["type_filling"] == self.ORDER_FILLING_FOK and filled < volume - 1e-12:
+            return self._result(request, self.TRADE_RETCODE_REJECT)
+        order = self._new_order(request, s, volume)
+        order["price_open"] = limit
+        deal = self._execute(order, filled, market) if filled > 0 else None
+        done = filled >= volume - 1e-12
+        self._finish(order, self.ORDER_STATE_FILLED if done else self.ORDER_STATE_CANCELED)
+        code = self.TRADE_RETCODE_DONE if done or not filled else self.TRADE_RETCODE_DONE_PARTIAL
+        return self._result(request, code, deal=deal.ticket if deal else 0, order=order["ticket"], volume=filled,
+                            price=market if filled else 0.0)
+
     def _pending(self, request: dict, s: _Symbol, volume: float) -> OrderSendResult:
         kind, price = request["type"], float(request["price"])
+        if kind in (self.ORDER_TYPE_BUY_LIMIT, self.ORDER_TYPE_SELL_LIMIT) and \
+                s.trade_exemode == self.SYMBOL_TRADE_EXECUTION_EXCHANGE and \
+                request["type_filling"] in (self.ORDER_FILLING_FOK, self.ORDER_FILLING_IOC):
+            return self._immediate_limit(request, s, volume)
         gap = s.stops_level * s.point
         ok = {self.ORDER_TYPE_BUY_LIMIT: price <= s.ask - gap, self.ORDER_TYPE_SELL_LIMIT: price >= s.bid + gap,
               self.ORDER_TYPE_BUY_STOP: price >= s.ask + gap, self.ORDER_TYPE_SELL_STOP: price <= s.bid - gap,
@@ -784,8 +958,11 @@ class FakeMT5:
                     position_by_id=0, reason=self.ORDER_REASON_EXPERT, volume_initial=volume,
                     volume_current=volume, price_open=0.0, sl=float(request["sl"] or 0.0),
                     tp=float(request["tp"] or 0.0), price_current=s.ask, price_stoplimit=0.0,
-                    symbol=s.name, comment=str(request["comment"]), external_id="",
+                    symbol=s.name, comment=self._stored_comment(str(request["comment"])), external_id="",
                     position=int(request["position"] or 0))
+
+    def _stored_comment(self, comment: str) -> str:
+        return self._comment_rewrite(comment) if self._comment_rewrite is not None and comment else comment
 
     def _finish(self, order: dict, state: int) -> None:
         order.update(state=state, time_done=self._server_s(), time_done_msc=self._server_msc())
@@ -802,14 +979,57 @@ class FakeMT5:
             fill_at = {self.ORDER_TYPE_BUY_LIMIT: price if s.ask <= price else None,
                        self.ORDER_TYPE_SELL_LIMIT: price if s.bid >= price else None,
                        self.ORDER_TYPE_BUY_STOP: s.ask if s.ask >= price else None,
-                       self.ORDER_TYPE_SELL_STOP: s.bid if s.bid <= price else None}.get(kind)
-            if fill_at is not None:
-                self._fill_pending(order, order["volume_current"], fill_at)
+                       self.ORDER_TYPE_SELL_STOP: s.bid if s.bid <= price else None,
+                       self.ORDER_TYPE_BUY: s.ask, self.ORDER_TYPE_SELL: s.bid}.get(kind)  # a market remainder
+            if fill_at is None:
+                continue
+            volume = self._available(s.name, order["volume_current"])
+            filling = order["type_filling"]
+            if filling == self.ORDER_FILLING_FOK and volume < order["volume_current"] - 1e-12:
+                del self.orders[order["ticket"]]  # a triggered FOK stop that cannot fill whole
+                self._finish(order, self.ORDER_STATE_CANCELED)
+                continue
+            if volume > 0:
+                self._fill_pending(order, volume, fill_at)
+            if filling == self.ORDER_FILLING_IOC and order["ticket"] in self.orders:
+                del self.orders[order["ticket"]]  # a triggered IOC stop: the rest is canceled
+                self._finish(order, self.ORDER_STATE_CANCELED)
+
+    def _expire(self, s: _Symbol) -> None:
+        """ORDER_TIME_SPECIFIED orders whose expiration (server time) has passed."""
+        now = self._server_s()
+        for order in [o for o in self.orders.values() if o["symbol"] == s.name]:
+            if order["type_time"] == self.ORDER_TIME_SPECIFIED and order["time_expiration"] and \
+                    order["time_expiration"] <= now:
+                self.expire_order(order["ticket"])
+
+    def _stops(self, s: _Symbol) -> None:
+        """Positions whose SL or TP the quote reached are closed by the server, at that quote."""
+        for p in [p for p in self.positions.values() if p["symbol"] == s.name]:
+            buy = p["type"] == self.POSITION_TYPE_BUY
+            price = s.bid if buy else s.ask
+            hit_sl = p["sl"] and (price <= p["sl"] if buy else price >= p["sl"])
+            hit_tp = p["tp"] and (price >= p["tp"] if buy else price <= p["tp"])
+            if not (hit_sl or hit_tp):
+                continue
+            level = p["sl"] if hit_sl else p["tp"]
+            tag = f"[{'sl' if hit_sl else 'tp'} {level:.{s.digits}f}]"
+            self._next_ticket += 1
+            order = dict(ticket=self._next_ticket, time_setup=self._server_s(), time_setup_msc=self._server_msc(),
+                         time_done=0, time_done_msc=0, time_expiration=0,
+                         type=self.ORDER_TYPE_SELL if buy else self.ORDER_TYPE_BUY, type_time=self.ORDER_TIME_GTC,
+                         type_filling=self.ORDER_FILLING_FOK, state=self.ORDER_STATE_STARTED, magic=p["magic"],
+                         position_id=p["ticket"], position_by_id=0,
+                         reason=self.ORDER_REASON_SL if hit_sl else self.ORDER_REASON_TP, volume_initial=p["volume"],
+                         volume_current=p["volume"], price_open=price, sl=0.0, tp=0.0, price_current=price,
+                         price_stoplimit=0.0, symbol=s.name, comment=tag, external_id="", position=p["ticket"])
+            self._execute(order, p["volume"], price, reason=self.DEAL_REASON_SL if hit_sl else self.DEAL_REASON_TP)
+            order["volume_current"] = 0.0
+            self._finish(order, self.ORDER_STATE_FILLED)
 
     def _fill_pending(self, order: dict, volume: float, price: float) -> None:
         volume = min(volume, order["volume_current"])
         self._execute(order, volume, price)
-        order["volume_current"] = round(order["volume_current"] - volume, 8)
         if order["volume_current"] <= 1e-12:
             del self.orders[order["ticket"]]
             self._finish(order, self.ORDER_STATE_FILLED)
@@ -820,15 +1040,17 @@ class FakeMT5:
         return order_type in (self.ORDER_TYPE_BUY, self.ORDER_TYPE_BUY_LIMIT, self.ORDER_TYPE_BUY_STOP,
                               self.ORDER_TYPE_BUY_STOP_LIMIT)
 
-    def _execute(self, order: dict, volume: float, price: float) -> TradeDeal:
-        """Book one deal into the positions (netting or hedging) and the deal history."""
+    def _execute(self, order: dict, volume: float, price: float, reason: int | None = None) -> TradeDeal:
+        """Book one deal into the positions (netting or hedging) and the deal history, with its
+        commission, fee and (closing) swap; the order's remaining volume goes down by it."""
         buy = self._is_buy(order["type"])
         symbol = order["symbol"]
-        entry, profit, position_id = self.DEAL_ENTRY_IN, 0.0, 0
+        entry, profit, position_id, swap = self.DEAL_ENTRY_IN, 0.0, 0, 0.0
         if self.margin_mode == self.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING:
             target = self.positions.get(order["position"]) if order["position"] else None
             if target is not None:
                 entry, position_id = self.DEAL_ENTRY_OUT, target["ticket"]
+                swap = self._swap_of(target, volume)
                 profit = self._reduce(target, volume, price)
             else:
                 position_id = self._open_position(order, volume, price, buy)
@@ -844,6 +1066,7 @@ class FakeMT5:
             else:
                 position_id = current["ticket"]
                 closed = min(volume, current["volume"])
+                swap = self._swap_of(current, closed)
                 profit = self._reduce(current, closed, price)
                 rest = round(volume - closed, 8)
                 entry = self.DEAL_ENTRY_OUT
@@ -853,15 +1076,26 @@ class FakeMT5:
                                    volume=rest, price_open=price)
                     self.positions[current["ticket"]] = current
         commission = -round(self.commission_per_lot * volume, 2)
-        self.balance += profit + commission
+        fee = -round(self.fee_per_deal, 2)
+        self.balance += round(profit, 2) + commission + fee + swap
         self._next_deal += 1
         deal = TradeDeal(self._next_deal, order["ticket"], self._server_s(), self._server_msc(),
                          self.DEAL_TYPE_BUY if buy else self.DEAL_TYPE_SELL, entry, order["magic"], position_id,
-                         self.DEAL_REASON_EXPERT, volume, price, commission, 0.0, round(profit, 2), 0.0, symbol,
-                         order["comment"], "")
+                         self.DEAL_REASON_EXPERT if reason is None else reason, volume, price, commission, swap,
+                         round(profit, 2), fee, symbol, order["comment"], "")
         self.deals.append(deal)
+        self._deal_visible_after[deal.ticket] = (1 << 62) if self._holding_deals \
+            else self._deal_queries + self.deal_lag_queries + 1
         order["position_id"] = position_id
+        order["volume_current"] = round(order["volume_current"] - volume, 8)
         return deal
+
+    def _swap_of(self, position: dict, volume: float) -> float:
+        """The part of a position's accrued swap that a deal closing `volume` of it realizes."""
+        swap = position["swap"] if volume >= position["volume"] - 1e-12 else \
+            round(position["swap"] * volume / position["volume"], 2)
+        position["swap"] = round(position["swap"] - swap, 2)
+        return swap
 
     def _open_position(self, order: dict, volume: float, price: float, buy: bool) -> int:
         ticket = order["ticket"]
@@ -905,8 +1139,17 @@ class FakeMT5:
         current = s.bid if buy else s.ask
         return (current - p["price_open"]) * p["volume"] * s.contract_size * (1 if buy else -1)
 
+    def utc_offset_s(self, utc_msc: int | None = None) -> int:
+        """The server zone's offset from UTC at a moment (now by default)."""
+        if self.server_tz is None:
+            return self.server_offset_s
+        moment = datetime.fromtimestamp((self.now_msc if utc_msc is None else utc_msc) / 1000, tz=self.server_tz)
+        offset = moment.utcoffset()
+        assert offset is not None
+        return int(offset.total_seconds())
+
     def _server_msc(self) -> int:
-        return self.now_msc + self.server_offset_s * 1000
+        return self.now_msc + self.utc_offset_s() * 1000
 
     def _server_s(self) -> int:
         return self._server_msc() // 1000
@@ -915,7 +1158,8 @@ class FakeMT5:
 _RETCODE_TEXT = {10008: "Order placed", 10009: "Request executed", 10010: "Request executed partially",
                  10004: "Requote", 10006: "Request rejected", 10014: "Invalid volume", 10015: "Invalid price",
                  10016: "Invalid stops", 10018: "Market closed", 10019: "No money", 10024: "Too many requests",
-                 10030: "Unsupported filling mode"}
+                 10022: "Invalid expiration", 10025: "No changes", 10030: "Unsupported filling mode",
+                 10036: "Position already closed", 10013: "Invalid request", 10035: "Invalid order"}
 
 
 def _request(request: dict) -> TradeRequest:
@@ -945,3 +1189,22 @@ def _match(row: dict, symbol: str | None, group: str | None, ticket: int | None,
     if symbol is not None:
         return row["symbol"] == symbol
     return group is None or _in_group(row["symbol"], group)
+
+
+def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
+    def call(self: FakeMT5, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return call
+
+
+# The module is one terminal: every call is serialised (the adapter holds its own lock too, but a
+# test's thread moves the market while a bot's thread polls).
+for _name in ("initialize", "login", "shutdown", "version", "last_error", "terminal_info", "account_info",
+              "symbols_total", "symbols_get", "symbol_select", "symbol_info", "symbol_info_tick", "copy_ticks_from",
+              "copy_ticks_range", "copy_rates_range", "orders_total", "orders_get", "positions_total",
+              "positions_get", "history_orders_total", "history_orders_get", "history_deals_total",
+              "history_deals_get", "order_calc_margin", "order_check", "order_send", "disconnect", "restore",
+              "market_open", "expire_order", "hold_deals", "release_deals", "fail_next", "lose_next_answer"):
+    setattr(FakeMT5, _name, _serialised(getattr(FakeMT5, _name)))

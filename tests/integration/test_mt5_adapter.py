@@ -13,7 +13,7 @@ import pytest
 from brokers.base import RejectReason
 from brokers.mt5 import MT5Adapter, MT5Feed
 from brokers.mt5 import mapping
-from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, can_transition
+from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInForce, can_transition
 from tests.fakes.mt5_fake import FakeMT5
 
 D = Decimal
@@ -64,23 +64,32 @@ class RecordingSink:
 class Venue:
     """A fake terminal, the adapter on it, and a recording sink."""
 
-    def __init__(self, margin_mode: int = 0, **symbol_spec) -> None:
-        self.fake = FakeMT5(margin_mode=margin_mode)
-        self.fake.add_symbol("EURUSD", 1.10000, 1.10020, **symbol_spec)
+    def __init__(self, margin_mode: int = 0, *, fake: FakeMT5 | None = None, bot_id: str | None = None,
+                 fake_args: dict | None = None, adapter_args: dict | None = None, **symbol_spec) -> None:
+        self.fake = fake or FakeMT5(margin_mode=margin_mode, **(fake_args or {}))
+        if "EURUSD" not in self.fake.symbols:
+            self.fake.add_symbol("EURUSD", 1.10000, 1.10020, **symbol_spec)
         self.sleeps: list[float] = []
+        self.bot_id = bot_id or "bot1"
         self.adapter = MT5Adapter(self.fake, ["EURUSD"], login=5001, password="secret", server="FakeBroker-Demo",
-                                  sleep=self.sleeps.append, clock_ns=lambda: self.fake.now_msc * 1_000_000)
+                                  sleep=self.sleeps.append, clock_ns=lambda: self.fake.now_msc * 1_000_000,
+                                  bot_id=bot_id, **(adapter_args or {}))
         self.sink = RecordingSink()
         self.adapter.connect(self.sink)
         self.seq = 0
 
     def order(self, side: str, qty: str, kind: OrderType = OrderType.MARKET, limit: str | None = None,
-              stop: str | None = None, symbol: str = "EURUSD", cid: str | None = None) -> Order:
+              stop: str | None = None, symbol: str = "EURUSD", cid: str | None = None,
+              tif: TimeInForce = TimeInForce.GTC) -> Order:
         self.seq += 1
-        order = Order(cid or f"bot1-{self.seq:08d}", "bot1", symbol, OrderSide(side), kind, D(qty), 0,
-                      limit_price=None if limit is None else D(limit), stop_price=None if stop is None else D(stop))
+        order = Order(cid or f"{self.bot_id}-{self.seq:08d}", self.bot_id, symbol, OrderSide(side), kind, D(qty), 0,
+                      limit_price=None if limit is None else D(limit), stop_price=None if stop is None else D(stop),
+                      tif=tif)
         self.adapter.submit(order)
         return order
+
+    def fills_of(self, order: Order) -> list[Fill]:
+        return [f for f in self.sink.fills if f.client_order_id == order.client_order_id]
 
     def orders_sent(self) -> int:
         return sum(1 for r in self.fake.requests if r["action"] in (1, 5))
@@ -299,7 +308,7 @@ def test_terminal_drop_then_reconnect_reports_the_fills_missed_meanwhile(venue):
 
 def test_an_unknown_venue_order_is_reported_as_external(venue):
     result = venue.fake.place_external({"action": 5, "symbol": "EURUSD", "volume": 0.5, "type": 3,
-                                        "price": 1.105, "type_filling": 2, "magic": 0, "comment": "phone"})
+                                        "price": 1.105, "type_filling": 0, "magic": 0, "comment": "phone"})
     venue.adapter.poll()
     cid = f"MT5-{result.order}"
     assert venue.sink.events[-1] == ("accepted", cid)
@@ -427,3 +436,343 @@ def test_hedging_a_lost_answer_on_the_closing_request_is_not_resent_and_the_rest
     assert venue.orders_sent() == 3  # buy, close 0.10 (answer lost, found by comment), open 0.20
     assert [f.qty for f in venue.sink.fills if f.client_order_id == sell.client_order_id] == [D("0.10"), D("0.20")]
     assert [p.qty for p in venue.adapter.positions()] == [D("-0.20")]
+
+
+# -- issue 16: MT5 as an EA would behave ---------------------------------------------------------
+HEDGING, OTHER_EA = 2, 424242
+
+
+def other_ea_deal(fake: FakeMT5, side: int, volume: float, magic: int = OTHER_EA) -> None:
+    """Another Expert Advisor on the same account trades EURUSD."""
+    result = fake.place_external({"action": 1, "symbol": "EURUSD", "volume": volume, "type": side,
+                                  "price": fake.symbols["EURUSD"].ask, "type_filling": 0, "magic": magic,
+                                  "comment": "other EA"})
+    assert result.retcode == 10009
+
+
+def test_each_bot_sends_its_own_magic_number_derived_from_its_id():
+    a, b = Venue(bot_id="alpha"), Venue(bot_id="beta")
+    a.order("BUY", "0.10")
+    b.order("BUY", "0.10")
+    assert a.fake.requests[0]["magic"] == mapping.magic_for("alpha") != b.fake.requests[0]["magic"]
+    assert a.fake.requests[0]["comment"] == "1@alpha"
+
+
+def test_on_a_hedging_account_a_bots_buy_never_closes_another_eas_sell():
+    venue = Venue(HEDGING, bot_id="alpha")
+    other_ea_deal(venue.fake, 1, 0.10)  # the other EA is short 0.10
+    venue.order("BUY", "0.10")
+    magics = sorted((p["magic"], p["type"]) for p in venue.fake.positions.values())
+    assert magics == sorted([(OTHER_EA, 1), (venue.adapter.magic, 0)])  # both positions stand
+    assert not venue.fake.requests[-1]["position"]
+    assert [(p.symbol, p.qty) for p in venue.adapter.positions()] == [("EURUSD", D("0.10"))]
+
+
+def test_two_bots_on_one_hedging_account_each_see_only_their_own_books():
+    a = Venue(HEDGING, bot_id="alpha")
+    b = Venue(fake=a.fake, bot_id="beta")
+    a.order("BUY", "0.30")
+    b.order("SELL", "0.10")
+    a.adapter.poll()
+    b.adapter.poll()
+    assert [p.qty for p in a.adapter.positions()] == [D("0.30")]
+    assert [p.qty for p in b.adapter.positions()] == [D("-0.10")]
+    assert {f.client_order_id for f in a.adapter.fills_since(0)} == {"alpha-00000001"}
+    assert [e for e in a.sink.events if e[1].startswith("beta") or e[1].startswith("MT5-")] == []
+    assert b.adapter.open_orders() == [] and len(a.fake.positions) == 2
+
+
+def test_on_a_netting_account_the_bots_position_is_its_own_deals_not_the_accounts():
+    venue = Venue(bot_id="alpha")
+    other_ea_deal(venue.fake, 0, 0.30)
+    venue.order("SELL", "0.10")
+    [account_position] = venue.fake.positions.values()
+    assert account_position["volume"] == 0.2  # the venue nets everyone's deals ...
+    assert [p.qty for p in venue.adapter.positions()] == [D("-0.10")]  # ... the bot's books are its own
+
+
+def test_a_deal_history_that_lags_is_waited_for_and_booked_with_its_commission():
+    venue = Venue(fake_args={"commission_per_lot": 7.0, "deal_lag_queries": 2})
+    order = venue.order("BUY", "0.10")
+    [fill] = venue.sink.fills
+    assert fill.fee == D("0.70") and fill.execution_id == str(venue.fake.deals[0].ticket)
+    for _ in range(3):
+        venue.adapter.poll()
+    assert venue.sink.kinds(order.client_order_id) == ["submitted", "accepted", "fill"]
+    assert venue.sleeps == [0.1, 0.1]  # two polls of history, bounded by deal_wait_s
+
+
+def test_a_deal_that_outlasts_the_wait_is_booked_by_the_poll_that_sees_it():
+    venue = Venue(fake_args={"commission_per_lot": 7.0}, adapter_args={"deal_wait_s": 0.3, "deal_poll_s": 0.1})
+    venue.fake.hold_deals()
+    order = venue.order("BUY", "0.10")
+    assert venue.sink.kinds(order.client_order_id) == ["submitted", "accepted"] and venue.sink.fills == []
+    assert len(venue.sleeps) == 2  # the wait is bounded
+    venue.adapter.poll()
+    assert venue.sink.fills == []  # the order says executed, history has no deal yet: still not final
+    assert venue.adapter.order_status(order.client_order_id).state is OrderState.ACCEPTED
+    venue.fake.release_deals()
+    venue.adapter.poll()
+    venue.adapter.poll()
+    [fill] = venue.sink.fills
+    assert fill.fee == D("0.70") and venue.sink.state[order.client_order_id] is OrderState.FILLED
+
+
+def test_commission_fee_and_swap_are_the_fills_fee():
+    venue = Venue(HEDGING, fake_args={"commission_per_lot": 7.0, "fee_per_deal": 0.25})
+    venue.order("BUY", "0.10")
+    venue.fake.rollover(swap_long_per_lot=-5.0, swap_short_per_lot=1.0)  # one night held: -0.50
+    venue.fake.rollover(swap_long_per_lot=-5.0, swap_short_per_lot=1.0)  # two: -1.00
+    close = venue.order("SELL", "0.10")
+    opening, closing = venue.sink.fills
+    assert opening.fee == D("0.95")                      # 0.70 commission + 0.25 fee
+    assert [f.fee for f in venue.fills_of(close)] == [D("1.95")]  # + 1.00 swap, realized on the closing deal
+    deal = venue.fake.deals[-1]
+    assert -(D(str(deal.commission)) + D(str(deal.fee)) + D(str(deal.swap))) == closing.fee
+
+
+def test_a_fee_in_an_account_currency_other_than_the_quote_is_booked_in_its_currency():
+    venue = Venue(fake_args={"commission_per_lot": 7.0, "currency": "EUR"})
+    venue.order("BUY", "0.10")
+    [fill] = venue.sink.fills
+    assert (fill.fee_currency, fill.fee_native, fill.fee_raw) == ("EUR", D("0.70"), 0)
+
+
+def _utc_ms(*args: int) -> int:
+    from datetime import datetime, timezone
+    return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def test_server_times_follow_the_servers_dst_without_being_told_the_offset():
+    # an EET server (UTC+2, UTC+3 from 29 March 2026 01:00 UTC); the adapter derives the offset
+    venue = Venue(fake_args={"server_tz": "EET", "start_msc": _utc_ms(2026, 3, 29, 0, 30)})
+    before = venue.order("BUY", "0.10")
+    assert venue.fills_of(before)[0].ts == venue.fake.now_msc * 1_000_000
+    venue.fake.set_tick("EURUSD", 1.10000, 1.10020, time_msc=_utc_ms(2026, 3, 29, 1, 30))
+    venue.adapter.poll()
+    after = venue.order("SELL", "0.10")
+    assert venue.fills_of(after)[0].ts == _utc_ms(2026, 3, 29, 1, 30) * 1_000_000
+    assert [f.ts for f in venue.adapter.fills_since(0)] == [f.ts for f in venue.sink.fills]
+
+
+def test_a_comment_the_broker_truncates_still_finds_the_order_after_a_restart():
+    venue = Venue(bot_id="mt5-sma")
+    venue.fake.rewrite_comments(lambda c: c[:4])  # "1@mt5-sma" is stored as "1@mt"
+    order = venue.order("BUY", "0.10", OrderType.LIMIT, limit="1.09000")
+    restarted = MT5Adapter(venue.fake, ["EURUSD"], bot_id="mt5-sma", sleep=lambda s: None,
+                           clock_ns=lambda: venue.fake.now_msc * 1_000_000)
+    restarted.connect(RecordingSink())
+    status = restarted.order_status(order.client_order_id)
+    assert status is not None and status.state is OrderState.ACCEPTED
+    assert [o.client_order_id for o in restarted.open_orders()] == [order.client_order_id]
+
+
+def test_a_lost_answer_under_a_rewritten_comment_is_found_by_magic_and_terms_not_resent():
+    venue = Venue(bot_id="alpha", fake_args={"commission_per_lot": 7.0})
+    venue.fake.rewrite_comments(lambda c: "bridge#81")  # the broker's bridge replaces every comment
+    venue.fake.lose_next_answer()
+    order = venue.order("BUY", "0.10")
+    assert venue.orders_sent() == 1
+    assert [(f.client_order_id, f.fee) for f in venue.sink.fills] == [(order.client_order_id, D("0.70"))]
+    assert order.venue_order_id == str(next(iter(venue.fake.history)))
+    venue.adapter.poll()
+    assert len(venue.sink.fills) == 1 and all(not e[1].startswith("MT5-") for e in venue.sink.events)
+
+
+def test_a_timeout_retcode_is_resolved_by_lookup_and_never_resent():
+    venue = Venue(bot_id="alpha")
+    venue.fake.lose_next_answer(retcode=10012)  # executed at the server, answered TIMEOUT
+    order = venue.order("BUY", "0.10")
+    assert venue.orders_sent() == 1 and len(venue.fake.deals) == 1
+    assert venue.sink.kinds(order.client_order_id) == ["submitted", "accepted", "fill"]
+
+
+def test_a_timeout_retcode_that_did_not_execute_is_sent_again_once():
+    venue = Venue(bot_id="alpha")
+    venue.fake.fail_next(10012)  # refused by timeout: nothing at the server
+    order = venue.order("BUY", "0.10")
+    assert len(venue.fake.check_calls) == 2 and len(venue.fake.deals) == 1
+    assert venue.sink.state[order.client_order_id] is OrderState.FILLED
+
+
+def test_order_check_runs_before_every_order_send_and_a_refusal_sends_nothing(venue):
+    venue.order("BUY", "0.10")
+    assert len(venue.fake.check_calls) == len(venue.fake.requests) == 1
+    order = venue.order("BUY", "90")  # 90 lots need 99,018 USD of margin: the account has 10,000
+    assert venue.sink.events[-1] == ("rejected", order.client_order_id, RejectReason.INSUFFICIENT_FUNDS)
+    assert len(venue.fake.requests) == 1 and len(venue.fake.check_calls) == 2
+
+
+def test_a_requote_in_instant_execution_is_resent_at_the_new_price():
+    venue = Venue(trade_exemode=1)  # Instant execution: the server requotes beyond the deviation
+    venue.fake.move_on_next_send(1.10100, 1.10120)
+    order = venue.order("BUY", "0.10")
+    assert [r["price"] for r in venue.fake.requests] == [1.1002, 1.1012]
+    assert [f.price for f in venue.fills_of(order)] == [D("1.10120")] and venue.sleeps == [0.25]
+
+
+def test_an_ioc_limit_away_from_the_market_is_canceled_not_left_resting(venue):
+    order = venue.order("BUY", "0.10", OrderType.LIMIT, limit="1.09000", tif=TimeInForce.IOC)
+    assert venue.sink.kinds(order.client_order_id) == ["submitted", "canceled"]
+    assert venue.fake.requests == [] and venue.fake.orders == {}
+
+
+def test_a_marketable_ioc_limit_is_a_deal_bounded_by_its_limit():
+    venue = Venue(filling_mode=1 | 2)
+    venue.fake.liquidity["EURUSD"] = 0.04
+    order = venue.order("BUY", "0.10", OrderType.LIMIT, limit="1.10030", tif=TimeInForce.IOC)
+    request = venue.fake.requests[0]
+    assert (request["action"], request["type"], request["type_filling"], request["deviation"]) == (1, 0, 1, 10)
+    assert venue.sink.kinds(order.client_order_id) == ["submitted", "accepted", "fill", "canceled"]
+    assert venue.sink.fills[0].qty == D("0.04") and venue.fake.orders == {}
+
+
+def test_a_fok_limit_that_cannot_fill_whole_fills_nothing():
+    venue = Venue()
+    venue.fake.liquidity["EURUSD"] = 0.04
+    order = venue.order("BUY", "0.10", OrderType.LIMIT, limit="1.10030", tif=TimeInForce.FOK)
+    assert venue.fake.requests[0]["type_filling"] == 0
+    assert venue.sink.state[order.client_order_id] is OrderState.REJECTED and venue.fake.deals == []
+
+
+def test_an_ioc_limit_on_an_exchange_symbol_is_a_pending_order_that_never_rests():
+    venue = Venue(trade_exemode=3, filling_mode=1 | 2)
+    venue.fake.liquidity["EURUSD"] = 0.04
+    order = venue.order("BUY", "0.10", OrderType.LIMIT, limit="1.10030", tif=TimeInForce.IOC)
+    assert (venue.fake.requests[0]["action"], venue.fake.requests[0]["type_filling"]) == (5, 1)
+    assert [f.qty for f in venue.sink.fills] == [D("0.04")]
+    venue.adapter.poll()
+    assert venue.sink.state[order.client_order_id] is OrderState.CANCELED and venue.fake.orders == {}
+
+
+def test_an_ioc_stop_keeps_its_filling_and_cancels_what_it_cannot_fill_when_triggered():
+    venue = Venue(filling_mode=1 | 2)
+    order = venue.order("BUY", "0.10", OrderType.STOP, stop="1.10100", tif=TimeInForce.IOC)
+    request = venue.fake.requests[0]
+    assert (request["action"], request["type_filling"], request["type_time"]) == (5, 1, 0)
+    venue.fake.liquidity["EURUSD"] = 0.03
+    venue.fake.set_tick("EURUSD", 1.10100, 1.10120)
+    venue.adapter.poll()
+    assert [f.qty for f in venue.sink.fills] == [D("0.03")]
+    assert venue.sink.state[order.client_order_id] is OrderState.CANCELED and venue.fake.orders == {}
+
+
+def test_an_ioc_order_on_a_symbol_without_ioc_is_refused_unsupported():
+    venue = Venue(filling_mode=1)  # FOK only
+    order = venue.order("BUY", "0.10", tif=TimeInForce.IOC)
+    assert venue.sink.events[-1] == ("rejected", order.client_order_id, RejectReason.UNSUPPORTED)
+    assert venue.fake.requests == []
+
+
+def test_a_return_market_order_on_an_exchange_keeps_its_remainder_working():
+    venue = Venue(trade_exemode=3, filling_mode=0)  # RETURN only
+    venue.fake.liquidity["EURUSD"] = 0.04
+    order = venue.order("BUY", "0.10")
+    assert venue.fake.requests[0]["type_filling"] == 2
+    assert venue.sink.state[order.client_order_id] is OrderState.PARTIALLY_FILLED
+    del venue.fake.liquidity["EURUSD"]
+    venue.fake.set_tick("EURUSD", 1.10000, 1.10020)
+    venue.adapter.poll()
+    assert [f.qty for f in venue.fills_of(order)] == [D("0.04"), D("0.06")]
+    assert venue.sink.state[order.client_order_id] is OrderState.FILLED
+
+
+def test_sl_and_tp_go_on_the_bots_positions_and_a_stop_out_comes_back_as_a_fill():
+    venue = Venue(HEDGING, bot_id="alpha", fake_args={"commission_per_lot": 7.0})
+    other_ea_deal(venue.fake, 0, 0.20)
+    venue.order("BUY", "0.10")
+    assert venue.adapter.set_position_stops("EURUSD", D("1.09500"), D("1.11000")) == [None]
+    ours = [p for p in venue.fake.positions.values() if p["magic"] == venue.adapter.magic]
+    theirs = [p for p in venue.fake.positions.values() if p["magic"] == OTHER_EA]
+    assert (ours[0]["sl"], ours[0]["tp"], theirs[0]["sl"]) == (1.095, 1.11, 0.0)
+    assert venue.fake.requests[-1]["action"] == 6
+    assert venue.adapter.set_position_stops("EURUSD", D("1.10500"), None) == [mapping.INVALID_STOPS]
+    venue.fake.set_tick("EURUSD", 1.09490, 1.09510)  # the server closes our position at its SL
+    venue.adapter.poll()
+    closing = venue.sink.fills[-1]
+    assert (closing.side, closing.qty, closing.price, closing.fee) == (OrderSide.SELL, D("0.10"), D("1.09490"), D("0.70"))
+    assert closing.client_order_id.startswith("MT5-") and venue.adapter.positions() == []
+    assert [p["magic"] for p in venue.fake.positions.values()] == [OTHER_EA]
+
+
+class Bridge:
+    """An object shaped like mt5linux's MetaTrader5 instance (1.1.1): the module's functions and
+    constants as attributes of an object, results as copies whose fields are attributes (not
+    named tuples), sequences as lists, and dates that must be datetimes where mt5linux writes
+    `date_from.astimezone()` into the code it evaluates in the terminal's container. The adapter
+    and the feed must work through it unchanged."""
+
+    DATETIME_ARGS = {"copy_ticks_from": (1,), "copy_ticks_range": (1, 2), "copy_rates_range": (2, 3),
+                     "history_orders_total": (0, 1), "history_deals_total": (0, 1)}
+
+    class Proxy:
+        def __init__(self, values: dict) -> None:
+            self._values = values
+
+        def __getattr__(self, name: str):
+            try:
+                return self._values[name]
+            except KeyError:
+                raise AttributeError(name) from None
+
+    def __init__(self, fake: FakeMT5) -> None:
+        self._fake = fake
+
+    def __getattr__(self, name: str):
+        target = getattr(self._fake, name)
+        if not callable(target):
+            return target
+        def call(*args, **kwargs):
+            for i in Bridge.DATETIME_ARGS.get(name, ()):
+                args[i].astimezone()  # what mt5linux does: an int here is an AttributeError
+            return self._wrap(target(*args, **kwargs))
+        return call
+
+    def _wrap(self, value):
+        if hasattr(value, "_asdict"):
+            return Bridge.Proxy({k: self._wrap(v) for k, v in value._asdict().items()})
+        if isinstance(value, tuple) and not isinstance(value, (str, bytes)):
+            return [self._wrap(v) for v in value]
+        return value
+
+
+def test_the_adapter_works_through_an_object_of_mt5linuxs_shape():
+    fake = FakeMT5(margin_mode=HEDGING, commission_per_lot=7.0)
+    fake.add_symbol("EURUSD", 1.10000, 1.10020)
+    adapter = MT5Adapter(Bridge(fake), ["EURUSD"], login=5001, password="secret", server="FakeBroker-Demo",
+                         bot_id="alpha", sleep=lambda s: None, clock_ns=lambda: fake.now_msc * 1_000_000)
+    sink = RecordingSink()
+    adapter.connect(sink)
+    buy = Order("alpha-00000001", "alpha", "EURUSD", OrderSide.BUY, OrderType.MARKET, D("0.10"), 0)
+    limit = Order("alpha-00000002", "alpha", "EURUSD", OrderSide.SELL, OrderType.LIMIT, D("0.10"), 0,
+                  limit_price=D("1.10500"))
+    adapter.submit(buy)
+    adapter.submit(limit)
+    fake.set_tick("EURUSD", 1.10500, 1.10520)
+    adapter.poll()
+    assert [(f.client_order_id, f.fee) for f in sink.fills] == [("alpha-00000001", D("0.70")),
+                                                                 ("alpha-00000002", D("0.70"))]
+    assert adapter.positions() == [] and len(fake.positions) == 2  # hedging: a sell limit opens its own short
+    assert adapter.account().cash == D(str(round(fake.balance, 2)))
+    feed = MT5Feed(Bridge(fake), lock=adapter.lock)
+    seen = []
+    feed.subscribe(["EURUSD"], seen.append)
+    fake.set_tick("EURUSD", 1.10510, 1.10530)
+    feed.poll()
+    assert [(t.bid, t.ask) for t in seen][-1] == (1.1051, 1.1053)
+
+
+def test_after_a_restart_the_stored_ticket_finds_an_order_whose_comment_was_replaced():
+    venue = Venue(bot_id="alpha")
+    venue.fake.rewrite_comments(lambda c: "bridge#81")
+    order = venue.order("BUY", "0.10", OrderType.LIMIT, limit="1.09000")
+    assert order.venue_order_id == str(next(iter(venue.fake.orders)))  # journaled with the order
+    restarted = MT5Adapter(venue.fake, ["EURUSD"], bot_id="alpha", sleep=lambda s: None,
+                           clock_ns=lambda: venue.fake.now_msc * 1_000_000)
+    restarted.connect(RecordingSink())
+    assert restarted.order_status(order.client_order_id) is None  # nothing at the venue names it ...
+    stored = Order(order.client_order_id, "alpha", "EURUSD", OrderSide.BUY, OrderType.LIMIT, D("0.10"), 0,
+                   limit_price=D("1.09000"), venue_order_id=order.venue_order_id)
+    restarted.remember([stored])                                  # ... but the store has its ticket
+    assert restarted.order_status(order.client_order_id).state is OrderState.ACCEPTED
+    assert [o.client_order_id for o in restarted.open_orders()] == [order.client_order_id]

@@ -1,0 +1,109 @@
+"""The MT5 server's clock: every time the terminal returns (ticks, orders, deals, positions) is
+the trade server's wall clock written as if it were UTC. Most brokers run at UTC+2, UTC+3 in
+summer (EET/EEST, or shifted with US DST to put the New York close at midnight), so a fixed
+offset is wrong for half the year.
+
+`ServerClock` converts both ways. Where the offset comes from, in order:
+- a zone the operator names (`zone`, an IANA name such as "EET"): exact, DST included, for any
+  moment, past or present;
+- a fixed offset the operator names (`fixed_offset_s`);
+- derived from the terminal: the newest tick's server time against UTC now, rounded to a quarter
+  hour (offsets are whole quarter hours). A tick is never newer than now, so a stale one (a
+  closed market) reads too small: a larger offset is taken at once (a fresh tick, or DST
+  starting), a smaller one only from a tick that arrived since the previous look (so at most a
+  poll interval old), which is how DST ending shows. Offsets beyond +-14 h are not offsets (a
+  terminal whose clock is not today's, e.g. a test fake): they are ignored.
+
+Each derived offset is kept with the server time it was first seen at, so a time from before a
+DST change still converts with the offset that held then (as far as this process saw it; times
+before the first observation use the first offset). Name the zone to be exact about history.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from datetime import datetime, timezone
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+QUARTER_HOUR_S = 900
+MAX_OFFSET_S = 14 * 3600
+
+
+class ServerClock:
+    def __init__(self, *, zone: str | None = None, fixed_offset_s: int | None = None,
+                 utc_now_ns: Callable[[], int]) -> None:
+        self.zone = ZoneInfo(zone) if zone else None
+        self.utc_now_ns = utc_now_ns
+        self._derive = self.zone is None and fixed_offset_s is None
+        self._starts: list[int] = []          # server seconds each offset was first seen at
+        self._offsets: list[int] = []
+        self._fixed = fixed_offset_s or 0
+        self._last_tick_msc: int | None = None
+
+    @property
+    def derived(self) -> bool:
+        return self._derive
+
+    def offset_s(self) -> int:
+        """The offset now."""
+        if self.zone is not None:
+            return _zone_offset(self.zone, self.utc_now_ns() // 1_000_000_000)
+        return self._offsets[-1] if self._offsets else self._fixed
+
+    def observe(self, newest_tick_msc: int | None) -> int:
+        """Take the newest tick's server time (ms) into account; returns the offset now."""
+        if not self._derive or newest_tick_msc is None:
+            return self.offset_s()
+        fresh = self._last_tick_msc is None or newest_tick_msc > self._last_tick_msc
+        self._last_tick_msc = max(newest_tick_msc, self._last_tick_msc or newest_tick_msc)
+        utc_s = self.utc_now_ns() / 1e9
+        raw = newest_tick_msc / 1000 - utc_s
+        derived = int(round(raw / QUARTER_HOUR_S)) * QUARTER_HOUR_S
+        if abs(derived) > MAX_OFFSET_S:
+            return self.offset_s()
+        current = self._offsets[-1] if self._offsets else None
+        if current is None or derived > current or (derived < current and fresh):
+            if derived != current:
+                self._starts.append(int(utc_s) + derived)
+                self._offsets.append(derived)
+        return self.offset_s()
+
+    def to_utc_ns(self, server_msc: int) -> int:
+        """A server time (ms) as ns UTC."""
+        server_s = int(server_msc) // 1000
+        return (int(server_msc) - self._offset_at_server(server_s) * 1000) * 1_000_000
+
+    def server_now_s(self) -> int:
+        return self.utc_now_ns() // 1_000_000_000 + self.offset_s()
+
+    def to_server_s(self, utc_ns: int) -> int:
+        utc_s = utc_ns // 1_000_000_000
+        if self.zone is not None:
+            return utc_s + _zone_offset(self.zone, utc_s)
+        if not self._offsets:
+            return utc_s + self._fixed
+        # the offset of the observation in force at that UTC moment
+        starts_utc = [start - offset for start, offset in zip(self._starts, self._offsets)]
+        i = max(0, bisect_right(starts_utc, utc_s) - 1)
+        return utc_s + self._offsets[i]
+
+    def _offset_at_server(self, server_s: int) -> int:
+        if self.zone is not None:
+            naive = datetime.fromtimestamp(server_s, tz=timezone.utc).replace(tzinfo=None)
+            offset = naive.replace(tzinfo=self.zone).utcoffset()
+            assert offset is not None
+            return int(offset.total_seconds())
+        if not self._offsets:
+            return self._fixed
+        i = max(0, bisect_right(self._starts, server_s) - 1)
+        return self._offsets[i]
+
+
+def _zone_offset(zone: ZoneInfo, utc_s: int) -> int:
+    offset = datetime.fromtimestamp(utc_s, tz=zone).utcoffset()
+    assert offset is not None
+    return int(offset.total_seconds())
+
+
+__all__ = ["ServerClock"]
