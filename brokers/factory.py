@@ -223,7 +223,7 @@ def open_venue(venue: str, account: str, symbols: Sequence[str], sources: Sequen
     if venue == "mt5":
         from brokers.mt5.feed import MT5Feed
 
-        feed = MT5Feed(adapter.api, lock=adapter.lock)
+        feed = MT5Feed(adapter.api, lock=adapter.lock, clock=adapter.server_clock)
         return adapter, feed, [adapter.poll, feed.poll]
     found = resolve_credentials(account, venue, sources)
     if venue == "ccxt":
