@@ -1,8 +1,16 @@
 """The control API's app factory: create_app(settings, bot_control).
 
-Everything lives under /api/v1 (OpenAPI at /api/v1/openapi.json, docs at /api/v1/docs), except
-nothing: health, readiness and metrics are /api/v1/health, /api/v1/ready, /api/v1/metrics. The
-BotControl is injected, so the same app drives the in-process runtime, a worker, or a test's.
+Everything lives under /api/v1 (OpenAPI at /api/v1/openapi.json, docs at /api/v1/docs and
+/api/v1/redoc), except nothing: health, readiness and metrics are /api/v1/health, /api/v1/ready,
+/api/v1/metrics. The BotControl is injected, so the same app drives the in-process runtime, a
+worker, or a test's.
+
+The docs pages load Swagger UI and ReDoc from this server (/api/v1/docs/assets/, the files of the
+pinned fastapi-offline package), never from a CDN: a server without internet, or a browser
+behind a strict proxy, still gets working docs.
+
+The data directories (settings.data_dirs) are installed as the process's, in the API's process
+and in the runtime's, so the names GET /data-sources lists are the ones a bot's `data` may use.
 
 Under load (api.middleware): at most `api_threads` requests run at once, in as many worker threads,
 each sure of a database connection (the pool is sized with them); a short queue waits behind them
@@ -20,6 +28,9 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 from starlette.types import ASGIApp
 
@@ -28,14 +39,16 @@ from api.deps import AppContext
 from api.metrics import Metrics, MetricsMiddleware, TicksDroppedCollector
 from api.middleware import BodyLimit, ConcurrencyLimit, SecurityHeaders
 from api.ratelimit import RateLimiter
-from api.routers import accounts, auth, backtests, bots, health, signals, subscriptions, users
+from api.routers import accounts, auth, backtests, bots, data, health, signals, subscriptions, users
 from api.security import Vault
 from api.settings import Settings
 from api.streaming import SignalHub
 from engine.runtime.control import BotControl
+from engine.runtime.feed import set_data_dirs
 from engine.store.db import make_engine, upgrade
 
 PREFIX = "/api/v1"
+DOCS_ASSETS = f"{PREFIX}/docs/assets"
 POOL_TIMEOUT_S = 5.0  # a connection held elsewhere (poller, stream logins) past this: 503, not a hang
 
 
@@ -63,6 +76,46 @@ def install_owner_credentials(manager: Any, database_url: str | None, accounts_k
     manager.credential_sources = owner_credentials(make_engine(database_url), Vault(accounts_key))
 
 
+def install_data_dirs(_manager: Any, dirs: tuple[Any, ...]) -> None:
+    """The API's data directories, installed in a runtime that runs in another process."""
+    set_data_dirs(dirs)
+
+
+def docs_assets_dir() -> Any:
+    """Swagger UI's and ReDoc's files, shipped by the pinned fastapi-offline package (MIT; the
+    assets keep their own licences: Swagger UI Apache-2.0, ReDoc MIT)."""
+    from pathlib import Path
+
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc, their scripts and styles served by this app."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
+    openapi_url = app.openapi_url or f"{PREFIX}/openapi.json"
+    oauth2_redirect = f"{PREFIX}/docs/oauth2-redirect"
+
+    @app.get(f"{PREFIX}/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=openapi_url, title=f"{app.title} - Swagger UI",
+                                   oauth2_redirect_url=oauth2_redirect,
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get(oauth2_redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get(f"{PREFIX}/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=openapi_url, title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
+
+
 class TickbridgeAPI(FastAPI):
     """FastAPI with the security headers outside everything, the 500 page included."""
 
@@ -84,10 +137,12 @@ def create_app(settings: Settings | None = None, bot_control: BotControl | None 
                      bot_control=bot_control, vault=Vault(settings.accounts_key),
                      auth_limiter=RateLimiter.for_settings(settings, engine), metrics=metrics,
                      executor=ThreadPoolExecutor(settings.backtest_workers, thread_name_prefix="backtest"))
+    set_data_dirs(settings.data_dirs)  # what a bot's `data` may name, here and in the runtime
     if hasattr(bot_control, "credential_sources"):  # live-venue bots log in with their owner's accounts
         bot_control.credential_sources = owner_credentials(engine, ctx.vault)
     elif hasattr(bot_control, "configure"):  # a runtime in its own process builds them there
         bot_control.configure(install_owner_credentials, settings.database_url, settings.accounts_key)
+        bot_control.configure(install_data_dirs, tuple(settings.data_dirs))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -107,7 +162,7 @@ def create_app(settings: Settings | None = None, bot_control: BotControl | None 
             ctx.executor.shutdown(wait=False, cancel_futures=True)
 
     app = TickbridgeAPI(title="tickbridge control API", version="1", lifespan=lifespan,
-                        openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None,
+                        openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None,
                         responses={code: errors.ERROR_SCHEMA
                                    for code in (400, 401, 403, 404, 405, 408, 409, 413, 422, 429, 503)},
                         description="Bots, accounts, subscriptions, signals and backtests. Errors are "
@@ -115,7 +170,8 @@ def create_app(settings: Settings | None = None, bot_control: BotControl | None 
                                     "never do it, 404 when the object is not yours (or does not exist).")
     app.state.ctx = ctx
     errors.install(app)
-    for module in (auth, users, bots, accounts, subscriptions, signals, backtests, health):
+    install_docs(app)
+    for module in (auth, users, bots, accounts, data, subscriptions, signals, backtests, health):
         app.include_router(module.router, prefix=PREFIX)
     # innermost first: the slot is taken after the body is in, and the metrics see every answer
     app.add_middleware(ConcurrencyLimit, limit=settings.api_threads, queue=settings.api_queue,

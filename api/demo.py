@@ -9,6 +9,12 @@ signals. It prints the URLs and the logins, and stops cleanly on Ctrl-C or
 SIGTERM (the bot's open orders are cancelled, the session's ticks are recorded for `tickbridge
 parity`). Run it again and the bot resumes where it stopped.
 
+While it runs, the console follows the bots (BotConsole): one line, with its ISO 8601 UTC time,
+for each change of a bot's state (STARTING, RUNNING, STOPPED or HALTED with the reason and the
+runtime's message) and for each error a bot dies of, e.g. a store that went away. It watches the
+runtime's status a few times a second and prints only changes, so a bot trading thousands of
+ticks prints a handful of lines, not one per tick.
+
 Everything goes through the real HTTP API, so the demo is also a smoke test of the product.
 """
 
@@ -28,6 +34,7 @@ import httpx
 
 from engine.errors import ConfigError
 
+CONSOLE_POLL_S = 0.2
 TRADER = ("demo-trader", "demo-trader-pass")
 SUBSCRIBER = ("demo-subscriber", "demo-subscriber-pass")
 DEMO_BOT: dict[str, Any] = {
@@ -105,6 +112,80 @@ def demo_jwt_secret(path: Path = JWT_SECRET_FILE) -> str | None:
     return secret
 
 
+def utc_now_iso() -> str:
+    """The wall clock as ISO 8601 UTC to the millisecond: 2026-11-29T21:04:05.123Z."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class BotConsole:
+    """Prints each bot's state changes and errors as they happen, one line each:
+
+        2026-11-29T21:04:05.123Z  demo-sma-eurusd  RUNNING
+        2026-11-29T21:09:41.907Z  demo-sma-eurusd  STOPPED  END_OF_FEED: replayed its whole feed ...
+        2026-11-29T21:09:41.907Z  demo-sma-eurusd  ERROR  cannot write to the store ...
+
+    A line is printed when what a person would act on changes (state, stop reason, error), never
+    per tick. `control` is the runtime (its bots() and status()); it is read, never driven."""
+
+    def __init__(self, control: Any, say: Any, interval_s: float = CONSOLE_POLL_S) -> None:
+        self.control, self.say, self.interval_s = control, say, interval_s
+        self._seen: dict[str, tuple[Any, ...]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def line(self, bot_id: str, *parts: str) -> None:
+        text = "  ".join(" ".join(str(p).split()) for p in parts if p)  # one line, whatever the message holds
+        with self._lock:
+            self.say(f"{utc_now_iso()}  {bot_id}  {text}")
+
+    def starting(self, bot_id: str) -> None:
+        """Said by whoever starts a bot, before the runtime has it (it then reports RUNNING)."""
+        with self._lock:
+            self._seen[bot_id] = ("STARTING", None, None)
+        self.line(bot_id, "STARTING")
+
+    def failed(self, bot_id: str, message: str) -> None:
+        self.line(bot_id, "ERROR", message)
+
+    def poll(self) -> None:
+        """Print what changed since the last look, for every bot the runtime knows."""
+        for bot_id in self.control.bots():
+            try:
+                status = self.control.status(bot_id)
+            except Exception as exc:  # noqa: BLE001 - the console reports; it never stops the demo
+                status = {"state": "UNKNOWN", "error": f"status unavailable: {exc}"}
+            state, reason, error = status.get("state"), status.get("stop_reason"), status.get("error")
+            key = (state, reason if state != "RUNNING" else None, error)
+            with self._lock:
+                previous = self._seen.get(bot_id)
+                if previous == key or (previous is not None and previous[0] == "STARTING" and key == ("STOPPED", None, None)):
+                    continue  # unchanged, or still starting (not RUNNING yet, nothing wrong either)
+                self._seen[bot_id] = key
+            if previous is None or previous[0] != state or previous[1] != key[1]:
+                why = f"{reason}: {status.get('stop_message') or ''}".rstrip(": ") if key[1] else ""
+                self.line(bot_id, str(state), why)
+            if error and (previous is None or previous[2] != error):
+                self.failed(bot_id, str(error))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="bot-console", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.poll()
+
+    def stop(self) -> None:
+        """Stop watching, after a last look (the stops that closing the runtime caused)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.poll()
+
+
 def run_demo(settings: DemoSettings, say: Any = print) -> None:
     import uvicorn
 
@@ -129,13 +210,15 @@ def run_demo(settings: DemoSettings, say: Any = print) -> None:
     serving.start()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    console = BotConsole(manager, say)
     try:
         _wait_until_up(server, serving)
         base = f"http://{settings.host}:{settings.port}/api/v1"
-        _drive_through_the_api(base)
+        console.start()
+        _drive_through_the_api(base, console)
         say(f"tickbridge demo: store {masked(url)}, API up, bot {DEMO_BOT['id']} trading real EURUSD ticks "
             f"at {settings.speed:g}x")
-        say(f"  API docs       {base}/docs")
+        say(f"  API docs       {base}/docs   (ReDoc: {base}/redoc; served by the API itself, no internet needed)")
         say(f"  bot status     {base}/bots/{DEMO_BOT['id']}/status   (and /orders /fills /positions /pnl /equity)")
         say(f"  signals        {base}/signals   (stream: {base}/signals/sse, websocket {base}/signals/ws)")
         say(f"  health         {base}/health   metrics {base}/metrics")
@@ -150,6 +233,7 @@ def run_demo(settings: DemoSettings, say: Any = print) -> None:
             signal.signal(sig, handler)
         say("stopping: bots first, then the API")
         manager.close()
+        console.stop()
         server.should_exit = True
         serving.join(10)
         for bot_id in manager.bots():
@@ -169,7 +253,7 @@ def _wait_until_up(server: Any, thread: threading.Thread, timeout_s: float = 30.
         time.sleep(0.05)
 
 
-def _drive_through_the_api(base: str) -> None:
+def _drive_through_the_api(base: str, console: BotConsole | None = None) -> None:
     """What a trader and a subscriber would do first, through the real endpoints."""
     with httpx.Client(base_url=base, timeout=30.0) as http:
         trader = _login(http, *TRADER)
@@ -178,7 +262,12 @@ def _drive_through_the_api(base: str) -> None:
             bot = _ok(http.post("/bots", json=DEMO_BOT, headers=trader), "create the demo bot").json()
         else:
             bot = _ok(exists, "read the demo bot").json()
-        _ok(http.post(f"/bots/{DEMO_BOT['id']}/start", headers=trader), "start the demo bot")
+        if console is not None:
+            console.starting(bot["runtime_id"])
+        started = http.post(f"/bots/{DEMO_BOT['id']}/start", headers=trader)
+        if started.status_code >= 400 and console is not None:
+            console.failed(bot["runtime_id"], f"start refused: HTTP {started.status_code} {started.text[:300]}")
+        _ok(started, "start the demo bot")
         if not bot["published"]:
             _ok(http.post(f"/bots/{DEMO_BOT['id']}/publish", headers=trader), "publish the demo bot")
         subscriber = _login(http, *SUBSCRIBER)  # on the pro plan: ensure_users granted it

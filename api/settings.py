@@ -24,6 +24,9 @@ TICKBRIDGE_MAX_BODY_BYTES request bodies larger are refused with 413 (default 1 
 TICKBRIDGE_BODY_TIMEOUT_S a request body must arrive within this (default 10 s), else 408
 TICKBRIDGE_METRICS_TOKEN  when set, /metrics needs `Authorization: Bearer <token>`
 TICKBRIDGE_METRICS_PORT   when set, metrics are served on 127.0.0.1:<port> and /metrics is 404
+TICKBRIDGE_DATA_DIRS      the data directories whose files are the named data sources paper bots
+                          replay (separated by the OS path separator, `:` on Linux; default the
+                          bundled data/ folder): GET /data-sources lists them, a bot's `data` names one
 (`tickbridge serve` only: TICKBRIDGE_RUNTIME=process|thread, where the bots run, default their own
 process; TICKBRIDGE_API_NICE, the API's nice level below them, default 10 / 0: api/cli.py)
 """
@@ -58,6 +61,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # IPs/CIDRs of reverse proxies; others' X-Forwarded-For is ignored
     poll_interval_s: float = 0.05
     data_dir: Path = ROOT / "data"
+    data_dirs: tuple[Path, ...] = field(default_factory=lambda: _data_dirs_from_env())
     backtest_workers: int = 2
     backtest_quota: int = 2
     migrate: bool = True            # run Alembic to head when the app starts
@@ -86,6 +90,7 @@ class Settings:
         values["jwt_secret"] = require_jwt_secret(env.get("TICKBRIDGE_JWT_SECRET") or jwt_secret)
         values["redis_url"] = env.get("TICKBRIDGE_REDIS_URL") or None
         values["trusted_proxies"] = parse_trusted_proxies(env.get("TICKBRIDGE_TRUSTED_PROXIES", ""))
+        values["data_dirs"] = _data_dirs_from_env(env)
         for name, key, kind in (("accounts_key", "TICKBRIDGE_ACCOUNTS_KEY", str),
                                 ("access_ttl_s", "TICKBRIDGE_ACCESS_TTL_S", int),
                                 ("refresh_ttl_s", "TICKBRIDGE_REFRESH_TTL_S", int),
@@ -96,6 +101,12 @@ class Settings:
                 values[name] = kind(env[key])
         values.update(load_limits(env))
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _data_dirs_from_env(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    from engine.runtime.feed import data_dirs_from_env  # the runtime's rule: one for both
+
+    return data_dirs_from_env(env)
 
 
 JWT_SECRET_VAR = "TICKBRIDGE_JWT_SECRET"

@@ -1,5 +1,11 @@
 """Broker accounts: credentials go in encrypted (Fernet, TICKBRIDGE_ACCOUNTS_KEY) and never come
-out; a GET shows the name, venue, creation time and a masked hint."""
+out; a GET shows the name, venue, creation time and a masked hint.
+
+POST and PUT check the credentials against the venue before storing them
+(brokers.factory.validate_credentials: alpaca api_key + secret_key, optional paper; ccxt a known
+exchange and what its requiredCredentials asks for; mt5 a numeric login, password, server; paper
+none), so a typo is a 422 naming the field (`credentials.secret_key`) now, not a bot that cannot
+log in later. No answer or error repeats a credential's value."""
 
 from __future__ import annotations
 
@@ -15,16 +21,29 @@ from api import audit
 from api.deps import Ctx, Db, PathId, Trader
 from api.errors import ApiError, not_found
 from api.security import mask
+from brokers.factory import validate_credentials
 from engine.store.models import BotConfigRow, BrokerAccountRow
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
 
+CREDENTIALS = Field(default_factory=dict, max_length=16,
+                    description="the venue's fields, stored encrypted: alpaca {api_key, secret_key, paper?}; ccxt "
+                                "{exchange, api_key, secret, password? (okx, kucoin...), sandbox?}; mt5 {login, "
+                                "password, server, bridge_host?, bridge_port?, path?}; paper {}",
+                    examples=[{"exchange": "binance", "api_key": "your-key", "secret": "your-secret"}])
+HINT_FIELDS = ("api_key", "login", "wallet_address")  # what identifies an account; never a secret
+
+
 class AccountIn(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     venue: Literal["paper", "ccxt", "alpaca", "mt5"]
-    credentials: dict[str, str] = Field(description="e.g. {\"api_key\": ..., \"secret\": ...}; stored encrypted",
-                                        max_length=16)
+    credentials: dict[str, Any] = CREDENTIALS
+
+
+class AccountUpdate(BaseModel):
+    venue: Literal["paper", "ccxt", "alpaca", "mt5"]
+    credentials: dict[str, Any] = CREDENTIALS
 
 
 class AccountOut(BaseModel):
@@ -37,8 +56,8 @@ class AccountOut(BaseModel):
 
 
 def _hint(credentials: dict[str, str]) -> str:
-    first = next(iter(credentials.values()), "")
-    return mask(first)
+    shown = next((credentials[name] for name in HINT_FIELDS if credentials.get(name)), "")
+    return mask(shown) if shown else ""
 
 
 def _owned(db: Any, caller: Any, account_id: int) -> BrokerAccountRow:
@@ -55,8 +74,9 @@ def create_account(body: AccountIn, caller: Trader, ctx: Ctx, db: Db) -> BrokerA
     if db.scalar(select(BrokerAccountRow.id).where(BrokerAccountRow.owner_id == caller.user_id,
                                                    BrokerAccountRow.name == body.name)) is not None:
         raise ApiError(409, f"account {body.name!r} exists", field="name")
+    credentials = validate_credentials(body.venue, body.credentials)
     row = BrokerAccountRow(owner_id=caller.user_id, name=body.name, venue=body.venue,
-                           secret=ctx.vault.seal(json.dumps(body.credentials)), hint=_hint(body.credentials))
+                           secret=ctx.vault.seal(json.dumps(credentials)), hint=_hint(credentials))
     db.add(row)
     db.flush()
     audit.record(db, caller.username, "account.create", f"account:{row.id}", {"name": body.name, "venue": body.venue})
@@ -75,6 +95,21 @@ def list_accounts(caller: Trader, db: Db) -> list[BrokerAccountRow]:
 @router.get("/{account_id}", response_model=AccountOut)
 def get_account(account_id: PathId, caller: Trader, db: Db) -> BrokerAccountRow:
     return _owned(db, caller, account_id)
+
+
+@router.put("/{account_id}", response_model=AccountOut, summary="replace an account's venue and credentials")
+def update_account(account_id: PathId, body: AccountUpdate, caller: Trader, ctx: Ctx, db: Db) -> BrokerAccountRow:
+    row = _owned(db, caller, account_id)
+    credentials = validate_credentials(body.venue, body.credentials)
+    if body.venue != row.venue:
+        for config in db.scalars(select(BotConfigRow).where(BotConfigRow.owner_id == row.owner_id,
+                                                            BotConfigRow.deleted_at.is_(None))):
+            if config.config.get("account") == row.name:
+                raise ApiError(409, f"bot {config.bot_id!r} trades on this {row.venue} account", field="venue")
+    row.venue, row.secret, row.hint = body.venue, ctx.vault.seal(json.dumps(credentials)), _hint(credentials)
+    audit.record(db, caller.username, "account.update", f"account:{row.id}", {"name": row.name, "venue": body.venue})
+    db.commit()
+    return row
 
 
 @router.delete("/{account_id}", status_code=204, summary="delete an account no bot uses")

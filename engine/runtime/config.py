@@ -5,7 +5,9 @@ models, so a config the API accepts is one the runtime can run. A bad value is r
 engine.errors.ConfigError naming its dotted field ("bots.1.params.fast", "feed.speed"), the way
 strategies/base.py parse_params does, so a person (or an API client) can fix it in one go.
 Credentials never live here: `account` only names a broker account whose secrets are in the API's
-encrypted account store or the environment.
+encrypted account store or the environment. Nor do paths from an API caller: a paper bot's market
+data is `data`, the name of one of the server's data sources (engine.runtime.feed.DataCatalog);
+a path there is refused unless the config comes from the operator's own YAML.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class BotConfig(BaseModel):
     strategy: str = Field(description="a name in strategies.STRATEGIES")
     params: dict[str, Any] = Field(default_factory=dict, description="validated by the strategy's Params")
     symbol: str = Field(min_length=1)
+    data: str | None = Field(None, min_length=1, max_length=256,
+                             description="paper bots: the name of one of the server's data sources (GET "
+                                         "/data-sources), e.g. EURUSD_fxcm_20140505, never a path; left out, the "
+                                         "runtime's feed, else the one source named for the symbol")
     venue: Literal["paper", "ccxt", "alpaca", "mt5"] = "paper"
     account: str = Field("default", min_length=1, description="broker account name, never credentials")
     bar: str = Field("1min", description="bars built from ticks, a pandas offset alias")
@@ -82,6 +88,28 @@ class BotConfig(BaseModel):
             raise ValueError(exc.message) from None
         return value
 
+    @field_validator("data")
+    @classmethod
+    def _data_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # a name, looked up only inside the server's data directories; a path is the operator's
+        # to give (their own YAML, where load_runtime_config made it absolute). Neither message
+        # repeats the value: it may be a path the caller was probing for.
+        from engine.runtime.feed import NOT_A_NAME, data_catalog, is_source_name
+
+        if value is None:
+            return None
+        operator = bool((info.context or {}).get("allow_code_refs"))
+        if not is_source_name(value):
+            if operator:
+                return value
+            raise ValueError(NOT_A_NAME)
+        if not operator:  # the operator's session replays (parity) need not find it again
+            try:
+                data_catalog().describe(value)
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+        return value
+
     @field_validator("bar")
     @classmethod
     def _bar_alias(cls, value: str) -> str:
@@ -114,6 +142,13 @@ class BotConfig(BaseModel):
     def _risk_json(self, risk: RiskConfig | None) -> dict[str, Any] | None:
         """Only the limits that are set: a stored config reads as it was written."""
         return None if risk is None else risk.model_dump(mode="json", exclude_defaults=True)
+
+    @model_validator(mode="after")
+    def _data_for_paper(self) -> "BotConfig":
+        if self.data is not None and self.venue != "paper":
+            raise _FieldError("data", f"only paper bots replay a data source; a {self.venue} bot trades on "
+                                      "its venue's own market data")
+        return self
 
     @model_validator(mode="after")
     def _strategy_params(self) -> "BotConfig":
@@ -215,7 +250,8 @@ def load_runtime_config(path: str | Path) -> RuntimeConfig:
     except yaml.YAMLError as exc:
         raise ConfigError("config", f"{path} is not valid YAML: {exc}") from None
     if isinstance(raw, dict) and isinstance(raw.get("bots"), list):
-        raw = {**raw, "bots": [_with_risk_read(bot, n, path.parent) for n, bot in enumerate(raw["bots"])]}
+        raw = {**raw, "bots": [_with_data_path(_with_risk_read(bot, n, path.parent), n, path.parent)
+                               for n, bot in enumerate(raw["bots"])]}
     return parse_runtime_config(raw, allow_code_refs=True)  # the operator's file may name their code
 
 
@@ -235,3 +271,22 @@ def _with_risk_read(bot: Any, n: int, base: Path) -> Any:
         field = f"bots.{n}.risk" + ("" if exc.field == "risk" else f".{exc.field}")
         raise ConfigError(field, exc.message) from None
     return {**bot, "risk": risk}
+
+
+def _with_data_path(bot: Any, n: int, base: Path) -> Any:
+    """The bot entry with a `data:` that is not a data source's name made an absolute path: the
+    operator's own file may name a data file, relative to the YAML's folder or the working one."""
+    from engine.runtime.feed import data_catalog, is_source_name
+
+    if not isinstance(bot, dict) or not isinstance(bot.get("data"), str):
+        return bot
+    named = bot["data"]
+    if is_source_name(named) and named in data_catalog().files():
+        return bot
+    path = Path(named).expanduser()
+    candidates = [path] if path.is_absolute() else [base / path, Path.cwd() / path]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise ConfigError(f"bots.{n}.data", f"{named} is neither one of the server's data sources nor a file "
+                                            f"(looked for {' or '.join(str(c) for c in candidates)})")
+    return {**bot, "data": str(found.resolve())}

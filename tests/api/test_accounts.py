@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from engine.store.models import BrokerAccountRow
 
-SECRET = {"api_key": "AKIAEXAMPLEKEY9876", "secret": "s3cr3t-never-shown-4321"}
+SECRET = {"api_key": "AKIAEXAMPLEKEY9876", "secret_key": "s3cr3t-never-shown-4321"}
 
 
 def test_credentials_are_encrypted_at_rest_with_the_configured_key(make_api):
@@ -22,7 +22,7 @@ def test_credentials_are_encrypted_at_rest_with_the_configured_key(make_api):
     assert created.status_code == 201
     with Session(api.ctx.engine) as db:
         stored = db.scalar(select(BrokerAccountRow.secret))
-    assert SECRET["secret"] not in stored and SECRET["api_key"] not in stored
+    assert SECRET["secret_key"] not in stored and SECRET["api_key"] not in stored
     assert json.loads(Fernet(key.encode()).decrypt(stored.encode())) == SECRET
 
 
@@ -32,7 +32,7 @@ def test_credentials_are_never_returned_only_a_masked_hint(api):
                               headers=ann)
     for body in (created.text, api.client.get("/api/v1/accounts", headers=ann).text,
                  api.client.get(f"/api/v1/accounts/{created.json()['id']}", headers=ann).text):
-        assert SECRET["secret"] not in body and SECRET["api_key"] not in body
+        assert SECRET["secret_key"] not in body and SECRET["api_key"] not in body
     shown = api.client.get(f"/api/v1/accounts/{created.json()['id']}", headers=ann).json()
     assert set(shown) == {"id", "name", "venue", "owner_id", "hint", "created_at"}
     assert shown["hint"] == "****9876"
