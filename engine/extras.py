@@ -13,6 +13,7 @@ from __future__ import annotations
 EXTRA_OF_MODULE: dict[str, str] = {
     "fastapi": "api", "starlette": "api", "uvicorn": "api", "h11": "api", "jwt": "api", "argon2": "api",
     "cryptography": "api", "prometheus_client": "api", "redis": "api", "zxcvbn": "api", "httpx": "api",
+    "fastapi_offline": "api",
     "ray": "research", "optuna": "research",
     "sklearn": "ml", "joblib": "ml", "threadpoolctl": "ml", "apscheduler": "ml",
     "matplotlib": "plots",
