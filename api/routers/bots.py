@@ -13,6 +13,19 @@ the bot by its `runtime_id` (bots.id, orders, fills, signals, client order ids):
 when no other bot has it, else `<name[:50]>-<8 hex of sha256(owner_id:name)>`. Owners address
 their bots by name; admins, who see every owner's, by runtime id. Signals carry the runtime id.
 
+Times. Every market time in these responses is ISO 8601 UTC with nine fractional digits
+("2014-05-05T00:00:01.123456789Z": nothing of the engine's nanoseconds is lost), and the integer
+nanoseconds stay beside it under the same name plus `_ns` (`ts` and `ts_ns`, `ts_init` and
+`ts_init_ns`, `last_tick_ts` and `last_tick_ts_ns`). Money and quantities are decimal strings.
+
+Following. GET /equity?every=bar is the equity, cash, P&L and position at every bar close, paged
+by time (?after=<ts_ns>&limit=); without `every` it is the daily closes, as before. /status says
+why a stopped bot stopped (stop_reason, stop_message) and what it still holds, from the store, so
+it survives a restart of the API. Start answers 409 for a bot whose replay feed is exhausted and
+for one a kill halted (POST /resume lifts the halt); kill flattens a stopped bot too. POST /reset
+archives a stopped paper bot's books (GET /archives lists them; ?archive=N reads one through
+/orders, /fills, /positions, /pnl and /equity) and lets it start clean.
+
 Publication. Subscribers can only follow a bot its owner has published (POST /bots/{id}/publish;
 /unpublish withdraws it, and its subscribers stop receiving its signals). GET /bots/published
 lists the published bots, by runtime id, for anyone logged in.
@@ -23,7 +36,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
@@ -36,9 +49,10 @@ from api.deps import (MAX_ID, Caller, Ctx, Db, Principal, QueryId, Trader, addre
                       owned_bot)
 from api.errors import ApiError, not_found
 from engine.errors import ConfigError, TickbridgeError
+from engine.runtime import books
 from engine.runtime.config import BotConfig, parse_bot_config
-from engine.store.models import (BotConfigRow, BotRow, BrokerAccountRow, DailyPnlRow, FillRow, OrderRow, PositionRow,
-                                 SignalRow, UserRow)
+from engine.store.models import (BotArchiveRow, BotConfigRow, BotRow, BrokerAccountRow, DailyPnlRow, EquityPointRow,
+                                 FillRow, OrderRow, PositionRow, SignalRow, UserRow)
 
 router = APIRouter(prefix="/bots", tags=["bots"])
 
@@ -49,6 +63,9 @@ CONFIG_BODY = Body(description="a bot config: id (a name of yours), strategy, pa
                               "symbol": "SPY", "venue": "paper", "risk": {"default_bot": {"max_order_qty": 100}}}])
 ConfigBody = Annotated[dict[str, Any], CONFIG_BODY]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+Archive = Annotated[int | None, Query(ge=1, le=MAX_ID, description="read the books a reset archived (GET /archives)")]
+NS_COLUMNS = frozenset({"ts", "ts_init", "ts_last", "updated_ts", "last_tick_ts"})
+MAX_NS = 2**63 - 1
 RESERVED = {"published"}   # GET /bots/published is the list of published bots, not a bot of that name
 SUFFIXED_TRIES = 8
 
@@ -312,13 +329,80 @@ def kill(bot_id: str, caller: Trader, ctx: Ctx, db: Db, body: KillIn | None = No
     return _control(db, caller, "kill", row, lambda: ctx.bot_control.kill(row.runtime_id, reason), {"reason": reason})
 
 
-@router.get("/{bot_id}/status", summary="the runtime's view of the bot")
+@router.post("/{bot_id}/resume", summary="lift a kill's halt: a halted bot may be started again (or, still "
+                                           "running, trades again)")
+def resume(bot_id: str, caller: Trader, ctx: Ctx, db: Db) -> dict[str, Any]:
+    row = owned_bot(db, caller, bot_id)
+    return _control(db, caller, "resume", row, lambda: ctx.bot_control.resume(row.runtime_id), {})
+
+
+@router.post("/{bot_id}/reset", summary="archive a stopped paper bot's books (orders, fills, position, P&L, "
+                                          "equity points, signals) and let it start clean")
+def reset(bot_id: str, caller: Trader, ctx: Ctx, db: Db) -> dict[str, Any]:
+    row = owned_bot(db, caller, bot_id)
+    report: dict[str, Any] = {}
+    detail: dict[str, Any] = {}
+
+    def call() -> None:
+        report.update(ctx.bot_control.reset(row.runtime_id, caller.username))
+        detail["archive_id"] = report.get("archive_id")
+
+    out = _control(db, caller, "reset", row, call, detail)
+    db.expire_all()  # the runtime wrote the archive on its own connection
+    return out | {"archive": _archive_number(db, row.runtime_id, report.get("archive_id")), **report,
+                  "bot_id": row.bot_id, "runtime_id": row.runtime_id}
+
+
+def _archive_number(db: Session, runtime_id: str, archive_id: str | None) -> int | None:
+    ids = list(db.scalars(select(BotArchiveRow.archive_bot_id).where(BotArchiveRow.bot_id == runtime_id)
+                          .order_by(BotArchiveRow.id)))
+    return ids.index(archive_id) + 1 if archive_id in ids else None
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def _with_iso_times(values: dict[str, Any]) -> dict[str, Any]:
+    """Each nanosecond time as ISO 8601 under its name, the integer beside it as <name>_ns."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in NS_COLUMNS and (value is None or isinstance(value, int)):
+            out[key], out[f"{key}_ns"] = books.iso_ns(value), value
+        else:
+            out[key] = value
+    return out
+
+
+@router.get("/{bot_id}/status", summary="the runtime's view of the bot: state, why it stopped, what it holds")
 def status(bot_id: str, caller: Trader, ctx: Ctx, db: Db) -> dict[str, Any]:
     row = owned_bot(db, caller, bot_id)
+    stored = books.stored_status(db.connection(), row.runtime_id) or {}
     try:
-        return ctx.bot_control.status(row.runtime_id)
-    except TickbridgeError:  # a bot this runtime never started
-        return {"bot_id": row.runtime_id, "state": "STOPPED"}
+        current = dict(ctx.bot_control.status(row.runtime_id))
+    except TickbridgeError:  # a bot this runtime never started: what the store says
+        current = {"bot_id": row.runtime_id, "state": stored.get("state", "STOPPED")}
+    for key in ("stop_reason", "stop_message", "stopped_at", "holdings", "halted", "resets"):
+        if key in stored:
+            current.setdefault(key, stored[key])
+    for key in ("error", "stop_message"):
+        if isinstance(current.get(key), str):
+            current[key] = books.scrub(current[key])
+    current.setdefault("halted", current.get("state") == "HALTED")
+    current.setdefault("last_tick_ts", None)
+    return _json_ready(_with_iso_times(current))
+
+
+@router.get("/{bot_id}/archives", summary="the books each reset of the bot archived, oldest first")
+def archives(bot_id: str, caller: Trader, db: Db) -> list[dict[str, Any]]:
+    runtime_id = _readable(db, caller, bot_id)
+    return books.archives(db.connection(), runtime_id)
 
 
 # --- what the bot did, read from the store ---
@@ -328,27 +412,36 @@ def _row(obj: Any) -> dict[str, Any]:
     for column in obj.__table__.columns:
         value = getattr(obj, column.key)
         out[column.key] = str(value) if isinstance(value, Decimal) else value
-    return out
+    return _with_iso_times(out)
 
 
-def _readable(db: Session, caller: Principal, bot_id: str) -> str:
+def _readable(db: Session, caller: Principal, bot_id: str, archive: int | None = None) -> str:
     """The runtime id whose store data the caller may read: an owner's bot by name (deleted ones
-    too: their history stays), for an admin any bot by runtime id, API-made or not."""
+    too: their history stays), for an admin any bot by runtime id, API-made or not. `archive`:
+    the id the bot's N-th reset filed its books under instead."""
     if caller.is_admin:
         if latest_config(db, bot_id) is None and db.get(BotRow, bot_id) is None:
             raise not_found(f"bot {bot_id!r}")
-        return bot_id
-    row = addressed_bot(db, caller, bot_id)
-    if row is None:
-        raise not_found(f"bot {bot_id!r}")
-    return row.runtime_id
+        runtime_id = bot_id
+    else:
+        row = addressed_bot(db, caller, bot_id)
+        if row is None:
+            raise not_found(f"bot {bot_id!r}")
+        runtime_id = row.runtime_id
+    if archive is None:
+        return runtime_id
+    ids = list(db.scalars(select(BotArchiveRow.archive_bot_id).where(BotArchiveRow.bot_id == runtime_id)
+                          .order_by(BotArchiveRow.id)))
+    if archive > len(ids):
+        raise not_found(f"archive {archive} of bot {bot_id!r}")
+    return ids[archive - 1]
 
 
 @router.get("/{bot_id}/orders", summary="orders, newest first")
 def orders(bot_id: str, caller: Trader, db: Db, limit: Limit = 100,
            state: Annotated[str | None, Query(max_length=20)] = None,
-           offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[dict[str, Any]]:
-    runtime_id = _readable(db, caller, bot_id)
+           offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0, archive: Archive = None) -> list[dict[str, Any]]:
+    runtime_id = _readable(db, caller, bot_id, archive)
     query = select(OrderRow).where(OrderRow.bot_id == runtime_id)
     if state:
         query = query.where(OrderRow.state == state)
@@ -359,23 +452,23 @@ def orders(bot_id: str, caller: Trader, db: Db, limit: Limit = 100,
 
 @router.get("/{bot_id}/fills", summary="fills (trades), paged by id: ?after_id=")
 def fills(bot_id: str, caller: Trader, db: Db, limit: Limit = 100,
-          after_id: QueryId = 0) -> list[dict[str, Any]]:
-    runtime_id = _readable(db, caller, bot_id)
+          after_id: QueryId = 0, archive: Archive = None) -> list[dict[str, Any]]:
+    runtime_id = _readable(db, caller, bot_id, archive)
     rows = db.scalars(select(FillRow).where(FillRow.bot_id == runtime_id, FillRow.id > after_id)
                       .order_by(FillRow.id).limit(limit))
     return [_row(r) for r in rows]
 
 
 @router.get("/{bot_id}/positions")
-def positions(bot_id: str, caller: Trader, db: Db) -> list[dict[str, Any]]:
-    runtime_id = _readable(db, caller, bot_id)
+def positions(bot_id: str, caller: Trader, db: Db, archive: Archive = None) -> list[dict[str, Any]]:
+    runtime_id = _readable(db, caller, bot_id, archive)
     return [_row(r) for r in db.scalars(select(PositionRow).where(PositionRow.bot_id == runtime_id)
                                         .order_by(PositionRow.symbol))]
 
 
 @router.get("/{bot_id}/pnl", summary="realized P&L and fees (positions) and P&L per UTC day")
-def pnl(bot_id: str, caller: Trader, db: Db) -> dict[str, Any]:
-    runtime_id = _readable(db, caller, bot_id)
+def pnl(bot_id: str, caller: Trader, db: Db, archive: Archive = None) -> dict[str, Any]:
+    runtime_id = _readable(db, caller, bot_id, archive)
     positions_ = list(db.scalars(select(PositionRow).where(PositionRow.bot_id == runtime_id)))
     realized = sum((p.realized_pnl for p in positions_), Decimal(0))
     fees = sum((p.fees for p in positions_), Decimal(0))
@@ -385,9 +478,18 @@ def pnl(bot_id: str, caller: Trader, db: Db) -> dict[str, Any]:
                       "fees": str(d.fees), "equity_close": str(d.equity_close)} for d in days]}
 
 
-@router.get("/{bot_id}/equity", summary="equity curve: the equity at each UTC day's close")
-def equity(bot_id: str, caller: Trader, db: Db) -> list[dict[str, Any]]:
-    runtime_id = _readable(db, caller, bot_id)
+@router.get("/{bot_id}/equity", summary="equity curve: at each UTC day's close, or ?every=bar at every bar close "
+                                          "(paged: ?after=<ts_ns of the last point you have>&limit=)")
+def equity(bot_id: str, caller: Trader, db: Db, every: Literal["day", "bar"] = "day", limit: Limit = 1000,
+           after: Annotated[int, Query(ge=-1, le=MAX_NS, description="bar points after this time (ns)")] = -1,
+           archive: Archive = None) -> list[dict[str, Any]]:
+    runtime_id = _readable(db, caller, bot_id, archive)
+    if every == "bar":
+        points = db.scalars(select(EquityPointRow).where(EquityPointRow.bot_id == runtime_id, EquityPointRow.ts > after)
+                            .order_by(EquityPointRow.ts).limit(limit))
+        return [{"ts": books.iso_ns(p.ts), "ts_ns": p.ts, "equity": str(p.equity), "cash": str(p.cash),
+                 "realized": str(p.realized), "unrealized": str(p.unrealized), "position": str(p.position)}
+                for p in points]
     days = db.scalars(select(DailyPnlRow).where(DailyPnlRow.bot_id == runtime_id).order_by(DailyPnlRow.day))
     return [{"day": d.day.isoformat(), "equity": str(d.equity_close)} for d in days]
 

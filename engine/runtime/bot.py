@@ -14,6 +14,15 @@ Wall time (LiveClock) is only used for the session's started/stopped stamps and 
 Restart: PaperSession.start() reloads orders and fills from the store and reconciles with the
 venue's log; the ticks up to the checkpoint then rebuild the bars with order entry muted
 (driver docstring), and trading resumes at the first tick after the checkpoint.
+
+Following: at every bar close (live, not while rebuilding) the books marked at the bar's close go
+to the journal as an equity point, written with its next commit (engine.store.journal).
+
+Kill of a stopped bot (`kill_only`): the bot is restored and reconciled as for a start, the kill
+switch is applied before its first live tick, and that tick fills the flattening order; a bot
+whose feed is exhausted has no next tick, so its last quote is offered once more, as a new input
+after the last (logged by the venue and checkpointed like any other): the position is closed at
+the last price its feed had, as a backtest closes at the end of its data.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,7 @@ from engine.runtime.config import BotConfig
 from engine.runtime.driver import StrategyDriver, raw_price
 from engine.runtime.feed import ReplayFeed, TickTable
 from engine.runtime.lease import BotLease
+from engine.runtime.books import KILLED
 from engine.runtime.recorder import SessionRecorder
 from engine.session import PaperSession, SessionConfig
 from engine.tick_guard import TickGuard
@@ -70,16 +80,34 @@ def venue_log_path(state_dir: Path, database_url: str, bot_id: str) -> Path:
     return Path(state_dir) / "paper" / key / f"{bot_id}.log"
 
 
-def paper_venue_name(bot_id: str) -> str:
-    """The store's venue name for a bot's own paper venue (the fills.venue column holds 32)."""
-    name = f"PAPER:{bot_id}"
-    return name if len(name) <= 32 else "PAPER:" + hashlib.sha256(bot_id.encode()).hexdigest()[:26]
+def paper_venue_name(bot_id: str, resets: int = 0) -> str:
+    """The store's venue name for a bot's own paper venue (the fills.venue column holds 32). A
+    reset gives the bot a fresh venue, whose executions are numbered from 1 again: it gets a name
+    of its own ("/r<n>"), so its fills are not taken for the archived ones."""
+    tail = f"/r{resets}" if resets else ""
+    name = f"PAPER:{bot_id}{tail}"
+    if len(name) <= 32:
+        return name
+    return "PAPER:" + hashlib.sha256(bot_id.encode()).hexdigest()[:26 - len(tail)] + tail
+
+
+def resets_of(engine: Any, bot_id: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(BotRow.resets).where(BotRow.id == bot_id)).scalar() or 0)
 
 
 def stored_status(engine: Any, bot_id: str) -> str | None:
     """The bot's status as its last run left it in the store (HALTED after a kill)."""
     with engine.connect() as connection:
         return connection.execute(select(BotRow.status).where(BotRow.id == bot_id)).scalar()
+
+
+def was_killed(engine: Any, bot_id: str) -> bool:
+    """Halted, or last stopped by a kill (and resumed since): the kill switch flattened the bot on
+    purpose, so a restart does not bring the position back to the strategy's last target."""
+    with engine.connect() as connection:
+        row = connection.execute(select(BotRow.status, BotRow.stop_reason).where(BotRow.id == bot_id)).first()
+    return row is not None and (row.status == HALTED or row.stop_reason == KILLED)
 
 
 def make_gate(config: BotConfig, clock: Any, instrument: Instrument, last_price: Any,
@@ -105,6 +133,20 @@ def guarded_prices(guard: TickGuard, instrument: Instrument) -> tuple[Any, Any]:
         return s.price(raw) if raw > 0 else None
 
     return (lambda _symbol: price(guard.last_mid)), (lambda _symbol: price(guard.reference()))
+
+
+def record_bar_close(journal: Any, driver: StrategyDriver, instrument: Instrument, portfolio: Any) -> None:
+    """The equity point of the bar the driver just closed: the books marked at its close price,
+    stamped with its end, written with the journal's next commit."""
+    bar = driver.last_bar
+    if bar is None:
+        return
+    s = instrument.scales
+    close_raw = raw_price(bar.close, s.price_dp, s.price_step)
+    position = portfolio.positions[instrument.symbol]
+    equity = portfolio.cash_raw + position.qty * close_raw * s.notional_k
+    journal.record_equity(bar.end, s.cash(equity), portfolio.cash, s.cash(portfolio.realized_pnl_raw),
+                          s.cash(position.unrealized_raw(close_raw)), position.quantity)
 
 
 @dataclass
@@ -140,6 +182,10 @@ class BotRunner:
         self.summary: dict[str, Any] = {}
         self.error: BaseException | None = None
         self.halted = False
+        self.kill_only: str | None = None  # set before run(): kill a stopped bot (reason), then stop
+        self.feed_ended = False            # the feed ran out (not a stop): the stop reason END_OF_FEED
+        self.stop_reason: str | None = None  # set by the manager when the thread ends (engine.runtime.books)
+        self.stop_message = ""
         self._stop = False
         self._live_ticks = 0
         strategy = get_strategy(config.strategy)(self.params)
@@ -150,7 +196,9 @@ class BotRunner:
         # fills are unique per (venue, execution id) in the store, and every paper venue numbers
         # its executions from 1: each bot's venue needs its own name or one bot's fills are
         # dropped as duplicates of another's
-        self.session.journal.venue = paper_venue_name(config.id)
+        self.session.journal.venue = paper_venue_name(config.id, resets_of(self.session.journal.engine, config.id))
+        # read before the manager clears the last stop's reason (a start clears it)
+        self.was_killed = was_killed(self.session.journal.engine, config.id)
         self.lease = lease
         if lease is not None:  # no commit, hence no order, once another runtime took the bot over
             self.session.journal.guards.append(lease.check)
@@ -166,7 +214,7 @@ class BotRunner:
         except BaseException:
             self._close()
             raise
-        strategy.on_tick = self.driver.on_tick  # type: ignore[method-assign]  # PaperSession calls it per tick
+        strategy.on_tick = self._on_tick  # type: ignore[method-assign]  # PaperSession calls it per tick
 
     # -- commands (any thread) ------------------------------------------------------------------------
     def post(self, command: str, reason: str = "") -> threading.Event:
@@ -182,7 +230,7 @@ class BotRunner:
         try:
             report = session.start()
             self.driver.restore_direction(self.signals.load(self.config.id),
-                                          close_gap=stored_status(session.journal.engine, self.config.id) != HALTED)
+                                          close_gap=not self.was_killed)
             self.feed.live_from = session.checkpoint + 1
             self._set_status(RUNNING)
             if self.recorder is not None:
@@ -212,7 +260,9 @@ class BotRunner:
         session, driver, recorder = self.session, self.driver, self.recorder
         checkpoint = session.checkpoint
         driver.muted = True
+        last_seq, last_quote = -1, None  # the last tick the guard admitted: a quote the venue may use
         for seq, tick in self.feed:
+            last_seq = seq
             if seq > checkpoint:
                 if driver.muted:
                     driver.muted = False
@@ -226,15 +276,32 @@ class BotRunner:
             if seq <= checkpoint:
                 session.clock.ts = max(session.clock.ts, tick.ts)
                 if session.guard.admit(tick):
-                    driver.on_tick(tick)
+                    last_quote = tick
+                    if self.kill_only is None:  # a kill needs no bars
+                        driver.on_tick(tick)
                 continue
             self._live_ticks += 1
             if self.lease is not None:
                 self.lease.check()  # before the venue log sees this tick: it may be another runtime's now
             yield seq, tick
+            if self.kill_only is not None and not session.oms.open_orders:  # flattened: done (a tick
+                self._stop = True                                        # the guard dropped fills nothing)
+                return
         self._publish(HALTED if self.halted else RUNNING)
         if self.commands:
             self._take_commands()
+        if self.kill_only is not None and last_quote is not None and self.session.oms.open_orders:
+            # the feed is exhausted: the flattening order gets the last quote once more, as a new
+            # input a nanosecond later (the tick guard drops an exact repeat)
+            seq, tick = max(last_seq, checkpoint) + 1, replace(last_quote, ts=last_quote.ts + 1)
+            if recorder is not None:
+                recorder.add(seq, tick)
+            if self.lease is not None:
+                self.lease.check()
+            yield seq, tick
+            self._stop = True
+            return
+        self.feed_ended = not self._stop
 
     def _take_commands(self) -> None:
         self.feed.wake.clear()
@@ -249,8 +316,25 @@ class BotRunner:
                     self._event(actions.KILL, reason)
                     self._set_status(HALTED)
                     self._publish(HALTED)
+                elif command == "resume" and self.halted:  # a person lifts the kill: trade again
+                    actions.apply(actions.START, self.session.oms, self.driver, self.gate)
+                    self.halted = False
+                    self._event(actions.START, "resume")
+                    self._set_status(RUNNING)
+                    self._publish(RUNNING)
             finally:
                 done.set()
+
+    def _on_tick(self, tick: Any) -> None:
+        """Each live tick after the venue matched it: bars and next(), then, if a bar closed, its
+        equity point."""
+        bars = self.driver.bars
+        self.driver.on_tick(tick)
+        if self.driver.bars != bars:
+            self._record_bar_close()
+
+    def _record_bar_close(self) -> None:
+        record_bar_close(self.session.journal, self.driver, self.instrument, self.session.oms.portfolio)
 
     def _event(self, action: str, reason: str = "") -> None:
         if self.recorder is not None:
@@ -294,9 +378,11 @@ class BotRunner:
             self.lease.release()
 
     def _set_status(self, state: str) -> None:
+        """The state, and the config that runs: what a later kill of the stopped bot rebuilds it from."""
         with self.session.journal.engine.begin() as connection:
             connection.execute(update(BotRow.__table__).where(BotRow.id == self.config.id)
-                               .values(status=state, strategy=self.config.strategy))
+                               .values(status=state, strategy=self.config.strategy,
+                                       config=self.config.model_dump(mode="json")))
 
     def _publish(self, state: str) -> None:
         oms = self.session.oms

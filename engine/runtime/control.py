@@ -13,6 +13,7 @@ from engine.errors import TickbridgeError
 from engine.runtime.config import BotConfig
 
 BotState = Literal["RUNNING", "STOPPED", "HALTED"]
+StopReason = Literal["END_OF_FEED", "STOPPED", "KILLED", "STORE_ERROR", "LEASE_LOST", "ERROR"]
 
 
 @runtime_checkable
@@ -26,12 +27,25 @@ class BotControl(Protocol):
         ...
 
     def kill(self, bot_id: str, reason: str) -> None:
-        """Kill switch: cancel all, flatten, halt (engine.risk.KillSwitch semantics)."""
+        """Kill switch: cancel all, flatten, halt (engine.risk.KillSwitch semantics), a stopped
+        bot too (its position is flattened through its venue). The halt is durable: start is
+        refused (BotHalted) until resume()."""
+        ...
+
+    def resume(self, bot_id: str) -> None:
+        """Lift a kill's halt (a person's decision): a halted bot that still runs trades again,
+        a stopped one may be started. NotHalted when it is not halted."""
+        ...
+
+    def reset(self, bot_id: str, actor: str) -> dict[str, Any]:
+        """Archive a stopped paper bot's books and let it start clean (engine.runtime.books);
+        returns what was archived, with a message in currency units."""
         ...
 
     def status(self, bot_id: str) -> dict[str, Any]:
         """{"bot_id", "state": "RUNNING"|"STOPPED"|"HALTED", "bars", "ticks", "orders", "equity",
-        "position", "last_tick_ts"}."""
+        "position", "last_tick_ts" (ns), "stop_reason", "stop_message", "holdings": {"positions",
+        "open_orders"}} (engine.runtime.books for the reasons)."""
         ...
 
     def running(self) -> list[str]:
@@ -83,3 +97,29 @@ class LeaseLost(TickbridgeError):
         self.bot_id = bot_id
         super().__init__(f"bot {bot_id!r} stopped trading: {why}")
 
+
+
+class FeedExhausted(TickbridgeError):
+    """`start` of a replayed bot that has already processed every tick of its feed: it would stop
+    at once. The API answers 409; the way out is a reset (or a longer feed)."""
+
+    def __init__(self, bot_id: str, ticks: int) -> None:
+        self.bot_id = bot_id
+        self.ticks = ticks
+        super().__init__(f"bot {bot_id!r} has replayed its whole feed ({ticks} ticks): there is nothing left to "
+                         f"trade; reset it to replay the feed from the start (tickbridge bots reset {bot_id})")
+
+
+class BotHalted(TickbridgeError):
+    """`start` of a bot the kill switch halted: only an explicit resume lifts a kill."""
+
+    def __init__(self, bot_id: str) -> None:
+        self.bot_id = bot_id
+        super().__init__(f"bot {bot_id!r} is halted by kill: resume it first (POST /bots/{{id}}/resume or "
+                         f"tickbridge bots resume {bot_id})")
+
+
+class NotHalted(TickbridgeError):
+    def __init__(self, bot_id: str, state: str) -> None:
+        self.bot_id = bot_id
+        super().__init__(f"bot {bot_id!r} is not halted (state {state}): nothing to resume")

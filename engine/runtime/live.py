@@ -33,7 +33,8 @@ from engine.orders import Fill, Order
 from engine.portfolio import Portfolio
 from engine.reconcile import reconcile_with_adapter
 from engine.runtime import actions
-from engine.runtime.bot import HALTED, RUNNING, STOPPED, Snapshot, guarded_prices, make_gate, stored_status
+from engine.runtime.bot import (HALTED, RUNNING, STOPPED, Snapshot, guarded_prices, make_gate, record_bar_close,
+                                stored_status)
 from engine.runtime.config import BotConfig
 from engine.runtime.driver import StrategyDriver, raw_price
 from engine.runtime.lease import BotLease
@@ -134,6 +135,9 @@ class LiveBotRunner:
         try:
             stored = self.journal.load({self.config.symbol: self.instrument})
             self.oms.restore(stored.orders, stored.fills, stored.next_order_seq)
+            remember = getattr(self.adapter, "remember", None)  # MT5: orders known by their stored ticket
+            if remember is not None:
+                remember(stored.orders)
             self.driver.restore_direction(self.signals.load(self.config.id),
                                           close_gap=stored_status(self.journal.engine, self.config.id) != HALTED)
             report = reconcile_with_adapter(self.oms, self.adapter, self.clock.now_ns())
@@ -142,6 +146,7 @@ class LiveBotRunner:
                                               "orders_resolved": report.orders_resolved,
                                               "lost_before_submit": len(report.orders_lost_before_submit),
                                               "adopted": len(report.orders_adopted)}
+            self.summary["warm_bars"] = self.driver.warm_up(self.feed, self.config.venue, self.clock.now_ns())
             self.feed.subscribe([self.config.symbol], lambda tick: self.inbox.put(("tick", tick)))
             self._set_status(RUNNING)
             self._publish(RUNNING)  # start() returns once it sees this
@@ -194,7 +199,10 @@ class LiveBotRunner:
             return
         self._ticks += 1
         self._last_tick_ts = tick.ts
+        bars = self.driver.bars
         self.driver.on_tick(tick)
+        if self.driver.bars != bars:  # a bar closed: its equity point, with the next commit
+            record_bar_close(self.journal, self.driver, self.instrument, self.oms.portfolio)
 
     def _finish(self) -> None:
         cancelled = 0

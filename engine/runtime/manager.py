@@ -9,6 +9,14 @@ manager was given a sessions directory.
 One bot, one runner, across processes too: a bot is started only under its lease in the store
 (engine.runtime.lease), taken before anything touches the bot's venue log or its rows, so a
 second runtime on the same store gets BotLeased (a 409 at the API) instead of a second runner.
+
+Following and managing (engine.runtime.books): when a bot's thread ends, why (END_OF_FEED,
+STOPPED, KILLED, STORE_ERROR, LEASE_LOST, ERROR) is written on its row, and status() adds it and
+what the bot still holds, from the store, so a bot this process never ran (the API restarted)
+still says. A kill halts durably: start refuses a halted bot (BotHalted) until resume(). Start
+refuses a replayed bot whose feed is exhausted (FeedExhausted) instead of stopping at once. Kill
+of a stopped bot flattens it through its venue (BotRunner.kill_only). reset() archives a stopped
+paper bot's books under the bot's lease and moves its paper venue log aside.
 """
 
 from __future__ import annotations
@@ -18,19 +26,22 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-VenueOpener = Callable[["BotConfig"], tuple[Any, Any, list[Callable[[], Any]]]]
+from sqlalchemy.exc import SQLAlchemyError
 
 from brokers.factory import EnvCredentials, open_venue
-from engine.runtime.bot import HALTED, RUNNING, STOPPED, BotRunner
+from engine.runtime import books
+from engine.runtime.bot import HALTED, RUNNING, STOPPED, BotRunner, venue_log_path
 from engine.runtime.live import LiveBotRunner
 from engine.runtime.config import BotConfig, FeedConfig
 from engine.errors import ConfigError
-from engine.runtime.control import BotAlreadyRunning, BotNotRunning, UnknownBot
+from engine.runtime.control import (BotAlreadyRunning, BotHalted, BotNotRunning, FeedExhausted, NotHalted,
+                                   UnknownBot)
 from engine.runtime.lease import DEFAULT_TTL_S, Leases
 from engine.runtime.feed import TickTable, resolve_tick_file
 from engine.runtime.recorder import SessionRecorder
 from engine.store.db import database_url as resolve_url, make_engine, masked
 
+VenueOpener = Callable[[BotConfig], tuple[Any, Any, list[Callable[[], Any]]]]
 DEFAULT_TIMEOUT_S = 120.0
 
 
@@ -58,6 +69,8 @@ class BotManager:
         self._threads: dict[str, threading.Thread] = {}
         self._started: dict[str, threading.Event] = {}
         self._closed = False
+        self._kill_reasons: dict[str, str] = {}
+        self._store: Any = None  # an engine for the manager's own reads and writes, made when needed
         self.lease_ttl_s = lease_ttl_s
         self._leases: Leases | None = None  # its engine is made at the first start
 
@@ -87,8 +100,8 @@ class BotManager:
     def session_id(self) -> str | None:
         return None if self.recorder is None else self.recorder.session_id
 
-    def _table(self, symbol: str) -> TickTable:
-        path = resolve_tick_file(self.feed, symbol).resolve()
+    def _table(self, symbol: str, data: str | None = None) -> TickTable:
+        path = resolve_tick_file(self.feed, symbol, data).resolve()
         with self._lock:
             if path not in self._tables:
                 self._tables[path] = TickTable.load(path)
@@ -96,13 +109,17 @@ class BotManager:
 
     # -- BotControl --------------------------------------------------------------------------------
     def start(self, config: BotConfig) -> None:
-        """Start a bot, or resume it from the store; a halted one is stopped and started afresh
-        (the kill switch is undone only this way, by a person). The bot is built in the caller's
-        thread, so a bad config, missing data or an unusable store raise there; it then trades on
-        its own thread. Returns once it has reconciled and is running."""
-        previous = self._bots.get(config.id)
-        if previous is not None and previous.snapshot.state == HALTED:
-            self.stop(config.id)  # starting a halted bot is a person's decision to trade again
+        """Start a bot, or resume it from the store. A halted bot is refused (BotHalted: resume()
+        lifts a kill), so is a replayed bot that has processed its whole feed (FeedExhausted). The
+        bot is built in the caller's thread, so a bad config, missing data or an unusable store
+        raise there; it then trades on its own thread. Returns once it has reconciled and is
+        running."""
+        self._start(config)
+
+    def _start(self, config: BotConfig, kill_only: str | None = None) -> Any:
+        previous, thread = self._bots.get(config.id), self._threads.get(config.id)
+        if kill_only is None and previous is not None and previous.halted and thread is not None and thread.is_alive():
+            raise BotHalted(config.id)  # halted, still consuming its feed: resume() re-arms it
         with self._lock:
             if self._closed:
                 raise RuntimeError("this BotManager is closed")
@@ -111,26 +128,64 @@ class BotManager:
                 raise BotAlreadyRunning(config.id)
             # what needs no lease first (tick file, credentials), then the lease, then the runner,
             # which opens the venue log and writes the bot's rows
-            table = self._table(config.symbol) if config.venue == "paper" else None
+            table = self._table(config.symbol, config.data) if config.venue == "paper" else None
+            try:
+                stored = self._stored(config.id)
+            except SQLAlchemyError:  # an unusable store: the runner says so, with the store's own words
+                stored = None
+            if kill_only is None and stored is not None and stored.status == HALTED:
+                raise BotHalted(config.id)
+            if kill_only is None and table is not None and stored is not None and stored.checkpoint >= len(table) - 1:
+                raise FeedExhausted(config.id, len(table))
             venue = self.venues(config) if config.venue != "paper" else None
             lease = self.leases().acquire(config.id)
             try:
                 if table is not None:
-                    runner: Any = BotRunner(config, table, self.feed.speed, self.database_url,
+                    runner: Any = BotRunner(config, table, 0.0 if kill_only else self.feed.speed, self.database_url,
                                             self.state_dir, self.recorder, lease=lease)
+                    runner.kill_only = kill_only
                 else:
                     runner = LiveBotRunner(config, self.database_url, *venue, lease=lease)  # type: ignore[misc]
             except BaseException:
                 lease.release()
                 raise
+            if kill_only is not None:  # taken before the first live input: nothing trades first
+                self._kill_reasons[config.id] = kill_only
+                runner.post("kill", kill_only)
+                if table is None:
+                    runner.post("stop")
+            if kill_only is None:  # it runs again: no stop reason until its next stop (cleared before
+                try:                # its thread starts, so a feed that ends at once keeps END_OF_FEED)
+                    books.clear_stop(self.store(), config.id)
+                except SQLAlchemyError:
+                    pass
             self._bots[config.id] = runner
             thread = threading.Thread(target=self._run, args=(runner,), name=f"bot-{config.id}", daemon=True)
             self._threads[config.id] = thread
             thread.start()
+        if kill_only is not None:
+            return runner
         while thread.is_alive() and runner.snapshot.state == STOPPED and runner.error is None:
             thread.join(0.01)  # until it reports RUNNING (or stops at once: empty feed, error)
         if runner.error is not None:
             raise runner.error
+        self._kill_reasons.pop(config.id, None)
+        return runner
+
+    def store(self) -> Any:
+        """The manager's own engine on the store (stop reasons, holdings, resets)."""
+        with self._lock:
+            if self._store is None:
+                self._store = make_engine(self.database_url)
+            return self._store
+
+    def _stored(self, bot_id: str) -> Any:
+        from sqlalchemy import select
+
+        from engine.store.models import BotRow
+
+        with self.store().connect() as connection:
+            return connection.execute(select(BotRow).where(BotRow.id == bot_id)).first()
 
     def leases(self) -> Leases:
         """This runtime's leases in the store (one owner id for all its bots)."""
@@ -140,14 +195,44 @@ class BotManager:
             return self._leases
 
     def _open_venue(self, config: BotConfig) -> tuple[Any, Any, list[Callable[[], Any]]]:
-        return open_venue(config.venue, config.account, [config.symbol], self.credential_sources(config))
+        return open_venue(config.venue, config.account, [config.symbol], self.credential_sources(config),
+                          bot_id=config.id)  # MT5: the bot's own magic number
 
-    @staticmethod
-    def _run(runner: BotRunner) -> None:
+    def _run(self, runner: BotRunner) -> None:
         try:
             runner.run()
         except BaseException:  # kept on the runner; reported by status() and wait()
             pass
+        finally:
+            self._record_stop(runner)
+
+    def _record_stop(self, runner: Any) -> None:
+        """Why the bot's thread ended, on its row (engine.runtime.books)."""
+        bot_id = runner.config.id
+        reason, message = self._stop_reason(runner)
+        runner.stop_reason, runner.stop_message = reason, message
+        try:
+            books.record_stop(self.store(), bot_id, reason, message)
+        except Exception:  # noqa: BLE001 - the store may be what failed; the runtime's status still says
+            pass
+
+    def _stop_reason(self, runner: Any) -> tuple[str, str]:
+        bot_id = runner.config.id
+        if runner.error is not None:
+            reason = books.reason_of(runner.error)
+            return reason, f"stopped by {'a store error' if reason == books.STORE_ERROR else 'an error'}: {runner.error}"
+        try:
+            with self.store().connect() as connection:
+                held = books.holdings(connection, bot_id).describe()
+        except Exception:  # noqa: BLE001
+            held = "holdings unknown (the store could not be read)"
+        if runner.halted:
+            why = self._kill_reasons.get(bot_id, "")
+            return books.KILLED, (f"killed ({why}): " if why else "killed: ") + \
+                f"halted until resumed; it {held}"
+        if getattr(runner, "feed_ended", False):
+            return books.END_OF_FEED, f"replayed its whole feed ({len(runner.feed.table)} ticks); it {held}"
+        return books.STOPPED, f"stopped on request; it {held}"
 
     def stop(self, bot_id: str) -> None:
         runner = self._runner(bot_id)
@@ -156,22 +241,141 @@ class BotManager:
             runner.post("stop")
             thread.join(DEFAULT_TIMEOUT_S)
 
-    def kill(self, bot_id: str, reason: str) -> None:
-        runner = self._runner(bot_id)
-        if not self._threads[bot_id].is_alive():
-            raise BotNotRunning(bot_id, runner.snapshot.state)
-        done = runner.post("kill", reason)
-        while not done.wait(0.05):
-            if not self._threads[bot_id].is_alive():
-                break
+    def kill(self, bot_id: str, reason: str, config: BotConfig | None = None) -> None:
+        """The kill switch. A running bot: cancel all, flatten, halt, on its own thread. A stopped
+        one: restored and reconciled like a start, then flattened through its venue (journaled
+        like any order) and halted, without trading in between. `config`: the bot's config, when
+        this process has not run it (else the stored one is used)."""
+        runner = self._bots.get(bot_id)
+        thread = self._threads.get(bot_id)
+        if runner is not None and thread is not None and thread.is_alive():
+            self._kill_reasons[bot_id] = reason
+            done = runner.post("kill", reason)
+            while not done.wait(0.05):
+                if not thread.is_alive():
+                    break
+            books.record_stop(self.store(), bot_id, books.KILLED, f"killed ({reason}): halted until resumed")
+            return
+        stored = self._stored(bot_id)
+        if stored is None:
+            raise UnknownBot(bot_id)
+        with self.store().connect() as connection:
+            held = books.holdings(connection, bot_id)
+        if not held.positions and not held.open_orders:  # nothing to flatten: the halt is all
+            self._kill_reasons[bot_id] = reason
+            books.record_stop(self.store(), bot_id, books.KILLED, f"killed ({reason}): halted until resumed; "
+                              "it held nothing", state=HALTED)
+            return
+        config = config or (runner.config if runner is not None else None) or self._stored_config(stored)
+        if config is None:
+            raise BotNotRunning(bot_id, stored.status)
+        runner = self._start(config, kill_only=reason)
+        self._threads[bot_id].join(DEFAULT_TIMEOUT_S)
+        if runner.error is not None:
+            raise runner.error
+
+    def resume(self, bot_id: str) -> None:
+        """Lift a kill's halt. A halted bot still running trades again at once (a live-venue bot
+        is stopped instead, to be started); a stopped one may be started again."""
+        runner = self._bots.get(bot_id)
+        thread = self._threads.get(bot_id)
+        if runner is not None and thread is not None and thread.is_alive() and runner.halted:
+            if isinstance(runner, BotRunner):
+                done = runner.post("resume")
+                while not done.wait(0.05) and thread.is_alive():
+                    pass
+                books.clear_stop(self.store(), bot_id)
+                return
+            self.stop(bot_id)
+        stored = self._stored(bot_id)
+        if stored is None:
+            raise UnknownBot(bot_id)
+        if stored.status != HALTED:
+            raise NotHalted(bot_id, stored.status)
+        from sqlalchemy import update
+
+        from engine.store.models import BotRow
+
+        with self.store().begin() as connection:  # the stop reason (KILLED) stays: it says why it stopped
+            connection.execute(update(BotRow.__table__).where(BotRow.id == bot_id, BotRow.status == HALTED)
+                               .values(status=STOPPED))
+
+    def reset(self, bot_id: str, actor: str = "cli") -> dict[str, Any]:
+        """Archive a stopped paper bot's books (engine.runtime.books.archive_books) under its
+        lease, so no runtime runs it meanwhile, and move its paper venue log aside: it starts
+        clean from the start of its feed. Returns what was archived, with a message."""
+        from engine.runtime.books import BotRunning, NotResettable
+
+        thread = self._threads.get(bot_id)
+        if thread is not None and thread.is_alive():
+            raise BotRunning(bot_id)
+        stored = self._stored(bot_id)
+        if stored is None:
+            raise UnknownBot(bot_id)
+        venue = (stored.config or {}).get("venue", "paper")
+        if venue != "paper":
+            raise NotResettable(bot_id, f"it trades on {venue}, whose account holds its books: only a paper bot's "
+                                        "books can be archived")
+        lease = self.leases().acquire(bot_id)
+        try:
+            log = venue_log_path(self.state_dir, self.database_url, bot_id)
+            report = books.archive_books(self.store(), bot_id, actor)
+            if log.exists():  # kept beside the new one, named after the archive
+                log.rename(log.with_name(f"{log.stem}.{report.archive_id.rsplit('~', 1)[-1]}.archived.log"))
+        finally:
+            lease.release()
+        with self._lock:
+            if bot_id in self._bots and not self._threads[bot_id].is_alive():
+                del self._bots[bot_id], self._threads[bot_id]
+        self._kill_reasons.pop(bot_id, None)
+        return report.as_dict()
+
+    def _stored_config(self, stored: Any) -> BotConfig | None:
+        """The config the store keeps on the bot's row (the API writes it there), or None."""
+        from engine.runtime.config import parse_bot_config
+
+        if not stored.config or not isinstance(stored.config.get("risk", {}), (dict, type(None))):
+            return None
+        try:
+            return parse_bot_config({**stored.config, "id": stored.id})
+        except ConfigError:
+            return None
 
     def status(self, bot_id: str) -> dict[str, Any]:
-        runner = self._runner(bot_id)
+        """The runner's status (if this process ran the bot) with why it stopped and what it still
+        holds, from the store; for a bot this process never ran, the store's view alone."""
+        with self._lock:
+            runner = self._bots.get(bot_id)
+        stored = None
+        try:
+            with self.store().connect() as connection:
+                stored = books.stored_status(connection, bot_id)
+        except Exception:  # noqa: BLE001 - the store failed (a STORE_ERROR stop): the runner still says
+            pass
+        if runner is None:
+            if stored is None:
+                raise UnknownBot(bot_id)
+            return stored
         status = runner.status()
+        alive = self._threads[bot_id].is_alive()
+        if stored is not None:
+            status["holdings"] = stored["holdings"]
+            if alive and status["position"]:  # the row is written at stops; the runner knows now
+                status["holdings"]["positions"] = [{**p, "qty": books.quantity(status["position"])}
+                                                   for p in stored["holdings"]["positions"]] or \
+                    [{"symbol": runner.config.symbol, "qty": books.quantity(status["position"])}]
         if runner.error is not None:
-            status["error"] = str(runner.error)
-            # why it stopped, for a machine: "store_lost", "lease_lost", or "error" for anything else
-            status["stop_reason"] = getattr(runner.error, "stop_reason", "error")
+            status["error"] = books.scrub(str(runner.error))
+        if not alive and getattr(runner, "stop_reason", None) is not None:
+            status["stop_reason"], status["stop_message"] = runner.stop_reason, books.scrub(runner.stop_message)
+        elif stored is not None and status["state"] == HALTED:
+            status["stop_reason"], status["stop_message"] = stored["stop_reason"], stored["stop_message"]
+        elif runner.error is not None:
+            status["stop_reason"] = books.reason_of(runner.error)
+        else:
+            status["stop_reason"] = status["stop_message"] = None
+        status.setdefault("stop_message", None)
+        status["halted"] = status["state"] == HALTED
         return status
 
     def running(self) -> list[str]:
@@ -208,6 +412,8 @@ class BotManager:
             self.recorder.close()
         if self._leases is not None:
             self._leases.engine.dispose()
+        if self._store is not None:
+            self._store.dispose()
 
     def __enter__(self) -> "BotManager":
         return self

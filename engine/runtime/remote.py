@@ -34,7 +34,7 @@ from typing import Any, Callable
 from engine.errors import TickbridgeError
 from engine.runtime.config import BotConfig
 
-CALLS = frozenset({"start", "stop", "kill", "status", "running", "configure", "bots", "summary"})
+CALLS = frozenset({"start", "stop", "kill", "resume", "reset", "status", "running", "configure", "bots", "summary"})
 IMMEDIATE = frozenset({"status", "running", "bots", "summary"})  # answered on the child's reader thread
 CLOSE_TIMEOUT_S = 300.0  # stopping every bot may wait on each one's venue
 
@@ -84,6 +84,12 @@ class ProcessBots:
 
     def kill(self, bot_id: str, reason: str) -> None:
         self._call("kill", bot_id, reason)
+
+    def resume(self, bot_id: str) -> None:
+        self._call("resume", bot_id)
+
+    def reset(self, bot_id: str, actor: str) -> dict[str, Any]:
+        return self._call("reset", bot_id, actor)  # type: ignore[no-any-return]
 
     def status(self, bot_id: str) -> dict[str, Any]:
         return self._call("status", bot_id)  # type: ignore[no-any-return]

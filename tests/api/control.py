@@ -41,6 +41,21 @@ class InProcessBots:
             self.states[bot_id] = "HALTED"
             self.log.append(("kill", bot_id, reason))
 
+    def resume(self, bot_id: str) -> None:
+        with self._lock:
+            if self.states.get(bot_id) != "HALTED":
+                raise NotRunning(f"bot {bot_id!r} is not halted")
+            self.states[bot_id] = "STOPPED"
+            self.log.append(("resume", bot_id, ""))
+
+    def reset(self, bot_id: str, actor: str) -> dict[str, Any]:
+        with self._lock:
+            if self.states.get(bot_id) == "RUNNING":
+                raise TickbridgeError(f"bot {bot_id!r} is running: stop it before resetting it")
+            self.states[bot_id] = "STOPPED"
+            self.log.append(("reset", bot_id, actor))
+            return {"bot_id": bot_id, "archive_id": None, "message": f"bot {bot_id!r} reset"}
+
     def status(self, bot_id: str) -> dict[str, Any]:
         return {"bot_id": bot_id, "state": self.states.get(bot_id, "STOPPED"), "bars": 0, "ticks": 0, "orders": 0,
                 "equity": None, "position": None, "last_tick_ts": None}

@@ -123,5 +123,7 @@ def test_a_killed_bot_is_not_put_back_into_its_position_by_a_restart(ticks, tmp_
             time.sleep(0.05)
         assert manager.status("sma1")["state"] == "HALTED"
     assert table(url, SignalRow)[-1].direction != 0  # the strategy still "wants" a position
+    with BotManager(FeedConfig(path=str(ticks)), url, tmp_path, record=False) as manager:
+        manager.resume("sma1")  # a kill halts until a person lifts it
     after = run_to_the_end(ticks, url, tmp_path)
     assert after["gap_orders"] == 0

@@ -74,6 +74,7 @@ def test_stopped_killed_and_resumed_sessions_replay_identically(ticks, tmp_path,
     assert [e["action"] for e in meta["bots"]["sma1"]["events"]] == ["start", "kill"]
     assert [e["action"] for e in meta["bots"]["rest1"]["events"]] == ["start", "cancel"]
     with BotManager(FeedConfig(path=str(ticks)), database_url, tmp_path) as second:
+        second.resume("sma1")  # a kill halts until a person lifts it
         second.start(sma)
         second.start(rest)
         second.wait(120)

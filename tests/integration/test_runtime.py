@@ -18,7 +18,7 @@ from sqlalchemy import select
 from engine.errors import ConfigError
 from engine.runtime.bot import venue_log_path
 from engine.runtime.config import FeedConfig, load_runtime_config, parse_bot_config, parse_runtime_config
-from engine.runtime.control import BotControl, BotNotRunning, UnknownBot
+from engine.runtime.control import BotControl, UnknownBot
 from engine.runtime.manager import BotManager
 from engine.store.db import database_url as resolve_url, make_engine, upgrade
 from engine.store.models import BotRow, FillRow, OrderRow, SignalRow
@@ -197,8 +197,9 @@ def test_start_stop_kill_status_from_another_thread(ticks, tmp_path, database_ur
     assert all(o.state in ("FILLED", "CANCELED", "REJECTED", "DENIED") for o in orders)
     with pytest.raises(UnknownBot):
         manager.status("nobody")
-    with pytest.raises(BotNotRunning):
-        manager.kill("sma1", "again")
+    manager.kill("sma1", "again")  # a halted, flat bot: nothing more to flatten, it stays halted
+    assert rows(database_url, BotRow, BotRow.id == "sma1")[0].status == "HALTED"
+    assert len(rows(database_url, OrderRow, OrderRow.bot_id == "sma1")) == len(orders)
 
 
 # -- the command ---------------------------------------------------------------------------------------

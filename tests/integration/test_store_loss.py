@@ -82,7 +82,7 @@ def test_a_deleted_store_stops_the_bot_and_nothing_journaled_into_it_reaches_the
     sent_before_the_loss = StoreVandal.submits_at_deletion[str(store)]
     assert sent_before_the_loss > 0  # it traded before the loss
     assert error is not None, "the bot traded on into a deleted store"
-    assert status["stop_reason"] == "store_lost"
+    assert status["stop_reason"] == "STORE_ERROR"
     assert "store.db was deleted or replaced while the bot ran" in status["error"]
     assert status["state"] == "STOPPED"
     assert status["ticks"] < 3000  # it stopped at once, not at the end of the feed
