@@ -3,11 +3,66 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.errors import ConfigError
+
+
+class InstrumentSpec(BaseModel):
+    """One symbol's contract as a broker states it (an instruments YAML entry): grid, contract
+    size in units per lot, margin (leverage, a margin rate, or a fixed margin per lot, as futures),
+    commission per lot and swap per lot per night (account currency). Futures are the same model:
+    contract_size is the multiplier, margin_per_lot the exchange's margin per contract."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tick: Decimal | None = Field(None, gt=0, description="price increment")
+    lot_step: Decimal | None = Field(None, gt=0, description="quantity increment, in lots")
+    min_qty: Decimal | None = Field(None, ge=0)
+    contract_size: Decimal = Field(Decimal(1), gt=0, description="units per lot (100,000 for FX majors)")
+    quote_currency: str | None = Field(None, min_length=1, max_length=16)
+    base_currency: str | None = Field(None, min_length=1, max_length=16)
+    currency_increment: Decimal | None = Field(None, gt=0)
+    leverage: Decimal | None = Field(None, gt=0)
+    margin_rate: Decimal | None = Field(None, gt=0, le=1, description="initial margin as a fraction of notional")
+    margin_per_lot: Decimal | None = Field(None, ge=0, description="fixed margin per lot (futures)")
+    commission_per_lot: Decimal = Field(Decimal(0), ge=0)
+    swap_long: Decimal = Decimal(0)
+    swap_short: Decimal = Decimal(0)
+
+    @field_validator("contract_size")
+    @classmethod
+    def _whole_units(cls, value: Decimal) -> Decimal:
+        if value != value.to_integral_value():
+            raise ValueError(f"must be a whole number of units per lot, got {value}")
+        return value
+
+
+def load_instrument_specs(path: Path) -> dict[str, InstrumentSpec]:
+    """An instruments YAML: `SYMBOL: {contract_size: 100000, tick: 0.00001, leverage: 30, ...}`.
+    A bad entry is a ConfigError naming `instruments.SYMBOL.field` (never the file's contents)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        raise ConfigError("instruments", "cannot read the instruments file as YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError("instruments", "must map each symbol to its spec")
+    specs: dict[str, InstrumentSpec] = {}
+    for symbol, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"instruments.{symbol}", "must be a mapping of spec fields")
+        try:
+            specs[str(symbol)] = InstrumentSpec(**{k: (str(v) if isinstance(v, float) else v) for k, v in values.items()})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(".".join(["instruments", str(symbol), *(str(p) for p in err["loc"])]),
+                              err["msg"]) from None
+    return specs
 
 
 class BacktestConfig(BaseModel):
@@ -24,6 +79,12 @@ class BacktestConfig(BaseModel):
     currency_increment: Decimal = Field(Decimal("0.01"), gt=0)
     path: Literal["auto", "fast", "event"] = "auto"
     bot_id: str = Field("backtest", min_length=1)
+    # margin (issue 14): the instrument spec of the symbol traded, and what the command line overrides
+    instrument: InstrumentSpec | None = None
+    leverage: Decimal | None = Field(None, gt=0, description="trade on margin: margin = notional / leverage")
+    margin: Decimal | None = Field(None, gt=0, le=1, description="trade on margin: margin = notional * this")
+    stop_out_level: Decimal = Field(Decimal("0.5"), ge=0, description="margin level (equity / margin) that closes positions")
+    account_currency: str | None = Field(None, min_length=1, max_length=16, description="default: the quote currency")
 
 
 def make_config(**values: Any) -> BacktestConfig:

@@ -25,7 +25,7 @@ from brokers.paper.venue import SimulatedVenue
 from engine.clock import SimulatedClock
 from engine.errors import ConfigError
 from engine.instrument import Instrument, infer_price_increment
-from engine.money import FeeModel, Slippage, decimal_places, to_raw
+from engine.money import ConversionRates, FeeModel, Slippage, decimal_places, to_raw
 from engine.oms import OrderManager
 from engine.risk import AccountRisk, RiskConfig, RiskEngine
 from engine.portfolio import Portfolio
@@ -37,12 +37,35 @@ ProgressHook = Callable[[int, int], None]
 
 
 def build_instrument(frame: pd.DataFrame, config: BacktestConfig, units: str) -> Instrument:
-    """The instrument a CSV backtest trades: grid from the config, or inferred from the prices."""
-    price_increment = config.price_increment or min(
+    """The instrument a CSV backtest trades: grid from the config, else from its instrument spec,
+    else inferred from the prices; margin from --leverage / --margin, else from the spec."""
+    spec = config.instrument
+    price_increment = config.price_increment or (spec.tick if spec is not None else None) or min(
         infer_price_increment(frame[c].to_numpy(dtype=np.float64)) for c in ("open", "high", "low", "close"))
-    size_increment = config.size_increment or (Decimal(1) if units == "whole" else FRACTIONAL_STEP)
-    return Instrument(symbol=config.symbol, price_increment=price_increment, size_increment=size_increment,
-                      min_qty=config.min_qty, currency_increment=config.currency_increment)
+    size_increment = (config.size_increment or (spec.lot_step if spec is not None else None)
+                      or (Decimal(1) if units == "whole" else FRACTIONAL_STEP))
+    if spec is None and config.leverage is None and config.margin is None:
+        return Instrument(symbol=config.symbol, price_increment=price_increment, size_increment=size_increment,
+                          min_qty=config.min_qty, currency_increment=config.currency_increment)
+    margin: dict[str, Any] = {}
+    if config.leverage is not None:
+        margin["leverage"] = config.leverage
+    elif config.margin is not None:
+        margin["margin_rate"] = config.margin
+    elif spec is not None:
+        margin = {k: v for k, v in (("leverage", spec.leverage), ("margin_rate", spec.margin_rate),
+                                    ("margin_per_lot", spec.margin_per_lot)) if v is not None}
+    extra: dict[str, Any] = {}
+    if spec is not None:
+        extra = {"multiplier": spec.contract_size, "commission_per_lot": spec.commission_per_lot,
+                 "swap_long": spec.swap_long, "swap_short": spec.swap_short,
+                 "quote_currency": spec.quote_currency or "USD", "base_currency": spec.base_currency or ""}
+        if spec.currency_increment is not None:
+            extra["currency_increment"] = spec.currency_increment
+    min_qty = config.min_qty or (spec.min_qty if spec is not None and spec.min_qty is not None else Decimal(0))
+    return Instrument(**{"symbol": config.symbol, "price_increment": price_increment,
+                         "size_increment": size_increment, "min_qty": min_qty,
+                         "currency_increment": config.currency_increment, **extra, **margin})
 
 
 def to_raw_prices(values: np.ndarray, instrument: Instrument) -> np.ndarray:
@@ -63,7 +86,9 @@ def run_backtest(frame: pd.DataFrame, strategy_cls: type[Strategy], params: dict
     strategy = _prepared(strategy_cls, parsed, frame, instrument)
     if risk is not None and config.path == "fast":
         raise ConfigError("path", "the fast path cannot run the risk engine: use --path event (or auto) with --risk")
-    use_fast = config.path == "fast" or (config.path == "auto" and risk is None
+    if instrument.on_margin and config.path == "fast":
+        raise ConfigError("path", "the fast path cannot book margin, swap or stop-outs: use --path event (or auto)")
+    use_fast = config.path == "fast" or (config.path == "auto" and risk is None and not instrument.on_margin
                                          and type(strategy).signals is not Strategy.signals)
     meta = {"strategy": strategy_cls.name, "params": parsed.model_dump(mode="json"),
             "symbol": instrument.symbol, "price_increment": str(instrument.price_increment),
@@ -108,6 +133,8 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
     allocates many small objects and no cycles, and full collections over a growing heap would
     otherwise cost more than the trading logic.
     """
+    if instrument.on_margin:
+        return run_margin_events(strategy, frame, instrument, config, risk, progress)
     s = instrument.scales
     clock = SimulatedClock()
     portfolio = Portfolio.for_instrument(config.cash, instrument)
@@ -171,6 +198,74 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def run_margin_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, config: BacktestConfig,
+                      risk: RiskConfig | None = None, progress: ProgressHook | None = None) -> BacktestResult:
+    """The event path on a margin account (issue 14): the venue sees every bar (swap at rollover,
+    stop-out), and equity is the exact balance plus the floating P&L at each close, converted
+    into the account currency at the bar's rate. Slower per bar than run_events, which is why
+    cash accounts keep their own loop."""
+    s = instrument.scales
+    currency = config.account_currency or instrument.quote_currency
+    rates: ConversionRates | None = None
+    if currency != instrument.quote_currency:
+        if instrument.base != currency:
+            raise ConfigError("account_currency", f"a {currency} account trading {instrument.symbol} (quoted in "
+                              f"{instrument.quote_currency}) needs a {instrument.quote_currency}/{currency} rate: "
+                              f"only a pair whose base currency is the account's converts by its own prices")
+        rates = ConversionRates()
+    clock = SimulatedClock()
+    portfolio = Portfolio.for_instrument(config.cash, instrument, currency, rates, config.stop_out_level)
+    venue = SimulatedVenue(instrument, config.cash, FeeModel(config.commission, config.commission_per_order),
+                           Slippage(config.slippage_bps), shared_account=portfolio)
+    oms = OrderManager(config.bot_id, clock, venue, portfolio, {instrument.symbol: instrument})
+    strategy.connect(oms)
+    times = frame.index.as_unit("ns").asi8.tolist()
+    o_raw, h_raw, l_raw, c_raw = (to_raw_prices(frame[c].to_numpy(), instrument).tolist()
+                                  for c in ("open", "high", "low", "close"))
+    gate = _risk_gate(risk, config, clock, instrument, strategy, np.asarray(c_raw)) if risk is not None else None
+    if gate is not None:
+        gate.bind(oms)
+        oms.risk = gate
+    n = len(times)
+    pos = portfolio.positions[instrument.symbol]
+    symbol, cash_dp = instrument.symbol, s.cash_dp
+    equity = np.empty(n, dtype=np.float64)
+    position = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        ts = times[i]
+        clock.ts = ts
+        venue.on_bar(o_raw[i], h_raw[i], l_raw[i], c_raw[i], ts, i)
+        if rates is not None:  # the close's rate for the marks and the strategy's turn
+            rates.update(instrument.base, instrument.quote_currency, s.price(c_raw[i]), ts)
+        equity_raw = portfolio.equity_raw({symbol: c_raw[i]}, ts)
+        strategy.i = i
+        if gate is not None:
+            equity_now = s.cash(equity_raw)
+            gate.account.on_equity(equity_now, ts)
+            gate.on_equity(equity_now, ts)
+        strategy.next()
+        equity[i] = equity_raw / 10.0**cash_dp
+        position[i] = pos.units_float
+        if progress is not None and i % 10_000 == 0:
+            progress(i, n)
+    if n:
+        venue.cancel_all(RejectReason.END_OF_DATA)
+        closing = strategy.close()
+        if closing is not None:
+            venue.close_position_at(c_raw[-1], times[-1], n - 1, closing)
+        equity[-1] = portfolio.equity_raw({symbol: c_raw[-1]}, times[-1]) / 10.0**cash_dp
+        position[-1] = pos.units_float
+    result = _event_result(oms, portfolio, frame, instrument, config, equity, position)
+    result.meta["margin"] = {"account_currency": currency, "stop_outs": venue.stop_outs,
+                             "swap": str(s.cash(portfolio.swap_raw).quantize(instrument.currency_increment)), "leverage": str(instrument.leverage or ""),
+                             "margin_rate": str(instrument.margin_rate or ""),
+                             "margin_per_lot": str(instrument.margin_per_lot or "")}
+    if venue.first_unsized is not None:
+        result.unsized_orders = venue.unsized
+        result.unsized_reason = unsized_reason(instrument, venue.first_unsized, strategy)
+    return result
 
 
 def _risk_gate(risk: RiskConfig, config: BacktestConfig, clock: SimulatedClock, instrument: Instrument,
@@ -256,6 +351,8 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
     For sweeps: `raw_prices` is the frame's (open, close) already through `to_raw_prices` for this
     instrument (converted once for thousands of runs); `make_trades` builds the trades table from
     the kernel's raw trades (a sweep's only needs the columns its statistics read)."""
+    if instrument.on_margin:  # the kernel books a cash account only: margin runs on events
+        return None
     target = strategy.signals()
     if target is None:
         return None

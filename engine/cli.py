@@ -102,23 +102,42 @@ def backtest(
     path: Annotated[str, typer.Option(help="auto | fast | event")] = "auto",
     risk: Annotated[Path | None, typer.Option(help="risk limits YAML (config/risk/...): the live risk engine runs in the backtest")] = None,
     bot_id: Annotated[str, typer.Option(help="bot id whose limits apply from the risk file")] = "backtest",
+    leverage: Annotated[str | None, typer.Option(help="trade on margin: margin = notional / leverage")] = None,
+    margin: Annotated[str | None, typer.Option(help="trade on margin: margin = notional x this (0.05 = 5%)")] = None,
+    instruments: Annotated[Path | None, typer.Option(help="instrument specs YAML (contract size, tick, margin, commission per lot, swap) per symbol")] = None,
+    stop_out_level: Annotated[str | None, typer.Option(help="margin level (equity / margin) that closes positions (default 0.5)")] = None,
+    account_currency: Annotated[str | None, typer.Option(help="account currency when not the quote currency (USD for USDJPY)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write stats, equity and trades as JSON")] = None,
     trades_out: Annotated[Path | None, typer.Option("--trades", help="write the trades as CSV")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="write a plot (.png or .html)")] = None,
     strategies_dir: StrategiesDirOption = None,
+    conventions: Annotated[str, typer.Option(help="statistics table: tickbridge | backtesting.py (its definitions and labels, to compare one to one)")] = "tickbridge",
+    risk_free: Annotated[float, typer.Option(help="annual risk-free rate for Sharpe and Sortino (0.04 = 4 %)")] = 0.0,
+    periods_per_year: Annotated[float | None, typer.Option(help="return periods per year for annualising (default: inferred from the data's calendar)")] = None,
     load: Any = None,
 ) -> None:
     """Backtest a strategy on historical data and print its statistics."""
     from backtest.config import make_config
-    from backtest.metrics import compute_stats
     from backtest.report import stats_table, write_json, write_trades_csv
     from backtest.runner import run_backtest
 
+    from backtest.metrics import check_stats_options
+
+    check_stats_options(conventions, risk_free, periods_per_year)  # before any work
     strategy_cls = resolve_cli_strategy(strategy, strategies_dir)
     params = parse_param_pairs(param)
+    spec = None
+    if instruments is not None:
+        from backtest.config import load_instrument_specs
+        specs = load_instrument_specs(instruments)
+        spec = specs.get(symbol or data.stem)
+        if spec is None:
+            raise ConfigError("instruments", f"no spec for {symbol or data.stem} (use --symbol to name it)")
     config = make_config(cash=cash, commission=commission, commission_per_order=commission_per_order,
                          slippage_bps=slippage_bps, symbol=symbol or data.stem, price_increment=price_increment,
-                         size_increment=size_increment, path=path, bot_id=bot_id)
+                         size_increment=size_increment, path=path, bot_id=bot_id, instrument=spec,
+                         leverage=leverage, margin=margin, stop_out_level=stop_out_level,
+                         account_currency=account_currency)
     risk_config = None
     if risk is not None:
         from engine.risk import load_risk_config
@@ -132,14 +151,18 @@ def backtest(
     started = time.perf_counter()
     result = _run_with_progress(frame, strategy_cls, params, config, run_backtest, risk_config)
     elapsed = time.perf_counter() - started
-    stats = compute_stats(result)
-    title = f"{strategy_cls.name} on {data.name} ({len(frame):,} bars, {result.meta.get('path')} path, {elapsed:.2f} s)"
+    from backtest.report import backtest_title, run_stats
+
+    stats = run_stats(result, frame, strategy_cls, params, conventions, risk_free, periods_per_year)
+    # warnings (an in-sample ml_signal run) come first and in the title: a reader stops at the table
+    for warning in result.meta.get("warnings", []):
+        err_console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False)
+    title = backtest_title(result, f"{strategy_cls.name} on {data.name} ({len(frame):,} bars, "
+                                   f"{result.meta.get('path')} path, {elapsed:.2f} s)")
     console.print(stats_table(stats, title, result))
     if result.denied:
         reasons = ", ".join(f"{k} x{v}" for k, v in sorted(result.meta.get("reasons", {}).items()))
         console.print(f"[yellow]{len(result.denied)} orders denied by risk[/yellow]: {reasons}")
-    for warning in result.meta.get("warnings", []):
-        err_console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False)
     for change in result.meta.get("risk_state_changes", []):
         console.print(f"risk state {change['scope']}: {change['from']} -> {change['to']} ({change['reason']})")
     if json_out is not None:
@@ -215,6 +238,7 @@ def train_model(
     commission: Annotated[str, typer.Option(help="signal backtest: commission as a fraction of notional")] = "0",
     name: Annotated[str, typer.Option(help="registry name (default: data file stem + model)")] = "",
     url: Annotated[str | None, typer.Option(help="database URL for the registry")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="OpenMP/BLAS threads for gbm/logreg (default: the CPUs this process may use)")] = None,
     load: Any = None,
 ) -> None:
     """Train a model walk-forward, print out-of-sample metrics and the signal's backtest, register it."""
@@ -241,7 +265,7 @@ def train_model(
         raise ConfigError("param", str(exc)) from None
     config = TrainConfig(kind=model, horizon=horizon, threshold=threshold, folds=folds,  # type: ignore[arg-type]
                          min_train=min_train, embargo=embargo, window=window, seed=seed,  # type: ignore[arg-type]
-                         model_params=model_params)
+                         model_params=model_params, threads=threads)
     engine = make_engine(url)
     check_connection(engine)  # a broken registry is found before an hour of training, not after
     notes: list[str] = []
@@ -342,6 +366,7 @@ def retrain(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     once: Annotated[bool, typer.Option(help="run once and exit instead of scheduling")] = False,
     url: UrlOption = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="OpenMP/BLAS threads for gbm/logreg (default: the CPUs this process may use)")] = None,
 ) -> None:
     """Retrain on a schedule (APScheduler); promote a version only if it beats the active one."""
     import signal as signals
@@ -361,7 +386,7 @@ def retrain(
     check_connection(engine)
     upgrade(url)
     job = RetrainJob(name, csv_loader(data), TrainConfig(kind=model, horizon=horizon, folds=folds,  # type: ignore[arg-type]
-                     min_train=min_train, seed=seed), ModelRegistry(engine), metric=metric)  # type: ignore[arg-type]
+                     min_train=min_train, seed=seed, threads=threads), ModelRegistry(engine), metric=metric)  # type: ignore[arg-type]
     if once:
         outcome = job.run_once()
         console.print(_retrain_line(outcome))
@@ -381,7 +406,8 @@ def retrain(
 
 def _retrain_line(outcome: Any) -> str:
     c = outcome.candidate
-    before = "no active model" if outcome.active_score is None else f"{outcome.active_score:.4f}"
+    before = (("no active model" if outcome.promoted else outcome.reason) if outcome.active_score is None
+              else f"{outcome.active_score:.4f} (active, re-scored on the same {outcome.compared_rows:,} rows)")
     verdict = "promoted" if outcome.promoted else "rejected (the active model keeps trading)"
     return f"{c.name} v{c.version}: score {outcome.candidate_score:.4f} vs {before}: {verdict}"
 

@@ -14,7 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.money import Scales, decimal_places
+from engine.money import Scales, decimal_places, fraction_parts
 
 
 class AssetClass(StrEnum):
@@ -40,23 +40,75 @@ class Instrument:
     quote_currency: str = "USD"
     currency_increment: Decimal = Decimal("0.01")
     sessions: tuple[str, ...] = field(default_factory=tuple)  # "HH:MM-HH:MM" UTC; empty = always open
+    base_currency: str = ""   # "" = from the symbol: BTC/USDT -> BTC, an FX pair EURUSD -> EUR
+    # decimals the venue keeps the base asset at (Binance: 8) when finer than the lot step: a fee
+    # in the coin bought can leave a position between lot steps, and the books must hold it
+    asset_dp: int | None = None
+    # Margin (issue 14). An instrument with a leverage or a margin is traded on margin: a fill
+    # moves no notional, only realized P&L, fees and swap move the account's cash, and an open
+    # position ties up margin (see engine.portfolio). `multiplier` is the contract size: a
+    # quantity of 1 (one lot) is `multiplier` units (100,000 for an FX major).
+    leverage: Decimal | None = None            # margin = notional / leverage
+    margin_rate: Decimal | None = None         # or margin = notional * margin_rate (0.05 = 5 %)
+    margin_per_lot: Decimal | None = None      # or a fixed margin per unit of quantity (futures)
+    commission_per_lot: Decimal = Decimal(0)   # per unit of quantity, per fill, in the quote currency
+    swap_long: Decimal = Decimal(0)            # per unit of quantity per night, quote currency (+ earns)
+    swap_short: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
         for name in ("price_increment", "size_increment", "currency_increment", "multiplier"):
             value = getattr(self, name)
             if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
                 raise ConfigError(name, f"must be a positive decimal, got {value!r}")
+        if self.multiplier != self.multiplier.to_integral_value():
+            raise ConfigError("multiplier", f"the contract size must be a whole number of units, got {self.multiplier}")
+        if self.asset_dp is not None and not 0 <= self.asset_dp <= 18:
+            raise ConfigError("asset_dp", f"must be 0 to 18, got {self.asset_dp}")
         if self.min_qty < 0:
             raise ConfigError("min_qty", f"must be >= 0, got {self.min_qty}")
         if self.max_qty is not None and self.max_qty < max(self.min_qty, self.size_increment):
             raise ConfigError("max_qty", f"must be >= min_qty and the size increment, got {self.max_qty}")
         if decimal_places(self.min_qty) > decimal_places(self.size_increment):
             raise ConfigError("min_qty", f"{self.min_qty} is not on the size grid {self.size_increment}")
+        if self.leverage is not None and (not self.leverage.is_finite() or self.leverage <= 0):
+            raise ConfigError("leverage", f"must be a positive decimal, got {self.leverage}")
+        if self.margin_rate is not None and not (0 < self.margin_rate <= 1):
+            raise ConfigError("margin_rate", f"must be in (0, 1], got {self.margin_rate}")
+        if self.margin_per_lot is not None and (not self.margin_per_lot.is_finite() or self.margin_per_lot < 0):
+            raise ConfigError("margin_per_lot", f"must be >= 0, got {self.margin_per_lot}")
+        if sum(x is not None for x in (self.leverage, self.margin_rate, self.margin_per_lot)) > 1:
+            raise ConfigError("margin", "give one of leverage, margin_rate or margin_per_lot")
+        if self.commission_per_lot < 0:
+            raise ConfigError("commission_per_lot", f"must be >= 0, got {self.commission_per_lot}")
+
+    @property
+    def base(self) -> str:
+        """The asset bought: the base currency, given or read from the symbol."""
+        if self.base_currency:
+            return self.base_currency
+        if "/" in self.symbol:
+            return self.symbol.split("/")[0]
+        if self.asset_class is AssetClass.FX and len(self.symbol) == 6:
+            return self.symbol[:3]
+        return self.symbol
+
+    @cached_property
+    def on_margin(self) -> bool:
+        return self.leverage is not None or self.margin_rate is not None or self.margin_per_lot is not None
+
+    def margin_fraction(self) -> tuple[int, int] | None:
+        """(num, den): initial margin = notional * num / den; None for a fixed margin per lot."""
+        if self.leverage is not None:
+            num, den = fraction_parts(self.leverage)
+            return den, num
+        if self.margin_rate is not None:
+            return fraction_parts(self.margin_rate)
+        return None
 
     @cached_property
     def scales(self) -> Scales:
         return Scales.build(self.price_increment, self.size_increment, self.min_qty,
-                            self.currency_increment, self.multiplier)
+                            self.currency_increment, self.multiplier, self.asset_dp)
 
     @property
     def id(self) -> str:

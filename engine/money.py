@@ -17,8 +17,10 @@ an exact multiple of the cash unit; fees are rounded (half to even) to the curre
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from functools import lru_cache
 from math import gcd
 
@@ -165,11 +167,13 @@ class Scales:
 
     @classmethod
     def build(cls, price_increment: Decimal, size_increment: Decimal, min_qty: Decimal,
-              currency_increment: Decimal, multiplier: Decimal) -> "Scales":
+              currency_increment: Decimal, multiplier: Decimal, asset_dp: int | None = None) -> "Scales":
+        """`asset_dp`: book quantities at these decimals when finer than the lot step (a wallet
+        that pays fees in the coin holds amounts between lot steps)."""
         if multiplier != multiplier.to_integral_value() or multiplier <= 0:
             raise ConfigError("multiplier", f"must be a positive whole number, got {multiplier}")
         price_dp = decimal_places(price_increment)
-        qty_dp = decimal_places(size_increment)
+        qty_dp = max(decimal_places(size_increment), asset_dp or 0)
         ccy_dp = decimal_places(currency_increment)
         cash_dp = max(ccy_dp, price_dp + qty_dp)
         ccy_step = to_raw(currency_increment, ccy_dp)
@@ -239,3 +243,75 @@ class Slippage:
         """(num, den) with slipped price = price * (den +/- num) / den."""
         dp = decimal_places(self.bps)
         return to_raw(self.bps, dp), 10_000 * 10**dp
+
+
+class MissingRate(ConfigError):
+    """No conversion rate for a currency pair at the time it was needed: the amount is not booked."""
+
+    def __init__(self, base: str, quote: str, ts: int, purpose: str) -> None:
+        super().__init__("conversion_rate", f"no {base}/{quote} rate at {_iso(ts)} to value {purpose}")
+        self.base, self.quote, self.ts = base, quote, ts
+
+
+def _iso(ts: int) -> str:
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(ts / 1e9, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+class ConversionRates:
+    """What one currency is worth in another, as of a time, from the market data the bot has.
+
+    The books need a rate to value a fee charged in a third currency (BNB on a BTC/USDT fill) and
+    to report a USDJPY position's P&L on a USD account. Whoever sees market data feeds it:
+    `update("BNB", "USDT", price, ts)`. A rate answers only for times at or after it was seen (no
+    look-ahead in a backtest) and, with `max_age_ns`, only while it is fresh; the inverse pair is
+    derived (JPY/USD from USD/JPY). Rates are kept as exact fractions, so a conversion rounds
+    once, half to even, at the end.
+    """
+
+    def __init__(self, max_age_ns: int | None = None) -> None:
+        self.max_age_ns = max_age_ns
+        self._times: dict[tuple[str, str], list[int]] = {}
+        self._rates: dict[tuple[str, str], list[Fraction]] = {}
+
+    def update(self, base: str, quote: str, rate: Decimal | str | int, ts: int) -> None:
+        """Record `1 base = rate quote` as of `ts` (times per pair must not go backwards)."""
+        value = Fraction(Decimal(rate)) if not isinstance(rate, int) else Fraction(rate)
+        if value <= 0:
+            raise ConfigError("conversion_rate", f"{base}/{quote} rate must be positive, got {rate}")
+        times = self._times.setdefault((base, quote), [])
+        rates = self._rates.setdefault((base, quote), [])
+        if times and ts < times[-1]:
+            raise ConfigError("conversion_rate", f"{base}/{quote} rate at {_iso(ts)} is older than the last one")
+        if times and ts == times[-1]:
+            rates[-1] = value
+            return
+        times.append(ts)
+        rates.append(value)
+
+    def _lookup(self, base: str, quote: str, ts: int) -> Fraction | None:
+        times = self._times.get((base, quote))
+        if not times:
+            return None
+        i = bisect_right(times, ts) - 1
+        if i < 0 or (self.max_age_ns is not None and ts - times[i] > self.max_age_ns):
+            return None
+        return self._rates[(base, quote)][i]
+
+    def rate(self, base: str, quote: str, ts: int, purpose: str = "an amount") -> Fraction:
+        """Units of `quote` one unit of `base` is worth at `ts`; MissingRate when unknown."""
+        if base == quote:
+            return Fraction(1)
+        direct = self._lookup(base, quote, ts)
+        if direct is not None:
+            return direct
+        inverse = self._lookup(quote, base, ts)
+        if inverse is not None:
+            return 1 / inverse
+        raise MissingRate(base, quote, ts, purpose)
+
+    def convert_raw(self, amount_raw: int, amount_dp: int, src: str, dst: str, ts: int, dst_dp: int,
+                    purpose: str = "an amount") -> int:
+        """`amount_raw` (units of 10**-amount_dp of `src`) in raw `dst` at dst_dp, half to even."""
+        value = Fraction(amount_raw * 10**dst_dp, 10**amount_dp) * self.rate(src, dst, ts, purpose)
+        return div_round_half_even(value.numerator, value.denominator)

@@ -108,8 +108,7 @@ class OrderManager:
                 continue
             self._execution_ids.add(fill.execution_id)
             self.fills.append(fill)
-            self.portfolio.apply_fill(self.instruments[fill.symbol], fill.side.sign, fill.qty_raw,
-                                      fill.price_raw, fill.fee_raw, fill.ts)
+            self.portfolio.book_fill(self.instruments[fill.symbol], fill)
 
     def submit(self, order: Order) -> bool:
         """Check, journal and send. Returns False if the order was denied."""
@@ -126,7 +125,17 @@ class OrderManager:
         self._record(order, order.transition(OrderState.PENDING_SUBMIT, ts))
         if self.journal is not None:
             self.journal.flush()  # write-ahead: durable before any venue can have seen it
-        self.adapter.submit(order)
+        try:
+            self.adapter.submit(order)
+        except Exception as error:  # noqa: BLE001 - an adapter bug or an unreachable venue must not wedge the bot
+            # Still PENDING_SUBMIT means the adapter reported nothing: it failed before sending
+            # (sizing, a price read; an adapter reports SUBMITTED before a request leaves it), so
+            # no venue holds the order. Left in flight it would block
+            # every later go(); it ends REJECTED, naming the error's type only (a message may
+            # quote a signed URL). Once SUBMITTED, the venue may hold it: the error is the caller's.
+            if order.state is not OrderState.PENDING_SUBMIT:
+                raise
+            self.on_rejected(order, self.clock.now_ns(), f"SUBMIT_FAILED: {type(error).__name__}")
         return True
 
     def cancel(self, order: Order) -> None:
@@ -188,6 +197,7 @@ class OrderManager:
     def on_fill(self, order: Order, fill: Fill, bar: int) -> None:
         if fill.execution_id in self._execution_ids:
             return  # a venue may report one execution twice (reconnects, replays): book it once
+        fill = self.portfolio.valued(self.instruments[fill.symbol], fill)  # a fee in any currency, or refused
         own = self._own(order)
         self._execution_ids.add(fill.execution_id)
         self.fills.append(fill)
@@ -205,8 +215,7 @@ class OrderManager:
         state = OrderState.FILLED if done else OrderState.PARTIALLY_FILLED
         self._record(own, own.transition(state, fill.ts))
         instrument = self.instruments[fill.symbol]
-        closed = self.portfolio.apply_fill(instrument, fill.side.sign, fill.qty_raw, fill.price_raw,
-                                           fill.fee_raw, fill.ts, bar)
+        closed = self.portfolio.book_fill(instrument, fill, bar)
         if self.journal is not None:
             self.journal.record_fill(own, fill)
             self.journal.record_position(self.portfolio, fill.symbol, fill.ts)

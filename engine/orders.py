@@ -184,7 +184,10 @@ class Fill:
     liquidity: Liquidity = Liquidity.TAKER
     # The fee as the venue charged it, when that was not in the cash currency (Binance takes it in
     # the coin bought, or in BNB): its currency and amount, on their own grid. "" = in the cash
-    # currency, and then fee_raw holds it. When set, fee_raw is 0 and the books value the fee.
+    # currency, and then fee_raw holds it. When set, an adapter leaves fee_raw 0 and the books
+    # value the fee (Portfolio.valued): the OMS then keeps, journals and replays the fill with
+    # fee_raw = that value in the account currency at the fill's time, so a restart needs no rate.
+    # A fee in the base asset also changes the position: it equals what the wallet received.
     fee_currency: str = ""
     fee_native_raw: int = 0
     fee_native_dp: int = 0

@@ -5,18 +5,40 @@ it by hand and compare with ==. The identity that always holds, and is tested:
 
     equity == initial_cash + realized_pnl + unrealized_pnl
 
-where realized P&L is net of all fees on closed quantity and unrealized P&L is the mark-to-market
-of open lots net of the entry fees still attached to them.
+where realized P&L is net of all fees (and swap) on closed quantity and unrealized P&L is the
+mark-to-market of open lots net of the entry fees still attached to them.
+
+Fees in any currency (issue 14). A fill's fee may be charged in the base asset (Binance takes it
+from the coin bought) or in a third currency (BNB); `Fill.fee_currency` says so. A fee in the base
+asset changes the quantity received, so the position equals the wallet: a buy of 0.01 BTC with a
+0.00001 BTC fee books a position of 0.00999 that cost the full notional; its value at the fill
+price is the fee reported in the trade's and the account's fees. A fee in a third currency is
+valued in the account currency at the fill's time with the `ConversionRates` the portfolio is
+given; the amount as charged is kept in `fees_native`. `valued()` writes that value into the
+fill's `fee_raw`, so a stored fill replays without needing the rate again.
+
+Margin (issue 14). An instrument with a leverage or a margin (Instrument.on_margin) moves no
+notional: the account's cash (the balance) changes by realized P&L, fees and swap only, and the
+open lots are marked to market on top (equity = cash + unrealized gross P&L). Each position ties
+up margin at the current price (`margin_used_raw`), rounded up to the currency increment; free
+margin is equity less margin used. When the instrument's quote currency is not the account's
+(USDJPY on a USD account), P&L is converted at the rate of the time: realized P&L at the close's
+rate, unrealized at the current one. Swap (overnight financing) is credited or charged per lot at
+the venue's rollover (`charge_swap`) into cash and realized P&L.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from fractions import Fraction
 
+from engine.errors import ConfigError
 from engine.instrument import Instrument
-from engine.money import Scales, div_round_half_even, raw_to_float
+from engine.money import ConversionRates, Scales, div_round_half_even, raw_to_float, to_raw
+from engine.orders import Fill
 
 
 @dataclass(slots=True)
@@ -59,6 +81,8 @@ class Position:
     fees: int = 0                      # raw cash, all fees paid in this instrument
     qty_float: float = 0.0             # qty * multiplier as a float, kept for fast marking
     units_float: float = 0.0           # qty in units as a float, for the position curve
+    swap: int = 0                      # raw cash, swap credited (+) or charged (-), in realized_pnl
+    last_price: int = 0                # raw, the last fill or mark: the default price for margin
 
     @property
     def direction(self) -> int:
@@ -77,17 +101,26 @@ class Position:
         notional = sum(lot.qty * lot.price for lot in self.lots)
         return Decimal(notional) / Decimal(total) / Decimal(10) ** self.scales.price_dp
 
-    def unrealized_raw(self, mark_price_raw: int) -> int:
-        """Mark-to-market of the open lots net of their remaining entry fees (raw cash)."""
+    def unrealized_gross_raw(self, mark_price_raw: int) -> int:
+        """Mark-to-market of the open lots before fees, in the quote currency (raw cash)."""
         k = self.scales.notional_k
-        direction = self.direction
-        return sum((mark_price_raw - lot.price) * lot.qty * k * direction - lot.fee for lot in self.lots)
+        return sum((mark_price_raw - lot.price) * lot.qty for lot in self.lots) * k * self.direction
 
-    def apply(self, side_sign: int, qty: int, price: int, fee: int, ts: int, bar: int) -> list[ClosedTrade]:
+    def unrealized_raw(self, mark_price_raw: int, convert: Callable[[int], int] | None = None) -> int:
+        """Mark-to-market of the open lots net of their remaining entry fees (raw cash); `convert`
+        takes the gross from the quote into the account currency (fees are already in it)."""
+        gross = self.unrealized_gross_raw(mark_price_raw)
+        if convert is not None:
+            gross = convert(gross)
+        return gross - sum(lot.fee for lot in self.lots)
+
+    def apply(self, side_sign: int, qty: int, price: int, fee: int, ts: int, bar: int,
+              convert: Callable[[int], int] | None = None) -> list[ClosedTrade]:
         """Book one fill: close lots FIFO against it, open a lot with what is left.
 
         Fees are attributed in proportion to quantity, each split rounded half-even against
-        what remains, so the parts always add up to the whole fee.
+        what remains, so the parts always add up to the whole fee. `convert` takes each closed
+        trade's gross P&L from the quote into the account currency (a fixed rate: the close's).
         """
         closed: list[ClosedTrade] = []
         k = self.scales.notional_k
@@ -100,6 +133,8 @@ class Position:
             exit_fee = fee_left if take == qty_left_of_fill else div_round_half_even(fee_left * take, qty_left_of_fill)
             lot_direction = -side_sign
             gross = (price - lot.price) * take * k * lot_direction
+            if convert is not None:
+                gross = convert(gross)
             pnl = gross - entry_fee - exit_fee
             closed.append(ClosedTrade(self.instrument.symbol, lot_direction, take, lot.price, price,
                                       lot.ts, ts, lot.bar, bar, entry_fee + exit_fee, pnl))
@@ -116,6 +151,7 @@ class Position:
             self.lots.append(Lot(remaining, price, fee_left, ts, bar))
             self.qty += side_sign * remaining
         self.fees += fee
+        self.last_price = price
         self.qty_float = raw_to_float(self.qty * self.scales.multiplier, self.scales.qty_dp)
         self.units_float = raw_to_float(self.qty, self.scales.qty_dp)
         return closed
@@ -123,9 +159,17 @@ class Position:
 
 class Portfolio:
     """One account's cash and positions. Several bots may book into one portfolio later on
-    (risk binds them together); a backtest uses one portfolio with one instrument."""
+    (risk binds them together); a backtest uses one portfolio with one instrument.
 
-    def __init__(self, initial_cash: Decimal, cash_dp: int) -> None:
+    `currency` is the account currency ("" = the quote currency of its instruments, the cash
+    account of a spot bot); `rates` values what is not in it (fees in BNB, a USDJPY position's
+    P&L on a USD account); `stop_out_level` is the margin level (equity / margin used, 0.5 = 50 %)
+    at or below which a venue closes margin positions."""
+
+    def __init__(self, initial_cash: Decimal, cash_dp: int, currency: str = "",
+                 rates: ConversionRates | None = None, stop_out_level: Decimal | None = None) -> None:
+        if stop_out_level is not None and (not stop_out_level.is_finite() or stop_out_level < 0):
+            raise ConfigError("stop_out_level", f"must be >= 0, got {stop_out_level}")
         self.cash_dp = cash_dp
         self.initial_cash_raw = int(initial_cash.scaleb(cash_dp))
         self.cash_raw = self.initial_cash_raw
@@ -133,10 +177,17 @@ class Portfolio:
         self.positions: dict[str, Position] = {}
         self.closed_trades: list[ClosedTrade] = []
         self.fees_raw = 0
+        self.currency = currency
+        self.rates = rates
+        self.stop_out_level = stop_out_level
+        self.fees_native: dict[str, Decimal] = {}  # fees charged outside the cash currency, as charged
+        self.swap_raw = 0
 
     @classmethod
-    def for_instrument(cls, initial_cash: Decimal, instrument: Instrument) -> "Portfolio":
-        portfolio = cls(initial_cash, instrument.scales.cash_dp)
+    def for_instrument(cls, initial_cash: Decimal, instrument: Instrument, currency: str = "",
+                       rates: ConversionRates | None = None,
+                       stop_out_level: Decimal | None = None) -> "Portfolio":
+        portfolio = cls(initial_cash, instrument.scales.cash_dp, currency, rates, stop_out_level)
         portfolio.position(instrument)
         return portfolio
 
@@ -146,21 +197,131 @@ class Portfolio:
         if position is None:
             if instrument.scales.cash_dp != self.cash_dp:
                 raise ValueError(f"{instrument.symbol}: cash scale {instrument.scales.cash_dp} != account {self.cash_dp}")
+            if not self.currency:
+                self.currency = instrument.quote_currency
+            elif instrument.quote_currency != self.currency and not instrument.on_margin:
+                raise ConfigError("quote_currency", f"{instrument.symbol} is quoted in {instrument.quote_currency}, "
+                                  f"the account is in {self.currency}: only margin instruments convert P&L")
             position = Position(instrument, instrument.scales)
             self.positions[instrument.symbol] = position
         return position
 
+    # -- fees in any currency ------------------------------------------------------------------
+    def valued(self, instrument: Instrument, fill: Fill) -> Fill:
+        """The fill with `fee_raw` holding its fee's value in the account currency at the fill's
+        time (a fill whose fee is in the cash currency, or already valued, comes back as it is).
+        Raises ConfigError naming the field (a missing rate, a fee off the quantity grid) before
+        anything is booked."""
+        if not fill.fee_currency or fill.fee_raw or not fill.fee_native_raw:
+            return fill
+        if fill.fee_native_raw < 0 or fill.fee_native_dp < 0:
+            raise ConfigError("fee_native_raw", f"a fee must be >= 0 on a grid of >= 0 decimals, got "
+                              f"{fill.fee_native_raw} at {fill.fee_native_dp}")
+        self.position(instrument)  # settles the account currency
+        s = instrument.scales
+        if fill.fee_currency == instrument.base:
+            fee_qty = self.base_fee_qty(instrument, fill)
+            if fee_qty >= fill.qty_raw and fill.side.sign > 0:
+                raise ConfigError("fee_native_raw", f"a fee of {fill.fee_native} {fill.fee_currency} is not less "
+                                  f"than the {fill.qty} bought")
+            value = fee_qty * fill.price_raw * s.notional_k
+        elif fill.fee_currency == self.currency:
+            value = _rescale(fill.fee_native_raw, fill.fee_native_dp, self.cash_dp)
+        else:
+            if self.rates is None:
+                raise ConfigError("conversion_rate", f"no {fill.fee_currency}/{self.currency} rate at "
+                                  f"{_iso(fill.ts)} to value a fee (the portfolio has no rates)")
+            value = self.rates.convert_raw(fill.fee_native_raw, fill.fee_native_dp, fill.fee_currency,
+                                           self.currency, fill.ts, self.cash_dp, "a fee")
+        return replace(fill, fee_raw=value)
+
+    def base_fee_qty(self, instrument: Instrument, fill: Fill) -> int:
+        """A fee charged in the base asset, as raw quantity on the instrument's quantity scale."""
+        if fill.fee_currency != instrument.base or not fill.fee_native_raw:
+            return 0
+        qty_dp = instrument.scales.qty_dp
+        if fill.fee_native_dp > qty_dp and fill.fee_native_raw % 10 ** (fill.fee_native_dp - qty_dp):
+            raise ConfigError("fee_native_dp", f"a fee of {fill.fee_native} {fill.fee_currency} is finer than the "
+                              f"{instrument.symbol} quantity scale ({qty_dp} decimals): the position could "
+                              "not equal the wallet (give the instrument the asset's decimals, asset_dp)")
+        return _rescale(fill.fee_native_raw, fill.fee_native_dp, qty_dp)
+
+    def book_fill(self, instrument: Instrument, fill: Fill, bar: int = -1) -> list[ClosedTrade]:
+        """Book a venue's fill with its fee in whatever currency it was charged (module docstring)."""
+        if not fill.fee_currency:  # the fee is in the cash currency (every simulated fill)
+            return self.apply_fill(instrument, fill.side.sign, fill.qty_raw, fill.price_raw, fill.fee_raw,
+                                   fill.ts, bar)
+        fill = self.valued(instrument, fill)
+        base_fee = self.base_fee_qty(instrument, fill)
+        closed = self.apply_fill(instrument, fill.side.sign, fill.qty_raw, fill.price_raw, fill.fee_raw,
+                                 fill.ts, bar, base_fee)
+        if fill.fee_currency and fill.fee_native_raw:
+            self.fees_native[fill.fee_currency] = self.fees_native.get(fill.fee_currency, Decimal(0)) + fill.fee_native
+        return closed
+
+    # -- booking ---------------------------------------------------------------------------------
     def apply_fill(self, instrument: Instrument, side_sign: int, qty: int, price: int, fee: int,
-                   ts: int, bar: int = -1) -> list[ClosedTrade]:
-        """Book a fill: cash moves by the exact notional and the fee; lots close FIFO."""
+                   ts: int, bar: int = -1, base_fee_qty: int = 0) -> list[ClosedTrade]:
+        """Book a fill: cash moves by the exact notional and the fee (on margin: by realized P&L and
+        the fee only); lots close FIFO. `base_fee_qty` is a fee taken in the base asset (raw
+        quantity): the position moves by what the wallet received (a buy) or gave (a sell), and
+        `fee` then holds that quantity's value."""
         position = self.position(instrument)
-        self.cash_raw -= side_sign * qty * price * position.scales.notional_k + fee
+        moved = qty - side_sign * base_fee_qty
+        if moved <= 0:
+            raise ConfigError("fee_native_raw", f"a fee of {position.scales.qty(base_fee_qty)} {instrument.base} "
+                              f"is not less than the {position.scales.qty(qty)} filled")
+        if instrument.on_margin:
+            convert = self._converter(instrument, ts, "P&L")  # raises before anything is booked
+            closed = position.apply(side_sign, moved, price, fee, ts, bar, convert)
+            self.cash_raw += sum(t.pnl + t.fees for t in closed) - fee
+        else:
+            self.cash_raw -= side_sign * moved * price * position.scales.notional_k + fee
+            closed = position.apply(side_sign, moved, price, fee, ts, bar)
         self.cash_float = raw_to_float(self.cash_raw, self.cash_dp)
         self.fees_raw += fee
-        closed = position.apply(side_sign, qty, price, fee, ts, bar)
         self.closed_trades.extend(closed)
         return closed
 
+    def charge_swap(self, instrument: Instrument, nights: int, ts: int) -> int:
+        """Overnight financing for `nights` rollovers on the open position: swap_long or
+        swap_short per lot per night (account currency, + credits), rounded half-even to the
+        currency increment, into cash and realized P&L. Returns the raw amount."""
+        position = self.positions.get(instrument.symbol)
+        if position is None or position.qty == 0 or nights <= 0:
+            return 0
+        s = position.scales
+        rate = instrument.swap_long if position.qty > 0 else instrument.swap_short
+        if not rate:
+            return 0
+        exact = Fraction(rate) * Fraction(abs(position.qty), 10**s.qty_dp) * nights * 10**self.cash_dp
+        amount = div_round_half_even(exact.numerator, exact.denominator * s.fee_step) * s.fee_step
+        position.swap += amount
+        position.realized_pnl += amount
+        self.swap_raw += amount
+        self.cash_raw += amount
+        self.cash_float = raw_to_float(self.cash_raw, self.cash_dp)
+        return amount
+
+    # -- conversion --------------------------------------------------------------------------
+    def _rate(self, instrument: Instrument, ts: int | None, purpose: str) -> Fraction | None:
+        """The quote -> account currency rate at `ts` (None: the latest); None when they agree."""
+        if instrument.quote_currency == self.currency or not self.currency:
+            return None
+        if self.rates is None:
+            raise ConfigError("conversion_rate", f"no {instrument.quote_currency}/{self.currency} rate to value "
+                              f"{purpose} (the portfolio has no rates)")
+        return self.rates.rate(instrument.quote_currency, self.currency, _LATEST if ts is None else ts, purpose)
+
+    def _converter(self, instrument: Instrument, ts: int | None, purpose: str) -> Callable[[int], int] | None:
+        rate = self._rate(instrument, ts, purpose)
+        if rate is None:
+            return None
+        num, den = rate.numerator, rate.denominator * instrument.scales.fee_step
+        step = instrument.scales.fee_step
+        return lambda raw: div_round_half_even(raw * num, den) * step  # half-even to the currency increment
+
+    # -- reading ---------------------------------------------------------------------------------
     @property
     def cash(self) -> Decimal:
         return Decimal(self.cash_raw).scaleb(-self.cash_dp)
@@ -169,14 +330,90 @@ class Portfolio:
     def realized_pnl_raw(self) -> int:
         return sum(p.realized_pnl for p in self.positions.values())
 
-    def unrealized_pnl_raw(self, marks: dict[str, int]) -> int:
-        return sum(p.unrealized_raw(marks[s]) for s, p in self.positions.items() if p.qty != 0)
+    def _mark(self, symbol: str, marks: dict[str, int] | None) -> int:
+        if marks is not None and symbol in marks:
+            return marks[symbol]
+        return self.positions[symbol].last_price
 
-    def equity_raw(self, marks: dict[str, int]) -> int:
-        """Exact equity at the given raw mark prices."""
-        return self.cash_raw + sum(p.qty * marks[s] * p.scales.notional_k
-                                   for s, p in self.positions.items() if p.qty != 0)
+    def unrealized_pnl_raw(self, marks: dict[str, int], ts: int | None = None) -> int:
+        total = 0
+        for s, p in self.positions.items():
+            if p.qty != 0:
+                convert = self._converter(p.instrument, ts, "P&L") if p.instrument.on_margin else None
+                total += p.unrealized_raw(self._mark(s, marks), convert)
+        return total
+
+    def equity_raw(self, marks: dict[str, int] | None = None, ts: int | None = None) -> int:
+        """Exact equity at the given raw mark prices (a missing mark: the position's last price);
+        conversions at `ts` (None: the latest rate)."""
+        total = self.cash_raw
+        for s, p in self.positions.items():
+            if p.qty == 0:
+                continue
+            mark = self._mark(s, marks)
+            if p.instrument.on_margin:
+                gross = p.unrealized_gross_raw(mark)
+                convert = self._converter(p.instrument, ts, "P&L")
+                total += gross if convert is None else convert(gross)
+            else:
+                total += p.qty * mark * p.scales.notional_k
+        return total
 
     def equity_float(self, symbol: str, close: float) -> float:
         """Equity marked at a float close, the formula the fast path uses too (parity)."""
         return self.cash_float + self.positions[symbol].qty_float * close
+
+    # -- margin ----------------------------------------------------------------------------------
+    def margin_for(self, instrument: Instrument, qty: int, price: int, ts: int | None = None) -> int:
+        """Initial margin for |qty| (raw) at `price` (raw), in raw account cash, rounded up to
+        the currency increment (the broker's side). 0 for an instrument not on margin."""
+        if not instrument.on_margin or qty == 0:
+            return 0
+        s = instrument.scales
+        fraction = instrument.margin_fraction()
+        if fraction is None:  # a fixed margin per lot, in the quote currency
+            per_lot = to_raw(instrument.margin_per_lot, self.cash_dp)  # type: ignore[arg-type]
+            exact = Fraction(abs(qty) * per_lot, 10**s.qty_dp)
+        else:
+            num, den = fraction
+            exact = Fraction(abs(qty) * price * s.notional_k * num, den)
+        rate = self._rate(instrument, ts, "margin")
+        if rate is not None:
+            exact *= rate
+        units = -((-exact.numerator) // (exact.denominator * s.fee_step))  # ceil in currency increments
+        return units * s.fee_step
+
+    def margin_used_raw(self, marks: dict[str, int] | None = None, ts: int | None = None) -> int:
+        return sum(self.margin_for(p.instrument, p.qty, self._mark(s, marks), ts)
+                   for s, p in self.positions.items() if p.qty != 0 and p.instrument.on_margin)
+
+    def free_margin_raw(self, marks: dict[str, int] | None = None, ts: int | None = None) -> int:
+        """Equity less margin used: what a new position's margin must fit in."""
+        return self.equity_raw(marks, ts) - self.margin_used_raw(marks, ts)
+
+    def margin_level(self, marks: dict[str, int] | None = None, ts: int | None = None) -> Fraction | None:
+        """Equity / margin used (None with no margin used)."""
+        used = self.margin_used_raw(marks, ts)
+        return None if used == 0 else Fraction(self.equity_raw(marks, ts), used)
+
+    def stopped_out(self, marks: dict[str, int] | None = None, ts: int | None = None) -> bool:
+        """True when the margin level is at or below the stop-out level."""
+        if self.stop_out_level is None:
+            return False
+        level = self.margin_level(marks, ts)
+        return level is not None and level <= Fraction(self.stop_out_level)
+
+
+_LATEST = 2**63 - 1  # "now" for a rate lookup: the latest rate seen
+
+
+def _rescale(raw: int, dp: int, to_dp: int) -> int:
+    """A raw amount at dp decimals on the to_dp grid (half to even when it is finer)."""
+    if to_dp >= dp:
+        return raw * 10 ** (to_dp - dp)
+    return div_round_half_even(raw, 10 ** (dp - to_dp))
+
+
+def _iso(ts: int) -> str:
+    from engine.money import _iso as iso
+    return iso(ts)

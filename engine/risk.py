@@ -15,7 +15,10 @@ marks it DENIED with the code and never sends it):
    8. position         MAX_POSITION: |position after the order| per symbol
    9. gross exposure   MAX_GROSS_EXPOSURE: the bot's worst-case gross exposure with the order
   10. buying power     BUYING_POWER: a buy must fit in cash less working buys; the worst-case
-                       exposure must fit in capital_allocation
+                       exposure must fit in capital_allocation. On a margin instrument the cash
+                       check is INSUFFICIENT_MARGIN instead: the margin the order adds (at the
+                       last price, or its own) must fit in the free margin (working orders'
+                       margin is not reserved; the venue checks again at the fill)
   11. open orders      MAX_OPEN_ORDERS
   12. order rate       ORDER_RATE: orders passed in the last second (sliding, injected clock)
   13. market hours     MARKET_CLOSED: outside every market_hours window / market_weekdays (UTC)
@@ -105,6 +108,7 @@ class RiskReason(StrEnum):
     MAX_POSITION = "MAX_POSITION"
     MAX_GROSS_EXPOSURE = "MAX_GROSS_EXPOSURE"
     BUYING_POWER = "BUYING_POWER"
+    INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
     MAX_OPEN_ORDERS = "MAX_OPEN_ORDERS"
     ORDER_RATE = "ORDER_RATE"
     MARKET_CLOSED = "MARKET_CLOSED"
@@ -559,7 +563,11 @@ class RiskEngine(_Monitored):
         order (what it has committed plus what the order adds) must fit in its allocation."""
         if c.reduces:
             return None
-        if c.order.side is OrderSide.BUY:
+        if c.instrument is not None and c.instrument.on_margin:
+            reason = _margin(c)
+            if reason is not None:
+                return reason
+        elif c.order.side is OrderSide.BUY:
             working = c.working
             pending = None if working is None else _sum_or_none(w.buy_notional for w in working.values())
             if c.qty is None or c.price is None or pending is None:
@@ -676,6 +684,8 @@ class RiskEngine(_Monitored):
         instrument = self.instruments.get(order.symbol)
         if order.equity_fraction is None or last is None or last <= 0 or instrument is None:
             return None
+        if instrument.on_margin:
+            return _margin_fraction_qty(instrument, order.equity_fraction, portfolio, last)
         equity = portfolio.cash
         for symbol, position in portfolio.positions.items():
             if position.qty:
@@ -750,6 +760,43 @@ _FLATTEN_CHECKS: tuple[_Check, ...] = (
     RiskEngine._state, RiskEngine._symbol, RiskEngine._grid, RiskEngine._duplicate_id,
     RiskEngine._account_state,
 )
+
+
+def _margin(c: _Candidate) -> str | None:
+    """INSUFFICIENT_MARGIN when the margin the order adds exceeds the free margin (raw books)."""
+    instrument, portfolio = c.instrument, c.portfolio
+    assert instrument is not None
+    if c.qty is None or c.price is None:
+        return RiskReason.NO_PRICE
+    s = instrument.scales
+    price = int(c.price.scaleb(s.price_dp))
+    position = portfolio.positions.get(instrument.symbol)
+    held = 0 if position is None else position.qty
+    after = held + c.order.side.sign * int(c.qty.scaleb(s.qty_dp))
+    marks = {instrument.symbol: price}
+    try:
+        added = portfolio.margin_for(instrument, after, price) - portfolio.margin_for(instrument, held, price)
+        free = portfolio.free_margin_raw(marks)
+    except ConfigError:  # no conversion rate: fail closed
+        return RiskReason.NO_PRICE
+    return RiskReason.INSUFFICIENT_MARGIN if added > free else None
+
+
+def _margin_fraction_qty(instrument: Instrument, fraction: Decimal, portfolio: Portfolio,
+                         last: Decimal) -> Decimal | None:
+    """Lots an equity-fraction order gets on margin, as the venue sizes it (fraction x equity put
+    up as margin, within the free margin) but at the last price and before fees."""
+    s = instrument.scales
+    last_raw = int(last.scaleb(s.price_dp))
+    marks = {instrument.symbol: last_raw}
+    try:
+        budget = min(portfolio.equity_raw(marks) * fraction, Decimal(portfolio.free_margin_raw(marks)))
+        per_lot = portfolio.margin_for(instrument, 10**s.qty_dp, last_raw)
+    except ConfigError:
+        return None
+    if per_lot <= 0:
+        return None
+    return (max(budget, ZERO) / per_lot).quantize(instrument.size_increment, rounding=ROUND_FLOOR)
 
 
 def _order_price(order: Order) -> Decimal | None:

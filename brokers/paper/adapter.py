@@ -213,6 +213,13 @@ class PaperAdapter:
 
     def account(self) -> AccountSnapshot:
         account = self._sim.account
+        if self.instrument.on_margin:  # balance + floating P&L; buying power is the free margin
+            s = self.instrument.scales
+            marks = {sym: int(m.scaleb(s.price_dp)) for sym, m in self._marks.items()}  # a half-tick mid: floored
+            step = self.instrument.currency_increment
+            return AccountSnapshot(account.currency or self.currency, account.cash,
+                                   s.cash(account.equity_raw(marks)).quantize(step),
+                                   s.cash(account.free_margin_raw(marks)).quantize(step))
         equity = account.cash
         for symbol, position in account.positions.items():
             if position.qty:

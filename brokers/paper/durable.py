@@ -27,7 +27,7 @@ from typing import Any
 from brokers.base import ExecutionSink
 from brokers.paper.venue import SimulatedVenue
 from engine.instrument import Instrument
-from engine.money import FeeModel, Slippage
+from engine.money import ConversionRates, FeeModel, Slippage
 from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInForce
 
 
@@ -102,7 +102,9 @@ class _Book:
             self.downstream.on_canceled(order, ts, reason)
 
     def on_fill(self, order: Order, fill: Fill, bar: int) -> None:
-        record = self.orders[order.client_order_id]
+        record = self.orders.get(order.client_order_id)
+        if record is None:  # the venue's own order: a stop-out (margin) closing a position
+            record = self.orders[order.client_order_id] = VenueOrderRecord(order, OrderState.SUBMITTED)
         record.fills.append(fill)
         # the venue's own copy of the order must know what has filled, or its next partial fill
         # would take the whole quantity again (and a replay of the log would differ)
@@ -120,9 +122,14 @@ class DurablePaperVenue:
     name = "PAPER"
 
     def __init__(self, log_path: str | Path, instrument: Instrument, initial_cash: Decimal,
-                 fees: FeeModel = FeeModel(), slippage: Slippage = Slippage(), partial_fills: bool = False) -> None:
+                 fees: FeeModel = FeeModel(), slippage: Slippage = Slippage(), partial_fills: bool = False,
+                 currency: str = "", stop_out_level: Decimal | None = None, rollover: str = "22:00") -> None:
+        """Margin settings as SimulatedVenue's. No external rates: a replay must rebuild the venue
+        from the log alone, so the only conversion it does is by its own prices (USDJPY on USD)."""
         self.instrument = instrument
-        self.venue = SimulatedVenue(instrument, initial_cash, fees, slippage, partial_fills)
+        rates = ConversionRates() if currency and currency != instrument.quote_currency else None
+        self.venue = SimulatedVenue(instrument, initial_cash, fees, slippage, partial_fills, currency=currency,
+                                    rates=rates, stop_out_level=stop_out_level, rollover=rollover)
         self.book = _Book()
         self.venue.connect(self.book)
         self.last_tick_seq = -1

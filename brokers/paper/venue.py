@@ -24,17 +24,38 @@ Sizing: an order with `equity_fraction` is sized at fill time, at the fill price
 quantity on the lot grid whose notional plus fees fits in fraction x equity (and, for a buy, in
 the cash there is). Buys that would take more cash than there is are rejected; shorts are not
 margin-checked here (that is the risk engine's job). Commission: a percent of notional, rounded
-half-even to the currency increment, plus a fixed fee on an order's first fill.
+half-even to the currency increment, plus a fixed fee on an order's first fill, plus the
+instrument's commission per lot (per unit of quantity) on every fill.
+
+Margin (an instrument with a leverage or a margin, issue 14). A fill that opens or grows a
+position needs free margin: the margin of the position after the fill, at the fill price, must
+fit in the equity after the fee, else the order is rejected (INSUFFICIENT_FUNDS, as brokers say
+"no money"); reductions always pass. An equity-fraction order spends `fraction x equity` as
+margin (and fee), within the free margin. Every bar (every tick) the venue then
+- charges swap for each rollover (`rollover`, UTC, Monday to Friday, three nights on
+  `triple_swap_weekday`) passed since the last one, on the position held through it;
+- stops out: when the margin level (equity / margin used) is at or below the account's
+  `stop_out_level`, it closes the whole position at market with an order of its own
+  (`STOPOUT-<n>`, which the engine adopts as external). On a bar the level is tested at the
+  open, then along the bar towards the adverse extreme: the fill is at the first price on the
+  grid where the level is breached (like a stop at that price; at the open if it gapped
+  through), slipped. On ticks it is tested at the price the position would close at.
+A conversion rate the account needs (a USDJPY position on a USD account) comes from the
+portfolio's ConversionRates; the runner feeds the instrument's own prices when its base is the
+account currency. The level is tested with the rate of the bar, not one that moves inside it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
+from fractions import Fraction
 
+from engine.errors import ConfigError
 from brokers.base import ExecutionSink, RejectReason, missing_price
 from engine.instrument import Instrument
-from engine.money import (FeeModel, Slippage, estimate_qty, fraction_parts, fee_raw, floor_to_step, max_qty_for_budget,
-                          slipped_price, to_raw)
+from engine.money import (ConversionRates, FeeModel, Slippage, div_round_half_even, estimate_qty, fraction_parts,
+                          fee_raw, floor_to_step, max_qty_for_budget, slipped_price, to_raw)
 from engine.orders import Fill, Liquidity, Order, OrderSide, OrderType
 from engine.portfolio import Portfolio
 
@@ -48,14 +69,37 @@ class SimulatedVenue:
 
     def __init__(self, instrument: Instrument, initial_cash: Decimal, fees: FeeModel = FeeModel(),
                  slippage: Slippage = Slippage(), partial_fills: bool = False,
-                 shared_account: Portfolio | None = None) -> None:
+                 shared_account: Portfolio | None = None, currency: str = "",
+                 rates: ConversionRates | None = None, stop_out_level: Decimal | None = None,
+                 rollover: str = "22:00", triple_swap_weekday: int = 2, fee_asset: str = "") -> None:
         """`shared_account`: in a backtest the venue may read the engine's own portfolio instead of
         keeping a second copy of the same books (the OMS books every fill into it); a paper venue
-        that must outlive the engine keeps its own (the default)."""
+        that must outlive the engine keeps its own (the default), in `currency` ("" = the quote
+        currency), valued with `rates`, stopped out at `stop_out_level` (margin instruments).
+        `fee_asset` charges fees like a Binance account: "base" or a currency (see _fee_in_asset)."""
         self.instrument = instrument
         self.scales = s = instrument.scales
         self._books_fills = shared_account is None
-        self.account = shared_account if shared_account is not None else Portfolio.for_instrument(initial_cash, instrument)
+        self.account = shared_account if shared_account is not None else Portfolio.for_instrument(
+            initial_cash, instrument, currency, rates, stop_out_level)
+        self._margin = instrument.on_margin
+        account = self.account
+        account.position(instrument)
+        # USDJPY on a USD account: the instrument's own price is the conversion rate, fed here
+        self._own_rate = (self._margin and account.rates is not None and instrument.quote_currency != account.currency
+                          and instrument.base == account.currency)
+        # commission per lot as an exact fraction: the total per fill is rounded, not the rate
+        self._per_lot = fraction_parts(instrument.commission_per_lot) if instrument.commission_per_lot else None
+        hh, _, mm = rollover.partition(":")
+        if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+            raise ConfigError("rollover", f"must be HH:MM (UTC), got {rollover!r}")
+        if not 0 <= triple_swap_weekday <= 6:
+            raise ConfigError("triple_swap_weekday", f"must be 0 (Monday) to 6, got {triple_swap_weekday}")
+        self._rollover_ns = (int(hh) * 60 + int(mm)) * 60 * 10**9
+        self._triple_day = triple_swap_weekday
+        self._last_rollover_check: int | None = None
+        self._stop_outs = 0
+        self.fee_asset = fee_asset  # "" = fees in the cash currency; "base"; or a currency such as "BNB"
         self.partial_fills = partial_fills
         self._fee_num, self._fee_den = fees.fraction(s)
         self._fee_rate = float(fees.rate)
@@ -138,14 +182,22 @@ class SimulatedVenue:
 
     # -- bars ------------------------------------------------------------------------------------
     def on_bar(self, open_: int, high: int, low: int, close: int, ts: int, bar: int) -> None:
-        """Match working orders against one bar (raw prices). Call before the strategy's turn."""
+        """Match working orders against one bar (raw prices). Call before the strategy's turn;
+        on margin, call it at every bar (swap and stop-out need every bar, not only those with
+        working orders)."""
         self._ts = ts
+        if self._margin:
+            if self._own_rate:
+                self._feed_rate(s_price=self.scales.price(open_), ts=ts)
+            self._rollovers(ts)
         for order in list(self._working):
             fresh = order.client_order_id in self._fresh
             self._fresh.discard(order.client_order_id)
             price = self._bar_fill_price(order, open_, high, low, fresh)
             if price is not None:
                 self._fill(order, price, None, ts, bar, taker=order.type is not OrderType.LIMIT)
+        if self._margin and self.account.stop_out_level is not None:
+            self._stop_out_on_bar(open_, high, low, ts, bar)
 
     def _bar_fill_price(self, order: Order, open_: int, high: int, low: int, fresh: bool) -> int | None:
         buy = order.side is OrderSide.BUY
@@ -178,6 +230,10 @@ class SimulatedVenue:
     def on_tick(self, bid: int, ask: int, size: int, ts: int, bar: int = -1) -> None:
         """Match working orders against one quote (raw prices; size raw, 0 when unknown)."""
         self._ts = ts
+        if self._margin:
+            if self._own_rate and bid > 0 and ask > 0:
+                self._feed_rate(s_price=(self.scales.price(bid) + self.scales.price(ask)) / 2, ts=ts)
+            self._rollovers(ts)
         for order in list(self._working):
             fresh = order.client_order_id in self._fresh
             self._fresh.discard(order.client_order_id)
@@ -185,6 +241,10 @@ class SimulatedVenue:
             if price is not None:
                 cap = size if (self.partial_fills and size > 0) else None
                 self._fill(order, price, cap, ts, bar, taker)
+        if self._margin and self.account.stop_out_level is not None and bid > 0 and ask > 0:
+            qty = self.account.positions[self.instrument.symbol].qty
+            if qty and self._breached(bid if qty > 0 else ask, ts):
+                self._stop_out(bid if qty > 0 else ask, ts, bar)
 
     def _tick_fill_price(self, order: Order, bid: int, ask: int, fresh: bool) -> tuple[int | None, bool]:
         buy = order.side is OrderSide.BUY
@@ -213,17 +273,25 @@ class SimulatedVenue:
         return slipped_price(price, buy, self._slip_num, self._slip_den, self.scales.price_step)
 
     def fee_for(self, qty: int, price: int, first_fill: bool) -> int:
-        notional = qty * price * self.scales.notional_k
-        return fee_raw(notional, self._fee_num, self._fee_den, self.scales.fee_step,
-                       self._fixed_fee if first_fill else 0)
+        s = self.scales
+        notional = qty * price * s.notional_k
+        fee = fee_raw(notional, self._fee_num, self._fee_den, s.fee_step, self._fixed_fee if first_fill else 0)
+        if self._per_lot is not None:  # commission per lot, the fill's total half-even to the increment
+            num, den = self._per_lot
+            fee += div_round_half_even(qty * num * 10**s.cash_dp, den * 10**s.qty_dp * s.fee_step) * s.fee_step
+        return fee
 
     def budget_for_fraction(self, fraction: Decimal, side_sign: int, price: int) -> int:
         """Raw cash an equity-fraction order may spend at `price`: fraction x equity, and for a
-        buy no more than the cash."""
+        buy no more than the cash (on margin: no more than the free margin)."""
         account = self.account
+        frac_num, frac_den = fraction_parts(fraction)
+        if self._margin:
+            marks = {self.instrument.symbol: price}
+            budget = (account.equity_raw(marks, self._ts) * frac_num) // frac_den
+            return min(budget, account.free_margin_raw(marks, self._ts))
         position = account.positions[self.instrument.symbol]
         equity = account.cash_raw + position.qty * price * self.scales.notional_k
-        frac_num, frac_den = fraction_parts(fraction)
         budget = (equity * frac_num) // frac_den
         return min(budget, account.cash_raw) if side_sign > 0 else budget
 
@@ -233,6 +301,8 @@ class SimulatedVenue:
         budget = self.budget_for_fraction(fraction, side_sign, price)
         if budget <= 0:
             return 0
+        if self._margin:
+            return self._margin_size(budget, price)
         estimate = estimate_qty(budget, price, s.notional_k, self._fee_rate)
         qty = max_qty_for_budget(budget, price, s.notional_k, self._fee_num, self._fee_den,
                                  s.fee_step, self._fixed_fee, s.qty_step, estimate)
@@ -267,7 +337,12 @@ class SimulatedVenue:
         partly_filled = self._partly_filled
         first = order.client_order_id not in partly_filled
         fee = self.fee_for(qty, price, first)
-        if side_sign > 0 and qty * price * s.notional_k + fee > self.account.cash_raw:
+        if self._margin:
+            short_of_margin = not self._margin_fits(side_sign * qty, price, fee, ts)
+        else:
+            short_of_margin = False
+        if short_of_margin or (not self._margin and side_sign > 0
+                               and qty * price * s.notional_k + fee > self.account.cash_raw):
             self._working.remove(order)
             sink.on_rejected(order, ts, RejectReason.INSUFFICIENT_FUNDS)
             return
@@ -277,13 +352,125 @@ class SimulatedVenue:
                 partly_filled.discard(order.client_order_id)
         else:
             partly_filled.add(order.client_order_id)
-        if self._books_fills:
-            self.account.apply_fill(self.instrument, side_sign, qty, price, fee, ts, bar)
         self._exec_seq += 1
         fill = Fill(f"{self.name}-{self._exec_seq}", order.client_order_id, order.symbol, order.side,
                     qty, price, fee, s.qty_dp, s.price_dp, s.cash_dp, ts,
                     Liquidity.TAKER if taker else Liquidity.MAKER)
+        if self.fee_asset and fee:
+            fill = self._fee_in_asset(fill)
+            if self._books_fills:
+                self.account.book_fill(self.instrument, fill, bar)
+        elif self._books_fills:
+            self.account.apply_fill(self.instrument, side_sign, qty, price, fee, ts, bar)
         sink.on_fill(order, fill, bar)
+
+    def _fee_in_asset(self, fill: Fill) -> Fill:
+        """The fee charged the way `fee_asset` says (a Binance-like account): "base" takes it from
+        what a fill receives (the coin on a buy, rounded half-even to the quantity grid; the quote
+        on a sell, as usual); another currency (BNB) charges the fee's value at the account's
+        rate of the fill's time, at 8 decimals."""
+        s = self.scales
+        asset = self.fee_asset
+        if asset == "base":
+            if fill.side is not OrderSide.BUY:
+                return fill
+            fee_qty = div_round_half_even(fill.fee_raw, fill.price_raw * s.notional_k)
+            return replace(fill, fee_raw=0, fee_currency=self.instrument.base, fee_native_raw=fee_qty,
+                           fee_native_dp=s.qty_dp)
+        rates = self.account.rates
+        if rates is None:
+            raise ConfigError("fee_asset", f"fees in {asset} need the account's conversion rates")
+        rate = rates.rate(asset, self.account.currency, fill.ts, "a fee")
+        native = Fraction(fill.fee_raw * 10**8, 10**s.cash_dp) / rate
+        return replace(fill, fee_raw=0, fee_currency=asset, fee_native_dp=8,
+                       fee_native_raw=div_round_half_even(native.numerator, native.denominator))
+
+    # -- margin ----------------------------------------------------------------------------------
+    def _margin_fits(self, signed_qty: int, price: int, fee: int, ts: int) -> bool:
+        """Whether a fill of signed_qty at price leaves the margin used within the equity (less
+        the fee). A fill that only reduces the position always fits."""
+        account, instrument = self.account, self.instrument
+        held = account.positions[instrument.symbol].qty
+        after = held + signed_qty
+        if abs(after) <= abs(held) and after * held >= 0:
+            return True
+        marks = {instrument.symbol: price}
+        used = (account.margin_used_raw(marks, ts) - account.margin_for(instrument, held, price, ts)
+                + account.margin_for(instrument, after, price, ts))
+        return used <= account.equity_raw(marks, ts) - fee
+
+    def _margin_size(self, budget: int, price: int) -> int:
+        """The largest quantity on the grid whose margin and fee fit in `budget` (raw cash)."""
+        s, account, instrument, ts = self.scales, self.account, self.instrument, self._ts
+        probe = 1000 * s.qty_step
+        per_probe = account.margin_for(instrument, probe, price, ts) + self.fee_for(probe, price, False)
+        if per_probe <= 0:
+            return 0
+        qty = (budget * 1000 // per_probe) * s.qty_step
+        if self._max_qty is not None:
+            qty = min(qty, floor_to_step(self._max_qty, s.qty_step))
+        while qty > 0 and account.margin_for(instrument, qty, price, ts) + self.fee_for(qty, price, True) > budget:
+            qty -= s.qty_step
+        return qty
+
+    def _feed_rate(self, s_price: Decimal, ts: int) -> None:
+        rates = self.account.rates
+        assert rates is not None
+        rates.update(self.instrument.base, self.instrument.quote_currency, s_price, ts)
+
+    def _rollovers(self, ts: int) -> None:
+        """Charge swap for every weekday rollover in (last check, ts] on the position held."""
+        last = self._last_rollover_check
+        self._last_rollover_check = ts
+        if last is None or ts <= last or self.account.positions[self.instrument.symbol].qty == 0:
+            return
+        day = 86_400 * 10**9
+        first = (last - self._rollover_ns) // day + 1   # index of the first rollover after `last`
+        final = (ts - self._rollover_ns) // day         # index of the last one at or before `ts`
+        nights = 0
+        for index in range(first, final + 1):
+            weekday = (index + 3) % 7  # day 0 of the epoch (1970-01-01) was a Thursday (3)
+            if weekday < 5:
+                nights += 3 if weekday == self._triple_day else 1
+        if nights:
+            self.account.charge_swap(self.instrument, nights, ts)
+
+    def _breached(self, price: int, ts: int) -> bool:
+        return self.account.stopped_out({self.instrument.symbol: price}, ts)
+
+    def _stop_out_on_bar(self, open_: int, high: int, low: int, ts: int, bar: int) -> None:
+        qty = self.account.positions[self.instrument.symbol].qty
+        if qty == 0:
+            return
+        extreme = low if qty > 0 else high
+        if self._breached(open_, ts):
+            self._stop_out(open_, ts, bar)
+            return
+        if not self._breached(extreme, ts):
+            return
+        step = self.scales.price_step
+        safe, hit = open_ // step, extreme // step  # in ticks: the level holds at `safe`, not at `hit`
+        while abs(hit - safe) > 1:
+            mid = (safe + hit) // 2
+            if self._breached(mid * step, ts):
+                hit = mid
+            else:
+                safe = mid
+        self._stop_out(hit * step, ts, bar)
+
+    def _stop_out(self, price: int, ts: int, bar: int) -> None:
+        """Close the whole position at market (slipped from `price`) on the venue's own order."""
+        position = self.account.positions[self.instrument.symbol]
+        self._stop_outs += 1
+        side = OrderSide.SELL if position.qty > 0 else OrderSide.BUY
+        order = Order(f"STOPOUT-{self._stop_outs}", "venue", self.instrument.symbol, side, OrderType.MARKET,
+                      self.scales.qty(abs(position.qty)), ts, tag="stop_out", reason="STOP_OUT")
+        self._working.append(order)
+        self._fill(order, self._slip(price, side is OrderSide.BUY), None, ts, bar, taker=True)
+
+    @property
+    def stop_outs(self) -> int:
+        return self._stop_outs
 
     def close_position_at(self, price: int, ts: int, bar: int, order: Order) -> None:
         """Fill a market order at a given price now (end-of-data close at the last close)."""

@@ -7,6 +7,12 @@ happened before that point is durable too. The runtime also flushes after each m
 input it fully processes, with the input's sequence number as the bot's checkpoint, in the same
 transaction. Group commit is what makes this fast: one commit per input, not one per event.
 
+Equity points (one per bar close) ride along: `record_equity` buffers them and they are written
+by whichever commit comes next, without asking for one of their own (`pending` ignores them), so
+following a bot costs no commit. A point is committed with or before the checkpoint of the input
+after its bar, so a restart, which processes the inputs after the checkpoint again, writes each
+point exactly once (a repeat would be ignored anyway: one point per bot and time).
+
 `load()` reads a bot back: its counters, its orders, its fills in the order they were booked.
 
 A commit is only trusted if it went where a restart will look. Two checks guard that, both
@@ -32,12 +38,12 @@ from engine.money import Scales, to_raw
 from engine.orders import Fill, Liquidity, Order, OrderEvent, OrderSide, OrderState, OrderType, TimeInForce
 from engine.portfolio import Portfolio
 from engine.store.db import StoreFileWatch
-from engine.store.models import (AccountSnapshotRow, BotRow, DailyPnlRow, FillRow, OrderEventRow, OrderRow,
-                                 PositionRow)
+from engine.store.models import (AccountSnapshotRow, BotRow, DailyPnlRow, EquityPointRow, FillRow, OrderEventRow,
+                                 OrderRow, PositionRow)
 
 ORDERS, EVENTS, FILLS, BOTS, POSITIONS = (OrderRow.__table__, OrderEventRow.__table__, FillRow.__table__,
                                          BotRow.__table__, PositionRow.__table__)
-SNAPSHOTS, DAYS = AccountSnapshotRow.__table__, DailyPnlRow.__table__
+SNAPSHOTS, DAYS, POINTS = AccountSnapshotRow.__table__, DailyPnlRow.__table__, EquityPointRow.__table__
 
 
 def _order_values(order: Order) -> dict[str, Any]:
@@ -78,6 +84,7 @@ class SqlJournal:
         self._positions: dict[str, dict[str, Any]] = {}
         self._snapshots: list[dict[str, Any]] = []
         self._days: list[dict[str, Any]] = []
+        self._points: list[dict[str, Any]] = []
         self._known: set[str] = set()
         self.commits = 0
         self.guards: list[Callable[[], None]] = []  # each raises to refuse a commit (a lost lease)
@@ -87,6 +94,7 @@ class SqlJournal:
         self._insert_orders = insert(ORDERS)
         self._insert_events = insert(EVENTS)
         self._insert_fills = self._insert_ignoring_duplicates(FILLS)
+        self._insert_points = self._insert_ignoring_duplicates(POINTS)
         self._update_orders = update(ORDERS).where(ORDERS.c.client_order_id == bindparam("cid")).values(
             state=bindparam("state"), filled_qty=bindparam("filled_qty"), qty=bindparam("qty"),
             avg_fill_price=bindparam("avg_fill_price"), reason=bindparam("reason"), ts_last=bindparam("ts_last"))
@@ -117,6 +125,7 @@ class SqlJournal:
             "venue": self.venue, "execution_id": fill.execution_id, "client_order_id": fill.client_order_id,
             "bot_id": self.bot_id, "symbol": fill.symbol, "side": fill.side.value, "qty": fill.qty,
             "price": fill.price, "fee": fill.fee, "liquidity": fill.liquidity.value, "ts": fill.ts,
+            "fee_currency": fill.fee_currency, "fee_native": fill.fee_native if fill.fee_currency else None,
         })
 
     def record_position(self, portfolio: Portfolio, symbol: str, ts: int) -> None:
@@ -133,6 +142,12 @@ class SqlJournal:
         self._snapshots.append({"account_id": account_id, **snapshot})
         self._days.append({"account_id": account_id, "bot_id": self.bot_id, "day": day, **day_pnl})
 
+    def record_equity(self, ts: int, equity: Decimal, cash: Decimal, realized: Decimal, unrealized: Decimal,
+                      position: Decimal) -> None:
+        """The books at a bar close, written with the next commit (it does not ask for one)."""
+        self._points.append({"bot_id": self.bot_id, "ts": ts, "equity": equity, "cash": cash,
+                             "realized": realized, "unrealized": unrealized, "position": position})
+
     def set_checkpoint(self, sequence: int) -> None:
         self._checkpoint = sequence
 
@@ -143,7 +158,7 @@ class SqlJournal:
 
     def flush(self) -> None:
         """Commit everything recorded since the last flush, in one transaction."""
-        if not self.pending and self._checkpoint is None:
+        if not self.pending and self._checkpoint is None and not self._points:
             return
         for guard in self.guards:
             guard()
@@ -165,6 +180,8 @@ class SqlJournal:
                 connection.execute(insert(SNAPSHOTS), self._snapshots)
             if self._days:
                 connection.execute(insert(DAYS), self._days)
+            if self._points:
+                connection.execute(self._insert_points, self._points)
             if self._checkpoint is not None:
                 connection.execute(self._update_checkpoint, {"checkpoint": self._checkpoint})
         if self.watch is not None:
@@ -177,6 +194,7 @@ class SqlJournal:
         self._positions.clear()
         self._snapshots.clear()
         self._days.clear()
+        self._points.clear()
         self._checkpoint = None
 
     def _insert_ignoring_duplicates(self, table: Any) -> Any:
@@ -231,4 +249,13 @@ def _fill_from_row(row: Any, scales: Scales) -> Fill:
     return Fill(row.execution_id, row.client_order_id, row.symbol, OrderSide(row.side),
                 to_raw(Decimal(row.qty), scales.qty_dp), to_raw(Decimal(row.price), scales.price_dp),
                 to_raw(Decimal(row.fee), scales.cash_dp), scales.qty_dp, scales.price_dp, scales.cash_dp, row.ts,
-                Liquidity(row.liquidity))
+                Liquidity(row.liquidity), *_fee_native(row))
+
+
+def _fee_native(row: Any) -> tuple[str, int, int]:
+    """(fee_currency, fee_native_raw, fee_native_dp) of a stored fill; ("", 0, 0) for a cash fee."""
+    if not row.fee_currency or row.fee_native is None:
+        return "", 0, 0
+    native = Decimal(row.fee_native).normalize()
+    dp = max(0, -int(native.as_tuple().exponent))  # type: ignore[arg-type]
+    return row.fee_currency, int(native.scaleb(dp)), dp

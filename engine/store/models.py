@@ -107,6 +107,13 @@ class BotRow(Base):
     # set by the owner (POST /bots/{id}/publish): only a published bot can be followed (0007)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # why the bot last stopped (END_OF_FEED, STOPPED, KILLED, STORE_ERROR, LEASE_LOST, ERROR) and a
+    # sentence for a person; NULL while it runs or before its first stop (0008)
+    stop_reason: Mapped[str | None] = mapped_column(String(16))
+    stop_message: Mapped[str | None] = mapped_column(String(512))
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # how many times the bot's books were archived by a reset: names its current paper venue (0008)
+    resets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class OrderRow(Base):
@@ -161,6 +168,10 @@ class FillRow(Base):
     fee: Mapped[Decimal] = mapped_column(MONEY)
     liquidity: Mapped[str] = mapped_column(String(8))
     ts: Mapped[int] = mapped_column(BigInteger)
+    # a fee the venue charged outside the cash currency (issue 14): its currency and amount as
+    # charged; `fee` then holds its value in the account currency at the fill's time
+    fee_currency: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    fee_native: Mapped[Decimal | None] = mapped_column(MONEY, nullable=True)
 
 
 class PositionRow(Base):
@@ -200,6 +211,37 @@ class DailyPnlRow(Base):
     unrealized: Mapped[Decimal] = mapped_column(MONEY)
     fees: Mapped[Decimal] = mapped_column(MONEY)
     equity_close: Mapped[Decimal] = mapped_column(MONEY)
+
+
+class EquityPointRow(Base):
+    """The bot's books at one bar close (0008): marked at the bar's close price, written by the
+    runtime with the journal's next commit (so a point is durable with the checkpoint after it)."""
+
+    __tablename__ = "equity_points"
+    __table_args__ = (UniqueConstraint("bot_id", "ts", name="uq_equity_points_bot_id_ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bot_id: Mapped[str] = mapped_column(ForeignKey("bots.id"), index=True)
+    ts: Mapped[int] = mapped_column(BigInteger)          # the bar's end, ns since the epoch, UTC
+    equity: Mapped[Decimal] = mapped_column(MONEY)
+    cash: Mapped[Decimal] = mapped_column(MONEY)
+    realized: Mapped[Decimal] = mapped_column(MONEY)
+    unrealized: Mapped[Decimal] = mapped_column(MONEY)
+    position: Mapped[Decimal] = mapped_column(MONEY)
+
+
+class BotArchiveRow(Base):
+    """One reset of a bot (0008): its orders, fills, position, daily P&L, equity points and signals
+    were moved under `archive_bot_id` (a bots row of status ARCHIVED), where they stay readable."""
+
+    __tablename__ = "bot_archives"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bot_id: Mapped[str] = mapped_column(ForeignKey("bots.id"), index=True)
+    archive_bot_id: Mapped[str] = mapped_column(ForeignKey("bots.id"))
+    actor: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class SignalRow(Base):
