@@ -265,6 +265,8 @@ class Strategy:
     # after a restart the runtime brings the position there if a lost order left it elsewhere
     target: int | None = None
     target_fraction: Decimal | None = None
+    # bars of history a live bot takes from its venue before its first tick (warmup_bars())
+    warmup: ClassVar[int] = 1000
 
     def __init__(self, params: StrategyParams) -> None:
         self.p = params
@@ -304,6 +306,15 @@ class Strategy:
         return value
 
     # -- hooks ------------------------------------------------------------------------------------
+    def warmup_bars(self) -> int:
+        """How many bars of history a live start needs so that next() decides at the first live bar
+        as a backtest over a long history would (engine/runtime/driver.py takes them from the
+        venue's MarketDataFeed.history). The default, 1,000, makes the start's weight in a
+        recursive indicator negligible (below 1e-16: EMA periods up to 50, Wilder's RSI/ATR
+        averages up to 25); a strategy on windows only (SMA) needs its longest window, one on
+        longer recursions more."""
+        return type(self).warmup
+
     def init(self) -> None:
         """Declare indicators with `self.I(...)`."""
 

@@ -7,9 +7,10 @@ Two ways to the same signals:
 The parity test holds them to identical signals, orders and fills on real data.
 
 The model is loaded through the registry, so its artifact's sha256 is checked before anything
-trades on it; a spec that does not fit the data (a missing column, a different number of
-features than the model was trained on) or too little history for the feature window is a
-clear error at start, not a silent run on NaNs.
+trades on it (the seal also covers the feature spec and parameters in its row); a spec that
+does not fit the data (a missing column, a different number of features than the model was
+trained on) or too little history for the feature window is a clear error at start, before the
+first bar, not a silent run on NaNs.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class MlSignal(Strategy):
             raise ConfigError("data", f"{len(self.data)} bars are too few for model {self.record.name} "
                                       f"v{self.record.version}: its features and window need {needed} bars of history")
         self._features = IncrementalFeatures(self.spec)
+        # at start, not at the first warmed-up bar (35 hours after start on 1h bars)
+        self._check_width(len(self._features.names))
         self.warnings: list[str] = []
         if self.data is not None and len(self.data):
             times = self.data.time
@@ -94,6 +97,13 @@ class MlSignal(Strategy):
                     f"v{self.record.version}'s training window: those results are in-sample; the "
                     "out-of-sample figures are in `tickbridge train`'s report (models show ID)")
         self._rows: deque[np.ndarray] = deque(maxlen=self.context)
+
+    def warmup_bars(self) -> int:
+        """The features' look-back plus the model's window, and never fewer than the default, which
+        lets the recursive features (RSI, MACD, ATR) forget their start (init() has run: live, the
+        driver calls it before the warm-up)."""
+        spec, context = getattr(self, "spec", None), getattr(self, "context", 1)
+        return max(type(self).warmup, spec.lookback + context - 1 if spec is not None else 0)
 
     def _check_width(self, width: int) -> None:
         expected = self.model.n_features

@@ -26,6 +26,9 @@ class RsiReversion(Strategy):
         self.rsi = self.I(ta.rsi, self.data.Close, length=self.p.period)
         self.exit_direction = self.p.exit_direction
 
+    def warmup_bars(self) -> int:
+        return max(type(self).warmup, 40 * self.p.period)  # Wilder's average forgets its start: (1-1/n)^(40n) < 1e-17
+
     def next(self) -> None:
         value = self.rsi[self.i]
         if value < self.p.lower:

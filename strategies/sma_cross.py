@@ -30,6 +30,9 @@ class SmaCross(Strategy):
         self.slow_ma = self.I(ta.sma, self.data.Close, length=self.p.slow)
         self.exit_direction = self.p.exit_direction
 
+    def warmup_bars(self) -> int:
+        return self.p.slow + 1  # the slow window, and the bar before it for the crossing
+
     def next(self) -> None:
         i = self.i
         fast, slow = self.fast_ma, self.slow_ma

@@ -1,8 +1,18 @@
 """Drives one strategy from ticks: bars at each close, `next()` with the history as lists, signals.
 
 The same driver runs live (engine.runtime.bot) and in the parity replay (engine.runtime.parity),
-so the two differ only where they must: live indicators are recomputed over the bars so far
-(LiveIndicators), the replay computes them once over all bars, as a backtest does.
+so the two differ only where they must: live indicators grow by one value per bar close
+(LiveIndicators: O(1) per bar for sma, ema and rsi), the replay computes them once over all bars,
+as a backtest does.
+
+Warm-up. A live bot that starts (or restarts hours later) first takes the bars its strategy needs
+(`Strategy.warmup_bars()`) from its venue's MarketDataFeed.history, the closed bars before the
+one in progress, and runs them through next() muted, so its first live bar is decided on the
+indicators a backtest has there rather than on NaN until enough new bars arrive. A warm-up
+changes neither the strategy's target nor the last published direction (those are the bot's own
+record of what it did, restore_direction's), and an order it would have sent is not sent. If the
+venue has no history to give (an error, an unknown timeframe), the log says why and the bot waits
+for new bars, as before. The first live bar lacks the ticks before the start: as it always did.
 
 Signals. ml_signal publishes its own (its `signal_sink` is pointed at the store). For the rule
 strategies, a Signal is published when the direction they `go()` to changes: confidence 1,
@@ -27,21 +37,27 @@ retried tick after tick. Not after a kill: the kill switch flattened the bot on 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import pandas as pd
+
+from engine.errors import ConfigError
 from engine.market import Bar, Tick
 from engine.money import div_round_half_even
 from engine.oms import OrderManager
 from engine.risk import RiskEngine
-from engine.runtime.bars import BarBuilder, BarHistory
+from engine.runtime.bars import DAY_NS, BarBuilder, BarHistory
 from engine.runtime.indicators import LiveIndicators, is_incremental
 from models.signals import MemorySignals, Signal, SignalSink
 from strategies.base import GO_TAGS, Strategy
 
 ONE = Decimal(1)
 ZERO = Decimal(0)
+log = logging.getLogger(__name__)
+WIDEN = 3  # tries at a history span of 1x, 4x, 16x the bars wanted (nights, weekends: stocks need ~5x)
 
 
 def raw_price(price: float, dp: int, step: int) -> int:
@@ -74,6 +90,7 @@ class StrategyDriver:
         self.gap_orders = 0          # how many times that sent an order
         self.last_direction: int | None = None
         self.bars = 0
+        self.warm_bars = 0           # of `bars`, how many came from the venue's history (warm_up)
         self.signals_published = 0
         self.last_bar: Bar | None = None
         self._discard = MemorySignals()
@@ -151,6 +168,46 @@ class StrategyDriver:
         self.gap_orders += 1
         type(strategy).go(strategy, strategy.target, strategy.target_fraction)
 
+    # -- warm-up --------------------------------------------------------------------------------------
+    def warm_up(self, feed: Any, venue: str, now_ns: int) -> int:
+        """Seed the bars from `feed.history` (see the module docstring) before the first live tick:
+        the strategy's `warmup_bars()` closed bars before the bar `now_ns` falls in. Returns how
+        many it took (0 when it had history already, needs none, or the venue gave none)."""
+        needed = self.strategy.warmup_bars()
+        if self.batch or len(self.history) or needed <= 0:
+            return 0
+        try:
+            frame = history_before(feed, self.symbol, self.builder.width, feed_timeframe(feed, venue, self.builder),
+                                   needed, now_ns)
+        except Exception as exc:  # noqa: BLE001 - a venue without history must not stop the bot
+            why = str(exc) if isinstance(exc, ConfigError) else type(exc).__name__  # a venue's text may hold URLs
+            log.warning("bot %s: no warm-up from %s history (%s): its strategy waits for %d new bars",
+                        self.oms.bot_id, venue, why, needed)
+            return 0
+        self._warm(frame)
+        log.info("bot %s: warmed up on %d bars of %s history", self.oms.bot_id, len(frame), venue)
+        return len(frame)
+
+    def _warm(self, frame: pd.DataFrame) -> None:
+        strategy = self.strategy
+        saved = strategy.target, strategy.target_fraction, self.last_direction
+        muted, self.muted = self.muted, True
+        width = self.builder.width
+        try:
+            for start, o, h, low, c, v in zip(frame.index.as_unit("ns").asi8.tolist(), *(
+                    frame[column].to_numpy(dtype="float64").tolist()
+                    for column in ("open", "high", "low", "close", "volume"))):
+                bar = Bar(self.symbol, start, start + width, o, h, low, c, v)
+                self.history.append(bar)
+                self.last_bar = bar
+                self.bars += 1
+                self.warm_bars += 1
+                if self.trading:
+                    self._next()
+        finally:
+            self.muted = muted
+            strategy.target, strategy.target_fraction, self.last_direction = saved
+
     # -- per tick -----------------------------------------------------------------------------------
     def on_tick(self, tick: Tick) -> None:
         """After the venue matched the tick: close a bar if this tick starts a new one (next()),
@@ -158,7 +215,7 @@ class StrategyDriver:
         if self.gap_owed and not self.muted and self.trading:
             self._close_gap()
         bar = self.builder.on_tick(tick)
-        if bar is not None:
+        if bar is not None and (not self.history.time or bar.start > self.history.time[-1]):  # not a warmed-up bar
             self.history.append(bar)
             self.last_bar = bar
             self.bars += 1
@@ -172,9 +229,9 @@ class StrategyDriver:
         i = len(self.history) - 1
         if self.indicators is not None:
             if self.indicators.ready:
-                self.indicators.refresh(self.history.frame)
+                self.indicators.refresh(self.history)
             else:
-                self.indicators.start(self.history.frame)
+                self.indicators.start(self.history)
             strategy.data = self.history
         strategy.i = i
         gate = self.gate
@@ -188,6 +245,50 @@ class StrategyDriver:
             gate.account.on_equity(equity, ts)
             gate.on_equity(equity, ts)
         strategy.next()
+
+
+def venue_timeframe(venue: str, width_ns: int) -> str:
+    """A bar width in the venue's own timeframe notation (ccxt "5m", Alpaca "5Min", MT5 "M5").
+    This belongs to each feed (a `timeframe(width_ns)` there is used first); here until they have it."""
+    seconds = width_ns // 1_000_000_000
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds and seconds % size == 0 and width_ns % 1_000_000_000 == 0:
+            count = seconds // size
+            break
+    else:
+        raise ConfigError("bar", f"{venue} has no bars of {width_ns} ns")
+    if venue == "ccxt":
+        return f"{count}{unit}"
+    if venue == "alpaca":
+        return f"{count}{dict(m='Min', h='Hour', d='Day')[unit]}"
+    if venue == "mt5":
+        return {"m": f"M{count}", "h": f"H{count}", "d": f"D{count}"}[unit]
+    raise ConfigError("venue", f"no history timeframe known for venue {venue!r}")
+
+
+def feed_timeframe(feed: Any, venue: str, builder: BarBuilder) -> str:
+    own = getattr(feed, "timeframe", None)
+    return own(builder.width) if callable(own) else venue_timeframe(venue, builder.width)
+
+
+def history_before(feed: Any, symbol: str, width_ns: int, timeframe: str, bars: int, now_ns: int) -> pd.DataFrame:
+    """The last `bars` bars that closed before the bar `now_ns` falls in (bins from midnight UTC,
+    as BarBuilder's), asked of `feed.history`; a request that returns fewer is widened (markets
+    close at night and at weekends), WIDEN tries in all, then what there is is taken."""
+    current = now_ns // DAY_NS * DAY_NS + (now_ns % DAY_NS) // width_ns * width_ns
+    span = bars * width_ns
+    frame = pd.DataFrame()
+    for _ in range(WIDEN):
+        start = max(current - span, 0)
+        frame = feed.history(symbol, timeframe, start, current - 1)
+        index = frame.index.as_unit("ns").asi8 if len(frame) else []
+        frame = frame[(index < current)] if len(frame) else frame
+        if len(frame) >= bars or start == 0:
+            break
+        span *= 4
+    if len(frame):
+        frame = frame[~frame.index.duplicated(keep="last")].sort_index()
+    return frame.iloc[-bars:]
 
 
 class _Counting:
