@@ -29,7 +29,7 @@ import pandas as pd
 
 from backtest.config import BacktestConfig
 from backtest.frames import _scaled
-from backtest.metrics import STAT_KEYS, compute_stats
+from backtest.metrics import STAT_KEYS, _find_layout, compute_stats
 from backtest.report import _json_value
 from backtest.result import BacktestResult
 from backtest.runner import build_instrument, run_backtest, run_fast, to_raw_prices
@@ -41,7 +41,8 @@ from strategies.base import BarData, Strategy, parse_params
 # stats that are not numbers (times, durations) cannot be optimised
 NON_NUMERIC_STATS = frozenset({"start", "end", "duration", "max_drawdown_duration", "avg_drawdown_duration",
                                "max_trade_duration", "avg_trade_duration"})
-OBJECTIVES = tuple(k for k in STAT_KEYS if k not in NON_NUMERIC_STATS)
+# periods_per_year describes the data, not the run: nothing to optimise
+OBJECTIVES = tuple(k for k in STAT_KEYS if k not in NON_NUMERIC_STATS and k != "periods_per_year")
 # stats where smaller is better; everything else is maximised (drawdowns are negative numbers,
 # so maximising max_drawdown_pct already prefers the shallower one)
 MINIMISED = frozenset({"volatility_ann_pct", "fees"})
@@ -72,17 +73,10 @@ class PeriodLayout:
 
     @classmethod
     def of(cls, index: pd.DatetimeIndex) -> "PeriodLayout":
-        """Mirror of metrics.period_returns: last bar of each calendar day, or every bar when the
-        bars are coarser than daily."""
-        n = len(index)
-        if n > 1:
-            spacing = pd.Series(index).diff().median()
-            if spacing > pd.Timedelta(days=1, hours=12):
-                return cls(np.arange(n), pd.Timedelta(days=365.25) / spacing)
-        days = index.normalize().asi8
-        last = np.flatnonzero(np.r_[days[1:] != days[:-1], True]) if n else np.array([], dtype=np.int64)
-        weekend = float(np.mean(index[last].day_of_week >= 5)) if len(last) else 0.0
-        return cls(last, 365.0 if weekend > 0.10 else 252.0)
+        """metrics.period_returns' layout: last bar of each calendar day, or every bar when the
+        bars are coarser than daily, with the calendar's periods per year (one definition)."""
+        last, annual = _find_layout(index)
+        return cls(np.arange(len(index)) if last is None else last, annual)
 
     def returns(self, equity: np.ndarray, initial_cash: float) -> np.ndarray:
         values = np.concatenate([[initial_cash], equity[self.positions]])

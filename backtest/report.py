@@ -24,6 +24,7 @@ LABELS = {
     "worst_trade_pct": "Worst trade [%]", "avg_trade_pct": "Avg trade [%]",
     "max_trade_duration": "Max trade duration", "avg_trade_duration": "Avg trade duration",
     "profit_factor": "Profit factor", "expectancy": "Expectancy", "sqn": "SQN", "fees": "Fees",
+    "periods_per_year": "Periods per year (annualisation)",
 }
 
 
@@ -39,6 +40,38 @@ def _text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4g}" if abs(value) < 0.01 and value else f"{value:.2f}"
     return str(value)
+
+
+def run_stats(result: BacktestResult, frame: pd.DataFrame, strategy_cls: Any, params: dict[str, Any],
+              conventions: str = "tickbridge", risk_free: float = 0.0,
+              periods_per_year: float | None = None) -> dict[str, Any]:
+    """The statistics a command shows for a run of `strategy_cls(params)` over `frame`. With
+    backtesting.py's conventions, its buy & hold starts at the first bar where every indicator
+    is defined, so the strategy's indicators are computed once more to find that bar."""
+    from backtest.metrics import compute_stats, first_tradable_bar
+
+    first = 0
+    if conventions == "backtesting.py":
+        from strategies.base import BarData, parse_params
+
+        strategy = strategy_cls(parse_params(strategy_cls.Params, params))
+        strategy.attach(BarData(frame), result.meta.get("symbol") or "")
+        strategy.init()
+        first = first_tradable_bar(strategy)
+    opens = frame["open"].to_numpy(dtype=np.float64) if "open" in frame.columns else None
+    return compute_stats(result, periods_per_year=periods_per_year, risk_free=risk_free, conventions=conventions,
+                         opens=opens, first_tradable_bar=first)
+
+
+def backtest_title(result: BacktestResult, title: str) -> str:
+    """The table's title; a run with warnings (an ml_signal run over its model's training bars is
+    in-sample, and its Sharpe flatters) says so in the title itself, not only after the table."""
+    warnings = result.meta.get("warnings", [])
+    if any("in-sample" in w for w in warnings):
+        return f"[bold yellow]IN-SAMPLE (the model saw these bars; see the warning above)[/bold yellow]: {title}"
+    if warnings:
+        return f"[bold yellow]{len(warnings)} warning(s) above[/bold yellow]: {title}"
+    return title
 
 
 def stats_table(stats: dict[str, Any], title: str, result: BacktestResult | None = None) -> Table:

@@ -8,6 +8,15 @@ the class from the kind, so callers never import torch themselves.
 
 `context` is how many consecutive feature rows one prediction reads: 1 for every model but the
 GRU, whose prediction for a row reads the window ending there.
+
+Threads: scikit-learn's OpenMP team (the gbm's histograms) and BLAS default to every CPU of the
+machine, not the ones this process may run on. On a loaded 2-core box pinned to one core, or in a
+container given fewer cores than the host has, the extra threads spin waiting for each other
+(gbm training took 4 to 12 minutes instead of about one). `fit` and large predictions therefore
+run with `training_threads()`: the model's `threads` (the CLI's `--threads`), else
+OMP_NUM_THREADS when set, else the number of CPUs in os.sched_getaffinity. `threads` is a run
+setting, not a model parameter: it changes no prediction and is not saved or hashed. The CPUs a
+process may use can still be busy with other work: OMP_WAIT_POLICY defaults to PASSIVE (below).
 """
 
 from __future__ import annotations
@@ -16,15 +25,23 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import joblib
-import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import ThreadpoolController
+import os
 
-from engine.errors import ConfigError, DataError
+# Before scikit-learn loads its OpenMP runtime (the variable is read once, at load): threads that
+# wait at a barrier sleep instead of spinning. On a busy machine spinning threads take the cores
+# the working ones need; measured on a 2-core box at load 10, `tickbridge train --model gbm` on
+# EURUSD_1h took 86.8 s (54 s CPU) spinning and 16.9 s (10 s CPU) passive. A user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import joblib  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from threadpoolctl import ThreadpoolController  # noqa: E402
+
+from engine.errors import ConfigError, DataError  # noqa: E402
 
 ModelKind = Literal["gbm", "logreg", "mlp", "gru"]
 MODEL_KINDS: tuple[str, ...] = ("gbm", "logreg", "mlp", "gru")
@@ -56,6 +73,7 @@ class SklearnModel:
         self.params = params
         self.pipeline = self._build(kind, seed, params)
         self.classes = np.array([])
+        self.threads: int | None = None  # None: training_threads() decides
 
     @property
     def context(self) -> int:
@@ -77,14 +95,16 @@ class SklearnModel:
     def fit(self, X: np.ndarray, y: np.ndarray) -> "SklearnModel":
         X = check_features(X)
         y = check_labels(X, y)
-        self.pipeline.fit(X, y)
+        with _threads().limit(limits=training_threads(self.threads)):
+            self.pipeline.fit(X, y)
         self.classes = self.pipeline.classes_
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         X = check_features(X)
         if len(X) > SMALL_BATCH:
-            return self.pipeline.predict_proba(X)
+            with _threads().limit(limits=training_threads(self.threads)):
+                return self.pipeline.predict_proba(X)
         # a live bar predicts one row: OpenMP's thread team costs more than it saves there, and on a
         # busy machine waking it is what makes the slow tail (p99 37 ms -> see docs/benchmarks.md)
         with _threads().limit(limits=1, user_api="openmp"):
@@ -110,11 +130,33 @@ def _threads() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def make_model(kind: str, seed: int = 0, **params: Any) -> SignalModel:
-    """A new, unfitted model of `kind`."""
+def training_threads(threads: int | None = None) -> int:
+    """Threads for OpenMP and BLAS: `threads` when given, else OMP_NUM_THREADS when set to a
+    positive integer, else the CPUs this process may run on (os.sched_getaffinity, which follows
+    taskset, cgroup cpusets and container limits; os.cpu_count where there is no affinity)."""
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError("threads", f"must be a positive whole number, got {threads!r}")
+        return threads
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+def make_model(kind: str, seed: int = 0, threads: int | None = None, **params: Any) -> SignalModel:
+    """A new, unfitted model of `kind`; `threads` caps scikit-learn's OpenMP/BLAS threads (the torch
+    models always train on one thread, for determinism)."""
     if kind in TORCH_KINDS:
         return _torch_models().TorchModel(kind, seed, **params)
-    return SklearnModel(kind, seed, **params)  # type: ignore[arg-type]  # refuses unknown kinds
+    model = SklearnModel(kind, seed, **params)  # type: ignore[arg-type]  # refuses unknown kinds
+    if threads is not None:
+        training_threads(threads)  # refuses 0, negatives, non-integers
+        model.threads = threads
+    return model
 
 
 def load_model(kind: str, path: Path) -> SignalModel:

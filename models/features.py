@@ -9,6 +9,11 @@ history, so the window must be long enough for their start-up to have decayed: w
 1e-9 relative at every bar close on real data).
 
 Every feature is NaN for the first `spec.lookback - 1` bars (warm-up), in batch and live alike.
+pandas-ta's own formulas always (`talib=False`): it would otherwise switch to TA-Lib whenever
+TA-Lib is importable, which seeds RSI and the EMAs differently (RSI moved by up to 2.5 points in
+the warm-up), so the features, and a model's decisions, depended on what else was installed.
+IncrementalFeatures reproduces the pandas-ta formulas, never TA-Lib's.
+
 Every feature at bar t uses bars up to t only (pandas-ta's indicators are causal; the tests
 perturb every bar after t and require the features at or before t to stay equal).
 """
@@ -68,9 +73,9 @@ def compute(bars: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     scale = close if spec.normalise_by == "close" else 1.0
     out: dict[str, pd.Series] = {}
     for n in spec.rsi:
-        out[f"rsi_{n}"] = _or_nan(ta.rsi(close, length=n), close)
+        out[f"rsi_{n}"] = _or_nan(ta.rsi(close, length=n, talib=False), close)
     for fast, slow, signal in spec.macd:
-        macd = ta.macd(close, fast=fast, slow=slow, signal=signal)
+        macd = ta.macd(close, fast=fast, slow=slow, signal=signal, talib=False)
         if macd is None:
             out[f"macd_{fast}_{slow}_{signal}"] = out[f"macd_hist_{fast}_{slow}_{signal}"] = _nan(close)
         else:

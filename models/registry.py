@@ -1,14 +1,19 @@
 """The model registry: an artifact on disk plus a row in the store, checked on every load.
 
 A model version is saved under `root/<name>/v<version>.joblib` (`.pt` for torch models); its row records the kind, feature
-spec, parameters, training window, metrics and the artifact's sha256. Loading recomputes the hash
-and refuses a file that does not match (ModelIntegrityError, naming the model and both hashes):
-nothing trades on a model that is not the one that was evaluated.
+spec, parameters, training window, metrics and a sha256 seal. The seal covers the artifact *and*
+what decides how it trades: the kind, the feature spec, the parameters and the training window
+(`record_digest`). A hash of the artifact alone let a feature spec edited in the row (same number
+of features, other indicators) trade silently. Loading recomputes the seal and refuses anything
+that does not match (ModelIntegrityError, naming the model): nothing trades on a model that is not
+the one that was evaluated. Rows sealed by an older version over the artifact only are refused
+too, with the way out (`reseal`, audited, after checking the artifact still matches).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +66,17 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def record_digest(artifact_sha256: str, kind: str, feature_spec: dict[str, Any], params: dict[str, Any],
+                  train_start: int, train_end: int) -> str:
+    """The seal of a registered model: sha256 over the artifact's sha256 and a canonical JSON of
+    the row fields that decide its trading (sorted keys, so a store that reorders JSON keys, as
+    PostgreSQL's JSONB does, gives the same seal)."""
+    payload = json.dumps({"artifact_sha256": artifact_sha256, "kind": kind, "feature_spec": feature_spec,
+                          "params": params, "train_window": [int(train_start), int(train_end)]},
+                         sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 class ModelRegistry:
     def __init__(self, engine: Engine, root: str | Path = "var/models") -> None:
         self.engine = engine
@@ -75,10 +91,14 @@ class ModelRegistry:
             path = self.root / name / f"v{version}{artifact_suffix(model.kind)}"
             path.parent.mkdir(parents=True, exist_ok=True)
             model.save(path)
+            # the row's JSON as the store will give it back, so the seal is computed on what is read
+            feature_spec = json.loads(json.dumps(spec.model_dump(mode="json")))
+            params = json.loads(json.dumps({"seed": model.seed, **model.params}))
+            seal = record_digest(sha256_of(path), model.kind, feature_spec, params, train_window[0], train_window[1])
             row = {"name": name, "version": version, "kind": model.kind,
-                   "feature_spec": spec.model_dump(mode="json"), "params": {"seed": model.seed, **model.params},
+                   "feature_spec": feature_spec, "params": params,
                    "train_start": train_window[0], "train_end": train_window[1], "metrics": metrics,
-                   "sha256": sha256_of(path), "artifact": str(path), "status": "candidate"}
+                   "sha256": seal, "artifact": str(path), "status": "candidate"}
             new_id = connection.execute(insert(MODELS).values(**row)).inserted_primary_key[0]
         return ModelRecord(id=new_id, **row)
 
@@ -100,11 +120,31 @@ class ModelRegistry:
         path = Path(record.artifact)
         if not path.is_file():
             raise ModelIntegrityError(f"model {record.name} v{record.version}: artifact {path} is missing")
-        actual = sha256_of(path)
-        if actual != record.sha256:
-            raise ModelIntegrityError(f"model {record.name} v{record.version}: artifact {path} has sha256 "
-                                      f"{actual}, registered {record.sha256}; refusing to load it")
+        artifact_sha = sha256_of(path)
+        if artifact_sha == record.sha256:
+            raise ModelIntegrityError(f"model {record.name} v{record.version} was sealed over its artifact only (an "
+                                      "older registry): its feature spec and parameters are unchecked; refusing to "
+                                      "load it until it is resealed (ModelRegistry.reseal) or registered again")
+        if _seal(record, artifact_sha) != record.sha256:
+            raise ModelIntegrityError(f"model {record.name} v{record.version}: its artifact, kind, feature spec, "
+                                      "parameters or training window changed since it was registered (sha256 seal "
+                                      f"{record.sha256[:12]}); refusing to load it")
         return load_model(record.kind, path), record
+
+    def reseal(self, model_id: int, actor: str, reason: str) -> ModelRecord:
+        """Seal a row registered with an artifact-only hash over its artifact, spec and parameters as
+        they are now (audited): for a person who has checked the row, once, after upgrading."""
+        record = self.get(model_id)
+        path = Path(record.artifact)
+        if not path.is_file() or sha256_of(path) != record.sha256:
+            raise ModelIntegrityError(f"model {record.name} v{record.version}: only a row whose artifact matches its "
+                                      "artifact-only hash can be resealed")
+        seal = _seal(record, record.sha256)
+        with self.engine.begin() as connection:
+            connection.execute(update(MODELS).where(MODELS.c.id == model_id).values(sha256=seal))
+            audit(connection, actor, "model.reseal", f"model:{record.name}",
+                  {"model_id": model_id, "version": record.version, "reason": reason})
+        return self.get(model_id)
 
 
     # -- deployment: which version of a name trades -------------------------------------------------
@@ -143,6 +183,11 @@ class ModelRegistry:
 def audit(connection: Connection, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
     """One row in the audit log, inside the caller's transaction."""
     connection.execute(insert(AUDIT).values(actor=actor, action=action, subject=subject, detail=detail))
+
+
+def _seal(record: ModelRecord, artifact_sha256: str) -> str:
+    return record_digest(artifact_sha256, record.kind, record.feature_spec, record.params, record.train_start,
+                         record.train_end)
 
 
 def _record(row: Any) -> ModelRecord:

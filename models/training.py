@@ -36,6 +36,7 @@ class TrainConfig:
     seed: int = 0
     spec: FeatureSpec = field(default_factory=FeatureSpec)
     model_params: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # OpenMP/BLAS threads for gbm/logreg; None: estimators.training_threads()
 
 
 @dataclass(slots=True)
@@ -56,7 +57,7 @@ def train(bars: pd.DataFrame, config: TrainConfig, progress: Callable[[int, int]
                                  config.window)  # refuses too little history before any fitting
     probas, truths = [], []
     for done, split in enumerate(splits):
-        model = make_model(config.kind, config.seed, **config.model_params).fit(
+        model = make_model(config.kind, config.seed, config.threads, **config.model_params).fit(
             X.iloc[split.train].to_numpy(), y.iloc[split.train].to_numpy())
         probas.append(predict_rows(model, X, split.test))
         truths.append(y.iloc[split.test])
@@ -64,7 +65,7 @@ def train(bars: pd.DataFrame, config: TrainConfig, progress: Callable[[int, int]
             progress(done + 1, len(splits))
     oos = pd.concat(probas).fillna(0.0)  # a class a fold never saw has probability 0
     oos_labels = pd.concat(truths)
-    final = make_model(config.kind, config.seed, **config.model_params).fit(X.to_numpy(), y.to_numpy())
+    final = make_model(config.kind, config.seed, config.threads, **config.model_params).fit(X.to_numpy(), y.to_numpy())
     times = X.index.as_unit("ns").asi8
     return TrainResult(final, oos, oos_labels, evaluate(oos, oos_labels), (int(times[0]), int(times[-1])))
 

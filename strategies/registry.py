@@ -2,7 +2,7 @@
 
 A strategy is named by a reference, `ref`:
 
-- a built-in name (sma_cross, rsi_reversion, ml_signal), or one registered in
+- a built-in name (sma_cross, rsi_reversion, ml_signal, buy_and_hold), or one registered in
   `strategies.STRATEGIES`. A built-in's module is imported only when it is named: ml_signal
   pulls in scikit-learn and the SQL store, seconds that a moving-average backtest should not wait;
 - a name defined in the operator's strategies directory (TICKBRIDGE_STRATEGIES_DIR, several
@@ -50,6 +50,7 @@ BUILT_INS: dict[str, str] = {  # name -> module:Class, imported on first use
     "sma_cross": "strategies.sma_cross:SmaCross",
     "rsi_reversion": "strategies.rsi_reversion:RsiReversion",
     "ml_signal": "strategies.ml_signal:MlSignal",
+    "buy_and_hold": "strategies.buy_and_hold:BuyAndHold",
 }
 REFUSED_CODE_REF = ("{ref!r} names code to load; the API runs only the strategies the operator installed "
                     "(built-ins, the strategies directory, packages' entry points): {known}")

@@ -46,8 +46,8 @@ def test_promotes_only_a_better_model_and_audits_every_decision(database_url, tm
     assert registry.get(same.candidate.id).status == "rejected"
 
     data["bars"] = bars.iloc[:3500]  # fresh bars: promoted exactly when its AUC is higher
-    third = job.run_once()
-    assert third.promoted == (third.candidate_score > first.candidate_score)
+    third = job.run_once()  # both scored on the candidate's out-of-sample rows the active model never saw
+    assert third.compared_rows > 0 and third.promoted == (third.candidate_score > third.active_score)
     expected_active = third.candidate.id if third.promoted else first.candidate.id
 
     # a restart: a new registry on the same store sees the same active model

@@ -50,8 +50,8 @@ def reference_period_returns(equity: pd.Series, initial_cash: float) -> tuple[np
             return values[1:] / values[:-1] - 1.0, pd.Timedelta(days=365.25) / spacing
     daily = equity.groupby(index.normalize()).last()
     values = np.concatenate([[initial_cash], daily.to_numpy()])
-    weekend = float(np.mean(daily.index.day_of_week >= 5)) if len(daily) else 0.0
-    return values[1:] / values[:-1] - 1.0, 365.0 if weekend > 0.10 else 252.0
+    # the calendar's periods per year have their own hand-computed tests (test_annualisation.py)
+    return values[1:] / values[:-1] - 1.0, metrics.calendar_days_per_year(daily.index)
 
 
 def reference_stats(result: BacktestResult) -> dict:
@@ -72,6 +72,7 @@ def reference_stats(result: BacktestResult) -> dict:
         equity_final=final, equity_peak=float(equity.max()), return_pct=(final / initial - 1.0) * 100.0,
         buy_hold_return_pct=num((result.close.iloc[-1] / result.close.iloc[0] - 1.0) * 100.0),
         max_drawdown_pct=float(dd.min()) * 100.0 if len(dd) else None, fees=result.fees_total,
+        periods_per_year=float(annual),
     )
     years = duration / pd.Timedelta(days=365.25)
     if years > 0 and final > 0:
