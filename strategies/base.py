@@ -31,6 +31,8 @@ lists end at the current bar, so such code fails there instead of flattering a b
 
 from __future__ import annotations
 
+import inspect
+
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
@@ -52,6 +54,21 @@ GO_TAGS = _GO_TAGS  # the tags of go()'s own orders: the runtime waits for them 
 _SIZE_STEP = Decimal(1).scaleb(-6)
 SIZE_DP = 6  # decimals of a per-entry equity fraction (`go(direction, fraction)`, `sizes()`)
 
+
+
+def same_everywhere(func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """pandas-ta hands sma, ema, rsi, macd... to TA-Lib whenever TA-Lib is importable, and TA-Lib's
+    arithmetic differs (RSI by up to 2.5 points during warm-up, SMAs in the last bits, which moves
+    crossings): a backtest would then depend on what else the machine has installed. Unless the
+    caller chose (`talib=True`), a function that takes `talib` runs pandas-ta's own code, in
+    backtests and live bots alike (engine/runtime/indicators.py records calls through this too)."""
+    if "talib" in kwargs:
+        return kwargs
+    try:
+        takes_talib = "talib" in inspect.signature(func).parameters
+    except (TypeError, ValueError):  # a builtin or C function: nothing to choose
+        return kwargs
+    return {**kwargs, "talib": False} if takes_talib else kwargs
 
 class StrategyParams(BaseModel):
     """Parameters every strategy has: how big its positions are."""
@@ -342,6 +359,7 @@ class Strategy:
 
         The function must be causal (value at bar t uses data up to t only); pandas-ta's are.
         """
+        kwargs = same_everywhere(func, kwargs)
         out = func(*args, **kwargs)
         if out is None:
             arrays = [a for a in (*args, *kwargs.values()) if isinstance(a, np.ndarray)]
