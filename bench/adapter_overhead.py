@@ -17,7 +17,14 @@ Per submit it measures the wall time of `adapter.submit` and subtracts what the 
   orders_get, ...) is timed by a proxy and excluded. What is left is the adapter: request building,
   grid and stops checks, retcode mapping, the reporter.
 
-Prints p50 and p99 in microseconds. Figures go to docs/benchmarks.md.
+Then, for ccxt (issue 15), two latencies an operator feels, on the same loopback fake:
+- submit-to-ack: `adapter.submit` of a resting limit order until the sink hears it ACCEPTED
+  (the answer to the create request; ccxt's throttle off);
+- executions-to-OMS: the fake fills a resting order (in its own process) and the adapter reports
+  the fill to the sink, once over the REST poll (its interval bounds it: `--poll`), once pushed
+  (ccxt.pro watch_orders / watch_my_trades over the fake's user-data stream, the poll off).
+
+Prints p50 and p99 in microseconds (milliseconds for the poll). Figures go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -176,6 +183,80 @@ def bench_ccxt(n: int, warmup: int) -> tuple[list[int], list[int]]:
         process.join(timeout=10)
 
 
+class AckSink(CountingSink):
+    """Counts, and notes when the last accept and fill arrived (monotonic ns)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accepted_ns = 0
+        self.fills: dict[str, int] = {}
+        self.filled = __import__("threading").Condition()
+
+    def on_accepted(self, order: Order, ts: int) -> None:
+        self.accepted_ns = time.monotonic_ns()
+        super().on_accepted(order, ts)
+
+    def on_fill(self, order: Order, fill: Fill, bar: int) -> None:
+        with self.filled:
+            self.fills[order.client_order_id] = time.monotonic_ns()
+            self.filled.notify_all()
+        super().on_fill(order, fill, bar)
+
+
+def bench_ccxt_latency(n: int, fills: int, poll_s: float, push: bool) -> tuple[list[int], list[int]]:
+    """Submit-to-ack for `n` resting orders, then executions-to-sink for `fills` of them: over the
+    poll (every `poll_s`), or pushed (ccxt.pro watch_orders / watch_my_trades, the poll off)."""
+    import multiprocessing
+
+    import ccxt
+    import ccxt.pro
+
+    from brokers.ccxt.adapter import CcxtAdapter
+    from tests.fakes.binance_fake import redirect, serve_forever_in_child
+
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    process = multiprocessing.get_context("spawn").Process(target=serve_forever_in_child, args=(child, push),
+                                                           daemon=True)
+    process.start()
+    try:
+        url = parent.recv()
+        options = {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False,
+                   "fetchOpenOrders": {"warnWithoutSymbol": False}}
+        exchange = ccxt.binance({"apiKey": "k", "secret": "s", "enableRateLimit": False, "timeout": 10_000,
+                                 "options": options})
+        redirect(exchange, url)
+        pro = None
+        if push:
+            pro = ccxt.pro.binance({"apiKey": "k", "secret": "s", "enableRateLimit": False, "options": options})
+            redirect(pro, url, parent.recv())
+        adapter = CcxtAdapter("binance", exchange=exchange, symbols=["BTC/USDT"],
+                              poll_interval_s=None if push else poll_s, push=pro)
+        sink = AckSink()
+        adapter.connect(sink)
+        while push and not adapter.pushing:
+            time.sleep(0.01)
+        acks: list[int] = []
+        for i in range(n):
+            start = time.monotonic_ns()
+            adapter.submit(Order(f"l-{i:08d}", "b", "BTC/USDT", OrderSide.BUY, OrderType.LIMIT, Decimal("0.001"), 0,
+                                 limit_price=Decimal("40000.00")))
+            acks.append(sink.accepted_ns - start)
+        to_sink: list[int] = []
+        for i in range(fills):
+            cid = f"l-{i:08d}"
+            parent.send(f"fill:{cid}")
+            filled_at = parent.recv()
+            with sink.filled:
+                if not sink.filled.wait_for(lambda: cid in sink.fills, timeout=60):
+                    raise RuntimeError(f"the fill of {cid} never reached the sink")
+            to_sink.append(sink.fills[cid] - filled_at)
+        adapter.close()
+        return acks, to_sink
+    finally:
+        parent.send("stop")
+        process.join(timeout=10)
+
+
 # -- mt5 --------------------------------------------------------------------------------------------
 class TimedTerminal:
     """The fake MetaTrader5 module, with the time spent inside any of its functions counted."""
@@ -223,6 +304,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--fills", type=int, default=50, help="fills timed over the ccxt poll")
+    parser.add_argument("--poll", type=float, default=0.2, help="the ccxt adapter's poll interval (s)")
     args = parser.parse_args()
     print(f"adapter overhead per submit (resting limit orders, {args.orders} after {args.warmup} warm-up)")
     p50, p99 = percentiles(bench_paper(args.orders, args.warmup))
@@ -237,6 +320,13 @@ def main() -> None:
     print(f"  ccxt   adapter + ccxt + HTTP client + loopback (fake excl.) p50 {p50:8.1f} us   p99 {p99:8.1f} us")
     p50, p99 = percentiles(without_http)
     print(f"  ccxt   adapter + ccxt, HTTP exchange excluded             p50 {p50:8.1f} us   p99 {p99:8.1f} us")
+    for push in (False, True):
+        acks, to_sink = bench_ccxt_latency(args.orders, args.fills, args.poll, push)
+        how = "push stream (poll off)  " if push else f"REST poll every {args.poll:g} s "
+        p50, p99 = percentiles(acks)
+        print(f"  ccxt   submit-to-ack, {how}            p50 {p50:8.1f} us   p99 {p99:8.1f} us")
+        p50, p99 = percentiles(to_sink)
+        print(f"  ccxt   execution-to-sink, {how}        p50 {p50 / 1000:8.2f} ms   p99 {p99 / 1000:8.2f} ms")
 
 
 if __name__ == "__main__":

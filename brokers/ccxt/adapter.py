@@ -1,4 +1,4 @@
-"""Any ccxt exchange, by id, behind the BrokerAdapter contract (binance is the tested one).
+"""Any ccxt exchange, by id, behind the BrokerAdapter contract (binance and bybit are the tested ones).
 
 - Instruments come from `load_markets()`: precision (a step in TICK_SIZE mode, a count of decimals
   in DECIMAL_PLACES mode) and limits become the Instrument's increments and min/max quantity.
@@ -12,19 +12,38 @@
   it is reported as the venue has it; provably absent (OrderNotFound), it is sent again after a
   backoff, up to `max_attempts`; if even the lookup cannot be made, the order stays SUBMITTED and
   the next poll resolves it (found: reported; absent: rejected as TIMEOUT, never sent late).
-- Reads (fetch_*) retry with exponential backoff on 429 / 5xx / network errors. ccxt's own
-  throttle (`enableRateLimit`) stays on.
-- The execution stream is a poll of open orders and trades (`poll()`, or a thread every
-  `poll_interval_s` seconds): each poll reports only what is new (OrderReporter), so a poll after
-  a dropped connection reconciles everything missed, and open orders nobody sent through this
-  adapter are reported and adopted by the engine as external. ccxt.pro's watch_orders is not used
-  yet.
+- Time in force goes out in ccxt's unified params (GTC / IOC / FOK; `postOnly` for an order
+  tagged "post_only"); DAY is refused (UNSUPPORTED). Amounts and prices are checked with ccxt's
+  own `amount_to_precision` / `price_to_precision` for every precision mode (a value they would
+  change is refused, never silently altered) and against the market's limits.
+- An equity-fraction market order is sized from the last price the adapter was given
+  (`on_tick`, fed by the bot's own quotes), else one ticker read; if the price or the balance
+  cannot be read the order is REJECTED with the reason, never left in flight.
+- Reads (fetch_*) retry with exponential backoff and jitter on 429 / 418 / 5xx / network errors
+  (a Retry-After is honoured); ccxt's own throttle (`enableRateLimit`) stays on. Submits are
+  never retried blindly (above).
+- The REST execution stream is a poll of open orders and trades (`poll()`, or a thread): each poll
+  reports only what is new (OrderReporter), so a poll after a dropped connection reconciles
+  everything missed, and open orders nobody sent through this adapter are reported and adopted
+  by the engine as external. The thread polls every `poll_interval_s` while orders are open and
+  every `idle_poll_s` when none are, backing off (with jitter) while the venue fails.
+- Push first (brokers/ccxt/stream.py): where ccxt.pro can watch the account (`push`), order
+  updates and trades arrive from `watch_orders` / `watch_my_trades`; an order update waits for
+  its trades (fetched over REST if the stream lost them), every (re)subscription reconciles over
+  REST, and while the stream is live the poll thread is the slow backup (`idle_poll_s`).
+- Connect looks back a bounded window (`lookback_s`, default a day): the trades of that window,
+  and the ids of their orders in one `fetch_orders` per symbol, not the whole history one order
+  at a time.
+- Balances and positions: `positions()` are what the fills made (per market, exactly), never
+  the wallet; `wallet()` is the account's holdings as the venue reports them, exactly; cash and
+  equity are floored to the currency grid (never more than the account has).
 
 Thread-safety: one lock serialises every ccxt call and every report to the sink.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from decimal import Decimal
@@ -34,16 +53,21 @@ import ccxt
 
 from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, VenueOrder, VenuePosition)
 from brokers.ccxt import mapping
+from brokers.ccxt.stream import UserStream
 from engine.instrument import Instrument
-from engine.orders import Fill, Order, OrderSide, OrderState, OrderType
+from engine.orders import Fill, Order, OrderSide, OrderState
 
 T = TypeVar("T")
+NS_PER_MS = 1_000_000
 
 _UNKNOWN_OUTCOME = (ccxt.OperationFailed,)           # NetworkError, RequestTimeout, ExchangeNotAvailable, DDoS...
 _TRANSIENT_READ = (ccxt.NetworkError, ccxt.OperationFailed)
+# ccxt passes `clientOrderId` through as is in these exchanges' cancel_order: their own name for it
+CANCEL_CLIENT_ID_PARAM = {"bybit": "orderLinkId"}
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "binance": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False,
                 "fetchOpenOrders": {"warnWithoutSymbol": False}},
+    "bybit": {"fetchMarkets": {"types": ["spot"]}},
 }
 
 
@@ -53,16 +77,25 @@ class CcxtAdapter:
     def __init__(self, exchange_id: str, config: dict[str, Any] | None = None, symbols: list[str] | None = None,
                  exchange: Any = None, currency: str | None = None, max_attempts: int = 3,
                  backoff_s: float = 0.5, max_backoff_s: float = 8.0, poll_interval_s: float | None = 1.0,
-                 sandbox: bool = False) -> None:
+                 sandbox: bool = False, idle_poll_s: float | None = None, lookback_s: float = 86_400.0,
+                 push: Any = "auto") -> None:
         """`exchange`: an already built ccxt exchange (tests point one at a fake); otherwise one is
         built from `exchange_id` and `config` (apiKey, secret, ...). `symbols` limits the markets
-        the adapter trades and polls (unified symbols, e.g. "BTC/USDT")."""
+        the adapter trades and polls (unified symbols, e.g. "BTC/USDT"). `sandbox` switches ccxt
+        to the exchange's testnet (`set_sandbox_mode`) before any call is made. `push`: a ccxt.pro
+        exchange for the account's push stream; "auto" builds one when the adapter builds its own
+        exchange and ccxt.pro has `watchOrders` for it; None: poll only."""
         if exchange is None:
             cls = getattr(ccxt, exchange_id)
             options = {**DEFAULT_OPTIONS.get(exchange_id, {}), **(config or {}).get("options", {})}
             exchange = cls({"enableRateLimit": True, **(config or {}), "options": options})
             if sandbox:
                 exchange.set_sandbox_mode(True)
+            if push == "auto":
+                push = _pro_exchange(exchange_id, {"enableRateLimit": True, **(config or {}), "options": options},
+                                     sandbox)
+        elif push == "auto":
+            push = None
         self.exchange = exchange
         self.name = exchange.id.upper()
         self.symbols = list(symbols or [])
@@ -71,6 +104,9 @@ class CcxtAdapter:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.poll_interval_s = poll_interval_s
+        self.idle_poll_s = idle_poll_s if idle_poll_s is not None else (None if poll_interval_s is None
+                                                                        else max(poll_interval_s, 10 * poll_interval_s))
+        self.lookback_ms = int(lookback_s * 1000)
         self.connected = False
         self._lock = threading.RLock()
         self._reporter = OrderReporter()
@@ -81,6 +117,12 @@ class CcxtAdapter:
         self._fills_by_order: dict[str, list[Fill]] = {}
         self._trade_cursor: dict[str, int] = {}      # symbol -> ms of the newest trade seen
         self._unresolved: set[str] = set()           # submits whose outcome is still unknown
+        self._marks: dict[str, tuple[Decimal | None, Decimal | None]] = {}  # symbol -> (bid, ask) last given
+        self._trade_floor: dict[str, int] = {}       # symbol -> ms: the earliest time trades were fetched from
+        self._failures = 0                           # polls failed in a row (the thread's backoff)
+        self._push = push
+        self._stream: UserStream | None = None
+        self._pending: dict[str, dict[str, Any]] = {}  # venue order id -> pushed order awaiting its trades
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -91,12 +133,24 @@ class CcxtAdapter:
             self._load_instruments()
             self.connected = True
         self.poll()
+        if self._push is not None and self._stream is None:
+            self._stream = UserStream(self._push, self._on_push_orders, self._on_push_trades, self._on_push_live,
+                                      backoff_s=self.backoff_s, max_backoff_s=max(self.max_backoff_s, self.backoff_s))
+            self._stream.start()
         if self.poll_interval_s and self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name=f"{self.name}-stream", daemon=True)
             self._thread.start()
 
+    @property
+    def pushing(self) -> bool:
+        """True while the push stream is subscribed (the REST poll is then the slow backup)."""
+        return self._stream is not None and self._stream.live
+
     def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -128,9 +182,14 @@ class CcxtAdapter:
             reason = mapping.check_order(order, instrument, None if market is None else mapping.min_cost(market))
             if reason is None and order.qty is None:
                 reason = self._size_by_fraction(order, instrument)  # type: ignore[arg-type]
+            if reason is None:
+                reason = self._precision_refusal(order)
             if reason is not None:
                 self._reporter.rejected(order, time.time_ns(), reason)
                 return
+            # from here the venue may get it: an error past this point leaves it SUBMITTED, for a
+            # lookup by client id, never REJECTED by the engine while the venue may hold it
+            self._reporter.submitted(order, time.time_ns())
             self._submit(order, instrument)  # type: ignore[arg-type]
 
     def _submit(self, order: Order, instrument: Instrument) -> None:
@@ -170,7 +229,7 @@ class CcxtAdapter:
         self._reporter.rejected(order, time.time_ns(), reason)
 
     def _on_order_answer(self, order: Order, raw: dict[str, Any], instrument: Instrument) -> None:
-        venue = mapping.venue_order(raw, instrument, order.client_order_id)
+        venue = mapping.venue_order(raw, instrument, order.client_order_id, order)
         self._venue_ids[venue.venue_order_id] = order.client_order_id
         market_id = self.exchange.market(order.symbol)["id"]
         for trade in raw.get("trades") or []:
@@ -190,7 +249,7 @@ class CcxtAdapter:
     def _resolve(self, order: Order, raise_errors: bool = False) -> bool:
         """Look the order up by client order id and report what the venue has; False if absent."""
         try:
-            raw = self._read(self.exchange.fetch_order, None, order.symbol, {"clientOrderId": order.client_order_id})
+            raw = self._read(self._fetch_order, None, order.symbol, {"clientOrderId": order.client_order_id})
         except ccxt.OrderNotFound:
             return False
         except _TRANSIENT_READ:
@@ -211,33 +270,70 @@ class CcxtAdapter:
             instrument = self._instruments.get(order.symbol)
             if instrument is None:
                 return
+            by_client_id = {CANCEL_CLIENT_ID_PARAM.get(self.exchange.id, "clientOrderId"): order.client_order_id}
             try:
-                raw = self._read(self.exchange.cancel_order, None, order.symbol,
-                                 {"clientOrderId": order.client_order_id})
+                raw = self._read(self.exchange.cancel_order, None, order.symbol, by_client_id)
             except (ccxt.OrderNotFound, ccxt.OperationRejected, ccxt.InvalidOrder, ccxt.ExchangeError):
                 self._resolve(order)  # filled or canceled already, or unknown: report what the venue has
                 return
             except _TRANSIENT_READ:
                 return  # the next poll shows whether the cancel happened
+            if raw.get("status") is None:  # an answer with ids only (bybit): ask what the order is now
+                self._resolve(order)
+                return
             self._report(mapping.venue_order(raw, instrument, order.client_order_id))
 
-    def _size_by_fraction(self, order: Order, instrument: Instrument) -> RejectReason | None:
-        """A market order sized by equity fraction: resolved now, at the last price."""
-        ticker = self._read(self.exchange.fetch_ticker, order.symbol)
-        price = mapping.dec(ticker.get("ask") if order.side is OrderSide.BUY else ticker.get("bid")) or \
+    def on_tick(self, tick: Any) -> None:
+        """The bot's latest quote for a symbol (its feed's tick): what equity-fraction orders are
+        sized at, so sizing needs no extra round trip and works while REST reads fail."""
+        bid = None if tick.bid != tick.bid else mapping.dec(tick.bid)   # NaN: no side
+        ask = None if tick.ask != tick.ask else mapping.dec(tick.ask)
+        with self._lock:
+            self._marks[tick.symbol] = (bid, ask)
+
+    def _mark(self, symbol: str, side: OrderSide) -> Decimal | None:
+        bid, ask = self._marks.get(symbol, (None, None))
+        price = ask if side is OrderSide.BUY else bid
+        if price:
+            return price
+        ticker = self._read(self.exchange.fetch_ticker, symbol)
+        return mapping.dec(ticker.get("ask") if side is OrderSide.BUY else ticker.get("bid")) or \
             mapping.dec(ticker.get("last"))
-        if not price:
-            return RejectReason.NO_LIQUIDITY
-        account = self._account_locked()
+
+    def _size_by_fraction(self, order: Order, instrument: Instrument) -> RejectReason | None:
+        """A market order sized by equity fraction: resolved now, at the last price. A price or
+        balance that cannot be read refuses the order with the reason (it was never sent)."""
+        try:
+            price = self._mark(order.symbol, order.side)
+            if not price:
+                return RejectReason.NO_LIQUIDITY
+            account = self._account_locked()
+        except ccxt.BaseError as error:
+            return mapping.reject_reason(error, order, instrument)
         budget = account.equity * order.equity_fraction  # type: ignore[operator]
         if order.side is OrderSide.BUY:
-            budget = min(budget, account.cash)
+            budget = min(budget, account.buying_power if account.buying_power is not None else account.cash)
         qty = (budget / price // instrument.size_increment) * instrument.size_increment
         if instrument.max_qty is not None:
             qty = min(qty, instrument.max_qty)
+        if qty > 0 and self.exchange.precisionMode == ccxt.SIGNIFICANT_DIGITS:
+            qty = Decimal(self.exchange.amount_to_precision(order.symbol, _text(qty)))  # truncates
         if qty <= 0 or qty < instrument.min_qty:
             return RejectReason.INSUFFICIENT_FUNDS
         order.qty = qty
+        return None
+
+    def _precision_refusal(self, order: Order) -> RejectReason | None:
+        """What ccxt's own precision functions would change (they truncate amounts and round
+        prices, for every precision mode): refused, never sent altered."""
+        try:
+            if Decimal(self.exchange.amount_to_precision(order.symbol, _text(order.qty))) != order.qty:
+                return RejectReason.QTY_OFF_GRID
+            for price in (order.limit_price, order.stop_price):
+                if price is not None and Decimal(self.exchange.price_to_precision(order.symbol, _text(price))) != price:
+                    return RejectReason.PRICE_OFF_GRID
+        except ccxt.InvalidOrder:  # ccxt refuses a value that rounds to 0
+            return RejectReason.QTY_BELOW_MIN
         return None
 
     # -- the stream (polled) --------------------------------------------------------------------
@@ -294,17 +390,27 @@ class CcxtAdapter:
                        (OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED))
         return sorted(symbols)
 
-    def _fetch_trades(self, symbol: str) -> list[Fill]:
+    def _fetch_trades(self, symbol: str, since: int | None = None) -> list[Fill]:
+        """The trades of `symbol` since `since` (ms), else since the newest one seen, else over
+        the lookback window; new ones are remembered and returned."""
         instrument = self._instruments[symbol]
         market_id = self.exchange.market(symbol)["id"]
-        since = self._trade_cursor.get(symbol)
-        trades = self._read(self.exchange.fetch_my_trades, symbol, since)
+        if since is None:
+            since = self._trade_cursor.get(symbol)
+        if since is None:  # first look at this market: a bounded window, not the whole history
+            since = self.exchange.milliseconds() - self.lookback_ms
+            self._trade_floor.setdefault(symbol, since)
+        trades = self._trades_since(symbol, since)
+        unknown = {str(t.get("order")) for t in trades} - set(self._venue_ids)
+        if unknown:  # whose orders? one listing of the window, not one request per order
+            self._learn_orders(symbol, min(int(t["timestamp"]) for t in trades if t.get("timestamp")) if any(
+                t.get("timestamp") for t in trades) else since, unknown)
         new = []
         for trade in trades:
             venue_id = str(trade.get("order"))
             cid = self._venue_ids.get(venue_id)
-            if cid is None:  # an order we have not seen: ask the venue whose it is
-                raw = self._read(self.exchange.fetch_order, venue_id, symbol)
+            if cid is None:  # not in the listing (archived, or the venue has no fetch_orders)
+                raw = self._read(self._fetch_order, venue_id, symbol)
                 cid = mapping.venue_order(raw, instrument).client_order_id
                 self._venue_ids[venue_id] = cid
             side = OrderSide.BUY if trade.get("side") == "buy" else OrderSide.SELL
@@ -314,6 +420,129 @@ class CcxtAdapter:
             if trade.get("timestamp"):
                 self._trade_cursor[symbol] = max(self._trade_cursor.get(symbol, 0), int(trade["timestamp"]))
         return new
+
+    def _fetch_order(self, venue_id: str | None, symbol: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One order by venue id or `clientOrderId` param. Where ccxt has no plain fetch_order for
+        the market (bybit: only over its last 500 orders, and only once that is acknowledged), it
+        is found in the open orders, then the closed ones of the lookback window; OrderNotFound if
+        in neither."""
+        params = dict(params or {})
+        try:
+            return self.exchange.fetch_order(venue_id, symbol, params)
+        except (ccxt.NotSupported, ccxt.ArgumentsRequired):  # bybit: only with a caveat it wants acknowledged
+            pass
+        cid = params.get("clientOrderId")
+        since = self.exchange.milliseconds() - self.lookback_ms
+
+        def match(raw: dict[str, Any]) -> bool:
+            return (venue_id is not None and str(raw.get("id")) == str(venue_id)) or \
+                (cid is not None and raw.get("clientOrderId") == cid)
+
+        for raw in self.exchange.fetch_open_orders(symbol):
+            if match(raw):
+                return raw
+        if self.exchange.has.get("fetchClosedOrders"):
+            for raw in self.exchange.fetch_closed_orders(symbol, since):
+                if match(raw):
+                    return raw
+        raise ccxt.OrderNotFound(f"{self.name}: order {venue_id or cid} not found")
+
+    def _trades_since(self, symbol: str, since: int) -> list[dict[str, Any]]:
+        """Every trade of `symbol` from `since` (ms), paging forward: binance answers at most
+        `limit` trades from the start time, oldest first."""
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        limit = 1000
+        while True:
+            page = self._read(self.exchange.fetch_my_trades, symbol, since, limit)
+            fresh = [t for t in page if str(t.get("id")) not in seen]
+            for trade in fresh:
+                seen.add(str(trade.get("id")))
+            out.extend(fresh)
+            stamps = [int(t["timestamp"]) for t in page if t.get("timestamp")]
+            if len(page) < limit or not fresh or not stamps:
+                return out
+            since = max(stamps)  # the next page starts at the newest seen (ids already taken are skipped)
+
+    def _learn_orders(self, symbol: str, since: int, wanted: set[str]) -> None:
+        """Client ids of the orders behind `wanted` trades, from one order listing since `since`."""
+        if not self.exchange.has.get("fetchOrders"):
+            return
+        try:
+            orders = self._read(self.exchange.fetch_orders, symbol, since)
+        except (ccxt.NotSupported, ccxt.BadRequest):
+            return
+        for raw in orders:
+            venue_id = str(raw.get("id"))
+            if venue_id in wanted and raw.get("clientOrderId"):
+                self._venue_ids.setdefault(venue_id, str(raw["clientOrderId"]))
+
+    # -- the push stream ----------------------------------------------------------------------------
+    def _on_push_live(self, live: bool) -> None:
+        """(Re)subscribed: reconcile over REST what the stream may have missed while it was down."""
+        if live:
+            self.poll()
+
+    def _on_push_orders(self, raws: list[dict[str, Any]]) -> None:
+        """Order updates from the stream. One whose fills have not all arrived waits for its trades
+        (a cancel reported before the fill it followed would be an illegal transition)."""
+        with self._lock:
+            for raw in raws:
+                instrument = self._instruments.get(raw.get("symbol") or "")
+                if instrument is None:
+                    continue
+                venue_id = str(raw.get("id"))
+                cid = self._venue_ids.get(venue_id) or raw.get("clientOrderId")
+                if cid is None:
+                    continue
+                self._venue_ids[venue_id] = cid
+                self._pending[venue_id] = raw
+            self._flush_pending()
+            # ccxt.pro hands over a trade only if a watch was waiting when it came: one that came
+            # between two watches waits in its cache for the next event. An order update whose
+            # fills are still missing is completed from REST rather than left waiting.
+            missing = {raw["symbol"] for raw in self._pending.values() if raw}
+            for symbol in sorted(missing):
+                try:
+                    self._fetch_trades(symbol)
+                except _TRANSIENT_READ:
+                    return  # the poll (backup) completes it
+            if missing:
+                self._flush_pending()
+
+    def _on_push_trades(self, trades: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for trade in trades:
+                symbol = trade.get("symbol") or ""
+                instrument = self._instruments.get(symbol)
+                venue_id = str(trade.get("order"))
+                cid = self._venue_ids.get(venue_id)
+                if instrument is None or cid is None:
+                    continue  # not ours to know yet: the order update or the poll brings it
+                side = OrderSide.BUY if trade.get("side") == "buy" else OrderSide.SELL
+                fill = mapping.fill_from_trade(trade, self.exchange.market(symbol)["id"], cid, side, instrument,
+                                               time.time_ns())
+                self._remember_fill(venue_id, fill)
+                if trade.get("timestamp"):
+                    self._trade_cursor[symbol] = max(self._trade_cursor.get(symbol, 0), int(trade["timestamp"]))
+                self._pending.setdefault(venue_id, {})
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        for venue_id, raw in list(self._pending.items()):
+            cid = self._venue_ids[venue_id]
+            known = sum((f.qty for f in self._fills_by_order.get(venue_id, [])), Decimal(0))
+            if not raw:  # fills without an order update yet: report them on the order as we know it
+                order = self._reporter.orders.get(cid)
+                if order is not None:
+                    for fill in self._fills_by_order.get(venue_id, []):
+                        self._reporter.fill(order, fill)
+                del self._pending[venue_id]
+                continue
+            venue = mapping.venue_order(raw, self._instruments[raw["symbol"]], cid)
+            if known >= venue.filled_qty:
+                self._report(venue)
+                del self._pending[venue_id]
 
     def _remember_fill(self, venue_id: str, fill: Fill) -> bool:
         if fill.execution_id in self._fills:
@@ -326,8 +555,22 @@ class CcxtAdapter:
         self._reporter.catch_up(venue, self._fills_by_order.get(venue.venue_order_id, []))
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_interval_s):
-            self.poll()
+        while not self._stop.wait(self._next_poll_s()):
+            self._failures = 0 if self.poll() else self._failures + 1
+
+    def _next_poll_s(self) -> float:
+        """Fast while orders are working, slow when none are; after failures, exponential backoff
+        with jitter (so many bots do not hammer a venue that is coming back in step)."""
+        base = float(self.poll_interval_s or 1.0)
+        with self._lock:
+            working = any(self._reporter.reported(cid) in (OrderState.SUBMITTED, OrderState.ACCEPTED,
+                                                           OrderState.PARTIALLY_FILLED)
+                          for cid in self._reporter.orders) or bool(self._unresolved)
+        interval = base if working and not self.pushing else float(self.idle_poll_s or base)
+        if self._failures:
+            interval = min(max(interval, base * 2 ** self._failures), max(self.max_backoff_s, base))
+            interval *= random.uniform(0.5, 1.0)
+        return interval
 
     # -- queries --------------------------------------------------------------------------------
     def order_status(self, client_order_id: str) -> VenueOrder | None:
@@ -336,7 +579,7 @@ class CcxtAdapter:
             symbols = [order.symbol] if order is not None else sorted(self._instruments)
             for symbol in symbols:
                 try:
-                    raw = self._read(self.exchange.fetch_order, None, symbol, {"clientOrderId": client_order_id})
+                    raw = self._read(self._fetch_order, None, symbol, {"clientOrderId": client_order_id})
                 except ccxt.OrderNotFound:
                     continue
                 return mapping.venue_order(raw, self._instruments[symbol], client_order_id)
@@ -351,16 +594,34 @@ class CcxtAdapter:
                     out.append(mapping.venue_order(raw, self._instruments[symbol], cid))
             return out
 
-    def positions(self) -> list[VenuePosition]:
+    def wallet(self) -> dict[str, Decimal]:
+        """The account's holdings per asset, exactly as the venue reports them (no grid)."""
         with self._lock:
             balance = self._read(self.exchange.fetch_balance)
-            out = []
-            for symbol, instrument in self._instruments.items():
-                base = self.exchange.markets[symbol]["base"]
-                total = mapping.dec((balance.get(base) or {}).get("total"))
+            out = {}
+            for asset, entry in (balance.get("total") or {}).items():
+                total = mapping.dec(entry)
                 if total:
-                    out.append(VenuePosition(symbol, mapping.snap(total, instrument.size_increment), None))
+                    out[asset] = total
             return out
+
+    def positions(self) -> list[VenuePosition]:
+        """The position each tracked market's fills made: the trades of the lookback window and
+        since (refreshed now), net, exactly. Not the wallet: an account holds coins nobody traded
+        through this adapter (bought by hand, by another bot, long ago), and a base asset shared
+        by two markets (BTC for BTC/USDT and BTC/EUR) cannot be split by the wallet. `wallet()`
+        reports the holdings beside it."""
+        with self._lock:
+            for symbol in self._instruments:
+                self._fetch_trades(symbol)
+            net: dict[str, Decimal] = {}
+            for fill in self._fills.values():
+                moved = fill.side.sign * fill.qty
+                market = self.exchange.markets.get(fill.symbol) or {}
+                if fill.fee_currency and fill.fee_currency == market.get("base"):
+                    moved -= fill.fee_native  # a fee taken in the coin: the wallet moved by less
+                net[fill.symbol] = net.get(fill.symbol, Decimal(0)) + moved
+            return [VenuePosition(symbol, qty, None) for symbol, qty in sorted(net.items()) if qty]
 
     def account(self) -> AccountSnapshot:
         with self._lock:
@@ -371,7 +632,7 @@ class CcxtAdapter:
         currency = self.currency or "USDT"
         entry = balance.get(currency) or {}
         step = min((i.currency_increment for i in self._instruments.values()), default=Decimal("0.00000001"))
-        cash = mapping.snap(mapping.dec(entry.get("total")) or Decimal(0), step)
+        cash = mapping.floor_to(mapping.dec(entry.get("total")) or Decimal(0), step)
         free = mapping.dec(entry.get("free"))
         equity = cash
         for symbol, instrument in self._instruments.items():
@@ -380,15 +641,25 @@ class CcxtAdapter:
                 continue
             held = mapping.dec((balance.get(market["base"]) or {}).get("total"))
             if held:
-                ticker = self._read(self.exchange.fetch_ticker, symbol)
-                mark = mapping.dec(ticker.get("bid")) or mapping.dec(ticker.get("last")) or Decimal(0)
+                mark = self._marks.get(symbol, (None, None))[0]
+                if not mark:
+                    ticker = self._read(self.exchange.fetch_ticker, symbol)
+                    mark = mapping.dec(ticker.get("bid")) or mapping.dec(ticker.get("last")) or Decimal(0)
                 equity += held * mark
-        buying_power = None if free is None else mapping.snap(free, step)
-        return AccountSnapshot(currency, cash, mapping.snap(equity, step), buying_power)
+        buying_power = None if free is None else mapping.floor_to(free, step)
+        return AccountSnapshot(currency, cash, mapping.floor_to(equity, step), buying_power)
 
     def fills_since(self, ts: int) -> list[Fill]:
+        """Fills from `ts` (ns) on; 0 asks for the lookback window. An earlier `ts` than was
+        fetched so far (a restart's last booked fill) is fetched from that time."""
         with self._lock:
+            if not self._instruments:
+                self._load_instruments()
+            floor = ts // NS_PER_MS if ts > 0 else None
             for symbol in self._instruments if self.symbols else self._poll_symbols():
+                if floor is not None and floor < self._trade_floor.get(symbol, floor + 1):
+                    self._fetch_trades(symbol, since=floor)
+                    self._trade_floor[symbol] = floor
                 self._fetch_trades(symbol)
             return sorted((f for f in self._fills.values() if f.ts >= ts), key=lambda f: (f.ts, f.execution_id))
 
@@ -407,13 +678,32 @@ class CcxtAdapter:
         raise AssertionError("unreachable")
 
     def _sleep(self, attempt: int, error: Exception) -> None:
-        delay = self.backoff_s * 2**attempt
+        """Exponential backoff with jitter; a 429 / 418's Retry-After is a floor (capped by
+        `max_backoff_s`, so a test fake's or a long ban's answer cannot hang the bot's thread)."""
+        delay = self.backoff_s * 2**attempt * random.uniform(0.5, 1.0)
         if isinstance(error, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
             headers = getattr(self.exchange, "last_response_headers", None) or {}
             retry_after = headers.get("Retry-After") or headers.get("retry-after")
             if retry_after and str(retry_after).isdigit():
                 delay = max(delay, float(retry_after))
         time.sleep(min(delay, self.max_backoff_s))
+
+
+def _pro_exchange(exchange_id: str, config: dict[str, Any], sandbox: bool) -> Any:
+    """The ccxt.pro twin of a REST exchange, if ccxt.pro can watch this exchange's orders."""
+    try:
+        import ccxt.pro as ccxtpro
+    except ImportError:  # pragma: no cover - ccxt.pro ships with ccxt
+        return None
+    cls = getattr(ccxtpro, exchange_id, None)
+    if cls is None:
+        return None
+    pro = cls(config)
+    if not (pro.has.get("watchOrders") and pro.has.get("watchMyTrades")):
+        return None
+    if sandbox:
+        pro.set_sandbox_mode(True)
+    return pro
 
 
 def _text(value: Decimal | None) -> str | None:

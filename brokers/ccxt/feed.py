@@ -41,6 +41,8 @@ class CcxtFeed:
             import ccxt.pro as ccxtpro
             pro_cls = getattr(ccxtpro, exchange_id, None)
             pro = pro_cls(config) if pro_cls is not None else None
+            if pro is not None and getattr(self.rest, "isSandboxModeEnabled", False):
+                pro.set_sandbox_mode(True)  # a testnet account's quotes come from the testnet's streams too
         self.pro = pro if use_pro else None
         self.watch_params = WATCH_PARAMS.get(exchange_id, {}) if watch_params is None else watch_params
         self.poll_interval_s = poll_interval_s

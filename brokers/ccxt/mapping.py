@@ -7,7 +7,7 @@ quantity is exact from here on. Venue errors map onto RejectReason values here t
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import ccxt
@@ -15,9 +15,10 @@ import ccxt
 from brokers.base import RejectReason, VenueOrder, missing_price
 from engine.instrument import AssetClass, Instrument
 from engine.money import to_raw
-from engine.orders import Fill, Liquidity, Order, OrderSide, OrderState, OrderType
+from engine.orders import Fill, Liquidity, Order, OrderSide, OrderState, OrderType, TimeInForce
 
 NS_PER_MS = 1_000_000
+FINEST = Decimal("0.00000001")  # the grid of a market whose step depends on the value (significant digits)
 
 
 def dec(value: Any) -> Decimal | None:
@@ -30,11 +31,18 @@ def dec(value: Any) -> Decimal | None:
 
 
 def increment(precision: Any, mode: int) -> Decimal | None:
-    """A market precision entry as a step: TICK_SIZE gives the step, DECIMAL_PLACES a count."""
+    """A market precision entry as a step: TICK_SIZE gives the step, DECIMAL_PLACES a count.
+
+    SIGNIFICANT_DIGITS (bitfinex, bithumb, ...) gives a count of significant digits: the step
+    depends on the value (5 digits: 0.0001 at 1.2345, 10 at 12345), so no fixed step exists. The
+    instrument then takes the finest grid and ccxt's own amount_to_precision / price_to_precision
+    decide at submit (the adapter refuses what they would change)."""
     if precision is None:
         return None
     if mode == ccxt.DECIMAL_PLACES:
         return Decimal(1).scaleb(-int(precision))
+    if mode == ccxt.SIGNIFICANT_DIGITS:
+        return FINEST
     value = dec(precision)
     return None if value is None or value <= 0 else value.normalize()
 
@@ -59,12 +67,22 @@ def instrument_from_market(market: dict[str, Any], mode: int, venue: str) -> Ins
     multiplier = Decimal(1)
     if contract_size and contract_size == contract_size.to_integral_value():
         multiplier = contract_size  # the Instrument takes whole multipliers only
+    # The wallet keeps the coin finer than the lot step (Binance and bybit: 8 decimals), and a fee
+    # taken in the coin bought is charged at that precision: the books need it to match the wallet.
+    base_inc = increment(precision.get("base"), mode)
+    asset_dp = max(_decimals(size_inc), _decimals(base_inc) if base_inc else 8)
     return Instrument(
         symbol=market["symbol"], venue=venue, asset_class=AssetClass.CRYPTO,
         price_increment=price_inc, size_increment=size_inc, min_qty=min_qty.normalize() if min_qty else min_qty,
         max_qty=max_qty, multiplier=multiplier,
         quote_currency=market.get("quote") or "USD", currency_increment=min(quote_inc, price_inc * size_inc),
+        asset_dp=min(asset_dp, 18),
     )
+
+
+def _decimals(step: Decimal) -> int:
+    exponent = step.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
 def min_cost(market: dict[str, Any]) -> Decimal | None:
@@ -80,27 +98,51 @@ def snap(value: Decimal, step: Decimal) -> Decimal:
     return (value / step).quantize(Decimal(1), ROUND_HALF_EVEN) * step
 
 
+def floor_to(value: Decimal, step: Decimal) -> Decimal:
+    """The grid point at or below `value`: a holding is never reported as more than the wallet has
+    (0.919741 LTC on a 0.001 grid is 0.919, not 0.920)."""
+    return (value / step).quantize(Decimal(1), ROUND_DOWN) * step
+
+
 # -- orders -------------------------------------------------------------------------------------
 def ccxt_side(side: OrderSide) -> str:
     return "buy" if side is OrderSide.BUY else "sell"
 
 
+POST_ONLY_TAG = "post_only"   # Order.tag asking for a maker-only limit (the engine has no field for it)
+
+
 def ccxt_type_and_params(order: Order, price_to_str: Any) -> tuple[str, dict[str, Any]]:
-    """The unified type and the params for a stop (ccxt's triggerPrice / stopPrice)."""
+    """The unified type and params: the client id, a stop's triggerPrice, and the time in force
+    in ccxt's unified params (`timeInForce` GTC / IOC / FOK, `postOnly`), which ccxt turns into
+    the venue's own (binance: timeInForce, and LIMIT_MAKER for post-only). Market orders carry
+    none: binance refuses a timeInForce on them. DAY is refused before (`check_order`)."""
     params: dict[str, Any] = {"clientOrderId": order.client_order_id}
     if order.type in (OrderType.STOP, OrderType.STOP_LIMIT):
         params["triggerPrice"] = price_to_str(order.stop_price)
     if order.type in (OrderType.MARKET, OrderType.STOP):
         return "market", params
+    if order.tag == POST_ONLY_TAG:
+        params["postOnly"] = True
+    else:
+        params["timeInForce"] = order.tif.value
     return "limit", params
 
 
+_TAKE_PROFIT = ("TAKE_PROFIT", "TAKE_PROFIT_LIMIT", "TAKE_PROFIT_MARKET")
+
+
 def order_type(raw: dict[str, Any]) -> OrderType:
+    """A take-profit is not a stop: it triggers on the other side of the market (a sell when the
+    price rises to it), where a limit at its trigger would execute. tickbridge has no if-touched
+    type, so it is reported as that LIMIT (see `venue_order` for its price)."""
     trigger = raw.get("triggerPrice") or raw.get("stopPrice")
     info_type = str((raw.get("info") or {}).get("type", "")).upper()
-    if info_type in ("STOP_LOSS", "STOP_MARKET", "STOP", "TAKE_PROFIT") and raw.get("type") == "market":
+    if info_type in _TAKE_PROFIT or raw.get("takeProfitPrice"):
+        return OrderType.LIMIT
+    if info_type in ("STOP_LOSS", "STOP_MARKET", "STOP") and raw.get("type") == "market":
         return OrderType.STOP
-    if info_type in ("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
+    if info_type == "STOP_LOSS_LIMIT":
         return OrderType.STOP_LIMIT
     if raw.get("type") == "market":
         return OrderType.STOP if trigger else OrderType.MARKET
@@ -108,18 +150,29 @@ def order_type(raw: dict[str, Any]) -> OrderType:
 
 
 def order_state(raw: dict[str, Any]) -> OrderState:
+    """ccxt's unified status as a state. A cancel still pending (binance PENDING_CANCEL, ccxt
+    "canceling") leaves the order working: PARTIALLY_FILLED if it has fills, else ACCEPTED."""
     status = raw.get("status")
     filled = dec(raw.get("filled")) or Decimal(0)
-    if status == "open" or status is None:
+    if status in ("open", "canceling") or status is None:
         return OrderState.PARTIALLY_FILLED if filled > 0 else OrderState.ACCEPTED
-    return {"closed": OrderState.FILLED, "canceled": OrderState.CANCELED, "canceling": OrderState.ACCEPTED,
+    return {"closed": OrderState.FILLED, "canceled": OrderState.CANCELED,
             "rejected": OrderState.REJECTED, "expired": OrderState.EXPIRED}.get(status, OrderState.ACCEPTED)
 
 
-def venue_order(raw: dict[str, Any], instrument: Instrument, client_order_id: str | None = None) -> VenueOrder:
+def venue_order(raw: dict[str, Any], instrument: Instrument, client_order_id: str | None = None,
+                order: Order | None = None) -> VenueOrder:
     """A ccxt order as a VenueOrder. `client_order_id` overrides the answer's own (binance names
-    a cancel request, not the order, in the answer to a cancel)."""
+    a cancel request, not the order, in the answer to a cancel). `order`: the order this answers;
+    what the answer leaves out comes from it (bybit answers a create with the ids alone: no side,
+    amount or status, which would otherwise read as a SELL of 0)."""
     price_inc, size_inc = instrument.price_increment, instrument.size_increment
+    if order is not None and raw.get("side") is None:
+        raw = {**raw, "side": ccxt_side(order.side), "amount": raw.get("amount") or order.qty,
+               "type": raw.get("type") or ("market" if order.type in (OrderType.MARKET, OrderType.STOP) else "limit"),
+               "price": raw.get("price") or order.limit_price,
+               "triggerPrice": raw.get("triggerPrice") or order.stop_price,
+               "timestamp": raw.get("timestamp") or order.ts_init // NS_PER_MS or None}
     qty = snap(dec(raw.get("amount")) or Decimal(0), size_inc)
     filled = snap(dec(raw.get("filled")) or Decimal(0), size_inc)
     average = dec(raw.get("average"))
@@ -129,6 +182,8 @@ def venue_order(raw: dict[str, Any], instrument: Instrument, client_order_id: st
     kind = order_type(raw)
     limit = dec(raw.get("price")) if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
     stop = dec(raw.get("triggerPrice") or raw.get("stopPrice"))
+    if kind is OrderType.LIMIT and stop is not None:  # a take-profit: a market one has no price of its own
+        limit, stop = (limit if limit else stop), None
     state = order_state(raw)
     ts_ms = raw.get("lastUpdateTimestamp") or raw.get("lastTradeTimestamp") or raw.get("timestamp") or 0
     return VenueOrder(
@@ -145,27 +200,39 @@ def fill_from_trade(trade: dict[str, Any], market_id: str, client_order_id: str,
                     instrument: Instrument, ts_ns: int) -> Fill:
     """A ccxt trade (or an order answer's fill) as a Fill on the instrument's grid.
 
-    The execution id is `<market id>:<trade id>`: binance numbers trades per symbol. A fee charged
-    in the quote currency is booked as is; one in the base currency at the trade's price; any
-    other currency (a discount token) is not cash of this account and books as 0."""
+    The execution id is `<market id>:<trade id>`: binance numbers trades per symbol. The fee is
+    reported as the venue charged it: in the quote currency it is `fee_raw` (cash); in any other
+    currency (binance takes it in the coin bought, or in BNB) it is `fee_currency` with its exact
+    amount in `fee_native_raw` / `fee_native_dp`, and `fee_raw` is 0: the books value it, the
+    adapter does not guess a rate. A quote fee finer than the instrument's cash grid is reported
+    the same way (in the quote currency), not rounded."""
     s = instrument.scales
     qty = snap(dec(trade.get("amount")) or Decimal(0), instrument.size_increment)
     price = snap(dec(trade.get("price")) or Decimal(0), instrument.price_increment)
-    fee = Decimal(0)
-    fee_info = trade.get("fee") or {}
-    cost = dec(fee_info.get("cost"))
+    fee_raw, fee_currency, native_raw, native_dp = 0, "", 0, 0
+    cost, currency = fee_of(trade)
     if cost:
-        currency = fee_info.get("currency")
-        if currency == instrument.quote_currency:
-            fee = cost
-        elif instrument.symbol.split("/")[0] == currency:
-            fee = cost * price
-    fee_raw = to_raw(fee.quantize(instrument.currency_increment, ROUND_HALF_EVEN), s.cash_dp)
+        if currency in (None, "", instrument.quote_currency) and on_grid(cost, instrument.currency_increment):
+            fee_raw = to_raw(cost, s.cash_dp)
+        else:  # another currency, or finer than the books' cash grid: never rounded here
+            currency = currency or instrument.quote_currency
+            fee_currency = str(currency)
+            native_dp = max(0, -cost.normalize().as_tuple().exponent)  # type: ignore[operator]
+            native_raw = to_raw(cost, native_dp)
     taker = trade.get("takerOrMaker") != "maker"
     ts = trade.get("timestamp")
     return Fill(f"{market_id}:{trade.get('id')}", client_order_id, instrument.symbol, side,
                 to_raw(qty, s.qty_dp), to_raw(price, s.price_dp), fee_raw, s.qty_dp, s.price_dp, s.cash_dp,
-                int(ts) * NS_PER_MS if ts else ts_ns, Liquidity.TAKER if taker else Liquidity.MAKER)
+                int(ts) * NS_PER_MS if ts else ts_ns, Liquidity.TAKER if taker else Liquidity.MAKER,
+                fee_currency=fee_currency, fee_native_raw=native_raw, fee_native_dp=native_dp)
+
+
+def fee_of(trade: dict[str, Any]) -> tuple[Decimal | None, str | None]:
+    """The trade's fee as (amount, currency): ccxt's `fee`, else the first non-zero of `fees`
+    (a venue trade is charged in one currency)."""
+    fees = [f for f in (trade.get("fees") or []) if f and dec(f.get("cost"))]
+    info = trade.get("fee") or (fees[0] if fees else {})
+    return dec(info.get("cost")), info.get("currency")
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -178,7 +245,7 @@ def reject_reason(error: Exception, order: Order | None = None, instrument: Inst
         return RejectReason.INSUFFICIENT_FUNDS
     if isinstance(error, ccxt.MarketClosed):
         return RejectReason.MARKET_CLOSED
-    if isinstance(error, ccxt.DuplicateOrderId) or "Duplicate order" in text:
+    if isinstance(error, ccxt.DuplicateOrderId) or "Duplicate order" in text or "Duplicate clientOrderId" in text:
         return RejectReason.DUPLICATE
     if isinstance(error, (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.AccountSuspended)):
         return RejectReason.AUTH_FAILED
@@ -191,10 +258,10 @@ def reject_reason(error: Exception, order: Order | None = None, instrument: Inst
     if isinstance(error, ccxt.OperationFailed):  # NetworkError, ExchangeNotAvailable, ...
         return RejectReason.VENUE_ERROR
     if isinstance(error, ccxt.InvalidOrder) or isinstance(error, ccxt.BadRequest):
-        if "LOT_SIZE" in text or "amount" in text.lower():
-            return _qty_reason(order, instrument)
-        if "NOTIONAL" in text:
+        if "NOTIONAL" in text or "170140" in text:  # binance filter / bybit "Transaction amount lower than the minimum"
             return RejectReason.QTY_BELOW_MIN
+        if "LOT_SIZE" in text or "amount" in text.lower() or "quantity" in text.lower():
+            return _qty_reason(order, instrument)
         if "PRICE_FILTER" in text or "price" in text.lower():
             return RejectReason.PRICE_OFF_GRID
         return RejectReason.INVALID_ORDER
@@ -217,6 +284,8 @@ def check_order(order: Order, instrument: Instrument | None, cost_min: Decimal |
         return RejectReason.UNKNOWN_SYMBOL
     if missing_price(order):
         return RejectReason.PRICE_MISSING
+    if order.tif is TimeInForce.DAY:
+        return RejectReason.UNSUPPORTED  # crypto venues trade around the clock: no session to end
     if order.qty is None:
         return None if order.equity_fraction is not None and order.type is OrderType.MARKET else RejectReason.UNSUPPORTED
     if order.qty <= 0 or order.qty < instrument.min_qty:

@@ -2,8 +2,8 @@
 (tests/fakes/alpaca_fake.py), a US equity that trades whole shares.
 
 Reports arrive on the trade_updates stream's thread: `settle()` waits (deterministically, on
-counters, with a generous deadline) until the adapter has handled every message the fake sent
-and has finished reconciling after the latest (re)connection.
+counters, with a generous deadline) until the adapter has handled every message the fake sent on
+its current subscription and has finished reconciling after the latest (re)connection.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ pytest.importorskip("alpaca", reason="alpaca-py is not installed (pip install al
 
 from brokers.alpaca.adapter import AlpacaAdapter  # noqa: E402
 from engine.orders import OrderSide  # noqa: E402
-from tests.fakes.alpaca_fake import KEY, SECRET, FakeAlpaca  # noqa: E402
+from tests.fakes.alpaca_fake import KEY, SECRET, FakeAlpaca, adapter_settled  # noqa: E402
 
 DEADLINE_S = 20.0
 
@@ -66,8 +66,7 @@ class AlpacaHarness:
     def settle(self) -> None:
         adapter = self._adapter
         deadline = time.monotonic() + DEADLINE_S
-        while (adapter.stream_messages < self.fake.trade_updates_sent
-               or adapter.reconciled_generation < adapter.stream_generation):
+        while not adapter_settled(self.fake, adapter):
             if time.monotonic() > deadline:
                 raise AssertionError(f"alpaca adapter did not settle: handled {adapter.stream_messages} of "
                                      f"{self.fake.trade_updates_sent} trade updates")

@@ -10,6 +10,7 @@ HARNESSES: dict[str, str] = {
     "paper": "tests.conformance.harness_paper:PaperHarness",
     "paper_sim": "tests.conformance.harness_paper:PaperSimHarness",
     "ccxt": "tests.conformance.harness_ccxt:CcxtBinanceHarness",
+    "ccxt_bybit": "tests.conformance.harness_ccxt:CcxtBybitHarness",
     "mt5": "tests.conformance.harness_mt5:MT5Harness",
     "alpaca": "tests.conformance.harness_alpaca:AlpacaHarness",
 }

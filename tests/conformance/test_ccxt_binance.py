@@ -134,6 +134,7 @@ def test_an_unresolved_order_the_venue_never_got_is_rejected_not_sent_late(fake)
 
 
 def test_an_equity_fraction_market_order_is_sized_at_the_last_price(fake):
+    fake.balances.update(BTC=Decimal(0), ETH=Decimal(0))  # an account of 100000 USDT only
     oms = make_oms(fake)
     sent = order(oms, qty=None, fraction="0.1")
     oms.submit(sent)

@@ -7,17 +7,39 @@ point ccxt at it with `redirect(exchange, fake.url)`, which rewrites the scheme 
 entry of `exchange.urls['api']` and keeps the paths.
 
 Endpoints: GET /api/v3/time, /api/v3/exchangeInfo, /api/v3/ticker/24hr, /api/v3/ticker/bookTicker,
-/api/v3/klines, /api/v3/account, /api/v3/openOrders, /api/v3/myTrades;
+/api/v3/klines, /api/v3/account, /api/v3/openOrders, /api/v3/allOrders, /api/v3/myTrades;
 POST|GET|DELETE /api/v3/order. Signed calls must carry timestamp, signature and X-MBX-APIKEY
 (checked for presence, not verified).
 
 The matching is scripted, not a book: a MARKET order executes at once at the ask (buy) or bid
 (sell); LIMIT, STOP_LOSS and STOP_LOSS_LIMIT orders rest (status NEW) until the test calls
 `fill(client_order_id, qty)`, which executes `qty` (default: all that is left) at the order's
-price. Balances move exactly (Decimal), fees are charged in the quote asset.
+price. Balances move exactly (Decimal).
+
+Venue behaviours it reproduces (binance spot, as documented and as ccxt's fixtures show them):
+- fees: `fee_asset="quote"` (the default, the simple case), `"received"` (binance without BNB:
+  the fee is taken from the asset received, the coin bought or the quote sold for) or `"BNB"`
+  (the discount: 75% of the fee, in BNB at `bnb_price`, taken from the BNB balance);
+- time in force: IOC executes what crosses now and EXPIREs the rest, FOK all or nothing
+  (EXPIRED), LIMIT_MAKER (ccxt's postOnly) is refused with -2010 if it would take; a GTC limit
+  that crosses still rests (see below);
+- `market_depth`: a market order executes at most this much and the rest EXPIREs (a thin book);
+- a client order id is unique among OPEN orders only: a finished order's id may be used again;
+- myTrades: with startTime, the trades from then (oldest first, `limit`); with fromId, from
+  that id; with neither, the most RECENT `limit` trades; allOrders likewise for orders;
+- an account that starts with holdings (`balances`: BTC and ETH besides USDT by default);
+- 429 and 418 answers with Retry-After (`inject("429")`, `inject("418")`).
+- the user-data stream: every order change is an executionReport (NEW, TRADE, CANCELED,
+  EXPIRED; on a cancel "c" names the cancel request and "C" the order), carried by
+  `BinanceWsFake.attach(fake)` over the websocket API (`userDataStream.subscribe.signature`,
+  events as {"subscriptionId", "event"}), which is what ccxt.pro 4.5.90 uses for spot.
+What it does not reproduce: a real book (a crossing GTC limit rests until `fill`); the legacy
+listenKey stream and its keep-alive; outboundAccountPosition / balanceUpdate events; the 24-hour window limit on myTrades
+startTime/endTime; request weights and the per-minute limits themselves (429 only when injected);
+signature verification; the recvWindow clock check; OCO/OTO lists; self-trade prevention.
 
 Faults (`inject`), each consumed by the first request that matches its method and path:
-- "429": HTTP 429 {"code":-1003} with Retry-After, nothing done.
+- "429" / "418": HTTP 429 (or 418, binance's IP ban) {"code":-1003} with Retry-After, nothing done.
 - "500" / "503": HTTP 5xx with an HTML body (ccxt: ExchangeNotAvailable), nothing done.
 - "hang": the request is processed (an order is booked), then the answer is held until the
   client gives up (ccxt's timeout: RequestTimeout); the connection is then closed unanswered.
@@ -144,7 +166,7 @@ class FakeTrade:
 
 @dataclass
 class Fault:
-    kind: str                 # "429", "500", "503", "hang", "drop", "drop_before"
+    kind: str                 # "429", "418", "500", "503", "hang", "drop", "drop_before"
     method: str = "POST"
     path: str = "/api/v3/order"
 
@@ -171,8 +193,12 @@ def default_markets() -> list[FakeMarket]:
 @dataclass
 class BinanceFake:
     markets: list[FakeMarket] = field(default_factory=default_markets)
-    balances: dict[str, Decimal] = field(default_factory=lambda: {"USDT": D(100_000), "BTC": D(0), "ETH": D(0)})
+    balances: dict[str, Decimal] = field(default_factory=lambda: {"USDT": D(100_000), "BTC": D("0.5"),
+                                                                      "ETH": D("2"), "BNB": D("10")})
     fee_rate: Decimal = D("0.001")
+    fee_asset: str = "quote"            # "quote", "received" or "BNB" (see the module docstring)
+    bnb_price: Decimal = D("600")       # quote per BNB, for fees paid in BNB
+    market_depth: Decimal | None = None  # most a market order executes; the rest EXPIREs
 
     def __post_init__(self) -> None:
         self.by_symbol = {m.symbol: m for m in self.markets}
@@ -187,6 +213,7 @@ class BinanceFake:
         # also sent back as the X-Fake-Handler-Ns header, for a fake in another process)
         self.lock = threading.RLock()
         self.release = threading.Event()    # frees requests held by a "hang" fault
+        self.listeners: list[Any] = []      # called with each executionReport (the user-data stream)
         self._order_ids = itertools.count(1000)
         self._trade_ids = itertools.count(5000)
         self._server: ThreadingHTTPServer | None = None
@@ -257,7 +284,10 @@ class BinanceFake:
         if path in ("/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades"):
             if "signature" not in params or "timestamp" not in params or not headers.get("X-MBX-APIKEY"):
                 raise BinanceError(401, -2014, "API-key format invalid.")
-        if self.stream_down and method == "GET" and path in ("/api/v3/openOrders", "/api/v3/myTrades", "/api/v3/order"):
+        if path == "/api/v3/allOrders" and ("signature" not in params or not headers.get("X-MBX-APIKEY")):
+            raise BinanceError(401, -2014, "API-key format invalid.")
+        if self.stream_down and method == "GET" and path in ("/api/v3/openOrders", "/api/v3/myTrades", "/api/v3/order",
+                                                              "/api/v3/allOrders"):
             raise _Drop()
         with self.lock:
             if route == ("GET", "/api/v3/time"):
@@ -287,6 +317,8 @@ class BinanceFake:
                         if o.status in ("NEW", "PARTIALLY_FILLED") and (symbol is None or o.symbol == symbol)]
             if route == ("GET", "/api/v3/myTrades"):
                 return self._my_trades(params)
+            if route == ("GET", "/api/v3/allOrders"):
+                return self._all_orders(params)
         raise BinanceError(404, -1000, f"no route {method} {path}")
 
     def _market(self, symbol: str) -> FakeMarket:
@@ -337,18 +369,24 @@ class BinanceFake:
     def _new_order(self, p: dict[str, str]) -> dict[str, Any]:
         m = self._market(p.get("symbol", ""))
         cid = p.get("newClientOrderId") or f"x-{next(self._order_ids)}"
-        if cid in self.by_client:
-            raise BinanceError(400, -2010, "Duplicate order sent.")
+        previous = self.orders.get(self.by_client.get(cid, -1))
+        if previous is not None and previous.status in ("NEW", "PARTIALLY_FILLED"):
+            raise BinanceError(400, -2010, "Duplicate order sent.")  # unique among open orders only
         kind, side = p.get("type", ""), p.get("side", "")
-        if kind not in ("MARKET", "LIMIT", "STOP_LOSS", "STOP_LOSS_LIMIT") or side not in ("BUY", "SELL"):
+        if kind not in ("MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS", "STOP_LOSS_LIMIT") or side not in ("BUY", "SELL"):
             raise BinanceError(400, -1116, "Invalid orderType.")
+        tif = p.get("timeInForce")
+        if kind == "MARKET" and tif is not None:
+            raise BinanceError(400, -1106, "Parameter 'timeInForce' sent when not required.")
+        if kind in ("LIMIT", "STOP_LOSS_LIMIT") and tif not in ("GTC", "IOC", "FOK"):
+            raise BinanceError(400, -1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
         try:
             qty = D(p["quantity"])
         except KeyError:
             raise BinanceError(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
         price = D(p.get("price", "0"))
         stop = D(p.get("stopPrice", "0"))
-        if kind in ("LIMIT", "STOP_LOSS_LIMIT") and not price:
+        if kind in ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT") and not price:
             raise BinanceError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
         if kind in ("STOP_LOSS", "STOP_LOSS_LIMIT") and not stop:
             raise BinanceError(400, -1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
@@ -358,6 +396,9 @@ class BinanceFake:
             if px and px % m.tick_size:
                 raise BinanceError(400, -1013, "Filter failure: PRICE_FILTER")
         touch = m.ask if side == "BUY" else m.bid
+        crosses = bool(price) and not stop and (price >= m.ask if side == "BUY" else price <= m.bid)
+        if kind == "LIMIT_MAKER" and crosses:
+            raise BinanceError(400, -2010, "Order would immediately match and take.")
         if (price or stop or touch) * qty < m.min_notional:
             raise BinanceError(400, -1013, "Filter failure: NOTIONAL")
         if stop and ((side == "BUY" and touch >= stop) or (side == "SELL" and touch <= stop)):
@@ -369,15 +410,29 @@ class BinanceFake:
             raise BinanceError(400, -2010, "Account has insufficient balance for requested action.")
         now = _ms()
         order = FakeOrder(next(self._order_ids), cid, m.symbol, side, kind, qty, price, stop,
-                          p.get("timeInForce"), now, now)
+                          tif, now, now)
         self.orders[order.order_id] = order
         self.by_client[cid] = order.order_id
         first_trade = len(self.trades)
         if kind == "MARKET":
-            self._execute(order, qty, touch, maker=False)
+            depth = qty if self.market_depth is None else min(qty, self.market_depth)
+            if depth > 0:
+                self._execute(order, depth, touch, maker=False)
+            if order.executed < qty:
+                order.status = "EXPIRED"  # binance: what the book could not take expires
+        elif tif in ("IOC", "FOK") and kind == "LIMIT":
+            if crosses and not (tif == "FOK" and self.market_depth is not None and self.market_depth < qty):
+                depth = qty if self.market_depth is None else min(qty, self.market_depth)
+                self._execute(order, depth, touch, maker=False)
+            if order.executed < qty:
+                order.status = "EXPIRED"  # nothing of an IOC / FOK order ever rests
         else:
             order.locked = need
             self.locked[need_asset] += need
+        if not self.trades[first_trade:]:
+            self._emit(order, "NEW" if order.status == "NEW" else order.status)
+        if order.status == "EXPIRED" and self.trades[first_trade:]:
+            self._emit(order, "EXPIRED")
         out = order.as_json()
         del out["time"], out["updateTime"], out["isWorking"], out["icebergQty"]
         if not order.stop_price:
@@ -396,12 +451,23 @@ class BinanceFake:
             release = min(release, order.locked)
             order.locked -= release
             self.locked[m.quote if buy else m.base] -= release
+        fee_asset = m.quote
+        if self.fee_asset == "received" and buy:
+            fee_asset = m.base
+            fee = (qty * self.fee_rate).quantize(D("0.00000001"), ROUND_HALF_EVEN)
+        elif self.fee_asset == "BNB":
+            fee_asset = "BNB"
+            fee = (notional * self.fee_rate * D("0.75") / self.bnb_price).quantize(D("0.00000001"), ROUND_HALF_EVEN)
+        for asset in (m.base, m.quote, fee_asset):
+            self.balances.setdefault(asset, D(0))
+            self.locked.setdefault(asset, D(0))
         if buy:
-            self.balances[m.quote] -= notional + fee
+            self.balances[m.quote] -= notional
             self.balances[m.base] += qty
         else:
             self.balances[m.base] -= qty
-            self.balances[m.quote] += notional - fee
+            self.balances[m.quote] += notional
+        self.balances[fee_asset] -= fee
         order.executed += qty
         order.quote += notional
         order.status = "FILLED" if order.executed == order.qty else "PARTIALLY_FILLED"
@@ -409,8 +475,9 @@ class BinanceFake:
             self.locked[m.quote if buy else m.base] -= order.locked
             order.locked = D(0)
         order.update_time = _ms()
-        self.trades.append(FakeTrade(next(self._trade_ids), order.order_id, order.symbol, price, qty, fee, m.quote,
+        self.trades.append(FakeTrade(next(self._trade_ids), order.order_id, order.symbol, price, qty, fee, fee_asset,
                                      order.update_time, buy, maker))
+        self._emit(order, "TRADE", self.trades[-1])
 
     def _find(self, p: dict[str, str]) -> FakeOrder:
         order_id = p.get("orderId")
@@ -434,6 +501,7 @@ class BinanceFake:
             m = self.by_symbol[order.symbol]
             self.locked[m.quote if order.side == "BUY" else m.base] -= order.locked
             order.locked = D(0)
+        self._emit(order, "CANCELED")
         out = order.as_json()
         out["origClientOrderId"] = order.client_order_id
         out["clientOrderId"] = f"cancel-{next(self._order_ids)}"  # binance names the cancel request, not the order
@@ -446,11 +514,66 @@ class BinanceFake:
         symbol = p.get("symbol")
         if symbol is None:
             raise BinanceError(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        limit = min(int(p.get("limit", 500)), 1000)
+        rows = [t for t in self.trades if t.symbol == symbol]
+        if "startTime" not in p and "fromId" not in p:
+            return [t.as_json() for t in rows[-limit:]]  # binance: the most recent trades
         start = int(p.get("startTime", 0))
         from_id = int(p.get("fromId", 0))
-        limit = int(p.get("limit", 500))
-        rows = [t for t in self.trades if t.symbol == symbol and t.time >= start and t.trade_id >= from_id]
+        rows = [t for t in rows if t.time >= start and t.trade_id >= from_id]
         return [t.as_json() for t in rows[:limit]]
+
+    def _all_orders(self, p: dict[str, str]) -> list[dict[str, Any]]:
+        symbol = p.get("symbol")
+        if symbol is None:
+            raise BinanceError(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        limit = min(int(p.get("limit", 500)), 1000)
+        rows = [o for o in self.orders.values() if o.symbol == symbol]
+        if "startTime" not in p and "orderId" not in p:
+            return [o.as_json() for o in rows[-limit:]]
+        start = int(p.get("startTime", 0))
+        rows = [o for o in rows if o.time >= start and o.order_id >= int(p.get("orderId", 0))]
+        return [o.as_json() for o in rows[:limit]]
+
+    def add_history(self, symbol: str, side: str, qty: Decimal, price: Decimal, count: int,
+                    client_prefix: str = "old", age_ms: int = 10 * 86_400_000) -> None:
+        """`count` filled market orders made long ago by someone (a history the account has)."""
+        with self.lock:
+            for i in range(count):
+                t = _ms() - age_ms + i
+                order = FakeOrder(next(self._order_ids), f"{client_prefix}-{i}", symbol, side, "MARKET", qty, D(0),
+                                  D(0), None, t, t, status="FILLED", executed=qty, quote=qty * price)
+                self.orders[order.order_id] = order
+                self.by_client[order.client_order_id] = order.order_id
+                self.trades.append(FakeTrade(next(self._trade_ids), order.order_id, symbol, price, qty, D(0),
+                                             self.by_symbol[symbol].quote, t, side == "BUY", False))
+
+    def _emit(self, order: FakeOrder, execution: str, trade: FakeTrade | None = None) -> None:
+        """Tell the user-data stream (binance's executionReport) what just happened to `order`."""
+        if not self.listeners:
+            return
+        report = {
+            "e": "executionReport", "E": _ms(), "s": order.symbol, "c": order.client_order_id, "S": order.side,
+            "o": order.type, "f": order.time_in_force or "GTC", "q": fmt(order.qty), "p": fmt(order.price),
+            "P": fmt(order.stop_price), "F": "0.00000000", "g": -1, "C": "", "x": execution,
+            "X": order.status, "r": "NONE", "i": order.order_id,
+            "l": fmt(trade.qty) if trade else "0.00000000", "z": fmt(order.executed),
+            "L": fmt(trade.price) if trade else "0.00000000",
+            "n": fmt(trade.commission) if trade else "0", "N": trade.commission_asset if trade else None,
+            "T": order.update_time, "t": trade.trade_id if trade else -1, "I": 0,
+            "w": order.status == "NEW", "m": bool(trade and trade.is_maker), "M": False, "O": order.time,
+            "Z": fmt(order.quote), "Y": fmt(trade.price * trade.qty) if trade else "0.00000000",
+            "Q": "0.00000000", "W": order.time, "V": "EXPIRE_MAKER"}
+        if execution == "CANCELED":  # binance: "c" names the cancel request, "C" the order
+            report["C"], report["c"] = order.client_order_id, f"cancel-{order.order_id}"
+        for listener in list(self.listeners):
+            listener(report)
+
+    def throttled(self, kind: str) -> tuple[int, Any, dict[str, str]]:
+        """The answer to a throttled request: binance's 429 (or 418, its IP ban) with Retry-After."""
+        message = ("Too many requests; current limit is 6000 request weight per 1 MINUTE." if kind == "429"
+                   else "Way too many requests; IP banned until 1700000000000.")
+        return int(kind), {"code": -1003, "msg": message}, {"Retry-After": "1"}
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
@@ -492,15 +615,17 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         params = dict(parse_qsl(split.query))
-        params.update(parse_qsl(body))
+        if body.startswith("{"):  # a JSON body (bybit's POSTs); binance posts a form
+            params.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in json.loads(body).items()})
+        else:
+            params.update(parse_qsl(body))
         fake.requests.append((method, split.path))
         fault = fake.take_fault(method, split.path)
         if fault is not None and fault.kind == "drop_before":
             self._drop()
             return
-        if fault is not None and fault.kind == "429":
-            self._send(429, {"code": -1003, "msg": "Too many requests; current limit is 6000 request weight per 1 MINUTE."},
-                       {"Retry-After": "1"})
+        if fault is not None and fault.kind in ("429", "418"):
+            self._send(*fake.throttled(fault.kind))
             return
         if fault is not None and fault.kind in ("500", "503"):
             self._send(int(fault.kind), None, raw=b"<html><body><h1>Service Unavailable</h1></body></html>")
@@ -541,11 +666,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def serve_forever_in_child(connection: Any) -> None:
-    """Run a fake in this (child) process: send its url, serve until told to stop."""
+def serve_forever_in_child(connection: Any, with_ws: bool = False) -> None:
+    """Run a fake in this (child) process: send its url (and, `with_ws`, then the url of a
+    websocket fake carrying its user-data stream), serve until told "stop". "fill:<client id>"
+    fills that order and answers with the monotonic time (ns) just before the fill."""
     fake = BinanceFake(balances={"USDT": D(10) ** 12, "BTC": D(0), "ETH": D(0)}).start()
     connection.send(fake.url)
-    connection.recv()
+    if with_ws:
+        connection.send(BinanceWsFake().attach(fake).url)
+    while True:
+        message = connection.recv()
+        if not isinstance(message, str) or not message.startswith("fill:"):
+            break
+        started = time.monotonic_ns()
+        fake.fill(message[len("fill:"):])
+        connection.send(started)
     fake.stop()
 
 
@@ -582,6 +717,7 @@ class BinanceWsFake:
         self._asyncio = asyncio
         self.loop = asyncio.new_event_loop()
         self.subscriptions: dict[Any, set[str]] = {}
+        self.user_streams: dict[Any, int] = {}  # websocket -> subscriptionId (user-data stream)
         self.subscribed = threading.Condition()
         self.refuse = False              # refuse new connections (HTTP 503 on the upgrade)
         self.port = 0
@@ -598,6 +734,7 @@ class BinanceWsFake:
         app = web.Application()
         app.router.add_get("/ws/{stream}", self._serve)
         app.router.add_get("/ws", self._serve)
+        app.router.add_get("/ws-api/v3", self._serve_api)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -633,6 +770,55 @@ class BinanceWsFake:
             self.subscriptions.pop(ws, None)
         return ws
 
+    def attach(self, fake: "BinanceFake") -> "BinanceWsFake":
+        """Carry `fake`'s executionReports to the clients subscribed to the user-data stream."""
+        fake.listeners.append(self.push_user_event)
+        return self
+
+    async def _serve_api(self, request: Any) -> Any:
+        """The websocket API (wss://ws-api.binance.com/ws-api/v3): `userDataStream.subscribe.signature`
+        (params apiKey, timestamp, signature: present, not verified) subscribes this connection to
+        the account's events, sent as {"subscriptionId": n, "event": {...}}."""
+        from aiohttp import WSMsgType, web
+
+        if self.refuse:
+            return web.Response(status=503, text="Service Unavailable")
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        try:
+            async for message in ws:
+                if message.type != WSMsgType.TEXT:
+                    continue
+                body = json.loads(message.data)
+                params = body.get("params") or {}
+                if body.get("method") == "userDataStream.subscribe.signature" and params.get("signature") \
+                        and params.get("apiKey"):
+                    self.user_streams[ws] = len(self.user_streams)
+                    await ws.send_str(json.dumps({"id": body.get("id"), "status": 200,
+                                                  "result": {"subscriptionId": self.user_streams[ws]}}))
+                    with self.subscribed:
+                        self.subscribed.notify_all()
+                else:
+                    await ws.send_str(json.dumps({"id": body.get("id"), "status": 400,
+                                                  "error": {"code": -1102, "msg": "unsupported request"}}))
+        finally:
+            self.user_streams.pop(ws, None)
+        return ws
+
+    def push_user_event(self, event: dict[str, Any]) -> None:
+        """Send one account event to every user-data subscriber (called from the REST fake's thread)."""
+        async def send() -> None:
+            for ws, sid in list(self.user_streams.items()):
+                if not ws.closed:
+                    await ws.send_str(json.dumps({"subscriptionId": sid, "event": event}))
+
+        if self.user_streams:
+            self._asyncio.run_coroutine_threadsafe(send(), self.loop)
+
+    def wait_user_stream(self, timeout: float = 10) -> bool:
+        with self.subscribed:
+            return self.subscribed.wait_for(lambda: bool(self.user_streams), timeout)
+
     def wait_subscribed(self, stream: str, timeout: float = 10) -> bool:
         with self.subscribed:
             return self.subscribed.wait_for(lambda: any(stream in s for s in list(self.subscriptions.values())), timeout)
@@ -660,7 +846,7 @@ class BinanceWsFake:
 
     def drop(self) -> None:
         async def close_all() -> None:
-            for ws in list(self.subscriptions):
+            for ws in list(self.subscriptions) + list(self.user_streams):
                 await ws.close()
 
         self._call(close_all())
