@@ -176,6 +176,7 @@ class OrderReporter:
         self.orders: dict[str, Order] = {}            # client id -> the order we report about
         self._state: dict[str, OrderState] = {}       # client id -> last state reported
         self._execution_ids: set[str] = set()
+        self._filled: dict[str, Decimal] = {}         # client id -> quantity of the fills reported
         self._ours: set[str] = set()                  # submitted through this adapter
 
     def track(self, order: Order) -> None:
@@ -245,6 +246,7 @@ class OrderReporter:
         if self._state.get(cid) in (None, OrderState.SUBMITTED):
             self.accepted(order, fill.ts)
         self._execution_ids.add(fill.execution_id)
+        self._filled[cid] = self._filled.get(cid, Decimal(0)) + fill.qty
         self._state[cid] = OrderState.PARTIALLY_FILLED
         if self.sink is not None:
             self.sink.on_fill(order, fill, bar)
@@ -278,7 +280,10 @@ class OrderReporter:
         self.accepted(order, ts)
         for fill in sorted(fills, key=lambda f: f.ts):
             self.fill(order, fill)
-        done = venue_order.qty > 0 and venue_order.filled_qty >= venue_order.qty
+        # filled only once the fills themselves were reported: a venue that says "filled" while
+        # some fills could not be read (a page not fetched) leaves the order open to catch up again
+        reported = self._filled.get(order.client_order_id, Decimal(0))
+        done = venue_order.qty > 0 and venue_order.filled_qty >= venue_order.qty and reported >= venue_order.qty
         if done:
             self._state[order.client_order_id] = OrderState.FILLED
         elif state in (OrderState.CANCELED, OrderState.EXPIRED):

@@ -42,7 +42,8 @@ class AlpacaFeed:
         self.reconnect_backoff_s = reconnect_backoff_s
         self._streams: dict[str, Any] = {}
         self._threads: dict[str, tuple[threading.Thread, list[asyncio.AbstractEventLoop]]] = {}
-        self.messages = 0
+        self._count_lock = threading.Lock()
+        self.messages = 0   # messages handed to the callbacks (counted after the callback returned)
 
     def subscribe(self, symbols: Sequence[str], on_tick: Callable[[Tick], None],
                   on_bar: Callable[[Bar], None] | None = None) -> None:
@@ -53,23 +54,28 @@ class AlpacaFeed:
             stream = self._stream(kind)
 
             async def on_quote(q: dict[str, Any]) -> None:
-                self.messages += 1
                 on_tick(Tick(q["S"], _ts(q["t"]), bid=float(q["bp"]), ask=float(q["ap"])))
+                self._counted()
 
             async def on_trade(t: dict[str, Any]) -> None:
-                self.messages += 1
                 on_tick(Tick(t["S"], _ts(t["t"]), last=float(t["p"]), size=float(t["s"])))
+                self._counted()
 
             stream.subscribe_quotes(on_quote, *chosen)
             stream.subscribe_trades(on_trade, *chosen)
             if on_bar is not None:
                 async def on_minute_bar(b: dict[str, Any]) -> None:
-                    self.messages += 1
                     start = _ts(b["t"])
                     on_bar(Bar(b["S"], start, start + _MINUTE_NS, float(b["o"]), float(b["h"]), float(b["l"]),
                                float(b["c"]), float(b["v"])))
+                    self._counted()
                 stream.subscribe_bars(on_minute_bar, *chosen)
             self._start(kind, stream)
+
+    def _counted(self) -> None:
+        """One more message handled; the stock and crypto streams count from two threads."""
+        with self._count_lock:
+            self.messages += 1
 
     def _stream(self, kind: str) -> Any:
         if kind not in self._streams:

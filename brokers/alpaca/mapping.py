@@ -11,6 +11,15 @@ activities (after a reconnect, or in `fills_since`), and Alpaca does not documen
 carry the same id. Both carry the order id and the order's cumulative filled quantity after the
 fill, which is unique per execution of an order, so the execution id is `<order id>@<cum qty>`:
 one fill, one id, whichever way it came.
+
+Symbols: crypto orders and assets are "BTC/USD", positions (alpaca-py's own fixture) and fill
+activities may say "BTCUSD". Everything is read back to the slash form (`symbol_of`), so a crypto
+position reconciles with the orders that made it.
+
+Statuses (Alpaca's order lifecycle): `done_for_day` is not an end (a GTC order works again the
+next session; a DAY order is then `expired`); `replaced` ends this order (another, with its own
+id, took its place); `pending_cancel` / `pending_replace` are still open. A `trailing_stop` is
+reported as a STOP at its current stop price (the engine has no trailing type yet).
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from brokers.base import RejectReason, VenueOrder
+from brokers.base import AccountSnapshot, RejectReason, VenueOrder, VenuePosition
 from engine.instrument import AssetClass, Instrument
 from engine.money import to_raw
 from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInForce
@@ -49,13 +58,15 @@ def classify_error(status: int | None, message: str) -> tuple[str, str]:
         return FINAL, RejectReason.AUTH_FAILED
     if "buying power" in text or "insufficient" in text:
         return FINAL, RejectReason.INSUFFICIENT_FUNDS
+    if "not allowed to short" in text or "not shortable" in text:
+        return FINAL, RejectReason.TRADE_DISABLED
     if "market" in text and "closed" in text:
         return FINAL, RejectReason.MARKET_CLOSED
     if "asset" in text and ("not found" in text or "not active" in text or "not tradable" in text):
         return FINAL, RejectReason.UNKNOWN_SYMBOL
     if "sub-penny" in text or "price increment" in text:
         return FINAL, RejectReason.PRICE_OFF_GRID
-    if "qty must be >=" in text or "minimum" in text:
+    if "qty must be >=" in text or "notional must be >=" in text or "minimum" in text:
         return FINAL, RejectReason.QTY_BELOW_MIN
     if "fractional" in text or "multiple of" in text:
         return FINAL, RejectReason.QTY_OFF_GRID
@@ -77,14 +88,32 @@ def error_message(body: str) -> str:
 _TIF = {TimeInForce.GTC: "gtc", TimeInForce.DAY: "day", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok"}
 
 
-def order_request(order: Order) -> Any:
-    """The alpaca-py request model for an order (raises pydantic.ValidationError on bad terms)."""
+def time_in_force(order: Order, instrument: Instrument, notional: Decimal | None = None) -> str | None:
+    """Alpaca's time in force for the order, or None when Alpaca would refuse it.
+
+    Crypto takes gtc and ioc only. A fractional or notional equity order must be a DAY order: a
+    market one is sent as day (it executes at once, or at the next open, either way), a resting
+    one is refused rather than have its lifetime shortened behind the trader's back."""
+    tif = _TIF[order.tif]
+    if instrument.asset_class is AssetClass.CRYPTO:
+        return tif if tif in ("gtc", "ioc") else None
+    fractional = notional is not None or (order.qty is not None and order.qty != order.qty.to_integral_value())
+    if fractional and tif != "day":
+        return "day" if order.type is OrderType.MARKET and tif == "gtc" else None
+    return tif
+
+
+def order_request(order: Order, tif: str = "", notional: Decimal | None = None) -> Any:
+    """The alpaca-py request model for an order (raises pydantic.ValidationError on bad terms).
+    A market order sized by equity fraction goes as `notional` (dollars): Alpaca sizes it at the
+    fill price, as the backtester does."""
     from alpaca.trading.enums import OrderSide as Side
     from alpaca.trading.enums import TimeInForce as Tif
     from alpaca.trading.requests import (LimitOrderRequest, MarketOrderRequest, StopLimitOrderRequest,
                                          StopOrderRequest)
-    common = {"symbol": order.symbol, "qty": float(order.qty), "side": Side(order.side.value.lower()),  # type: ignore[arg-type]
-              "time_in_force": Tif(_TIF[order.tif]), "client_order_id": order.client_order_id}
+    size = {"notional": float(notional)} if notional is not None else {"qty": float(order.qty)}  # type: ignore[arg-type]
+    common = {"symbol": order.symbol, **size, "side": Side(order.side.value.lower()),
+              "time_in_force": Tif(tif or _TIF[order.tif]), "client_order_id": order.client_order_id}
     if order.type is OrderType.MARKET:
         return MarketOrderRequest(**common)
     if order.type is OrderType.LIMIT:
@@ -97,12 +126,30 @@ def order_request(order: Order) -> Any:
 
 # -- responses -------------------------------------------------------------------------------------
 _TYPES = {"market": OrderType.MARKET, "limit": OrderType.LIMIT, "stop": OrderType.STOP,
-          "stop_limit": OrderType.STOP_LIMIT}
+          "stop_limit": OrderType.STOP_LIMIT, "trailing_stop": OrderType.STOP}
 _OPEN = {"new", "accepted", "pending_new", "accepted_for_bidding", "held", "calculated", "pending_replace",
-         "pending_cancel", "pending_review", "replaced", "stopped", "suspended"}
+         "pending_cancel", "pending_review", "done_for_day", "stopped", "suspended"}
 _STATES = {"filled": OrderState.FILLED, "canceled": OrderState.CANCELED, "expired": OrderState.EXPIRED,
-           "done_for_day": OrderState.EXPIRED, "rejected": OrderState.REJECTED,
+           "replaced": OrderState.CANCELED, "rejected": OrderState.REJECTED,
            "partially_filled": OrderState.PARTIALLY_FILLED}
+REPLACED = "REPLACED"   # the cancel reason of an order another took the place of
+_CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
+
+
+def symbol_of(raw: str, asset_class: str | None = None, known: Any = ()) -> str:
+    """The engine's symbol for one Alpaca wrote: crypto always with its slash ("BTCUSD" ->
+    "BTC/USD"). `known` symbols are matched first; otherwise a symbol of the crypto class is
+    split before its quote currency (a row without a class, an activity, needs `known`)."""
+    if "/" in raw or raw in known:
+        return raw
+    for symbol in known:
+        if "/" in symbol and symbol.replace("/", "") == raw:
+            return symbol
+    if asset_class == "crypto":
+        for quote in _CRYPTO_QUOTES:
+            if raw.endswith(quote) and len(raw) > len(quote):
+                return f"{raw[:-len(quote)]}/{quote}"
+    return raw
 
 
 def dec(value: Any) -> Decimal | None:
@@ -137,17 +184,22 @@ def state_of(status: str, filled: Decimal) -> OrderState:
     return _STATES.get(status, OrderState.ACCEPTED)
 
 
-def venue_order(data: dict[str, Any]) -> VenueOrder:
+def venue_order(data: dict[str, Any], known: Any = ()) -> VenueOrder:
+    """An order JSON in domain terms. A notional order has no qty until it is filled: then its
+    quantity is what filled."""
     filled = dec(data.get("filled_qty")) or Decimal(0)
     status = str(data.get("status"))
     state = state_of(status, filled)
+    qty = dec(data.get("qty")) or (filled if status == "filled" else Decimal(0))
+    reason = {OrderState.REJECTED: RejectReason.INVALID_ORDER, OrderState.EXPIRED: "EXPIRED"}.get(state)
     return VenueOrder(
-        client_order_id=data["client_order_id"], venue_order_id=data["id"], symbol=data["symbol"],
+        client_order_id=data["client_order_id"], venue_order_id=data["id"],
+        symbol=symbol_of(data["symbol"], data.get("asset_class"), known),
         side=OrderSide.BUY if data.get("side") == "buy" else OrderSide.SELL,
         type=_TYPES.get(str(data.get("type") or data.get("order_type")), OrderType.MARKET),
-        qty=dec(data.get("qty")) or Decimal(0), filled_qty=filled, avg_fill_price=dec(data.get("filled_avg_price")),
+        qty=qty, filled_qty=filled, avg_fill_price=dec(data.get("filled_avg_price")),
         limit_price=dec(data.get("limit_price")), stop_price=dec(data.get("stop_price")), state=state,
-        reason=RejectReason.INVALID_ORDER if state is OrderState.REJECTED else None,
+        reason=REPLACED if status == "replaced" else reason,
         ts=ns(data.get("updated_at") or data.get("submitted_at")))
 
 
@@ -166,6 +218,25 @@ def fill(instrument: Instrument, client_order_id: str, order_id: str, side: str,
     return Fill(execution_id(order_id, cum_qty), client_order_id, instrument.symbol,
                 OrderSide.BUY if side == "buy" else OrderSide.SELL, to_raw(qty, s.qty_dp), to_raw(on_grid, s.price_dp),
                 0, s.qty_dp, s.price_dp, s.cash_dp, ts)
+
+
+def activity_fill(row: dict[str, Any], instrument: Instrument, client_order_id: str) -> Fill:
+    """One FILL activity (GET /v2/account/activities/FILL) as a Fill of `instrument`."""
+    return fill(instrument, client_order_id, row["order_id"], row["side"], Decimal(str(row["qty"])),
+                Decimal(str(row["price"])), Decimal(str(row["cum_qty"])), ns(row["transaction_time"]))
+
+
+def position(row: dict[str, Any], known: Any = ()) -> VenuePosition:
+    """One position (GET /v2/positions): signed quantity, crypto with its slash."""
+    qty = abs(Decimal(str(row["qty"]))) * (-1 if row.get("side") == "short" else 1)
+    return VenuePosition(symbol_of(row["symbol"], row.get("asset_class"), known), qty, dec(row.get("avg_entry_price")))
+
+
+def account(data: dict[str, Any]) -> AccountSnapshot:
+    """The account (GET /v2/account). Cash may be negative (a margin loan); equity includes it."""
+    return AccountSnapshot(data.get("currency") or "USD", Decimal(data["cash"]),
+                           Decimal(data.get("equity") or data.get("portfolio_value") or data["cash"]),
+                           dec(data.get("buying_power")))
 
 
 def instrument(asset: dict[str, Any]) -> Instrument:

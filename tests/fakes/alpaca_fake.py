@@ -1,30 +1,55 @@
 """Loopback fakes of Alpaca's trading REST API, trade_updates stream and market-data streams,
 for driving the real alpaca-py SDK (0.44.0) in tests.
 
-Shapes follow what alpaca-py sends and parses (BROKER_SDKS.md §2, read from the SDK):
+Shapes follow what alpaca-py sends and parses (BROKER_SDKS.md §2, read from the SDK), and every
+JSON it serves passes alpaca-py's own models (tests/integration/test_alpaca_adapter.py):
 - REST on http://127.0.0.1:<port>/v2/...: TradingClient(url_override=fake.rest_url). Orders,
   order by client id, cancel, positions, account, assets, and fill activities
   (/v2/account/activities/FILL). Errors are JSON `{"code": ..., "message": ...}`.
 - The trade_updates stream on ws://127.0.0.1:<port>/stream (JSON): authenticate -> authorization,
   listen -> listening, then `{"stream": "trade_updates", "data": {event, execution_id, order,
-  timestamp, position_qty, price, qty}}`.
+  timestamp, position_qty, price, qty}}`. A connection is subscribed before "listening" is sent.
 - Market data on ws://127.0.0.1:<port>/v2/iex and /v1beta3/crypto/us (msgpack): connected,
   auth -> authenticated, subscribe -> subscription, then arrays of `{"T": "q"|"t"|"b", "S": ...}`
   with `t` a msgpack Timestamp.
-Modelled, not observed: error codes and messages for an unknown asset, a closed market and a
-non-cancelable order; activity ids are "<time>::<uuid>".
 
-Test controls: `add_asset`, `set_price`, `fill` (partial or full), `fail_next` / `fail_all` /
-`heal` (HTTP faults on POST /v2/orders), `lose_next_submit` (the order is booked, then the
-connection is dropped without an answer, or held past the client's timeout), `drop_streams`
-(close every trade_updates connection and refuse new ones until `restore_streams`),
-`place_external` (an order someone else made), `publish_quote` / `publish_trade` / `publish_bar`.
+Venue behaviours it reproduces (Alpaca's documentation and alpaca-py's fixtures):
+- activities paginated: `page_size` (default and maximum 100), `page_token` (the last row's id),
+  `direction` (default desc), `after`;
+- statuses new, pending_new, accepted, partially_filled, filled, pending_cancel, canceled,
+  done_for_day (`done_for_day`, then `next_day`: GTC works again, DAY expires), expired,
+  pending_replace and replaced (`replace_at_venue`: a new order with its own id takes the place),
+  and trailing stops (`place_trailing_stop`, stop price from the high-water mark);
+- asynchronous cancels: DELETE answers 204 with the order pending_cancel; the cancel happens
+  after the answer on the fake's worker thread (or at `release_cancels` under `hold_cancels`);
+- market orders outside market hours are accepted and queued for the open (`close_market`,
+  `open_market`); limit orders rest as usual;
+- notional orders (market only; fractionable or crypto assets; $1 minimum), fractional equity
+  orders DAY only, crypto time in force gtc/ioc only, whole shares for non-fractionable assets;
+- crypto symbols both ways: orders and assets "BTC/USD", positions "BTCUSD" (alpaca-py's own
+  fixture), assets looked up by either;
+- the client_order_id uniqueness refusal, insufficient buying power, unknown assets.
+Modelled, not observed: error codes and messages for an unknown asset and a non-cancelable order;
+activity ids "<time>::<uuid>"; fill activities writing crypto symbols without the slash.
+Not reproduced: fees of any kind (crypto CFEE activities), extended hours, bracket/OCO/OTO
+orders, amend through PATCH by the client (replacement is a test control), partial fills of a
+notional order, corporate actions, margin and shorting rules (shorts are allowed, unchecked),
+rate limits other than the injected 429s, and the real market calendar (sessions are controls).
+
+Test controls: `add_asset`, `set_price`, `advance` (the venue clock), `fill` (partial or full),
+`fail_next` / `fail_all` / `heal` (HTTP faults on POST /v2/orders), `fail_lookups`,
+`fail_activities`, `lose_next_submit` (the order is booked, then the connection is dropped
+without an answer, or held until the client closes it), `drop_streams` (close every trade_updates
+connection and refuse new ones until `restore_streams`), `place_external` (an order someone else
+made), the venue behaviours above, `publish_quote` / `publish_trade` / `publish_bar`.
+`adapter_settled(fake, adapter)` says when an adapter has caught up with everything the fake did.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -32,14 +57,16 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import msgpack
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 KEY, SECRET = "PKTEST", "SECRETTEST"
-OPEN_STATUSES = {"new", "accepted", "pending_new", "partially_filled", "held", "pending_cancel"}
+OPEN_STATUSES = {"new", "accepted", "pending_new", "partially_filled", "held", "pending_cancel", "pending_replace",
+                 "done_for_day"}
+PAGE_SIZE = 100   # activities per page (Alpaca's default and maximum)
 
 
 def _iso(ns: int) -> str:
@@ -52,6 +79,12 @@ def _parse(stamp: str) -> int:
     main, _, fraction = stamp.rstrip("Z").partition(".")
     seconds = int(datetime.fromisoformat(main).replace(tzinfo=timezone.utc).timestamp())
     return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
+def _plain(symbol: str) -> str:
+    """"BTC/USD" -> "BTCUSD": how Alpaca writes crypto symbols in positions (alpaca-py's own
+    fixture) and, modelled here, in fill activities."""
+    return symbol.replace("/", "")
 
 
 def _s(value: Decimal | None) -> str | None:
@@ -99,12 +132,19 @@ class FakeAlpaca:
         self._faults: list[tuple[int, dict]] = []
         self._fail_all: tuple[int, dict] | None = None
         self._lookup_faults = 0
+        self._activity_faults = 0
         self._lose: list[str] = []
         self._release = threading.Event()
         self.streams_refused = False
         self.trade_updates_sent = 0
-        self.stream_connections = 0
-        self._ws_clients: set[ServerConnection] = set()
+        self.stream_connections = 0                         # trade_updates subscriptions confirmed so far
+        self.sent_on: dict[int, int] = {}                   # subscription number -> trade updates sent on it
+        self._trading_sessions: set[ServerConnection] = set()   # every /stream connection, listening or not
+        self._ws_clients: dict[ServerConnection, int] = {}  # listening connection -> its subscription number
+        self._busy = 0                                      # venue work still under way (asynchronous cancels)
+        self._hold_cancels = False
+        self._work: "queue.Queue[Any]" = queue.Queue()
+        threading.Thread(target=self._worker, name="fake-alpaca-venue", daemon=True).start()
         self._data_clients: dict[ServerConnection, dict[str, set[str]]] = {}
         self.account_id = str(uuid.uuid4())
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -152,6 +192,100 @@ class FakeAlpaca:
     def set_price(self, symbol: str, price: str) -> None:
         self.assets[symbol].price = Decimal(price)
 
+    def asset(self, symbol: str) -> _Asset | None:
+        """By "BTC/USD" or "BTCUSD", as Alpaca's /v2/assets/{symbol} takes either."""
+        return self.assets.get(symbol) or next((a for a in self.assets.values() if _plain(a.symbol) == symbol), None)
+
+    def close_market(self, symbol: str) -> None:
+        self.assets[symbol].market_open = False
+
+    def open_market(self, symbol: str) -> None:
+        """The session opens: market orders queued outside hours execute at the current price."""
+        with self.lock:
+            asset = self.assets[symbol]
+            asset.market_open = True
+            for order in list(self.orders.values()):
+                if order["symbol"] == symbol and order["type"] == "market" and order["status"] in OPEN_STATUSES:
+                    self._execute(order, self._leaves(order, asset.price), asset.price)
+
+    def hold_cancels(self, hold: bool = True) -> None:
+        """Cancels stay pending_cancel until `release_cancels` (default: they finish on the fake's
+        own worker thread just after the DELETE was answered, as Alpaca's do: asynchronously)."""
+        self._hold_cancels = hold
+
+    def release_cancels(self) -> None:
+        with self.lock:
+            for order in list(self.orders.values()):
+                if order["status"] == "pending_cancel":
+                    self._cancel(order)
+
+    def done_for_day(self, cid: str) -> None:
+        """The session ended with the order still working: done for the day (GTC: back tomorrow)."""
+        with self.lock:
+            order = self.order_by_cid(cid)
+            assert order is not None and order["status"] in OPEN_STATUSES
+            order.update(status="done_for_day", updated_at=_iso(self.now()))
+            self._emit("done_for_day", order)
+
+    def next_day(self, cid: str) -> None:
+        """The next session: a GTC order done for the day is working again, a DAY order expires."""
+        with self.lock:
+            order = self.order_by_cid(cid)
+            assert order is not None
+            ts = _iso(self.now())
+            if order["time_in_force"] == "day":
+                order.update(status="expired", expired_at=ts, updated_at=ts)
+                self._emit("expired", order)
+            else:
+                order.update(status="partially_filled" if Decimal(order["filled_qty"]) else "new", updated_at=ts)
+
+    def expire(self, cid: str) -> None:
+        with self.lock:
+            order = self.order_by_cid(cid)
+            assert order is not None and order["status"] in OPEN_STATUSES
+            ts = _iso(self.now())
+            order.update(status="expired", expired_at=ts, updated_at=ts)
+            self._emit("expired", order)
+
+    def replace_at_venue(self, cid: str, qty: str | None = None, limit_price: str | None = None,
+                         new_cid: str | None = None) -> dict[str, Any]:
+        """Someone amends the order (PATCH /v2/orders/{id}, e.g. from Alpaca's dashboard): the old
+        order goes pending_replace then replaced, a new order (new id) takes its place."""
+        with self.lock:
+            old = self.order_by_cid(cid)
+            assert old is not None and old["status"] in OPEN_STATUSES
+            old.update(status="pending_replace", updated_at=_iso(self.now()))
+            self._emit("pending_replace", old)
+            body = {"symbol": old["symbol"], "qty": qty or old["qty"], "side": old["side"], "type": old["type"],
+                    "time_in_force": old["time_in_force"], "limit_price": limit_price or old["limit_price"],
+                    "stop_price": old["stop_price"], "client_order_id": new_cid or str(uuid.uuid4())}
+            new = self._order_json(body, self.assets[old["symbol"]])
+            new["replaces"] = old["id"]
+            self.orders[new["id"]] = new
+            ts = _iso(self.now())
+            old.update(status="replaced", replaced_at=ts, replaced_by=new["id"], updated_at=ts)
+            self._emit("replaced", old)
+            self._emit("new", new)
+            return new
+
+    def place_trailing_stop(self, symbol: str, side: str, qty: str, trail_price: str, cid: str | None = None) -> dict:
+        """A trailing stop someone else placed: its stop_price follows the high-water mark."""
+        with self.lock:
+            asset = self.assets[symbol]
+            order = self._order_json({"symbol": symbol, "qty": qty, "side": side, "type": "trailing_stop",
+                                      "time_in_force": "gtc", "client_order_id": cid or str(uuid.uuid4())}, asset)
+            sign = -1 if side == "sell" else 1
+            order.update(trail_price=trail_price, hwm=_s(asset.price), status="new",
+                         stop_price=_s(asset.price + sign * Decimal(trail_price)))
+            self.orders[order["id"]] = order
+            self._emit("new", order)
+            return order
+
+    def advance(self, ns: int) -> None:
+        """Move the venue's clock on (quotes, fills and activities carry its time)."""
+        with self.lock:
+            self._clock_ns += ns
+
     def now(self) -> int:
         self._clock_ns += 1_000_000
         return self._clock_ns
@@ -162,10 +296,18 @@ class FakeAlpaca:
     def fail_all(self, status: int, code: int = 50010000, message: str = "internal server error") -> None:
         self._fail_all = (status, {"code": code, "message": message})
 
+    def idle(self) -> bool:
+        """No venue work (an asynchronous cancel) is still to happen."""
+        return self._busy == 0
+
     def heal(self) -> None:
         self._faults.clear()
         self._fail_all = None
         self._lookup_faults = 0
+
+    def fail_activities(self, count: int) -> None:
+        """The next `count` GET /v2/account/activities/FILL answer 503."""
+        self._activity_faults = count
 
     def fail_lookups(self, count: int) -> None:
         """The next `count` GET /v2/orders:by_client_order_id answer 503."""
@@ -186,10 +328,9 @@ class FakeAlpaca:
         with self.lock:
             order = self.order_by_cid(cid)
             assert order is not None and order["status"] in OPEN_STATUSES, f"{cid} is not open"
-            leaves = Decimal(order["qty"]) - Decimal(order["filled_qty"])
-            amount = leaves if qty is None else Decimal(qty)
             if price is None:
                 price = order["limit_price"] or self.assets[order["symbol"]].price
+            amount = self._leaves(order, Decimal(price)) if qty is None else Decimal(qty)
             self._execute(order, amount, Decimal(price))
 
     def cancel_at_venue(self, cid: str) -> None:
@@ -206,7 +347,8 @@ class FakeAlpaca:
             return order
 
     def drop_streams(self, refuse: bool = True) -> None:
-        """Close every trade_updates connection; with `refuse`, new ones are refused until restore."""
+        """Close every trade_updates connection (listening already or not yet); with `refuse`, new
+        ones are refused until restore."""
         self.streams_refused = refuse
         asyncio.run_coroutine_threadsafe(self._close_trading_clients(), self._loop).result(10)
 
@@ -242,12 +384,15 @@ class FakeAlpaca:
             "created_at": ts, "updated_at": ts, "submitted_at": ts, "filled_at": None, "expired_at": None,
             "expires_at": None, "canceled_at": None, "failed_at": None, "replaced_at": None, "replaced_by": None,
             "replaces": None, "asset_id": asset.id, "symbol": asset.symbol, "asset_class": asset.asset_class,
-            "notional": None, "qty": _s(Decimal(str(body["qty"]))), "filled_qty": "0", "filled_avg_price": None,
+            "notional": None if body.get("notional") is None else _s(Decimal(str(body["notional"]))),
+            "qty": None if body.get("qty") is None else _s(Decimal(str(body["qty"]))),
+            "filled_qty": "0", "filled_avg_price": None,
             "order_class": "simple", "order_type": kind, "type": kind, "side": body["side"],
             "time_in_force": body.get("time_in_force", "day"),
             "limit_price": None if body.get("limit_price") is None else _s(Decimal(str(body["limit_price"]))),
             "stop_price": None if body.get("stop_price") is None else _s(Decimal(str(body["stop_price"]))),
-            "status": "pending_new" if kind == "market" else "new", "extended_hours": False, "legs": None,
+            "status": "pending_new" if kind == "market" else "new", "extended_hours": bool(body.get("extended_hours")),
+            "legs": None,
             "trail_percent": None, "trail_price": None, "hwm": None,
         }
 
@@ -255,16 +400,35 @@ class FakeAlpaca:
         cid = body.get("client_order_id")
         if cid and self.count_by_cid(cid):
             return 422, {"code": 40010001, "message": "client_order_id must be unique"}
-        asset = self.assets.get(body.get("symbol", ""))
+        asset = self.asset(body.get("symbol", ""))
         if asset is None:
             return 422, {"code": 40010001, "message": f'asset "{body.get("symbol")}" not found'}
-        if not asset.market_open:
-            return 403, {"code": 40310000, "message": "market is closed"}
+        crypto = asset.asset_class == "crypto"
+        tif = body.get("time_in_force")
+        if crypto and tif not in ("gtc", "ioc"):
+            return 422, {"code": 42210000, "message": "invalid crypto time_in_force"}
+        if (body.get("qty") is None) == (body.get("notional") is None):
+            return 422, {"code": 40010001, "message": "qty or notional is required"}
+        if body.get("notional") is not None:
+            notional = Decimal(str(body["notional"]))
+            if body.get("type") != "market":
+                return 422, {"code": 42210000, "message": "notional orders must be market orders"}
+            if not (asset.fractionable or crypto):
+                return 422, {"code": 42210000, "message": "fractional orders are not supported for this asset"}
+            if not crypto and tif != "day":
+                return 422, {"code": 42210000, "message": "fractional orders must be DAY orders"}
+            if notional < 1:
+                return 422, {"code": 40010001, "message": "notional must be >= 1"}
+            if body.get("side") == "buy" and notional > self._buying_power():
+                return 403, {"code": 40310000, "message": "insufficient buying power"}
+            return None
         qty = Decimal(str(body.get("qty", "0")))
         if qty <= 0:
             return 422, {"code": 40010001, "message": "qty must be > 0"}
         if not asset.fractionable and qty != qty.to_integral_value():
             return 422, {"code": 40010001, "message": "fractional orders are not supported for this asset"}
+        if not crypto and qty != qty.to_integral_value() and tif != "day":
+            return 422, {"code": 42210000, "message": "fractional orders must be DAY orders"}
         if asset.min_trade_increment is not None and qty % asset.min_trade_increment:
             return 422, {"code": 40010001, "message": f"qty must be a multiple of {asset.min_trade_increment}"}
         if asset.min_order_size is not None and qty < asset.min_order_size:
@@ -278,17 +442,30 @@ class FakeAlpaca:
         return None
 
     def _book(self, body: dict[str, Any]) -> dict[str, Any]:
-        order = self._order_json(body, self.assets[body["symbol"]])
+        asset = self.asset(body["symbol"])
+        assert asset is not None
+        order = self._order_json(body, asset)
         self.orders[order["id"]] = order
         self._emit("new" if order["type"] != "market" else "pending_new", order)
         if order["type"] == "market":
+            if not asset.market_open:  # outside hours: accepted and queued for the open
+                order["status"] = "accepted"
+                self._emit("accepted", order)
+                return order
             order["status"] = "new"
-            self._execute(order, Decimal(order["qty"]), self.assets[order["symbol"]].price)
+            self._execute(order, self._leaves(order, asset.price), asset.price)
         return order
+
+    def _leaves(self, order: dict[str, Any], price: Decimal) -> Decimal:
+        """What is left to fill; a notional order is sized at the fill price (9 decimals, down)."""
+        if order["qty"] is None:
+            spent = Decimal(order["filled_qty"]) * Decimal(order["filled_avg_price"] or 0)
+            return ((Decimal(order["notional"]) - spent) / price).quantize(Decimal("1E-9"), rounding="ROUND_DOWN")
+        return Decimal(order["qty"]) - Decimal(order["filled_qty"])
 
     def _execute(self, order: dict[str, Any], qty: Decimal, price: Decimal) -> None:
         filled = Decimal(order["filled_qty"]) + qty
-        total = Decimal(order["qty"])
+        total = filled if order["qty"] is None else Decimal(order["qty"])  # a notional order: one execution
         avg = Decimal(order["filled_avg_price"] or 0)
         avg = (avg * Decimal(order["filled_qty"]) + price * qty) / filled
         sign = 1 if order["side"] == "buy" else -1
@@ -312,7 +489,7 @@ class FakeAlpaca:
         event = "fill" if filled >= total else "partial_fill"
         self.activities.append({
             "id": f"{ts // 1_000_000}::{execution_id}", "activity_type": "FILL", "transaction_time": _iso(ts),
-            "type": event, "price": _s(price), "qty": _s(qty), "side": order["side"], "symbol": order["symbol"],
+            "type": event, "price": _s(price), "qty": _s(qty), "side": order["side"], "symbol": _plain(order["symbol"]),
             "leaves_qty": _s(total - filled), "order_id": order["id"], "cum_qty": _s(filled),
             "order_status": order["status"]})
         self._emit(event, order, execution_id=execution_id, price=price, qty=qty,
@@ -326,6 +503,27 @@ class FakeAlpaca:
         self._emit("canceled", order)
         return True
 
+    def _request_cancel(self, order: dict[str, Any]) -> bool:
+        """DELETE /v2/orders/{id}: accepted (204) as pending_cancel; the cancel itself happens
+        after the answer, on the fake's worker (or at `release_cancels` when held)."""
+        if order["status"] not in OPEN_STATUSES or order["status"] == "pending_cancel":
+            return order["status"] == "pending_cancel"
+        order.update(status="pending_cancel", updated_at=_iso(self.now()))
+        self._emit("pending_cancel", order)
+        if not self._hold_cancels:
+            self._busy += 1
+            self._work.put(order["id"])
+        return True
+
+    def _worker(self) -> None:
+        while True:
+            order_id = self._work.get()
+            with self.lock:
+                order = self.orders.get(order_id)
+                if order is not None and order["status"] == "pending_cancel":
+                    self._cancel(order)
+                self._busy -= 1
+
     def _buying_power(self) -> Decimal:
         return max(self.cash, Decimal(0))
 
@@ -336,11 +534,17 @@ class FakeAlpaca:
         qty, avg = self.positions[symbol]
         asset = self.assets[symbol]
         value = qty * asset.price
-        return {"asset_id": asset.id, "symbol": symbol, "exchange": "CRYPTO" if asset.asset_class == "crypto" else "NASDAQ",
+        shown = _plain(symbol) if asset.asset_class == "crypto" else symbol
+        return {"asset_id": asset.id, "symbol": shown, "exchange": "CRYPTO" if asset.asset_class == "crypto" else "NASDAQ",
                 "asset_class": asset.asset_class, "asset_marginable": True, "avg_entry_price": _s(avg),
                 "qty": _s(qty), "side": "long" if qty > 0 else "short", "market_value": _s(value),
                 "cost_basis": _s(qty * avg), "unrealized_pl": _s(value - qty * avg), "current_price": _s(asset.price),
                 "qty_available": _s(qty)}
+
+    def client_positions(self) -> list[dict[str, Any]]:
+        """GET /v2/positions as Alpaca answers it."""
+        with self.lock:
+            return [self._position_json(s) for s in self.positions]
 
     def _account_json(self) -> dict[str, Any]:
         return {"id": self.account_id, "account_number": "PA1234567", "status": "ACTIVE", "crypto_status": "ACTIVE",
@@ -391,7 +595,7 @@ class FakeAlpaca:
                 if method == "GET":
                     return 200, order, None
                 if method == "DELETE":
-                    if self._cancel(order):
+                    if self._request_cancel(order):
                         return 204, None, None
                     return 422, {"code": 42210000, "message": "order is not cancelable"}, None
             if method == "GET" and path == "/v2/positions":
@@ -399,12 +603,20 @@ class FakeAlpaca:
             if method == "GET" and path == "/v2/account":
                 return 200, self._account_json(), None
             if method == "GET" and path.startswith("/v2/assets/"):
-                asset = self.assets.get(path[len("/v2/assets/"):])
+                asset = self.asset(unquote(path[len("/v2/assets/"):]))
                 return (200, asset.json(), None) if asset else (404, {"code": 40410000, "message": "asset not found"}, None)
+            if method == "GET" and path == "/v2/account/activities/FILL" and self._activity_faults:
+                self._activity_faults -= 1
+                return 503, {"code": 50310000, "message": "service unavailable"}, None
             if method == "GET" and path == "/v2/account/activities/FILL":
                 after = query.get("after")
                 rows = [a for a in self.activities if after is None or _parse(a["transaction_time"]) > _parse(after)]
-                return 200, rows, None
+                if query.get("direction", "desc") == "desc":
+                    rows.reverse()
+                if "page_token" in query:  # the id of the last row of the previous page
+                    ids = [a["id"] for a in rows]
+                    rows = rows[ids.index(query["page_token"]) + 1:] if query["page_token"] in ids else []
+                return 200, rows[:min(int(query.get("page_size", PAGE_SIZE)), PAGE_SIZE)], None
             if method == "GET" and path in ("/v2/stocks/bars", "/v1beta3/crypto/us/bars"):
                 start, end = _parse(query["start"]), _parse(query["end"]) if "end" in query else 2**63
                 out = {s: [b for b in self.bars.get(s, []) if start <= _parse(b["t"]) <= end]
@@ -426,7 +638,7 @@ class FakeAlpaca:
 
     async def _shutdown_ws(self) -> None:
         self._ws_server.close()
-        for ws in list(self._ws_clients) + list(self._data_clients):
+        for ws in list(self._trading_sessions) + list(self._data_clients):
             await ws.close()
 
     async def _ws_handler(self, ws: ServerConnection) -> None:
@@ -439,13 +651,15 @@ class FakeAlpaca:
         except ConnectionClosed:
             pass
         finally:
-            self._ws_clients.discard(ws)
+            self._trading_sessions.discard(ws)
+            self._ws_clients.pop(ws, None)
             self._data_clients.pop(ws, None)
 
     async def _trading_session(self, ws: ServerConnection) -> None:
         if self.streams_refused:
             await ws.close(1011, "unavailable")
             return
+        self._trading_sessions.add(ws)
         async for raw in ws:
             msg = json.loads(raw)
             if msg.get("action") == "authenticate":
@@ -458,14 +672,18 @@ class FakeAlpaca:
                     return
             elif msg.get("action") == "listen":
                 streams = msg.get("data", {}).get("streams", [])
-                await ws.send(json.dumps({"stream": "listening", "data": {"streams": streams}}))
-                if "trade_updates" in streams:
-                    self._ws_clients.add(ws)
+                if "trade_updates" in streams and ws not in self._ws_clients:
+                    # subscribed before "listening" goes out: nothing emitted after the client
+                    # hears it can be missed (the frame is written before any broadcast can run)
                     self.stream_connections += 1
+                    self._ws_clients[ws] = self.stream_connections
+                    self.sent_on[self.stream_connections] = 0
+                await ws.send(json.dumps({"stream": "listening", "data": {"streams": streams}}))
 
     async def _close_trading_clients(self) -> None:
-        for ws in list(self._ws_clients):
-            self._ws_clients.discard(ws)
+        for ws in list(self._trading_sessions):
+            self._trading_sessions.discard(ws)
+            self._ws_clients.pop(ws, None)
             await ws.close(1011, "dropped by the fake")
 
     def _emit(self, event: str, order: dict[str, Any], **extra: Any) -> None:
@@ -476,12 +694,13 @@ class FakeAlpaca:
         asyncio.run_coroutine_threadsafe(self._broadcast(message), self._loop).result(10)
 
     async def _broadcast(self, message: str) -> None:
-        for ws in list(self._ws_clients):
+        for ws, number in list(self._ws_clients.items()):
             try:
                 await ws.send(message)
                 self.trade_updates_sent += 1
+                self.sent_on[number] += 1
             except ConnectionClosed:
-                self._ws_clients.discard(ws)
+                self._ws_clients.pop(ws, None)
 
     async def _data_session(self, ws: ServerConnection) -> None:
         await ws.send(msgpack.packb([{"T": "success", "msg": "connected"}]))
@@ -515,6 +734,32 @@ class FakeAlpaca:
         return asyncio.run_coroutine_threadsafe(send(), self._loop).result(10)
 
 
+def adapter_settled(fake: FakeAlpaca, adapter: Any) -> bool:
+    """True when the adapter has handled every trade update the fake sent on the adapter's current
+    subscription, has reconciled after its latest (re)connection, and the fake has no venue work
+    (asynchronous cancels) still under way.
+
+    Counted per subscription, not in total: a message the fake sent on a connection that then
+    dropped may never be read, and the reconciliation after the reconnect stands in for it."""
+    generation = adapter.stream_generation
+    return (fake.idle() and fake.stream_connections == generation
+            and adapter.connection_messages >= fake.sent_on.get(generation, 0)
+            and adapter.reconciled_generation >= generation)
+
+
+def _client_gone(sock: Any) -> bool:
+    """The client closed its end (it gave up waiting): the socket reads EOF."""
+    import select
+    import socket
+    readable, _, _ = select.select([sock], [], [], 0.05)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 def _handler(fake: FakeAlpaca) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -527,8 +772,9 @@ def _handler(fake: FakeAlpaca) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(length)) if length else None
             status, payload, lose = fake.handle(method, self.path, body, self.headers)
             if lose is not None:
-                if lose == "timeout":
-                    fake._release.wait(30)
+                if lose == "timeout":  # held until the client gives up (closes), however long that takes
+                    while not fake._release.is_set() and not _client_gone(self.connection):
+                        pass
                 self.close_connection = True
                 return  # booked, but no answer goes back
             data = b"" if payload is None else json.dumps(payload).encode()

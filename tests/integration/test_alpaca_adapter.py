@@ -1,7 +1,8 @@
 """The Alpaca adapter: the real alpaca-py SDK against loopback fake servers
 (tests/fakes/alpaca_fake.py). Nothing inside the SDK or the adapter is mocked.
 
-Waiting is on counters (messages the fake sent vs messages the adapter handled), never on time.
+Waiting is on counters (messages the fake sent on the adapter's current subscription vs messages
+the adapter handled on it; `adapter_settled`), never on time.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from brokers.alpaca import mapping  # noqa: E402
 from brokers.alpaca.adapter import AlpacaAdapter  # noqa: E402
 from brokers.alpaca.feed import AlpacaFeed  # noqa: E402
 from brokers.base import RejectReason  # noqa: E402
-from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, can_transition  # noqa: E402
-from tests.fakes.alpaca_fake import KEY, SECRET, FakeAlpaca  # noqa: E402
+from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInForce, can_transition  # noqa: E402
+from tests.fakes.alpaca_fake import KEY, SECRET, FakeAlpaca, adapter_settled  # noqa: E402
 
 D = Decimal
 DEADLINE_S = 20.0
@@ -74,7 +75,8 @@ class RecordingSink:
     def on_fill(self, order, fill, bar):
         with self.lock:
             done = sum((f.qty for f in self.fills if f.client_order_id == order.client_order_id), D(0)) + fill.qty
-            self._move(order, OrderState.FILLED if done >= order.qty else OrderState.PARTIALLY_FILLED)
+            full = order.qty is not None and done >= order.qty   # a notional order's qty is set once filled
+            self._move(order, OrderState.FILLED if full else OrderState.PARTIALLY_FILLED)
             self.fills.append(fill)
             self.events.append(("fill", order.client_order_id, str(fill.qty), str(fill.price)))
 
@@ -83,7 +85,7 @@ class RecordingSink:
 
 
 class Venue:
-    def __init__(self, http_timeout_s: float = 10.0, **asset) -> None:
+    def __init__(self, submit_timeout_s: float | None = None, **asset) -> None:
         self.fake = FakeAlpaca(cash="100000")
         self.fake.add_asset("AAPL", "150.00", **({"fractionable": False} | asset))
         self.fake.add_asset("BTC/USD", "50000", asset_class="crypto", min_order_size="0.0001",
@@ -91,7 +93,7 @@ class Venue:
         self.sleeps: list[float] = []
         self.adapter = AlpacaAdapter(KEY, SECRET, ["AAPL", "BTC/USD"], url_override=self.fake.rest_url,
                                      stream_url=self.fake.stream_url, sleep=self.sleeps.append,
-                                     stream_backoff_s=(0.01, 0.05), http_timeout_s=http_timeout_s)
+                                     stream_backoff_s=(0.01, 0.05), submit_timeout_s=submit_timeout_s)
         self.sink = RecordingSink()
         self.adapter.connect(self.sink)
         self.seq = 0
@@ -106,9 +108,7 @@ class Venue:
         return order
 
     def settle(self) -> None:
-        adapter = self.adapter
-        wait_until(lambda: adapter.stream_messages >= self.fake.trade_updates_sent
-                   and adapter.reconciled_generation >= adapter.stream_generation, "the adapter to settle")
+        wait_until(lambda: adapter_settled(self.fake, self.adapter), "the adapter to settle")
 
     def posts(self) -> list[dict]:
         return [body for method, path, body in self.fake.requests if method == "POST" and path == "/v2/orders"]
@@ -202,10 +202,136 @@ def test_quantities_off_the_grid_or_below_the_minimum_are_refused_before_sending
     assert venue.posts() == []
 
 
-def test_a_closed_market_is_rejected_market_closed(venue):
-    venue.fake.assets["AAPL"].market_open = False
-    order = venue.order("BUY", "1")
-    assert venue.sink.events[-1] == ("rejected", order.client_order_id, RejectReason.MARKET_CLOSED)
+def test_a_market_order_outside_hours_is_queued_for_the_open(venue):
+    venue.fake.close_market("AAPL")
+    order = venue.order("BUY", "3")
+    assert venue.sink.kinds(order.client_order_id) == ["submitted", "accepted"]
+    venue.fake.set_price("AAPL", "151.00")
+    venue.fake.open_market("AAPL")
+    venue.settle()
+    assert venue.sink.state[order.client_order_id] is OrderState.FILLED
+    assert [(f.qty, f.price) for f in venue.sink.fills] == [(D(3), D(151))]
+
+
+def test_a_cancel_is_pending_until_alpaca_confirms_it(venue):
+    venue.fake.hold_cancels()
+    order = venue.order("BUY", "5", OrderType.LIMIT, limit="100")
+    venue.adapter.cancel(order)
+    venue.settle()
+    assert venue.fake.order_by_cid(order.client_order_id)["status"] == "pending_cancel"
+    assert venue.sink.state[order.client_order_id] is OrderState.ACCEPTED
+    assert [o.client_order_id for o in venue.adapter.open_orders()] == [order.client_order_id]
+    venue.fake.release_cancels()
+    venue.settle()
+    assert venue.sink.kinds(order.client_order_id) == ["submitted", "accepted", "canceled"]
+
+
+def test_more_fills_than_a_page_missed_during_a_drop_are_all_booked(venue):
+    """Alpaca pages activities at 100: 151 fills of one order missed while the stream was down
+    are all read (page_token), and the order ends FILLED with all of them."""
+    order = venue.order("BUY", "151", OrderType.LIMIT, limit="100")
+    generation = venue.adapter.stream_generation
+    venue.fake.drop_streams(refuse=True)
+    for _ in range(151):
+        venue.fake.fill(order.client_order_id, "1")
+    venue.fake.restore_streams()
+    wait_until(lambda: venue.adapter.reconciled_generation > generation, "the reconnect")
+    venue.settle()
+    assert len(venue.sink.fills) == 151 and sum(f.qty for f in venue.sink.fills) == D(151)
+    assert venue.sink.state[order.client_order_id] is OrderState.FILLED
+    assert len(venue.adapter.fills_since(0)) == 151
+
+
+def test_an_order_alpaca_says_filled_stays_open_until_its_fills_are_read(venue):
+    """A reconcile that sees the order filled but cannot read its fills must not mark it filled
+    without them (it would never be looked at again): the next reconcile books them."""
+    order = venue.order("BUY", "4", OrderType.LIMIT, limit="100")
+    venue.fake.drop_streams(refuse=True)
+    venue.fake.fill(order.client_order_id)
+    venue.fake.fail_activities(1)
+    venue.adapter.reconcile()
+    assert venue.sink.state[order.client_order_id] is OrderState.ACCEPTED and venue.sink.fills == []
+    venue.adapter.reconcile()
+    assert venue.sink.state[order.client_order_id] is OrderState.FILLED
+    assert [f.qty for f in venue.sink.fills] == [D(4)]
+
+
+def test_an_equity_fraction_order_goes_as_notional_and_takes_the_quantity_that_filled():
+    venue = Venue(fractionable=True)
+    try:
+        order = Order("bot1-frac", "bot1", "AAPL", OrderSide.BUY, OrderType.MARKET, None, 0,
+                      equity_fraction=D("0.1"))
+        venue.adapter.submit(order)
+        venue.settle()
+        assert venue.posts()[0] == {"symbol": "AAPL", "notional": 10000.0, "side": "buy", "type": "market",
+                                    "time_in_force": "day", "client_order_id": "bot1-frac"}
+        [fill] = venue.sink.fills
+        assert fill.qty == D("66.666666666") and order.qty == fill.qty
+        assert venue.sink.state["bot1-frac"] is OrderState.FILLED
+    finally:
+        venue.close()
+
+
+def test_fractional_orders_follow_alpacas_time_in_force_rules():
+    venue = Venue(fractionable=True)
+    try:
+        market = venue.order("BUY", "0.5")
+        assert venue.posts()[0]["time_in_force"] == "day" and venue.sink.state[market.client_order_id] is OrderState.FILLED
+        resting = venue.order("BUY", "0.5", OrderType.LIMIT, limit="100")   # GTC would be refused by Alpaca
+        assert venue.sink.events[-1] == ("rejected", resting.client_order_id, RejectReason.UNSUPPORTED)
+        day = Order("bot1-day", "bot1", "BTC/USD", OrderSide.BUY, OrderType.LIMIT, D("0.01"), 0,
+                    limit_price=D(40000), tif=TimeInForce.DAY)            # crypto: gtc and ioc only
+        venue.adapter.submit(day)
+        assert venue.sink.events[-1] == ("rejected", "bot1-day", RejectReason.UNSUPPORTED)
+        assert len(venue.posts()) == 1
+    finally:
+        venue.close()
+
+
+def test_crypto_positions_and_fills_come_back_with_the_orders_symbol(venue):
+    venue.order("BUY", "0.5", symbol="BTC/USD")
+    assert [p["symbol"] for p in venue.fake.client_positions()] == ["BTCUSD"]     # as Alpaca writes them
+    assert [(p.symbol, p.qty) for p in venue.adapter.positions()] == [("BTC/USD", D("0.5"))]
+    assert [(f.symbol, f.qty) for f in venue.adapter.fills_since(0)] == [("BTC/USD", D("0.5"))]
+
+
+def test_done_for_day_is_not_the_end_of_a_gtc_order_but_a_day_order_then_expires(venue):
+    gtc = venue.order("BUY", "2", OrderType.LIMIT, limit="100")
+    day = Order("bot1-dayorder", "bot1", "AAPL", OrderSide.BUY, OrderType.LIMIT, D(2), 0, limit_price=D(100),
+                tif=TimeInForce.DAY)
+    venue.adapter.submit(day)
+    for order in (gtc, day):
+        venue.fake.done_for_day(order.client_order_id)
+    venue.settle()
+    venue.adapter.reconcile()
+    assert venue.sink.state[gtc.client_order_id] is OrderState.ACCEPTED
+    assert venue.sink.state[day.client_order_id] is OrderState.ACCEPTED
+    venue.fake.next_day(gtc.client_order_id)
+    venue.fake.next_day(day.client_order_id)
+    venue.settle()
+    assert venue.sink.state[gtc.client_order_id] is OrderState.ACCEPTED
+    assert venue.sink.events[-1] == ("canceled", "bot1-dayorder", "EXPIRED")
+    venue.fake.fill(gtc.client_order_id)
+    venue.settle()
+    assert venue.sink.state[gtc.client_order_id] is OrderState.FILLED
+
+
+def test_an_order_replaced_at_alpaca_ends_and_its_replacement_is_external(venue):
+    order = venue.order("BUY", "2", OrderType.LIMIT, limit="100")
+    venue.fake.replace_at_venue(order.client_order_id, limit_price="101", new_cid="dashboard-1")
+    venue.settle()
+    assert venue.sink.events[-2:] == [("canceled", order.client_order_id, "REPLACED"), ("accepted", "dashboard-1")]
+    venue.adapter.reconcile()
+    assert venue.sink.state[order.client_order_id] is OrderState.CANCELED
+    [replacement] = venue.adapter.open_orders()
+    assert (replacement.client_order_id, replacement.limit_price) == ("dashboard-1", D(101))
+
+
+def test_a_trailing_stop_is_seen_as_a_stop_at_its_current_trigger(venue):
+    venue.fake.place_trailing_stop("AAPL", "sell", "1", trail_price="5", cid="trail-1")
+    venue.settle()
+    [trailing] = venue.adapter.open_orders()
+    assert (trailing.type, trailing.stop_price, trailing.side) == (OrderType.STOP, D(145), OrderSide.SELL)
 
 
 def test_insufficient_buying_power_is_rejected_insufficient_funds(venue):
@@ -252,7 +378,7 @@ def test_a_5xx_is_looked_up_first_then_sent_again_once(venue):
 
 @pytest.mark.parametrize("how", ["drop", "timeout"])
 def test_a_lost_answer_is_resolved_by_client_id_without_a_second_order(how):
-    venue = Venue(http_timeout_s=0.5)
+    venue = Venue(submit_timeout_s=0.5)  # the fake holds a "timeout" submit until the client gives up
     try:
         venue.fake.lose_next_submit(how)
         order = venue.order("BUY", "2")
@@ -350,10 +476,12 @@ def test_the_feed_turns_quotes_trades_and_bars_into_ticks_and_bars():
         sent = fake.publish_quote("AAPL", 150.0, 150.1) + fake.publish_trade("BTC/USD", 50000.5, 0.25)
         sent += fake.publish_bar("AAPL", 1.0, 2.0, 0.5, 1.5, 100)
         wait_until(lambda: feed.messages >= sent, "the market data")
-        assert (ticks[0].symbol, ticks[0].bid, ticks[0].ask) == ("AAPL", 150.0, 150.1)
-        assert (ticks[1].symbol, ticks[1].last, ticks[1].size) == ("BTC/USD", 50000.5, 0.25)
+        # stocks and crypto come on two connections: their relative order is not defined
+        [aapl] = [t for t in ticks if t.symbol == "AAPL"]
+        [btc] = [t for t in ticks if t.symbol == "BTC/USD"]
+        assert (aapl.bid, aapl.ask, aapl.ts) == (150.0, 150.1, 1_767_225_600_001_000_000)
+        assert (btc.last, btc.size) == (50000.5, 0.25)
         assert (bars[0].symbol, bars[0].close, bars[0].end - bars[0].start) == ("AAPL", 1.5, 60_000_000_000)
-        assert ticks[0].ts == 1_767_225_600_001_000_000
     finally:
         feed.close()
         fake.close()
