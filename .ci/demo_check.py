@@ -50,7 +50,7 @@ def call(method: str, url: str, body: dict | None = None, token: str | None = No
 def main() -> int:
     root = Path(__file__).resolve().parents[1]
     bindir = Path(sys.executable).parent
-    from api.demo import DEMO_BOT, TRADER  # the logins and bot the demo prints
+    from app.demo import DEMO_BOT, TRADER  # the logins and bot the demo prints
 
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="tickbridge-demo-check-"))

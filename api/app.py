@@ -43,8 +43,8 @@ from api.routers import accounts, auth, backtests, bots, data, health, signals, 
 from api.security import Vault
 from api.settings import Settings
 from api.streaming import SignalHub
-from engine.runtime.control import BotControl
-from engine.runtime.feed import set_data_dirs
+from live.control import BotControl
+from live.feed import set_data_dirs
 from engine.store.db import make_engine, upgrade
 
 PREFIX = "/api/v1"
@@ -71,7 +71,7 @@ def owner_credentials(engine: Any, vault: Vault) -> Callable[[Any], list[Any]]:
 
 
 def install_owner_credentials(manager: Any, database_url: str | None, accounts_key: str) -> None:
-    """owner_credentials, installed on a BotManager that runs in another process (engine.runtime.
+    """owner_credentials, installed on a BotManager that runs in another process (live.
     remote): that process opens its own engine and vault, with the key the API uses."""
     manager.credential_sources = owner_credentials(make_engine(database_url), Vault(accounts_key))
 

@@ -36,7 +36,7 @@ from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.security import Vault, decode_access, digest
 from api.settings import Settings
-from engine.runtime.control import BotControl
+from live.control import BotControl
 from engine.store.models import ApiKeyRow, BotConfigRow, BotRow, RefreshTokenRow, SubscriptionRow, UserRow
 
 ROLES = ("admin", "trader", "subscriber")

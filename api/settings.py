@@ -28,7 +28,7 @@ TICKBRIDGE_DATA_DIRS      the data directories whose files are the named data so
                           replay (separated by the OS path separator, `:` on Linux; default the
                           bundled data/ folder): GET /data-sources lists them, a bot's `data` names one
 (`tickbridge serve` only: TICKBRIDGE_RUNTIME=process|thread, where the bots run, default their own
-process; TICKBRIDGE_API_NICE, the API's nice level below them, default 10 / 0: api/cli.py)
+process; TICKBRIDGE_API_NICE, the API's nice level below them, default 10 / 0: app/api_cli.py)
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class Settings:
 
 
 def _data_dirs_from_env(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
-    from engine.runtime.feed import data_dirs_from_env  # the runtime's rule: one for both
+    from live.feed import data_dirs_from_env  # the runtime's rule: one for both
 
     return data_dirs_from_env(env)
 

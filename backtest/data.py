@@ -754,3 +754,20 @@ def bootstrap_bars(real: pd.DataFrame, n: int, seed: int, decimals: int, freq: s
     frame["volume"] = real["volume"].to_numpy()[1:][pick].astype(np.float64)
     frame.index = pd.date_range(start, periods=n, freq=freq, tz="UTC", name="time")
     return frame
+
+
+def load_frame(data: str | Path, bar: str | None, options: LoadOptions | None = None,
+               notes: list[str] | None = None) -> pd.DataFrame:
+    """Bars from a bar file, or bars resampled from a tick file when `bar` is given (the CLI's
+    --data/--bar and the API's backtests alike). What the loader decided is appended to `notes`."""
+    notes = [] if notes is None else notes
+    if bar:
+        return ticks_to_bars(load_ticks(data, options, notes), bar)
+    try:
+        return load_bars(data, options, notes)
+    except DataError as bars_error:
+        try:
+            load_ticks(data, options)
+        except DataError:
+            raise bars_error from None
+        raise DataError(f"{data}: this is a tick file; pass --bar RULE (e.g. --bar 1min) to resample it") from None

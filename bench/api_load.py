@@ -102,7 +102,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def runtime_pid(server_pid: int) -> int | None:
-    """The server's child that runs the bots (engine.runtime.remote), if it has one."""
+    """The server's child that runs the bots (live.remote), if it has one."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -302,7 +302,7 @@ def main() -> None:
            "TICKBRIDGE_STATE_DIR": str(tmp / "var"), "TICKBRIDGE_AUTH_RATE": "100000000"}
     env.update(kv.split("=", 1) for kv in args.env)
     log = open(tmp / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/api/v1"
     print(f"server pid {server.pid} on {base}; store {url.split('://')[0]}; tick file {n_ticks:,} ticks; "

@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/cli_startup.py [--repeats 3]
 
-Each figure is a fresh process of the installed `tickbridge` script (python -m engine.cli when the
+Each figure is a fresh process of the installed `tickbridge` script (python -m app.cli when the
 script is missing), timed from spawn to exit:
 
-- `import engine.cli` alone (what every command pays before it parses its arguments);
+- `import app.cli` alone (what every command pays before it parses its arguments);
 - `tickbridge --help` and `tickbridge backtest --help`;
 - `tickbridge backtest --strategy sma_cross --data data/stocks/SPY_daily.csv` (5,240 daily bars)
   with a cold numba cache (NUMBA_CACHE_DIR a fresh empty directory for every run: what the first
@@ -38,7 +38,7 @@ HEAVY = ("ray", "sklearn", "torch", "numba", "pandas_ta", "fastapi", "matplotlib
 
 def tickbridge_command() -> list[str]:
     script = Path(sys.executable).parent / "tickbridge"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "engine.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -64,9 +64,9 @@ def measure(label: str, argv: list[str], repeats: int, env_for_run: "callable") 
 
 def heavy_after_help(env: dict[str, str]) -> list[str]:
     """Heavy top-level modules in sys.modules after building the app and printing --help."""
-    code = ("import sys, engine.cli\n"
+    code = ("import sys, app.cli\n"
             "sys.argv = ['tickbridge', '--help']\n"
-            "try:\n    engine.cli.main()\nexcept SystemExit:\n    pass\n"
+            "try:\n    app.cli.main()\nexcept SystemExit:\n    pass\n"
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     return [m for m in done.stderr.strip().splitlines()[-1].split(",") if m] if done.stderr.strip() else []
@@ -80,7 +80,7 @@ def main() -> None:
     base = {**os.environ, "COLUMNS": "100"}
     cli = tickbridge_command()
     print(f"command: {' '.join(cli)}; {args.repeats} runs each")
-    measure("import engine.cli", [sys.executable, "-c", "import engine.cli"], args.repeats, lambda: base)
+    measure("import app.cli", [sys.executable, "-c", "import app.cli"], args.repeats, lambda: base)
     measure("tickbridge --help", [*cli, "--help"], args.repeats, lambda: base)
     measure("tickbridge backtest --help", [*cli, "backtest", "--help"], args.repeats, lambda: base)
     backtest = [*cli, "backtest", "--strategy", "sma_cross", "--data", str(SPY)]

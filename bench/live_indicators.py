@@ -3,7 +3,7 @@
 A live bot's StrategyDriver closes a bar at each new bar's first tick and calls next() with the
 strategy's indicators brought up to that bar. Before issue 13 every indicator was recomputed over
 all the bars so far (O(bars) per bar: a long-running bot slowed down as it ran); now sma, ema and
-rsi are extended by one value (engine/runtime/indicators.py). `--mode full` is the old way
+rsi are extended by one value (live/indicators.py). `--mode full` is the old way
 (LiveIndicators(kernels=False)), `--mode kernels` the new one.
 
 The bars are the real EURUSD hourly bars in data/ resampled with a fixed seed (as
@@ -31,8 +31,8 @@ from engine.instrument import Instrument
 from engine.market import Tick
 from engine.oms import OrderManager
 from engine.portfolio import Portfolio
-from engine.runtime.driver import StrategyDriver, raw_price
-from engine.runtime.indicators import LiveIndicators
+from live.driver import StrategyDriver, raw_price
+from live.indicators import LiveIndicators
 from models.signals import MemorySignals
 from strategies.registry import resolve_strategy
 

@@ -20,7 +20,7 @@ from engine.portfolio import ClosedTrade, Portfolio
 
 if TYPE_CHECKING:  # brokers depend on engine, never the other way round at runtime
 
-    from brokers.base import BrokerAdapter
+    from engine.ports import BrokerAdapter
 
 
 

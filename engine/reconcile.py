@@ -28,7 +28,7 @@ from engine.oms import OrderManager
 from engine.orders import Fill, Order, OrderState
 
 if TYPE_CHECKING:
-    from brokers.base import BrokerAdapter, VenueOrder
+    from engine.ports import BrokerAdapter, VenueOrder
 
 LOST_BEFORE_SUBMIT = "LOST_BEFORE_SUBMIT"
 

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 
 _GO_TAGS = frozenset({"open", "close"})
-GO_TAGS = _GO_TAGS  # the tags of go()'s own orders: the runtime waits for them too (engine/runtime/driver.py)
+GO_TAGS = _GO_TAGS  # the tags of go()'s own orders: the runtime waits for them too (live/driver.py)
 _SIZE_STEP = Decimal(1).scaleb(-6)
 SIZE_DP = 6  # decimals of a per-entry equity fraction (`go(direction, fraction)`, `sizes()`)
 
@@ -61,7 +61,7 @@ def same_everywhere(func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[st
     arithmetic differs (RSI by up to 2.5 points during warm-up, SMAs in the last bits, which moves
     crossings): a backtest would then depend on what else the machine has installed. Unless the
     caller chose (`talib=True`), a function that takes `talib` runs pandas-ta's own code, in
-    backtests and live bots alike (engine/runtime/indicators.py records calls through this too)."""
+    backtests and live bots alike (live/indicators.py records calls through this too)."""
     if "talib" in kwargs:
         return kwargs
     try:
@@ -203,7 +203,7 @@ def _numpy_hint(func: str, arrays: list[np.ndarray], data: Any) -> str:
 
 class _BarsSoFar:
     """`self.data` inside `next()` for strategies outside this package: the bar columns as lists
-    that end at the current bar, as they do live (engine.runtime.bars.BarHistory), so a look-ahead
+    that end at the current bar, as they do live (live.bars.BarHistory), so a look-ahead
     (`close[self.i + 1]`, or `close[-1]` meaning the file's last bar) fails in the backtest
     instead of flattering it. Each column is cut on first use and grows by one value a bar."""
 
@@ -325,7 +325,7 @@ class Strategy:
     # -- hooks ------------------------------------------------------------------------------------
     def warmup_bars(self) -> int:
         """How many bars of history a live start needs so that next() decides at the first live bar
-        as a backtest over a long history would (engine/runtime/driver.py takes them from the
+        as a backtest over a long history would (live/driver.py takes them from the
         venue's MarketDataFeed.history). The default, 1,000, makes the start's weight in a
         recursive indicator negligible (below 1e-16: EMA periods up to 50, Wilder's RSI/ATR
         averages up to 25); a strategy on windows only (SMA) needs its longest window, one on

@@ -49,7 +49,7 @@ CODE_REF_FORMS = "path/to/file.py:Class or package.module:Class"
 BUILT_INS: dict[str, str] = {  # name -> module:Class, imported on first use
     "sma_cross": "strategies.sma_cross:SmaCross",
     "rsi_reversion": "strategies.rsi_reversion:RsiReversion",
-    "ml_signal": "strategies.ml_signal:MlSignal",
+    "ml_signal": "models.ml_signal:MlSignal",
     "buy_and_hold": "strategies.buy_and_hold:BuyAndHold",
 }
 REFUSED_CODE_REF = ("{ref!r} names code to load; the API runs only the strategies the operator installed "

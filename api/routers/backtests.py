@@ -88,7 +88,7 @@ def run_job(ctx: AppContext, job_id: str, request: dict[str, Any]) -> None:
     from backtest.metrics import compute_stats
     from backtest.report import to_json_dict
     from backtest.runner import run_backtest
-    from engine.cli import load_frame
+    from backtest.data import load_frame
     from strategies.registry import resolve_strategy  # installed strategies only: never a caller's code
 
     _set(ctx, job_id, status="running")

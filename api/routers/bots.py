@@ -49,8 +49,8 @@ from api.deps import (MAX_ID, Caller, Ctx, Db, Principal, QueryId, Trader, addre
                       owned_bot)
 from api.errors import ApiError, not_found
 from engine.errors import ConfigError, TickbridgeError
-from engine.runtime import books
-from engine.runtime.config import BotConfig, parse_bot_config
+from live import books
+from live.config import BotConfig, parse_bot_config
 from engine.store.models import (BotArchiveRow, BotConfigRow, BotRow, BrokerAccountRow, DailyPnlRow, EquityPointRow,
                                  FillRow, OrderRow, PositionRow, SignalRow, UserRow)
 

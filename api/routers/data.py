@@ -2,7 +2,7 @@
 
 The files of the data directories (TICKBRIDGE_DATA_DIRS, default the bundled data/ folder) are
 listed by name with what they hold; their paths are never shown, and a bot config can only name
-one of them (engine.runtime.feed.DataCatalog), so a caller cannot make the server read a file of
+one of them (live.feed.DataCatalog), so a caller cannot make the server read a file of
 its choosing. Any logged-in user may list them: traders pick one, subscribers see what a bot
 they follow trades on.
 """
@@ -16,7 +16,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import Caller, Ctx
-from engine.runtime.feed import DataCatalog, DataSource
+from live.feed import DataCatalog, DataSource
 
 router = APIRouter(prefix="/data-sources", tags=["data"])
 

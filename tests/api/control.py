@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 from engine.errors import TickbridgeError
-from engine.runtime.config import BotConfig
+from live.config import BotConfig
 
 
 class NotRunning(TickbridgeError):

@@ -120,7 +120,7 @@ def test_a_short_password_is_refused_naming_the_field(api):
 def test_users_create_command(tmp_path):
     from typer.testing import CliRunner
 
-    from engine.cli import app
+    from app.cli import app
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     result = CliRunner().invoke(app, ["users", "create", "--username", "ops", "--role", "admin",

@@ -146,7 +146,7 @@ def test_a_common_password_is_refused_without_quoting_it(api, password):
 
 
 def test_the_username_as_password_is_refused_and_the_demo_logins_are_accepted(api):
-    from api.demo import SUBSCRIBER, TRADER
+    from app.demo import SUBSCRIBER, TRADER
 
     admin = api.user("root", "admin")
     same = api.client.post("/api/v1/users", json={"username": "bobbyjones", "role": "trader",
@@ -161,7 +161,7 @@ def test_the_username_as_password_is_refused_and_the_demo_logins_are_accepted(ap
 def test_users_create_refuses_a_common_password(tmp_path):
     from typer.testing import CliRunner
 
-    from engine.cli import app
+    from app.cli import app
 
     result = CliRunner().invoke(app, ["users", "create", "--username", "ops", "--role", "admin",
                                       "--password", "baseball1", "--url", f"sqlite:///{tmp_path / 'cli.db'}"])
@@ -215,7 +215,7 @@ def test_settings_from_env_refuses_and_settings_in_code_may_default(monkeypatch)
 
 
 def test_the_demo_keeps_its_generated_secret_private_and_reuses_it(tmp_path, monkeypatch):
-    from api.demo import demo_jwt_secret
+    from app.demo import demo_jwt_secret
 
     monkeypatch.delenv("TICKBRIDGE_JWT_SECRET", raising=False)
     path = tmp_path / "var" / "jwt_secret"

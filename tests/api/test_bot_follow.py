@@ -32,8 +32,8 @@ def ticks(tmp_path_factory) -> Path:
 
 
 def _open(url: str, ticks: Path, state: Path) -> Api:
-    from engine.runtime.config import FeedConfig
-    from engine.runtime.manager import BotManager
+    from live.config import FeedConfig
+    from live.manager import BotManager
 
     manager = BotManager(FeedConfig(path=str(ticks)), database_url=url, state_dir=state, record=False)
     settings = Settings(database_url=url, auth_rate_per_minute=10_000, poll_interval_s=0.02)

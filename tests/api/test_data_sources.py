@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
-from engine.runtime.feed import BUNDLED_DATA, set_data_dirs
+from live.feed import BUNDLED_DATA, set_data_dirs
 from tests.api.conftest import Api
 
 TICKS = BUNDLED_DATA / "ticks" / "EURUSD_fxcm_20140505.csv.gz"
@@ -38,8 +38,8 @@ def data_dir(tmp_path) -> Path:
 
 
 def _runtime_api(tmp_path: Path, migrated_db: Path, **settings) -> tuple[Api, object]:
-    from engine.runtime.config import FeedConfig
-    from engine.runtime.manager import BotManager
+    from live.config import FeedConfig
+    from live.manager import BotManager
 
     shutil.copyfile(migrated_db, tmp_path / "live.db")
     url = f"sqlite:///{tmp_path / 'live.db'}"
@@ -148,8 +148,8 @@ def test_the_openapi_example_bot_is_created_and_then_starts_and_trades(tmp_path,
 
 def test_the_operators_own_yaml_may_still_name_a_data_file_by_its_path(tmp_path):
     from engine.errors import ConfigError
-    from engine.runtime.config import load_runtime_config, parse_bot_config
-    from engine.runtime.feed import resolve_tick_file
+    from live.config import load_runtime_config, parse_bot_config
+    from live.feed import resolve_tick_file
 
     shutil.copyfile(TICKS, tmp_path / "my_ticks.csv.gz")
     (tmp_path / "bots.yaml").write_text(
@@ -171,7 +171,7 @@ def test_the_operators_own_yaml_may_still_name_a_data_file_by_its_path(tmp_path)
 def test_a_bar_source_replays_as_quotes_that_rebuild_its_bars():
     """Five quotes per bar: the bars a bot builds from them are the file's bars, at the file's times."""
     from backtest.data import load_bars, ticks_to_bars
-    from engine.runtime.feed import TickTable
+    from live.feed import TickTable
 
     import pandas as pd
 

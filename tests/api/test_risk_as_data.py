@@ -21,7 +21,7 @@ from api.app import create_app
 from api.settings import Settings
 from engine.errors import ConfigError
 from engine.risk import load_risk_config
-from engine.runtime.config import load_runtime_config
+from live.config import load_runtime_config
 from engine.store.models import BotConfigRow, BotRow, OrderRow, UserRow
 from tests.api.conftest import SMA, Api
 from tests.conftest import ROOT
@@ -122,8 +122,8 @@ def ticks(tmp_path_factory) -> Path:
 def live_api(tmp_path, migrated_db, ticks):
     import shutil
 
-    from engine.runtime.config import FeedConfig
-    from engine.runtime.manager import BotManager
+    from live.config import FeedConfig
+    from live.manager import BotManager
 
     shutil.copyfile(migrated_db, tmp_path / "live.db")
     url = f"sqlite:///{tmp_path / 'live.db'}"
@@ -177,7 +177,7 @@ def test_the_runtime_yaml_reads_a_risk_file_relative_to_itself_then_the_cwd(tmp_
 
 def test_tickbridge_run_with_a_yaml_naming_the_bundled_risk_file_trades_under_it(tmp_path, monkeypatch, ticks,
                                                                                  capsys):
-    from engine.cli import main
+    from app.cli import main
     from engine.store.db import make_engine
 
     monkeypatch.chdir(ROOT)
@@ -203,7 +203,7 @@ def test_tickbridge_run_with_a_yaml_naming_the_bundled_risk_file_trades_under_it
 
 
 def test_a_runtime_yaml_naming_a_missing_risk_file_says_which(tmp_path, monkeypatch, ticks, capsys):
-    from engine.cli import main
+    from app.cli import main
 
     monkeypatch.chdir(ROOT)
     config = _runtime_yaml(tmp_path / "bots.yaml", ticks, "sqlite://", "config/risk/nope.yaml")

@@ -1,4 +1,4 @@
-"""The API driving the real runtime (engine.runtime.manager.BotManager) on a replayed tick file:
+"""The API driving the real runtime (live.manager.BotManager) on a replayed tick file:
 start, status, kill, stop reach a bot that trades, and its store data comes back through the API."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ BOT = {"id": "eurusd-live", "strategy": "sma_cross", "params": {"fast": 3, "slow
 def live_api(tmp_path, migrated_db):
     import shutil
 
-    from engine.runtime.config import FeedConfig
-    from engine.runtime.manager import BotManager
+    from live.config import FeedConfig
+    from live.manager import BotManager
 
     shutil.copyfile(migrated_db, tmp_path / "live.db")
     url = f"sqlite:///{tmp_path / 'live.db'}"
@@ -61,8 +61,8 @@ def test_a_live_venue_bot_starts_through_the_api_with_its_owners_stored_account(
     import shutil
 
     from brokers.factory import open_venue
-    from engine.runtime.config import FeedConfig
-    from engine.runtime.manager import BotManager
+    from live.config import FeedConfig
+    from live.manager import BotManager
     from tests.fakes.mt5_fake import FakeMT5
 
     shutil.copyfile(migrated_db, tmp_path / "live.db")

@@ -17,7 +17,7 @@ from backtest.data import load_ticks
 from engine.instrument import AssetClass, Instrument
 from engine.market import Tick
 from engine.money import FeeModel
-from engine.session import PaperSession, SessionConfig
+from live.session import PaperSession, SessionConfig
 from strategies.base import Strategy, StrategyParams
 
 EURUSD = Instrument("EURUSD", asset_class=AssetClass.FX, price_increment=Decimal("0.00001"),

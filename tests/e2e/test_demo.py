@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from api.demo import DEMO_BOT, SUBSCRIBER, TRADER
+from app.demo import DEMO_BOT, SUBSCRIBER, TRADER
 
 
 def free_port() -> int:
@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 def start(url: str, port: int, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", "demo", "--port", str(port), "--speed", "2000",
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "demo", "--port", str(port), "--speed", "2000",
                              "--url", url, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from api.demo import DEMO_BOT
+from app.demo import DEMO_BOT
 from tests.e2e.test_demo import free_port
 
 LINE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)  (\S+)  ([A-Z_]+)(?:  (.*))?$")
@@ -24,7 +24,7 @@ class Demo:
         self.db = tmp_path / "demo.db"
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "demo", "--port", str(free_port()), "--speed", speed,
+            [sys.executable, "-m", "app.cli", "demo", "--port", str(free_port()), "--speed", speed,
              "--url", f"sqlite:///{self.db}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -50,7 +50,7 @@ def test_serve_exits_cleanly_on_sigterm_with_streams_open(tmp_path):
     env = {**os.environ, "TICKBRIDGE_DATABASE_URL": url, "TICKBRIDGE_JWT_SECRET": "s" * 40,
            "TICKBRIDGE_STATE_DIR": str(tmp_path / "var"), "TICKBRIDGE_FEED_PATH": str(ROOT / "data" / "ticks"),
            "TICKBRIDGE_FEED_SPEED": "60"}
-    server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(server.stdout), daemon=True)

@@ -74,7 +74,7 @@ def write_config(path: Path, bots: list[dict[str, Any]], feed: Path, database_ur
 
 if __name__ == "__main__":
     register()
-    from engine.cli import main
+    from app.cli import main
 
     sys.argv[0] = "tickbridge"
     main()

@@ -44,7 +44,7 @@ def test_cli_reports_denials_and_writes_them_to_json(tmp_path):
     risk = tmp_path / "risk.yaml"
     risk.write_text("default_bot:\n  max_order_qty: 20\n")
     out = tmp_path / "r.json"
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--strategy", "sma_cross", "--data",
+    done = subprocess.run([sys.executable, "-m", "app.cli", "backtest", "--strategy", "sma_cross", "--data",
                            str(SPY), "--risk", str(risk), "--json", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "orders denied by risk: MAX_ORDER_QTY" in done.stdout
@@ -54,7 +54,7 @@ def test_cli_reports_denials_and_writes_them_to_json(tmp_path):
 def test_cli_refuses_a_bad_risk_file_naming_the_field(tmp_path):
     risk = tmp_path / "risk.yaml"
     risk.write_text("default_bot:\n  max_order_qty: -1\n")
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--strategy", "sma_cross", "--data",
+    done = subprocess.run([sys.executable, "-m", "app.cli", "backtest", "--strategy", "sma_cross", "--data",
                            str(SPY), "--risk", str(risk)], capture_output=True, text=True)
     assert done.returncode == 2 and "default_bot.max_order_qty" in done.stderr and "Traceback" not in done.stderr
 

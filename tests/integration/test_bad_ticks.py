@@ -25,9 +25,9 @@ from pydantic import Field
 from sqlalchemy import select
 
 from backtest.data import load_ticks
-from engine.runtime.config import FeedConfig, parse_bot_config
-from engine.runtime.manager import BotManager
-from engine.runtime.parity import run_parity
+from live.config import FeedConfig, parse_bot_config
+from live.manager import BotManager
+from live.parity import run_parity
 from engine.store.db import make_engine, upgrade
 from engine.store.models import FillRow, OrderRow
 from strategies import STRATEGIES

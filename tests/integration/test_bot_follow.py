@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.runtime.bot import venue_log_path
-from engine.runtime.books import BotRunning, iso_ns
-from engine.runtime.config import FeedConfig, parse_bot_config
-from engine.runtime.control import BotHalted, FeedExhausted, NotHalted
-from engine.runtime.manager import BotManager
+from live.bot import venue_log_path
+from live.books import BotRunning, iso_ns
+from live.config import FeedConfig, parse_bot_config
+from live.control import BotHalted, FeedExhausted, NotHalted
+from live.manager import BotManager
 from engine.store.db import database_url as resolve_url, make_engine, upgrade
 from engine.store.journal import SqlJournal
 from engine.store.models import BotArchiveRow, BotRow, EquityPointRow, FillRow, OrderRow, PositionRow, SignalRow
@@ -254,7 +254,7 @@ def test_reset_refuses_a_running_bot_and_changes_nothing(ticks, url, tmp_path):
 
 # -- the command ----------------------------------------------------------------------------------------
 def test_tickbridge_bots_reset_speaks_in_currency_units(ticks, url, tmp_path, monkeypatch, capsys):
-    from engine.cli import main
+    from app.cli import main
 
     run_to_the_end(ticks, url, tmp_path)
     monkeypatch.setattr(sys, "argv", ["tickbridge", "bots", "reset", "sma1", "--state-dir", str(tmp_path),
@@ -271,7 +271,7 @@ def test_tickbridge_bots_reset_speaks_in_currency_units(ticks, url, tmp_path, mo
 
 
 def test_tickbridge_run_says_a_bots_feed_is_exhausted_and_exits_3(ticks, url, tmp_path, monkeypatch, capsys):
-    from engine.cli import main
+    from app.cli import main
     from tests.integration.runtime_helpers import write_config
 
     run_to_the_end(ticks, url, tmp_path)
@@ -329,7 +329,7 @@ def _child_manager(url: str, ticks: str, state: str):  # type: ignore[no-untyped
 def test_kill_resume_and_reset_reach_a_runtime_in_its_own_process(ticks, tmp_path):
     import functools
 
-    from engine.runtime.remote import ProcessBots
+    from live.remote import ProcessBots
 
     url = f"sqlite:///{tmp_path / 'remote.db'}"
     upgrade(url)

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from engine.errors import TickbridgeError
-from engine.runtime.bot import venue_log_path
-from engine.runtime.config import FeedConfig, parse_bot_config
-from engine.runtime.control import BotLeased, FeedExhausted
-from engine.runtime.manager import BotManager
+from live.bot import venue_log_path
+from live.config import FeedConfig, parse_bot_config
+from live.control import BotLeased, FeedExhausted
+from live.manager import BotManager
 from engine.store.db import database_url as resolve_url, make_engine, upgrade
 from engine.store.models import BotLeaseRow, BotRow, OrderRow
 from tests.integration.runtime_helpers import sma_bot, tick_dir, rows, wait_for

@@ -17,7 +17,7 @@ HEAVY = ("ray", "sklearn", "torch", "numba", "pandas_ta", "fastapi", "matplotlib
 
 
 def tickbridge(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"})
 
 
@@ -25,7 +25,7 @@ def command_paths() -> list[tuple[str, ...]]:
     """Every command and sub-command of the app, groups included: ("backtest",), ("db", "upgrade"), ..."""
     import typer.main
 
-    from engine.cli import app
+    from app.cli import app
 
     paths: list[tuple[str, ...]] = []
 
@@ -85,9 +85,9 @@ def test_a_missing_required_option_is_a_usage_error_too():
 
 @pytest.mark.parametrize("args", [("--help",), ("backtest", "--help"), ("sweep", "--help"), ("run", "--help")])
 def test_help_imports_nothing_heavy(args):
-    code = ("import sys, engine.cli\n"
+    code = ("import sys, app.cli\n"
             f"sys.argv = ['tickbridge', *{args!r}]\n"
-            "try:\n    engine.cli.main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
+            "try:\n    app.cli.main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
             f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from brokers.paper.durable import DurablePaperVenue
 from engine.reconcile import LOST_BEFORE_SUBMIT
-from engine.runtime.config import FeedConfig, parse_bot_config
-from engine.runtime.manager import BotManager
+from live.config import FeedConfig, parse_bot_config
+from live.manager import BotManager
 from engine.store.db import make_engine, upgrade
 from engine.store.models import OrderRow, PositionRow, SignalRow
 from tests.integration.runtime_helpers import sma_bot, tick_dir

@@ -1,5 +1,5 @@
 """The base install is the engine and the backtest CLI; every other part is an extra, and a
-command whose extra is missing names it (engine/extras.py). The missing packages are hidden from
+command whose extra is missing names it (app/extras.py). The missing packages are hidden from
 a child interpreter by an import blocker, so the test runs what a user with the base install runs
 (.ci/run also builds a real base-only venv and runs a backtest in it)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.extras import EXTRA_OF_MODULE
+from app.extras import EXTRA_OF_MODULE
 
 ROOT = Path(__file__).resolve().parents[2]
 SPY = str(ROOT / "data" / "stocks" / "SPY_daily.csv")
@@ -31,7 +31,7 @@ import importlib.util
 _find_spec = importlib.util.find_spec
 importlib.util.find_spec = lambda name, *a: None if name.split(".")[0] in HIDDEN else _find_spec(name, *a)
 sys.argv = ["tickbridge"] + sys.argv[2:]
-from engine.cli import main
+from app.cli import main
 main()
 """
 

@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 from brokers.factory import EnvCredentials, open_venue
 from brokers.mt5.mapping import magic_for
-from engine.runtime.config import FeedConfig, parse_bot_config
-from engine.runtime.manager import BotManager
+from live.config import FeedConfig, parse_bot_config
+from live.manager import BotManager
 from engine.store.db import make_engine, upgrade
 from engine.store.models import FillRow
 from tests.fakes.mt5_fake import FakeMT5

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from brokers.factory import EnvCredentials, open_venue
 from engine.errors import ConfigError
-from engine.runtime.config import FeedConfig, parse_bot_config
-from engine.runtime.manager import BotManager
+from live.config import FeedConfig, parse_bot_config
+from live.manager import BotManager
 from engine.store.db import make_engine, upgrade
 from engine.store.models import FillRow, OrderRow, SignalRow
 from tests.fakes.mt5_fake import FakeMT5

@@ -58,12 +58,12 @@ def test_cli_lists_and_shows_models(tmp_path):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     reg = registry(url, tmp_path)
     record = reg.register("spy_gbm", SklearnModel("gbm").fit(X, Y), FeatureSpec(), (0, 86_400 * 10**9), {"auc": 0.6})
-    listed = subprocess.run([sys.executable, "-m", "engine.cli", "models", "list", "--url", url],
+    listed = subprocess.run([sys.executable, "-m", "app.cli", "models", "list", "--url", url],
                             capture_output=True, text=True)
     assert listed.returncode == 0 and "spy_gbm" in listed.stdout and record.sha256[:12] in listed.stdout
-    shown = subprocess.run([sys.executable, "-m", "engine.cli", "models", "show", str(record.id), "--url", url],
+    shown = subprocess.run([sys.executable, "-m", "app.cli", "models", "show", str(record.id), "--url", url],
                            capture_output=True, text=True)
     assert shown.returncode == 0 and record.sha256 in shown.stdout and '"auc": 0.6' in shown.stdout
-    missing = subprocess.run([sys.executable, "-m", "engine.cli", "models", "show", "42", "--url", url],
+    missing = subprocess.run([sys.executable, "-m", "app.cli", "models", "show", "42", "--url", url],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no model with id 42" in missing.stderr and "Traceback" not in missing.stderr

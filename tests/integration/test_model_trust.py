@@ -147,7 +147,7 @@ def test_with_no_bars_after_the_active_models_window_the_active_model_is_kept(tm
 # -- the retraining interval ------------------------------------------------------------------------
 def test_cli_refuses_a_retraining_interval_of_a_nanosecond_before_training(tmp_path):
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "retrain", "--name", "x", "--model", "logreg",
+    done = subprocess.run([sys.executable, "-m", "app.cli", "retrain", "--name", "x", "--model", "logreg",
                            "--data", str(DATA / "fx" / "EURUSD_1h.csv"), "--every", "1e-9", "--url", url],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "every" in done.stderr and "at least 60 s" in done.stderr
@@ -169,7 +169,7 @@ def test_an_in_sample_backtest_says_so_above_the_table_and_in_its_title(tmp_path
     url = f"sqlite:///{tmp_path / 'store.db'}"
     record = registry_at(url, tmp_path).register("eurusd", trained.model, CONFIG.spec, trained.train_window,
                                                  trained.metrics)
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--strategy", "ml_signal", "--data",
+    done = subprocess.run([sys.executable, "-m", "app.cli", "backtest", "--strategy", "ml_signal", "--data",
                            str(DATA / "fx" / "EURUSD_1h.csv"), "--param", f"model_id={record.id}",
                            "--param", f"database_url={url}"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)

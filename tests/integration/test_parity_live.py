@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from engine.runtime.config import FeedConfig, parse_bot_config
-from engine.runtime.manager import BotManager
-from engine.runtime.parity import run_parity
+from live.config import FeedConfig, parse_bot_config
+from live.manager import BotManager
+from live.parity import run_parity
 from engine.store.db import make_engine, upgrade
 from engine.store.models import FillRow
 from tests.integration.runtime_helpers import register, rsi_bot, sma_bot, tick_dir
@@ -96,7 +96,7 @@ def test_a_difference_is_reported_and_exits_1(ticks, tmp_path, database_url, mon
     report = run_parity(manager.session_id, tmp_path, database_url)
     assert [(d.kind, d.key, d.field) for d in report.differences] == [("fill", "PAPER-2", "price_raw")]
 
-    from engine.cli import main
+    from app.cli import main
 
     monkeypatch.setattr(sys, "argv", ["tickbridge", "parity", manager.session_id, "--state-dir", str(tmp_path),
                                       "--database-url", database_url])

@@ -105,7 +105,7 @@ def prepared(words: list[str], out: Path) -> tuple[list[str], Path | None]:
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True,
                           timeout=1800, cwd=cwd, env=env)
 
 

@@ -1,4 +1,4 @@
-"""ProcessBots (engine.runtime.remote): the BotControl protocol over a BotManager in a child
+"""ProcessBots (live.remote): the BotControl protocol over a BotManager in a child
 process, as `tickbridge serve` runs it. Real bots on the bundled ticks, a real SQLite store."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from engine.errors import ConfigError
-from engine.runtime.config import parse_bot_config, parse_feed_config
-from engine.runtime.control import UnknownBot
-from engine.runtime.remote import ProcessBots, RuntimeGone
+from live.config import parse_bot_config, parse_feed_config
+from live.control import UnknownBot
+from live.remote import ProcessBots, RuntimeGone
 from engine.store.db import make_engine, upgrade
 from engine.store.models import BotRow
 
@@ -25,7 +25,7 @@ WAIT_S = 120
 
 def manager(url: str, state_dir: str):  # type: ignore[no-untyped-def]
     """Runs in the child (importable by name, as spawn requires)."""
-    from engine.runtime.manager import BotManager
+    from live.manager import BotManager
 
     return BotManager(parse_feed_config({"path": str(ROOT / "data" / "ticks"), "speed": 600}), url, state_dir,
                       record=False)

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import select
 
 from engine.errors import ConfigError
-from engine.runtime.bot import venue_log_path
-from engine.runtime.config import FeedConfig, load_runtime_config, parse_bot_config, parse_runtime_config
-from engine.runtime.control import BotControl, UnknownBot
-from engine.runtime.manager import BotManager
+from live.bot import venue_log_path
+from live.config import FeedConfig, load_runtime_config, parse_bot_config, parse_runtime_config
+from live.control import BotControl, UnknownBot
+from live.manager import BotManager
 from engine.store.db import database_url as resolve_url, make_engine, upgrade
 from engine.store.models import BotRow, FillRow, OrderRow, SignalRow
 from tests.conftest import ROOT
@@ -78,7 +78,7 @@ def test_demo_config_is_valid():
 
 
 def test_run_refuses_a_bad_config_with_exit_2_and_the_field(tmp_path, monkeypatch, capsys):
-    from engine.cli import main
+    from app.cli import main
 
     bad = write_config(tmp_path / "bad.yaml", [sma_bot(venue="nyse")], tmp_path, "sqlite://")
     monkeypatch.setattr(sys, "argv", ["tickbridge", "run", str(bad)])

@@ -12,7 +12,7 @@ from engine.errors import StoreUnavailable
 from engine.portfolio import Portfolio
 from engine.market import Tick
 from engine.money import FeeModel
-from engine.session import PaperSession, SessionConfig
+from live.session import PaperSession, SessionConfig
 from engine.store.db import make_engine, upgrade
 from strategies.base import StrategyParams
 from tests.e2e.crash_bot import EURUSD, ClockFlip

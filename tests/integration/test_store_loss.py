@@ -19,9 +19,9 @@ from typing import ClassVar
 import pytest
 from pydantic import Field
 
-from engine.runtime.bot import venue_log_path
-from engine.runtime.config import FeedConfig, parse_bot_config
-from engine.runtime.manager import BotManager
+from live.bot import venue_log_path
+from live.config import FeedConfig, parse_bot_config
+from live.manager import BotManager
 from engine.store.db import database_url as resolve_url, upgrade
 from strategies import STRATEGIES
 from strategies.base import Strategy, StrategyParams

@@ -21,7 +21,7 @@ import sys
 if sys.argv[1] == "hide":
     sys.modules["talib"] = None  # import talib fails and importlib.util.find_spec says None, as uninstalled
 sys.argv = ["tickbridge"] + sys.argv[2:]
-from engine.cli import main
+from app.cli import main
 main()
 """
 

@@ -46,11 +46,11 @@ def test_too_little_history_is_refused_before_fitting(bars):
 
 def test_cli_trains_registers_and_refuses_bad_input(tmp_path):
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--model", "logreg", "--data", str(EURUSD),
+    done = subprocess.run([sys.executable, "-m", "app.cli", "train", "--model", "logreg", "--data", str(EURUSD),
                            "--folds", "3", "--url", url], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "out of sample" in done.stdout and "registered EURUSD_1h_logreg v1" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--model", "forest", "--data", str(EURUSD),
+    bad = subprocess.run([sys.executable, "-m", "app.cli", "train", "--model", "forest", "--data", str(EURUSD),
                           "--url", url], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown model 'forest'" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -58,14 +58,14 @@ def test_cli_trains_registers_and_refuses_bad_input(tmp_path):
 def test_cli_trains_a_torch_model_and_reports_its_signal_backtest(tmp_path):
     pytest.importorskip("torch", reason="the torch extra is not installed: `make test` installs it")
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--model", "mlp", "--data", str(EURUSD),
+    done = subprocess.run([sys.executable, "-m", "app.cli", "train", "--model", "mlp", "--data", str(EURUSD),
                            "--folds", "2", "--param", "epochs=2", "--param", "hidden=8", "--long-short",
                            "--url", url], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "out-of-sample signal backtest" in done.stdout and "registered EURUSD_1h_mlp v1" in done.stdout
-    listed = subprocess.run([sys.executable, "-m", "engine.cli", "models", "show", "1", "--url", url],
+    listed = subprocess.run([sys.executable, "-m", "app.cli", "models", "show", "1", "--url", url],
                             capture_output=True, text=True)
     assert "mlp" in listed.stdout and "signal_backtest" in listed.stdout
-    bad = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--model", "gru", "--data", str(EURUSD),
+    bad = subprocess.run([sys.executable, "-m", "app.cli", "train", "--model", "gru", "--data", str(EURUSD),
                           "--param", "layers=3", "--url", url], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown gru parameter 'layers'" in bad.stderr and "Traceback" not in bad.stderr

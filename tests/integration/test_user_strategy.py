@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ConfigError
-from engine.runtime.config import load_runtime_config, parse_bot_config
+from live.config import load_runtime_config, parse_bot_config
 from strategies.registry import DIR_ENV
 from tests.api.conftest import Api, _apis, _close, migrated_db  # noqa: F401 (a fixture, used by make_api)
 from tests.conftest import DATA, ROOT
@@ -29,7 +29,7 @@ EXAMPLE = ROOT / "examples" / "my_cross.py"
 def tickbridge(*args: str | Path, env: dict[str, str] | None = None,
                cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k != DIR_ENV}
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "app.cli", *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, timeout=600, env={**base, "COLUMNS": "200", **(env or {})})
 
 

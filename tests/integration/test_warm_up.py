@@ -28,9 +28,9 @@ from engine.market import Tick
 from engine.oms import OrderManager
 from engine.orders import OrderSide
 from engine.portfolio import Portfolio
-from engine.runtime.config import FeedConfig, parse_bot_config
-from engine.runtime.driver import StrategyDriver
-from engine.runtime.manager import BotManager
+from live.config import FeedConfig, parse_bot_config
+from live.driver import StrategyDriver
+from live.manager import BotManager
 from engine.store.db import make_engine, upgrade
 from engine.store.models import OrderRow, SignalRow
 from models.signals import MemorySignals
@@ -160,7 +160,7 @@ def test_the_history_asked_for_reaches_back_over_a_weekend():
 def test_a_venue_without_history_leaves_the_bot_waiting_for_new_bars(minute_bars, caplog):
     fake = terminal(minute_bars.iloc[:0], 0)
     driver, _, _ = paper_driver()
-    with caplog.at_level(logging.WARNING, logger="engine.runtime.driver"):
+    with caplog.at_level(logging.WARNING, logger="live.driver"):
         assert driver.warm_up(MT5Feed(fake, server_utc_offset_s=0), "mt5", int(minute_bars.index[100].value)) == 0
         assert driver.warm_up(MT5Feed(fake), "ccxt-but-unknown", int(minute_bars.index[100].value)) == 0
     assert len(driver.history) == 0

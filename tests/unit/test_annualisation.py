@@ -120,7 +120,7 @@ def test_risk_free_rate_enters_sharpe_and_sortino_per_period():
 
 def test_cli_sets_periods_per_year_and_risk_free_and_refuses_bad_ones(tmp_path):
     out = tmp_path / "r.json"
-    base = [sys.executable, "-m", "engine.cli", "backtest", "--strategy", "sma_cross", "--data",
+    base = [sys.executable, "-m", "app.cli", "backtest", "--strategy", "sma_cross", "--data",
             str(DATA / "fx" / "EURUSD_1h.csv"), "--param", "fast=10", "--param", "slow=40"]
     done = subprocess.run([*base, "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

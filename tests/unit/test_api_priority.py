@@ -11,7 +11,7 @@ import pytest
 
 PROBE = """
 import os, sys
-from api.cli import _lower_priority
+from app.api_cli import _lower_priority
 class Child: pid = 12345
 class InProcess: pass
 control = Child() if sys.argv[1] == "process" else InProcess()

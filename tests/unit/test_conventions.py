@@ -140,12 +140,12 @@ def test_unknown_conventions_are_refused_naming_the_field(goog_run):
 
 
 def test_cli_prints_backtesting_py_table():
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--strategy", "sma_cross", "--data",
+    done = subprocess.run([sys.executable, "-m", "app.cli", "backtest", "--strategy", "sma_cross", "--data",
                            str(GOOG), *[a for k, v in PARAMS.items() for a in ("--param", f"{k}={v}")],
                            "--conventions", "backtesting.py"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Sharpe Ratio" in done.stdout and "0.58" in done.stdout and "51,422.99" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--strategy", "sma_cross", "--data",
+    bad = subprocess.run([sys.executable, "-m", "app.cli", "backtest", "--strategy", "sma_cross", "--data",
                           str(GOOG), "--conventions", "zipline"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "conventions" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -162,9 +162,9 @@ def test_buy_and_hold_buys_at_the_second_open_and_holds_to_the_end(tmp_path):
         assert result.equity.iloc[-1] == pytest.approx(expected, abs=1e-6), path
         assert (result.position[1:] == units).all() and result.position[0] == 0
     out = tmp_path / "bh.json"
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--strategy", "buy_and_hold", "--data",
+    done = subprocess.run([sys.executable, "-m", "app.cli", "backtest", "--strategy", "buy_and_hold", "--data",
                            str(GOOG), "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text())["stats"]["trades"] == 1
-    listed = subprocess.run([sys.executable, "-m", "engine.cli", "strategies"], capture_output=True, text=True, timeout=300)
+    listed = subprocess.run([sys.executable, "-m", "app.cli", "strategies"], capture_output=True, text=True, timeout=300)
     assert "buy_and_hold" in listed.stdout

@@ -273,7 +273,7 @@ def test_lean_forex_tick_zip_loads_as_ticks():
 # -- the command line --------------------------------------------------------------------------------
 
 def tickbridge(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "app.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=300)
 
 
@@ -281,7 +281,7 @@ def tickbridge(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_every_command_that_loads_bars_has_the_loading_options(command):
     from typer.testing import CliRunner
 
-    from engine.cli import app
+    from app.cli import app
 
     text = CliRunner().invoke(app, [command, "--help"], terminal_width=200).output
     for option in ("--format", "--columns", "--sep", "--decimal", "--adjusted"):

@@ -1,7 +1,7 @@
 """Live indicators grow by one value per bar close and equal the backtest's to the last bit.
 
 A backtest computes `self.I(ta.sma, ...)` once over the whole series; a live bot extends it at each
-bar close (engine/runtime/indicators.py). For sma, ema and rsi the extension is a kernel that
+bar close (live/indicators.py). For sma, ema and rsi the extension is a kernel that
 repeats pandas-ta's (or TA-Lib's, when pandas-ta hands the call to it) floating-point operations,
 so the values must be the batch values bit for bit, on every real series in data/, and the work
 per bar must not depend on how many bars came before. Anything else is recomputed in full (still
@@ -21,9 +21,9 @@ import pytest
 
 from backtest.data import load_bars
 from engine.market import Bar
-from engine.runtime import indicators as live_indicators
-from engine.runtime.bars import BarHistory
-from engine.runtime.indicators import LiveIndicators
+from live import indicators as live_indicators
+from live.bars import BarHistory
+from live.indicators import LiveIndicators
 from strategies.base import BarData, Strategy, StrategyParams
 from tests.conftest import DATA
 
@@ -213,7 +213,7 @@ def test_an_indicator_without_a_kernel_is_recomputed_equal_and_said_once(caplog,
     indicators = LiveIndicators(live)
     history = BarHistory()
     history.append(bar_of(bars, 0))
-    with caplog.at_level(logging.WARNING, logger="engine.runtime.indicators"):
+    with caplog.at_level(logging.WARNING, logger="live.indicators"):
         indicators.start(history)
         for i in range(1, len(bars)):
             history.append(bar_of(bars, i))

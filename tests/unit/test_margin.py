@@ -348,7 +348,7 @@ def test_tickbridge_backtest_takes_an_instruments_file_and_margin_options(tmp_pa
     out = tmp_path / "r.json"
 
     def tickbridge(*args: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--strategy", "sma_cross",
+        return subprocess.run([sys.executable, "-m", "app.cli", "backtest", "--strategy", "sma_cross",
                                "--data", str(data), "--symbol", "EURUSD", *map(str, args)],
                               capture_output=True, text=True, timeout=300)
 

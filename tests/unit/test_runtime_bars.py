@@ -9,8 +9,8 @@ import pytest
 
 from backtest.data import load_ticks, ticks_to_bars
 from engine.market import Tick
-from engine.runtime.bars import BarBuilder, BarHistory
-from engine.runtime.indicators import LiveIndicators
+from live.bars import BarBuilder, BarHistory
+from live.indicators import LiveIndicators
 from strategies.base import BarData, Strategy, StrategyParams
 from tests.conftest import DATA
 

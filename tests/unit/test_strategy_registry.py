@@ -47,7 +47,7 @@ def no_dir(monkeypatch):
 def test_naming_a_builtin_imports_only_that_one():
     """sma_cross must not pay for ml_signal's scikit-learn and SQL store (seconds at every start)."""
     code = ("import sys\nfrom strategies import get_strategy\nget_strategy('sma_cross')\n"
-            "print(sorted(m for m in ('strategies.ml_signal', 'sqlalchemy', 'sklearn', 'models.signals') "
+            "print(sorted(m for m in ('models.ml_signal', 'sqlalchemy', 'sklearn', 'models.signals') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -138,7 +138,7 @@ def test_bad_input_is_refused_before_ray_starts(args, message, monkeypatch, tmp_
 
 
 def test_the_command_prints_one_line_and_exits_2_for_bad_input():
-    script = ("from engine.cli import app, main; from backtest.research_cli import register; "
+    script = ("from app.cli import app, main; from app.research_cli import register; "
               "register(app); main()")
     for args in (["--strategy", "sma_cros", "--grid", "fast=5:10:5"],
                  ["--strategy", "sma_cross", "--grid", "fast=50:5:5"]):

@@ -76,7 +76,7 @@ def test_a_repeated_trade_with_no_quote_is_a_duplicate():
 @pytest.fixture(scope="module")
 def eurusd() -> list[Tick]:
     """The first 2000 ticks of a real EURUSD day (FXCM), as a feed delivers them."""
-    from engine.runtime.feed import TickTable
+    from live.feed import TickTable
     from tests.integration.runtime_helpers import EURUSD_TICKS
 
     table = TickTable.load(EURUSD_TICKS)
@@ -114,7 +114,7 @@ def test_a_jump_far_beyond_the_recent_range_is_an_outlier_either_way(eurusd, fac
 
 def test_the_real_day_has_no_outliers_with_the_defaults():
     """The whole bundled EURUSD day (58,143 ticks): only its crossed quotes are dropped."""
-    from engine.runtime.feed import TickTable
+    from live.feed import TickTable
     from tests.integration.runtime_helpers import EURUSD_TICKS
 
     guard = TickGuard()
@@ -235,7 +235,7 @@ def test_the_same_ticks_give_the_same_decisions(eurusd):
 ])
 def test_a_bad_tick_guard_setting_is_refused_naming_its_field(change, field):
     from engine.errors import ConfigError
-    from engine.runtime.config import parse_bot_config
+    from live.config import parse_bot_config
 
     with pytest.raises(ConfigError) as refused:
         parse_bot_config({"id": "b1", "strategy": "sma_cross", "symbol": "EURUSD", "tick_guard": change})
@@ -243,7 +243,7 @@ def test_a_bad_tick_guard_setting_is_refused_naming_its_field(change, field):
 
 
 def test_the_bot_config_carries_its_tick_guard_settings():
-    from engine.runtime.config import parse_bot_config
+    from live.config import parse_bot_config
 
     config = parse_bot_config({"id": "b1", "strategy": "sma_cross", "symbol": "EURUSD",
                                "tick_guard": {"window": 20, "confirm_ticks": 4}})

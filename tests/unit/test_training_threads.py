@@ -90,11 +90,11 @@ def test_training_threads_defaults_to_affinity_and_refuses_nonsense(monkeypatch)
 def test_openmp_threads_sleep_rather_than_spin_unless_the_user_says_otherwise(given, expected):
     """Spinning OpenMP threads on a busy 2-core box made gbm training 5x slower (86.8 s vs 16.9 s);
     the policy must be set before scikit-learn loads the runtime, i.e. when tickbridge's CLI
-    imports the models (engine.cli itself loads no scikit-learn)."""
+    imports the models (app.cli itself loads no scikit-learn)."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if given is not None:
         env["OMP_WAIT_POLICY"] = given
-    code = ("import os, sys; import engine.cli; loaded_early = 'sklearn' in sys.modules; "
+    code = ("import os, sys; import app.cli; loaded_early = 'sklearn' in sys.modules; "
             "import models.estimators; print(loaded_early, os.environ['OMP_WAIT_POLICY'])")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

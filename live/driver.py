@@ -1,6 +1,6 @@
 """Drives one strategy from ticks: bars at each close, `next()` with the history as lists, signals.
 
-The same driver runs live (engine.runtime.bot) and in the parity replay (engine.runtime.parity),
+The same driver runs live (live.bot) and in the parity replay (live.parity),
 so the two differ only where they must: live indicators grow by one value per bar close
 (LiveIndicators: O(1) per bar for sma, ema and rsi), the replay computes them once over all bars,
 as a backtest does.
@@ -49,8 +49,8 @@ from engine.market import Bar, Tick
 from engine.money import div_round_half_even
 from engine.oms import OrderManager
 from engine.risk import RiskEngine
-from engine.runtime.bars import DAY_NS, BarBuilder, BarHistory
-from engine.runtime.indicators import LiveIndicators, is_incremental
+from live.bars import DAY_NS, BarBuilder, BarHistory
+from live.indicators import LiveIndicators, is_incremental
 from models.signals import MemorySignals, Signal, SignalSink
 from strategies.base import GO_TAGS, Strategy
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from engine.errors import TickbridgeError
-from engine.runtime.config import BotConfig
+from live.config import BotConfig
 
 BotState = Literal["RUNNING", "STOPPED", "HALTED"]
 StopReason = Literal["END_OF_FEED", "STOPPED", "KILLED", "STORE_ERROR", "LEASE_LOST", "ERROR"]
@@ -38,14 +38,14 @@ class BotControl(Protocol):
         ...
 
     def reset(self, bot_id: str, actor: str) -> dict[str, Any]:
-        """Archive a stopped paper bot's books and let it start clean (engine.runtime.books);
+        """Archive a stopped paper bot's books and let it start clean (live.books);
         returns what was archived, with a message in currency units."""
         ...
 
     def status(self, bot_id: str) -> dict[str, Any]:
         """{"bot_id", "state": "RUNNING"|"STOPPED"|"HALTED", "bars", "ticks", "orders", "equity",
         "position", "last_tick_ts" (ns), "stop_reason", "stop_message", "holdings": {"positions",
-        "open_orders"}} (engine.runtime.books for the reasons)."""
+        "open_orders"}} (live.books for the reasons)."""
         ...
 
     def running(self) -> list[str]:
@@ -76,7 +76,7 @@ class BotAlreadyRunning(TickbridgeError):
 
 
 class BotLeased(TickbridgeError):
-    """Another runtime holds this bot's lease (engine.runtime.lease): it runs the bot now, or did
+    """Another runtime holds this bot's lease (live.lease): it runs the bot now, or did
     until it died and its lease has not expired yet. The API answers 409."""
 
     def __init__(self, bot_id: str, owner: str, expires_at: str) -> None:

@@ -39,7 +39,7 @@ import pandas as pd
 
 from engine.errors import ConfigError, DataError
 from engine.market import Tick
-from engine.runtime.config import FeedConfig
+from live.config import FeedConfig
 
 TICK_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".feather", ".txt", ".zip")
 SOURCE_SUFFIXES = (".csv.gz", ".csv.bz2", ".csv.xz", ".csv", ".tsv", ".txt", ".parquet", ".feather", ".json",

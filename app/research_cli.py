@@ -103,7 +103,7 @@ def plan_run(strategy: str, grid: list[str], param: list[str], objective: str, w
     from backtest.heatmap import check_figure_path
     from backtest.ray_pool import check_ray_address
     from backtest.sweep import check_names, expand_grid, parse_grid
-    from engine.cli import parse_param_pairs
+    from app.cli import parse_param_pairs
     from strategies.base import Strategy
     from strategies.registry import resolve_strategy
 
@@ -239,7 +239,7 @@ def sweep(
     from backtest.heatmap import write_heatmap
     from backtest.ray_pool import WorkerPool, default_workers, pool_size, ray_session
     from backtest.sweep import outcome_json, run_grid
-    from engine.cli import load_frame
+    from app.cli import load_frame
 
     if search not in ("grid", "optuna"):
         raise ConfigError("search", f"must be grid or optuna, got {search!r}")
@@ -385,7 +385,7 @@ def wfo(
 
     from backtest.ray_pool import WorkerPool, default_workers, pool_size, ray_session
     from backtest.wfo import make_folds, run_walk_forward, walk_forward_json
-    from engine.cli import load_frame
+    from app.cli import load_frame
 
     _use_strategies_dir(strategies_dir)
     plan = plan_run(strategy, grid, param, objective, workers, ray_address, url, store, [(plot, "plot")])

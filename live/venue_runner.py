@@ -32,12 +32,12 @@ from engine.oms import OrderManager
 from engine.orders import Fill, Order
 from engine.portfolio import Portfolio
 from engine.reconcile import reconcile_with_adapter
-from engine.runtime import actions
-from engine.runtime.bot import (HALTED, RUNNING, STOPPED, Snapshot, guarded_prices, make_gate, record_bar_close,
+from live import actions
+from live.bot import (HALTED, RUNNING, STOPPED, Snapshot, guarded_prices, make_gate, record_bar_close,
                                 stored_status)
-from engine.runtime.config import BotConfig
-from engine.runtime.driver import StrategyDriver, raw_price
-from engine.runtime.lease import BotLease
+from live.config import BotConfig
+from live.driver import StrategyDriver, raw_price
+from live.lease import BotLease
 from engine.store.db import check_connection, make_engine
 from engine.store.journal import SqlJournal
 from engine.store.models import BotRow
@@ -75,7 +75,7 @@ class LiveBotRunner:
 
     def __init__(self, config: BotConfig, database_url: str, adapter: Any, feed: Any,
                  pollers: list[Callable[[], Any]] | None = None, lease: BotLease | None = None) -> None:
-        """`lease`: this runtime's lease on the bot (engine.runtime.lease), checked before each
+        """`lease`: this runtime's lease on the bot (live.lease), checked before each
         event and each journal commit, released when the bot's thread ends."""
         self.config, self.adapter, self.feed = config, adapter, feed
         self.lease = lease

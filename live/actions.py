@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from engine.oms import OrderManager
 from engine.risk import KillSwitch, RiskEngine, TradingState
-from engine.runtime.driver import StrategyDriver
+from live.driver import StrategyDriver
 
 START = "start"
 CANCEL = "cancel"

@@ -6,7 +6,7 @@ engine.errors.ConfigError naming its dotted field ("bots.1.params.fast", "feed.s
 strategies/base.py parse_params does, so a person (or an API client) can fix it in one go.
 Credentials never live here: `account` only names a broker account whose secrets are in the API's
 encrypted account store or the environment. Nor do paths from an API caller: a paper bot's market
-data is `data`, the name of one of the server's data sources (engine.runtime.feed.DataCatalog);
+data is `data`, the name of one of the server's data sources (live.feed.DataCatalog);
 a path there is refused unless the config comes from the operator's own YAML.
 """
 
@@ -94,7 +94,7 @@ class BotConfig(BaseModel):
         # a name, looked up only inside the server's data directories; a path is the operator's
         # to give (their own YAML, where load_runtime_config made it absolute). Neither message
         # repeats the value: it may be a path the caller was probing for.
-        from engine.runtime.feed import NOT_A_NAME, data_catalog, is_source_name
+        from live.feed import NOT_A_NAME, data_catalog, is_source_name
 
         if value is None:
             return None
@@ -276,7 +276,7 @@ def _with_risk_read(bot: Any, n: int, base: Path) -> Any:
 def _with_data_path(bot: Any, n: int, base: Path) -> Any:
     """The bot entry with a `data:` that is not a data source's name made an absolute path: the
     operator's own file may name a data file, relative to the YAML's folder or the working one."""
-    from engine.runtime.feed import data_catalog, is_source_name
+    from live.feed import data_catalog, is_source_name
 
     if not isinstance(bot, dict) or not isinstance(bot.get("data"), str):
         return bot

@@ -3,14 +3,14 @@
 Each bot's thread owns its OMS; start/stop/kill/status may be called from any thread (the CLI's
 signal handler, the API's request handlers): stop and kill are posted to the bot's command queue
 and wait until the bot has acted on them. Tick files are loaded once per path and shared
-read-only. All bots of one manager record into one session (engine.runtime.recorder) when the
+read-only. All bots of one manager record into one session (live.recorder) when the
 manager was given a sessions directory.
 
 One bot, one runner, across processes too: a bot is started only under its lease in the store
-(engine.runtime.lease), taken before anything touches the bot's venue log or its rows, so a
+(live.lease), taken before anything touches the bot's venue log or its rows, so a
 second runtime on the same store gets BotLeased (a 409 at the API) instead of a second runner.
 
-Following and managing (engine.runtime.books): when a bot's thread ends, why (END_OF_FEED,
+Following and managing (live.books): when a bot's thread ends, why (END_OF_FEED,
 STOPPED, KILLED, STORE_ERROR, LEASE_LOST, ERROR) is written on its row, and status() adds it and
 what the bot still holds, from the store, so a bot this process never ran (the API restarted)
 still says. A kill halts durably: start refuses a halted bot (BotHalted) until resume(). Start
@@ -29,16 +29,16 @@ from typing import Any, Callable
 from sqlalchemy.exc import SQLAlchemyError
 
 from brokers.factory import EnvCredentials, open_venue
-from engine.runtime import books
-from engine.runtime.bot import HALTED, RUNNING, STOPPED, BotRunner, venue_log_path
-from engine.runtime.live import LiveBotRunner
-from engine.runtime.config import BotConfig, FeedConfig
+from live import books
+from live.bot import HALTED, RUNNING, STOPPED, BotRunner, venue_log_path
+from live.venue_runner import LiveBotRunner
+from live.config import BotConfig, FeedConfig
 from engine.errors import ConfigError
-from engine.runtime.control import (BotAlreadyRunning, BotHalted, BotNotRunning, FeedExhausted, NotHalted,
+from live.control import (BotAlreadyRunning, BotHalted, BotNotRunning, FeedExhausted, NotHalted,
                                    UnknownBot)
-from engine.runtime.lease import DEFAULT_TTL_S, Leases
-from engine.runtime.feed import TickTable, resolve_tick_file
-from engine.runtime.recorder import SessionRecorder
+from live.lease import DEFAULT_TTL_S, Leases
+from live.feed import TickTable, resolve_tick_file
+from live.recorder import SessionRecorder
 from engine.store.db import database_url as resolve_url, make_engine, masked
 
 VenueOpener = Callable[[BotConfig], tuple[Any, Any, list[Callable[[], Any]]]]
@@ -82,7 +82,7 @@ class BotManager:
         (x real time, default 60: a bundled day of EURUSD in 24 minutes), TICKBRIDGE_STATE_DIR
         (venue logs and session recordings; default var), TICKBRIDGE_LEASE_TTL_S (seconds before
         another runtime may take over a bot whose runtime stopped renewing its lease; default 15)."""
-        from engine.runtime.config import parse_feed_config
+        from live.config import parse_feed_config
 
         feed = parse_feed_config({"path": os.environ.get("TICKBRIDGE_FEED_PATH", "data/ticks/"),
                                   "speed": os.environ.get("TICKBRIDGE_FEED_SPEED", "60")})
@@ -207,7 +207,7 @@ class BotManager:
             self._record_stop(runner)
 
     def _record_stop(self, runner: Any) -> None:
-        """Why the bot's thread ended, on its row (engine.runtime.books)."""
+        """Why the bot's thread ended, on its row (live.books)."""
         bot_id = runner.config.id
         reason, message = self._stop_reason(runner)
         runner.stop_reason, runner.stop_message = reason, message
@@ -301,10 +301,10 @@ class BotManager:
                                .values(status=STOPPED))
 
     def reset(self, bot_id: str, actor: str = "cli") -> dict[str, Any]:
-        """Archive a stopped paper bot's books (engine.runtime.books.archive_books) under its
+        """Archive a stopped paper bot's books (live.books.archive_books) under its
         lease, so no runtime runs it meanwhile, and move its paper venue log aside: it starts
         clean from the start of its feed. Returns what was archived, with a message."""
-        from engine.runtime.books import BotRunning, NotResettable
+        from live.books import BotRunning, NotResettable
 
         thread = self._threads.get(bot_id)
         if thread is not None and thread.is_alive():
@@ -332,7 +332,7 @@ class BotManager:
 
     def _stored_config(self, stored: Any) -> BotConfig | None:
         """The config the store keeps on the bot's row (the API writes it there), or None."""
-        from engine.runtime.config import parse_bot_config
+        from live.config import parse_bot_config
 
         if not stored.config or not isinstance(stored.config.get("risk", {}), (dict, type(None))):
             return None

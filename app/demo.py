@@ -192,8 +192,8 @@ def run_demo(settings: DemoSettings, say: Any = print) -> None:
     from api.app import create_app
     from api.logs import install_redaction
     from api.settings import Settings
-    from engine.runtime.config import parse_feed_config
-    from engine.runtime.manager import BotManager
+    from live.config import parse_feed_config
+    from live.manager import BotManager
     from engine.store.db import database_url, masked, upgrade
 
     url = database_url(settings.database_url)

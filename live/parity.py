@@ -3,10 +3,10 @@
 "Live does not match my backtest" has two usual causes: the strategy saw different data (bars
 built differently, an indicator that looked ahead or depends on how much history it was given),
 or orders were filled differently. The replay takes the session's recorded ticks
-(engine.runtime.recorder) and does what a backtest does with them:
+(live.recorder) and does what a backtest does with them:
 
 - bars: backtest.data.ticks_to_bars over the ticks, the backtester's own resampler (the live
-  bars come from engine.runtime.bars, tick by tick); the replay checks each bar it closes
+  bars come from live.bars, tick by tick); the replay checks each bar it closes
   against that frame;
 - the strategy: initialised once over *all* the bars, as the backtester's event path does
   (`BarData`, `init()`, `connect()`), so every indicator comes from the full series, while live
@@ -60,13 +60,13 @@ from engine.money import FeeModel, Slippage
 from engine.oms import OrderManager
 from engine.orders import Fill, Order
 from engine.portfolio import Portfolio
-from engine.runtime import actions
-from engine.runtime.bars import bar_width_ns
-from engine.runtime.bot import guarded_prices, make_gate
-from engine.runtime.config import BotConfig, parse_bot_config
-from engine.runtime.driver import StrategyDriver, raw_price
-from engine.runtime.feed import TickTable
-from engine.runtime.recorder import META_FILE, read_session
+from live import actions
+from live.bars import bar_width_ns
+from live.bot import guarded_prices, make_gate
+from live.config import BotConfig, parse_bot_config
+from live.driver import StrategyDriver, raw_price
+from live.feed import TickTable
+from live.recorder import META_FILE, read_session
 from engine.store.db import make_engine
 from engine.store.journal import SqlJournal
 from engine.tick_guard import TickGuard

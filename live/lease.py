@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import StoreUnavailable
-from engine.runtime.control import BotLeased, LeaseLost
+from live.control import BotLeased, LeaseLost
 from engine.store.models import BotLeaseRow
 
 LEASES = BotLeaseRow.__table__

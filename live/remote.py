@@ -32,7 +32,7 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from engine.errors import TickbridgeError
-from engine.runtime.config import BotConfig
+from live.config import BotConfig
 
 CALLS = frozenset({"start", "stop", "kill", "resume", "reset", "status", "running", "configure", "bots", "summary"})
 IMMEDIATE = frozenset({"status", "running", "bots", "summary"})  # answered on the child's reader thread
@@ -48,7 +48,7 @@ class RemoteError(TickbridgeError):
 
 
 def default_factory() -> Any:
-    from engine.runtime.manager import BotManager
+    from live.manager import BotManager
 
     return BotManager.from_env()
 

@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
              url: Annotated[str | None, typer.Option("--url", help="database URL (default TICKBRIDGE_DATABASE_URL "
                                                                    "or sqlite:///var/tickbridge.db)")] = None) -> None:
         """The main job: the API with a demo paper bot on bundled real ticks; Ctrl-C stops cleanly."""
-        from api.demo import DemoSettings, run_demo
+        from app.demo import DemoSettings, run_demo
 
         if speed < 0:
             raise ConfigError("speed", "must be 0 (as fast as possible) or positive")
@@ -108,17 +108,17 @@ def _bot_control():  # type: ignore[no-untyped-def]
     """The runtime's BotManager, configured by the environment (TICKBRIDGE_FEED_PATH, ...).
 
     TICKBRIDGE_RUNTIME=process (default) runs it in a child process behind the BotControl
-    protocol (engine.runtime.remote): bots and API requests then never share a GIL, and a bot's
+    protocol (live.remote): bots and API requests then never share a GIL, and a bot's
     tick rate does not depend on the API's load. `thread` keeps it in this process."""
     import os
 
     mode = os.environ.get("TICKBRIDGE_RUNTIME", "process").strip().lower()
     if mode == "thread":
-        from engine.runtime.manager import BotManager
+        from live.manager import BotManager
 
         return BotManager.from_env()
     if mode == "process":
-        from engine.runtime.remote import ProcessBots
+        from live.remote import ProcessBots
 
         return ProcessBots()
     raise ConfigError("TICKBRIDGE_RUNTIME", "must be process (the default) or thread")

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from backtest.research_cli import load_options
+from app.research_cli import load_options
 from engine.errors import ConfigError, DataError, TickbridgeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -41,22 +41,12 @@ def parse_param_pairs(pairs: list[str]) -> dict[str, Any]:
 
 
 def load_frame(data: Path, bar: str | None, options: Any = None) -> Any:
-    """Bars from a bar file, or bars resampled from a tick file when --bar is given; `options` is
-    the command's backtest.data.LoadOptions. What the loader decided is printed as notes."""
-    from backtest.data import load_bars, load_ticks, ticks_to_bars
+    """backtest.data.load_frame, with what the loader decided printed as notes."""
+    from backtest.data import load_frame as load
 
     notes: list[str] = []
     try:
-        if bar:
-            return ticks_to_bars(load_ticks(data, options, notes), bar)
-        try:
-            return load_bars(data, options, notes)
-        except DataError as bars_error:
-            try:
-                load_ticks(data, options)
-            except DataError:
-                raise bars_error from None
-            raise DataError(f"{data}: this is a tick file; pass --bar RULE (e.g. --bar 1min) to resample it") from None
+        return load(data, bar, options, notes)
     finally:
         print_notes(notes)
 
@@ -145,7 +135,7 @@ def backtest(
     if plot_out is not None and plot_out.suffix.lower() not in (".png", ".html"):
         raise ConfigError("plot", f"{plot_out}: use a .png or .html file name")
     if plot_out is not None:
-        from engine.extras import require
+        from app.extras import require
         require("plots", "plot")
     frame = load_frame(data, bar, load)
     started = time.perf_counter()
@@ -412,13 +402,13 @@ def _retrain_line(outcome: Any) -> str:
     return f"{c.name} v{c.version}: score {outcome.candidate_score:.4f} vs {before}: {verdict}"
 
 
-from backtest.research_cli import register as _register_research  # noqa: E402  (sweep, wfo, montecarlo)
+from app.research_cli import register as _register_research  # noqa: E402  (sweep, wfo, montecarlo)
 
 _register_research(app)
 
-from api.cli import register as _register_api
+from app.api_cli import register as _register_api
 _register_api(app)
-from engine.runtime.cli import register as _register_runtime  # noqa: E402  (run, parity)
+from app.bots_cli import register as _register_runtime  # noqa: E402  (run, parity)
 _register_runtime(app)
 
 
@@ -449,7 +439,7 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(130)
     except ModuleNotFoundError as exc:
-        from engine.extras import missing_extra
+        from app.extras import missing_extra
 
         advice = missing_extra(exc)
         if advice is None:

@@ -235,7 +235,7 @@ def archive_books(engine: Any, bot_id: str, actor: str) -> ResetReport:
     with engine.begin() as connection:
         bot = connection.execute(select(BotRow).where(BotRow.id == bot_id).with_for_update()).first()
         if bot is None:
-            from engine.runtime.control import UnknownBot
+            from live.control import UnknownBot
 
             raise UnknownBot(bot_id)
         if bot.status == ARCHIVED:

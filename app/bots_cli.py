@@ -1,4 +1,4 @@
-"""`tickbridge run` and `tickbridge parity`, registered on the main typer app by engine/cli.py.
+"""`tickbridge run` and `tickbridge parity`, registered on the main typer app by app/cli.py.
 
     tickbridge run config/bots/demo.yaml [--state-dir var]
     tickbridge parity SESSION_ID [--state-dir var] [--database-url URL]
@@ -51,9 +51,9 @@ def run(
     state_dir: Annotated[Path, typer.Option(help="paper venue logs and session recordings")] = Path("var"),
 ) -> None:
     """Run the bots of a config file live on the paper venue; Ctrl-C stops them cleanly."""
-    from engine.runtime.config import load_runtime_config
-    from engine.runtime.control import BotHalted, FeedExhausted
-    from engine.runtime.manager import BotManager
+    from live.config import load_runtime_config
+    from live.control import BotHalted, FeedExhausted
+    from live.manager import BotManager
     from engine.store.db import masked, upgrade
 
     runtime = load_runtime_config(config)
@@ -96,7 +96,7 @@ def run(
     for bot_id, error in errors.items():
         console.print(f"[bold red]{bot_id} failed:[/bold red] {error}", highlight=False)
     if errors:
-        raise SystemExit(1)  # not typer.Exit: engine.cli.main runs click with standalone_mode=False,
+        raise SystemExit(1)  # not typer.Exit: app.cli.main runs click with standalone_mode=False,
         # which turns Exit into a return value that main() drops
     if not_started:
         raise SystemExit(EXIT_NOT_STARTED)
@@ -125,7 +125,7 @@ def parity(
                                                      "TICKBRIDGE_DATABASE_URL or sqlite:///var/tickbridge.db)")] = None,
 ) -> None:
     """Replay a recorded session through the backtester; diff signals, orders and fills."""
-    from engine.runtime.parity import diff_table, run_parity
+    from live.parity import diff_table, run_parity
 
     report = run_parity(session_id, state_dir, database_url)
     console.print(diff_table(report))
@@ -141,8 +141,8 @@ DatabaseUrl = Annotated[str | None, typer.Option(help="the store (default: TICKB
 
 def _manager(state_dir: Path, database_url: str | None) -> Any:
     """A manager that runs nothing: for acting on one bot's books in the store."""
-    from engine.runtime.config import FeedConfig
-    from engine.runtime.manager import BotManager
+    from live.config import FeedConfig
+    from live.manager import BotManager
 
     return BotManager(FeedConfig(path="."), database_url, state_dir, record=False)
 
@@ -151,7 +151,7 @@ def _manager(state_dir: Path, database_url: str | None) -> Any:
 def bot_status(bot_id: Annotated[str, typer.Argument(help="the bot's (runtime) id")],
                state_dir: StateDir = Path("var"), database_url: DatabaseUrl = None) -> None:
     """Why the bot stopped and what it still holds."""
-    from engine.runtime.books import currency_of
+    from live.books import currency_of
 
     with _manager(state_dir, database_url) as manager:
         s = manager.status(bot_id)

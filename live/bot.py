@@ -41,15 +41,15 @@ from sqlalchemy import select, update
 from engine.instrument import Instrument, infer_price_increment
 from engine.money import FeeModel
 from engine.risk import AccountRisk, RiskEngine
-from engine.runtime import actions
+from live import actions
 from engine.errors import ConfigError
-from engine.runtime.config import BotConfig
-from engine.runtime.driver import StrategyDriver, raw_price
-from engine.runtime.feed import ReplayFeed, TickTable
-from engine.runtime.lease import BotLease
-from engine.runtime.books import KILLED
-from engine.runtime.recorder import SessionRecorder
-from engine.session import PaperSession, SessionConfig
+from live.config import BotConfig
+from live.driver import StrategyDriver, raw_price
+from live.feed import ReplayFeed, TickTable
+from live.lease import BotLease
+from live.books import KILLED
+from live.recorder import SessionRecorder
+from live.session import PaperSession, SessionConfig
 from engine.tick_guard import TickGuard
 from engine.store.models import BotRow
 from models.signals import SqlSignals
@@ -167,9 +167,9 @@ class Snapshot:
 class BotRunner:
     def __init__(self, config: BotConfig, table: TickTable, speed: float, database_url: str, state_dir: Path,
                  recorder: SessionRecorder | None = None, lease: BotLease | None = None) -> None:
-        """`lease`: this runtime's lease on the bot (engine.runtime.lease), checked before each
+        """`lease`: this runtime's lease on the bot (live.lease), checked before each
         input and each journal commit, released when the bot's thread ends."""
-        if config.venue != "paper":  # live venues run in engine.runtime.live; never paper-trade one here
+        if config.venue != "paper":  # live venues run in live.venue_runner; never paper-trade one here
             raise ConfigError("venue", f"bot {config.id!r}: venue {config.venue!r} is not a paper venue")
         self.config = config
         self.params = config.strategy_params()
@@ -184,7 +184,7 @@ class BotRunner:
         self.halted = False
         self.kill_only: str | None = None  # set before run(): kill a stopped bot (reason), then stop
         self.feed_ended = False            # the feed ran out (not a stop): the stop reason END_OF_FEED
-        self.stop_reason: str | None = None  # set by the manager when the thread ends (engine.runtime.books)
+        self.stop_reason: str | None = None  # set by the manager when the thread ends (live.books)
         self.stop_message = ""
         self._stop = False
         self._live_ticks = 0
