@@ -33,9 +33,11 @@ backtest-demo: $(STAMP)
 		--param fast=10 --param slow=30 --commission 0.001 \
 		--json out/demo.json --trades out/demo_trades.csv --plot out/demo.png
 
-# the layering contracts (pyproject.toml [tool.importlinter]) first: seconds, and a breach is a design bug
+# the layering contracts (pyproject.toml [tool.importlinter]) and ruff first: seconds, and a breach
+# is a design bug
 test: $(TEST_STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine, bindparam, exists, func, select
+from sqlalchemy import Engine, bindparam, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ApiError, not_found

@@ -91,7 +91,8 @@ class SqlThrottleStore:
         elif engine.dialect.name == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
         else:
-            raise ValueError(f"auth limits need SQLite or PostgreSQL (or TICKBRIDGE_REDIS_URL), not {engine.dialect.name}")
+            raise ValueError("auth limits need SQLite or PostgreSQL (or TICKBRIDGE_REDIS_URL), "
+                             f"not {engine.dialect.name}")
         self._insert = insert
 
     def count(self, key: str, window_ms: int, now_ms: int) -> tuple[int, int]:

@@ -72,7 +72,8 @@ def register(app: typer.Typer) -> None:
     def demo(port: Annotated[int, typer.Option(help="API port")] = 8000,
              host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
              speed: Annotated[float, typer.Option(help="replay speed, x real time (0: as fast as possible)")] = 300.0,
-             seconds: Annotated[float | None, typer.Option("--for", help="stop by itself after this many seconds")] = None,
+             seconds: Annotated[float | None,
+                                typer.Option("--for", help="stop by itself after this many seconds")] = None,
              url: Annotated[str | None, typer.Option("--url", help="database URL (default TICKBRIDGE_DATABASE_URL "
                                                                    "or sqlite:///var/tickbridge.db)")] = None) -> None:
         """The main job: the API with a demo paper bot on bundled real ticks; Ctrl-C stops cleanly."""

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 
 from app.research_cli import load_options
-from engine.errors import ConfigError, DataError, TickbridgeError
+from engine.errors import ConfigError, TickbridgeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="tickbridge: algorithmic trading bots, one code path from backtest to live.")
@@ -87,23 +87,30 @@ def backtest(
     slippage_bps: Annotated[str, typer.Option(help="slippage against the trader in basis points")] = "0",
     symbol: Annotated[str, typer.Option(help="symbol name used in reports")] = "",
     price_increment: Annotated[str | None, typer.Option(help="tick size (default: inferred from the data)")] = None,
-    size_increment: Annotated[str | None, typer.Option(help="lot step (default: 1, or 1e-6 with units=fractional)")] = None,
+    size_increment: Annotated[str | None,
+                              typer.Option(help="lot step (default: 1, or 1e-6 with units=fractional)")] = None,
     bar: Annotated[str | None, typer.Option(help="resample a tick file to bars of this size (1min, 5min, 1h)")] = None,
     path: Annotated[str, typer.Option(help="auto | fast | event")] = "auto",
-    risk: Annotated[Path | None, typer.Option(help="risk limits YAML (config/risk/...): the live risk engine runs in the backtest")] = None,
+    risk: Annotated[Path | None, typer.Option(help="risk limits YAML (config/risk/...): "
+                                                   "the live risk engine runs in the backtest")] = None,
     bot_id: Annotated[str, typer.Option(help="bot id whose limits apply from the risk file")] = "backtest",
     leverage: Annotated[str | None, typer.Option(help="trade on margin: margin = notional / leverage")] = None,
     margin: Annotated[str | None, typer.Option(help="trade on margin: margin = notional x this (0.05 = 5%)")] = None,
-    instruments: Annotated[Path | None, typer.Option(help="instrument specs YAML (contract size, tick, margin, commission per lot, swap) per symbol")] = None,
-    stop_out_level: Annotated[str | None, typer.Option(help="margin level (equity / margin) that closes positions (default 0.5)")] = None,
-    account_currency: Annotated[str | None, typer.Option(help="account currency when not the quote currency (USD for USDJPY)")] = None,
+    instruments: Annotated[Path | None, typer.Option(help="instrument specs YAML (contract size, tick, margin, "
+                                                          "commission per lot, swap) per symbol")] = None,
+    stop_out_level: Annotated[str | None, typer.Option(help="margin level (equity / margin) that closes positions "
+                                                            "(default 0.5)")] = None,
+    account_currency: Annotated[str | None, typer.Option(help="account currency when not the quote currency "
+                                                              "(USD for USDJPY)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write stats, equity and trades as JSON")] = None,
     trades_out: Annotated[Path | None, typer.Option("--trades", help="write the trades as CSV")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="write a plot (.png or .html)")] = None,
     strategies_dir: StrategiesDirOption = None,
-    conventions: Annotated[str, typer.Option(help="statistics table: tickbridge | backtesting.py (its definitions and labels, to compare one to one)")] = "tickbridge",
+    conventions: Annotated[str, typer.Option(help="statistics table: tickbridge | backtesting.py (its definitions "
+                                                  "and labels, to compare one to one)")] = "tickbridge",
     risk_free: Annotated[float, typer.Option(help="annual risk-free rate for Sharpe and Sortino (0.04 = 4 %)")] = 0.0,
-    periods_per_year: Annotated[float | None, typer.Option(help="return periods per year for annualising (default: inferred from the data's calendar)")] = None,
+    periods_per_year: Annotated[float | None, typer.Option(help="return periods per year for annualising "
+                                                                "(default: inferred from the data's calendar)")] = None,
     load: Any = None,
 ) -> None:
     """Backtest a strategy on historical data and print its statistics."""
@@ -200,7 +207,8 @@ app.add_typer(db_app, name="db")
 
 @db_app.command("upgrade")
 def db_upgrade(
-    url: Annotated[str | None, typer.Option(help="database URL (default: TICKBRIDGE_DATABASE_URL or sqlite:///var/tickbridge.db)")] = None,
+    url: Annotated[str | None, typer.Option(help="database URL (default: TICKBRIDGE_DATABASE_URL or "
+                                                 "sqlite:///var/tickbridge.db)")] = None,
 ) -> None:
     """Create or migrate the database schema to the newest version."""
     from engine.store.db import database_url, masked, upgrade
@@ -228,7 +236,8 @@ def train_model(
     commission: Annotated[str, typer.Option(help="signal backtest: commission as a fraction of notional")] = "0",
     name: Annotated[str, typer.Option(help="registry name (default: data file stem + model)")] = "",
     url: Annotated[str | None, typer.Option(help="database URL for the registry")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="OpenMP/BLAS threads for gbm/logreg (default: the CPUs this process may use)")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="OpenMP/BLAS threads for gbm/logreg "
+                                                            "(default: the CPUs this process may use)")] = None,
     load: Any = None,
 ) -> None:
     """Train a model walk-forward, print out-of-sample metrics and the signal's backtest, register it."""
@@ -356,7 +365,8 @@ def retrain(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     once: Annotated[bool, typer.Option(help="run once and exit instead of scheduling")] = False,
     url: UrlOption = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="OpenMP/BLAS threads for gbm/logreg (default: the CPUs this process may use)")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="OpenMP/BLAS threads for gbm/logreg "
+                                                            "(default: the CPUs this process may use)")] = None,
 ) -> None:
     """Retrain on a schedule (APScheduler); promote a version only if it beats the active one."""
     import signal as signals
@@ -406,9 +416,11 @@ from app.research_cli import register as _register_research  # noqa: E402  (swee
 
 _register_research(app)
 
-from app.api_cli import register as _register_api
+from app.api_cli import register as _register_api  # noqa: E402  (serve, demo, users)
+
 _register_api(app)
-from app.bots_cli import register as _register_runtime  # noqa: E402  (run, parity)
+from app.bots_cli import register as _register_runtime  # noqa: E402  (run, parity, bots)
+
 _register_runtime(app)
 
 

@@ -161,7 +161,8 @@ class BotConsole:
             key = (state, reason if state != "RUNNING" else None, error)
             with self._lock:
                 previous = self._seen.get(bot_id)
-                if previous == key or (previous is not None and previous[0] == "STARTING" and key == ("STOPPED", None, None)):
+                if previous == key or (previous is not None and previous[0] == "STARTING"
+                                       and key == ("STOPPED", None, None)):
                     continue  # unchanged, or still starting (not RUNNING yet, nothing wrong either)
                 self._seen[bot_id] = key
             if previous is None or previous[0] != state or previous[1] != key[1]:

@@ -37,9 +37,11 @@ StrategyOption = Annotated[str, typer.Option(help="a strategy with vectorised si
                                                    "path/to/file.py:Class or package.module:Class")]
 StrategiesDirOption = Annotated[Path | None, typer.Option(help="a directory of your strategies (default: "
                                                                "TICKBRIDGE_STRATEGIES_DIR)")]
-GridOption = Annotated[list[str], typer.Option("--grid", help="name=start:stop:step (stop included), name=a,b or name=v; repeatable")]
+GridOption = Annotated[list[str], typer.Option("--grid", help="name=start:stop:step (stop included), "
+                                                              "name=a,b or name=v; repeatable")]
 ParamOption = Annotated[list[str], typer.Option("--param", help="fixed strategy parameter k=v (repeatable)")]
-UrlOption = Annotated[str | None, typer.Option(help="database URL for the run record (default: TICKBRIDGE_DATABASE_URL or sqlite:///var/tickbridge.db)")]
+UrlOption = Annotated[str | None, typer.Option(help="database URL for the run record (default: TICKBRIDGE_DATABASE_URL "
+                                                    "or sqlite:///var/tickbridge.db)")]
 
 # How to read the data file: one definition for every command that loads bars (backtest, sweep,
 # wfo, train), which receives them as one backtest.data.LoadOptions named `load`.
@@ -214,12 +216,15 @@ def sweep(
     data: Annotated[Path, typer.Option(help="OHLCV bars (CSV, parquet, feather) or ticks with --bar")],
     grid: GridOption = [],  # noqa: B006
     param: ParamOption = [],  # noqa: B006
-    objective: Annotated[str, typer.Option(help="stat to maximise (any numeric stat of the report; volatility and fees are minimised)")] = "sharpe",
-    search: Annotated[str, typer.Option(help="grid (every combination) | optuna (TPE over the grid's ranges)")] = "grid",
+    objective: Annotated[str, typer.Option(help="stat to maximise (any numeric stat of the report; "
+                                                "volatility and fees are minimised)")] = "sharpe",
+    search: Annotated[str, typer.Option(help="grid (every combination) | "
+                                             "optuna (TPE over the grid's ranges)")] = "grid",
     trials: Annotated[int, typer.Option(help="optuna trials (with --search optuna)")] = 100,
     seed: Annotated[int, typer.Option(help="optuna sampler seed")] = 0,
     workers: Annotated[int | None, typer.Option(help="local Ray workers (default: every CPU)")] = None,
-    ray_address: Annotated[str | None, typer.Option(help="join a Ray cluster: host:port, ray://host:port or auto")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="join a Ray cluster: host:port, "
+                                                         "ray://host:port or auto")] = None,
     cash: Annotated[str, typer.Option(help="starting cash")] = "10000",
     commission: Annotated[str, typer.Option(help="commission as a fraction of notional")] = "0",
     slippage_bps: Annotated[str, typer.Option(help="slippage against the trader in basis points")] = "0",
@@ -320,7 +325,8 @@ def montecarlo(
     result: Annotated[Path, typer.Argument(help="a backtest JSON written by `tickbridge backtest --json`")],
     paths: Annotated[int, typer.Option(help="simulated equity paths")] = 10_000,
     loss_pct: Annotated[float, typer.Option(help="the loss whose probability is reported, in percent")] = 10.0,
-    method: Annotated[str, typer.Option(help="bootstrap (draw trades with replacement) | shuffle (reorder them)")] = "bootstrap",
+    method: Annotated[str, typer.Option(help="bootstrap (draw trades with replacement) | "
+                                             "shuffle (reorder them)")] = "bootstrap",
     seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same figures")] = 0,
     plot: Annotated[Path | None, typer.Option(help="histograms of final equity and drawdown (.png or .html)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the summary as JSON")] = None,
@@ -365,16 +371,19 @@ def wfo(
     folds: Annotated[int, typer.Option(help="out-of-sample windows")] = 5,
     train_bars: Annotated[int | None, typer.Option(help="in-sample bars (default: 4 x test bars)")] = None,
     test_bars: Annotated[int | None, typer.Option(help="out-of-sample bars (default: the folds fill the file)")] = None,
-    anchored: Annotated[bool, typer.Option(help="in-sample window grows from the first bar instead of rolling")] = False,
+    anchored: Annotated[bool, typer.Option(help="in-sample window grows from the first bar "
+                                                "instead of rolling")] = False,
     workers: Annotated[int | None, typer.Option(help="local Ray workers (default: every CPU)")] = None,
-    ray_address: Annotated[str | None, typer.Option(help="join a Ray cluster: host:port, ray://host:port or auto")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="join a Ray cluster: host:port, "
+                                                         "ray://host:port or auto")] = None,
     cash: Annotated[str, typer.Option(help="starting cash")] = "10000",
     commission: Annotated[str, typer.Option(help="commission as a fraction of notional")] = "0",
     slippage_bps: Annotated[str, typer.Option(help="slippage against the trader in basis points")] = "0",
     bar: Annotated[str | None, typer.Option(help="resample a tick file to bars of this size")] = None,
     out: Annotated[Path, typer.Option(help="directory for the JSON and the plot")] = Path("out/sweeps"),
     json_out: Annotated[Path | None, typer.Option("--json", help="JSON path (default: OUT/<run id>.json)")] = None,
-    plot: Annotated[Path | None, typer.Option(help="stitched out-of-sample equity (.png or .html; default OUT/<run id>.png)")] = None,
+    plot: Annotated[Path | None, typer.Option(help="stitched out-of-sample equity "
+                                                   "(.png or .html; default OUT/<run id>.png)")] = None,
     url: UrlOption = None,
     store: Annotated[bool, typer.Option(help="record the run in the SQL store")] = True,
     strategies_dir: StrategiesDirOption = None,

@@ -57,7 +57,8 @@ def load_instrument_specs(path: Path) -> dict[str, InstrumentSpec]:
         if not isinstance(values, dict):
             raise ConfigError(f"instruments.{symbol}", "must be a mapping of spec fields")
         try:
-            specs[str(symbol)] = InstrumentSpec(**{k: (str(v) if isinstance(v, float) else v) for k, v in values.items()})
+            specs[str(symbol)] = InstrumentSpec(**{k: (str(v) if isinstance(v, float) else v)
+                                                   for k, v in values.items()})
         except ValidationError as exc:
             err = exc.errors()[0]
             raise ConfigError(".".join(["instruments", str(symbol), *(str(p) for p in err["loc"])]),
@@ -83,7 +84,8 @@ class BacktestConfig(BaseModel):
     instrument: InstrumentSpec | None = None
     leverage: Decimal | None = Field(None, gt=0, description="trade on margin: margin = notional / leverage")
     margin: Decimal | None = Field(None, gt=0, le=1, description="trade on margin: margin = notional * this")
-    stop_out_level: Decimal = Field(Decimal("0.5"), ge=0, description="margin level (equity / margin) that closes positions")
+    stop_out_level: Decimal = Field(Decimal("0.5"), ge=0,
+                                    description="margin level (equity / margin) that closes positions")
     account_currency: str | None = Field(None, min_length=1, max_length=16, description="default: the quote currency")
 
 

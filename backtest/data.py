@@ -629,11 +629,13 @@ def _check_prices(frame: pd.DataFrame, columns: list[str], source: str) -> None:
         values = frame[column].to_numpy()
         bad = np.isnan(values)
         if bad.any():
-            raise DataError(f"{source}: {int(bad.sum())} NaN prices in {column!r}, first at {frame.index[int(bad.argmax())]}")
+            raise DataError(f"{source}: {int(bad.sum())} NaN prices in {column!r}, "
+                            f"first at {frame.index[int(bad.argmax())]}")
         nonpositive = values <= 0
         if nonpositive.any():
             row = int(nonpositive.argmax())
-            raise DataError(f"{source}: non-positive price {values[row]} in {column!r} at {frame.index[row]} (row {row})")
+            raise DataError(f"{source}: non-positive price {values[row]} in {column!r} "
+                            f"at {frame.index[row]} (row {row})")
 
 
 def _numeric(frame: pd.DataFrame, source: str) -> pd.DataFrame:

@@ -147,7 +147,8 @@ def _kernel(target, open_raw, close_raw, close_f,
                 q = 0
                 if budget > 0:
                     est = _estimate_qty(budget, px, notional_k, fee_rate)
-                    if (float(est) + 2.0 * float(qty_step)) * float(px) * float(notional_k) * max(1.0, float(fee_num)) > _LIMIT:
+                    if ((float(est) + 2.0 * float(qty_step)) * float(px) * float(notional_k)
+                            * max(1.0, float(fee_num)) > _LIMIT):
                         return OVERFLOW, no, nt
                     q = _max_qty_for_budget(budget, px, notional_k, fee_num, fee_den, fee_step, fixed_fee,
                                             qty_step, est)

@@ -50,7 +50,8 @@ def write_heatmap(path: Path, rows: list[dict[str, Any]], names: list[str], obje
             ax.set_yticks(range(len(table.index)), [str(i) for i in table.index], fontsize=7)
             ax.set_xlabel(names[0])
             ax.set_ylabel(names[1])
-            fig.colorbar(image, ax=ax, label=objective + (" (best over the other parameters)" if len(names) > 2 else ""))
+            fig.colorbar(image, ax=ax,
+                         label=objective + (" (best over the other parameters)" if len(names) > 2 else ""))
         ax.set_title(title)
         fig.tight_layout()
         save_figure(fig, path, title)

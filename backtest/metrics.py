@@ -410,7 +410,8 @@ def backtesting_py_stats(result: BacktestResult, *, opens: np.ndarray | None = N
         held_for = pd.Series(pd.to_datetime(trades["exit_time"]).array - pd.to_datetime(trades["entry_time"]).array)
         win_rate = float(np.mean(pl > 0))
         gains, losses = returns[returns > 0].sum(), abs(returns[returns < 0].sum())
-        avg_win, avg_loss = (pl[pl > 0].mean() if (pl > 0).any() else math.nan), (-pl[pl < 0].mean() if (pl < 0).any() else math.nan)
+        avg_win, avg_loss = ((pl[pl > 0].mean() if (pl > 0).any() else math.nan),
+                             (-pl[pl < 0].mean() if (pl < 0).any() else math.nan))
         std = float(np.std(pl, ddof=1)) if n_trades > 1 else math.nan
         out.update({
             "Win Rate [%]": win_rate * 100.0, "Best Trade [%]": float(returns.max() * 100.0),

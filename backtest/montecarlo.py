@@ -144,7 +144,8 @@ def plot_distribution(path: Path, result: MonteCarloResult, title: str) -> None:
         ax_eq.set_xlabel("final equity")
         ax_eq.legend(fontsize=8)
         ax_dd.hist(result.max_drawdown_pct, bins=60, color="tab:red", alpha=0.7)
-        ax_dd.axvline(-result.loss_pct, color="black", lw=1, label=f"-{result.loss_pct:g}%: P = {result.prob_drawdown:.3f}")
+        ax_dd.axvline(-result.loss_pct, color="black", lw=1,
+                      label=f"-{result.loss_pct:g}%: P = {result.prob_drawdown:.3f}")
         ax_dd.set_xlabel("max drawdown %")
         ax_dd.legend(fontsize=8)
         fig.suptitle(title)

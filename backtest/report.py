@@ -38,7 +38,8 @@ def _text(value: Any) -> str:
     if isinstance(value, (int, np.integer)):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4g}" if abs(value) < 0.01 and value else f"{value:.2f}"
+        return (f"{value:,.2f}" if abs(value) >= 100
+                else f"{value:.4g}" if abs(value) < 0.01 and value else f"{value:.2f}")
     return str(value)
 
 

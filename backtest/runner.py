@@ -259,7 +259,8 @@ def run_margin_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instr
         position[-1] = pos.units_float
     result = _event_result(oms, portfolio, frame, instrument, config, equity, position)
     result.meta["margin"] = {"account_currency": currency, "stop_outs": venue.stop_outs,
-                             "swap": str(s.cash(portfolio.swap_raw).quantize(instrument.currency_increment)), "leverage": str(instrument.leverage or ""),
+                             "swap": str(s.cash(portfolio.swap_raw).quantize(instrument.currency_increment)),
+                             "leverage": str(instrument.leverage or ""),
                              "margin_rate": str(instrument.margin_rate or ""),
                              "margin_per_lot": str(instrument.margin_per_lot or "")}
     if venue.first_unsized is not None:

@@ -106,8 +106,8 @@ def producer(url: str, rate: float, seconds: float, done: threading.Event, sent:
     while time.perf_counter() < end:
         t0 = time.time_ns()
         with engine.begin() as c:
-            c.execute(insert(SignalRow.__table__).values(bot_id="bench-bot", symbol="SPY", ts=t0, direction=1 - 2 * (n % 2),
-                                                          payload={"t0": t0, "n": n}))
+            c.execute(insert(SignalRow.__table__).values(bot_id="bench-bot", symbol="SPY", ts=t0,
+                                                          direction=1 - 2 * (n % 2), payload={"t0": t0, "n": n}))
         sent.append(t0)
         n += 1
         next_at += interval

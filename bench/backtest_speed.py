@@ -82,7 +82,8 @@ def main() -> None:
         elapsed, peak_mb, result = measure(frame, path)
         results[path] = result
         print(f"{path:>5} path: {len(frame) / elapsed:>12,.0f} bars/s  {elapsed:7.3f} s  peak {peak_mb:7.1f} MB  "
-              f"trades {len(result.trades):,}  orders {len(result.orders):,}  final equity {result.equity.iloc[-1]:,.2f}")
+              f"trades {len(result.trades):,}  orders {len(result.orders):,}  "
+              f"final equity {result.equity.iloc[-1]:,.2f}")
     same = np.array_equal(results["fast"].equity.to_numpy(), results["event"].equity.to_numpy())
     print(f"fast and event equity curves identical: {same}")
     loop = bare_loop(frame)

@@ -71,7 +71,8 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS))
     args = parser.parse_args()
     X, y, feature_s = training_set(args.train_bars)
-    print(f"features over {args.train_bars:,} bars (batch): {feature_s:.2f} s; {len(X):,} usable rows, {X.shape[1]} features")
+    print(f"features over {args.train_bars:,} bars (batch): {feature_s:.2f} s; "
+          f"{len(X):,} usable rows, {X.shape[1]} features")
     for kind in args.kinds.split(","):
         started = time.perf_counter()
         model = make_model(kind, seed=0, **KINDS[kind]).fit(X, y)

@@ -133,7 +133,8 @@ def main() -> None:
                 rate = stored_events(url, args.orders // (20 if group == 1 else 1), group)
                 print(f"{name}: {rate:,.0f} order events/s stored, one commit per {group} order(s)")
             p50, p99 = tick_to_submit(url, 5000)
-            print(f"{name}: tick -> adapter.submit with risk + write-ahead commit: p50 {p50:,.0f} us, p99 {p99:,.0f} us")
+            print(f"{name}: tick -> adapter.submit with risk + write-ahead commit: "
+                  f"p50 {p50:,.0f} us, p99 {p99:,.0f} us")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Submit semantics shared by every adapter:
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Sequence
 
 from engine.orders import Fill, Order, OrderState

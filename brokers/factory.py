@@ -91,7 +91,8 @@ def validate_credentials(venue: str, fields: dict[str, Any], prefix: str = "cred
         out[name] = value
     for name in required_fields(venue, out):
         if not out.get(name, "").strip():
-            why = f" by {out['exchange']} (ccxt's requiredCredentials)" if name != "exchange" and venue == "ccxt" else ""
+            why = (f" by {out['exchange']} (ccxt's requiredCredentials)"
+                   if name != "exchange" and venue == "ccxt" else "")
             raise ConfigError(f"{prefix}.{name}", f"required{why}")
     if venue == "ccxt":
         import ccxt

@@ -196,7 +196,8 @@ class Portfolio:
         position = self.positions.get(instrument.symbol)
         if position is None:
             if instrument.scales.cash_dp != self.cash_dp:
-                raise ValueError(f"{instrument.symbol}: cash scale {instrument.scales.cash_dp} != account {self.cash_dp}")
+                raise ValueError(f"{instrument.symbol}: cash scale {instrument.scales.cash_dp} "
+                                 f"!= account {self.cash_dp}")
             if not self.currency:
                 self.currency = instrument.quote_currency
             elif instrument.quote_currency != self.currency and not instrument.on_margin:

@@ -220,7 +220,8 @@ class BotManager:
         bot_id = runner.config.id
         if runner.error is not None:
             reason = books.reason_of(runner.error)
-            return reason, f"stopped by {'a store error' if reason == books.STORE_ERROR else 'an error'}: {runner.error}"
+            return reason, (f"stopped by {'a store error' if reason == books.STORE_ERROR else 'an error'}: "
+                            f"{runner.error}")
         try:
             with self.store().connect() as connection:
                 held = books.holdings(connection, bot_id).describe()

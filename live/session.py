@@ -31,8 +31,9 @@ from engine.store.db import StoreLost, check_connection, make_engine
 from engine.store.journal import SqlJournal
 from engine.tick_guard import TickGuard, TickGuardConfig
 
-DAY_NS = 86_400_000_000_000
 from strategies.base import Strategy
+
+DAY_NS = 86_400_000_000_000
 
 
 @dataclass(slots=True)

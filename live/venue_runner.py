@@ -88,6 +88,7 @@ class LiveBotRunner:
         self._stop = False
         self._ticks = 0
         self.guard = TickGuard(config.tick_guard)  # only ticks it admits reach the strategy, marks and risk
+        self._adapter_on_tick = getattr(adapter, "on_tick", None)
         self.clock = LiveClock()
         engine = make_engine(database_url)
         check_connection(engine)
@@ -197,6 +198,8 @@ class LiveBotRunner:
     def _on_tick(self, tick: Tick) -> None:
         if not self.guard.admit(tick):  # the marks (guard.last_mid, guard.reference()) move only here
             return
+        if self._adapter_on_tick is not None:  # an adapter that sizes equity-fraction orders at the bot's quote
+            self._adapter_on_tick(tick)
         self._ticks += 1
         self._last_tick_ts = tick.ts
         bars = self.driver.bars

@@ -97,7 +97,8 @@ def compute(bars: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
         with np.errstate(divide="ignore", invalid="ignore"):
             # volume that does not vary (FX quotes carry none) says nothing: 0, not missing, so a
             # model trained with this feature can still trade such data
-            out[f"volume_z_{n}"] = pd.Series(np.where(std > 0, (volumes - mean) / std, np.where(np.isnan(std), np.nan, 0.0)),
+            out[f"volume_z_{n}"] = pd.Series(np.where(std > 0, (volumes - mean) / std,
+                                                      np.where(np.isnan(std), np.nan, 0.0)),
                                              index=bars.index)
     frame = pd.DataFrame(out, index=bars.index)
     # pandas-ta gives warm-up values on a long series and None on a short one: define every

@@ -20,7 +20,6 @@ from decimal import Decimal
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from engine.errors import ConfigError, DataError

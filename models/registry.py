@@ -1,7 +1,7 @@
 """The model registry: an artifact on disk plus a row in the store, checked on every load.
 
-A model version is saved under `root/<name>/v<version>.joblib` (`.pt` for torch models); its row records the kind, feature
-spec, parameters, training window, metrics and a sha256 seal. The seal covers the artifact *and*
+A model version is saved under `root/<name>/v<version>.joblib` (`.pt` for torch models); its row records the kind,
+feature spec, parameters, training window, metrics and a sha256 seal. The seal covers the artifact *and*
 what decides how it trades: the kind, the feature spec, the parameters and the training window
 (`record_digest`). A hash of the artifact alone let a feature spec edited in the row (same number
 of features, other indicators) trade silently. Loading recomputes the seal and refuses anything

@@ -114,7 +114,8 @@ class RetrainJob:
         times = oos.as_unit("ns").asi8
         shared = oos[(times > record.train_end) & oos.isin(X.index)]
         if len(shared) == 0:
-            return None, None, 0, f"no out-of-sample bars after its training window (ends {pd.Timestamp(record.train_end, tz='UTC')})"
+            return None, None, 0, ("no out-of-sample bars after its training window "
+                                   f"(ends {pd.Timestamp(record.train_end, tz='UTC')})")
         positions = X.index.get_indexer(shared)
         first, last = int(positions.min()), int(positions.max())
         try:

@@ -123,7 +123,8 @@ class BarData:
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
-        self.time = frame.index.as_unit("ns").asi8 if isinstance(frame.index, pd.DatetimeIndex) else np.asarray(frame.index)
+        self.time = (frame.index.as_unit("ns").asi8 if isinstance(frame.index, pd.DatetimeIndex)
+                     else np.asarray(frame.index))
         self.open = frame["open"].to_numpy(dtype=np.float64)
         self.high = frame["high"].to_numpy(dtype=np.float64)
         self.low = frame["low"].to_numpy(dtype=np.float64)
@@ -354,7 +355,7 @@ class Strategy:
         """Called after each of this strategy's fills is booked."""
 
     # -- indicators -------------------------------------------------------------------------------
-    def I(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:  # noqa: N802 (backtesting.py's name)
+    def I(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:  # noqa: N802, E743 (backtesting.py's name)
         """Compute an indicator over the whole series once; returns a float64 array per output.
 
         The function must be causal (value at bar t uses data up to t only); pandas-ta's are.

@@ -96,7 +96,8 @@ def run_job(ctx: AppContext, job_id: str, request: dict[str, Any]) -> None:
         path = _data_path(ctx.settings.data_dir, request["data"])
         settings = {"symbol": path.name.split(".")[0], **request["settings"]}
         strategy = resolve_strategy(request["strategy"], allow_code_refs=False)
-        result = run_backtest(load_frame(path, request.get("bar")), strategy, request["params"], make_config(**settings))
+        result = run_backtest(load_frame(path, request.get("bar")), strategy, request["params"],
+                              make_config(**settings))
         payload = _finite(to_json_dict(result, compute_stats(result)))
         _set(ctx, job_id, status="done", result=payload, finished_at=datetime.now(timezone.utc))
     except (TickbridgeError, ApiError) as exc:

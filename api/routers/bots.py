@@ -218,7 +218,8 @@ def published(caller: Caller, db: Db) -> list[PublishedOut]:
 
 
 @router.get("/{bot_id}", response_model=BotOut, summary="a bot's latest config, or ?version=N")
-def get_bot(bot_id: str, caller: Trader, db: Db, version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> BotOut:
+def get_bot(bot_id: str, caller: Trader, db: Db,
+            version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> BotOut:
     row = owned_bot(db, caller, bot_id)
     if version is not None:
         old = db.scalar(select(BotConfigRow).where(BotConfigRow.runtime_id == row.runtime_id,

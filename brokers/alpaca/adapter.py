@@ -38,8 +38,8 @@ from typing import Any, Callable, Sequence
 import requests
 
 from brokers.alpaca import mapping as m
-from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, price_refusal, VenueOrder, VenuePosition,
-                          VenueUnreachable)
+from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, price_refusal, VenueOrder,
+                          VenuePosition, VenueUnreachable)
 from engine.instrument import AssetClass, Instrument
 from engine.orders import Fill, Order, OrderSide, OrderState, OrderType
 

@@ -123,7 +123,8 @@ class AlpacaFeed:
                   "end": datetime.fromtimestamp(end / 1e9, tz=timezone.utc)}
         if "/" in symbol:
             from alpaca.data.historical.crypto import CryptoHistoricalDataClient
-            client = CryptoHistoricalDataClient(self.api_key, self.secret_key, raw_data=True, url_override=self.data_url)
+            client = CryptoHistoricalDataClient(self.api_key, self.secret_key, raw_data=True,
+                                                url_override=self.data_url)
             raw = client.get_crypto_bars(CryptoBarsRequest(**window))
         else:
             from alpaca.data.historical.stock import StockHistoricalDataClient

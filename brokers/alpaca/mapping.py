@@ -249,7 +249,8 @@ def instrument(asset: dict[str, Any]) -> Instrument:
         step = FRACTIONAL_INCREMENT if asset.get("fractionable") else Decimal(1)
         price_step, min_qty = EQUITY_PRICE_INCREMENT, step
     quote = asset["symbol"].split("/")[1] if crypto and "/" in asset["symbol"] else "USD"
-    return Instrument(symbol=asset["symbol"], venue="ALPACA", asset_class=AssetClass.CRYPTO if crypto else AssetClass.EQUITY,
+    return Instrument(symbol=asset["symbol"], venue="ALPACA",
+                      asset_class=AssetClass.CRYPTO if crypto else AssetClass.EQUITY,
                       price_increment=price_step.normalize(), size_increment=step.normalize(),
                       min_qty=min_qty.normalize(), quote_currency=quote,
                       currency_increment=Decimal("0.01"))

@@ -287,7 +287,8 @@ def check_order(order: Order, instrument: Instrument | None, cost_min: Decimal |
     if order.tif is TimeInForce.DAY:
         return RejectReason.UNSUPPORTED  # crypto venues trade around the clock: no session to end
     if order.qty is None:
-        return None if order.equity_fraction is not None and order.type is OrderType.MARKET else RejectReason.UNSUPPORTED
+        return (None if order.equity_fraction is not None and order.type is OrderType.MARKET
+                else RejectReason.UNSUPPORTED)
     if order.qty <= 0 or order.qty < instrument.min_qty:
         return RejectReason.QTY_BELOW_MIN
     if not on_grid(order.qty, instrument.size_increment):

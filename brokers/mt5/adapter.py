@@ -60,8 +60,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Sequence
 
-from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, price_refusal, VenueOrder, VenuePosition,
-                          VenueUnreachable)
+from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, price_refusal, VenueOrder,
+                          VenuePosition, VenueUnreachable)
 from brokers.mt5 import mapping as m
 from brokers.mt5.clock import ServerClock
 from engine.instrument import AssetClass, Instrument
@@ -501,7 +501,8 @@ class MT5Adapter:
         within the bound."""
         for attempt in range(self.deal_attempts):
             rows = self.api.history_deals_get(ticket=ticket) or ()
-            deals = [d for d in (m.as_dict(r, _DEAL_FIELDS) for r in rows) if d["type"] in (DEAL_TYPE_BUY, DEAL_TYPE_SELL)]
+            deals = [d for d in (m.as_dict(r, _DEAL_FIELDS) for r in rows)
+                     if d["type"] in (DEAL_TYPE_BUY, DEAL_TYPE_SELL)]
             if sum((Decimal(repr(float(d["volume"]))) for d in deals), Decimal(0)) >= volume:
                 return deals
             if attempt + 1 < self.deal_attempts:
@@ -637,7 +638,8 @@ class MT5Adapter:
         return snapshot
 
     def _has_new_deals(self, rows: list[dict], deals_by_ticket: dict[int, list[dict]]) -> bool:
-        return any(not self._reporter.has_fill(str(d["ticket"])) for r in rows for d in deals_by_ticket.get(r["ticket"], ()))
+        return any(not self._reporter.has_fill(str(d["ticket"]))
+                   for r in rows for d in deals_by_ticket.get(r["ticket"], ()))
 
     def _mine(self, magic: int) -> bool:
         """Ours, or a person's (adopted as external); other EAs' are not this bot's."""

@@ -168,7 +168,8 @@ class PaperAdapter:
             self._sim.cancel(record.order)  # the venue's copy
 
     # -- market data into the venue -------------------------------------------------------------
-    def on_tick(self, bid: Decimal, ask: Decimal, size: Decimal = Decimal(0), ts: int = 0, seq: int | None = None) -> None:
+    def on_tick(self, bid: Decimal, ask: Decimal, size: Decimal = Decimal(0), ts: int = 0,
+                seq: int | None = None) -> None:
         """Match working orders against one quote (Decimal prices on the instrument's grid)."""
         s = self.instrument.scales
         raw_bid, raw_ask = int(bid.scaleb(s.price_dp)), int(ask.scaleb(s.price_dp))

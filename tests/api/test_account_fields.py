@@ -26,7 +26,8 @@ def test_an_account_with_its_venues_fields_is_stored(api, venue):
 
 
 @pytest.mark.parametrize("venue, credentials, field", [
-    ("alpaca", {"api_key": "AKEXAMPLE00001234", "secret": SECRET}, "credentials.secret"),      # ccxt's name, not alpaca's
+    # ccxt's name, not alpaca's
+    ("alpaca", {"api_key": "AKEXAMPLE00001234", "secret": SECRET}, "credentials.secret"),
     ("alpaca", {"api_key": "AKEXAMPLE00001234"}, "credentials.secret_key"),
     ("alpaca", {"api_key": "AKEXAMPLE00001234", "secret_key": SECRET, "paper": "maybe"}, "credentials.paper"),
     ("ccxt", {"api_key": "k" * 12, "secret": SECRET}, "credentials.exchange"),

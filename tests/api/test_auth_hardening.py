@@ -87,7 +87,8 @@ def test_logout_all_ends_every_session_of_the_caller_only(api):
     assert response.status_code == 204            # before: 404, there was no way to do it
     assert _me(api, _bearer(laptop)) == 401 and _me(api, _bearer(phone)) == 401
     for tokens in (laptop, phone):
-        assert api.client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401
+        assert api.client.post("/api/v1/auth/refresh",
+                               json={"refresh_token": tokens["refresh_token"]}).status_code == 401
     assert _me(api, _bearer(bob)) == 200
     assert _me(api, _bearer(_login(api, "ann"))) == 200  # a new login is a new session
 

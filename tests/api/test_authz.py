@@ -82,7 +82,8 @@ def test_a_trader_may_not_create_users_or_subscribe(world):
 def test_a_trader_cannot_see_or_delete_another_traders_account(world):
     api, h = world
     created = api.client.post("/api/v1/accounts", json={"name": "ann-acct", "venue": "alpaca",
-                                                        "credentials": {"api_key": "AKXXXXXXXX1234", "secret_key": "s" * 12}}, headers=h["ann"])
+                                                        "credentials": {"api_key": "AKXXXXXXXX1234",
+                                                                        "secret_key": "s" * 12}}, headers=h["ann"])
     account_id = created.json()["id"]
     assert [a["name"] for a in api.client.get("/api/v1/accounts", headers=h["bea"]).json()] == []
     assert api.client.get(f"/api/v1/accounts/{account_id}", headers=h["bea"]).status_code == 404
@@ -93,7 +94,8 @@ def test_a_trader_cannot_see_or_delete_another_traders_account(world):
 def test_a_trader_cannot_point_a_bot_at_another_traders_account(world):
     api, h = world
     api.client.post("/api/v1/accounts", json={"name": "main", "venue": "alpaca",
-                                              "credentials": {"api_key": "AKXXXXXXXX1234", "secret_key": "s" * 12}}, headers=h["ann"])
+                                              "credentials": {"api_key": "AKXXXXXXXX1234", "secret_key": "s" * 12}},
+                    headers=h["ann"])
     response = api.client.post("/api/v1/bots", json={"id": "sneaky", **SMA, "venue": "alpaca", "account": "main"},
                                headers=h["bea"])
     assert response.status_code == 422 and response.json()["error"]["field"] == "account"

@@ -125,7 +125,8 @@ def test_orders_fills_positions_pnl_and_equity_come_from_the_store(api):
     api.bot(ann, "b1")
     _trading_history(api.ctx.engine, "b1")
     get = lambda path: api.client.get(f"/api/v1/bots/b1/{path}", headers=ann).json()  # noqa: E731
-    assert [(o["client_order_id"], o["state"], o["avg_fill_price"]) for o in get("orders")] == [("b1-1", "FILLED", "401.25")]
+    assert ([(o["client_order_id"], o["state"], o["avg_fill_price"]) for o in get("orders")]
+            == [("b1-1", "FILLED", "401.25")])
     assert [(f["qty"], f["price"], f["fee"]) for f in get("fills")] == [("3", "401.25", "0.12")]
     assert get("positions")[0]["qty"] == "3"
     pnl = get("pnl")

@@ -132,13 +132,15 @@ def test_the_openapi_example_bot_is_created_and_then_starts_and_trades(tmp_path,
         ann = api.user("ann", "trader")
         spec = api.client.get("/api/v1/openapi.json").json()
         body = spec["paths"]["/api/v1/bots"]["post"]["requestBody"]["content"]["application/json"]
-        example = body["schema"]["examples"][0] if "examples" in body["schema"] else next(iter(body["examples"].values()))["value"]
+        example = (body["schema"]["examples"][0] if "examples" in body["schema"]
+                   else next(iter(body["examples"].values()))["value"])
         created = api.client.post("/api/v1/bots", json=example, headers=ann)
         assert created.status_code == 201, created.text
         bot_id = created.json()["id"]
         started = api.client.post(f"/api/v1/bots/{bot_id}/start", headers=ann)
         assert started.status_code == 200, started.text
-        _wait(lambda: api.client.get(f"/api/v1/bots/{bot_id}/fills", headers=ann).json(), "the example bot's first fill")
+        _wait(lambda: api.client.get(f"/api/v1/bots/{bot_id}/fills", headers=ann).json(),
+              "the example bot's first fill")
         assert api.client.get(f"/api/v1/bots/{bot_id}/status", headers=ann).json()["ticks"] > 0
     finally:
         manager.close()  # type: ignore[attr-defined]

@@ -17,7 +17,8 @@ def test_the_api_on_this_store(make_api, database_url):
     assert api.client.put("/api/v1/bots/smoke-bot", json={**SMA, "cash": "2500.50"}, headers=ann).json()["version"] == 2
     assert api.client.get("/api/v1/bots/smoke-bot", headers=ann).json()["config"]["cash"] == "2500.50"
     account = api.client.post("/api/v1/accounts", json={"name": "acct", "venue": "ccxt",
-                                                        "credentials": {"exchange": "binance", "api_key": "k" * 12, "secret": "s" * 12}}, headers=ann)
+                                                        "credentials": {"exchange": "binance", "api_key": "k" * 12,
+                                                                        "secret": "s" * 12}}, headers=ann)
     assert account.status_code == 201
     assert api.client.post("/api/v1/bots/smoke-bot/publish", headers=ann).status_code == 200
     assert api.client.post("/api/v1/subscriptions", json={"bot_id": "smoke-bot"}, headers=sam).status_code == 201

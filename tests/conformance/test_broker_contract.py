@@ -63,7 +63,8 @@ class Bot:
     def order(self, side: OrderSide = OrderSide.BUY, kind: OrderType = OrderType.MARKET, qty: Decimal | None = None,
               limit: Decimal | None = None, stop: Decimal | None = None, symbol: str | None = None) -> Order:
         return Order(self.oms.next_client_order_id(), "conf", symbol or self.harness.symbol, side, kind,
-                     self.harness.qty() if qty is None else qty, self.clock.now_ns(), limit_price=limit, stop_price=stop)
+                     self.harness.qty() if qty is None else qty, self.clock.now_ns(),
+                     limit_price=limit, stop_price=stop)
 
     def submit(self, order: Order) -> Order:
         self.oms.submit(order)

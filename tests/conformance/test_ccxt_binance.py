@@ -44,8 +44,10 @@ def make_oms(fake: BinanceFake, poll_interval_s: float | None = None) -> OrderMa
 
 def order(oms: OrderManager, side: str = "BUY", kind: OrderType = OrderType.MARKET, qty: str | None = "0.01",
           limit: str | None = None, stop: str | None = None, fraction: str | None = None) -> Order:
-    return Order(oms.next_client_order_id(), "t", SYMBOL, OrderSide(side), kind, None if qty is None else Decimal(qty), 0,
-                 limit_price=None if limit is None else Decimal(limit), stop_price=None if stop is None else Decimal(stop),
+    return Order(oms.next_client_order_id(), "t", SYMBOL, OrderSide(side), kind,
+                 None if qty is None else Decimal(qty), 0,
+                 limit_price=None if limit is None else Decimal(limit),
+                 stop_price=None if stop is None else Decimal(stop),
                  equity_fraction=None if fraction is None else Decimal(fraction))
 
 

@@ -535,7 +535,8 @@ class FakeAlpaca:
         asset = self.assets[symbol]
         value = qty * asset.price
         shown = _plain(symbol) if asset.asset_class == "crypto" else symbol
-        return {"asset_id": asset.id, "symbol": shown, "exchange": "CRYPTO" if asset.asset_class == "crypto" else "NASDAQ",
+        return {"asset_id": asset.id, "symbol": shown,
+                "exchange": "CRYPTO" if asset.asset_class == "crypto" else "NASDAQ",
                 "asset_class": asset.asset_class, "asset_marginable": True, "avg_entry_price": _s(avg),
                 "qty": _s(qty), "side": "long" if qty > 0 else "short", "market_value": _s(value),
                 "cost_basis": _s(qty * avg), "unrealized_pl": _s(value - qty * avg), "current_price": _s(asset.price),
@@ -604,7 +605,8 @@ class FakeAlpaca:
                 return 200, self._account_json(), None
             if method == "GET" and path.startswith("/v2/assets/"):
                 asset = self.asset(unquote(path[len("/v2/assets/"):]))
-                return (200, asset.json(), None) if asset else (404, {"code": 40410000, "message": "asset not found"}, None)
+                return ((200, asset.json(), None) if asset
+                        else (404, {"code": 40410000, "message": "asset not found"}, None))
             if method == "GET" and path == "/v2/account/activities/FILL" and self._activity_faults:
                 self._activity_faults -= 1
                 return 503, {"code": 50310000, "message": "service unavailable"}, None

@@ -34,8 +34,8 @@ Venue behaviours it reproduces (binance spot, as documented and as ccxt's fixtur
   `BinanceWsFake.attach(fake)` over the websocket API (`userDataStream.subscribe.signature`,
   events as {"subscriptionId", "event"}), which is what ccxt.pro 4.5.90 uses for spot.
 What it does not reproduce: a real book (a crossing GTC limit rests until `fill`); the legacy
-listenKey stream and its keep-alive; outboundAccountPosition / balanceUpdate events; the 24-hour window limit on myTrades
-startTime/endTime; request weights and the per-minute limits themselves (429 only when injected);
+listenKey stream and its keep-alive; outboundAccountPosition / balanceUpdate events; the 24-hour window limit on
+myTrades startTime/endTime; request weights and the per-minute limits themselves (429 only when injected);
 signature verification; the recvWindow clock check; OCO/OTO lists; self-trade prevention.
 
 Faults (`inject`), each consumed by the first request that matches its method and path:
@@ -373,13 +373,15 @@ class BinanceFake:
         if previous is not None and previous.status in ("NEW", "PARTIALLY_FILLED"):
             raise BinanceError(400, -2010, "Duplicate order sent.")  # unique among open orders only
         kind, side = p.get("type", ""), p.get("side", "")
-        if kind not in ("MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS", "STOP_LOSS_LIMIT") or side not in ("BUY", "SELL"):
+        if (kind not in ("MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS", "STOP_LOSS_LIMIT")
+                or side not in ("BUY", "SELL")):
             raise BinanceError(400, -1116, "Invalid orderType.")
         tif = p.get("timeInForce")
         if kind == "MARKET" and tif is not None:
             raise BinanceError(400, -1106, "Parameter 'timeInForce' sent when not required.")
         if kind in ("LIMIT", "STOP_LOSS_LIMIT") and tif not in ("GTC", "IOC", "FOK"):
-            raise BinanceError(400, -1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
+            raise BinanceError(400, -1102,
+                               "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
         try:
             qty = D(p["quantity"])
         except KeyError:
@@ -389,7 +391,8 @@ class BinanceFake:
         if kind in ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT") and not price:
             raise BinanceError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
         if kind in ("STOP_LOSS", "STOP_LOSS_LIMIT") and not stop:
-            raise BinanceError(400, -1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
+            raise BinanceError(400, -1102,
+                               "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
         if qty < m.min_qty or qty > m.max_qty or (qty - m.min_qty) % m.step_size:
             raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
         for px in (price, stop):
@@ -821,7 +824,8 @@ class BinanceWsFake:
 
     def wait_subscribed(self, stream: str, timeout: float = 10) -> bool:
         with self.subscribed:
-            return self.subscribed.wait_for(lambda: any(stream in s for s in list(self.subscriptions.values())), timeout)
+            return self.subscribed.wait_for(lambda: any(stream in s for s in list(self.subscriptions.values())),
+                                            timeout)
 
     def push(self, market_id: str, bid: Decimal, ask: Decimal, last: Decimal | None = None) -> int:
         """Send a 24hrTicker to the subscribers of `<market id>@ticker`; returns how many got it."""

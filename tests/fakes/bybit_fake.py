@@ -105,7 +105,8 @@ class BybitFake(BinanceFake):
     def throttled(self, kind: str) -> tuple[int, Any, dict[str, str]]:
         """bybit answers an API rate limit with HTTP 200 and retCode 10006 (and its reset time)."""
         reset = str(_ms() + 1000)
-        return 200, _error(10006, "Too many visits!"), {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": reset}
+        return 200, _error(10006, "Too many visits!"), {"X-Bapi-Limit-Status": "0",
+                                                        "X-Bapi-Limit-Reset-Timestamp": reset}
 
     # -- orders -----------------------------------------------------------------------------------
     def _create(self, p: dict[str, str]) -> dict[str, Any]:
@@ -210,7 +211,8 @@ def _ticker(m: Any) -> dict[str, Any]:
 
 def _order(o: FakeOrder) -> dict[str, Any]:
     average = o.quote / o.executed if o.executed else None
-    return {"symbol": o.symbol, "orderType": "Market" if o.type == "MARKET" else "Limit", "orderLinkId": o.client_order_id,
+    return {"symbol": o.symbol, "orderType": "Market" if o.type == "MARKET" else "Limit",
+            "orderLinkId": o.client_order_id,
             "orderId": str(o.order_id), "cancelType": "UNKNOWN", "avgPrice": "" if average is None else fmt(average),
             "stopOrderType": "", "orderStatus": _STATUS[o.status], "cumExecValue": fmt(o.quote), "smpType": "None",
             "triggerDirection": "0", "blockTradeId": "", "rejectReason": "EC_NoError", "isLeverage": "0",
@@ -220,7 +222,8 @@ def _order(o: FakeOrder) -> dict[str, Any]:
             "triggerPrice": "0", "cumExecFee": "0", "leavesQty": fmt(o.qty - o.executed if o.status in
                                                                   ("NEW", "PARTIALLY_FILLED") else D(0)),
             "closeOnTrigger": False, "placeType": "", "cumExecQty": fmt(o.executed), "reduceOnly": False,
-            "qty": fmt(o.qty), "stopLoss": "0", "takeProfit": "0", "marketUnit": "baseCoin" if o.type == "MARKET" else "",
+            "qty": fmt(o.qty), "stopLoss": "0", "takeProfit": "0",
+            "marketUnit": "baseCoin" if o.type == "MARKET" else "",
             "smpOrderId": "", "triggerBy": ""}
 
 

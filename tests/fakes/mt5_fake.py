@@ -670,7 +670,8 @@ class FakeMT5:
     def orders_total(self) -> int:
         return len(self.orders) if self._ready() else 0
 
-    def orders_get(self, symbol: str | None = None, group: str | None = None, ticket: int | None = None) -> tuple | None:
+    def orders_get(self, symbol: str | None = None, group: str | None = None,
+                   ticket: int | None = None) -> tuple | None:
         if not self._ready():
             return None
         return tuple(_order_tuple(o) for o in self.orders.values()
@@ -679,7 +680,8 @@ class FakeMT5:
     def positions_total(self) -> int:
         return len(self.positions) if self._ready() else 0
 
-    def positions_get(self, symbol: str | None = None, group: str | None = None, ticket: int | None = None) -> tuple | None:
+    def positions_get(self, symbol: str | None = None, group: str | None = None,
+                      ticket: int | None = None) -> tuple | None:
         if not self._ready():
             return None
         out = []
@@ -944,7 +946,8 @@ class FakeMT5:
             if level and abs(float(level) - price) < gap:
                 return self._result(request, self.TRADE_RETCODE_INVALID_STOPS)
         order = self._new_order(request, s, volume)
-        order.update(price_open=price, price_stoplimit=float(request["stoplimit"] or 0.0), state=self.ORDER_STATE_PLACED)
+        order.update(price_open=price, price_stoplimit=float(request["stoplimit"] or 0.0),
+                     state=self.ORDER_STATE_PLACED)
         self.orders[order["ticket"]] = order
         return self._result(request, self.TRADE_RETCODE_PLACED, order=order["ticket"], volume=volume, price=price)
 

@@ -276,7 +276,8 @@ def test_fractional_orders_follow_alpacas_time_in_force_rules():
     venue = Venue(fractionable=True)
     try:
         market = venue.order("BUY", "0.5")
-        assert venue.posts()[0]["time_in_force"] == "day" and venue.sink.state[market.client_order_id] is OrderState.FILLED
+        assert (venue.posts()[0]["time_in_force"] == "day"
+                and venue.sink.state[market.client_order_id] is OrderState.FILLED)
         resting = venue.order("BUY", "0.5", OrderType.LIMIT, limit="100")   # GTC would be refused by Alpaca
         assert venue.sink.events[-1] == ("rejected", resting.client_order_id, RejectReason.UNSUPPORTED)
         day = Order("bot1-day", "bot1", "BTC/USD", OrderSide.BUY, OrderType.LIMIT, D("0.01"), 0,
@@ -492,7 +493,8 @@ def test_the_feed_reads_history_as_a_utc_frame():
     t0 = 1_767_225_600 * 10**9
     fake.add_bars("AAPL", [(t0 + 60 * 10**9 * i, 1.0, 2.0, 0.5, 1.5, 100.0) for i in range(5)])
     try:
-        frame = AlpacaFeed(KEY, SECRET, data_url=fake.rest_url).history("AAPL", "1Min", t0 + 60 * 10**9, t0 + 180 * 10**9)
+        frame = AlpacaFeed(KEY, SECRET, data_url=fake.rest_url).history("AAPL", "1Min", t0 + 60 * 10**9,
+                                                                        t0 + 180 * 10**9)
         assert list(frame.columns) == ["open", "high", "low", "close", "volume"]
         assert len(frame) == 3 and str(frame.index.tz) == "UTC" and frame.index.name == "time"
     finally:

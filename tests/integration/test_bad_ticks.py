@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import yaml
 from pydantic import Field
-from sqlalchemy import select
 
 from backtest.data import load_ticks
 from live.config import FeedConfig, parse_bot_config
 from live.manager import BotManager
 from live.parity import run_parity
-from engine.store.db import make_engine, upgrade
+from engine.store.db import upgrade
 from engine.store.models import FillRow, OrderRow
 from strategies import STRATEGIES
 from strategies.base import Strategy, StrategyParams

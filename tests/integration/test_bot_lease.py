@@ -11,14 +11,12 @@ lease (another took over while it stalled) stops trading at once.
 from __future__ import annotations
 
 import json
-import shutil
-import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
 
 from engine.errors import TickbridgeError
 from live.bot import venue_log_path

@@ -25,8 +25,8 @@ from sqlalchemy import select  # noqa: E402
 
 from brokers.alpaca.adapter import AlpacaAdapter  # noqa: E402
 from brokers.alpaca.feed import AlpacaFeed  # noqa: E402
-from engine.runtime.config import FeedConfig, parse_bot_config  # noqa: E402
-from engine.runtime.manager import BotManager  # noqa: E402
+from live.config import FeedConfig, parse_bot_config  # noqa: E402
+from live.manager import BotManager  # noqa: E402
 from engine.store.db import make_engine, upgrade  # noqa: E402
 from engine.store.models import FillRow  # noqa: E402
 from tests.fakes.alpaca_fake import KEY, SECRET, FakeAlpaca  # noqa: E402

@@ -74,7 +74,8 @@ def test_batch_and_incremental_inference_give_identical_signals_orders_and_fills
     event = run_backtest(frame, MlSignal, tuned, make_config(path="event"))
     assert (fast.meta["path"], event.meta["path"]) == ("fast", "event")
     directions = {s["direction"] for s in fast.signals}
-    assert len(directions) >= 2 and directions - {0}, f"a parity test that never changes its mind proves little: {directions}"
+    assert len(directions) >= 2 and directions - {0}, ("a parity test that never changes its mind proves little: "
+                                                       f"{directions}")
     assert len({s["target_weight"] for s in fast.signals if s["direction"]}) > 1, "sizes must follow confidence"
     assert same_signals(fast.signals, event.signals)
     assert len(event.trades) > 0
@@ -93,7 +94,8 @@ def test_changing_bars_after_t_changes_no_signal_at_or_before_t(store, bars):
     t = 350
     perturbed = frame.copy()
     rng = np.random.default_rng(0)
-    perturbed.iloc[t + 1:, :4] = frame.iloc[t + 1:, :4].to_numpy() * rng.uniform(0.97, 1.03, size=(len(frame) - t - 1, 1))
+    perturbed.iloc[t + 1:, :4] = frame.iloc[t + 1:, :4].to_numpy() * rng.uniform(0.97, 1.03,
+                                                                                  size=(len(frame) - t - 1, 1))
     before = run_backtest(frame, MlSignal, params(store, "gbm"), make_config(path="fast")).signals
     after = run_backtest(perturbed, MlSignal, params(store, "gbm"), make_config(path="fast")).signals
     cutoff = int(frame.index[t].value)
@@ -163,5 +165,6 @@ def test_a_backtest_over_the_models_training_bars_is_flagged_in_sample(store, ba
     overlapping = run_backtest(bars.iloc[TEST_START:TEST_START + 400], MlSignal, params(store, "gbm"),
                                make_config(path="fast"))
     assert any("training window" in w and "in-sample" in w for w in overlapping.meta["warnings"])
-    after = run_backtest(bars.iloc[TRAIN_BARS:TRAIN_BARS + 400], MlSignal, params(store, "gbm"), make_config(path="fast"))
+    after = run_backtest(bars.iloc[TRAIN_BARS:TRAIN_BARS + 400], MlSignal, params(store, "gbm"),
+                         make_config(path="fast"))
     assert "warnings" not in after.meta

@@ -71,7 +71,8 @@ def test_a_row_edited_after_registration_is_refused(database_url, tmp_path, trai
     registry = registry_at(database_url, tmp_path)
     record = registry.register("eurusd", trained.model, CONFIG.spec, trained.train_window, trained.metrics)
     registry.load(record.id)  # as registered: loads
-    assert len(compute(bars.iloc[:100], FeatureSpec(rsi=[7])).columns) == len(compute(bars.iloc[:100], CONFIG.spec).columns)
+    assert (len(compute(bars.iloc[:100], FeatureSpec(rsi=[7])).columns)
+            == len(compute(bars.iloc[:100], CONFIG.spec).columns))
     edit_row(registry, record.id, **edit)
     with pytest.raises(ModelIntegrityError, match="changed since it was registered"):
         registry.load(record.id)
@@ -100,7 +101,8 @@ def test_ml_signal_refuses_a_model_that_does_not_fit_its_spec_at_start(tmp_path,
     url = f"sqlite:///{tmp_path / 'store.db'}"
     registry = registry_at(url, tmp_path)
     X = np.random.default_rng(2).normal(size=(200, 5))
-    narrow = registry.register("narrow", make_model("logreg").fit(X, (X[:, 0] > 0) * 2.0 - 1), FeatureSpec(), (0, 1), {})
+    narrow = registry.register("narrow", make_model("logreg").fit(X, (X[:, 0] > 0) * 2.0 - 1), FeatureSpec(),
+                               (0, 1), {})
     strategy = MlSignal(parse_params(MlSignal.Params, {"model_id": narrow.id, "database_url": url}))
     strategy.attach(BarData(bars.iloc[:600]), "EURUSD")
     with pytest.raises(DataError, match="gives 12 features, the model was trained on 5"):

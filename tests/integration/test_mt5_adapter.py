@@ -414,7 +414,8 @@ def test_the_feed_delivers_each_tick_once(venue):
 
 def test_the_feed_reads_bars_as_a_utc_frame(venue):
     t0 = 1_700_000_000
-    venue.fake.set_rates("EURUSD", FakeMT5.TIMEFRAME_M1, [(t0 + 60 * i, 1.1, 1.2, 1.0, 1.15, 10, 2, 0) for i in range(5)])
+    venue.fake.set_rates("EURUSD", FakeMT5.TIMEFRAME_M1,
+                         [(t0 + 60 * i, 1.1, 1.2, 1.0, 1.15, 10, 2, 0) for i in range(5)])
     frame = MT5Feed(venue.fake).history("EURUSD", "M1", (t0 + 60) * 10**9, (t0 + 180) * 10**9)
     assert list(frame.columns) == ["open", "high", "low", "close", "volume"]
     assert len(frame) == 3 and str(frame.index.tz) == "UTC" and frame.index.name == "time"
@@ -690,7 +691,8 @@ def test_sl_and_tp_go_on_the_bots_positions_and_a_stop_out_comes_back_as_a_fill(
     venue.fake.set_tick("EURUSD", 1.09490, 1.09510)  # the server closes our position at its SL
     venue.adapter.poll()
     closing = venue.sink.fills[-1]
-    assert (closing.side, closing.qty, closing.price, closing.fee) == (OrderSide.SELL, D("0.10"), D("1.09490"), D("0.70"))
+    assert ((closing.side, closing.qty, closing.price, closing.fee)
+            == (OrderSide.SELL, D("0.10"), D("1.09490"), D("0.70")))
     assert closing.client_order_id.startswith("MT5-") and venue.adapter.positions() == []
     assert [p["magic"] for p in venue.fake.positions.values()] == [OTHER_EA]
 

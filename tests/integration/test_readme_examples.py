@@ -136,7 +136,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(EXAMPLES)),
-                         ids=[f"{i}-{w[0]}-" + next((w[j + 1] for j, x in enumerate(w) if x in ("--strategy", "--model")),
+                         ids=[f"{i}-{w[0]}-" + next((w[j + 1] for j, x in enumerate(w)
+                                                     if x in ("--strategy", "--model")),
                                                     "") for i, (_, w) in enumerate(EXAMPLES)])
 def test_every_readme_example_trades(workspace, index):
     extra, words = EXAMPLES[index]

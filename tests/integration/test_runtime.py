@@ -8,19 +8,17 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from engine.errors import ConfigError
 from live.bot import venue_log_path
 from live.config import FeedConfig, load_runtime_config, parse_bot_config, parse_runtime_config
 from live.control import BotControl, UnknownBot
 from live.manager import BotManager
-from engine.store.db import database_url as resolve_url, make_engine, upgrade
+from engine.store.db import database_url as resolve_url, upgrade
 from engine.store.models import BotRow, FillRow, OrderRow, SignalRow
 from tests.conftest import ROOT
 from tests.integration.runtime_helpers import register, rsi_bot, sma_bot, tick_dir, write_config, rows, wait_for

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from backtest import research_cli
+from app import research_cli
 from backtest.config import make_config
 from backtest.data import load_bars
 from backtest.metrics import compute_stats

@@ -28,7 +28,8 @@ main()
 
 def backtest(tmp_path: Path, hide: bool, *args: str) -> dict:
     out = tmp_path / f"{'without' if hide else 'with'}.json"
-    done = subprocess.run([sys.executable, "-c", RUN, "hide" if hide else "keep", "backtest", *args, "--json", str(out)],
+    done = subprocess.run([sys.executable, "-c", RUN, "hide" if hide else "keep", "backtest", *args,
+                           "--json", str(out)],
                           capture_output=True, text=True, cwd=ROOT, timeout=600,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
                                "HOME": str(tmp_path)})

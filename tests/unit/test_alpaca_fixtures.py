@@ -39,10 +39,12 @@ def test_every_vendored_file_is_listed_with_its_origin():
 ORDERS = [  # file, (client id, symbol, side, type, qty, filled, state)
     ("orders/test_market_order.json", (CID, "AAPL`", OrderSide.BUY, OrderType.MARKET, D(1), D(0), OrderState.ACCEPTED)),
     ("orders/test_limit_order.json", (CID, "AAPL`", OrderSide.BUY, OrderType.LIMIT, D(1), D(0), OrderState.ACCEPTED)),
-    ("orders/test_get_order_by_id.json", (CID, "AAPL`", OrderSide.BUY, OrderType.MARKET, D(1), D(0), OrderState.ACCEPTED)),
+    ("orders/test_get_order_by_id.json",
+     (CID, "AAPL`", OrderSide.BUY, OrderType.MARKET, D(1), D(0), OrderState.ACCEPTED)),
     ("orders/test_get_order_by_client_id.json",
      (CID, "AAPL`", OrderSide.BUY, OrderType.MARKET, D(1), D(0), OrderState.ACCEPTED)),
-    ("orders/test_replace_order.json", (CID, "AAPL`", OrderSide.BUY, OrderType.MARKET, D(1), D(0), OrderState.ACCEPTED)),
+    ("orders/test_replace_order.json",
+     (CID, "AAPL`", OrderSide.BUY, OrderType.MARKET, D(1), D(0), OrderState.ACCEPTED)),
     ("orders/test_order_position_intent.json",
      (CID, "SPY`", OrderSide.BUY, OrderType.MARKET, D(1), D(0), OrderState.ACCEPTED)),
     ("orders/test_order_position_intent_2.json",
@@ -90,7 +92,8 @@ def test_closing_a_crypto_position_named_btcusd_makes_an_order_for_btc_slash_usd
 def test_refusals_in_the_fixtures_map_to_reasons():
     refused = [row for row in load("positions/test_close_all_positions.json") if row["status"] != 200]
     assert {row["symbol"]: m.classify_error(row["status"], row["body"]["message"]) for row in refused} == {
-        "SQQQ": (m.FINAL, RejectReason.INSUFFICIENT_FUNDS), "NYC": (m.FINAL, RejectReason.TRADE_DISABLED)}   # "account is not allowed to short"
+        "SQQQ": (m.FINAL, RejectReason.INSUFFICIENT_FUNDS),
+        "NYC": (m.FINAL, RejectReason.TRADE_DISABLED)}   # "account is not allowed to short"
     missing = [row for row in load("orders/test_cancel_orders.json") if row["status"] == 404]
     assert m.error_message(json.dumps(missing[0]["body"])) == "order not found"
 
@@ -132,7 +135,8 @@ def test_a_filled_notional_order_has_the_quantity_that_filled():
 
 # -- positions, account, activities, assets ---------------------------------------------------------
 def test_positions_map_to_signed_quantities():
-    rows = load("positions/test_get_all_positions.json") + load("broker_trading/test_get_all_positions_for_account.json")
+    rows = (load("positions/test_get_all_positions.json")
+            + load("broker_trading/test_get_all_positions_for_account.json"))
     rows += next(iter(load("broker_trading/test_get_all_accounts_positions.json")["positions"].values()))
     for row in rows:
         Position(**row)
@@ -159,7 +163,8 @@ def test_fill_activities_become_fills_with_one_id_per_execution():
         fills.append(m.activity_fill(row, assets[row["symbol"]], "bot-1"))
     assert [(f.symbol, f.side, f.qty, f.price) for f in fills] == [
         ("AMZN", OrderSide.BUY, D("1.792161878"), D("2907.15")), ("AMZN", OrderSide.BUY, D(1), D("2907.15")),
-        ("GOOGL", OrderSide.SELL, D("0.058773239"), D("2644.84")), ("TSLA", OrderSide.SELL, D("1.998065556"), D("837.45")),
+        ("GOOGL", OrderSide.SELL, D("0.058773239"), D("2644.84")),
+        ("TSLA", OrderSide.SELL, D("1.998065556"), D("837.45")),
         ("TSLA", OrderSide.SELL, D(4), D("837.45"))]
     assert fills[1].execution_id == "cddf433b-1a41-497d-ae31-50b1fee56fff@2.792161878"
     assert len({f.execution_id for f in fills}) == 5

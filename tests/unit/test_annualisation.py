@@ -111,7 +111,8 @@ def test_risk_free_rate_enters_sharpe_and_sortino_per_period():
     excess = daily - rf_day
     stats = compute_stats(result_on(index, equity), risk_free=0.04)
     assert stats["sharpe"] == pytest.approx(excess.mean() / daily.std(ddof=1) * math.sqrt(252))
-    assert stats["sortino"] == pytest.approx(excess.mean() * math.sqrt(252) / math.sqrt(np.mean(np.minimum(excess, 0) ** 2)))
+    assert stats["sortino"] == pytest.approx(excess.mean() * math.sqrt(252)
+                                             / math.sqrt(np.mean(np.minimum(excess, 0) ** 2)))
     assert stats["volatility_ann_pct"] == pytest.approx(daily.std(ddof=1) * math.sqrt(252) * 100)  # unchanged
     with pytest.raises(ConfigError) as err:
         compute_stats(result_on(index, equity), risk_free=4.0)  # 400 %: surely meant 0.04

@@ -107,7 +107,8 @@ def test_backtesting_py_risk_free_rate_by_hand(goog_run):
     assert with_rf["Sharpe Ratio"] == pytest.approx((base["Return (Ann.) [%]"] - 4.0) / base["Volatility (Ann.) [%]"])
     ann = base["Return (Ann.) [%]"] / 100
     assert with_rf["Sortino Ratio"] == pytest.approx(base["Sortino Ratio"] * (ann - 0.04) / ann)
-    assert with_rf["Alpha [%]"] == pytest.approx(base["Return [%]"] - 4.0 - base["Beta"] * (base["Buy & Hold Return [%]"] - 4.0))
+    assert with_rf["Alpha [%]"] == pytest.approx(base["Return [%]"] - 4.0
+                                                 - base["Beta"] * (base["Buy & Hold Return [%]"] - 4.0))
 
 
 def test_backtesting_py_definitions_on_a_small_series_by_hand():
@@ -166,5 +167,6 @@ def test_buy_and_hold_buys_at_the_second_open_and_holds_to_the_end(tmp_path):
                            str(GOOG), "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text())["stats"]["trades"] == 1
-    listed = subprocess.run([sys.executable, "-m", "app.cli", "strategies"], capture_output=True, text=True, timeout=300)
+    listed = subprocess.run([sys.executable, "-m", "app.cli", "strategies"], capture_output=True, text=True,
+                            timeout=300)
     assert "buy_and_hold" in listed.stdout

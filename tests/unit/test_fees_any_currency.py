@@ -138,7 +138,8 @@ def test_the_oms_journals_the_fee_as_charged_and_a_restart_replays_it_without_th
     rates = ConversionRates()
     rates.update("BNB", "USDT", Decimal("300.00"), T0)
     p = Portfolio.for_instrument(Decimal("10000"), BTC, rates=rates)
-    oms = OrderManager("bot", SimulatedClock(), _NoVenue(), p, {BTC.symbol: BTC}, journal=SqlJournal(engine, "bot", "B"))
+    oms = OrderManager("bot", SimulatedClock(), _NoVenue(), p, {BTC.symbol: BTC},
+                       journal=SqlJournal(engine, "bot", "B"))
     buy = Order("bot-00000001", "bot", BTC.symbol, OrderSide.BUY, OrderType.MARKET, Decimal("0.01"), 0)
     sell = Order("bot-00000002", "bot", BTC.symbol, OrderSide.SELL, OrderType.MARKET, Decimal("0.00999"), 0)
     oms.submit(buy)

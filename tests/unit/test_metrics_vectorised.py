@@ -289,7 +289,8 @@ def test_sweep_trades_columns_equal_the_full_trades_frame_and_evaluations_equal_
                                 compute_stats(run_backtest(frame.iloc[5_000:25_000], SMA, params, config)).items()}
     # stats_trades is trades_frame's formulas on the kernel's raw trades
     instrument = build_instrument(frame, config, "fractional")
-    raw = {"direction": np.array([1, -1, 1]), "qty": np.array([150, 20, 0]), "entry_price": np.array([4_000, 4_100, 4_050]),
+    raw = {"direction": np.array([1, -1, 1]), "qty": np.array([150, 20, 0]),
+           "entry_price": np.array([4_000, 4_100, 4_050]),
            "exit_price": np.array([4_100, 4_000, 4_060]), "entry_bar": np.array([1, 5, 9]),
            "exit_bar": np.array([4, 8, 12]), "fees": np.array([3, 2, 0]), "pnl": np.array([1_497, 198, 0])}
     full, light = trades_frame(raw, frame.index, instrument.scales), stats_trades(raw, frame.index, instrument.scales)

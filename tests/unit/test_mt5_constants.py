@@ -48,4 +48,5 @@ def test_the_adapters_own_numbers_are_the_modules():
     assert real_retcodes - mapping.SUCCESS_RETCODES <= set(mapping.RETCODE_REASONS)
     from brokers.mt5 import adapter
     assert (adapter.ACTION_DEAL, adapter.ACTION_PENDING, adapter.ACTION_SLTP, adapter.ACTION_REMOVE) == \
-        (REAL["TRADE_ACTION_DEAL"], REAL["TRADE_ACTION_PENDING"], REAL["TRADE_ACTION_SLTP"], REAL["TRADE_ACTION_REMOVE"])
+        (REAL["TRADE_ACTION_DEAL"], REAL["TRADE_ACTION_PENDING"], REAL["TRADE_ACTION_SLTP"],
+         REAL["TRADE_ACTION_REMOVE"])

@@ -26,7 +26,8 @@ def test_a_comment_cut_inside_the_sequence_names_nothing():
 
 
 def test_long_bot_ids_still_fit_the_31_character_comment():
-    comment = m.comment_for("a-very-long-bot-name-for-the-eurusd-book-00000001", "a-very-long-bot-name-for-the-eurusd-book")
+    comment = m.comment_for("a-very-long-bot-name-for-the-eurusd-book-00000001",
+                            "a-very-long-bot-name-for-the-eurusd-book")
     assert len(comment) <= m.COMMENT_MAX and comment.startswith("1@")
 
 

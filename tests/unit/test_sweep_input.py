@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest import ray_pool, research_cli
+from app import research_cli
+from backtest import ray_pool
 from backtest.config import make_config
 from backtest.data import load_bars
 from backtest.evaluate import PeriodLayout, cached_strategy, score, validate_objective

@@ -149,7 +149,8 @@ def upgrade() -> None:
     sa.Column('liquidity', sa.String(length=8), nullable=False),
     sa.Column('ts', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['bot_id'], ['bots.id'], name=op.f('fk_fills_bot_id_bots')),
-    sa.ForeignKeyConstraint(['client_order_id'], ['orders.client_order_id'], name=op.f('fk_fills_client_order_id_orders')),
+    sa.ForeignKeyConstraint(['client_order_id'], ['orders.client_order_id'],
+                            name=op.f('fk_fills_client_order_id_orders')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_fills')),
     sa.UniqueConstraint('venue', 'execution_id', name='uq_fills_venue_execution_id')
     )
@@ -163,7 +164,8 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=20), nullable=False),
     sa.Column('ts', sa.BigInteger(), nullable=False),
     sa.Column('reason', sa.String(length=128), nullable=True),
-    sa.ForeignKeyConstraint(['client_order_id'], ['orders.client_order_id'], name=op.f('fk_order_events_client_order_id_orders')),
+    sa.ForeignKeyConstraint(['client_order_id'], ['orders.client_order_id'],
+                            name=op.f('fk_order_events_client_order_id_orders')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_order_events'))
     )
     with op.batch_alter_table('order_events', schema=None) as batch_op:
