@@ -56,6 +56,27 @@ SIZE_DP = 6  # decimals of a per-entry equity fraction (`go(direction, fraction)
 
 
 
+# pandas-ta's averages that fail on length 1 (sma, trima: "Length of values (0) does not match")
+# although an average of one bar is that bar: close-vs-average is a legitimate rule (fast=1).
+_AVERAGE_OF_ONE = {"sma", "trima"}
+
+
+def length_one_safe(func: Callable[..., Any], kwargs: dict[str, Any]) -> Callable[..., Any]:
+    """`func`, or for a pandas-ta average asked for length 1, the identity it is (as float64).
+    Strategy.I and the live recorder both go through this, so batch and live agree."""
+    if (kwargs.get("length") == 1 and getattr(func, "__name__", "") in _AVERAGE_OF_ONE
+            and getattr(func, "__module__", "").startswith("pandas_ta")):
+        return _average_of_one
+    return func
+
+
+def _average_of_one(close: Any, length: Any = None, talib: Any = None, offset: Any = None, **kwargs: Any) -> Any:
+    """The average of one bar: the bar's value itself (index kept for a Series)."""
+    if isinstance(close, pd.Series):
+        return close.astype("float64")
+    return np.asarray(close, dtype=np.float64).copy()
+
+
 def same_everywhere(func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     """pandas-ta hands sma, ema, rsi, macd... to TA-Lib whenever TA-Lib is importable, and TA-Lib's
     arithmetic differs (RSI by up to 2.5 points during warm-up, SMAs in the last bits, which moves
@@ -361,6 +382,7 @@ class Strategy:
         The function must be causal (value at bar t uses data up to t only); pandas-ta's are.
         """
         kwargs = same_everywhere(func, kwargs)
+        func = length_one_safe(func, kwargs)
         out = func(*args, **kwargs)
         if out is None:
             arrays = [a for a in (*args, *kwargs.values()) if isinstance(a, np.ndarray)]

@@ -370,7 +370,7 @@ def _checked(value: Any, where: str) -> type[Strategy]:
 
 # -- whose code is it ------------------------------------------------------------------------------------
 _OURS = tuple(str(Path(__file__).resolve().parents[1] / package) + os.sep
-              for package in ("engine", "backtest", "strategies", "brokers", "api", "models"))
+              for package in ("engine", "backtest", "strategies", "brokers", "api", "models", "live", "app"))
 _LIBRARIES = tuple({str(Path(p).resolve()) + os.sep for p in (sysconfig.get_paths()["stdlib"],
                                                              sysconfig.get_paths()["purelib"],
                                                              sysconfig.get_paths()["platlib"])})
