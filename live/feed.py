@@ -45,7 +45,7 @@ TICK_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".feather", ".txt", ".zip")
 SOURCE_SUFFIXES = (".csv.gz", ".csv.bz2", ".csv.xz", ".csv", ".tsv", ".txt", ".parquet", ".feather", ".json",
                    ".zip")
 DATA_DIRS_VAR = "TICKBRIDGE_DATA_DIRS"
-BUNDLED_DATA = Path(__file__).resolve().parents[2] / "data"
+BUNDLED_DATA = Path(__file__).resolve().parents[1] / "data"
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 NOT_A_NAME = ("must be the name of one of the server's data sources (the API lists them at /api/v1/data-sources), "
               "not a path")
