@@ -47,10 +47,22 @@ def test_start_status_kill_and_stop_drive_the_real_runtime(live_api):
     deadline = time.monotonic() + 20
     while not api.client.get("/api/v1/bots/eurusd-live/orders", headers=ann).json() and time.monotonic() < deadline:
         time.sleep(0.2)  # the replay runs at 600x: the first crossover comes within seconds
+    assert api.client.get("/api/v1/bots/eurusd-live/orders", headers=ann).json(), "the bot never traded"
     killed = api.client.post("/api/v1/bots/eurusd-live/kill", json={"reason": "test"}, headers=ann)
-    assert killed.status_code in (200, 409), killed.text  # 409: the replay may have ended already
-    state = api.client.get("/api/v1/bots/eurusd-live/status", headers=ann).json()["state"]
-    assert state in ("HALTED", "STOPPED")
+    assert killed.status_code == 200, killed.text  # running or already at the end of its feed: a kill holds
+    deadline = time.monotonic() + 60
+
+    def status() -> dict:
+        return api.client.get("/api/v1/bots/eurusd-live/status", headers=ann).json()
+
+    while not (status()["halted"] and not any(p["qty"] not in ("0", 0) and float(p["qty"]) != 0
+                                              for p in status()["holdings"]["positions"])):
+        assert time.monotonic() < deadline, f"the kill did not flatten and halt the bot: {status()}"
+        time.sleep(0.2)
+    # the kill happened: flat, halted, no order left working, and a start is refused until resume
+    assert not status()["holdings"]["open_orders"]
+    refused = api.client.post("/api/v1/bots/eurusd-live/start", headers=ann)
+    assert refused.status_code == 409 and "resume" in refused.text
     assert api.client.post("/api/v1/bots/eurusd-live/stop", headers=ann).status_code in (200, 409)
     assert "eurusd-live" not in api.client.app.state.ctx.bot_control.running()
 
