@@ -119,7 +119,7 @@ def test_a_bot_started_late_decides_its_first_live_bar_on_the_venues_history(min
     # the values it decided on are a backtest's over the same bars, to the last bit
     same_bars = minute_bars["close"].iloc[c - SLOW - 1:c + 1]
     for live, length in ((strategy.fast_ma, FAST), (strategy.slow_ma, SLOW)):
-        batch = ta.sma(same_bars, length=length).to_numpy()
+        batch = ta.sma(same_bars, length=length, talib=False).to_numpy()  # as Strategy.I calls it
         assert np.array_equal(np.asarray(live), batch, equal_nan=True)
 
     # without the warm-up the same live bar finds no slow SMA and does nothing
@@ -138,7 +138,8 @@ def test_a_warm_up_does_not_change_what_the_bot_last_decided(minute_bars):
     now = int(minute_bars.index[c + 199].value) + 1
     assert driver.warm_up(MT5Feed(fake, server_utc_offset_s=0), "mt5", now) == 200
     history = minute_bars["close"].iloc[c:c + 200]
-    fast, slow = ta.sma(history, length=FAST).to_numpy(), ta.sma(history, length=SLOW).to_numpy()
+    fast = ta.sma(history, length=FAST, talib=False).to_numpy()  # as Strategy.I calls it
+    slow = ta.sma(history, length=SLOW, talib=False).to_numpy()
     assert cross_above_mask(fast, slow).any()  # the history did cross
     assert strategy.target is None and driver.last_direction is None and not sink.signals and not driver.oms.orders
 
