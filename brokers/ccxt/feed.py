@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import ccxt
 import pandas as pd
 
+from brokers.ccxt.loop import stop_pro_loop
 from engine.market import Tick
 
 NS_PER_MS = 1_000_000
@@ -128,17 +129,7 @@ class CcxtFeed:
         loop = self._loop
         if loop is None:
             return
-        for task in self._tasks:
-            task.cancel()
-        if self.pro is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(self.pro.close(), loop).result(timeout=10)
-            except Exception:  # noqa: BLE001 - closing: nothing left to save
-                pass
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        loop.close()
+        stop_pro_loop(loop, self._tasks, self.pro, self._thread)
         self._loop = None
 
 

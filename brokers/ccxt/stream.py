@@ -20,6 +20,8 @@ import random
 import threading
 from typing import Any, Awaitable, Callable
 
+from brokers.ccxt.loop import stop_pro_loop
+
 
 class UserStream:
     """Runs `watch_orders` / `watch_my_trades` of a ccxt.pro exchange until `close()`."""
@@ -115,16 +117,7 @@ class UserStream:
         loop = self._loop
         if loop is None:
             return
-        for task in self._tasks:
-            task.cancel()
-        try:
-            asyncio.run_coroutine_threadsafe(self.pro.close(), loop).result(timeout=10)
-        except Exception:  # noqa: BLE001 - closing: nothing left to save
-            pass
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        loop.close()
+        stop_pro_loop(loop, self._tasks, self.pro, self._thread)
         self._loop = None
         self.live = False
         self._inbox.put(None)
