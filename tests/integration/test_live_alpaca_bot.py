@@ -14,7 +14,6 @@ what the fills say, flat and without open orders after the kill.
 from __future__ import annotations
 
 import math
-import time
 from decimal import Decimal
 
 import pytest
@@ -30,6 +29,7 @@ from live.manager import BotManager  # noqa: E402
 from engine.store.db import make_engine, upgrade  # noqa: E402
 from engine.store.models import FillRow  # noqa: E402
 from tests.fakes.alpaca_fake import KEY, SECRET, FakeAlpaca  # noqa: E402
+from tests.integration.runtime_helpers import wait_for
 
 SYMBOL = "BTC/USD"
 BOT = {"id": "alpaca-sma", "strategy": "sma_cross", "symbol": SYMBOL, "venue": "alpaca", "account": "crypto",
@@ -70,19 +70,12 @@ class Market:
         assert self.fake.publish_quote(SYMBOL, mid - 1, mid + 1) == 1
 
 
-def wait_until(condition, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"the bot did not get there: {what}"
-        time.sleep(0.05)
-
-
 def run_quotes(bots: BotManager, market: Market, count: int) -> None:
-    wait_until(lambda: market.fake.subscribed("quotes", SYMBOL), "the quote subscription")
+    wait_for(lambda: market.fake.subscribed("quotes", SYMBOL), "the quote subscription")
     for _ in range(count):
         seen = bots.status(BOT["id"])["ticks"]
         market.quote()
-        wait_until(lambda: bots.status(BOT["id"])["ticks"] > seen, "the next tick")
+        wait_for(lambda: bots.status(BOT["id"])["ticks"] > seen, "the next tick")
 
 
 def stored_fills(url: str) -> list:
@@ -109,14 +102,14 @@ def test_a_bot_on_alpaca_keeps_books_equal_to_the_venues_view_of_it(tmp_path):
         with manager(url, tmp_path, fake) as bots:
             bots.start(parse_bot_config(BOT))
             run_quotes(bots, market, 14)
-            wait_until(lambda: len(stored_fills(url)) >= 1, "a first fill")
+            wait_for(lambda: len(stored_fills(url)) >= 1, "a first fill")
             generation = fake.stream_connections
             fake.drop_streams(refuse=True)             # trade_updates goes away; orders still go by REST
             run_quotes(bots, market, 8)
             fake.restore_streams()
-            wait_until(lambda: fake.stream_connections > generation, "the trade_updates stream back")
+            wait_for(lambda: fake.stream_connections > generation, "the trade_updates stream back")
             run_quotes(bots, market, 8)
-            wait_until(lambda: len(stored_fills(url)) >= 3, "three fills")
+            wait_for(lambda: len(stored_fills(url)) >= 3, "three fills")
             for _ in range(12):                         # stop while holding coin, so the restart has
                 if bots.status(BOT["id"])["position"] > 0:   # a position to reconcile
                     break
@@ -131,8 +124,8 @@ def test_a_bot_on_alpaca_keeps_books_equal_to_the_venues_view_of_it(tmp_path):
             assert fake.posted_orders == posted
             run_quotes(bots, market, 10)
             bots.kill(BOT["id"], "end of test")
-            wait_until(lambda: bots.status(BOT["id"])["position"] == 0, "flat after the kill")
-            wait_until(lambda: len(stored_fills(url)) == len(venue_fills(fake)), "every fill booked")
+            wait_for(lambda: bots.status(BOT["id"])["position"] == 0, "flat after the kill")
+            wait_for(lambda: len(stored_fills(url)) == len(venue_fills(fake)), "every fill booked")
             bots.stop(BOT["id"])
     finally:
         fake.close()

@@ -25,6 +25,7 @@ from live.manager import BotManager
 from engine.store.db import make_engine, upgrade
 from engine.store.models import FillRow
 from tests.fakes.mt5_fake import FakeMT5
+from tests.integration.runtime_helpers import wait_for
 
 CREDENTIALS = EnvCredentials({"TICKBRIDGE_ACCOUNT_FX_LOGIN": "5001", "TICKBRIDGE_ACCOUNT_FX_PASSWORD": "secret",
                               "TICKBRIDGE_ACCOUNT_FX_SERVER": "FakeBroker-Demo"})
@@ -61,18 +62,11 @@ class Market:
         self.fake.set_tick("EURUSD", mid, round(mid + 0.00002, 5), time_msc=self.start_msc + self.step * STEP_MS)
 
 
-def wait_until(condition, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"the bot did not get there: {what}"
-        time.sleep(0.05)
-
-
 def run_quotes(bots: BotManager, market: Market, count: int) -> None:
     for _ in range(count):
         seen = bots.status(BOT["id"])["ticks"]
         market.quote()
-        wait_until(lambda: bots.status(BOT["id"])["ticks"] > seen, "the next tick")
+        wait_for(lambda: bots.status(BOT["id"])["ticks"] > seen, "the next tick")
 
 
 def stored_fills(url: str) -> list[FillRow]:
@@ -106,7 +100,7 @@ def test_a_bot_on_a_real_shaped_terminal_keeps_books_equal_to_the_terminals_view
         time.sleep(0.5)                                                 # ... while the bot polls in vain
         fake.restore()
         run_quotes(bots, market, 14)
-        wait_until(lambda: len(stored_fills(url)) >= 3, "three fills")
+        wait_for(lambda: len(stored_fills(url)) >= 3, "three fills")
         bots.stop(BOT["id"])
 
     with manager(url, tmp_path, fake) as bots:  # a restart: reconciled with the terminal, nothing resent
@@ -116,8 +110,8 @@ def test_a_bot_on_a_real_shaped_terminal_keeps_books_equal_to_the_terminals_view
         assert bots.status(BOT["id"])["position"] == ours
         run_quotes(bots, market, 10)
         bots.kill(BOT["id"], "end of test")
-        wait_until(lambda: bots.status(BOT["id"])["position"] == 0, "flat after the kill")
-        wait_until(lambda: len(stored_fills(url)) == len(terminal_deals(fake, magic)), "every deal booked")
+        wait_for(lambda: bots.status(BOT["id"])["position"] == 0, "flat after the kill")
+        wait_for(lambda: len(stored_fills(url)) == len(terminal_deals(fake, magic)), "every deal booked")
         bots.stop(BOT["id"])
 
     deals, fills = terminal_deals(fake, magic), stored_fills(url)
