@@ -1,4 +1,5 @@
-"""API settings, read from the environment once at start.
+"""API settings, built once at start from the one settings object (engine.settings, where every
+TICKBRIDGE_* variable is declared, typed and checked; this list is the API's share of it).
 
 TICKBRIDGE_DATABASE_URL   the store (engine.store.db rules: SQLite under var/ by default)
 TICKBRIDGE_JWT_SECRET     HS256 key of the access tokens, at least 32 bytes: `serve` refuses to start
@@ -37,12 +38,12 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import ip_network
 from pathlib import Path
 
 from cryptography.fernet import Fernet
 
 from engine.errors import ConfigError
+from engine.settings import MIN_JWT_SECRET_BYTES, ApiSettings, TickbridgeSettings, load_group, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,36 +82,37 @@ class Settings:
         return self.db_pool if self.db_pool is not None else self.api_threads + 4
 
     @classmethod
-    def from_env(cls, jwt_secret: str | None = None) -> "Settings":
-        """The settings of a server. Refuses (ConfigError naming the variable, never its value)
-        a missing or short TICKBRIDGE_JWT_SECRET: a random one would log everyone out at each
+    def from_env(cls, jwt_secret: str | None = None, settings: TickbridgeSettings | None = None) -> "Settings":
+        """The settings of a server, from the one settings object (engine.settings; default: loaded
+        from the environment now). Refuses (ConfigError naming the variable, never its value) a bad
+        value and a missing TICKBRIDGE_JWT_SECRET: a random one would log everyone out at each
         restart and differ between workers. `jwt_secret` is the fallback the demo keeps under var/."""
-        env = os.environ
-        values: dict[str, object] = {"database_url": env.get("TICKBRIDGE_DATABASE_URL")}
-        values["jwt_secret"] = require_jwt_secret(env.get("TICKBRIDGE_JWT_SECRET") or jwt_secret)
-        values["redis_url"] = env.get("TICKBRIDGE_REDIS_URL") or None
-        values["trusted_proxies"] = parse_trusted_proxies(env.get("TICKBRIDGE_TRUSTED_PROXIES", ""))
-        values["data_dirs"] = _data_dirs_from_env(env)
-        for name, key, kind in (("accounts_key", "TICKBRIDGE_ACCOUNTS_KEY", str),
-                                ("access_ttl_s", "TICKBRIDGE_ACCESS_TTL_S", int),
-                                ("refresh_ttl_s", "TICKBRIDGE_REFRESH_TTL_S", int),
-                                ("free_delay_s", "TICKBRIDGE_FREE_DELAY_S", float),
-                                ("auth_rate_per_minute", "TICKBRIDGE_AUTH_RATE", int),
-                                ("backtest_quota", "TICKBRIDGE_BACKTEST_QUOTA", int)):
-            if env.get(key):
-                values[name] = kind(env[key])
-        values.update(load_limits(env))
+        loaded = settings if settings is not None else load_settings()
+        api = loaded.api
+        secret = api.jwt_secret.get_secret_value() if api.jwt_secret is not None else jwt_secret
+        values: dict[str, object] = {"database_url": loaded.store.database_url,
+                                     "jwt_secret": require_jwt_secret(secret), "redis_url": api.redis_url,
+                                     "trusted_proxies": api.trusted_proxies,
+                                     "data_dirs": _data_dirs_from_env(settings=loaded)}
+        if api.accounts_key is not None:
+            values["accounts_key"] = api.accounts_key.get_secret_value()
+        for name, key in (("access_ttl_s", "access_ttl_s"), ("refresh_ttl_s", "refresh_ttl_s"),
+                          ("free_delay_s", "free_delay_s"), ("auth_rate_per_minute", "auth_rate"),
+                          ("backtest_quota", "backtest_quota")):
+            if getattr(api, key) is not None:
+                values[name] = getattr(api, key)
+        values.update(_limits(api))
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _data_dirs_from_env(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+def _data_dirs_from_env(env: Mapping[str, str] | None = None,
+                        settings: TickbridgeSettings | None = None) -> tuple[Path, ...]:
     from live.feed import data_dirs_from_env  # the runtime's rule: one for both
 
-    return data_dirs_from_env(env)
+    return data_dirs_from_env(env, settings=None if settings is None else settings.runtime)
 
 
 JWT_SECRET_VAR = "TICKBRIDGE_JWT_SECRET"
-MIN_JWT_SECRET_BYTES = 32
 
 
 def require_jwt_secret(secret: str | None) -> str:
@@ -125,40 +127,22 @@ def require_jwt_secret(secret: str | None) -> str:
 
 def parse_trusted_proxies(text: str) -> tuple[str, ...]:
     """TICKBRIDGE_TRUSTED_PROXIES as normalised networks ("10.0.0.0/8", "192.0.2.7/32")."""
-    networks = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        try:
-            networks.append(str(ip_network(item, strict=False)))
-        except ValueError:
-            raise ConfigError("TICKBRIDGE_TRUSTED_PROXIES", f"{item[:64]!r} is not an IP address or network") from None
-    return tuple(networks)
+    return load_group(ApiSettings, {"TICKBRIDGE_TRUSTED_PROXIES": text}).trusted_proxies
 
 
-LIMITS = (("api_threads", "TICKBRIDGE_API_THREADS", 1), ("api_queue", "TICKBRIDGE_API_QUEUE", 0),
-          ("db_pool", "TICKBRIDGE_DB_POOL", 1), ("login_concurrency", "TICKBRIDGE_LOGIN_CONCURRENCY", 1),
-          ("max_body_bytes", "TICKBRIDGE_MAX_BODY_BYTES", 1), ("body_timeout_s", "TICKBRIDGE_BODY_TIMEOUT_S", 1),
-          ("metrics_port", "TICKBRIDGE_METRICS_PORT", 1))
-MAX_PORT = 65535
+LIMITS = ("api_threads", "api_queue", "db_pool", "login_concurrency", "max_body_bytes", "body_timeout_s",
+          "metrics_port")
 
 
 def load_limits(env: Mapping[str, str]) -> dict[str, object]:
-    """The load and size limits from the environment: whole numbers of at least their minimum, a
-    pool no smaller than the threads (a request thread must never wait for a connection), a
-    metrics port of its own. A bad value is a ConfigError naming the variable."""
-    values: dict[str, int | str] = {}
-    for name, key, least in LIMITS:
-        raw = env.get(key, "").strip()
-        if not raw:
-            continue
-        most = MAX_PORT if name == "metrics_port" else None
-        if not raw.isdigit() or int(raw) < least or (most is not None and int(raw) > most):
-            raise ConfigError(key, f"must be a whole number >= {least}" + (f" and <= {most}" if most else ""))
-        values[name] = int(raw)
-    if env.get("TICKBRIDGE_METRICS_TOKEN"):
-        values["metrics_token"] = env["TICKBRIDGE_METRICS_TOKEN"]
-    threads = int(values.get("api_threads", Settings.__dataclass_fields__["api_threads"].default))
-    if "db_pool" in values and int(values["db_pool"]) < threads:
-        raise ConfigError("TICKBRIDGE_DB_POOL", f"must be at least TICKBRIDGE_API_THREADS ({threads})")
-    return dict(values)
+    """The load and size limits that `env` sets (engine.settings.ApiSettings checks them: whole
+    numbers of at least their minimum, a pool no smaller than the threads, a port). A bad value is
+    a ConfigError naming the variable."""
+    return _limits(load_group(ApiSettings, env))
+
+
+def _limits(api: ApiSettings) -> dict[str, object]:
+    values: dict[str, object] = {name: getattr(api, name) for name in LIMITS if getattr(api, name) is not None}
+    if api.metrics_token is not None:
+        values["metrics_token"] = api.metrics_token.get_secret_value()
+    return values

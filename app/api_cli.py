@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from engine.errors import ConfigError
+from engine.settings import RuntimeSettings, TickbridgeSettings, load_group, load_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -52,11 +53,12 @@ def register(app: typer.Typer) -> None:
         from api.logs import install_redaction
         from api.settings import Settings
 
-        settings = Settings.from_env()  # before anything starts: no JWT secret of 32+ bytes, exit 2
+        loaded = load_settings()  # before anything starts: a bad TICKBRIDGE_* value, exit 2
+        settings = Settings.from_env(settings=loaded)  # no JWT secret of 32+ bytes: exit 2
         install_redaction()  # ?token= / ?api_key= of the streams appear as *** in uvicorn's logs
-        control = _bot_control()
+        control = _bot_control(loaded)
         try:
-            _lower_priority(control)
+            _lower_priority(control, loaded.runtime)
             app_ = create_app(settings, control)
             typer.echo(f"tickbridge API on http://{host}:{port}/api/v1/docs")
             serving.run(app_, host, port, header_timeout_s=settings.body_timeout_s)
@@ -87,7 +89,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(users, name="users")
 
 
-def _lower_priority(control: object) -> None:
+def _lower_priority(control: object, runtime: RuntimeSettings | None = None) -> None:
     """TICKBRIDGE_API_NICE=N: the API process runs N nice levels below the bot runtime's process
     (started just before), so on a small machine a burst of requests, and argon2 logins, which use
     every core, take CPU from the bots last. Default 10 when the runtime has its own process
@@ -95,31 +97,26 @@ def _lower_priority(control: object) -> None:
     of 56-74 %, the API's throughput unchanged); 0 when bots share this process."""
     import os
 
+    runtime = runtime if runtime is not None else load_group(RuntimeSettings)  # 0-19, checked there
     has_own_process = getattr(control, "pid", None) is not None
-    raw = os.environ.get("TICKBRIDGE_API_NICE", "").strip() or ("10" if has_own_process else "0")
-    if not raw.isdigit() or not 0 <= int(raw) <= 19:
-        raise ConfigError("TICKBRIDGE_API_NICE", "must be a whole number from 0 to 19")
-    if int(raw) and not has_own_process:
+    nice = runtime.api_nice if runtime.api_nice is not None else (10 if has_own_process else 0)
+    if nice and not has_own_process:
         raise ConfigError("TICKBRIDGE_API_NICE", "needs the runtime in its own process (TICKBRIDGE_RUNTIME=process)")
-    if int(raw):
-        os.nice(int(raw))
+    if nice:
+        os.nice(nice)
 
 
-def _bot_control():  # type: ignore[no-untyped-def]
+def _bot_control(settings: TickbridgeSettings | None = None):  # type: ignore[no-untyped-def]
     """The runtime's BotManager, configured by the environment (TICKBRIDGE_FEED_PATH, ...).
 
     TICKBRIDGE_RUNTIME=process (default) runs it in a child process behind the BotControl
     protocol (live.remote): bots and API requests then never share a GIL, and a bot's
     tick rate does not depend on the API's load. `thread` keeps it in this process."""
-    import os
-
-    mode = os.environ.get("TICKBRIDGE_RUNTIME", "process").strip().lower()
-    if mode == "thread":
+    loaded = settings if settings is not None else load_settings()
+    if loaded.runtime.runtime == "thread":
         from live.manager import BotManager
 
-        return BotManager.from_env()
-    if mode == "process":
-        from live.remote import ProcessBots
+        return BotManager.from_env(loaded)
+    from live.remote import ProcessBots  # "process": the only other value the settings allow
 
-        return ProcessBots()
-    raise ConfigError("TICKBRIDGE_RUNTIME", "must be process (the default) or thread")
+    return ProcessBots()

@@ -84,6 +84,7 @@ def backtest(
     cash: Annotated[str, typer.Option(help="starting cash")] = "10000",
     commission: Annotated[str, typer.Option(help="commission as a fraction of notional (0.002 = 0.2%)")] = "0",
     commission_per_order: Annotated[str, typer.Option(help="fixed fee per order")] = "0",
+    min_fee: Annotated[str, typer.Option(help="minimum fee per order, account currency (0: none)")] = "0",
     slippage_bps: Annotated[str, typer.Option(help="slippage against the trader in basis points")] = "0",
     symbol: Annotated[str, typer.Option(help="symbol name used in reports")] = "",
     price_increment: Annotated[str | None, typer.Option(help="tick size (default: inferred from the data)")] = None,
@@ -130,7 +131,7 @@ def backtest(
         spec = specs.get(symbol or data.stem)
         if spec is None:
             raise ConfigError("instruments", f"no spec for {symbol or data.stem} (use --symbol to name it)")
-    config = make_config(cash=cash, commission=commission, commission_per_order=commission_per_order,
+    config = make_config(cash=cash, commission=commission, commission_per_order=commission_per_order, min_fee=min_fee,
                          slippage_bps=slippage_bps, symbol=symbol or data.stem, price_increment=price_increment,
                          size_increment=size_increment, path=path, bot_id=bot_id, instrument=spec,
                          leverage=leverage, margin=margin, stop_out_level=stop_out_level,
@@ -438,6 +439,9 @@ def main() -> None:
     which callers that run `main()` in-process (tests, scripts) do not expect; so the app runs
     with standalone_mode=False and the errors are shown here."""
     try:
+        from engine.settings import load_settings
+
+        load_settings()  # every TICKBRIDGE_* variable checked before any command: a bad one, exit 2
         code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n here
         if isinstance(code, int) and code != 0:
             sys.exit(code)

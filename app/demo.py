@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from engine.errors import ConfigError
+from engine.settings import ApiSettings, load_group, load_settings
 
 CONSOLE_POLL_S = 0.2
 TRADER = ("demo-trader", "demo-trader-pass")
@@ -84,13 +85,13 @@ def ensure_users(database_url: str | None) -> None:
 JWT_SECRET_FILE = Path("var") / "jwt_secret"
 
 
-def demo_jwt_secret(path: Path = JWT_SECRET_FILE) -> str | None:
+def demo_jwt_secret(path: Path = JWT_SECRET_FILE, api: ApiSettings | None = None) -> str | None:
     """The demo's JWT secret when TICKBRIDGE_JWT_SECRET is unset: generated once into var/ (mode
     0600, only its owner may read it) and reused, so the demo's users stay logged in across runs.
     None when the environment sets one (Settings.from_env then checks that one)."""
     from api.settings import MIN_JWT_SECRET_BYTES
 
-    if os.environ.get("TICKBRIDGE_JWT_SECRET"):
+    if (api if api is not None else load_group(ApiSettings)).jwt_secret is not None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -197,8 +198,10 @@ def run_demo(settings: DemoSettings, say: Any = print) -> None:
     from live.manager import BotManager
     from engine.store.db import database_url, masked, upgrade
 
+    loaded = load_settings()  # a bad TICKBRIDGE_* value: refused before anything starts
     url = database_url(settings.database_url)
-    api_settings = dataclasses.replace(Settings.from_env(jwt_secret=demo_jwt_secret()), database_url=url)
+    api_settings = dataclasses.replace(Settings.from_env(jwt_secret=demo_jwt_secret(api=loaded.api), settings=loaded),
+                                       database_url=url)
     install_redaction()
     upgrade(url)
     ensure_users(url)

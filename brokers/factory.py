@@ -4,7 +4,9 @@ A bot config names a venue (paper, ccxt, alpaca, mt5) and an account; it never h
 Credentials come from credential sources, asked in order:
 - the API's encrypted account store (a source the API layer provides), then
 - the environment: TICKBRIDGE_ACCOUNT_<ACCOUNT>_<FIELD>, e.g. TICKBRIDGE_ACCOUNT_BINANCE_MAIN_SECRET
-  (account name upper-cased, anything not a letter or digit turned into "_").
+  (account name upper-cased, anything not a letter or digit turned into "_"). These names are
+  dynamic, so they are read here, not in engine.settings (the module that declares every other
+  TICKBRIDGE_* variable and documents these).
 
 Fields per venue (required in capitals in the table of VENUE_FIELDS below):
 - ccxt:   EXCHANGE (a ccxt id, e.g. binance) and what that exchange's `requiredCredentials` asks for

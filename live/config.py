@@ -12,7 +12,6 @@ a path there is refused unless the config comes from the operator's own YAML.
 
 from __future__ import annotations
 
-import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +22,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       field_validator, model_validator)
 
 from engine.errors import ConfigError
+from engine.settings import StoreSettings, load_group
 from engine.risk import RiskConfig, load_risk_config, parse_risk_config
 from engine.tick_guard import TickGuardConfig
 
@@ -200,7 +200,7 @@ class RuntimeConfig(BaseModel):
         return self
 
     def resolved_database_url(self) -> str:
-        return self.database_url or os.environ.get("TICKBRIDGE_DATABASE_URL") or DEFAULT_DATABASE_URL
+        return self.database_url or load_group(StoreSettings).database_url or DEFAULT_DATABASE_URL
 
 
 def _validate(model: type[BaseModel], raw: Any, allow_code_refs: bool = False) -> Any:

@@ -39,6 +39,7 @@ import pandas as pd
 
 from engine.errors import ConfigError, DataError
 from engine.market import Tick
+from engine.settings import RuntimeSettings, load_group
 from live.config import FeedConfig
 
 TICK_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".feather", ".txt", ".zip")
@@ -106,11 +107,12 @@ def source_symbol(name: str) -> str:
     return name.split("_", 1)[0]
 
 
-def data_dirs_from_env(environ: Mapping[str, str] | None = None) -> tuple[Path, ...]:
-    """TICKBRIDGE_DATA_DIRS (separated by os.pathsep), else the bundled data/ folder."""
-    raw = (os.environ if environ is None else environ).get(DATA_DIRS_VAR, "")
-    dirs = tuple(Path(part.strip()).expanduser() for part in raw.split(os.pathsep) if part.strip())
-    return dirs or (BUNDLED_DATA,)
+def data_dirs_from_env(environ: Mapping[str, str] | None = None,
+                       settings: RuntimeSettings | None = None) -> tuple[Path, ...]:
+    """TICKBRIDGE_DATA_DIRS (engine.settings: separated by os.pathsep) of `settings`, else of
+    `environ` (default os.environ); unset: the bundled data/ folder."""
+    runtime = settings if settings is not None else load_group(RuntimeSettings, environ)
+    return runtime.data_dirs or (BUNDLED_DATA,)
 
 
 _configured_dirs: tuple[Path, ...] | None = None

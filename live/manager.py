@@ -21,7 +21,6 @@ paper bot's books under the bot's lease and moves its paper venue log aside.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -34,6 +33,7 @@ from live.bot import HALTED, RUNNING, STOPPED, BotRunner, venue_log_path
 from live.venue_runner import LiveBotRunner
 from live.config import BotConfig, FeedConfig
 from engine.errors import ConfigError
+from engine.settings import TickbridgeSettings, load_settings
 from live.control import (BotAlreadyRunning, BotHalted, BotNotRunning, FeedExhausted, NotHalted,
                                    UnknownBot)
 from live.lease import DEFAULT_TTL_S, Leases
@@ -75,8 +75,9 @@ class BotManager:
         self._leases: Leases | None = None  # its engine is made at the first start
 
     @classmethod
-    def from_env(cls) -> "BotManager":
-        """The manager a server process (the control API) runs, configured by the environment:
+    def from_env(cls, settings: TickbridgeSettings | None = None) -> "BotManager":
+        """The manager a server process (the control API) runs, configured by the settings
+        (engine.settings; default: loaded from the environment now, a bad value refused naming it):
         TICKBRIDGE_DATABASE_URL (default sqlite:///var/tickbridge.db), TICKBRIDGE_FEED_PATH (a tick
         file or a directory of <SYMBOL>_... files; default data/ticks/), TICKBRIDGE_FEED_SPEED
         (x real time, default 60: a bundled day of EURUSD in 24 minutes), TICKBRIDGE_STATE_DIR
@@ -84,17 +85,10 @@ class BotManager:
         another runtime may take over a bot whose runtime stopped renewing its lease; default 15)."""
         from live.config import parse_feed_config
 
-        feed = parse_feed_config({"path": os.environ.get("TICKBRIDGE_FEED_PATH", "data/ticks/"),
-                                  "speed": os.environ.get("TICKBRIDGE_FEED_SPEED", "60")})
-        ttl = os.environ.get("TICKBRIDGE_LEASE_TTL_S", str(DEFAULT_TTL_S))
-        try:
-            lease_ttl_s = float(ttl)
-            if not lease_ttl_s > 0:
-                raise ValueError
-        except ValueError:
-            raise ConfigError("TICKBRIDGE_LEASE_TTL_S", f"must be a positive number of seconds, not {ttl!r}") from None
-        return cls(feed, os.environ.get("TICKBRIDGE_DATABASE_URL"), os.environ.get("TICKBRIDGE_STATE_DIR", "var"),
-                   lease_ttl_s=lease_ttl_s)
+        loaded = settings if settings is not None else load_settings()
+        runtime = loaded.runtime
+        feed = parse_feed_config({"path": runtime.feed_path, "speed": runtime.feed_speed})
+        return cls(feed, loaded.store.database_url, runtime.state_dir, lease_ttl_s=runtime.lease_ttl_s)
 
     @property
     def session_id(self) -> str | None:

@@ -41,6 +41,7 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 from engine.errors import ConfigError, UnknownStrategyError
+from engine.settings import RuntimeSettings, load_group
 from strategies.base import Strategy
 
 DIR_ENV = "TICKBRIDGE_STRATEGIES_DIR"
@@ -221,8 +222,7 @@ def _listing(name: str, origin: str, cls: type[Strategy], taken: dict[str, str])
 
 # -- the strategies directory ----------------------------------------------------------------------------
 def _dirs() -> list[Path]:
-    raw = os.environ.get(DIR_ENV, "")
-    dirs = [Path(part).expanduser() for part in raw.split(os.pathsep) if part.strip()]
+    dirs = list(load_group(RuntimeSettings).strategies_dir)  # read each time: set_strategies_dir may change it
     for folder in dirs:
         if not folder.is_dir():
             raise ConfigError("strategy", f"strategies directory {folder} (from {DIR_ENV}) is not a directory")

@@ -18,13 +18,14 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import StoreUnavailable
+from engine.settings import StoreSettings, load_group
 
 DEFAULT_URL = "sqlite:///var/tickbridge.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def database_url(explicit: str | None = None) -> str:
-    url = explicit or os.environ.get("TICKBRIDGE_DATABASE_URL") or DEFAULT_URL
+    url = explicit or load_group(StoreSettings).database_url or DEFAULT_URL
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
