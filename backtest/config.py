@@ -72,11 +72,14 @@ class BacktestConfig(BaseModel):
     cash: Decimal = Field(Decimal(10_000), gt=0, description="starting cash in the quote currency")
     commission: Decimal = Field(Decimal(0), ge=0, lt=1, description="fraction of notional per fill (0.002 = 0.2%)")
     commission_per_order: Decimal = Field(Decimal(0), ge=0, description="fixed fee per order")
+    min_fee: Decimal = Field(Decimal(0), ge=0, description="minimum fee per order (0: none)")
     slippage_bps: Decimal = Field(Decimal(0), ge=0, lt=10_000, description="slippage against the trader, bps")
     symbol: str = Field("ASSET", min_length=1)
     price_increment: Decimal | None = Field(None, gt=0, description="tick size; inferred from the data if unset")
     size_increment: Decimal | None = Field(None, gt=0, description="lot step; 1 for whole units, 1e-6 fractional")
     min_qty: Decimal = Field(Decimal(0), ge=0)
+    # the account currency's smallest amount (fees are booked on it): when not given, it follows
+    # the account currency (instrument spec, else CURRENCY_INCREMENTS: 0.01 USD, 1 JPY, 1e-8 USDT)
     currency_increment: Decimal = Field(Decimal("0.01"), gt=0)
     path: Literal["auto", "fast", "event"] = "auto"
     bot_id: str = Field("backtest", min_length=1)

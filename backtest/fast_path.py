@@ -55,7 +55,7 @@ _LIMIT = 4.0e18  # keep every intermediate below int64's 9.2e18
 @numba.njit(cache=True)
 def _kernel(target, open_raw, close_raw, close_f,
             cash0, cash_dp, qty_dp, qty_step, min_qty, max_qty, notional_k, multiplier,
-            fee_num, fee_den, fee_step, fixed_fee, fee_rate, slip_num, slip_den, price_step,
+            fee_num, fee_den, fee_step, fixed_fee, min_fee, fee_rate, slip_num, slip_den, price_step,
             frac_num, frac_den, fixed_qty,
             equity, position,
             o_bar, o_side, o_tag, o_state, o_qty, o_price, o_fee, o_fill_bar,
@@ -100,7 +100,7 @@ def _kernel(target, open_raw, close_raw, close_f,
             if float(q) * float(px) * float(notional_k) * max(1.0, float(fee_num)) > _LIMIT:
                 return OVERFLOW, no, nt
             notional = q * px * notional_k
-            fee = _fee_raw(notional, fee_num, fee_den, fee_step, fixed_fee)
+            fee = _fee_raw(notional, fee_num, fee_den, fee_step, fixed_fee, min_fee)
             if side > 0 and notional + fee > cash:
                 o_state[pend_close] = REJECTED
                 if pend_open >= 0:
@@ -151,13 +151,13 @@ def _kernel(target, open_raw, close_raw, close_f,
                             * max(1.0, float(fee_num)) > _LIMIT):
                         return OVERFLOW, no, nt
                     q = _max_qty_for_budget(budget, px, notional_k, fee_num, fee_den, fee_step, fixed_fee,
-                                            qty_step, est)
+                                            qty_step, est, min_fee)
                 if max_qty >= 0 and q > max_qty:
                     q = _floor_to_step(max_qty, qty_step)
             if float(q) * float(px) * float(notional_k) * max(1.0, float(fee_num)) > _LIMIT:
                 return OVERFLOW, no, nt
             notional = q * px * notional_k
-            fee = _fee_raw(notional, fee_num, fee_den, fee_step, fixed_fee)
+            fee = _fee_raw(notional, fee_num, fee_den, fee_step, fixed_fee, min_fee)
             if q < min_qty or (side > 0 and notional + fee > cash):
                 o_state[pend_open] = REJECTED
             else:
@@ -231,6 +231,7 @@ class KernelInputs:
     frac_num: int | np.ndarray   # per bar (a strategy sizing each entry), or one for all
     frac_den: int
     fixed_qty: int        # -1: size by fraction
+    min_fee: int = 0      # minimum fee per order, raw cash
 
 
 @dataclass(slots=True)
@@ -260,7 +261,7 @@ def run_kernel(k: KernelInputs) -> KernelOutput:
     status, n_orders, n_trades = _kernel(
         k.target, k.open_raw, k.close_raw, k.close_f,
         k.cash0, k.cash_dp, k.qty_dp, k.qty_step, k.min_qty, k.max_qty, k.notional_k, k.multiplier,
-        k.fee_num, k.fee_den, k.fee_step, k.fixed_fee, k.fee_rate, k.slip_num, k.slip_den, k.price_step,
+        k.fee_num, k.fee_den, k.fee_step, k.fixed_fee, k.min_fee, k.fee_rate, k.slip_num, k.slip_den, k.price_step,
         frac_num, k.frac_den, k.fixed_qty,
         equity, position,
         orders["bar"], orders["side"], orders["tag"], orders["state"], orders["qty"], orders["price"],
@@ -302,7 +303,8 @@ def unsized_orders(k: KernelInputs, out: KernelOutput) -> tuple[int, tuple[int, 
     qty = 0
     if budget > 0:
         qty = money.max_qty_for_budget(budget, price, k.notional_k, k.fee_num, k.fee_den, k.fee_step, k.fixed_fee,
-                                       k.qty_step, money.estimate_qty(budget, price, k.notional_k, k.fee_rate))
+                                       k.qty_step, money.estimate_qty(budget, price, k.notional_k, k.fee_rate),
+                                       k.min_fee)
         if k.max_qty >= 0:
             qty = min(qty, money.floor_to_step(k.max_qty, k.qty_step))
     return len(hit), (price, budget, qty)

@@ -24,8 +24,8 @@ from brokers.base import RejectReason
 from brokers.paper.venue import SimulatedVenue
 from engine.clock import SimulatedClock
 from engine.errors import ConfigError
-from engine.instrument import Instrument, infer_price_increment
-from engine.money import ConversionRates, FeeModel, Slippage, decimal_places, to_raw
+from engine.instrument import SIGNIFICANT_DIGITS, Instrument, infer_price_grid, price_dp_limit
+from engine.money import ConversionRates, FeeModel, Slippage, currency_increment_for, decimal_places, to_raw
 from engine.oms import OrderManager
 from engine.risk import AccountRisk, RiskConfig, RiskEngine
 from engine.portfolio import Portfolio
@@ -36,17 +36,39 @@ FRACTIONAL_STEP = Decimal("0.000001")
 ProgressHook = Callable[[int, int], None]
 
 
-def build_instrument(frame: pd.DataFrame, config: BacktestConfig, units: str) -> Instrument:
+def infer_frame_grid(frame: pd.DataFrame) -> tuple[Decimal, str | None]:
+    """The price grid of OHLC bars, at the data's own precision (engine.instrument.infer_price_grid),
+    and a warning when prices had to be rounded onto it (more significant digits than it holds)."""
+    columns = [frame[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close")]
+    limit = min(price_dp_limit(c) for c in columns)  # one limit: the largest price's
+    grids = [infer_price_grid(c, limit) for c in columns]
+    increment = min(g.increment for g in grids)
+    rounded = sum(g.rounded for g in grids)
+    if not rounded:
+        return increment, None
+    total = sum(int(np.isfinite(c).sum()) for c in columns)
+    return increment, (f"prices have more decimals than {SIGNIFICANT_DIGITS} significant digits hold: "
+                       f"{rounded} of {total} OHLC prices were rounded to the {increment} grid "
+                       "(set --price-increment to choose one)")
+
+
+def build_instrument(frame: pd.DataFrame, config: BacktestConfig, units: str,
+                     warnings: list[str] | None = None) -> Instrument:
     """The instrument a CSV backtest trades: grid from the config, else from its instrument spec,
-    else inferred from the prices; margin from --leverage / --margin, else from the spec."""
+    else inferred from the prices (a warning appended to `warnings` if they had to be rounded);
+    margin from --leverage / --margin, else from the spec."""
     spec = config.instrument
-    price_increment = config.price_increment or (spec.tick if spec is not None else None) or min(
-        infer_price_increment(frame[c].to_numpy(dtype=np.float64)) for c in ("open", "high", "low", "close"))
+    price_increment = config.price_increment or (spec.tick if spec is not None else None)
+    if price_increment is None:
+        price_increment, warning = infer_frame_grid(frame)
+        if warning is not None and warnings is not None:
+            warnings.append(warning)
     size_increment = (config.size_increment or (spec.lot_step if spec is not None else None)
                       or (Decimal(1) if units == "whole" else FRACTIONAL_STEP))
+    currency_increment = account_currency_increment(config)
     if spec is None and config.leverage is None and config.margin is None:
         return Instrument(symbol=config.symbol, price_increment=price_increment, size_increment=size_increment,
-                          min_qty=config.min_qty, currency_increment=config.currency_increment)
+                          min_qty=config.min_qty, currency_increment=currency_increment)
     margin: dict[str, Any] = {}
     if config.leverage is not None:
         margin["leverage"] = config.leverage
@@ -65,7 +87,25 @@ def build_instrument(frame: pd.DataFrame, config: BacktestConfig, units: str) ->
     min_qty = config.min_qty or (spec.min_qty if spec is not None and spec.min_qty is not None else Decimal(0))
     return Instrument(**{"symbol": config.symbol, "price_increment": price_increment,
                          "size_increment": size_increment, "min_qty": min_qty,
-                         "currency_increment": config.currency_increment, **extra, **margin})
+                         "currency_increment": currency_increment, **extra, **margin})
+
+
+def account_currency_increment(config: BacktestConfig) -> Decimal:
+    """The amount fees and cash are booked to: the instrument spec's, else --currency-increment
+    when given, else the account currency's own (0.01 USD, 1 JPY, 1e-8 USDT: fee precision
+    follows the currency, so a crypto account is not charged in whole cents)."""
+    spec = config.instrument
+    if spec is not None and spec.currency_increment is not None:
+        return spec.currency_increment
+    if "currency_increment" in config.model_fields_set:
+        return config.currency_increment
+    quote = spec.quote_currency if spec is not None else None
+    return currency_increment_for(config.account_currency or quote or "USD")
+
+
+def fee_model(config: BacktestConfig) -> FeeModel:
+    """The fee model of a backtest: --commission, --commission-per-order and --min-fee."""
+    return FeeModel(config.commission, config.commission_per_order, config.min_fee)
 
 
 def to_raw_prices(values: np.ndarray, instrument: Instrument) -> np.ndarray:
@@ -82,7 +122,8 @@ def run_backtest(frame: pd.DataFrame, strategy_cls: type[Strategy], params: dict
                  progress: ProgressHook | None = None) -> BacktestResult:
     """Backtest `strategy_cls` on OHLCV `frame` (as backtest.data.load_bars returns it)."""
     parsed = parse_params(strategy_cls.Params, params)
-    instrument = build_instrument(frame, config, parsed.units)  # type: ignore[attr-defined]
+    grid_warnings: list[str] = []
+    instrument = build_instrument(frame, config, parsed.units, grid_warnings)  # type: ignore[attr-defined]
     strategy = _prepared(strategy_cls, parsed, frame, instrument)
     if risk is not None and config.path == "fast":
         raise ConfigError("path", "the fast path cannot run the risk engine: use --path event (or auto) with --risk")
@@ -97,22 +138,22 @@ def run_backtest(frame: pd.DataFrame, strategy_cls: type[Strategy], params: dict
         result = run_fast(strategy, frame, instrument, config)
         if result is not None:
             result.meta.update(meta)
-            return _with_signals(result, strategy)
+            return _with_signals(result, strategy, grid_warnings)
         strategy = _prepared(strategy_cls, parsed, frame, instrument)
         meta["fallback"] = "fast path out of range; ran the event path"
     result = run_events(strategy, frame, instrument, config, risk, progress)
     result.meta.update(meta)
-    return _with_signals(result, strategy)
+    return _with_signals(result, strategy, grid_warnings)
 
 
-def _with_signals(result: BacktestResult, strategy: Strategy) -> BacktestResult:
+def _with_signals(result: BacktestResult, strategy: Strategy, more: list[str]) -> BacktestResult:
     """Attach the signals a signal-emitting strategy (ml_signal) published during the run."""
     published = getattr(getattr(strategy, "signal_sink", None), "signals", None)
     if published is not None:
         result.signals = [s.as_dict() for s in published]
-    warnings = getattr(strategy, "warnings", None)
+    warnings = [*(getattr(strategy, "warnings", None) or []), *more]  # the strategy's first (the title)
     if warnings:
-        result.meta["warnings"] = list(warnings)
+        result.meta["warnings"] = warnings
     return result
 
 
@@ -138,7 +179,7 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
     s = instrument.scales
     clock = SimulatedClock()
     portfolio = Portfolio.for_instrument(config.cash, instrument)
-    venue = SimulatedVenue(instrument, config.cash, FeeModel(config.commission, config.commission_per_order),
+    venue = SimulatedVenue(instrument, config.cash, fee_model(config),
                            Slippage(config.slippage_bps), shared_account=portfolio)
     oms = OrderManager(config.bot_id, clock, venue, portfolio, {instrument.symbol: instrument})
     strategy.connect(oms)
@@ -217,7 +258,7 @@ def run_margin_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instr
         rates = ConversionRates()
     clock = SimulatedClock()
     portfolio = Portfolio.for_instrument(config.cash, instrument, currency, rates, config.stop_out_level)
-    venue = SimulatedVenue(instrument, config.cash, FeeModel(config.commission, config.commission_per_order),
+    venue = SimulatedVenue(instrument, config.cash, fee_model(config),
                            Slippage(config.slippage_bps), shared_account=portfolio)
     oms = OrderManager(config.bot_id, clock, venue, portfolio, {instrument.symbol: instrument})
     strategy.connect(oms)
@@ -358,7 +399,7 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
     if target is None:
         return None
     s = instrument.scales
-    fees = FeeModel(config.commission, config.commission_per_order)
+    fees = fee_model(config)
     fee_num, fee_den = fees.fraction(s)
     slip_num, slip_den = Slippage(config.slippage_bps).fraction()
     p = strategy.p
@@ -381,7 +422,7 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
         min_qty=s.min_qty, max_qty=max_qty, notional_k=s.notional_k, multiplier=s.multiplier,
         fee_num=fee_num, fee_den=fee_den, fee_step=s.fee_step, fixed_fee=fees.fixed_raw(s),
         fee_rate=float(fees.rate), slip_num=slip_num, slip_den=slip_den, price_step=s.price_step,
-        frac_num=frac_num, frac_den=10**frac_dp, fixed_qty=fixed_qty,
+        frac_num=frac_num, frac_den=10**frac_dp, fixed_qty=fixed_qty, min_fee=fees.min_raw(s),
     )
     out = run_kernel(inputs)
     if out.status != OK:

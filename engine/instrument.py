@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -115,27 +116,64 @@ class Instrument:
         return f"{self.symbol}.{self.venue}"
 
 
-def infer_price_increment(prices: np.ndarray, max_dp: int = 8) -> Decimal:
-    """The coarsest power-of-ten tick on which every price lies (to within float noise).
+class PriceGrid(NamedTuple):
+    """The tick inferred from prices, and how many prices are not on it (rounded to it)."""
 
-    Bundled CSVs do not carry a tick size; a price written as 1.07219 is on a 0.00001 grid.
-    Prices with more than `max_dp` decimals are put on the 10**-max_dp grid. A sample proposes
-    the grid and one pass over all prices confirms it (or the next finer grid is tried).
+    increment: Decimal
+    rounded: int
+
+
+# Significant digits a price grid may hold: a raw price below 10**13 is exact in float64 with room
+# to tell a decimal from float noise (a few units in the last place), and keeps the fast path's
+# integer arithmetic in range for ordinary accounts.
+SIGNIFICANT_DIGITS = 13
+
+
+def price_dp_limit(prices: np.ndarray) -> int:
+    """The most decimals a grid for these prices can have: SIGNIFICANT_DIGITS of the largest
+    price (a BTC price in the ten thousands: 8 decimals; a coin at 0.00001234: 17)."""
+    finite = np.abs(prices[np.isfinite(prices)])
+    top = float(finite.max()) if finite.size else 0.0
+    if top <= 0.0:
+        return 8
+    return max(0, min(18, SIGNIFICANT_DIGITS - 1 - int(np.floor(np.log10(top)))))
+
+
+def infer_price_grid(prices: np.ndarray, max_dp: int | None = None) -> PriceGrid:
+    """The coarsest power-of-ten tick on which every price lies (to within float noise), and how
+    many prices had to be rounded because they have more decimals than `max_dp` allows
+    (default: price_dp_limit, the data's own precision, not a fixed 8 decimals: 9-decimal coin
+    prices keep their 9 decimals).
+
+    Bundled CSVs do not carry a tick size; a price written as 1.07219 is on a 0.00001 grid. A
+    sample proposes the grid and one pass over all prices confirms it (or the next finer grid is
+    tried); prices off the finest allowed grid are counted, and the caller warns about them.
     """
     finite = prices[np.isfinite(prices)]
+    limit = price_dp_limit(finite) if max_dp is None else max_dp
     sample = finite[:: max(1, len(finite) // 20_000)]
-    dp = next((d for d in range(max_dp + 1) if _off_grid(sample, d).size == 0), max_dp)
+    dp = next((d for d in range(limit + 1) if _off_grid(sample, d).size == 0), limit)
+    rounded = 0
     for start in range(0, len(finite), _CHUNK):  # cache-sized chunks: no 30 MB temporaries
         off = _off_grid(finite[start:start + _CHUNK], dp)
-        while off.size and dp < max_dp:  # only the prices that failed are checked again
+        while off.size and dp < limit:  # only the prices that failed are checked again
             dp += 1
             off = _off_grid(off, dp)
-    return Decimal(1).scaleb(-dp)
+        rounded += int(off.size)  # non-zero only once dp is at the limit, where it then stays
+    return PriceGrid(Decimal(1).scaleb(-dp), rounded)
+
+
+def infer_price_increment(prices: np.ndarray, max_dp: int | None = None) -> Decimal:
+    """infer_price_grid's tick alone (callers that do not report rounding)."""
+    return infer_price_grid(prices, max_dp).increment
 
 
 _CHUNK = 1 << 15
+# a price is on a grid when its scaled value is an integer up to float noise: a few units in the
+# last place of the parse and of the scaling (a tolerance of 1e-9 took 123.456789012 for 6 decimals)
+_NOISE = 2e-15
 
 
 def _off_grid(values: np.ndarray, dp: int) -> np.ndarray:
     scaled = values * 10.0**dp
-    return values[np.abs(scaled - np.rint(scaled)) > 1e-9 * np.maximum(1.0, np.abs(scaled))]
+    return values[np.abs(scaled - np.rint(scaled)) > _NOISE * np.maximum(1.0, np.abs(scaled))]

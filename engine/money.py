@@ -12,14 +12,18 @@ in one place. In Python the integers never overflow; the compiled kernel guards 
 and falls back to the event path when a run would leave it.
 
 Account cash is kept at `cash_dp` decimals, chosen so that every notional (price x quantity) is
-an exact multiple of the cash unit; fees are rounded (half to even) to the currency increment.
+an exact multiple of the cash unit; fees are rounded (half to even) to the currency increment,
+except that a non-zero commission on a non-zero notional is never rounded to zero: it books at
+least one increment (a 0.2 % fee of $1.10 is $0.01, not free), and a minimum fee per order
+(brokers' "min $1 per order") raises what is below it. The increment follows the account
+currency (CURRENCY_INCREMENTS: cents for USD, whole yen, 1e-8 for coins and stablecoins).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from fractions import Fraction
 from functools import lru_cache
 from math import gcd
@@ -92,26 +96,37 @@ def slipped_price(price_raw: int, is_buy: bool, slip_num: int, slip_den: int, pr
     return floor_to_step((price_raw * (slip_den - slip_num)) // slip_den, price_step)
 
 
-def fee_raw(notional_cash_raw: int, fee_num: int, fee_den: int, fee_step: int, fixed_fee_raw: int) -> int:
-    """Percent commission rounded half-even to the currency increment, plus the per-order fee.
+def fee_raw(notional_cash_raw: int, fee_num: int, fee_den: int, fee_step: int, fixed_fee_raw: int,
+            min_fee_raw: int = 0) -> int:
+    """Percent commission rounded half-even to the currency increment, plus the per-order fee,
+    and at least `min_fee_raw` (the minimum fee per order; 0 for none).
 
     `fee_num / fee_den` already folds the rate and the cash scale (see FeeModel.fraction), so
-    the percent part is div_round_half_even(notional * fee_num, fee_den) currency units.
+    the percent part is div_round_half_even(notional * fee_num, fee_den) currency units; when a
+    non-zero rate on a non-zero notional rounds to 0 units it is one unit: a commission that is
+    charged is never booked as free (a small account would otherwise trade without costs).
     """
-    if fee_num == 0:
-        return fixed_fee_raw
-    return div_round_half_even(notional_cash_raw * fee_num, fee_den) * fee_step + fixed_fee_raw
+    fee = fixed_fee_raw
+    if fee_num != 0 and notional_cash_raw > 0:
+        units = div_round_half_even(notional_cash_raw * fee_num, fee_den)
+        if units == 0:
+            units = 1
+        fee += units * fee_step
+    if fee < min_fee_raw:
+        fee = min_fee_raw
+    return fee
 
 
 def order_cost_raw(qty_raw: int, price_raw: int, notional_k: int, fee_num: int, fee_den: int,
-                   fee_step: int, fixed_fee_raw: int) -> int:
+                   fee_step: int, fixed_fee_raw: int, min_fee_raw: int = 0) -> int:
     """Cash a buy of qty_raw at price_raw takes, fees included (what sizing must keep <= budget)."""
     notional = qty_raw * price_raw * notional_k
-    return notional + fee_raw(notional, fee_num, fee_den, fee_step, fixed_fee_raw)
+    return notional + fee_raw(notional, fee_num, fee_den, fee_step, fixed_fee_raw, min_fee_raw)
 
 
 def max_qty_for_budget(budget_raw: int, price_raw: int, notional_k: int, fee_num: int, fee_den: int,
-                       fee_step: int, fixed_fee_raw: int, qty_step: int, estimate: int) -> int:
+                       fee_step: int, fixed_fee_raw: int, qty_step: int, estimate: int,
+                       min_fee_raw: int = 0) -> int:
     """Largest multiple of qty_step whose cost (notional + fees) fits in budget_raw.
 
     `estimate` is any starting guess (a float estimate is fine): the exact answer is found from
@@ -120,24 +135,24 @@ def max_qty_for_budget(budget_raw: int, price_raw: int, notional_k: int, fee_num
     """
     lo = max(estimate, 0) // qty_step  # counted in lots from here on
     if lo > 0 and order_cost_raw(lo * qty_step, price_raw, notional_k, fee_num, fee_den, fee_step,
-                                 fixed_fee_raw) > budget_raw:
+                                 fixed_fee_raw, min_fee_raw) > budget_raw:
         hi, gap = lo, 1
         lo = hi - 1
         while lo > 0 and order_cost_raw(lo * qty_step, price_raw, notional_k, fee_num, fee_den, fee_step,
-                                        fixed_fee_raw) > budget_raw:
+                                        fixed_fee_raw, min_fee_raw) > budget_raw:
             hi, gap = lo, gap * 2
             lo = max(hi - gap, 0)
     else:
         gap = 1
         hi = lo + gap
         while order_cost_raw(hi * qty_step, price_raw, notional_k, fee_num, fee_den, fee_step,
-                             fixed_fee_raw) <= budget_raw:
+                             fixed_fee_raw, min_fee_raw) <= budget_raw:
             lo, gap = hi, gap * 2
             hi = lo + gap
     while hi - lo > 1:  # invariant: lo affordable (or 0), hi not
         mid = (lo + hi) // 2
         if order_cost_raw(mid * qty_step, price_raw, notional_k, fee_num, fee_den, fee_step,
-                          fixed_fee_raw) <= budget_raw:
+                          fixed_fee_raw, min_fee_raw) <= budget_raw:
             lo = mid
         else:
             hi = mid
@@ -204,16 +219,20 @@ class Scales:
 
 @dataclass(frozen=True, slots=True)
 class FeeModel:
-    """Commission: a fraction of notional (0.002 = 0.2 %) plus a fixed amount per order."""
+    """Commission: a fraction of notional (0.002 = 0.2 %) plus a fixed amount per order, and at
+    least `minimum` per order (0: none). Amounts are in the account currency, on its increment."""
 
     rate: Decimal = Decimal(0)
     per_order: Decimal = Decimal(0)
+    minimum: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
         if self.rate < 0 or self.rate >= 1:
             raise ConfigError("commission", f"must be in [0, 1), got {self.rate}")
         if self.per_order < 0:
             raise ConfigError("commission_per_order", f"must be >= 0, got {self.per_order}")
+        if not self.minimum.is_finite() or self.minimum < 0:
+            raise ConfigError("min_fee", f"must be >= 0, got {self.minimum}")
 
     def fraction(self, scales: Scales) -> tuple[int, int]:
         """(fee_num, fee_den) with percent fee in currency units = notional_raw * num / den."""
@@ -227,6 +246,28 @@ class FeeModel:
 
     def fixed_raw(self, scales: Scales) -> int:
         return to_raw(self.per_order.quantize(scales.cash(scales.fee_step)), scales.cash_dp)
+
+    def min_raw(self, scales: Scales) -> int:
+        """The minimum fee per order, raw, rounded up to the currency increment (never below it)."""
+        return ceil_to_step(to_raw(self.minimum.quantize(scales.cash(1), rounding=ROUND_CEILING),
+                                   scales.cash_dp), scales.fee_step)
+
+
+# Decimals of the currencies an account is kept in when the instrument does not say: ISO 4217
+# minor units for fiat (cents; none for JPY and KRW; mils for the dinars), and 8 for coins and
+# stablecoins, as exchanges book them. Unknown codes get cents.
+CURRENCY_DECIMALS: dict[str, int] = {
+    **dict.fromkeys(("JPY", "KRW", "VND", "CLP", "ISK", "XOF", "XAF", "PYG", "UGX"), 0),
+    **dict.fromkeys(("BHD", "KWD", "OMR", "JOD", "TND", "LYD", "IQD"), 3),
+    **dict.fromkeys(("BTC", "ETH", "BNB", "SOL", "XRP", "ADA", "DOGE", "LTC", "DOT", "AVAX", "TRX", "XBT",
+                     "USDT", "USDC", "BUSD", "DAI", "TUSD", "FDUSD", "USDP", "PYUSD"), 8),
+}
+CURRENCY_INCREMENTS = {code: Decimal(1).scaleb(-dp) for code, dp in CURRENCY_DECIMALS.items()}
+
+
+def currency_increment_for(currency: str | None) -> Decimal:
+    """The smallest amount an account in `currency` books: 0.01 USD, 1 JPY, 1e-8 USDT."""
+    return CURRENCY_INCREMENTS.get((currency or "USD").upper(), Decimal("0.01"))
 
 
 @dataclass(frozen=True, slots=True)

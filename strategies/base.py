@@ -32,6 +32,7 @@ lists end at the current bar, so such code fails there instead of flattering a b
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
@@ -507,23 +508,45 @@ def round_price(value: Decimal | float, dp: int, step: int) -> int:
     return div_round_half_even(to_raw_any(value, dp), step) * step
 
 
-def crossed_above(a: list[float], b: list[float], i: int) -> bool:
-    """a crossed above b at bar i: a[i] > b[i] and a[i-1] <= b[i-1] (False while either is NaN)."""
-    return i > 0 and a[i] > b[i] and a[i - 1] <= b[i - 1]
+def crossed_above(a: Sequence[float], b: Sequence[float], i: int) -> bool:
+    """a crossed above b at bar i, by backtrader's CrossOver rule (strategies/sma_cross.py says
+    why): a[i] > b[i] and the last bar before i where they differ had a < b. A touch-and-bounce
+    (below, equal, below; above, equal, above) is no cross; NaN ends the look-back."""
+    return a[i] - b[i] > 0 and last_nonzero_difference(a, b, i) < 0
 
 
-def crossed_below(a: list[float], b: list[float], i: int) -> bool:
-    return i > 0 and a[i] < b[i] and a[i - 1] >= b[i - 1]
+def crossed_below(a: Sequence[float], b: Sequence[float], i: int) -> bool:
+    return a[i] - b[i] < 0 and last_nonzero_difference(a, b, i) > 0
 
 
 def cross_above_mask(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Vectorised crossed_above for every bar (same NaN semantics)."""
-    out = np.zeros(len(a), dtype=bool)
-    out[1:] = (a[1:] > b[1:]) & (a[:-1] <= b[:-1])
-    return out
+    """Vectorised crossed_above for every bar (the same answers)."""
+    return cross_masks(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))[0]
 
 
 def cross_below_mask(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(a), dtype=bool)
-    out[1:] = (a[1:] < b[1:]) & (a[:-1] >= b[:-1])
-    return out
+    return cross_masks(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))[1]
+
+
+def last_nonzero_difference(fast: Sequence[float], slow: Sequence[float], i: int) -> float:
+    """fast - slow at the last bar before `i` where it is not 0 (ties skipped); NaN when a bar
+    without both values, or the start of the data, comes first. Only ties are walked over, so
+    this costs one step except inside a run of equal values."""
+    for j in range(i - 1, -1, -1):
+        d = fast[j] - slow[j]
+        if d != 0:  # NaN != 0 too: a missing value ends the search
+            return float(d)
+    return float("nan")
+
+
+def cross_masks(fast: np.ndarray, slow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(up, down) bar masks of the cross rule, vectorised: the same answers as next()'s."""
+    d = fast - slow
+    n = len(d)
+    idx = np.arange(n)
+    # index of the last bar <= t that is non-zero or NaN (ties carry the previous one forward)
+    last = np.maximum.accumulate(np.where(d != 0, idx, -1)) if n else idx
+    nzd = np.where(last >= 0, d[np.maximum(last, 0)], np.nan)
+    before = np.full(n, np.nan)
+    before[1:] = nzd[:-1]
+    return (d > 0) & (before < 0), (d < 0) & (before > 0)

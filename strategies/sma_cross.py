@@ -2,6 +2,16 @@
 
 long_only: enter on a cross up, exit on a cross down. long_short: also go short on a cross down
 and reverse at every cross (the close and the new entry are two orders filled at the same open).
+
+The cross rule is backtrader's CrossOver (its NonZeroDifference): with d = fast - slow, bar t
+crosses up when d[t] > 0 and the last non-zero d before t is < 0, and down when d[t] < 0 and the
+last non-zero d before t is > 0. Bars where the lines are equal (d == 0) are skipped, not taken
+as a side: a touch-and-bounce (below, equal, below again) is no cross, and a cross through an
+equal bar (below, equal, above) is one cross, at the bar that ends above. backtesting.py's
+`crossover` (d[t-1] < 0 and d[t] > 0) agrees on the touch-and-bounce and on every cross without a
+tie; it alone misses the cross through an equal bar, which we count as backtrader does. A bar
+without both values (warm-up, NaN) ends the search: what came before it does not count.
+`next()` (event path, live) and `signals()` (fast path) apply this one rule.
 """
 
 from __future__ import annotations
@@ -10,7 +20,7 @@ import numpy as np
 import pandas_ta as ta
 from pydantic import Field, field_validator
 
-from strategies.base import DirectionalParams, Strategy, cross_above_mask, cross_below_mask, must_exceed
+from strategies.base import DirectionalParams, Strategy, cross_masks, last_nonzero_difference, must_exceed
 
 
 class SmaCrossParams(DirectionalParams):
@@ -36,16 +46,18 @@ class SmaCross(Strategy):
     def next(self) -> None:
         i = self.i
         fast, slow = self.fast_ma, self.slow_ma
-        f, s = fast[i], slow[i]
-        if f > s:
-            if i > 0 and fast[i - 1] <= slow[i - 1]:
+        d = fast[i] - slow[i]
+        if d > 0:
+            if last_nonzero_difference(fast, slow, i) < 0:
                 self.go(1)
-        elif f < s:
-            if i > 0 and fast[i - 1] >= slow[i - 1]:
+        elif d < 0:
+            if last_nonzero_difference(fast, slow, i) > 0:
                 self.go(self.exit_direction)
 
     def signals(self) -> np.ndarray:
+        up, down = cross_masks(np.asarray(self.fast_ma, dtype=np.float64), np.asarray(self.slow_ma, dtype=np.float64))
         target = np.full(len(self.fast_ma), np.nan)
-        target[cross_above_mask(self.fast_ma, self.slow_ma)] = 1.0
-        target[cross_below_mask(self.fast_ma, self.slow_ma)] = float(self.exit_direction)
+        target[up] = 1.0
+        target[down] = float(self.exit_direction)
         return target
+

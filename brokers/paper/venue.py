@@ -104,6 +104,7 @@ class SimulatedVenue:
         self._fee_num, self._fee_den = fees.fraction(s)
         self._fee_rate = float(fees.rate)
         self._fixed_fee = fees.fixed_raw(s)
+        self._min_fee = fees.min_raw(s)
         self._slip_num, self._slip_den = slippage.fraction()
         self._max_qty = None if instrument.max_qty is None else to_raw(instrument.max_qty, s.qty_dp)
         self._sink: ExecutionSink | None = None
@@ -275,7 +276,8 @@ class SimulatedVenue:
     def fee_for(self, qty: int, price: int, first_fill: bool) -> int:
         s = self.scales
         notional = qty * price * s.notional_k
-        fee = fee_raw(notional, self._fee_num, self._fee_den, s.fee_step, self._fixed_fee if first_fill else 0)
+        fee = fee_raw(notional, self._fee_num, self._fee_den, s.fee_step, self._fixed_fee if first_fill else 0,
+                      self._min_fee if first_fill else 0)
         if self._per_lot is not None:  # commission per lot, the fill's total half-even to the increment
             num, den = self._per_lot
             fee += div_round_half_even(qty * num * 10**s.cash_dp, den * 10**s.qty_dp * s.fee_step) * s.fee_step
@@ -305,7 +307,7 @@ class SimulatedVenue:
             return self._margin_size(budget, price)
         estimate = estimate_qty(budget, price, s.notional_k, self._fee_rate)
         qty = max_qty_for_budget(budget, price, s.notional_k, self._fee_num, self._fee_den,
-                                 s.fee_step, self._fixed_fee, s.qty_step, estimate)
+                                 s.fee_step, self._fixed_fee, s.qty_step, estimate, self._min_fee)
         if self._max_qty is not None:
             qty = min(qty, floor_to_step(self._max_qty, s.qty_step))
         return qty
