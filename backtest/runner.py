@@ -24,7 +24,7 @@ from brokers.base import RejectReason
 from brokers.paper.venue import SimulatedVenue
 from engine.clock import SimulatedClock
 from engine.errors import ConfigError
-from engine.instrument import SIGNIFICANT_DIGITS, Instrument, infer_price_grid, price_dp_limit
+from engine.instrument import ROUNDED_DP, SIGNIFICANT_DIGITS, Instrument, infer_price_grid, price_dp_limit
 from engine.money import ConversionRates, FeeModel, Slippage, currency_increment_for, decimal_places, to_raw
 from engine.oms import OrderManager
 from engine.risk import AccountRisk, RiskConfig, RiskEngine
@@ -42,6 +42,8 @@ def infer_frame_grid(frame: pd.DataFrame) -> tuple[Decimal, str | None]:
     columns = [frame[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close")]
     limit = min(price_dp_limit(c) for c in columns)  # one limit: the largest price's
     grids = [infer_price_grid(c, limit) for c in columns]
+    if any(g.rounded for g in grids) and limit > ROUNDED_DP:  # nothing exact to keep: 8 decimals
+        grids = [infer_price_grid(c, ROUNDED_DP) for c in columns]
     increment = min(g.increment for g in grids)
     rounded = sum(g.rounded for g in grids)
     if not rounded:
@@ -424,7 +426,10 @@ def run_fast(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument,
         fee_rate=float(fees.rate), slip_num=slip_num, slip_den=slip_den, price_step=s.price_step,
         frac_num=frac_num, frac_den=10**frac_dp, fixed_qty=fixed_qty, min_fee=fees.min_raw(s),
     )
-    out = run_kernel(inputs)
+    try:
+        out = run_kernel(inputs)
+    except OverflowError:  # an argument beyond int64 (a very fine grid, a huge account): outside the envelope
+        return None
     if out.status != OK:
         return None
     unsized, first_unsized = unsized_orders(inputs, out)

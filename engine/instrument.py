@@ -160,7 +160,15 @@ def infer_price_grid(prices: np.ndarray, max_dp: int | None = None) -> PriceGrid
             dp += 1
             off = _off_grid(off, dp)
         rounded += int(off.size)  # non-zero only once dp is at the limit, where it then stays
+    if rounded and max_dp is None and limit > ROUNDED_DP:
+        # prices with more digits than any grid holds (float tails of adjusted or computed prices)
+        # have no precision of their own to keep: round them to the customary 8 decimals rather
+        # than to the finest grid, whose raw integers would leave the books no int64 headroom
+        return infer_price_grid(prices, ROUNDED_DP)
     return PriceGrid(Decimal(1).scaleb(-dp), rounded)
+
+
+ROUNDED_DP = 8  # the grid for prices that must be rounded anyway (see infer_price_grid)
 
 
 def infer_price_increment(prices: np.ndarray, max_dp: int | None = None) -> Decimal:

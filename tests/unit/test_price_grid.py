@@ -41,8 +41,9 @@ def test_the_limit_follows_the_prices_and_rounding_is_counted():
     assert price_dp_limit(np.array([65432.1])) == 8      # 13 significant digits
     assert price_dp_limit(np.array([0.0000123])) == 17
     assert price_dp_limit(np.array([123.4])) == 10
-    # 16 significant digits: more than a grid holds; rounded to the 1e-10 limit, and counted
-    assert grid(123.4567890123456, 100.0, 123.45) == (Decimal("1E-10"), 1)
+    # 16 significant digits: more than a grid holds, so no precision of its own to keep: rounded to
+    # the customary 8 decimals (not the 1e-10 limit: the books' int64 headroom), and counted
+    assert grid(123.4567890123456, 100.0, 123.45) == (Decimal("1E-8"), 1)
 
 
 def bars(price: float, n: int = 5) -> pd.DataFrame:
@@ -69,6 +70,6 @@ def test_nine_decimal_prices_are_traded_at_their_price(path):
 
 def test_rounding_is_reported_as_a_warning():
     result = run_backtest(bars(123.4567890123456), BuyAndHold, {}, make_config())
-    assert result.meta["price_increment"] == "1E-10"
+    assert result.meta["price_increment"] == "1E-8"
     (warning,) = result.meta["warnings"]
-    assert "20 of 20 OHLC prices were rounded to the 1E-10 grid" in warning
+    assert "20 of 20 OHLC prices were rounded to the 1E-8 grid" in warning
