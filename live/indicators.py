@@ -51,7 +51,7 @@ import pandas_ta as ta
 from pandas_ta.maps import Imports
 from pandas_ta.utils import v_bool, v_drift, v_mamode, v_offset, v_pos_default, v_scalar, v_talib
 
-from strategies.base import BarData, Strategy, length_one_safe, same_everywhere
+from strategies.base import BarData, Strategy, indicator_call
 
 log = logging.getLogger(__name__)
 NAN = float("nan")
@@ -592,8 +592,7 @@ class LiveIndicators:
             return value
 
         def record(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-            kwargs = same_everywhere(func, kwargs)  # as Strategy.I does: never TA-Lib unasked
-            func = length_one_safe(func, kwargs)
+            func, kwargs = indicator_call(func, kwargs)  # what Strategy.I runs, so batch = live
             call = _Call(func, tuple(placeholder(a) for a in args), {k: placeholder(v) for k, v in kwargs.items()})
             call.make = kernel_for(func, call.args, call.kwargs) if self.kernels else None
             call.window = window_for(func, call.args, call.kwargs) if self.kernels and call.make is None else None

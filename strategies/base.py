@@ -102,6 +102,14 @@ class StrategyParams(BaseModel):
     fixed_size: Decimal | None = Field(None, gt=0, description="units per entry; overrides size")
 
 
+def indicator_call(func: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The indicator function and arguments that Strategy.I and the live recorder
+    (live/indicators.py) both run, so batch and live compute the same thing: pandas-ta's own
+    arithmetic unless TA-Lib is asked for, and an average of one bar taken as the bar."""
+    kwargs = same_everywhere(func, kwargs)
+    return length_one_safe(func, kwargs), kwargs
+
+
 class DirectionalParams(StrategyParams):
     """For strategies that trade one way or both: long_only exits to flat, long_short reverses."""
 
@@ -382,8 +390,7 @@ class Strategy:
 
         The function must be causal (value at bar t uses data up to t only); pandas-ta's are.
         """
-        kwargs = same_everywhere(func, kwargs)
-        func = length_one_safe(func, kwargs)
+        func, kwargs = indicator_call(func, kwargs)
         out = func(*args, **kwargs)
         if out is None:
             arrays = [a for a in (*args, *kwargs.values()) if isinstance(a, np.ndarray)]
