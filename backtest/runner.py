@@ -24,7 +24,7 @@ from brokers.base import RejectReason
 from brokers.paper.venue import SimulatedVenue
 from engine.clock import SimulatedClock
 from engine.errors import ConfigError
-from engine.instrument import ROUNDED_DP, SIGNIFICANT_DIGITS, Instrument, infer_price_grid, price_dp_limit
+from engine.instrument import SIGNIFICANT_DIGITS, Instrument, infer_price_grid
 from engine.money import ConversionRates, FeeModel, Slippage, currency_increment_for, decimal_places, to_raw
 from engine.oms import OrderManager
 from engine.risk import AccountRisk, RiskConfig, RiskEngine
@@ -39,16 +39,12 @@ ProgressHook = Callable[[int, int], None]
 def infer_frame_grid(frame: pd.DataFrame) -> tuple[Decimal, str | None]:
     """The price grid of OHLC bars, at the data's own precision (engine.instrument.infer_price_grid),
     and a warning when prices had to be rounded onto it (more significant digits than it holds)."""
-    columns = [frame[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close")]
-    limit = min(price_dp_limit(c) for c in columns)  # one limit: the largest price's
-    grids = [infer_price_grid(c, limit) for c in columns]
-    if any(g.rounded for g in grids) and limit > ROUNDED_DP:  # nothing exact to keep: 8 decimals
-        grids = [infer_price_grid(c, ROUNDED_DP) for c in columns]
-    increment = min(g.increment for g in grids)
-    rounded = sum(g.rounded for g in grids)
+    prices = np.concatenate([frame[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close")])
+    grid = infer_price_grid(prices)  # one grid for all four: the largest price's limit, one fallback
+    increment, rounded = grid.increment, grid.rounded
     if not rounded:
         return increment, None
-    total = sum(int(np.isfinite(c).sum()) for c in columns)
+    total = int(np.isfinite(prices).sum())
     return increment, (f"prices have more decimals than {SIGNIFICANT_DIGITS} significant digits hold: "
                        f"{rounded} of {total} OHLC prices were rounded to the {increment} grid "
                        "(set --price-increment to choose one)")
