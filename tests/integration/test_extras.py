@@ -19,17 +19,8 @@ SPY = str(ROOT / "data" / "stocks" / "SPY_daily.csv")
 
 BLOCKER = """
 import sys
-from importlib.abc import MetaPathFinder
-HIDDEN = set(sys.argv[1].split(","))
-class Hide(MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in HIDDEN:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-sys.meta_path.insert(0, Hide())
-import importlib.util
-_find_spec = importlib.util.find_spec
-importlib.util.find_spec = lambda name, *a: None if name.split(".")[0] in HIDDEN else _find_spec(name, *a)
+for name in sys.argv[1].split(","):
+    sys.modules[name] = None  # import fails (ModuleNotFoundError) and find_spec says None, as uninstalled
 sys.argv = ["tickbridge"] + sys.argv[2:]
 from app.cli import main
 main()
