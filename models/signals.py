@@ -16,17 +16,17 @@ direction differs from the last emitted one; bars that merely confirm it are not
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import Engine, insert, select
 
-from engine.store.models import BotRow, SignalRow
+from engine.signals import MemorySignals, Signal, SignalSink
+from engine.store.signals import SIGNALS, SqlSignals
 
-SIGNALS = SignalRow.__table__
+__all__ = ["MICRO", "SIGNALS", "MemorySignals", "Signal", "SignalRule", "SignalSink", "SqlSignals", "emitted",
+           "to_confidence"]
+
 MICRO = 1_000_000
 
 
@@ -59,26 +59,6 @@ class SignalRule:
         return np.floor(scaled * MICRO).astype(np.int64)
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
-    bot_id: str
-    symbol: str
-    ts: int                      # ns, the close of the bar it was decided on
-    direction: int               # +1 long, -1 short, 0 flat
-    confidence: Decimal          # probability of the direction taken (of the larger side for flat)
-    target_weight: Decimal       # equity fraction of an entry, 0 for flat
-    p_up: float
-    p_down: float
-    price: float                 # the bar's close
-    model_id: int
-    model_version: int
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["confidence"], d["target_weight"] = str(self.confidence), str(self.target_weight)
-        return d
-
-
 def emitted(directions: np.ndarray) -> np.ndarray:
     """Row positions where the wanted direction changes from the last one (NaN rows ignored)."""
     rows = np.flatnonzero(~np.isnan(directions))
@@ -93,47 +73,3 @@ def emitted(directions: np.ndarray) -> np.ndarray:
 def to_confidence(p: float) -> Decimal:
     """Probabilities are kept to six decimals: enough to compare, and exact in the store."""
     return Decimal(int(p * MICRO)).scaleb(-6) if p == p else Decimal(0)
-
-
-class SignalSink(Protocol):
-    def publish(self, signal: Signal) -> None: ...
-
-
-class MemorySignals:
-    """Signals kept in a list: backtests, tests."""
-
-    def __init__(self) -> None:
-        self.signals: list[Signal] = []
-
-    def publish(self, signal: Signal) -> None:
-        self.signals.append(signal)
-
-
-class SqlSignals:
-    """Signals written to the store's `signals` table, one committed row each: a subscriber may
-    act on a signal as soon as it is published, so it must survive a crash from then on."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def ensure_bot(self, bot_id: str, strategy: str) -> None:
-        with self.engine.begin() as connection:
-            if connection.execute(select(BotRow.id).where(BotRow.id == bot_id)).first() is None:
-                connection.execute(insert(BotRow.__table__).values(id=bot_id, name=bot_id, strategy=strategy))
-
-    def publish(self, signal: Signal) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(insert(SIGNALS).values(
-                bot_id=signal.bot_id, symbol=signal.symbol, ts=signal.ts, direction=signal.direction,
-                target_weight=signal.target_weight, confidence=signal.confidence,
-                model_id=str(signal.model_id), model_version=str(signal.model_version),
-                payload={"p_up": signal.p_up, "p_down": signal.p_down, "price": signal.price},
-                published_ns=time.time_ns()))  # the wall clock: plan delays count from here
-
-    def load(self, bot_id: str) -> list[Signal]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(select(SIGNALS).where(SIGNALS.c.bot_id == bot_id)
-                                      .order_by(SIGNALS.c.ts, SIGNALS.c.id)).all()
-        return [Signal(r.bot_id, r.symbol, r.ts, r.direction, r.confidence, r.target_weight, r.payload["p_up"],
-                       r.payload["p_down"], r.payload["price"], int(r.model_id), int(r.model_version))
-                for r in rows]

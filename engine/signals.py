@@ -1,0 +1,47 @@
+"""Signals: what a bot wants to hold, published as it decides (the core's port, DESIGN.md §7).
+
+A rule strategy publishes one when the direction it goes to changes; ml_signal one per change of
+its model's wanted direction. The same Signal goes to subscribers live, to the store, and into a
+backtest's result, so live and backtest can be compared signal by signal (tickbridge parity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    bot_id: str
+    symbol: str
+    ts: int                      # ns, the close of the bar it was decided on
+    direction: int               # +1 long, -1 short, 0 flat
+    confidence: Decimal          # probability of the direction taken (of the larger side for flat)
+    target_weight: Decimal       # equity fraction of an entry, 0 for flat
+    p_up: float
+    p_down: float
+    price: float                 # the bar's close
+    model_id: int
+    model_version: int
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["confidence"], d["target_weight"] = str(self.confidence), str(self.target_weight)
+        return d
+
+
+
+class SignalSink(Protocol):
+    def publish(self, signal: Signal) -> None: ...
+
+
+class MemorySignals:
+    """Signals kept in a list: backtests, tests."""
+
+    def __init__(self) -> None:
+        self.signals: list[Signal] = []
+
+    def publish(self, signal: Signal) -> None:
+        self.signals.append(signal)
