@@ -378,6 +378,28 @@ class AccountRisk(_Monitored):
     def open_order_count(self) -> int:
         return sum(len(engine.open_orders()) for engine in self.engines.values())
 
+    # What the account checks read of the other bots. Here: the engines registered in this object,
+    # read live. engine.account_risk.SharedAccountRisk reads the bots of every process from the
+    # store instead, under a lock held from begin_check to end_check (or abort_check).
+    def others_exposure(self, engine: RiskEngine) -> Decimal | None:
+        """The other bots' worst-case gross exposure (None when one has no price)."""
+        return _sum_or_none(e.gross_exposure() for e in self.engines.values() if e is not engine)
+
+    def others_open_orders(self, engine: RiskEngine) -> int:
+        return sum(len(e.open_orders()) for e in self.engines.values() if e is not engine)
+
+    def begin_check(self, engine: RiskEngine) -> None:
+        """The account checks of one order start (a shared account locks and reads its state)."""
+
+    def end_check(self, engine: RiskEngine, candidate: _Candidate, reason: str | None) -> None:
+        """The order was checked: passed when `reason` is None (a shared account publishes it)."""
+
+    def abort_check(self, engine: RiskEngine) -> None:
+        """A check raised: release whatever begin_check took."""
+
+    def on_bot_equity(self, engine: RiskEngine, ts: int) -> None:
+        """A bot's monitors just saw its equity (engine.monitor); a shared account sums them."""
+
 
 @dataclass(slots=True)
 class _Working:
@@ -429,6 +451,10 @@ class RiskEngine(_Monitored):
         self._flattening = False
         account.register(self)
 
+    def on_equity(self, equity: Decimal, ts: int) -> None:
+        super().on_equity(equity, ts)
+        self.account.on_bot_equity(self, ts)
+
     def bind(self, oms: OrderManager) -> None:
         """Read working orders and positions from the bot's OMS."""
         positions = oms.portfolio.positions
@@ -453,10 +479,15 @@ class RiskEngine(_Monitored):
         candidate = _Candidate(self, order, portfolio)
         checks = _FLATTEN_CHECKS if self._flattening else _CHECKS
         reason = None
-        for check in checks:
-            reason = check(self, candidate)
-            if reason is not None:
-                break
+        try:
+            for check in checks:
+                reason = check(self, candidate)
+                if reason is not None:
+                    break
+        except BaseException:
+            self.account.abort_check(self)
+            raise
+        self.account.end_check(self, candidate, reason)
         self._seen_ids.add(order.client_order_id)
         if reason is None:
             if self.limits.max_orders_per_second is not None:
@@ -606,6 +637,7 @@ class RiskEngine(_Monitored):
         return RiskReason.MARKET_CLOSED
 
     def _account_state(self, c: _Candidate) -> str | None:
+        self.account.begin_check(self)  # the first account check: the account's state is read now
         state = self.account.state
         if state is TradingState.HALTED:
             return RiskReason.ACCOUNT_TRADING_HALTED
@@ -617,14 +649,14 @@ class RiskEngine(_Monitored):
         cap = self.account.limits.max_gross_exposure
         if cap is None or c.reduces:
             return None
-        others = _sum_or_none(e.gross_exposure() for e in self.account.engines.values() if e is not self)
+        others = self.account.others_exposure(self)
         if c.exposure_after is None or others is None:
             return RiskReason.ACCOUNT_NO_PRICE
         return RiskReason.ACCOUNT_MAX_GROSS_EXPOSURE if others + c.exposure_after > cap else None
 
     def _account_open_orders(self, c: _Candidate) -> str | None:
         cap = self.account.limits.max_open_orders
-        if cap is not None and self.account.open_order_count() >= cap:
+        if cap is not None and len(c.working_orders) + self.account.others_open_orders(self) >= cap:
             return RiskReason.ACCOUNT_MAX_OPEN_ORDERS
         return None
 

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from api import audit
 from api.deps import Ctx, Db, PathId, Trader
 from api.errors import ApiError, not_found
+from api.routers import account_books
 from api.security import mask
 from brokers.factory import validate_credentials
 from engine.store.models import BotConfigRow, BrokerAccountRow
@@ -124,3 +125,7 @@ def delete_account(account_id: PathId, caller: Trader, db: Db,
     db.delete(row)
     audit.record(db, caller.username, "account.delete", f"account:{account_id}", {"name": row.name})
     db.commit()
+
+
+# an account's books across its bots, and its kill switch (issue 14): a module of their own, under this prefix
+router.include_router(account_books.router)

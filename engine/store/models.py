@@ -446,3 +446,56 @@ class AuthLoginFailureRow(Base):
     failures: Mapped[int] = mapped_column(Integer)
     locked_until_ms: Mapped[int] = mapped_column(BigInteger)
     last_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+# --- one account's risk across bots and processes (issue 14, 0010) ---
+
+
+class AccountRiskBotRow(Base):
+    """One bot's share of its account (engine.account_risk): what it has at risk and how its day
+    went, published by the process that runs it so the account's limits bind bots in every
+    process. `heartbeat_ns` is wall-clock time: a row not refreshed for a while belongs to a bot
+    that died, and is ignored (and reported) rather than blocking the account forever."""
+
+    __tablename__ = "account_risk_bots"
+
+    account_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    bot_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    process: Mapped[str] = mapped_column(String(128))        # "<hostname>:<pid>:<uuid4>" of the publisher
+    exposure: Mapped[Decimal | None] = mapped_column(MONEY)  # worst-case gross exposure; NULL: no price
+    open_orders: Mapped[int] = mapped_column(Integer)
+    equity: Mapped[Decimal | None] = mapped_column(MONEY)    # the bot's books at its last equity point
+    day_start: Mapped[Decimal | None] = mapped_column(MONEY)  # its equity at its UTC day's start
+    high_water: Mapped[Decimal | None] = mapped_column(MONEY)
+    day: Mapped[int | None] = mapped_column(BigInteger)     # that UTC day, days since the epoch
+    heartbeat_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class AccountRiskStateRow(Base):
+    """An account's trading state shared by all its bots (0010): ACTIVE, REDUCING or HALTED (the
+    account kill switch), why and when. Every account check takes this row's lock first (`seq`
+    is bumped), so two bots cannot both take the last of a limit. `pnl_base` and `drawdown_base`
+    are what a person's resume accepted: losses count afresh from there."""
+
+    __tablename__ = "account_risk_state"
+
+    account_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(200))
+    changed_ts: Mapped[int] = mapped_column(BigInteger)   # the clock of whoever changed it, ns
+    day: Mapped[int | None] = mapped_column(BigInteger)   # UTC day of a DAILY_LOSS change
+    pnl_base: Mapped[Decimal] = mapped_column(MONEY)
+    drawdown_base: Mapped[Decimal] = mapped_column(MONEY)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class VenuePositionsRow(Base):
+    """The venue's own positions on an account (0010), as the runtime's last reconciliation saw
+    them: {symbol: decimal string}. One row per account, replaced whole, so a symbol missing
+    from it is flat at the venue, and no row means the venue's positions are not known."""
+
+    __tablename__ = "venue_positions"
+
+    account_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    positions: Mapped[dict[str, str]] = mapped_column(JSON)

@@ -26,7 +26,8 @@ TABLES = {"instruments", "bots", "orders", "order_events", "fills", "positions",
           "users", "api_keys", "refresh_tokens", "broker_accounts", "bot_configs", "subscriptions", "backtest_jobs",
           "bot_leases",  # one runner per bot (migration 0006)
           "auth_rate_counters", "auth_login_failures",  # login limits shared by workers (0005)
-          "equity_points", "bot_archives"}  # equity at every bar close, reset archives (0008)
+          "equity_points", "bot_archives",  # equity at every bar close, reset archives (0008)
+          "account_risk_bots", "account_risk_state", "venue_positions"}  # one account across bots (0010)
 RESEARCH_TABLES = {"sweeps"}  # migration 0003, declared in backtest/sweep_store.py (Core)
 
 

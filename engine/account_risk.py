@@ -1,0 +1,595 @@
+"""One AccountRisk per account, across bots and processes, through the store (issue 14 item 2).
+
+Why. Several bots trade one broker account, in one runtime or in several processes. The
+account's limits (gross exposure, open orders, daily loss, drawdown) and its kill switch must
+bind them together; an AccountRisk per bot (what the runtime had) lets each bot spend the
+whole account's limit on its own.
+
+How. `SharedAccountRisk` is the AccountRisk the RiskEngine already talks to, with its figures in
+the store:
+- every bot publishes its *share* of the account (one row of account_risk_bots): its worst-case
+  gross exposure, its open orders, its equity, its UTC day's start equity and high-water mark
+  (from its own monitors), and a wall-clock heartbeat. It does so at every order it checks (a
+  passed order is published with the order counted), whenever its monitors see equity, and
+  whenever the runtime calls `publish` (after each input: cheap, a write only when the share
+  changed or the heartbeat is due);
+- an order's account checks read the other bots' shares, in every process, under the lock of the
+  account's state row (account_risk_state, held from the first account check to the publish):
+  two bots cannot both take the last unit of a limit;
+- the account's state (the account kill switch, a daily-loss REDUCING, a drawdown HALTED) is
+  that row: a change made anywhere is seen by every bot at its next check, and reported to this
+  object's state listeners when it arrives from elsewhere (so a runtime can flatten its bots);
+- the account's daily loss is the sum of its bots' day P&L (equity - day start); its drawdown is
+  sum(high water - equity) against sum(high water), which overstates the account's drawdown when
+  its bots peaked at different times (it fails safe) and, unlike a high-water mark of the summed
+  equity, does not jump when a bot joins or leaves;
+- a share whose heartbeat is older than `stale_after_ns` belongs to a bot that died: it is
+  ignored (it must not block the account forever) and reported (`stale`, a warning in the log,
+  and `read_account` for the API).
+
+One instance per (process, store, account, limits): `account_risk_for`. Bots of one account whose
+configs give different account limits get one instance each; they still bind each other through
+the store, each held to its own limits.
+
+Clocks. Heartbeats are wall-clock ns (`now`, injectable): a replayed bot's clock is years old.
+State changes are stamped with the clock of whoever changed them, as StateChange.ts is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from engine.errors import StoreUnavailable
+from engine.risk import (DAILY_LOSS, MAX_DRAWDOWN, NEW_DAY, AccountLimits, AccountRisk, RiskEngine, StateChange,
+                         TradingState)
+from engine.store.models import AccountRiskBotRow, AccountRiskStateRow, BotConfigRow, VenuePositionsRow
+
+if TYPE_CHECKING:
+    from engine.risk import _Candidate
+
+log = logging.getLogger(__name__)
+
+SECOND_NS = 1_000_000_000
+STALE_AFTER_NS = 120 * SECOND_NS   # a share not refreshed for this long is a dead bot's
+HEARTBEAT_EVERY_NS = 15 * SECOND_NS  # `publish` rewrites an unchanged share this often
+ZERO = Decimal(0)
+BOTS, STATE, VENUE = AccountRiskBotRow.__table__, AccountRiskStateRow.__table__, VenuePositionsRow.__table__
+PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4()}"[:128]
+
+
+def account_key(db: Engine | Connection, bot_id: str, account_name: str) -> str:
+    """The store's key for the account a bot config names. Account names are unique per owner,
+    not globally ("binance" of two traders are two accounts), so a bot with an API owner keys
+    by "<owner id>:<name>" (as `owner_account_key`); a bot the runtime runs on its own by the name."""
+    query = (select(BotConfigRow.owner_id).where(BotConfigRow.runtime_id == bot_id)
+             .order_by(BotConfigRow.version.desc()).limit(1))
+    if isinstance(db, Engine):
+        with db.connect() as connection:
+            owner = connection.execute(query).scalar()
+    else:
+        owner = db.execute(query).scalar()
+    return account_name if owner is None else owner_account_key(owner, account_name)
+
+
+def owner_account_key(owner_id: int, account_name: str) -> str:
+    return f"{owner_id}:{account_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One bot's share of its account, as published."""
+
+    bot_id: str
+    process: str
+    exposure: Decimal | None
+    open_orders: int
+    equity: Decimal | None
+    day_start: Decimal | None
+    high_water: Decimal | None
+    day: int | None
+    heartbeat_ns: int
+
+    @property
+    def day_pnl(self) -> Decimal:
+        return ZERO if self.equity is None or self.day_start is None else self.equity - self.day_start
+
+    @property
+    def drawdown(self) -> Decimal:
+        return ZERO if self.equity is None or self.high_water is None else max(self.high_water - self.equity, ZERO)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    state: TradingState
+    reason: str
+    changed_ts: int
+    day: int | None
+    pnl_base: Decimal
+    drawdown_base: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """An account as the store has it: its state, its bots' live shares, and the stale ones."""
+
+    key: str
+    state: StoredState
+    shares: list[Share]
+    stale: list[Share]
+
+    def exposure(self, exclude: str | None = None) -> Decimal | None:
+        total = ZERO
+        for share in self.shares:
+            if share.bot_id == exclude:
+                continue
+            if share.exposure is None:
+                return None
+            total += share.exposure
+        return total
+
+    def open_orders(self, exclude: str | None = None) -> int:
+        return sum(share.open_orders for share in self.shares if share.bot_id != exclude)
+
+    @property
+    def day_pnl(self) -> Decimal:
+        """The bots' day P&L summed, less what a resume accepted on the same day."""
+        total = sum((share.day_pnl for share in self.shares), ZERO)
+        return total - self.state.pnl_base if self.state.day is not None and self.day == self.state.day else total
+
+    @property
+    def day(self) -> int | None:
+        days = [share.day for share in self.shares if share.day is not None]
+        return max(days) if days else None
+
+    @property
+    def drawdown(self) -> Decimal:
+        return max(sum((share.drawdown for share in self.shares), ZERO) - self.state.drawdown_base, ZERO)
+
+    @property
+    def high_water(self) -> Decimal:
+        return sum((share.high_water for share in self.shares if share.high_water is not None), ZERO)
+
+
+# -- the store: plain functions, used by SharedAccountRisk and by the API --------------------------
+
+def _new_state(key: str) -> dict[str, Any]:
+    return {"account_key": key, "state": TradingState.ACTIVE.value, "reason": "", "changed_ts": 0, "day": None,
+            "pnl_base": ZERO, "drawdown_base": ZERO, "seq": 0}
+
+
+def _ensure_state(db: Engine, key: str) -> None:
+    """The account's state row, ACTIVE, unless it exists (in a transaction of its own: another
+    process may be making it too)."""
+    with db.connect() as connection:
+        if connection.execute(select(STATE.c.account_key).where(STATE.c.account_key == key)).first() is not None:
+            return
+    try:
+        with db.begin() as connection:
+            connection.execute(insert(STATE).values(**_new_state(key)))
+    except IntegrityError:  # another process made it first
+        pass
+
+
+def _lock(connection: Connection, key: str) -> None:
+    """Take the account's lock until the transaction ends: a write to its state row (PostgreSQL
+    locks the row; SQLite the database, in the transaction's first statement, so no read snapshot
+    taken before the lock is ever upgraded)."""
+    if connection.execute(update(STATE).where(STATE.c.account_key == key).values(seq=STATE.c.seq + 1)).rowcount == 0:
+        connection.execute(insert(STATE).values(**_new_state(key)))
+
+
+def _read(connection: Connection, key: str, now_ns: int, stale_after_ns: int) -> AccountView:
+    row = connection.execute(select(STATE).where(STATE.c.account_key == key)).first()
+    if row is None:
+        state = StoredState(TradingState.ACTIVE, "", 0, None, ZERO, ZERO)
+    else:
+        state = StoredState(TradingState(row.state), row.reason, row.changed_ts, row.day, row.pnl_base,
+                            row.drawdown_base)
+    shares, stale = [], []
+    for r in connection.execute(select(BOTS).where(BOTS.c.account_key == key).order_by(BOTS.c.bot_id)):
+        share = Share(r.bot_id, r.process, r.exposure, r.open_orders, r.equity, r.day_start, r.high_water, r.day,
+                      r.heartbeat_ns)
+        (stale if now_ns - share.heartbeat_ns > stale_after_ns else shares).append(share)
+    return AccountView(key, state, shares, stale)
+
+
+def _write_share(connection: Connection, key: str, share: Share) -> None:
+    values = {"process": share.process, "exposure": share.exposure, "open_orders": share.open_orders,
+              "equity": share.equity, "day_start": share.day_start, "high_water": share.high_water,
+              "day": share.day, "heartbeat_ns": share.heartbeat_ns}
+    where = (BOTS.c.account_key == key) & (BOTS.c.bot_id == share.bot_id)
+    if connection.execute(update(BOTS).where(where).values(**values)).rowcount == 0:
+        connection.execute(insert(BOTS).values(account_key=key, bot_id=share.bot_id, **values))
+
+
+def _write_state(connection: Connection, key: str, state: TradingState, reason: str, ts: int,
+                 day: int | None = None, pnl_base: Decimal | None = None,
+                 drawdown_base: Decimal | None = None) -> None:
+    values: dict[str, Any] = {"state": state.value, "reason": reason[:200], "changed_ts": ts, "day": day}
+    if pnl_base is not None:
+        values["pnl_base"] = pnl_base
+    if drawdown_base is not None:
+        values["drawdown_base"] = drawdown_base
+    connection.execute(update(STATE).where(STATE.c.account_key == key).values(**values))
+
+
+def read_account(db: Engine, key: str, now_ns: int | None = None,
+                 stale_after_ns: int = STALE_AFTER_NS) -> AccountView:
+    """The account's state and its bots' shares (the API's view; stale shares listed apart)."""
+    with db.connect() as connection:
+        return _read(connection, key, time.time_ns() if now_ns is None else now_ns, stale_after_ns)
+
+
+def kill_account(db: Engine, key: str, reason: str, ts: int | None = None) -> None:
+    """The account kill switch from outside any runtime (the API): HALTED in the store, which every
+    bot of the account, in every process, sees at its next check (ACCOUNT:TRADING_HALTED)."""
+    ts = time.time_ns() if ts is None else ts
+    _ensure_state(db, key)
+    with db.begin() as connection:
+        _lock(connection, key)
+        _write_state(connection, key, TradingState.HALTED, f"KILL_SWITCH:{reason}", ts)
+
+
+def resume_account(db: Engine, key: str, who: str, ts: int | None = None,
+                   now_ns: int | None = None, stale_after_ns: int = STALE_AFTER_NS) -> None:
+    """A person lifts the account's halt: ACTIVE, losses counted afresh from the bots' current
+    shares (what AccountRisk.resume does with its monitors)."""
+    ts = time.time_ns() if ts is None else ts
+    _ensure_state(db, key)
+    with db.begin() as connection:
+        _lock(connection, key)
+        _resume(connection, key, who, ts, time.time_ns() if now_ns is None else now_ns, stale_after_ns)
+
+
+def _resume(connection: Connection, key: str, who: str, ts: int, now_ns: int, stale_after_ns: int) -> None:
+    view = _read(connection, key, now_ns, stale_after_ns)
+    raw_pnl = sum((share.day_pnl for share in view.shares), ZERO)
+    raw_drawdown = sum((share.drawdown for share in view.shares), ZERO)
+    _write_state(connection, key, TradingState.ACTIVE, f"RESUMED_BY:{who}", ts, view.day, raw_pnl, raw_drawdown)
+
+
+def record_venue_positions(db: Engine, key: str, positions: dict[str, Decimal], ts: int) -> None:
+    """The venue's positions on the account as reconciliation saw them, replacing the last snapshot
+    (a symbol left out is flat). The API then shows what on the account is not the bots':
+    external = venue - sum of the bots'. Quantities must be finite decimals, named if not."""
+    clean: dict[str, str] = {}
+    for symbol, qty in positions.items():
+        if not isinstance(symbol, str) or not symbol or len(symbol) > 64:
+            raise ValueError(f"record_venue_positions: positions has a bad symbol {symbol!r}")
+        if not isinstance(qty, (Decimal, int)) or isinstance(qty, bool) or not Decimal(qty).is_finite():
+            raise ValueError(f"record_venue_positions: positions[{symbol!r}] must be a finite Decimal")
+        if qty:
+            clean[symbol] = format(Decimal(qty).normalize(), "f")
+    with db.begin() as connection:
+        if connection.execute(update(VENUE).where(VENUE.c.account_key == key)
+                              .values(ts=ts, positions=clean)).rowcount == 0:
+            connection.execute(insert(VENUE).values(account_key=key, ts=ts, positions=clean))
+
+
+def venue_positions(db: Engine | Connection, key: str) -> tuple[int, dict[str, Decimal]] | None:
+    """(ts, {symbol: qty}) of the last venue snapshot, or None when there is none."""
+    query = select(VENUE.c.ts, VENUE.c.positions).where(VENUE.c.account_key == key)
+    if isinstance(db, Engine):
+        with db.connect() as connection:
+            row = connection.execute(query).first()
+    else:
+        row = db.execute(query).first()
+    return None if row is None else (row.ts, {s: Decimal(q) for s, q in row.positions.items()})
+
+
+# -- the AccountRisk ---------------------------------------------------------------------------------
+
+class SharedAccountRisk(AccountRisk):
+    """An AccountRisk whose bots may live in any process on the same store (module docstring)."""
+
+    def __init__(self, db: Engine, key: str, limits: AccountLimits = AccountLimits(),
+                 now: Callable[[], int] = time.time_ns, stale_after_ns: int = STALE_AFTER_NS,
+                 heartbeat_every_ns: int = HEARTBEAT_EVERY_NS, process: str = PROCESS) -> None:
+        if not key or len(key) > 128:
+            raise ValueError("account key must be 1 to 128 characters")
+        if stale_after_ns <= 0:
+            raise ValueError("stale_after_ns must be positive")
+        self.db = db
+        self.key = key
+        self.now = now
+        self.stale_after_ns = stale_after_ns
+        self.heartbeat_every_ns = heartbeat_every_ns
+        self.process = process
+        self.stale: dict[str, int] = {}       # bot id -> heartbeat of each share last seen stale
+        self._view: dict[str, AccountView] = {}   # per checking bot: what its account checks read
+        self._open: dict[str, Connection] = {}   # per checking bot: the connection holding the lock
+        self._published: dict[str, Share] = {}
+        self._untold: dict[str, StateChange] = {}  # per checking bot: a change to tell once its lock is gone
+        self._warned: set[tuple[str, int]] = set()
+        super().__init__(limits)
+        try:
+            _ensure_state(db, key)
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
+        self.refresh()
+
+    # -- registration --------------------------------------------------------------------------------
+    def register(self, engine: RiskEngine) -> None:
+        """A bot (re)starting in this process replaces its previous engine: the bot lease lets one
+        runner have a bot at a time, so the old engine is a stopped run's."""
+        self.engines[engine.bot_id] = engine
+
+    def release(self, engine: RiskEngine) -> None:
+        """The bot stopped here. Its share is deleted when it holds nothing and has no order
+        working; otherwise it stays (orders kept at the venue still count) until it goes stale."""
+        if self.engines.get(engine.bot_id) is engine:
+            del self.engines[engine.bot_id]
+        share = self._share(engine)
+        with self._store() as connection:
+            if share is not None and share.open_orders == 0 and not any(engine.positions().values()):
+                connection.execute(delete(BOTS).where((BOTS.c.account_key == self.key)
+                                                      & (BOTS.c.bot_id == engine.bot_id)))
+            elif share is not None:
+                _write_share(connection, self.key, share)
+        self._published.pop(engine.bot_id, None)
+
+    # -- the state ---------------------------------------------------------------------------------
+    def set_state(self, new: TradingState, ts: int, reason: str) -> None:
+        """Written to the store first (every bot of the account obeys it), then taken here. A halt or
+        REDUCING the store cannot take is still taken here (a kill switch must stop this process's
+        bots whatever the store does), and logged; trading again (ACTIVE) needs the store."""
+        try:
+            with self._store() as connection:
+                _lock(connection, self.key)
+                _write_state(connection, self.key, new, reason, ts)
+        except StoreUnavailable as exc:
+            if new is TradingState.ACTIVE:
+                raise
+            log.error("account %s: %s set here only, not in the store (other processes' bots do not see it): %s",
+                      self.key, new.value, exc)
+        super().set_state(new, ts, reason)
+
+    def resume(self, ts: int, who: str) -> None:
+        with self._store() as connection:
+            _lock(connection, self.key)
+            _resume(connection, self.key, who, ts, self.now(), self.stale_after_ns)
+            state = _read(connection, self.key, self.now(), self.stale_after_ns).state
+        self._adopt(state)
+
+    def refresh(self) -> AccountView:
+        """Read the account now (its state is taken here, listeners told of a change)."""
+        with self._store() as connection:
+            view = self._read(connection)
+        self._adopt(view.state)
+        return view
+
+    def _adopt(self, stored: StoredState) -> None:
+        """Take the store's state; a change made elsewhere reaches this object's listeners."""
+        self._tell(self._take(stored))
+
+    def _take(self, stored: StoredState) -> StateChange | None:
+        """The store's state, taken without telling anyone yet: inside a check the account's lock
+        is held, and a listener (a runtime flattening its bots) must not run under it."""
+        if stored.state is self.state:
+            return None
+        change = StateChange(stored.changed_ts, self.state, stored.state, stored.reason, self.scope)
+        self.state = stored.state
+        self.state_changes.append(change)
+        return change
+
+    def _tell(self, change: StateChange | None) -> None:
+        if change is not None:
+            for listener in self.listeners:
+                listener(change)
+
+    def on_equity(self, equity: Decimal, ts: int) -> None:
+        """Ignored: a shared account's equity is its bots' shares, which each RiskEngine publishes
+        when its own monitors see its equity (on_bot_equity). One bot's equity fed here would
+        be taken for the whole account's."""
+
+    # -- the checks (RiskEngine calls these) ---------------------------------------------------------
+    def begin_check(self, engine: RiskEngine) -> None:
+        self.abort_check(engine)  # a check that never ended (not expected): do not keep its lock
+        connection = self.db.connect()
+        try:
+            connection.begin()
+            _lock(connection, self.key)
+            view = self._read(connection, exclude=engine.bot_id)
+        except SQLAlchemyError as exc:
+            connection.close()
+            raise self._unavailable(exc) from None
+        except BaseException:
+            connection.close()
+            raise
+        self._open[engine.bot_id] = connection
+        self._view[engine.bot_id] = view
+        change = self._take(view.state)
+        if change is not None:
+            self._untold[engine.bot_id] = change
+
+    def others_exposure(self, engine: RiskEngine) -> Decimal | None:
+        return self._others(engine).exposure(exclude=engine.bot_id)
+
+    def others_open_orders(self, engine: RiskEngine) -> int:
+        return self._others(engine).open_orders(exclude=engine.bot_id)
+
+    def end_check(self, engine: RiskEngine, candidate: _Candidate, reason: str | None) -> None:
+        """Publish the bot's share, with the order when it passed, and release the lock."""
+        connection = self._open.pop(engine.bot_id, None)
+        self._view.pop(engine.bot_id, None)
+        if connection is None:
+            return
+        try:
+            if reason is None:
+                exposure, orders = candidate.exposure_after, len(candidate.working_orders) + 1
+            else:
+                exposure, orders = engine.gross_exposure(), len(candidate.working_orders)
+            share = self._make_share(engine, exposure, orders)
+            _write_share(connection, self.key, share)
+            connection.commit()
+            self._published[engine.bot_id] = share
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            connection.close()
+            self._tell(self._untold.pop(engine.bot_id, None))
+
+    def abort_check(self, engine: RiskEngine) -> None:
+        connection = self._open.pop(engine.bot_id, None)
+        self._view.pop(engine.bot_id, None)
+        if connection is not None:
+            connection.close()  # rolls back: the lock goes with it
+        self._tell(self._untold.pop(engine.bot_id, None))
+
+    def _others(self, engine: RiskEngine) -> AccountView:
+        view = self._view.get(engine.bot_id)
+        if view is None:  # asked outside a check: read now
+            with self._store() as connection:
+                view = self._read(connection, exclude=engine.bot_id)
+        return view
+
+    # -- publishing --------------------------------------------------------------------------------
+    def publish(self, engine: RiskEngine, force: bool = False) -> bool:
+        """The bot's share as its books have it now. Called by the bot's own thread (after each input
+        is flushed): written when it changed or its heartbeat is due, else nothing. True if written."""
+        share = self._share(engine)
+        if share is None:
+            return False
+        last = self._published.get(engine.bot_id)
+        if (not force and last is not None and share.heartbeat_ns - last.heartbeat_ns < self.heartbeat_every_ns
+                and _same(share, last)):
+            return False
+        with self._store() as connection:
+            _write_share(connection, self.key, share)
+        self._published[engine.bot_id] = share
+        return True
+
+    def on_bot_equity(self, engine: RiskEngine, ts: int) -> None:
+        """A bot's monitors saw its equity: publish its share, then judge the account's day P&L and
+        drawdown over every bot's share, under the account's lock, and take what follows."""
+        share = self._share(engine)
+        with self._store() as connection:
+            _lock(connection, self.key)
+            if share is not None:
+                _write_share(connection, self.key, share)
+            view = self._read(connection)
+            change = self._judge(view, ts)
+            if change is not None:
+                state, reason = change
+                _write_state(connection, self.key, state, reason, ts, view.day if reason == DAILY_LOSS else None)
+                stored = StoredState(state, reason, ts, view.day, view.state.pnl_base, view.state.drawdown_base)
+            else:
+                stored = view.state
+        if share is not None:
+            self._published[engine.bot_id] = share
+        self._adopt(stored)
+
+    def _judge(self, view: AccountView, ts: int) -> tuple[TradingState, str] | None:
+        """As EquityMonitor + _Monitored.on_equity, over the summed shares: a new day lifts a daily
+        loss REDUCING; drawdown HALTS (and wins); a daily loss sets REDUCING on an ACTIVE account."""
+        stored = view.state
+        state = stored.state
+        if (state is TradingState.REDUCING and stored.reason == DAILY_LOSS and stored.day is not None
+                and view.day is not None and view.day > stored.day):
+            state = TradingState.ACTIVE
+            result: tuple[TradingState, str] | None = (state, NEW_DAY)
+        else:
+            result = None
+        pct, loss_limit = self.limits.max_drawdown_pct, self.limits.daily_loss_limit
+        high_water = view.high_water
+        if (pct is not None and state is not TradingState.HALTED and high_water > 0
+                and view.drawdown * 100 >= pct * high_water):
+            return TradingState.HALTED, MAX_DRAWDOWN
+        if loss_limit is not None and state is TradingState.ACTIVE and -view.day_pnl >= loss_limit:
+            return TradingState.REDUCING, DAILY_LOSS
+        return result
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _share(self, engine: RiskEngine) -> Share | None:
+        """The bot's share from its own books; None before the engine is bound to them."""
+        try:
+            orders = len(engine.open_orders())
+            exposure = engine.gross_exposure()
+        except RuntimeError:  # not bound yet (RiskEngine._unbound)
+            return None
+        return self._make_share(engine, exposure, orders)
+
+    def _make_share(self, engine: RiskEngine, exposure: Decimal | None, open_orders: int) -> Share:
+        monitor = engine.monitor
+        seen = monitor.equity is not None
+        return Share(engine.bot_id, self.process, exposure, open_orders, monitor.equity,
+                     monitor.day_start if seen else None, monitor.high_water if seen else None,
+                     monitor.day if seen else None, self.now())
+
+    def _read(self, connection: Connection, exclude: str | None = None) -> AccountView:
+        view = _read(connection, self.key, self.now(), self.stale_after_ns)
+        self._report(view.stale, exclude)
+        return view
+
+    def _report(self, stale: list[Share], exclude: str | None) -> None:
+        """Stale shares are ignored; each is logged once (per heartbeat) and kept in `stale`."""
+        self.stale = {share.bot_id: share.heartbeat_ns for share in stale if share.bot_id != exclude}
+        for share in stale:
+            if (share.bot_id, share.heartbeat_ns) not in self._warned and share.bot_id != exclude:
+                self._warned.add((share.bot_id, share.heartbeat_ns))
+                age_s = (self.now() - share.heartbeat_ns) / SECOND_NS
+                log.warning("account %s: bot %s's share (process %s) was last published %.0f s ago: ignored "
+                            "as a dead bot's (exposure %s, open orders %d)", self.key, share.bot_id,
+                            share.process, age_s, share.exposure, share.open_orders)
+
+    @contextmanager
+    def _store(self) -> Iterator[Connection]:
+        try:
+            with self.db.begin() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: SQLAlchemyError) -> StoreUnavailable:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return StoreUnavailable(f"account {self.key}: the account's risk state cannot be read or written: {reason}")
+
+
+def _same(a: Share, b: Share) -> bool:
+    return (a.exposure, a.open_orders, a.equity, a.day_start, a.high_water, a.day) == (
+        b.exposure, b.open_orders, b.equity, b.day_start, b.high_water, b.day)
+
+
+# -- one per (process, store, account, limits) --------------------------------------------------------
+
+_REGISTRY: dict[tuple[str, str, AccountLimits], SharedAccountRisk] = {}
+_ENGINES: dict[str, Engine] = {}
+_LOCK = threading.Lock()
+
+
+def account_risk_for(engine_or_url: Engine | str, key: str, limits: AccountLimits = AccountLimits(),
+                     **options: Any) -> SharedAccountRisk:
+    """The process's SharedAccountRisk of an account on a store: every bot of the account in this
+    process gets the same one (with the same account limits), and bots in other processes on the
+    same store are bound to it through the store. `options` (now, stale_after_ns...) go to
+    SharedAccountRisk when this call creates it; an existing one is returned as it is."""
+    from engine.store.db import make_engine  # the URL form only
+
+    if isinstance(engine_or_url, str):
+        url = engine_or_url
+        with _LOCK:
+            db = _ENGINES.get(url)
+            if db is None:
+                db = _ENGINES[url] = make_engine(url)
+    else:
+        db = engine_or_url
+        url = db.url.render_as_string(hide_password=False)
+    registry_key = (url, key, limits)
+    with _LOCK:
+        found = _REGISTRY.get(registry_key)
+        if found is None:
+            found = _REGISTRY[registry_key] = SharedAccountRisk(db, key, limits, **options)
+        return found
