@@ -73,7 +73,7 @@ class Client:
         delay = 0 if self.scope.everything else self.scope.delays.get(bot_id)
         if delay is None:
             return
-        release = (published_ns + delay) / NS if delay else 0.0
+        release = published_ns + delay if delay else 0  # ns: a float of seconds since 1970 is coarse
         try:
             self.queue.put_nowait((release, seen, signal_id, text))
             self.sent_upto = signal_id
@@ -88,9 +88,10 @@ class Client:
                 return None
             self._pending = item
         release, seen, signal_id, text = self._pending
-        wait = release - time.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        # asyncio may wake a sleeper up to its clock resolution early: wait until the wall clock
+        # says the plan's delay has passed, never a fraction of a millisecond less
+        while (wait := release - time.time_ns()) > 0:
+            await asyncio.sleep(wait / NS)
         self._pending = None
         return signal_id, text, seen
 

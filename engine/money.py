@@ -356,3 +356,11 @@ class ConversionRates:
         """`amount_raw` (units of 10**-amount_dp of `src`) in raw `dst` at dst_dp, half to even."""
         value = Fraction(amount_raw * 10**dst_dp, 10**amount_dp) * self.rate(src, dst, ts, purpose)
         return div_round_half_even(value.numerator, value.denominator)
+
+
+def raw_price(price: float, dp: int, step: int) -> int:
+    """A float price (a tick's bid, ask or last) onto the raw grid: nearest tick, half to even;
+    0 for NaN (a quote with no such side)."""
+    if price != price:
+        return 0
+    return div_round_half_even(round(price * 10**dp), step) * step

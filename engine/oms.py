@@ -10,6 +10,7 @@ booked into the portfolio.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from engine.errors import InvalidTransition
@@ -48,6 +49,40 @@ FillListener = Callable[[Order, Fill, list[ClosedTrade]], None]
 
 class DuplicateClientOrderId(Exception):
     """A client order id the OMS has already seen: sending it again could double an order."""
+
+
+# -- ownership: which orders on an account are this bot's ----------------------------------------
+# A bot owns the orders it sent (`<bot>-<8+ digits>`, next_client_order_id, carried to the venue as
+# its client id, or MT5 magic + comment) and the orders its venue made on its behalf
+# (`<bot>-venue-<ref>`: the server closing the bot's own position at its SL/TP). Everything else
+# on the account (other bots, other programs, a person) is foreign: reported, never booked.
+_SENT_SEQ = re.compile(r"[0-9]{8,}")
+VENUE_MADE = "venue"
+# The bot id an in-process simulated venue (brokers/paper) gives the orders it makes itself on the
+# account it simulates for one bot (a margin stop-out, `STOPOUT-<n>`): that account is the bot's.
+VENUE_BOT_ID = "venue"
+
+
+def sent_by(bot_id: str, client_order_id: str) -> bool:
+    """An id this bot's OMS made (next_client_order_id): bot "a" never claims "a-b-00000001"."""
+    prefix = f"{bot_id}-"
+    return client_order_id.startswith(prefix) and _SENT_SEQ.fullmatch(client_order_id[len(prefix):]) is not None
+
+
+def venue_made_id(bot_id: str, ref: object) -> str:
+    """The client id of an order a venue made on the bot's behalf (`ref`: the venue's ticket)."""
+    return f"{bot_id}-{VENUE_MADE}-{ref}"
+
+
+def made_for(bot_id: str, client_order_id: str) -> bool:
+    """An id from venue_made_id for this bot."""
+    prefix = venue_made_id(bot_id, "")
+    return client_order_id.startswith(prefix) and len(client_order_id) > len(prefix)
+
+
+def owns(bot_id: str, client_order_id: str) -> bool:
+    """Whether an order belongs in this bot's books: one it sent, or one its venue made for it."""
+    return sent_by(bot_id, client_order_id) or made_for(bot_id, client_order_id)
 
 
 class OrderManager:
@@ -90,6 +125,11 @@ class OrderManager:
     def open_orders(self) -> list[Order]:
         """Orders a venue may still act on (in flight included), oldest first."""
         return list(self._open.values())
+
+    def has_open(self, tags: frozenset[str]) -> bool:
+        """Whether an order tagged with one of `tags` may still be acted on (the go() hot path:
+        no list is built)."""
+        return any(o.tag in tags for o in self._open.values())
 
     def restore(self, orders: list[Order], fills: list[Fill], next_seq: int) -> None:
         """Rebuild from the store after a restart: orders, the id sequence, and the books,
@@ -149,6 +189,25 @@ class OrderManager:
     # -- ExecutionSink ---------------------------------------------------------------------------
     # A venue may report on its own copy of an order (a separate process, a restarted engine):
     # the OMS always updates *its* order, found by client order id.
+    # A report about an order that is not the bot's (another bot or program on a shared account)
+    # is counted and ignored: it never reaches the books (issue 14: a bot owns what it sent).
+    foreign_reports: int = 0  # per OMS: `+=` makes the count the instance's own
+
+    def _foreign(self, order: Order) -> bool:
+        """True (and counted) for a report the OMS ignores: an order it does not know and does not own."""
+        if order.client_order_id in self.orders or self._adoptable(order):
+            return False
+        self.foreign_reports += 1
+        return True
+
+    def _adoptable(self, order: Order) -> bool:
+        """An unknown order the books take: the bot's own id (sent by a twin process, or made by
+        the venue for it), or a liquidation an in-process simulated venue made on the account it
+        keeps for this bot alone, in one of the bot's symbols."""
+        if owns(self.bot_id, order.client_order_id):
+            return True
+        return order.bot_id == VENUE_BOT_ID and order.symbol in self.instruments
+
     def _own(self, order: Order) -> Order:
         own = self.orders.get(order.client_order_id)
         if own is None:
@@ -156,7 +215,9 @@ class OrderManager:
         return own
 
     def adopt_external(self, venue_order: Order) -> Order:
-        """An order the venue has and this OMS never made: track it, flagged external."""
+        """An order the venue has and this OMS never made, taken into the books flagged external.
+        The caller decides it is the bot's (`_adoptable`, reconcile_with_adapter): foreign orders
+        are never adopted."""
         own = Order(
             client_order_id=venue_order.client_order_id, bot_id=self.bot_id, symbol=venue_order.symbol,
             side=venue_order.side, type=venue_order.type, qty=venue_order.qty, ts_init=venue_order.ts_init,
@@ -170,18 +231,24 @@ class OrderManager:
         return own
 
     def on_submitted(self, order: Order, ts: int) -> None:
+        if self._foreign(order):
+            return
         own = self._own(order)
         if own.state in _PAST_SUBMITTED:
             return  # a repeated or late report (a reconnect, a restart): the books already know more
         self._record(own, own.transition(OrderState.SUBMITTED, ts))
 
     def on_accepted(self, order: Order, ts: int) -> None:
+        if self._foreign(order):
+            return
         own = self._own(order)
         if own.state in _PAST_ACCEPTED:
             return  # as above: e.g. an adapter that restarted reports a restored order from the start
         self._record(own, own.transition(OrderState.ACCEPTED, ts))
 
     def on_rejected(self, order: Order, ts: int, reason: str) -> None:
+        if self._foreign(order):
+            return
         own = self._own(order)
         if own.is_terminal:
             return  # a repeated report (a reconnect replays what reconciliation already booked)
@@ -189,6 +256,8 @@ class OrderManager:
         self.rejected.append(own)
 
     def on_canceled(self, order: Order, ts: int, reason: str | None) -> None:
+        if self._foreign(order):
+            return
         own = self._own(order)
         if own.is_terminal:
             return  # as above; a cancel reported after the last fill changes nothing either
@@ -197,6 +266,8 @@ class OrderManager:
     def on_fill(self, order: Order, fill: Fill, bar: int) -> None:
         if fill.execution_id in self._execution_ids:
             return  # a venue may report one execution twice (reconnects, replays): book it once
+        if self._foreign(order):
+            return
         fill = self.portfolio.valued(self.instruments[fill.symbol], fill)  # a fee in any currency, or refused
         own = self._own(order)
         self._execution_ids.add(fill.execution_id)

@@ -1,62 +1,61 @@
-"""One live bot: a tick feed into a PaperSession (durable paper venue, OMS, SQL journal,
-checkpoints, restart + reconcile), a StrategyDriver (bars, next(), signals), optional risk.
+"""A paper bot: the one BotRunner (live/runner.py) built over the paper venue.
 
-Threading: everything that touches the bot's OMS runs on the bot's own thread, inside `run()`.
-Other threads only post commands (`post`) and read `status()`, which is built from plain values
-the bot thread publishes after each tick. A command is taken between two ticks, so it never
-lands in the middle of one.
+Parts: a ReplayFeed over the bot's tick file (paced at the runtime's speed), PaperAdapter over
+DurablePaperVenue (the simulated venue of backtests, with an input log that survives a crash;
+the adapter the conformance suite proves), a SimulatedClock that follows the feed (for a replay
+that *is* the market's clock, and it keeps a replayed session deterministic, which parity needs),
+the SQL journal, the strategy with its StrategyDriver, and the risk engine when the bot has
+limits. Every restart goes through the same reconciliation as a live venue's bot
+(reconcile_with_adapter); the paper venue being the bot's own account, its cash must also equal
+the books' cash.
 
-Clock: the session's clock follows the feed (SimulatedClock, set to each tick's time). For a
-replay that *is* the market's clock, and it keeps a replayed session deterministic, which parity
-needs; with a broker's live feed the ticks carry wall-clock times and it becomes the live clock.
-Wall time (LiveClock) is only used for the session's started/stopped stamps and pacing.
-
-Restart: PaperSession.start() reloads orders and fills from the store and reconciles with the
-venue's log; the ticks up to the checkpoint then rebuild the bars with order entry muted
-(driver docstring), and trading resumes at the first tick after the checkpoint.
-
-Following: at every bar close (live, not while rebuilding) the books marked at the bar's close go
-to the journal as an equity point, written with its next commit (engine.store.journal).
-
-Kill of a stopped bot (`kill_only`): the bot is restored and reconciled as for a start, the kill
-switch is applied before its first live tick, and that tick fills the flattening order; a bot
-whose feed is exhausted has no next tick, so its last quote is offered once more, as a new input
-after the last (logged by the venue and checkpointed like any other): the position is closed at
-the last price its feed had, as a backtest closes at the end of its data.
+Restart: the store gives back orders, fills, the checkpoint and the signals; the ticks up to the
+checkpoint then rebuild the bars with order entry muted (live/driver.py), and trading resumes at
+the first tick after it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import deque
-from dataclasses import dataclass, field, replace
+import queue
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from engine.instrument import Instrument, infer_price_increment
-from engine.money import FeeModel
-from engine.risk import AccountRisk, RiskEngine
-from live import actions
+from brokers.paper.adapter import PaperAdapter
+from brokers.paper.durable import DurablePaperVenue
+from engine.account_risk import account_key, account_risk_for
+from engine.clock import SimulatedClock
 from engine.errors import ConfigError
+from engine.instrument import Instrument, infer_price_increment
+from engine.money import FeeModel, raw_price
+from engine.oms import OrderManager
+from engine.portfolio import Portfolio
+from engine.reconcile import ReconciliationError, ReconciliationReport
+from engine.risk import AccountRisk, RiskEngine
+from engine.store.db import StoreLost, check_connection, make_engine
+from engine.store.journal import SqlJournal
+from engine.store.models import BotRow
+from engine.store.signals import SqlSignals
+from engine.tick_guard import TickGuard
+from live.books import KILLED
 from live.config import BotConfig
-from live.driver import StrategyDriver, raw_price
+from live.driver import StrategyDriver
+from live.events import QueuedSink
 from live.feed import ReplayFeed, TickTable
 from live.lease import BotLease
-from live.books import KILLED
 from live.recorder import SessionRecorder
-from live.session import PaperSession, SessionConfig
-from engine.tick_guard import TickGuard
-from engine.store.models import BotRow
-from models.signals import SqlSignals
+from live.runner import HALTED, RUNNING, STOPPED, BotParts, BotRunner, Restored, Snapshot, instrument_meta
 from strategies import get_strategy
+from strategies.base import Strategy
+
+__all__ = ["HALTED", "RUNNING", "STOPPED", "BotRunner", "Snapshot", "paper_bot", "venue_log_path", "make_gate",
+           "guarded_prices", "build_instrument", "instrument_meta", "paper_venue_name", "stored_status"]
 
 FRACTIONAL_STEP = Decimal("0.000001")
-RUNNING, STOPPED, HALTED = "RUNNING", "STOPPED", "HALTED"
 
 
 def build_instrument(config: BotConfig, table: TickTable, params: Any) -> Instrument:
@@ -66,12 +65,6 @@ def build_instrument(config: BotConfig, table: TickTable, params: Any) -> Instru
     price_increment = config.price_increment or infer_price_increment(prices[np.isfinite(prices)])
     size_increment = config.size_increment or (Decimal(1) if params.units == "whole" else FRACTIONAL_STEP)
     return Instrument(config.symbol, price_increment=price_increment, size_increment=size_increment)
-
-
-def instrument_meta(instrument: Instrument) -> dict[str, str]:
-    return {"symbol": instrument.symbol, "price_increment": str(instrument.price_increment),
-            "size_increment": str(instrument.size_increment), "min_qty": str(instrument.min_qty),
-            "currency_increment": str(instrument.currency_increment)}
 
 
 def venue_log_path(state_dir: Path, database_url: str, bot_id: str) -> Path:
@@ -111,14 +104,20 @@ def was_killed(engine: Any, bot_id: str) -> bool:
 
 
 def make_gate(config: BotConfig, clock: Any, instrument: Instrument, last_price: Any,
-              reference_price: Any = None) -> RiskEngine | None:
+              reference_price: Any = None, store: Any = None) -> RiskEngine | None:
     """The risk engine when the bot has risk limits (data in its config: the runtime reads no file
-    on a config's say-so). Each bot gets its own AccountRisk: the account-wide limits across bots
-    on separate threads need shared state we do not have yet."""
+    on a config's say-so). With a `store` (the bot's database engine), the account's limits and
+    kill switch are the account's, shared by every bot on it in any process through the store
+    (engine.account_risk); without one (a parity replay), the bot's own."""
     if config.risk is None:
         return None
     risk = config.risk
-    return RiskEngine(config.id, risk.for_bot(config.id), AccountRisk(risk.account), clock,
+    if store is None:
+        account: AccountRisk = AccountRisk(risk.account)
+    else:
+        key = account_key(store, config.id, config.account)
+        account = account_risk_for(store.url.render_as_string(hide_password=False), key, risk.account)
+    return RiskEngine(config.id, risk.for_bot(config.id), account, clock,
                       {instrument.symbol: instrument}, last_price=last_price, reference_price=reference_price)
 
 
@@ -135,271 +134,87 @@ def guarded_prices(guard: TickGuard, instrument: Instrument) -> tuple[Any, Any]:
     return (lambda _symbol: price(guard.last_mid)), (lambda _symbol: price(guard.reference()))
 
 
-def record_bar_close(journal: Any, driver: StrategyDriver, instrument: Instrument, portfolio: Any) -> None:
-    """The equity point of the bar the driver just closed: the books marked at its close price,
-    stamped with its end, written with the journal's next commit."""
-    bar = driver.last_bar
-    if bar is None:
-        return
-    s = instrument.scales
-    close_raw = raw_price(bar.close, s.price_dp, s.price_step)
-    position = portfolio.positions[instrument.symbol]
-    equity = portfolio.cash_raw + position.qty * close_raw * s.notional_k
-    journal.record_equity(bar.end, s.cash(equity), portfolio.cash, s.cash(portfolio.realized_pnl_raw),
-                          s.cash(position.unrealized_raw(close_raw)), position.quantity)
+def paper_bot(config: BotConfig, table: TickTable | None, speed: float, database_url: str, state_dir: Path,
+              recorder: SessionRecorder | None = None, lease: BotLease | None = None, *, feed: Any = None,
+              strategy: Strategy | None = None, instrument: Instrument | None = None,
+              venue_log: Path | None = None) -> BotRunner:
+    """A paper bot's runner (module docstring). A bad config, a store that cannot be reached or a
+    model that will not load raise here, in the caller's thread, with nothing left open.
 
+    The keywords replace what the config would build, for drills and tests: `feed` (an iterable
+    of (sequence, Tick) with a `wake` event, instead of a ReplayFeed over `table`), a `strategy`
+    instance, an `instrument`, the venue's log file."""
+    if config.venue != "paper":  # live venues are built by live.venue_runner; never paper-trade one here
+        raise ConfigError("venue", f"bot {config.id!r}: venue {config.venue!r} is not a paper venue")
+    params = config.strategy_params()
+    if instrument is None:
+        assert table is not None, "a paper bot needs its tick table or an instrument"
+        instrument = build_instrument(config, table, params)
+    symbol = config.symbol
+    engine = make_engine(database_url)
+    check_connection(engine)  # a dead or corrupt database stops the bot before it trades
+    # fills are unique per (venue, execution id) in the store, and every paper venue numbers
+    # its executions from 1: each bot's venue needs its own name or one bot's fills are
+    # dropped as duplicates of another's
+    journal = SqlJournal(engine, config.id, paper_venue_name(config.id, resets_of(engine, config.id)))
+    killed = was_killed(engine, config.id)  # read before the manager clears the last stop's reason
+    if lease is not None:  # no commit, hence no order, once another runtime took the bot over
+        journal.guards.append(lease.check)
+    log_path = venue_log or venue_log_path(state_dir, database_url, config.id)
+    try:
+        venue = DurablePaperVenue(log_path, instrument, config.cash, FeeModel(config.commission))
+    except BaseException:
+        engine.dispose()
+        raise
+    adapter = PaperAdapter(venue)
+    inbox: queue.Queue[Any] = queue.Queue()
+    sink = QueuedSink(inbox)
+    try:
+        adapter.connect(sink)
+        clock = SimulatedClock()
+        guard = TickGuard(config.tick_guard)  # only ticks it admits reach the venue, the marks and the strategy
+        oms = OrderManager(config.id, clock, adapter, Portfolio.for_instrument(config.cash, instrument),
+                           {symbol: instrument}, journal=journal, connect=False)
+        gate = make_gate(config, clock, instrument, *guarded_prices(guard, instrument), store=engine)
+        if gate is not None:
+            gate.bind(oms)
+            oms.risk = gate
+        signals = SqlSignals(engine)
+        if strategy is None:
+            strategy = get_strategy(config.strategy)(params)
+        strategy.attach(None, symbol)  # type: ignore[arg-type]
+        strategy.connect(oms)
+        driver = StrategyDriver(strategy, oms, symbol, config.bar, signals, gate)
+    except BaseException:
+        adapter.close()
+        engine.dispose()
+        raise
 
-@dataclass
-class Snapshot:
-    """What status() reports; replaced as a whole by the bot thread (readers never see half)."""
+    def restore() -> Restored:
+        stored = journal.load({symbol: instrument})
+        held = len(venue.book.orders)
+        if not stored.orders and held:
+            # A store with no order of this bot while its venue log holds some was lost or replaced
+            # (the log is keyed by the store's URL): reconciling would find orders of this bot the
+            # store never journaled; say what happened and what to do
+            raise StoreLost(f"the store has no record of bot {config.id!r} but its paper venue log "
+                            f"{log_path} holds {held} orders: the store was lost or replaced; "
+                            "restore it, or archive the venue log to start afresh")
+        oms.restore(stored.orders, stored.fills, stored.next_order_seq)
+        return Restored(stored.checkpoint, signals.load(config.id), close_gap=not killed)
 
-    state: str = STOPPED
-    bars: int = 0
-    ticks: int = 0
-    orders: int = 0
-    equity: Decimal | None = None
-    position: Decimal = Decimal(0)
-    last_tick_ts: int | None = None
-    ticks_dropped: dict[str, int] = field(default_factory=dict)  # the tick guard's drops per reason
-    tick_level_shifts: int = 0                                   # new price levels it accepted
+    def after_reconcile(report: ReconciliationReport) -> None:
+        """The paper venue is this bot's own account: its cash is the books' cash, to the unit."""
+        if oms.portfolio.cash_raw != venue.cash_raw():
+            raise ReconciliationError(f"cannot reconcile with the venue: cash {oms.portfolio.cash_raw} here, "
+                                      f"{venue.cash_raw()} at the venue (raw units)")
+        journal.record_position(oms.portfolio, symbol, clock.now_ns())
 
-
-class BotRunner:
-    def __init__(self, config: BotConfig, table: TickTable, speed: float, database_url: str, state_dir: Path,
-                 recorder: SessionRecorder | None = None, lease: BotLease | None = None) -> None:
-        """`lease`: this runtime's lease on the bot (live.lease), checked before each
-        input and each journal commit, released when the bot's thread ends."""
-        if config.venue != "paper":  # live venues run in live.venue_runner; never paper-trade one here
-            raise ConfigError("venue", f"bot {config.id!r}: venue {config.venue!r} is not a paper venue")
-        self.config = config
-        self.params = config.strategy_params()
-        self.instrument = build_instrument(config, table, self.params)
-        self.feed = ReplayFeed(table, config.symbol, speed)
-        self.database_url = database_url
-        self.recorder = recorder
-        self.commands: deque[tuple[str, str, threading.Event]] = deque()
-        self.snapshot = Snapshot()
-        self.summary: dict[str, Any] = {}
-        self.error: BaseException | None = None
-        self.halted = False
-        self.kill_only: str | None = None  # set before run(): kill a stopped bot (reason), then stop
-        self.feed_ended = False            # the feed ran out (not a stop): the stop reason END_OF_FEED
-        self.stop_reason: str | None = None  # set by the manager when the thread ends (live.books)
-        self.stop_message = ""
-        self._stop = False
-        self._live_ticks = 0
-        strategy = get_strategy(config.strategy)(self.params)
-        self.session = PaperSession(
-            SessionConfig(config.id, database_url, str(venue_log_path(state_dir, database_url, config.id)),
-                          cash=config.cash, fees=FeeModel(config.commission), tick_guard=config.tick_guard),
-            self.instrument, strategy)
-        # fills are unique per (venue, execution id) in the store, and every paper venue numbers
-        # its executions from 1: each bot's venue needs its own name or one bot's fills are
-        # dropped as duplicates of another's
-        self.session.journal.venue = paper_venue_name(config.id, resets_of(self.session.journal.engine, config.id))
-        # read before the manager clears the last stop's reason (a start clears it)
-        self.was_killed = was_killed(self.session.journal.engine, config.id)
-        self.lease = lease
-        if lease is not None:  # no commit, hence no order, once another runtime took the bot over
-            self.session.journal.guards.append(lease.check)
-        try:  # a bad risk file or a model that will not load: release the venue log and the store
-            self.gate = make_gate(config, self.session.clock, self.instrument,
-                                  *guarded_prices(self.session.guard, self.instrument))
-            if self.gate is not None:
-                self.gate.bind(self.session.oms)
-                self.session.oms.risk = self.gate
-            self.signals = SqlSignals(self.session.journal.engine)
-            self.driver = StrategyDriver(strategy, self.session.oms, config.symbol, config.bar, self.signals,
-                                         self.gate)
-        except BaseException:
-            self._close()
-            raise
-        strategy.on_tick = self._on_tick  # type: ignore[method-assign]  # PaperSession calls it per tick
-
-    # -- commands (any thread) ------------------------------------------------------------------------
-    def post(self, command: str, reason: str = "") -> threading.Event:
-        done = threading.Event()
-        self.commands.append((command, reason, done))
-        self.feed.wake.set()
-        return done
-
-    # -- the bot thread -------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        """Start (reconcile), trade until the feed ends or a stop, then stop cleanly."""
-        session = self.session
-        try:
-            report = session.start()
-            self.driver.restore_direction(self.signals.load(self.config.id),
-                                          close_gap=not self.was_killed)
-            self.feed.live_from = session.checkpoint + 1
-            self._set_status(RUNNING)
-            if self.recorder is not None:
-                self.recorder.bot(self.config.id, {
-                    "config": self.config.model_dump(mode="json"), "instrument": instrument_meta(self.instrument),
-                    "source": self.feed.table.source, "first_live_seq": session.checkpoint + 1})
-            self._event(actions.START)
-            self.summary["reconciliation"] = {"fills_replayed": report.fills_replayed,
-                                              "orders_resolved": report.orders_resolved,
-                                              "lost_before_submit": len(report.orders_lost_before_submit),
-                                              "adopted": len(report.orders_adopted)}
-            self._publish(RUNNING)  # start() returns once it sees this
-            session.run(self._inputs())
-            self._finish()
-        except BaseException as exc:
-            self.error = exc
-            self._publish(STOPPED)
-            self._drain_commands()
-            raise
-        finally:
-            self._close()
-        return self.summary
-
-    def _inputs(self):  # type: ignore[no-untyped-def]
-        """The ticks PaperSession processes. Warm-up ticks are consumed here; commands are taken
-        here, between ticks, on the bot's thread."""
-        session, driver, recorder = self.session, self.driver, self.recorder
-        checkpoint = session.checkpoint
-        driver.muted = True
-        last_seq, last_quote = -1, None  # the last tick the guard admitted: a quote the venue may use
-        for seq, tick in self.feed:
-            last_seq = seq
-            if seq > checkpoint:
-                if driver.muted:
-                    driver.muted = False
-                self._publish(HALTED if self.halted else RUNNING)
-                if self.commands:
-                    self._take_commands()
-                    if self._stop:
-                        return
-            if recorder is not None:  # only what is processed: a replay must stop where the bot did
-                recorder.add(seq, tick)
-            if seq <= checkpoint:
-                session.clock.ts = max(session.clock.ts, tick.ts)
-                if session.guard.admit(tick):
-                    last_quote = tick
-                    if self.kill_only is None:  # a kill needs no bars
-                        driver.on_tick(tick)
-                continue
-            self._live_ticks += 1
-            if self.lease is not None:
-                self.lease.check()  # before the venue log sees this tick: it may be another runtime's now
-            yield seq, tick
-            if self.kill_only is not None and not session.oms.open_orders:  # flattened: done (a tick
-                self._stop = True                                        # the guard dropped fills nothing)
-                return
-        self._publish(HALTED if self.halted else RUNNING)
-        if self.commands:
-            self._take_commands()
-        if self.kill_only is not None and last_quote is not None and self.session.oms.open_orders:
-            # the feed is exhausted: the flattening order gets the last quote once more, as a new
-            # input a nanosecond later (the tick guard drops an exact repeat)
-            seq, tick = max(last_seq, checkpoint) + 1, replace(last_quote, ts=last_quote.ts + 1)
-            if recorder is not None:
-                recorder.add(seq, tick)
-            if self.lease is not None:
-                self.lease.check()
-            yield seq, tick
-            self._stop = True
-            return
-        self.feed_ended = not self._stop
-
-    def _take_commands(self) -> None:
-        self.feed.wake.clear()
-        while self.commands:
-            command, reason, done = self.commands.popleft()
-            try:
-                if command == "stop":
-                    self._stop = True
-                elif command == "kill" and not self.halted:
-                    actions.kill(self.session.oms, self.driver, self.gate, reason)
-                    self.halted = True
-                    self._event(actions.KILL, reason)
-                    self._set_status(HALTED)
-                    self._publish(HALTED)
-                elif command == "resume" and self.halted:  # a person lifts the kill: trade again
-                    actions.apply(actions.START, self.session.oms, self.driver, self.gate)
-                    self.halted = False
-                    self._event(actions.START, "resume")
-                    self._set_status(RUNNING)
-                    self._publish(RUNNING)
-            finally:
-                done.set()
-
-    def _on_tick(self, tick: Any) -> None:
-        """Each live tick after the venue matched it: bars and next(), then, if a bar closed, its
-        equity point."""
-        bars = self.driver.bars
-        self.driver.on_tick(tick)
-        if self.driver.bars != bars:
-            self._record_bar_close()
-
-    def _record_bar_close(self) -> None:
-        record_bar_close(self.session.journal, self.driver, self.instrument, self.session.oms.portfolio)
-
-    def _event(self, action: str, reason: str = "") -> None:
-        if self.recorder is not None:
-            self.recorder.event(self.config.id, self.session.checkpoint, action, reason)
-
-    def _finish(self) -> None:
-        """A clean stop: open orders cancelled or kept per on_stop (a halted bot's remaining
-        orders are its flattening ones: kept), everything flushed, a summary."""
-        oms = self.session.oms
-        cancelled = 0
-        if self.config.on_stop == "cancel" and not self.halted and oms.open_orders:
-            cancelled = actions.cancel_open_orders(oms)
-            self._event(actions.CANCEL)
-        self.session.journal.record_position(oms.portfolio, self.instrument.symbol, self.session.clock.now_ns())
-        self.session.journal.flush()
-        state = HALTED if self.halted else STOPPED
-        self._set_status(state)
-        self._publish(state)
-        if self.recorder is not None:
-            self.recorder.bot(self.config.id, {"last_seq": self.session.checkpoint,
-                                               "ticks_dropped": self.session.guard.counts(),
-                                               "tick_level_shifts": self.session.guard.level_shifts})
-        self.summary.update(self.status())
-        self.summary.update({"cancelled_on_stop": cancelled, "open_orders": len(oms.open_orders),
-                             "fills": len(oms.fills), "signals": self.driver.signals_published,
-                             "checkpoint": self.session.checkpoint,
-                             "gap_orders": self.driver.gap_orders})  # sent after a restart to reach the target
-        self._drain_commands()
-
-    def _drain_commands(self) -> None:
-        while self.commands:
-            self.commands.popleft()[2].set()
-
-    def _close(self) -> None:
-        try:
-            self.session.venue.close()
-        except OSError:
-            pass
-        self.session.journal.engine.dispose()
-        if self.lease is not None:
-            self.lease.release()
-
-    def _set_status(self, state: str) -> None:
-        """The state, and the config that runs: what a later kill of the stopped bot rebuilds it from."""
-        with self.session.journal.engine.begin() as connection:
-            connection.execute(update(BotRow.__table__).where(BotRow.id == self.config.id)
-                               .values(status=state, strategy=self.config.strategy,
-                                       config=self.config.model_dump(mode="json")))
-
-    def _publish(self, state: str) -> None:
-        oms = self.session.oms
-        position = oms.portfolio.positions[self.instrument.symbol]
-        s = self.instrument.scales
-        guard = self.session.guard
-        mid_raw = raw_price(guard.last_mid, s.price_dp, s.price_step)  # marked at guarded prices only
-        equity = None
-        if mid_raw:
-            equity = s.cash(oms.portfolio.cash_raw + position.qty * mid_raw * s.notional_k)
-        self.snapshot = Snapshot(state, self.driver.bars, self._live_ticks, len(oms.orders), equity,
-                                 position.quantity, self.session.clock.ts or None, guard.counts(), guard.level_shifts)
-
-    # -- any thread -----------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        snap = self.snapshot
-        return {"bot_id": self.config.id, "state": snap.state, "bars": snap.bars, "ticks": snap.ticks,
-                "orders": snap.orders, "equity": snap.equity, "position": snap.position,
-                "last_tick_ts": snap.last_tick_ts, "ticks_dropped": dict(snap.ticks_dropped),
-                "tick_level_shifts": snap.tick_level_shifts}
+    if feed is None:
+        assert table is not None
+        feed = ReplayFeed(table, symbol, speed)
+    runner = BotRunner(BotParts(config, feed, adapter, sink, inbox, clock, journal, oms, instrument, driver, guard,
+                                gate, recorder=recorder, lease=lease, closers=[adapter.close], restore=restore,
+                                after_reconcile=after_reconcile))
+    runner.venue = venue  # type: ignore[attr-defined]  # tests and drills look at the venue's log
+    return runner

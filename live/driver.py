@@ -15,13 +15,14 @@ venue has no history to give (an error, an unknown timeframe), the log says why 
 for new bars, as before. The first live bar lacks the ticks before the start: as it always did.
 
 Signals. ml_signal publishes its own (its `signal_sink` is pointed at the store). For the rule
-strategies, a Signal is published when the direction they `go()` to changes: confidence 1,
-model 0 version 0, target weight the entry's equity fraction. That is observed here, by wrapping
-`go()`, rather than written into every strategy.
+strategies, a Signal is published when the direction they `go()` to changes (strategies/signals.py:
+confidence 1, model 0 version 0, target weight the entry's equity fraction), as the backtester
+publishes them. The driver is the strategy's Supervisor (strategies/base.py): go() tells it,
+and asks it whether order entry is muted; no method of the strategy is replaced.
 
 Muting. After a restart the bars the bot already traded on are rebuilt from the ticks before its
 checkpoint, and `next()` runs on each of them with order entry muted (go, order, close and
-cancel do nothing) and signals discarded: the strategy's own state (an incremental model's
+cancel send nothing: Strategy.muted) and signals discarded: the strategy's own state (an incremental model's
 features, which direction ml_signal last emitted) comes back as it was, and nothing is sent twice.
 What the strategy asks `go()` for while muted is kept as its target, though.
 
@@ -38,7 +39,6 @@ retried tick after tick. Not after a kill: the kill switch flattened the bot on 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -46,25 +46,19 @@ import pandas as pd
 
 from engine.errors import ConfigError
 from engine.market import Bar, Tick
-from engine.money import div_round_half_even
+from engine.money import raw_price
 from engine.oms import OrderManager
 from engine.risk import RiskEngine
 from live.bars import DAY_NS, BarBuilder, BarHistory
 from live.indicators import LiveIndicators, is_incremental
-from models.signals import MemorySignals, Signal, SignalSink
+from engine.signals import MemorySignals, Signal, SignalSink
 from strategies.base import GO_TAGS, Strategy
+from strategies.signals import direction_signal
 
-ONE = Decimal(1)
-ZERO = Decimal(0)
+__all__ = ["StrategyDriver", "raw_price", "history_before", "venue_timeframe"]
+
 log = logging.getLogger(__name__)
 WIDEN = 3  # tries at a history span of 1x, 4x, 16x the bars wanted (nights, weekends: stocks need ~5x)
-
-
-def raw_price(price: float, dp: int, step: int) -> int:
-    """A float price onto the raw grid, as PaperSession puts tick prices there (0 for NaN)."""
-    if price != price:
-        return 0
-    return div_round_half_even(round(price * 10**dp), step) * step
 
 
 class StrategyDriver:
@@ -94,8 +88,9 @@ class StrategyDriver:
         self.signals_published = 0
         self.last_bar: Bar | None = None
         self._discard = MemorySignals()
+        self._deciding_tick: Tick | None = None  # set while the strategy's on_tick runs
         self._tick_hook = strategy.on_tick if type(strategy).on_tick is not Strategy.on_tick else None
-        self._wrap(strategy)
+        strategy.supervise(self)  # muting and signals through the strategy's public hook
         if self.publishes_own:
             strategy.signal_sink = _Counting(self, sink)  # type: ignore[attr-defined]
         if self.incremental and not self.batch:
@@ -103,37 +98,20 @@ class StrategyDriver:
             strategy.init()
             strategy.data = self.history  # next() reads the growing lists
 
-    # -- wiring -----------------------------------------------------------------------------------
-    def _wrap(self, strategy: Strategy) -> None:
-        cls = type(strategy)
-
-        def muted(method: Callable[..., Any]) -> Callable[..., Any]:
-            def call(*args: Any, **kwargs: Any) -> Any:
-                if self.muted:
-                    return None
-                return method(strategy, *args, **kwargs)
-            return call
-
-        def go(direction: int, fraction: Decimal | None = None) -> None:
-            if self.muted:  # rebuilding the bars: nothing is sent, but the wish is the strategy's target
-                strategy.target, strategy.target_fraction = direction, fraction
-                return
-            if not self.publishes_own and direction != self.last_direction:
-                self._publish_direction(direction, fraction)
-            cls.go(strategy, direction, fraction)
-
-        strategy.go = go  # type: ignore[method-assign]
-        for name in ("order", "close", "cancel"):
-            setattr(strategy, name, muted(getattr(cls, name)))
-
-    def _publish_direction(self, direction: int, fraction: Decimal | None) -> None:
-        self.last_direction = direction
-        p = self.strategy.p
-        weight = ZERO if direction == 0 else (fraction if fraction is not None else p.size)
-        i = self.strategy.i
-        data = self.strategy.data
-        self._emit(Signal(self.oms.bot_id, self.symbol, int(data.time[i]), direction, ONE, weight,
-                          1.0 if direction > 0 else 0.0, 1.0 if direction < 0 else 0.0, float(data.close[i]), 0, 0))
+    # -- the Supervisor hook (strategies/base.py) ------------------------------------------------------
+    def on_go(self, strategy: Strategy, direction: int, fraction: Decimal | None) -> None:
+        """go() was asked for `direction` (not while muted: the strategy keeps that as its target
+        and sends nothing): a rule strategy's signal when the direction changes."""
+        if not self.publishes_own and direction != self.last_direction:
+            self.last_direction = direction
+            tick = self._deciding_tick
+            if tick is None:  # in next(): stamped with the bar, as the backtester stamps it
+                signal = direction_signal(self.oms.bot_id, self.symbol, strategy, direction, fraction)
+            else:  # in on_tick(): stamped with the tick and its price
+                price = tick.last if tick.last == tick.last else (tick.bid + tick.ask) / 2
+                signal = direction_signal(self.oms.bot_id, self.symbol, strategy, direction, fraction,
+                                          at=(tick.ts, price))
+            self._emit(signal)
 
     def _emit(self, signal: Signal) -> None:
         if self.muted:
@@ -166,7 +144,7 @@ class StrategyDriver:
         if strategy.target is None or strategy.direction == strategy.target:
             return
         self.gap_orders += 1
-        type(strategy).go(strategy, strategy.target, strategy.target_fraction)
+        strategy.go(strategy.target, strategy.target_fraction)
 
     # -- warm-up --------------------------------------------------------------------------------------
     def warm_up(self, feed: Any, venue: str, now_ns: int) -> int:
@@ -222,7 +200,11 @@ class StrategyDriver:
             if self.trading:
                 self._next()
         if self._tick_hook is not None and self.trading:
-            self._tick_hook(tick)
+            self._deciding_tick = tick
+            try:
+                self._tick_hook(tick)
+            finally:
+                self._deciding_tick = None
 
     def _next(self) -> None:
         strategy = self.strategy

@@ -29,8 +29,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from brokers.factory import EnvCredentials, open_venue
 from live import books
-from live.bot import HALTED, RUNNING, STOPPED, BotRunner, venue_log_path
-from live.venue_runner import LiveBotRunner
+from live.bot import HALTED, RUNNING, STOPPED, BotRunner, paper_bot, venue_log_path
+from live.events import KillBot, ResumeBot, StopBot
+from live.venue_runner import venue_bot
 from live.config import BotConfig, FeedConfig
 from engine.errors import ConfigError
 from engine.settings import TickbridgeSettings, load_settings
@@ -135,19 +136,19 @@ class BotManager:
             lease = self.leases().acquire(config.id)
             try:
                 if table is not None:
-                    runner: Any = BotRunner(config, table, 0.0 if kill_only else self.feed.speed, self.database_url,
-                                            self.state_dir, self.recorder, lease=lease)
-                    runner.kill_only = kill_only
+                    runner = paper_bot(config, table, 0.0 if kill_only else self.feed.speed, self.database_url,
+                                       self.state_dir, self.recorder, lease=lease)
                 else:
-                    runner = LiveBotRunner(config, self.database_url, *venue, lease=lease)  # type: ignore[misc]
+                    runner = venue_bot(config, self.database_url, *venue, lease=lease)  # type: ignore[misc]
+                runner.kill_only = kill_only
             except BaseException:
                 lease.release()
                 raise
             if kill_only is not None:  # taken before the first live input: nothing trades first
                 self._kill_reasons[config.id] = kill_only
-                runner.post("kill", kill_only)
+                runner.post(KillBot(kill_only))
                 if table is None:
-                    runner.post("stop")
+                    runner.post(StopBot())
             if kill_only is None:  # it runs again: no stop reason until its next stop (cleared before
                 try:                # its thread starts, so a feed that ends at once keeps END_OF_FEED)
                     books.clear_stop(self.store(), config.id)
@@ -233,7 +234,7 @@ class BotManager:
         runner = self._runner(bot_id)
         thread = self._threads[bot_id]
         if thread.is_alive():
-            runner.post("stop")
+            runner.post(StopBot())
             thread.join(DEFAULT_TIMEOUT_S)
 
     def kill(self, bot_id: str, reason: str, config: BotConfig | None = None) -> None:
@@ -245,7 +246,7 @@ class BotManager:
         thread = self._threads.get(bot_id)
         if runner is not None and thread is not None and thread.is_alive():
             self._kill_reasons[bot_id] = reason
-            done = runner.post("kill", reason)
+            done = runner.post(KillBot(reason))
             while not done.wait(0.05):
                 if not thread.is_alive():
                     break
@@ -270,18 +271,16 @@ class BotManager:
             raise runner.error
 
     def resume(self, bot_id: str) -> None:
-        """Lift a kill's halt. A halted bot still running trades again at once (a live-venue bot
-        is stopped instead, to be started); a stopped one may be started again."""
+        """Lift a kill's halt. A halted bot still running trades again at once (any venue: its
+        runner takes ResumeBot between two events); a stopped one may be started again."""
         runner = self._bots.get(bot_id)
         thread = self._threads.get(bot_id)
         if runner is not None and thread is not None and thread.is_alive() and runner.halted:
-            if isinstance(runner, BotRunner):
-                done = runner.post("resume")
-                while not done.wait(0.05) and thread.is_alive():
-                    pass
-                books.clear_stop(self.store(), bot_id)
-                return
-            self.stop(bot_id)
+            done = runner.post(ResumeBot())
+            while not done.wait(0.05) and thread.is_alive():
+                pass
+            books.clear_stop(self.store(), bot_id)
+            return
         stored = self._stored(bot_id)
         if stored is None:
             raise UnknownBot(bot_id)
@@ -350,7 +349,7 @@ class BotManager:
         if runner is None:
             if stored is None:
                 raise UnknownBot(bot_id)
-            return stored
+            return {**stored, "active": False}
         status = runner.status()
         alive = self._threads[bot_id].is_alive()
         if stored is not None:
@@ -361,7 +360,12 @@ class BotManager:
                     [{"symbol": runner.config.symbol, "qty": books.quantity(status["position"])}]
         if runner.error is not None:
             status["error"] = books.scrub(str(runner.error))
-        if not alive and getattr(runner, "stop_reason", None) is not None:
+        if not alive and stored is not None and stored["halted"] and status["state"] != HALTED:
+            # killed after this runner stopped (kill() of a bot holding nothing writes the store
+            # alone): the store is the newer word
+            status["state"] = HALTED
+            status["stop_reason"], status["stop_message"] = stored["stop_reason"], stored["stop_message"]
+        elif not alive and getattr(runner, "stop_reason", None) is not None:
             status["stop_reason"], status["stop_message"] = runner.stop_reason, books.scrub(runner.stop_message)
         elif stored is not None and status["state"] == HALTED:
             status["stop_reason"], status["stop_message"] = stored["stop_reason"], stored["stop_message"]
@@ -371,6 +375,7 @@ class BotManager:
             status["stop_reason"] = status["stop_message"] = None
         status.setdefault("stop_message", None)
         status["halted"] = status["state"] == HALTED
+        status["active"] = alive  # a runner of this runtime holds the bot (halted ones too)
         return status
 
     def running(self) -> list[str]:

@@ -35,7 +35,7 @@ import inspect
 from collections.abc import Sequence
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,20 @@ if TYPE_CHECKING:
 
 _GO_TAGS = frozenset({"open", "close"})
 GO_TAGS = _GO_TAGS  # the tags of go()'s own orders: the runtime waits for them too (live/driver.py)
+
+
+class Supervisor(Protocol):
+    """What may stand between a strategy and its orders: set with `Strategy.supervise`.
+
+    A runtime rebuilding a bot's bars after a restart runs `next()` with order entry muted (go,
+    order, close and cancel send nothing; what go() asks for is kept as the target), and every
+    driver (backtest, paper, live, replay) is told when go() is asked for a direction, so it can
+    publish a Signal when that changes (strategies/signals.py). One hook, the same in every
+    driver: the strategy's own methods are never replaced."""
+
+    muted: bool
+
+    def on_go(self, strategy: "Strategy", direction: int, fraction: Decimal | None) -> None: ...
 _SIZE_STEP = Decimal(1).scaleb(-6)
 SIZE_DP = 6  # decimals of a per-entry equity fraction (`go(direction, fraction)`, `sizes()`)
 
@@ -321,6 +335,7 @@ class Strategy:
         self.i = -1
         self.data: BarData | BarListView = None  # type: ignore[assignment]
         self._oms: OrderManager | None = None
+        self._supervisor: Supervisor | None = None
         self._position: Position | None = None
         self._symbol = ""
         self._indicators: list[np.ndarray] = []
@@ -329,6 +344,15 @@ class Strategy:
     def attach(self, data: BarData, symbol: str) -> None:
         self.data = data
         self._symbol = symbol
+
+    def supervise(self, supervisor: Supervisor | None) -> None:
+        """Put `supervisor` between this strategy and its orders (see Supervisor)."""
+        self._supervisor = supervisor
+
+    @property
+    def muted(self) -> bool:
+        """True while a runtime rebuilds bars: orders are not sent."""
+        return self._supervisor is not None and self._supervisor.muted
 
     def connect(self, oms: "OrderManager") -> None:
         """Give the strategy an OMS to trade through and switch `next()` to list access."""
@@ -431,7 +455,12 @@ class Strategy:
             raise StrategyCodeError(f"go({direction!r}): the direction must be +1 (long), -1 (short) or 0 (flat); "
                                     "size positions with go(direction, fraction) or the size parameter")
         self.target, self.target_fraction = direction, fraction
-        if any(o.tag in _GO_TAGS for o in self._oms._open.values()):  # type: ignore[union-attr]
+        supervisor = self._supervisor
+        if supervisor is not None:
+            if supervisor.muted:  # rebuilding bars: nothing is sent, the wish stays the target
+                return
+            supervisor.on_go(self, direction, fraction)
+        if self._oms.has_open(_GO_TAGS):  # type: ignore[union-attr]
             return
         current = self.direction
         if current == direction:
@@ -447,15 +476,17 @@ class Strategy:
                 self._market(side, None, size, False, "open")
 
     def buy(self, qty: Decimal | None = None, fraction: Decimal | None = None, limit: Decimal | float | None = None,
-            stop: Decimal | float | None = None, tag: str = "") -> Order:
+            stop: Decimal | float | None = None, tag: str = "") -> Order | None:
         return self.order(OrderSide.BUY, qty, fraction, limit, stop, tag=tag)
 
     def sell(self, qty: Decimal | None = None, fraction: Decimal | None = None, limit: Decimal | float | None = None,
-             stop: Decimal | float | None = None, tag: str = "") -> Order:
+             stop: Decimal | float | None = None, tag: str = "") -> Order | None:
         return self.order(OrderSide.SELL, qty, fraction, limit, stop, tag=tag)
 
     def close(self) -> Order | None:
         """Flatten the position with a market order (reduce-only)."""
+        if self.muted:
+            return None
         position = self._position
         assert position is not None
         if position.qty == 0:
@@ -475,12 +506,17 @@ class Strategy:
 
     def cancel(self, order: Order) -> None:
         assert self._oms is not None
+        if self.muted:
+            return
         self._oms.cancel(order)
 
     def order(self, side: OrderSide, qty: Decimal | None = None, fraction: Decimal | None = None,
               limit: Decimal | float | None = None, stop: Decimal | float | None = None,
-              tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, tag: str = "") -> Order:
-        """Make and submit an order; prices go to the nearest tick, quantities down to the lot."""
+              tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, tag: str = "") -> Order | None:
+        """Make and submit an order; prices go to the nearest tick, quantities down to the lot.
+        None while muted (a runtime rebuilding bars): nothing is made, no id is used."""
+        if self.muted:
+            return None
         oms = self._oms
         assert oms is not None, "strategy is not connected to an OMS"
         scales = oms.instruments[self._symbol].scales

@@ -256,10 +256,19 @@ def update_bot(bot_id: str, raw: ConfigBody, caller: Trader, db: Db) -> BotOut:
     return _out(db, row)
 
 
+def _held_by_runtime(ctx: Any, runtime_id: str) -> bool:
+    """A halted bot whose runner still consumes its feed is not in running(), but the runtime
+    holds it (and its lease): deleting it would leave it unreachable through the API."""
+    try:
+        return bool(ctx.bot_control.status(runtime_id).get("active"))
+    except TickbridgeError:  # never run here: nothing holds it
+        return False
+
+
 @router.delete("/{bot_id}", status_code=204, summary="retire a stopped bot (its history stays; it is unpublished)")
 def delete_bot(bot_id: str, caller: Trader, ctx: Ctx, db: Db) -> None:
     current = owned_bot(db, caller, bot_id)
-    if current.runtime_id in ctx.bot_control.running():
+    if current.runtime_id in ctx.bot_control.running() or _held_by_runtime(ctx, current.runtime_id):
         raise ApiError(409, f"bot {bot_id!r} is running: stop it first")
     now = datetime.now(timezone.utc)
     for row in db.scalars(select(BotConfigRow).where(BotConfigRow.runtime_id == current.runtime_id)):

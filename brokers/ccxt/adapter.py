@@ -291,6 +291,10 @@ class CcxtAdapter:
         with self._lock:
             self._marks[tick.symbol] = (bid, ask)
 
+    def on_quote(self, tick: Any, seq: int | None = None) -> None:
+        """The runner's hook for every admitted tick (live/runner.py): the quote, as on_tick."""
+        self.on_tick(tick)
+
     def _mark(self, symbol: str, side: OrderSide) -> Decimal | None:
         bid, ask = self._marks.get(symbol, (None, None))
         price = ask if side is OrderSide.BUY else bid

@@ -7,7 +7,8 @@ process-global state, so every call goes through one lock.
 
 One adapter is one bot, as an Expert Advisor would be: its magic number is derived from the bot
 id (mapping.magic_for), and it sees only its own orders, deals and positions plus those a person
-placed (magic 0, adopted as external). Other EAs and bots on the same account are invisible to it.
+placed (magic 0: external, reported and never booked by the bot). Other EAs and bots on the same
+account are invisible to it.
 
 MetaTrader has no execution stream: `poll()` asks the terminal for open orders, finished orders
 and deals since the adapter connected, and reports the difference through an OrderReporter (each
@@ -47,7 +48,8 @@ Orders:
 - Times: the server's zone (clock.ServerClock): named (`server_tz`), fixed
   (`server_utc_offset_s`), or derived from the terminal's ticks against UTC, following DST.
 - `set_position_stops` puts SL/TP on this bot's positions (TRADE_ACTION_SLTP); positions the
-  server closes at SL/TP come back as external fills (client id MT5-<ticket>).
+  server closes at SL/TP come back as fills of an order the venue made for the bot (client id
+  `<bot>-venue-<ticket>`, which its books take; MT5-<ticket> for an adapter without a bot id).
 """
 
 from __future__ import annotations
@@ -535,7 +537,7 @@ class MT5Adapter:
         placed since it was sent: the request, under a comment the broker rewrote."""
         for cid, rows in snapshot[0].items():
             for row in rows:
-                if cid.startswith(m.EXTERNAL_PREFIX) and row["magic"] == self.magic and \
+                if m.unnamed(cid, self.bot_id) and row["magic"] == self.magic and \
                         row["symbol"] == request["symbol"] and row["type"] == request["type"] and \
                         abs(float(row["volume_initial"]) - float(request["volume"])) < _EPS and \
                         row["time_setup"] >= sent_at - 60:
@@ -642,7 +644,7 @@ class MT5Adapter:
                    for r in rows for d in deals_by_ticket.get(r["ticket"], ()))
 
     def _mine(self, magic: int) -> bool:
-        """Ours, or a person's (adopted as external); other EAs' are not this bot's."""
+        """Ours, or a person's (reported as external); other EAs' are not this bot's."""
         return magic in (self.magic, m.MANUAL_MAGIC)
 
     def _snapshot(self) -> tuple[dict[str, list[dict]], dict[int, list[dict]]] | None:
@@ -830,7 +832,8 @@ class MT5Adapter:
             out = []
             for d in deals:
                 rows = self.api.orders_get(ticket=d["order"]) or self.api.history_orders_get(ticket=d["order"]) or ()
-                cid = self._cid(m.as_dict(rows[0], _ORDER_FIELDS)) if rows else f"{m.EXTERNAL_PREFIX}{d['order']}"
+                cid = self._cid(m.as_dict(rows[0], _ORDER_FIELDS)) if rows else \
+                    m.client_id_of(d["magic"], "", d["order"], self.magic, {}, self.bot_id, self._tickets)
                 if cid is None:
                     continue
                 instrument = self._load_symbol(d["symbol"])

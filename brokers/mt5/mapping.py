@@ -16,7 +16,10 @@ characters; a longer one makes order_send fail). The mapping:
   comment again.
 - A comment rewritten beyond recognition: the adapter knows the order by its ticket (from
   order_send's answer, or found by magic, symbol, type, volume and time after a lost answer).
-- An order with magic 0, or ours that nothing names, is external: its client id is `MT5-<ticket>`.
+- An order with magic 0 (a person's) is external: its client id is `MT5-<ticket>`. An order with
+  this bot's magic that nothing names (the server's own SL/TP or stop-out on the bot's position,
+  or a comment rewritten beyond recognition) is still the bot's: `<bot>-venue-<ticket>`
+  (engine.oms.venue_made_id), which the bot's books take (without a bot id: `MT5-<ticket>`).
 Deals are tied to their order by ticket (`deal.order`), never by the deal's comment, which the
 server may rewrite (e.g. "[sl 1.0712]").
 """
@@ -31,6 +34,7 @@ from enum import Enum
 from typing import Any
 
 from brokers.base import RejectReason
+from engine.oms import made_for, venue_made_id
 from engine.orders import OrderSide, OrderState, OrderType
 
 TICKBRIDGE_MAGIC = 7_770_301   # an adapter built without a bot id (tests, tools)
@@ -169,7 +173,13 @@ def client_id_of(magic: int, comment: str, ticket: int, our_magic: int, known: d
         return f"{bot_id}-{int(seq['seq']):08d}"
     if bot_id is None and comment and not comment.startswith(("#", "[")) and comment.isprintable():
         return comment  # an adapter without a bot id: ids travel as themselves
-    return f"{EXTERNAL_PREFIX}{ticket}"  # rewritten beyond recognition, or the server's own (SL/TP)
+    # rewritten beyond recognition, or the server's own (SL/TP) on our magic: ours, named by its ticket
+    return venue_made_id(bot_id, ticket) if bot_id else f"{EXTERNAL_PREFIX}{ticket}"
+
+
+def unnamed(client_order_id: str, bot_id: str | None) -> bool:
+    """An id client_id_of gave an order whose comment names no client id (by ticket)."""
+    return client_order_id.startswith(EXTERNAL_PREFIX) or (bot_id is not None and made_for(bot_id, client_order_id))
 
 
 # -- filling -------------------------------------------------------------------------------------

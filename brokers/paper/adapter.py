@@ -25,6 +25,8 @@ from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectR
 from brokers.paper.durable import DurablePaperVenue, VenueOrderRecord, _Book, order_from_dict, order_to_dict
 from brokers.paper.venue import SimulatedVenue
 from engine.instrument import Instrument
+from engine.market import Tick
+from engine.money import raw_price
 from engine.orders import Fill, Order, OrderState
 
 Fault = Literal["lost_answer", "unavailable", "rate_limited"]
@@ -179,6 +181,22 @@ class PaperAdapter:
             self.venue.on_tick(self.venue.last_tick_seq + 1 if seq is None else seq, raw_bid, raw_ask, raw_size, ts)
         else:
             self._sim.on_tick(raw_bid, raw_ask, raw_size, ts)
+
+    def on_quote(self, tick: Tick, seq: int | None = None) -> None:
+        """Match working orders against one tick from a bot's feed (float prices, put on the grid
+        as the backtester puts them: nearest tick, half to even). `seq`: the tick's position in a
+        replayed feed; the durable venue matches each sequence once, so a restarted bot that
+        offers its last tick again changes nothing."""
+        s = self.instrument.scales
+        raw_bid, raw_ask = raw_price(tick.bid, s.price_dp, s.price_step), raw_price(tick.ask, s.price_dp, s.price_step)
+        raw_size = 0 if tick.size != tick.size else int(tick.size * 10**s.qty_dp)
+        if raw_bid and raw_ask:
+            self._marks[self.instrument.symbol] = (s.price(raw_bid) + s.price(raw_ask)) / 2
+        if isinstance(self.venue, DurablePaperVenue):
+            self.venue.on_tick(self.venue.last_tick_seq + 1 if seq is None else seq, raw_bid, raw_ask, raw_size,
+                               tick.ts)
+        else:
+            self._sim.on_tick(raw_bid, raw_ask, raw_size, tick.ts)
 
     # -- the stream -----------------------------------------------------------------------------
     def drop_stream(self) -> None:

@@ -1,5 +1,11 @@
-"""The API on a real SQLite store (a file per test), with an in-process BotControl, and helpers to
-make users and log them in."""
+"""The API on a real SQLite store (a file per test) driving the real runtime (live.manager.BotManager,
+paper bots replaying the bundled data), and helpers to make users and log them in.
+
+Every app gets a BotManager of its own on the app's store: what the API answers about a bot it
+started (RUNNING, 409 on a second start, HALTED after a kill) is what the runtime did, not what a
+test double was told. Its feed is paced at real time (IDLE_FEED), so a started bot waits in its
+feed until a test stops or kills it (a command wakes the paced wait at once): no test depends on
+how fast this machine replays. Tests that need trading give make_api a faster feed."""
 
 from __future__ import annotations
 
@@ -18,16 +24,21 @@ from api.security import set_hash_cost
 from api.settings import Settings
 from api.users import create_user
 from engine.store.db import upgrade
-from tests.api.control import InProcessBots
+from live.config import FeedConfig
+from live.feed import BUNDLED_DATA
+from live.manager import BotManager
 
 PASSWORD = "correct horse battery"
 SMA = {"strategy": "sma_cross", "params": {"fast": 5, "slow": 20}, "symbol": "SPY", "venue": "paper"}
+# SPY has no tick file in data/ticks/: its bots replay the bundled daily bars (SPY_daily). At real
+# time the second bar is a day away, so such a bot is RUNNING, trading nothing, until it is told.
+IDLE_FEED = FeedConfig(path=str(BUNDLED_DATA / "ticks"), speed=1.0)
 
 
 @dataclass
 class Api:
     client: TestClient
-    bots: InProcessBots
+    bots: BotManager
     settings: Settings
 
     @property
@@ -63,44 +74,47 @@ def migrated_db(tmp_path_factory) -> Path:
     return path
 
 
-def _apis(tmp_path: Path, migrated_db: Path) -> tuple[Callable[..., Api], list[TestClient]]:
-    clients: list[TestClient] = []
+def _apis(tmp_path: Path, migrated_db: Path) -> tuple[Callable[..., Api], list[Api]]:
+    apis: list[Api] = []
 
-    def make(url: str | None = None, **settings: Any) -> Api:
+    def make(url: str | None = None, feed: FeedConfig = IDLE_FEED, **settings: Any) -> Api:
+        """An app and its runtime on `url` (default: a fresh copy of the migrated store)."""
+        n = len(apis)
         if url is None:
-            target = tmp_path / f"api{len(clients)}.db"
+            target = tmp_path / f"api{n}.db"
             shutil.copyfile(migrated_db, target)
             url = f"sqlite:///{target}"
         base = Settings(database_url=url, auth_rate_per_minute=10_000, poll_interval_s=0.02)
         config = replace(base, **settings)
-        bots = InProcessBots()
-        client = TestClient(create_app(config, bots))
+        manager = BotManager(feed, database_url=url, state_dir=tmp_path / f"state{n}", record=False)
+        client = TestClient(create_app(config, manager))
         client.__enter__()
-        clients.append(client)
-        return Api(client, bots, config)
+        apis.append(Api(client, manager, config))
+        return apis[-1]
 
-    return make, clients
+    return make, apis
 
 
-def _close(clients: list[TestClient]) -> None:
-    for client in clients:
-        client.__exit__(None, None, None)
-        client.app.state.ctx.engine.dispose()  # type: ignore[attr-defined]
+def _close(apis: list[Api]) -> None:
+    for api in apis:
+        api.client.__exit__(None, None, None)
+        api.bots.close()  # stops its bots: none outlives its test
+        api.ctx.engine.dispose()
 
 
 @pytest.fixture
 def make_api(tmp_path, migrated_db) -> Iterator[Callable[..., Api]]:
-    make, clients = _apis(tmp_path, migrated_db)
+    make, apis = _apis(tmp_path, migrated_db)
     yield make
-    _close(clients)
+    _close(apis)
 
 
 @pytest.fixture(scope="module")
 def module_api(tmp_path_factory, migrated_db) -> Iterator[Api]:
-    """One app for a module whose tests only read, or write under names of their own."""
-    make, clients = _apis(tmp_path_factory.mktemp("module"), migrated_db)
+    """One app (and one runtime) for a module whose tests only read, or write under names of their own."""
+    make, apis = _apis(tmp_path_factory.mktemp("module"), migrated_db)
     yield make()
-    _close(clients)
+    _close(apis)
 
 
 @pytest.fixture

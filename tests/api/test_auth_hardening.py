@@ -26,7 +26,6 @@ from api.app import create_app
 from api.routers import signals as signals_router
 from engine.store.models import UserRow
 from tests.api.conftest import PASSWORD, publish
-from tests.api.control import InProcessBots
 
 ROOT = Path(__file__).resolve().parents[2]
 TICKBRIDGE = Path(sys.executable).parent / "tickbridge"
@@ -300,7 +299,7 @@ def test_uvicorn_logs_show_stream_credentials_as_stars(api):
         port = s.getsockname()[1]
     # a second app on the same store and secret, served by uvicorn; uvicorn.Config runs its
     # logging dictConfig after install_redaction(): the filter must survive it
-    app = create_app(api.settings, InProcessBots())
+    app = create_app(api.settings, api.bots)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info",
                                            ws_ping_interval=None, proxy_headers=False))
     capture = _Capture()

@@ -56,7 +56,8 @@ def test_a_trader_cannot_see_or_change_another_traders_bot(world, method, path):
     response = getattr(api.client, method)(path, headers=h["bea"], **kwargs)
     assert response.status_code == 404, response.text
     assert response.json()["error"]["message"] == "bot 'ann-bot' not found"  # same as for a missing bot
-    assert [e for e in api.bots.log if e[1] == "ann-bot"] == []
+    assert "ann-bot" not in api.bots.bots()  # the runtime was never asked to run it, nor to kill it:
+    assert (api.bots.status("ann-bot")["state"], api.bots.status("ann-bot")["stop_reason"]) == ("STOPPED", None)
     assert api.client.get("/api/v1/bots/ann-bot", headers=h["ann"]).json()["version"] == 1
 
 
@@ -128,4 +129,7 @@ def test_an_admin_sees_and_controls_every_bot(world):
     api, h = world
     assert {"ann-bot", "bea-bot"} <= {b["id"] for b in api.client.get("/api/v1/bots", headers=h["root"]).json()}
     assert api.client.post("/api/v1/bots/bea-bot/start", headers=h["root"]).status_code == 200
-    assert api.bots.states["bea-bot"] == "RUNNING"
+    assert api.bots.status("bea-bot")["state"] == "RUNNING" and "bea-bot" in api.bots.running()
+    assert api.client.get("/api/v1/bots/bea-bot/status", headers=h["bea"]).json()["state"] == "RUNNING"
+    assert api.client.post("/api/v1/bots/bea-bot/stop", headers=h["root"]).status_code == 200
+    assert api.bots.status("bea-bot")["state"] == "STOPPED"

@@ -79,27 +79,59 @@ def test_an_update_cannot_change_the_id_and_a_bad_one_keeps_the_old_version(api)
 def test_start_stop_kill_reach_the_runtime_and_are_audited(api):
     ann = api.user("ann", "trader")
     api.bot(ann, "b1")
+    status = lambda: api.client.get("/api/v1/bots/b1/status", headers=ann).json()  # noqa: E731
     assert api.client.post("/api/v1/bots/b1/start", headers=ann).status_code == 200
-    assert api.client.get("/api/v1/bots/b1/status", headers=ann).json()["state"] == "RUNNING"
+    assert status()["state"] == "RUNNING" and api.bots.running() == ["b1"]  # the runtime runs it, under its id
     again = api.client.post("/api/v1/bots/b1/start", headers=ann)
     assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+    assert "already running" in again.json()["error"]["message"]
     assert api.client.post("/api/v1/bots/b1/kill", json={"reason": "drawdown"}, headers=ann).status_code == 200
-    assert api.client.get("/api/v1/bots/b1/status", headers=ann).json()["state"] == "HALTED"
-    assert api.bots.log == [("start", "b1", "sma_cross"), ("kill", "b1", "drawdown")]
+    halted = status()
+    assert (halted["state"], halted["halted"], halted["stop_reason"]) == ("HALTED", True, "KILLED")
+    assert "drawdown" in halted["stop_message"] and api.bots.running() == []
+    refused = api.client.post("/api/v1/bots/b1/start", headers=ann)  # a kill holds until a person resumes
+    assert refused.status_code == 409 and "resume it first" in refused.json()["error"]["message"]
     with Session(api.ctx.engine) as db:
         actions = list(db.scalars(select(AuditRow.action).where(AuditRow.subject == "bot:b1").order_by(AuditRow.id)))
-    assert actions == ["bot.create", "bot.start", "bot.kill"]
+    assert actions == ["bot.create", "bot.start", "bot.kill"]  # a refused start is not audited
 
 
 def test_a_running_bot_cannot_be_deleted_a_stopped_one_can(api):
     ann = api.user("ann", "trader")
     api.bot(ann, "b1")
-    api.client.post("/api/v1/bots/b1/start", headers=ann)
+    assert api.client.post("/api/v1/bots/b1/start", headers=ann).status_code == 200
     assert api.client.delete("/api/v1/bots/b1", headers=ann).status_code == 409
-    api.client.post("/api/v1/bots/b1/stop", headers=ann)
+    assert api.client.post("/api/v1/bots/b1/stop", headers=ann).status_code == 200
+    stopped = api.client.get("/api/v1/bots/b1/status", headers=ann).json()
+    assert (stopped["state"], stopped["stop_reason"]) == ("STOPPED", "STOPPED") and api.bots.running() == []
     assert api.client.delete("/api/v1/bots/b1", headers=ann).status_code == 204
     assert api.client.get("/api/v1/bots/b1", headers=ann).status_code == 404
     assert api.client.get("/api/v1/bots", headers=ann).json() == []
+
+
+def test_the_status_of_a_stopped_bot_says_a_later_kill_halted_it(api):
+    ann = api.user("ann", "trader")
+    api.bot(ann, "b1")
+    assert api.client.post("/api/v1/bots/b1/start", headers=ann).status_code == 200
+    assert api.client.post("/api/v1/bots/b1/stop", headers=ann).status_code == 200
+    assert api.client.post("/api/v1/bots/b1/kill", json={"reason": "nightly"}, headers=ann).status_code == 200
+    refused = api.client.post("/api/v1/bots/b1/start", headers=ann)
+    assert refused.status_code == 409 and "halted by kill" in refused.json()["error"]["message"]
+    status = api.client.get("/api/v1/bots/b1/status", headers=ann).json()
+    assert (status["state"], status["halted"], status["stop_reason"]) == ("HALTED", True, "KILLED")
+    assert "nightly" in status["stop_message"]
+
+
+def test_a_killed_bot_the_runtime_still_holds_cannot_be_deleted_until_stopped(api):
+    ann = api.user("ann", "trader")
+    api.bot(ann, "b1")
+    assert api.client.post("/api/v1/bots/b1/start", headers=ann).status_code == 200
+    assert api.client.post("/api/v1/bots/b1/kill", json={"reason": "x"}, headers=ann).status_code == 200
+    assert "b1" in api.bots.bots() and api.bots.status("b1")["state"] == "HALTED"  # halted, its thread alive
+    deleted = api.client.delete("/api/v1/bots/b1", headers=ann)
+    assert deleted.status_code == 409, "deleted while the runtime still runs it"
+    assert api.client.post("/api/v1/bots/b1/stop", headers=ann).status_code == 200
+    assert api.client.delete("/api/v1/bots/b1", headers=ann).status_code == 204
 
 
 def _trading_history(engine, bot_id: str) -> None:

@@ -8,10 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.settings import Settings
+from live.config import FeedConfig
 from live.feed import BUNDLED_DATA, set_data_dirs
 from tests.api.conftest import Api
 
@@ -37,27 +35,12 @@ def data_dir(tmp_path) -> Path:
     return root
 
 
-def _runtime_api(tmp_path: Path, migrated_db: Path, **settings) -> tuple[Api, object]:
-    from live.config import FeedConfig
-    from live.manager import BotManager
-
-    shutil.copyfile(migrated_db, tmp_path / "live.db")
-    url = f"sqlite:///{tmp_path / 'live.db'}"
-    manager = BotManager(FeedConfig(path=str(BUNDLED_DATA / "ticks"), speed=0.0), database_url=url,
-                         state_dir=tmp_path / "var", record=False)
-    config = Settings(database_url=url, auth_rate_per_minute=10_000, poll_interval_s=0.02, **settings)
-    client = TestClient(create_app(config, manager))
-    client.__enter__()
-    return Api(client, manager, config), manager  # type: ignore[arg-type]
+FAST = FeedConfig(path=str(BUNDLED_DATA / "ticks"))  # as fast as it replays: the tests wait for a fill
 
 
 @pytest.fixture
-def runtime_api(tmp_path, migrated_db, data_dir):
-    api, manager = _runtime_api(tmp_path, migrated_db, data_dirs=(data_dir,))
-    yield api
-    manager.close()  # type: ignore[attr-defined]
-    api.client.__exit__(None, None, None)
-    api.ctx.engine.dispose()
+def runtime_api(make_api, data_dir) -> Api:
+    return make_api(feed=FAST, data_dirs=(data_dir,))
 
 
 def _wait(predicate, what: str, timeout_s: float = 60.0) -> None:
@@ -126,26 +109,20 @@ def test_a_data_source_is_for_paper_bots_only(runtime_api):
     assert refused.status_code == 422 and refused.json()["error"]["field"] == "data"
 
 
-def test_the_openapi_example_bot_is_created_and_then_starts_and_trades(tmp_path, migrated_db):
-    api, manager = _runtime_api(tmp_path, migrated_db)  # the bundled data directory, as a fresh server has
-    try:
-        ann = api.user("ann", "trader")
-        spec = api.client.get("/api/v1/openapi.json").json()
-        body = spec["paths"]["/api/v1/bots"]["post"]["requestBody"]["content"]["application/json"]
-        example = (body["schema"]["examples"][0] if "examples" in body["schema"]
-                   else next(iter(body["examples"].values()))["value"])
-        created = api.client.post("/api/v1/bots", json=example, headers=ann)
-        assert created.status_code == 201, created.text
-        bot_id = created.json()["id"]
-        started = api.client.post(f"/api/v1/bots/{bot_id}/start", headers=ann)
-        assert started.status_code == 200, started.text
-        _wait(lambda: api.client.get(f"/api/v1/bots/{bot_id}/fills", headers=ann).json(),
-              "the example bot's first fill")
-        assert api.client.get(f"/api/v1/bots/{bot_id}/status", headers=ann).json()["ticks"] > 0
-    finally:
-        manager.close()  # type: ignore[attr-defined]
-        api.client.__exit__(None, None, None)
-        api.ctx.engine.dispose()
+def test_the_openapi_example_bot_is_created_and_then_starts_and_trades(make_api):
+    api = make_api(feed=FAST)  # the bundled data directory, as a fresh server has
+    ann = api.user("ann", "trader")
+    spec = api.client.get("/api/v1/openapi.json").json()
+    body = spec["paths"]["/api/v1/bots"]["post"]["requestBody"]["content"]["application/json"]
+    example = (body["schema"]["examples"][0] if "examples" in body["schema"]
+               else next(iter(body["examples"].values()))["value"])
+    created = api.client.post("/api/v1/bots", json=example, headers=ann)
+    assert created.status_code == 201, created.text
+    bot_id = created.json()["id"]
+    started = api.client.post(f"/api/v1/bots/{bot_id}/start", headers=ann)
+    assert started.status_code == 200, started.text
+    _wait(lambda: api.client.get(f"/api/v1/bots/{bot_id}/fills", headers=ann).json(), "the example bot's first fill")
+    assert api.client.get(f"/api/v1/bots/{bot_id}/status", headers=ann).json()["ticks"] > 0
 
 
 def test_the_operators_own_yaml_may_still_name_a_data_file_by_its_path(tmp_path):

@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from engine.store.models import AuditRow, BacktestJobRow, SignalRow, UserRow
 from tests.api.conftest import SMA, LiveServer, publish
-from tests.api.control import InProcessBots
 
 NS = 1_000_000_000
 REPLAYED_TS = 1_399_248_000 * NS      # 2014-05-05: the market time of a replayed EURUSD tick
@@ -151,7 +150,7 @@ def test_sse_free_delay_counts_from_publication(make_api):
     ann, pia = api.user("ann", "trader"), api.user("pia", "subscriber")
     api.bot(ann, "ann-bot")
     _subscribe(api, pia, _publish_bot(api, ann, "ann-bot"))
-    app = create_app(api.settings, InProcessBots())
+    app = create_app(api.settings, api.bots)
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         with http.stream("GET", "/api/v1/signals/sse", headers=pia) as response:
             lines = (line for line in response.iter_lines() if line)
@@ -196,8 +195,7 @@ def test_two_owners_may_use_one_name_and_neither_learns_of_the_other(world):
     assert again.status_code == 409 and "you already have" in again.json()["error"]["message"]
     # the runtime gets the global id; store data goes by it
     assert api.client.post("/api/v1/bots/ann-bot/start", headers=h["bea"]).status_code == 200
-    assert api.bots.configs[bea_bot["runtime_id"]].id == bea_bot["runtime_id"]
-    assert "ann-bot" not in api.bots.running()
+    assert api.bots.running() == [bea_bot["runtime_id"]]  # not ann's "ann-bot"
     publish(api.ctx.engine, bea_bot["runtime_id"], 5)
     assert _rest(api, h["bea"]) == [(bea_bot["runtime_id"], 5)]
     assert _rest(api, h["ann"]) == []

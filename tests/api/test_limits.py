@@ -3,8 +3,8 @@ rest shed with 503 + Retry-After (never 500); a busy store is 503, not 500; boun
 408) and request heads; security headers; metrics behind a token or on their own port.
 
 Servers here are real uvicorn servers on loopback, configured as `tickbridge serve` configures
-them (api.serving), over a real SQLite store. Slow requests are made slow by a BotControl whose
-status() blocks until the test lets it go: nothing depends on how fast this machine is.
+them (api.serving), over a real SQLite store and the real runtime. Slow requests are made slow by a
+BotManager whose status() blocks until the test lets it go: nothing depends on how fast this machine is.
 """
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ import pytest
 from api import serving
 from api.app import create_app
 from api.middleware import ConcurrencyLimit
-from tests.api.control import InProcessBots
+from live.manager import BotManager
+from tests.api.conftest import IDLE_FEED
 
 WAIT_S = 60  # generous bound for the server to reach a state; never a performance threshold
 
 
-class BlockingBots(InProcessBots):
-    """status() blocks while `gate` is closed, counting the calls that are waiting in it."""
+class BlockingBots(BotManager):
+    """The real runtime, except that status() blocks while `gate` is closed, counting the calls
+    waiting in it: a request that takes as long as the test wants."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, api: Any, state_dir: Any) -> None:
+        super().__init__(IDLE_FEED, database_url=api.settings.database_url, state_dir=state_dir, record=False)
         self.gate = threading.Event()
         self.gate.set()
         self.waiting = 0
@@ -101,11 +103,19 @@ def trader(make_api):
     return api, headers
 
 
-def test_in_flight_limit_sheds_the_excess_with_503_never_500(trader):
+@pytest.fixture
+def blocking(trader, tmp_path):
+    """A BlockingBots on the trader's store, closed after the test."""
+    bots = BlockingBots(trader[0], tmp_path / "blocking")
+    yield bots
+    bots.gate.set()
+    bots.close()
+
+
+def test_in_flight_limit_sheds_the_excess_with_503_never_500(trader, blocking):
     api, headers = trader
     n, queue, extra = 3, 2, 4
-    bots = BlockingBots()
-    bots.states["tess-bot"] = "RUNNING"
+    bots = blocking
     app = create_app(_with(api.settings, api_threads=n, api_queue=queue, queue_wait_s=WAIT_S), bots)
     bots.gate.clear()
     path = "/api/v1/bots/tess-bot/status"
@@ -129,10 +139,9 @@ def test_in_flight_limit_sheds_the_excess_with_503_never_500(trader):
     assert gate.gate.held == 0 and gate.gate.waiting == 0  # every slot given back
 
 
-def test_a_request_waits_in_the_queue_at_most_its_bound(trader):
+def test_a_request_waits_in_the_queue_at_most_its_bound(trader, blocking):
     api, headers = trader
-    bots = BlockingBots()
-    bots.states["tess-bot"] = "RUNNING"
+    bots = blocking
     app = create_app(_with(api.settings, api_threads=1, api_queue=5, queue_wait_s=0.2), bots)
     bots.gate.clear()
     with Served(app) as server, httpx.Client(base_url=server.url, timeout=WAIT_S) as http, \
@@ -192,7 +201,7 @@ def test_logins_have_a_gate_of_their_own():
 def test_an_event_stream_gives_its_slot_back(trader):
     """With one request thread, an open SSE stream must not starve every other request."""
     api, headers = trader
-    app = create_app(_with(api.settings, api_threads=1, api_queue=0), InProcessBots())
+    app = create_app(_with(api.settings, api_threads=1, api_queue=0), api.bots)
     with Served(app) as server, httpx.Client(base_url=server.url, timeout=WAIT_S) as http:
         with http.stream("GET", "/api/v1/signals/sse", headers=headers) as stream:
             assert next(stream.iter_lines()) == ": connected"
@@ -203,7 +212,7 @@ def test_an_event_stream_gives_its_slot_back(trader):
 def test_pool_exhausted_is_503_with_retry_after(trader, monkeypatch):
     api, headers = trader
     monkeypatch.setattr("api.app.POOL_TIMEOUT_S", 0.2)
-    app = create_app(_with(api.settings, api_threads=1, db_pool=1), InProcessBots())
+    app = create_app(_with(api.settings, api_threads=1, db_pool=1), api.bots)
     engine = app.state.ctx.engine
     with Served(app) as server, httpx.Client(base_url=server.url, timeout=WAIT_S) as http:
         held = engine.connect()  # the pool's only connection, taken by someone else
@@ -222,7 +231,7 @@ def test_database_locked_is_503_not_500(trader):
     """SQLite's write lock held past the busy timeout (5 s) by another process's transaction."""
     api, headers = trader
     path = api.settings.database_url.removeprefix("sqlite:///")
-    app = create_app(api.settings, InProcessBots())
+    app = create_app(api.settings, api.bots)
     with Served(app) as server, httpx.Client(base_url=server.url, timeout=WAIT_S) as http:
         locker = sqlite3.connect(path, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")
@@ -260,7 +269,7 @@ def status_of(reply: bytes) -> int:
 
 
 def test_a_body_over_the_limit_is_refused_by_its_content_length(api):
-    app = create_app(_with(api.settings, max_body_bytes=1000), InProcessBots())
+    app = create_app(_with(api.settings, max_body_bytes=1000), api.bots)
     with Served(app) as server:
         # headers only: the server must answer without waiting for the 50 MB it was promised
         reply = raw(server.port, b"POST /api/v1/auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -270,7 +279,7 @@ def test_a_body_over_the_limit_is_refused_by_its_content_length(api):
 
 
 def test_a_chunked_body_is_cut_off_at_the_limit(api):
-    app = create_app(_with(api.settings, max_body_bytes=1000), InProcessBots())
+    app = create_app(_with(api.settings, max_body_bytes=1000), api.bots)
     chunk = b"x" * 600
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(4))  # 2,400 bytes, no final chunk yet
     with Served(app) as server:
@@ -288,7 +297,7 @@ def test_the_default_limit_is_one_mebibyte(api):
 
 
 def test_a_trickled_body_gets_408(api):
-    app = create_app(_with(api.settings, body_timeout_s=0.5), InProcessBots())
+    app = create_app(_with(api.settings, body_timeout_s=0.5), api.bots)
     with Served(app) as server:
         reply = raw(server.port, b"POST /api/v1/auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                                  b"Content-Length: 100\r\n\r\n{\"username\": ")  # and then nothing
@@ -296,7 +305,7 @@ def test_a_trickled_body_gets_408(api):
 
 
 def test_a_trickled_request_head_is_cut_off(api):
-    app = create_app(api.settings, InProcessBots())
+    app = create_app(api.settings, api.bots)
     with Served(app, header_timeout_s=0.5) as server:
         reply = raw(server.port, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never finishes
         fine = raw(server.port, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -305,7 +314,7 @@ def test_a_trickled_request_head_is_cut_off(api):
 
 
 def test_an_oversized_request_head_is_refused(api):
-    app = create_app(api.settings, InProcessBots())
+    app = create_app(api.settings, api.bots)
     with Served(app) as server:
         reply = raw(server.port, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 32768 + b"\r\n\r\n")
         body = b"{" + b'"k": "' + b"v" * 60000 + b'"}'  # a large body right behind a small head is fine
@@ -316,7 +325,7 @@ def test_an_oversized_request_head_is_refused(api):
 
 
 def test_security_headers_on_every_response_and_no_server_banner(api):
-    app = create_app(api.settings, InProcessBots())
+    app = create_app(api.settings, api.bots)
     with Served(app) as server, httpx.Client(base_url=server.url, timeout=WAIT_S) as http:
         answers = [http.get("/api/v1/health"), http.get("/api/v1/nowhere"),
                    http.post("/api/v1/auth/token", json={"username": "nobody", "password": "x"}),
@@ -336,7 +345,7 @@ def test_security_headers_on_a_500(api):
     def boom() -> None:
         raise RuntimeError("secret detail")
 
-    app = create_app(api.settings, InProcessBots())
+    app = create_app(api.settings, api.bots)
     app.router.add_api_route("/api/v1/boom", boom)
     from fastapi.testclient import TestClient
 
@@ -348,7 +357,7 @@ def test_security_headers_on_a_500(api):
 
 
 def test_metrics_behind_a_token(api):
-    app = create_app(_with(api.settings, metrics_token="m" * 32), InProcessBots())
+    app = create_app(_with(api.settings, metrics_token="m" * 32), api.bots)
     from fastapi.testclient import TestClient
 
     with TestClient(app) as client:
@@ -364,7 +373,7 @@ def test_metrics_on_their_own_port(api):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(_with(api.settings, metrics_port=port), InProcessBots())
+    app = create_app(_with(api.settings, metrics_port=port), api.bots)
     from fastapi.testclient import TestClient
 
     with TestClient(app) as client:

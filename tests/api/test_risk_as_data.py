@@ -13,17 +13,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from api.app import create_app
-from api.settings import Settings
 from engine.errors import ConfigError
 from engine.risk import load_risk_config
 from live.config import load_runtime_config
 from engine.store.models import BotConfigRow, BotRow, OrderRow, UserRow
-from tests.api.conftest import SMA, Api
+from tests.api.conftest import SMA
 from tests.conftest import ROOT
 
 SECRET = "hunter2-do-not-echo"
@@ -78,7 +75,7 @@ def test_a_stored_config_that_still_names_a_path_does_not_start(api, secret_file
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == "risk"
     assert _leaks(response, str(secret_file), secret_file.name, SECRET) == []
-    assert api.bots.log == []  # the runtime was never asked
+    assert api.bots.bots() == []  # the runtime was never asked
 
 
 @pytest.mark.parametrize(("risk", "field", "value"), [
@@ -105,8 +102,8 @@ def test_risk_limits_as_data_are_stored_and_returned_as_given(api):
     assert created["config"]["risk"] == {"account": {"max_open_orders": 5},
                                          "default_bot": {"max_order_qty": "1000", "market_weekdays": ["MON"]}}
     assert api.client.post("/api/v1/bots/b1/start", headers=ann).status_code == 200
-    started = api.bots.configs["b1"]
-    assert started.risk is not None and started.risk.for_bot("b1").max_order_qty == 1000
+    assert api.bots.status("b1")["state"] == "RUNNING"  # the runtime takes it as it is (the limits acting in
+    # the running bot: test_limits_given_as_data_deny_orders_in_the_running_bot)
 
 
 # -- the real runtime: a limit given as data takes effect ----------------------------------------------
@@ -119,20 +116,10 @@ def ticks(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def live_api(tmp_path, migrated_db, ticks):
-    import shutil
-
+def live_api(make_api, ticks):
     from live.config import FeedConfig
-    from live.manager import BotManager
 
-    shutil.copyfile(migrated_db, tmp_path / "live.db")
-    url = f"sqlite:///{tmp_path / 'live.db'}"
-    manager = BotManager(FeedConfig(path=str(ticks)), database_url=url, state_dir=tmp_path / "var", record=False)
-    settings = Settings(database_url=url, auth_rate_per_minute=10_000, poll_interval_s=0.02)
-    with TestClient(create_app(settings, manager)) as client:
-        yield Api(client, manager, settings)  # type: ignore[arg-type]
-    manager.close()
-    client.app.state.ctx.engine.dispose()
+    return make_api(feed=FeedConfig(path=str(ticks)))  # as fast as it goes: the test waits for the feed's end
 
 
 FX = {"strategy": "sma_cross", "symbol": "EURUSD", "venue": "paper", "bar": "1min", "cash": "100000",

@@ -14,7 +14,6 @@ from sqlalchemy import update
 from api.app import create_app
 from tests.api.conftest import LiveServer, publish
 from engine.store.models import SignalRow
-from tests.api.control import InProcessBots
 
 NOW = lambda: time.time_ns()  # noqa: E731
 HOUR = 3600 * 1_000_000_000
@@ -167,7 +166,7 @@ def test_websocket_holds_a_free_plans_signal_until_its_delay_has_passed(make_api
 
 def test_sse_streams_the_callers_signals_with_their_ids(world):
     api, h = world
-    app = create_app(api.settings, InProcessBots())
+    app = create_app(api.settings, api.bots)
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as http:
         with http.stream("GET", "/api/v1/signals/sse", headers=h["ann"]) as response:
             assert response.headers["content-type"].startswith("text/event-stream")

@@ -35,6 +35,8 @@ Rules for a harness:
 - `place_external_order()`: an open order placed at the venue by someone else (another program,
   a person); returns its client order id.
 - `venue_order_count(cid)`: how many orders the venue holds with this client id (0, 1, or a bug).
+- `now_ns()` (optional): the fake venue's own clock, for a fake that keeps its own time; the
+  suite's engine then runs on it (reconciliation asks for fills over a window of engine time).
 - `supports(feature)`: optional features; the suite skips a case whose feature is absent.
   Features: the OrderType values, "partial_fill", "lost_submit", "stream_drop", "rate_limit",
   "server_error", "external_order".

@@ -39,6 +39,10 @@ class AlpacaHarness:
                                      stream_backoff_s=(0.01, 0.05))
         return self.adapter
 
+    def now_ns(self) -> int:
+        """The fake's clock (it stamps orders and fills in it), read without moving it."""
+        return self.fake._clock_ns
+
     def supports(self, feature: str) -> bool:
         return True
 

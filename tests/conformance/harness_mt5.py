@@ -15,7 +15,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from brokers.mt5 import MT5Adapter
-from brokers.mt5.mapping import comment_for
+from brokers.mt5.mapping import EXTERNAL_PREFIX, comment_for
 from engine.orders import OrderSide
 from tests.fakes.mt5_fake import FakeMT5
 
@@ -41,6 +41,10 @@ class MT5Harness:
                                   clock_ns=lambda: self.fake.now_msc * 1_000_000)
         return self.adapter
 
+    def now_ns(self) -> int:
+        """The fake terminal's clock (UTC), as the adapter reads it."""
+        return self.fake.now_msc * 1_000_000
+
     def supports(self, feature: str) -> bool:
         return True
 
@@ -63,8 +67,12 @@ class MT5Harness:
         self.fake.set_tick(self.symbol, BID, ASK)
 
     def fill(self, client_order_id: str, qty: Decimal | None = None) -> None:
-        comment = comment_for(client_order_id, BOT)[:8]
-        ticket, order = next((t, o) for t, o in self.fake.orders.items() if o["comment"] == comment)
+        if client_order_id.startswith(EXTERNAL_PREFIX):  # a person's order (place_external_order)
+            ticket = int(client_order_id[len(EXTERNAL_PREFIX):])
+            order = self.fake.orders[ticket]
+        else:
+            comment = comment_for(client_order_id, BOT)[:8]
+            ticket, order = next((t, o) for t, o in self.fake.orders.items() if o["comment"] == comment)
         limit = order["price_stoplimit"] if order["type"] in (6, 7) else (order["price_open"] if order["type"] in (2, 3)
                                                                           else None)
         volume = order["volume_current"] if qty is None else float(qty)

@@ -44,13 +44,24 @@ def wallet_moved(bot: "Bot", fills: list) -> Decimal:
     return sum((f.side.sign * f.qty - (f.fee_native if f.fee_currency == base else 0) for f in fills), Decimal(0))
 
 
+class _VenueClock:
+    """The fake venue's own clock (a harness with `now_ns`): a fake that keeps its own time
+    (MT5, Alpaca) stamps fills in it, and reconciliation bounds its queries by the engine's."""
+
+    def __init__(self, harness: AdapterHarness) -> None:
+        self.harness = harness
+
+    def now_ns(self) -> int:
+        return self.harness.now_ns()  # type: ignore[attr-defined]
+
+
 class Bot:
     """An OMS on the adapter, and a few words to make orders with."""
 
     def __init__(self, harness: AdapterHarness) -> None:
         self.harness = harness
         self.adapter = harness.make_adapter()
-        self.clock = LiveClock()
+        self.clock: LiveClock | _VenueClock = _VenueClock(harness) if hasattr(harness, "now_ns") else LiveClock()
         # connect() loads the instruments; the OMS connects the adapter as its sink afterwards
         self.oms = OrderManager("conf", self.clock, self.adapter, Portfolio(Decimal(0), 18), {})
         self.instruments = self.adapter.instruments()
@@ -309,14 +320,14 @@ def test_partial_fills_missed_during_a_drop_are_each_booked_once(bot: Bot):
     assert positions[bot.harness.symbol] == wallet_moved(bot, bot.oms.fills)
 
 
-def test_an_unknown_venue_order_is_adopted_as_external(bot: Bot):
+def test_a_foreign_venue_order_is_ignored_by_the_bots_books(bot: Bot):
+    """Someone else's order on the account (issue 14): whatever the venue's stream says about it,
+    the bot's OMS books nothing; the order stays the venue's."""
     _require(bot.harness, "external_order")
     client_id = bot.harness.place_external_order()
     bot.harness.reconnect()
     bot.harness.settle()
-    adopted = bot.oms.orders[client_id]
-    assert adopted.tag == "external" and adopted in bot.oms.external
-    assert adopted.state is OrderState.ACCEPTED
+    assert client_id not in bot.oms.orders and bot.oms.external == [] and bot.oms.open_orders == []
     assert client_id in {v.client_order_id for v in bot.adapter.open_orders()}
 
 
@@ -360,9 +371,55 @@ def test_a_restarted_engine_reconciles_through_the_contract_alone(bot: Bot):
     venue_view = bot.adapter.order_status(resting.client_order_id)  # a quote may have filled it too
     assert by_id[resting.client_order_id].state is venue_view.state
     assert by_id[resting.client_order_id].filled_qty == venue_view.filled_qty
-    assert by_id[external].tag == "external"
+    assert external not in by_id and report.external_orders == [external]  # someone else's: reported only
     venue_position = {p.symbol: p.qty for p in bot.adapter.positions()}[bot.harness.symbol]
     own = [f for f in restarted.fills if f.client_order_id == filled.client_order_id]
     assert restarted.portfolio.positions[bot.harness.symbol].quantity == venue_position >= wallet_moved(bot, own)
     again = reconcile_with_adapter(restarted, bot.adapter, bot.clock.now_ns())
     assert again.fills_replayed == 0 and again.orders_adopted == [] and len(restarted.fills) == len(expected_fills)
+
+
+# -- a shared account (issue 14: a bot owns what it sent) --------------------------------------------------
+
+
+def _restarted(bot: Bot, orders: list[Order], fills: list) -> OrderManager:
+    """A new OMS for bot "conf" rebuilt from what its store held (nothing, for a fresh bot)."""
+    oms = OrderManager("conf", bot.clock, bot.adapter, Portfolio(bot.start_cash, bot.instrument.scales.cash_dp),
+                       dict(bot.instruments), connect=False)
+    oms.restore(orders, fills, len(orders))
+    return oms
+
+
+def test_a_fresh_bot_starts_beside_a_foreign_open_order_and_reports_it(bot: Bot):
+    _require(bot.harness, "external_order")
+    foreign = bot.harness.place_external_order()
+    fresh = _restarted(bot, [], [])
+    report = reconcile_with_adapter(fresh, bot.adapter, bot.clock.now_ns())
+    assert report.external_orders == [foreign] and report.orders_adopted == []
+    assert fresh.orders == {} and fresh.fills == [] and fresh.open_orders == []
+
+
+def test_a_foreign_position_is_reported_and_the_bots_books_hold_only_its_own(bot: Bot):
+    """The bot buys; someone else then trades the same symbol on the account. Neither the stream
+    nor a restart's reconciliation books the other trade: the venue's position is the bot's plus
+    the external part the report names."""
+    _require(bot.harness, "external_order")
+    _buy_inventory(bot)
+    own_fills = list(bot.oms.fills)
+    own_qty = bot.oms.portfolio.positions[bot.harness.symbol].quantity
+    foreign = bot.harness.place_external_order()
+    bot.harness.fill(foreign)
+    bot.harness.settle()
+    assert foreign not in bot.oms.orders and bot.oms.fills == own_fills  # whatever the stream said about it
+    assert bot.oms.portfolio.positions[bot.harness.symbol].quantity == own_qty
+    venue_qty = {p.symbol: p.qty for p in bot.adapter.positions()}[bot.harness.symbol]
+    assert venue_qty != own_qty
+    stored = [Order(o.client_order_id, o.bot_id, o.symbol, o.side, o.type, o.qty, o.ts_init, state=o.state,
+                    filled_qty=o.filled_qty) for o in bot.oms.orders.values()]
+    restarted = _restarted(bot, stored, own_fills)
+    report = reconcile_with_adapter(restarted, bot.adapter, bot.clock.now_ns())
+    assert report.fills_replayed == 0 and report.orders_adopted == [] and restarted.fills == own_fills
+    assert restarted.portfolio.positions[bot.harness.symbol].quantity == own_qty
+    assert report.external_positions == {bot.harness.symbol: venue_qty - own_qty}
+    foreign_fills = {f.execution_id for f in bot.adapter.fills_since(0)} - {f.execution_id for f in own_fills}
+    assert foreign_fills and set(report.external_fills) == foreign_fills

@@ -13,6 +13,7 @@ import pytest
 from brokers.base import RejectReason
 from brokers.mt5 import MT5Adapter, MT5Feed
 from brokers.mt5 import mapping
+from engine.oms import owns
 from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInForce, can_transition
 from tests.fakes.mt5_fake import FakeMT5
 
@@ -29,8 +30,8 @@ class RecordingSink:
 
     def _move(self, order: Order, new: OrderState) -> None:
         current = self.state.get(order.client_order_id, OrderState.PENDING_SUBMIT)
-        if current == OrderState.PENDING_SUBMIT and order.client_order_id.startswith(mapping.EXTERNAL_PREFIX):
-            current = OrderState.SUBMITTED  # the OMS adopts an external order as SUBMITTED
+        if current == OrderState.PENDING_SUBMIT and order.tag == "external":
+            current = OrderState.SUBMITTED  # the OMS adopts an order the venue made for the bot as SUBMITTED
         assert can_transition(current, new), f"{order.client_order_id}: {current} -> {new}"
         self.state[order.client_order_id] = new
 
@@ -693,7 +694,8 @@ def test_sl_and_tp_go_on_the_bots_positions_and_a_stop_out_comes_back_as_a_fill(
     closing = venue.sink.fills[-1]
     assert ((closing.side, closing.qty, closing.price, closing.fee)
             == (OrderSide.SELL, D("0.10"), D("1.09490"), D("0.70")))
-    assert closing.client_order_id.startswith("MT5-") and venue.adapter.positions() == []
+    assert closing.client_order_id == f"alpha-venue-{venue.fake.deals[-1].order}"  # the server's order, on our magic
+    assert owns("alpha", closing.client_order_id) and venue.adapter.positions() == []  # the bot's books take it
     assert [p["magic"] for p in venue.fake.positions.values()] == [OTHER_EA]
 
 

@@ -1,5 +1,5 @@
-"""A paper session stops cleanly, never trading blind, when its store fails; bad ticks don't
-stop it."""
+"""A paper bot (the one BotRunner, as the runtime builds it) stops cleanly, never trading blind,
+when its store fails; bad ticks don't stop it."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from sqlalchemy import text
 from engine.errors import StoreUnavailable
 from engine.portfolio import Portfolio
 from engine.market import Tick
-from engine.money import FeeModel
-from live.session import PaperSession, SessionConfig
 from engine.store.db import make_engine, upgrade
 from strategies.base import StrategyParams
-from tests.e2e.crash_bot import EURUSD, ClockFlip
+from tests.e2e.crash_bot import EURUSD, ClockFlip, session_bot
 
 SECOND = 1_000_000_000
 
@@ -24,10 +22,9 @@ def quotes(n: int, start: int = 0) -> list[tuple[int, Tick]]:
     return [(start + i, Tick("EURUSD", (start + i) * SECOND, bid=1.1, ask=1.10002)) for i in range(n)]
 
 
-def session(tmp_path, url: str) -> PaperSession:
+def session(tmp_path, url: str, ticks=()):
     strategy = ClockFlip(StrategyParams(fixed_size=Decimal(1000)), 5 * SECOND)
-    return PaperSession(SessionConfig("s1", url, str(tmp_path / "venue.log"), fees=FeeModel(Decimal("0.0001"))),
-                        EURUSD, strategy)
+    return session_bot("s1", url, tmp_path / "venue.log", strategy, ticks, "0.0001")
 
 
 def test_corrupt_database_stops_the_bot_before_it_starts(tmp_path):
@@ -40,29 +37,32 @@ def test_corrupt_database_stops_the_bot_before_it_starts(tmp_path):
 def test_database_lost_mid_run_stops_trading_and_sends_nothing_unjournaled(tmp_path):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     upgrade(url)
-    bot = session(tmp_path, url)
-    bot.start()
-    bot.run(quotes(12))
-    sent_before = len(bot.venue.book.orders)
-    assert sent_before > 0
-    with make_engine(url).begin() as connection:  # the store breaks under the running bot
-        connection.execute(text("DROP TABLE order_events"))
+    sent = {}
+
+    def stream():
+        yield from quotes(12)
+        sent["before"] = len(bot.venue.book.orders)
+        with make_engine(url).begin() as connection:  # the store breaks under the running bot
+            connection.execute(text("DROP TABLE order_events"))
+        yield from quotes(12, start=12)
+
+    bot = session(tmp_path, url, stream())
     with pytest.raises(StoreUnavailable, match="trading stopped"):
-        bot.run(quotes(12, start=12))
+        bot.run()
+    assert sent["before"] > 0
     # the order that could not be journaled as PENDING_SUBMIT never reached the venue
-    assert len(bot.venue.book.orders) == sent_before
+    assert len(bot.venue.book.orders) == sent["before"]
 
 
 def test_malformed_ticks_are_counted_and_dropped_and_the_bot_lives_on(tmp_path):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     upgrade(url)
-    bot = session(tmp_path, url)
-    bot.start()
     stream = quotes(6)
     stream[2] = (2, Tick("EURUSD", 2 * SECOND, bid=float("nan"), ask=1.1))
     stream[3] = (3, Tick("EURUSD", 1 * SECOND, bid=1.1, ask=1.10002))   # out of order
     stream[4] = (4, Tick("EURUSD", 4 * SECOND, bid=-1.0, ask=1.1))
-    assert bot.run(stream) == 6
+    bot = session(tmp_path, url, stream)
+    assert bot.run()["ticks"] == 6
     assert sum(bot.guard.dropped.values()) == 3 and bot.guard.accepted == 3
     assert bot.checkpoint == 5
 
@@ -74,12 +74,11 @@ def test_a_new_utc_day_books_the_previous_days_pnl_and_an_account_snapshot(tmp_p
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     upgrade(url)
-    bot = session(tmp_path, url)
-    bot.start()
     day = 86_400
     stream = [(i, Tick("EURUSD", (day - 30 + i) * SECOND, bid=1.1 + i * 1e-5, ask=1.10002 + i * 1e-5))
               for i in range(60)]  # 30 s before midnight to 30 s after
-    bot.run(stream)
+    bot = session(tmp_path, url, stream)
+    bot.run()
     with make_engine(url).connect() as connection:
         days = connection.execute(select(DailyPnlRow.__table__)).all()
         snapshots = connection.execute(select(AccountSnapshotRow.__table__)).all()

@@ -22,7 +22,7 @@ def test_an_oms_id_travels_sequence_first_so_a_truncated_comment_still_names_it(
 
 
 def test_a_comment_cut_inside_the_sequence_names_nothing():
-    assert m.client_id_of(77, "12", 9001, 77, {}, "mt5-sma") == "MT5-9001"
+    assert m.client_id_of(77, "12", 9001, 77, {}, "mt5-sma") == "mt5-sma-venue-9001"  # ours, known by ticket
 
 
 def test_long_bot_ids_still_fit_the_31_character_comment():
@@ -41,7 +41,9 @@ def test_ids_of_other_shapes_travel_as_themselves_or_hashed():
 def test_who_an_order_belongs_to():
     assert m.client_id_of(0, "phone", 5, 77, {}, "bot") == "MT5-5"          # a person: external
     assert m.client_id_of(12345, "3@other", 5, 77, {}, "bot") is None        # another EA: not ours
-    assert m.client_id_of(77, "bridge#881", 5, 77, {}, "bot") == "MT5-5"     # rewritten beyond recognition
+    assert m.client_id_of(77, "bridge#881", 5, 77, {}, "bot") == "bot-venue-5"  # ours, rewritten beyond recognition
+    assert m.client_id_of(77, "[sl 1.07120]", 6, 77, {}, "bot") == "bot-venue-6"  # the server's own, on our magic
+    assert m.unnamed("bot-venue-6", "bot") and m.unnamed("MT5-5", "bot") and not m.unnamed("bot-00000003", "bot")
     assert m.client_id_of(77, "bridge#881", 5, 77, {}, "bot", {5: "bot-00000003"}) == "bot-00000003"
     assert m.client_id_of(77, "[sl 1.07120]", 6, 77, {}, None) == "MT5-6"   # the server's own order
 
