@@ -1,38 +1,28 @@
-"""Parity: replay a recorded live session through the backtester and diff signals, orders, fills.
+"""Parity: replay a recorded session twice, through the same BotRunner and through the
+backtester, and diff each against what the session did (signals, orders, fills).
 
 "Live does not match my backtest" has two usual causes: the strategy saw different data (bars
 built differently, an indicator that looked ahead or depends on how much history it was given),
-or orders were filled differently. The replay takes the session's recorded ticks
-(live.recorder) and does what a backtest does with them:
+or orders were filled differently. A session's inputs are recorded while it runs
+(live/recorder.py: every tick a bot read, durably, and its control actions), so even a session
+killed with SIGKILL replays, up to its last journaled input (the bot's checkpoint in the store).
 
-- bars: backtest.data.ticks_to_bars over the ticks, the backtester's own resampler (the live
-  bars come from live.bars, tick by tick); the replay checks each bar it closes
-  against that frame;
-- the strategy: initialised once over *all* the bars, as the backtester's event path does
-  (`BarData`, `init()`, `connect()`), so every indicator comes from the full series, while live
-  computed it over the bars so far. A strategy that peeks ahead, or whose indicator depends on
-  the length of its input, differs here;
-- `next()` at each bar close, through the OMS (same client order ids, same risk engine when the
-  bot had one) into SimulatedVenue, the one fill model behind backtests and paper trading.
+1. Through the runner: the same BotRunner as live (live/runner.py), on a simulated clock, over an
+   in-memory paper venue (PaperAdapter over SimulatedVenue), fed the recorded ticks at full speed,
+   with the session's control actions after the tick they followed. It differs from live only if
+   the runtime is not deterministic (a restart that lost or repeated something, a race).
+2. Through the backtester's event path on ticks (backtest/tick_path.py): bars resampled by the
+   backtester from the recorded ticks, the strategy initialised once over *all* of them as a
+   backtest does (so an indicator that peeks ahead, or depends on its input's length, differs
+   here), fills on the same ticks through the same SimulatedVenue. A backtest on bars would fill a
+   market order at the next bar's open rather than at the next tick: that by-design difference is
+   not what parity looks for.
 
-Fills: the backtester's bar loop fills a market order at the next bar's open, while the paper
-venue live fills it at the next *tick* (the ask for a buy). By design those differ, and a diff
-of them would only restate that. So the replay feeds the recorded ticks through the same
-SimulatedVenue (`on_tick`, same raw-price rounding as PaperSession, same fees, same cash) and
-calls the strategy at the tick that closes each bar, as live did. What is left to differ is
-exactly what must not: data, indicators, decisions, ids, sizing, risk, fills.
+Bad ticks: both replays run the recorded ticks (all of them: the recording keeps what the guard
+dropped) through a TickGuard with the bot's own `tick_guard` config, so they drop exactly the
+ticks live dropped, and the risk engine reads its prices from that guard, as live does.
 
-Bad ticks: the replay runs the recorded ticks (all of them: the recording keeps what the guard
-dropped) through a TickGuard with the bot's own `tick_guard` config, so it drops exactly the
-ticks live dropped, and the risk engine reads its last price and band reference from that guard,
-as live does.
-
-The session's control actions (its starts, the cancels of a stop with on_stop=cancel, kills)
-are replayed after the tick they followed, taken from this session's meta.json and those of the
-sessions before it (a resumed bot's history began in an earlier one; its ticks from the first
-are in this session's recording because the bot re-read them to rebuild its bars).
-
-Compared against the store as it is now: orders and fills up to the session's last tick. An
+Compared against the store as it is now: orders and fills up to the session's last input. An
 order kept open at the end of this session and filled in a later one shows as a difference in
 state; replay the latest session instead. A restart also starts the risk engine afresh (loss
 monitors, rate window), which a continuous replay cannot reproduce exactly.
@@ -41,17 +31,18 @@ monitors, rate window), which a continuous replay cannot reproduce exactly.
 from __future__ import annotations
 
 import json
+import queue
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow.compute as pc
 from rich.table import Table
 
-from backtest.data import ticks_to_bars
+from backtest.tick_path import run_tick_events
+from brokers.paper.adapter import PaperAdapter
 from brokers.paper.venue import SimulatedVenue
 from engine.clock import SimulatedClock
 from engine.errors import ConfigError
@@ -60,19 +51,20 @@ from engine.money import FeeModel, Slippage
 from engine.oms import OrderManager
 from engine.orders import Fill, Order
 from engine.portfolio import Portfolio
-from live import actions
+from engine.signals import MemorySignals, Signal
+from engine.store.db import make_engine
+from engine.store.journal import SqlJournal
+from engine.store.signals import SqlSignals
+from engine.tick_guard import TickGuard
 from live.bars import bar_width_ns
 from live.bot import guarded_prices, make_gate
 from live.config import BotConfig, parse_bot_config
-from live.driver import StrategyDriver, raw_price
-from live.feed import TickTable
+from live.driver import StrategyDriver
+from live.events import QueuedSink
+from live.feed import ReplayFeed, TickTable
 from live.recorder import META_FILE, read_session
-from engine.store.db import make_engine
-from engine.store.journal import SqlJournal
-from engine.tick_guard import TickGuard
-from models.signals import MemorySignals, Signal, SqlSignals
+from live.runner import BotParts, BotRunner
 from strategies import get_strategy
-from strategies.base import BarData
 
 ORDER_FIELDS = ("side", "type", "qty", "limit_price", "stop_price", "tif", "reduce_only", "equity_fraction", "tag",
                 "state", "filled_qty", "avg_fill_price", "reason", "ts_init")
@@ -87,7 +79,8 @@ class Difference:
     key: str
     field: str
     live: str
-    backtest: str
+    backtest: str     # the replay's value
+    against: str = "backtest"  # which replay: "runner" (the same BotRunner) or "backtest"
 
 
 @dataclass
@@ -97,12 +90,14 @@ class Replay:
     signals: list[Signal]
     bars_checked: int
     bar_mismatches: list[str]
+    bar_closes: list[tuple[int, float]] = field(default_factory=list)  # (start, close) per closed bar
 
 
 @dataclass
 class ParityReport:
     session_id: str
-    counts: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)  # bot -> kind -> (live, backtest)
+    counts: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)  # bot -> kind -> (live, runner,
+    #                                                                                      backtest)
     differences: list[Difference] = field(default_factory=list)
 
     @property
@@ -143,59 +138,51 @@ def history_events(root: Path, session_id: str, bot_id: str, last_seq: int) -> d
     return events
 
 
-def replay_bot(config: BotConfig, instrument: Instrument, ticks: TickTable,
-               events: dict[int, list[dict[str, Any]]]) -> Replay:
-    """The backtester's side: see the module docstring."""
-    symbol = config.symbol
-    s = instrument.scales
-    guard = TickGuard(config.tick_guard)  # the bot's own guard config: the same ticks dropped as live
-    admitted = np.zeros(len(ticks), dtype=bool)
-    for k, (_, tick) in enumerate(ticks.ticks(symbol)):
-        admitted[k] = guard.admit(tick)
-    index = pd.DatetimeIndex(ticks.ts[admitted].astype("datetime64[ns]"), name="time").tz_localize("UTC")
-    frame = pd.DataFrame({c: getattr(ticks, c)[admitted] for c in ("bid", "ask", "last", "size")}, index=index)
-    bars = ticks_to_bars(frame, config.bar)
+def _events_as_actions(events: dict[int, list[dict[str, Any]]]) -> dict[int, list[tuple[str, str]]]:
+    return {seq: [(e["action"], e.get("reason", "")) for e in items] for seq, items in events.items()}
 
-    params = config.strategy_params()
-    strategy = get_strategy(config.strategy)(params)
-    strategy.attach(BarData(bars), symbol)
-    strategy.init()
+
+def replay_through_runner(config: BotConfig, instrument: Instrument, ticks: TickTable,
+                          events: dict[int, list[dict[str, Any]]]) -> Replay:
+    """The session again through the same BotRunner, on an in-memory paper venue (module docstring)."""
+    symbol = config.symbol
+    adapter = PaperAdapter(SimulatedVenue(instrument, config.cash, FeeModel(config.commission), Slippage()))
+    inbox: queue.Queue[Any] = queue.Queue()
+    sink = QueuedSink(inbox)
+    adapter.connect(sink)
     clock = SimulatedClock()
-    venue = SimulatedVenue(instrument, config.cash, FeeModel(config.commission), Slippage())
-    oms = OrderManager(config.id, clock, venue, Portfolio.for_instrument(config.cash, instrument),
-                       {symbol: instrument})
-    strategy.connect(oms)
-    # a second guard in step with the replay, as live's is with its feed: the risk engine's last
-    # price and band reference are what it has admitted so far
-    marks = TickGuard(config.tick_guard)
-    gate = make_gate(config, clock, instrument, *guarded_prices(marks, instrument))
+    guard = TickGuard(config.tick_guard)
+    oms = OrderManager(config.id, clock, adapter, Portfolio.for_instrument(config.cash, instrument),
+                       {symbol: instrument}, connect=False)
+    gate = make_gate(config, clock, instrument, *guarded_prices(guard, instrument))
     if gate is not None:
         gate.bind(oms)
         oms.risk = gate
-    sink = MemorySignals()
-    driver = StrategyDriver(strategy, oms, symbol, config.bar, sink, gate, batch=bars)
-    mismatches: list[str] = []
-    closes = bars["close"].tolist()
-    times = bars.index.as_unit("ns").asi8.tolist()
+    signals = MemorySignals()
+    strategy = get_strategy(config.strategy)(config.strategy_params())
+    strategy.attach(None, symbol)  # type: ignore[arg-type]
+    strategy.connect(oms)
+    driver = StrategyDriver(strategy, oms, symbol, config.bar, signals, gate)
+    runner = BotRunner(BotParts(config, ReplayFeed(ticks, symbol, 0.0), adapter, sink, inbox, clock, None, oms,
+                                instrument, driver, guard, gate, scheduled=_events_as_actions(events)))
+    runner.run()
+    history = driver.history
+    return Replay(list(oms.orders.values()), list(oms.fills), signals.signals, driver.bars, [],
+                  list(zip(history.time, history.close)))
 
-    for action in events.get(-1, []):
-        actions.apply(action["action"], oms, driver, gate, action.get("reason", ""))
-    for k, (seq, tick) in enumerate(ticks.ticks(symbol)):
-        clock.ts = max(clock.ts, tick.ts)
-        if marks.admit(tick):
-            venue.on_tick(raw_price(tick.bid, s.price_dp, s.price_step), raw_price(tick.ask, s.price_dp, s.price_step),
-                          0 if tick.size != tick.size else int(tick.size * 10**s.qty_dp), tick.ts)
-            before = driver.bars
-            driver.on_tick(tick)
-            if driver.bars != before:
-                i, bar = driver.bars - 1, driver.last_bar
-                if i >= len(times) or bar is None or (bar.start, bar.close) != (times[i], closes[i]):
-                    mismatches.append(f"bar {i} at {bar.start if bar else '?'}")
-        for action in events.get(seq, []):
-            actions.apply(action["action"], oms, driver, gate, action.get("reason", ""))
-    return Replay(list(oms.orders.values()), list(oms.fills), sink.signals
-                  if not driver.publishes_own else strategy.signal_sink.signals,  # type: ignore[attr-defined]
-                  driver.bars, mismatches)
+
+def replay_through_backtest(config: BotConfig, instrument: Instrument, ticks: TickTable,
+                            events: dict[int, list[dict[str, Any]]]) -> Replay:
+    """The session's ticks through the backtester's event path on ticks (module docstring)."""
+    marks = TickGuard(config.tick_guard)  # advanced by the backtest's loop: the risk engine's prices
+    clock = SimulatedClock()
+    gate = make_gate(config, clock, instrument, *guarded_prices(marks, instrument))
+    columns = {"ts": ticks.ts, "bid": ticks.bid, "ask": ticks.ask, "last": ticks.last, "size": ticks.size}
+    strategy = get_strategy(config.strategy)(config.strategy_params())
+    run = run_tick_events(columns, config.symbol, config.bar, strategy, instrument, config.cash,
+                          FeeModel(config.commission), config.id, config.tick_guard, gate, marks,
+                          _events_as_actions(events), clock)
+    return Replay(run.orders, run.fills, run.signals, len(run.bar_closes), [], run.bar_closes)
 
 
 def _text(value: Any) -> str:
@@ -226,35 +213,52 @@ def run_parity(session_id: str, state_dir: str | Path = "var", database_url: str
     report = ParityReport(session_id)
     try:
         for bot_id, info in meta["bots"].items():
-            if "last_seq" not in info:
-                raise ConfigError("session", f"bot {bot_id!r} did not stop cleanly in session {session_id}")
             config = parse_bot_config(info["config"], allow_code_refs=True)  # the operator's own session
             instrument = instrument_from_meta(info["instrument"])
-            last_seq = int(info["last_seq"])
-            ticks = bot_ticks(table, config.symbol, last_seq)
-            replay = replay_bot(config, instrument, ticks,
-                                history_events(root, session_id, bot_id, last_seq))
-            last_ts = int(ticks.ts[-1]) if len(ticks) else -1
             stored = SqlJournal(engine, bot_id, "PAPER").load({config.symbol: instrument})
+            # a clean stop wrote its last input; a killed session replays up to the store's checkpoint,
+            # the last input whose effects were committed
+            last_seq = int(info["last_seq"]) if "last_seq" in info else stored.checkpoint
+            ticks = bot_ticks(table, config.symbol, last_seq)
+            events = history_events(root, session_id, bot_id, last_seq)
+            replays = {"runner": replay_through_runner(config, instrument, ticks, events)}
+            try:
+                replays["backtest"] = replay_through_backtest(config, instrument, ticks, events)
+            except ConfigError as refused:  # StrategyCodeError too  # e.g. fewer bars than an indicator needs
+                report.differences.append(Difference(bot_id, "backtest", "(run)", "error", "-", str(refused)))
+                replays["backtest"] = Replay([], [], [], 0, [])
+            last_ts = int(ticks.ts[-1]) if len(ticks) else -1
             live_orders = {o.client_order_id: o for o in stored.orders if o.ts_init <= last_ts}
             live_fills = {f.execution_id: f for f in stored.fills if f.ts <= last_ts}
             # a signal is stamped with its bar's start and decided when the bar closes, which was
             # in this session if the bar ended by its last tick
             width = bar_width_ns(config.bar)
             live_signals = [x for x in SqlSignals(engine).load(bot_id) if x.ts + width <= last_ts]
-            differences: list[Difference] = []
-            _diff(bot_id, "signal", {f"{k:04d}": x for k, x in enumerate(live_signals)},
-                  {f"{k:04d}": x for k, x in enumerate(replay.signals)}, SIGNAL_FIELDS, differences)
-            _diff(bot_id, "order", live_orders, {o.client_order_id: o for o in replay.orders}, ORDER_FIELDS,
-                  differences)
-            _diff(bot_id, "fill", live_fills, {f.execution_id: f for f in replay.fills}, FILL_FIELDS, differences)
-            differences += [Difference(bot_id, "bar", m, "start/close", "tick-built", "ticks_to_bars")
-                            for m in replay.bar_mismatches]
-            report.differences += differences
-            report.counts[bot_id] = {"signals": (len(live_signals), len(replay.signals)),
-                                     "orders": (len(live_orders), len(replay.orders)),
-                                     "fills": (len(live_fills), len(replay.fills)),
-                                     "bars": (replay.bars_checked, replay.bars_checked - len(replay.bar_mismatches))}
+            counts: dict[str, tuple[int, ...]] = {"signals": (len(live_signals),), "orders": (len(live_orders),),
+                                                  "fills": (len(live_fills),)}
+            for against, replay in replays.items():
+                differences: list[Difference] = []
+                _diff(bot_id, "signal", {f"{k:04d}": x for k, x in enumerate(live_signals)},
+                      {f"{k:04d}": x for k, x in enumerate(replay.signals)}, SIGNAL_FIELDS, differences)
+                _diff(bot_id, "order", live_orders, {o.client_order_id: o for o in replay.orders}, ORDER_FIELDS,
+                      differences)
+                _diff(bot_id, "fill", live_fills, {f.execution_id: f for f in replay.fills}, FILL_FIELDS,
+                      differences)
+                for d in differences:
+                    d.against = against
+                report.differences += differences
+                counts["signals"] += (len(replay.signals),)
+                counts["orders"] += (len(replay.orders),)
+                counts["fills"] += (len(replay.fills),)
+            built, resampled = replays["runner"].bar_closes, replays["backtest"].bar_closes
+            mismatches = [f"bar {i} at {a[0] if a else b[0]}" for i, (a, b) in
+                          enumerate(zip(built, resampled)) if a != b]
+            if len(built) != len(resampled):
+                mismatches.append(f"{len(built)} bars built tick by tick, {len(resampled)} resampled")
+            report.differences += [Difference(bot_id, "bar", m, "start/close", "tick-built", "ticks_to_bars", "bars")
+                                   for m in mismatches]
+            counts["bars"] = (len(built), len(built), len(resampled))
+            report.counts[bot_id] = counts
     finally:
         engine.dispose()
     return report
@@ -263,17 +267,18 @@ def run_parity(session_id: str, state_dir: str | Path = "var", database_url: str
 def diff_table(report: ParityReport, limit: int = 200) -> Table:
     """Counts per bot, then the differences (the first `limit`), or a line saying there are none."""
     if report.equal:
-        title = f"parity {report.session_id}: live and backtest agree"
+        title = f"parity {report.session_id}: live, its replay through the runner and the backtest agree"
     else:
         title = f"parity {report.session_id}: {len(report.differences)} difference(s)"
     table = Table(title=title)
-    for column in ("bot", "kind", "key", "field", "live", "backtest"):
+    for column in ("bot", "kind", "key", "field", "live", "replay", "against"):
         table.add_column(column)
     for bot_id, counts in report.counts.items():
-        for kind, (live, backtest) in counts.items():
-            table.add_row(bot_id, kind, "(count)", "", str(live), str(backtest))
+        for kind, values in counts.items():
+            live, runner, backtest = (list(values) + ["-", "-"])[:3]
+            table.add_row(bot_id, kind, "(count)", "", str(live), f"{runner} / {backtest}", "runner / backtest")
     for d in report.differences[:limit]:
-        table.add_row(d.bot_id, d.kind, d.key, d.field, d.live, d.backtest, style="red")
+        table.add_row(d.bot_id, d.kind, d.key, d.field, d.live, d.backtest, d.against, style="red")
     if len(report.differences) > limit:
         table.add_row("", "", f"... {len(report.differences) - limit} more", "", "", "")
     return table

@@ -56,11 +56,11 @@ from engine.money import raw_price
 from engine.oms import OrderManager
 from engine.reconcile import ReconciliationReport, reconcile_with_adapter
 from engine.account_risk import SharedAccountRisk
-from engine.risk import RiskEngine
+from engine.risk import RiskEngine, StateChange, TradingState
 from engine.signals import Signal
 from engine.store.models import BotRow
 from engine.tick_guard import TickGuard
-from live import actions
+from engine import controls as actions
 from live.config import BotConfig
 from live.driver import StrategyDriver
 from live.events import (BotEvent, Command, KillBot, OrderAccepted, OrderCanceled, OrderFilled, OrderRejected,

@@ -1,6 +1,7 @@
-"""Parity: a recorded paper session replayed through the backtester gives the same signals,
-orders and fills, including sessions that were stopped, killed and resumed; a difference is
-reported, with exit status 1 from `tickbridge parity`."""
+"""Parity: a recorded paper session replayed through the same BotRunner and through the
+backtester's event path on its ticks gives the same signals, orders and fills, including sessions
+that were stopped, killed and resumed, and a session whose process was SIGKILLed; a difference is
+reported against each replay, with exit status 1 from `tickbridge parity`."""
 
 from __future__ import annotations
 
@@ -50,9 +51,9 @@ def test_a_paper_session_replays_to_identical_signals_orders_and_fills(ticks, tm
     counts = assert_agree(manager.session_id, tmp_path, database_url)
     for bot_id in ("sma1", "rsi1"):
         for kind in ("signals", "orders", "fills"):
-            live, backtest = counts[bot_id][kind]
-            assert live == backtest > 0, (bot_id, kind)
-        assert counts[bot_id]["bars"][0] == counts[bot_id]["bars"][1] > 30
+            live, runner, backtest = counts[bot_id][kind]
+            assert live == runner == backtest > 0, (bot_id, kind)
+        assert counts[bot_id]["bars"][0] == counts[bot_id]["bars"][2] > 30
 
 
 def test_stopped_killed_and_resumed_sessions_replay_identically(ticks, tmp_path, database_url):
@@ -94,7 +95,8 @@ def test_a_difference_is_reported_and_exits_1(ticks, tmp_path, database_url, mon
                            .values(price=FillRow.price + 1))
     engine.dispose()
     report = run_parity(manager.session_id, tmp_path, database_url)
-    assert [(d.kind, d.key, d.field) for d in report.differences] == [("fill", "PAPER-2", "price_raw")]
+    assert [(d.kind, d.key, d.field, d.against) for d in report.differences] == [
+        ("fill", "PAPER-2", "price_raw", "runner"), ("fill", "PAPER-2", "price_raw", "backtest")]
 
     from app.cli import main
 
@@ -103,4 +105,39 @@ def test_a_difference_is_reported_and_exits_1(ticks, tmp_path, database_url, mon
     with pytest.raises(SystemExit) as exited:
         main()
     assert exited.value.code == 1
-    assert "1 difference" in capsys.readouterr().out
+    assert "2 difference" in capsys.readouterr().out
+
+
+def test_a_session_killed_with_sigkill_replays_up_to_its_last_journaled_input(ticks, tmp_path, database_url):
+    """`tickbridge run` is SIGKILLed while its bots trade: nothing is written at a stop. The ticks
+    it read were logged as it read them and the store holds each bot's checkpoint, so parity
+    replays the bot up to its checkpoint, through the runner and the backtester, and finds
+    no difference with what they did."""
+    import signal
+    import subprocess
+
+    from engine.store.models import BotRow, OrderRow
+    from tests.integration.runtime_helpers import rows, write_config
+
+    upgrade(database_url)
+    sma = sma_bot(params={"fast": 2, "slow": 3, "mode": "long_short", "fixed_size": 1000})
+    config = write_config(tmp_path / "bots.yaml", [sma], ticks, database_url, speed=1500)
+    process = subprocess.Popen([sys.executable, "-m", "tests.integration.runtime_helpers", "run", str(config),
+                                "--state-dir", str(tmp_path)], cwd=Path(__file__).resolve().parents[2],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(rows(database_url, OrderRow, OrderRow.bot_id == "sma1")) < 4:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "no orders before the deadline"
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+    (session,) = [p.name for p in (tmp_path / "sessions").iterdir()]
+    assert not (tmp_path / "sessions" / session / "ticks.parquet").exists(), "killed: no clean-stop files"
+    checkpoints = {r.id: r.checkpoint for r in rows(database_url, BotRow, BotRow.id == "sma1")}
+    assert 0 < checkpoints["sma1"] < 2999, "killed part way"
+    counts = assert_agree(session, tmp_path, database_url)
+    live, runner, backtest = counts["sma1"]["orders"]
+    assert live == runner == backtest >= 4

@@ -1,5 +1,6 @@
-"""What a stop and a kill do to a bot's orders, in one place for the live runtime and the parity
-replay (a recorded session replays its stops and kills at the ticks they happened after).
+"""What a stop and a kill do to a bot's orders, in one place for the live runtime, the parity
+replay and the backtester's tick path (a recorded session replays its stops and kills at the
+ticks they happened after).
 
 - stop, on_stop "cancel": every open order is cancelled; "keep": nothing is touched, the orders
   stay working at the venue and are restored with the bot on its next start.
@@ -10,9 +11,19 @@ replay (a recorded session replays its stops and kills at the ticks they happene
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from engine.oms import OrderManager
 from engine.risk import KillSwitch, RiskEngine, TradingState
-from live.driver import StrategyDriver
+
+
+class Driven(Protocol):
+    """What drives a strategy (live/driver.py's StrategyDriver, the backtester's tick path): whether
+    it still calls the strategy, whether order entry is muted, and the strategy (`close()`)."""
+
+    trading: bool
+    muted: bool
+    strategy: Any
 
 START = "start"
 CANCEL = "cancel"
@@ -26,7 +37,7 @@ def cancel_open_orders(oms: OrderManager) -> int:
     return count
 
 
-def kill(oms: OrderManager, driver: StrategyDriver, gate: RiskEngine | None, reason: str) -> None:
+def kill(oms: OrderManager, driver: Driven, gate: RiskEngine | None, reason: str) -> None:
     driver.trading = False
     strategy = driver.strategy
     was_muted, driver.muted = driver.muted, False
@@ -42,7 +53,7 @@ def kill(oms: OrderManager, driver: StrategyDriver, gate: RiskEngine | None, rea
         driver.muted = was_muted
 
 
-def apply(action: str, oms: OrderManager, driver: StrategyDriver, gate: RiskEngine | None, reason: str = "") -> None:
+def apply(action: str, oms: OrderManager, driver: Driven, gate: RiskEngine | None, reason: str = "") -> None:
     """Replay one recorded control action."""
     if action == START:  # a (re)start: a fresh risk engine and a strategy that trades again
         driver.trading = True
