@@ -30,7 +30,9 @@ from engine.oms import OrderManager
 from engine.risk import AccountRisk, RiskConfig, RiskEngine
 from engine.portfolio import Portfolio
 from engine.orders import OrderState
+from engine.signals import MemorySignals
 from strategies.base import SIZE_DP, BarData, Strategy, parse_params, to_raw_any
+from strategies.signals import DirectionSignals, vector_signals
 
 FRACTIONAL_STEP = Decimal("0.000001")
 ProgressHook = Callable[[int, int], None]
@@ -136,23 +138,37 @@ def run_backtest(frame: pd.DataFrame, strategy_cls: type[Strategy], params: dict
         result = run_fast(strategy, frame, instrument, config)
         if result is not None:
             result.meta.update(meta)
-            return _with_signals(result, strategy, grid_warnings)
+            return _with_signals(result, strategy, grid_warnings, config.bot_id, instrument.symbol)
         strategy = _prepared(strategy_cls, parsed, frame, instrument)
         meta["fallback"] = "fast path out of range; ran the event path"
     result = run_events(strategy, frame, instrument, config, risk, progress)
     result.meta.update(meta)
-    return _with_signals(result, strategy, grid_warnings)
+    return _with_signals(result, strategy, grid_warnings, config.bot_id, instrument.symbol)
 
 
-def _with_signals(result: BacktestResult, strategy: Strategy, more: list[str]) -> BacktestResult:
-    """Attach the signals a signal-emitting strategy (ml_signal) published during the run."""
+def _with_signals(result: BacktestResult, strategy: Strategy, more: list[str], bot_id: str = "backtest",
+                  symbol: str = "") -> BacktestResult:
+    """Attach the signals the run published, as live publishes them: ml_signal's own; a rule
+    strategy's at each change of the direction it goes to (strategies/signals.py), observed on the
+    event path, derived from signals() on the fast path (the same rows, by construction)."""
     published = getattr(getattr(strategy, "signal_sink", None), "signals", None)
-    if published is not None:
-        result.signals = [s.as_dict() for s in published]
+    if published is None:
+        supervisor = strategy.supervisor
+        if isinstance(supervisor, DirectionSignals):
+            published = supervisor.sink.signals  # type: ignore[attr-defined]
+        else:
+            published = vector_signals(strategy, bot_id, symbol)
+    result.signals = [s.as_dict() for s in published]
     warnings = [*(getattr(strategy, "warnings", None) or []), *more]  # the strategy's first (the title)
     if warnings:
         result.meta["warnings"] = warnings
     return result
+
+
+def _publish_signals(strategy: Strategy, bot_id: str, symbol: str) -> None:
+    """A rule strategy's signals, as live publishes them (ml_signal publishes its own)."""
+    if not hasattr(strategy, "signal_sink"):
+        strategy.supervise(DirectionSignals(bot_id, symbol, MemorySignals()))
 
 
 def _prepared(strategy_cls: type[Strategy], params: Any, frame: pd.DataFrame, instrument: Instrument) -> Strategy:
@@ -181,6 +197,7 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
                            Slippage(config.slippage_bps), shared_account=portfolio)
     oms = OrderManager(config.bot_id, clock, venue, portfolio, {instrument.symbol: instrument})
     strategy.connect(oms)
+    _publish_signals(strategy, config.bot_id, instrument.symbol)
 
     times = frame.index.as_unit("ns").asi8.tolist()
     closes = frame["close"].to_numpy(dtype=np.float64)
@@ -260,6 +277,7 @@ def run_margin_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instr
                            Slippage(config.slippage_bps), shared_account=portfolio)
     oms = OrderManager(config.bot_id, clock, venue, portfolio, {instrument.symbol: instrument})
     strategy.connect(oms)
+    _publish_signals(strategy, config.bot_id, instrument.symbol)
     times = frame.index.as_unit("ns").asi8.tolist()
     o_raw, h_raw, l_raw, c_raw = (to_raw_prices(frame[c].to_numpy(), instrument).tolist()
                                   for c in ("open", "high", "low", "close"))

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
+import numpy as np
+
 
 @dataclass(frozen=True, slots=True)
 class Signal:
@@ -45,3 +47,15 @@ class MemorySignals:
 
     def publish(self, signal: Signal) -> None:
         self.signals.append(signal)
+
+
+def emitted(directions: np.ndarray) -> np.ndarray:
+    """Row positions where the wanted direction changes from the last one (NaN rows ignored): the
+    rows a signal is published at, for a vector of wanted directions."""
+    rows = np.flatnonzero(~np.isnan(directions))
+    if len(rows) == 0:
+        return rows
+    values = directions[rows]
+    keep = np.ones(len(rows), dtype=bool)
+    keep[1:] = values[1:] != values[:-1]
+    return rows[keep]

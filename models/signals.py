@@ -21,7 +21,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from engine.signals import MemorySignals, Signal, SignalSink
+from engine.signals import MemorySignals, Signal, SignalSink, emitted
 from engine.store.signals import SIGNALS, SqlSignals
 
 __all__ = ["MICRO", "SIGNALS", "MemorySignals", "Signal", "SignalRule", "SignalSink", "SqlSignals", "emitted",
@@ -57,17 +57,6 @@ class SignalRule:
             edge = (np.nan_to_num(confidence) - self.enter) / (1.0 - self.enter)
             scaled = self.size * np.clip(edge, self.min_fraction, 1.0)
         return np.floor(scaled * MICRO).astype(np.int64)
-
-
-def emitted(directions: np.ndarray) -> np.ndarray:
-    """Row positions where the wanted direction changes from the last one (NaN rows ignored)."""
-    rows = np.flatnonzero(~np.isnan(directions))
-    if len(rows) == 0:
-        return rows
-    values = directions[rows]
-    keep = np.ones(len(rows), dtype=bool)
-    keep[1:] = values[1:] != values[:-1]
-    return rows[keep]
 
 
 def to_confidence(p: float) -> Decimal:

@@ -350,6 +350,10 @@ class Strategy:
         self._supervisor = supervisor
 
     @property
+    def supervisor(self) -> Supervisor | None:
+        return self._supervisor
+
+    @property
     def muted(self) -> bool:
         """True while a runtime rebuilds bars: orders are not sent."""
         return self._supervisor is not None and self._supervisor.muted

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from engine.signals import Signal, SignalSink
+import numpy as np
+
+from engine.signals import Signal, SignalSink, emitted
 from strategies.base import Strategy
 
 ONE = Decimal(1)
@@ -48,3 +50,22 @@ def direction_signal(bot_id: str, symbol: str, strategy: Strategy, direction: in
         at = int(data.time[i]), float(data.close[i])
     return Signal(bot_id, symbol, at[0], direction, ONE, weight,
                   1.0 if direction > 0 else 0.0, 1.0 if direction < 0 else 0.0, float(at[1]), 0, 0)
+
+
+def vector_signals(strategy: Strategy, bot_id: str, symbol: str) -> list[Signal]:
+    """The signals of a strategy with vectorised `signals()` (the backtester's fast path), as its
+    next() would publish them through go(): one at each bar where the wanted direction changes,
+    stamped with the bar's time and close, weighted by `sizes()` or the size parameter."""
+    target = strategy.signals()
+    if target is None:
+        return []
+    target = np.asarray(target, dtype=np.float64)
+    sizes = strategy.sizes()
+    data = strategy.data
+    out = []
+    for row in emitted(target).tolist():
+        direction = int(target[row])
+        fraction = None if sizes is None else Decimal(repr(float(sizes[row])))
+        out.append(direction_signal(bot_id, symbol, strategy, direction, fraction,
+                                    at=(int(data.time[row]), float(data.close[row]))))
+    return out
