@@ -129,7 +129,11 @@ def run_backtest(frame: pd.DataFrame, strategy_cls: type[Strategy], params: dict
         raise ConfigError("path", "the fast path cannot run the risk engine: use --path event (or auto) with --risk")
     if instrument.on_margin and config.path == "fast":
         raise ConfigError("path", "the fast path cannot book margin, swap or stop-outs: use --path event (or auto)")
+    if strategy_cls.protective and config.path == "fast":
+        raise ConfigError("path", "the fast path cannot simulate protective orders (brackets, OCO, trailing stops, "
+                                  "amend): use --path event (or auto)")
     use_fast = config.path == "fast" or (config.path == "auto" and risk is None and not instrument.on_margin
+                                         and not strategy_cls.protective
                                          and type(strategy).signals is not Strategy.signals)
     meta = {"strategy": strategy_cls.name, "params": parsed.model_dump(mode="json"),
             "symbol": instrument.symbol, "price_increment": str(instrument.price_increment),
@@ -141,6 +145,9 @@ def run_backtest(frame: pd.DataFrame, strategy_cls: type[Strategy], params: dict
             return _with_signals(result, strategy, grid_warnings, config.bot_id, instrument.symbol)
         strategy = _prepared(strategy_cls, parsed, frame, instrument)
         meta["fallback"] = "fast path out of range; ran the event path"
+    if strategy_cls.protective:  # declared: a strategy cannot know in advance whether it will send them
+        meta["protective"] = ("the strategy sends protective orders (protective = True): the fast path cannot "
+                              "simulate them, so the event path ran")
     result = run_events(strategy, frame, instrument, config, risk, progress)
     result.meta.update(meta)
     return _with_signals(result, strategy, grid_warnings, config.bot_id, instrument.symbol)

@@ -11,12 +11,13 @@ booked into the portfolio.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from engine.errors import InvalidTransition
 from engine.clock import Clock
 from engine.instrument import Instrument
-from engine.orders import TERMINAL_STATES, Fill, Order, OrderEvent, OrderState
+from engine.orders import TERMINAL_STATES, Fill, Order, OrderEvent, OrderState, amend_terms, protective_qty
 from engine.portfolio import ClosedTrade, Portfolio
 
 if TYPE_CHECKING:  # brokers depend on engine, never the other way round at runtime
@@ -109,6 +110,7 @@ class OrderManager:
         self.fill_listeners: list[FillListener] = []
         self._seq = start_seq
         self._execution_ids: set[str] = set()
+        self._children: dict[str, list[Order]] = {}  # parent id -> its protective children (issue 17)
         if connect:
             adapter.connect(self)
 
@@ -143,6 +145,8 @@ class OrderManager:
             self.orders[order.client_order_id] = order
             if not order.is_terminal:
                 self._open[order.client_order_id] = order
+            if order.parent_id is not None:
+                self._children.setdefault(order.parent_id, []).append(order)
         for fill in fills:
             if fill.execution_id in self._execution_ids:
                 continue
@@ -155,7 +159,16 @@ class OrderManager:
         if order.client_order_id in self.orders:
             raise DuplicateClientOrderId(order.client_order_id)
         self.orders[order.client_order_id] = order
+        if order.parent_id is not None:
+            self._children.setdefault(order.parent_id, []).append(order)
         ts = self.clock.now_ns()
+        if ((order.parent_id is not None or order.oco_group is not None or order.is_trailing)
+                and not getattr(self.adapter, "protective_orders", False)):
+            # an adapter that does not say it carries the links would send a bracket's stop-loss as
+            # a plain stop at once: with no position yet, that opens one (issue 17 item 3 maps them)
+            self._record(order, order.transition(OrderState.DENIED, ts, "PROTECTIVE_UNSUPPORTED"))
+            self.denied.append(order)
+            return False
         if self.risk is not None:
             reason = self.risk.check(order, self.portfolio)
             if reason is not None:
@@ -185,6 +198,52 @@ class OrderManager:
     def cancel_all(self) -> None:
         for order in self.open_orders:
             self.adapter.cancel(order)
+
+    def amend(self, order: Order, price: "Decimal | None" = None, qty: "Decimal | None" = None) -> str | None:
+        """Change a working order's price and/or quantity (engine.orders.amend_terms says which
+        price): None when the venue took it, else the reason nothing changed: NOT_WORKING (unknown,
+        in flight or terminal), UNSUPPORTED (an adapter without `amend`, engine.ports.AmendingAdapter:
+        no cancel + replace emulation, which could double the exposure), or the venue's refusal.
+        Journaled as an AMENDED event on the order (its row gets the new terms) once the venue took it."""
+        own = self.orders.get(order.client_order_id)
+        if own is None or own.is_terminal or own.state is OrderState.PENDING_SUBMIT:
+            return "NOT_WORKING"
+        amend = getattr(self.adapter, "amend", None)
+        if amend is None:
+            return "UNSUPPORTED"
+        reason = amend(own, price, qty)
+        if reason is not None:
+            return str(reason)
+        amend_terms(own, price, qty)  # the venue changed its copy (in a backtest, this very order)
+        terms = " ".join(f"{k}={v}" for k, v in (("price", price), ("qty", qty)) if v is not None)
+        self._note(own, f"AMENDED {terms}")
+        if self.journal is not None:
+            self.journal.flush()
+        return None
+
+    def _note(self, order: Order, reason: str) -> None:
+        """Journal a change of an order's terms that is not a change of state (amend, resize)."""
+        event = OrderEvent(order.client_order_id, order.state, self.clock.now_ns(), reason)
+        order.events.append(event)
+        self._record(order, event)
+
+    def _resize_children(self, order: Order) -> None:
+        """Keep the OMS's bracket children sized as the venue sizes them (engine.orders.protective_qty),
+        after a fill of a parent or of a child: the venue reports fills and cancels, not resizes."""
+        for pid in (order.client_order_id, order.parent_id):
+            children = self._children.get(pid) if pid is not None else None
+            parent = self.orders.get(pid) if children else None
+            if parent is None:
+                continue
+            for child in children:  # type: ignore[union-attr]
+                if child.is_terminal:
+                    continue
+                exits = [c for c in children if c.oco_group == child.oco_group] if child.oco_group else [child]  # type: ignore[union-attr]
+                target = protective_qty(parent.filled_qty, sum((c.filled_qty for c in exits), Decimal(0)),
+                                        child.filled_qty)
+                if target is not None and target != child.qty:
+                    child.qty = target
+                    self._note(child, f"RESIZED qty={target}")
 
     # -- ExecutionSink ---------------------------------------------------------------------------
     # A venue may report on its own copy of an order (a separate process, a restarted engine):
@@ -285,6 +344,8 @@ class OrderManager:
         done = own.qty is not None and own.filled_qty >= own.qty
         state = OrderState.FILLED if done else OrderState.PARTIALLY_FILLED
         self._record(own, own.transition(state, fill.ts))
+        if self._children:
+            self._resize_children(own)
         instrument = self.instruments[fill.symbol]
         closed = self.portfolio.book_fill(instrument, fill, bar)
         if self.journal is not None:

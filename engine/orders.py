@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from engine.errors import InvalidTransition
 
@@ -111,6 +112,15 @@ class Order:
     avg_fill_price: Decimal | None = None
     reason: str | None = None
     stop_triggered: bool = False
+    # Protective links (issue 17). `parent_id`: a one-triggers-other child (a bracket's stop-loss or
+    # take-profit) that works only once its parent has filled, sized to what the parent filled.
+    # `oco_group`: orders in one group cancel each other (see protective_qty for a bracket's exits).
+    # `trail_distance` (price units) / `trail_percent` (of the price): a STOP whose stop_price the
+    # venue ratchets behind the best price since it started working; stop_price is then its level.
+    parent_id: str | None = None
+    oco_group: str | None = None
+    trail_distance: Decimal | None = None
+    trail_percent: Decimal | None = None
     events: list[OrderEvent] = field(default_factory=list)
 
     @property
@@ -120,6 +130,10 @@ class Order:
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def is_trailing(self) -> bool:
+        return self.trail_distance is not None or self.trail_percent is not None
 
     @property
     def leaves_qty(self) -> Decimal:
@@ -154,7 +168,40 @@ class Order:
             "reason": self.reason,
             "tag": self.tag,
             "ts_init": self.ts_init,
+            "parent_id": self.parent_id,
+            "oco_group": self.oco_group,
+            "trail_distance": None if self.trail_distance is None else str(self.trail_distance),
+            "trail_percent": None if self.trail_percent is None else str(self.trail_percent),
         }
+
+
+def protective_qty(parent_filled: Any, exits_filled: Any, own_filled: Any) -> Any:
+    """The quantity a bracket child must have, or None when its exit is done (cancel what is left).
+
+    A child protects what its parent has filled and its exit has not yet closed: `exits_filled` is
+    what the child's OCO group (all the parent's children in it) has filled, or the child's own
+    fills when it has no group. So a partial entry fill grows the children, and a partial
+    take-profit shrinks its stop-loss sibling by the same amount. The venue (raw ints) and the OMS
+    (Decimals) both call this, on the same fills, so their views of the child agree; it is
+    absolute, not incremental, so applying it twice to one order (a backtest shares the order
+    objects) changes nothing. None before the parent's first fill too (nothing to protect yet)."""
+    remaining = parent_filled - exits_filled
+    if remaining <= 0:
+        return None
+    return own_filled + remaining
+
+
+def amend_terms(order: Order, price: Decimal | None, qty: Decimal | None) -> None:
+    """Apply an amend to `order`: `price` is the limit price of a LIMIT or STOP_LIMIT order and
+    the stop price of a STOP order (a trailing stop's current level); `qty` the new total quantity.
+    The venue and the OMS both apply it through here, so they agree on what `price` means."""
+    if price is not None:
+        if order.type is OrderType.STOP:
+            order.stop_price = price
+        else:
+            order.limit_price = price
+    if qty is not None:
+        order.qty = qty
 
 
 class Liquidity(StrEnum):

@@ -135,6 +135,16 @@ class BrokerAdapter(Protocol):
     def fills_since(self, ts: int) -> list[Fill]: ...       # execution_id = the venue's trade/deal id
 
 
+class AmendingAdapter(Protocol):
+    """An adapter that can change a working order in place (issue 17): BrokerAdapter's optional
+    `amend`. It returns None when the venue took the change, else the reason it changed nothing.
+    The OMS refuses amend (UNSUPPORTED) on an adapter without it rather than emulate it with
+    cancel + replace: a cancel that loses the race with a fill, followed by the replacement, would
+    leave two orders' worth of exposure."""
+
+    def amend(self, order: Order, price: Decimal | None, qty: Decimal | None) -> str | None: ...
+
+
 class MarketDataFeed(Protocol):
     """Quotes and bars from a venue."""
 

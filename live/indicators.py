@@ -563,11 +563,11 @@ class LiveIndicators:
         strategy = self.strategy
         data = BarData(frame)
         strategy.data = data  # init() reads numpy arrays and Series, as in a backtest
-        strategy.I = self._recorder(data, columns)  # type: ignore[method-assign]
+        strategy.record_indicators(self._recorder(data, columns))
         try:
             strategy.init()
         finally:
-            del strategy.I
+            strategy.record_indicators(None)
         for call in self.calls:
             outputs = call.output if isinstance(call.output, tuple) else (call.output,)
             for name, value in vars(strategy).items():

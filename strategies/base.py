@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from engine.errors import ConfigError
 from engine.orders import Order, OrderSide, OrderType, TimeInForce
 from engine.money import div_round_half_even, floor_to_step
+from strategies import protective
 
 if TYPE_CHECKING:
     from engine.oms import OrderManager
@@ -329,6 +330,14 @@ class Strategy:
     target_fraction: Decimal | None = None
     # bars of history a live bot takes from its venue before its first tick (warmup_bars())
     warmup: ClassVar[int] = 1000
+    # set by the drivers through supervise() / record_indicators() (defaults for a subclass whose
+    # __init__ forgot super().__init__)
+    _supervisor: "Supervisor | None" = None
+    _indicator_recorder: Callable[..., Any] | None = None
+    # True for a strategy that sends protective orders (sl/tp/trail, OCO, OTO, amend): the
+    # backtester's fast path cannot simulate them and runs the event path instead, saying so. A
+    # strategy with signals() must declare it to use them (signals() alone would drop them).
+    protective: ClassVar[bool] = False
 
     def __init__(self, params: StrategyParams) -> None:
         self.p = params
@@ -339,11 +348,17 @@ class Strategy:
         self._position: Position | None = None
         self._symbol = ""
         self._indicators: list[np.ndarray] = []
+        self._indicator_recorder: Callable[..., Any] | None = None
 
     # -- wiring (the runner calls these) ---------------------------------------------------------
     def attach(self, data: BarData, symbol: str) -> None:
         self.data = data
         self._symbol = symbol
+
+    def record_indicators(self, recorder: Callable[..., Any] | None) -> None:
+        """While set, `I(func, *args, **kwargs)` calls `recorder` with the same arguments instead
+        of computing (a live runtime records init()'s indicators to extend them bar by bar)."""
+        self._indicator_recorder = recorder
 
     def supervise(self, supervisor: Supervisor | None) -> None:
         """Put `supervisor` between this strategy and its orders (see Supervisor)."""
@@ -417,7 +432,11 @@ class Strategy:
         """Compute an indicator over the whole series once; returns a float64 array per output.
 
         The function must be causal (value at bar t uses data up to t only); pandas-ta's are.
+        A live runtime that extends indicators bar by bar records the calls instead (live/
+        indicators.py, through `record_indicators`).
         """
+        if self._indicator_recorder is not None:
+            return self._indicator_recorder(func, *args, **kwargs)
         func, kwargs = indicator_call(func, kwargs)
         out = func(*args, **kwargs)
         if out is None:
@@ -449,15 +468,26 @@ class Strategy:
         qty = self._position.qty  # type: ignore[union-attr]
         return (qty > 0) - (qty < 0)
 
-    def go(self, direction: int, fraction: Decimal | None = None) -> None:
+    def go(self, direction: int, fraction: Decimal | None = None, *, sl: protective.Number | None = None,
+           tp: protective.Number | None = None, sl_distance: protective.Number | None = None,
+           tp_distance: protective.Number | None = None, trail: protective.Number | str | None = None) -> None:
         """Hold `direction` (+1, -1, 0) from the next fill on: close what points the other way,
         then open with this strategy's sizing (or `fraction` of equity, cut to SIZE_DP decimals,
         for a strategy that sizes each entry). Does nothing if already there, or while orders it
         made are still in flight (after a restart an order may be at the venue, not yet filled:
-        deciding again would send a second one). The wish is kept in `target` either way."""
+        deciding again would send a second one). The wish is kept in `target` either way.
+        `sl`, `tp`, `sl_distance`, `tp_distance`, `trail` attach a bracket to the entry
+        (strategies/protective.py); closing cancels the position's bracket first."""
         if direction not in (-1, 0, 1):  # go(2) is a typo, not "long, twice": refused, never rounded to +1
             raise StrategyCodeError(f"go({direction!r}): the direction must be +1 (long), -1 (short) or 0 (flat); "
                                     "size positions with go(direction, fraction) or the size parameter")
+        protection = None
+        if sl is not None or tp is not None or sl_distance is not None or tp_distance is not None or trail is not None:
+            if direction == 0:
+                raise ConfigError("sl" if sl is not None else "tp" if tp is not None else "trail",
+                                  "go(0) goes flat: there is no entry to protect")
+            protection = self._protection(OrderSide.BUY if direction > 0 else OrderSide.SELL, None,
+                                          sl, tp, sl_distance, tp_distance, trail)
         self.target, self.target_fraction = direction, fraction
         supervisor = self._supervisor
         if supervisor is not None:
@@ -474,23 +504,32 @@ class Strategy:
         if direction != 0:
             side = OrderSide.BUY if direction > 0 else OrderSide.SELL
             if self.p.fixed_size is not None:
-                self.order(side, qty=self.p.fixed_size, tag="open")
+                entry = self.order(side, qty=self.p.fixed_size, tag="open")
             else:
                 size = self.p.size if fraction is None else fraction.quantize(_SIZE_STEP, rounding="ROUND_DOWN")
-                self._market(side, None, size, False, "open")
+                entry = self._market(side, None, size, False, "open")
+            if protection is not None and entry is not None:
+                self._attach(entry, protection)
 
     def buy(self, qty: Decimal | None = None, fraction: Decimal | None = None, limit: Decimal | float | None = None,
-            stop: Decimal | float | None = None, tag: str = "") -> Order | None:
-        return self.order(OrderSide.BUY, qty, fraction, limit, stop, tag=tag)
+            stop: Decimal | float | None = None, tag: str = "", *, tif: TimeInForce = TimeInForce.GTC,
+            **links: Any) -> Order | None:
+        """A buy (see order()); `sl=`, `tp=`, `trail=`... attach a bracket (strategies/protective.py)."""
+        return self.order(OrderSide.BUY, qty, fraction, limit, stop, tif=tif, tag=tag, **links)
 
     def sell(self, qty: Decimal | None = None, fraction: Decimal | None = None, limit: Decimal | float | None = None,
-             stop: Decimal | float | None = None, tag: str = "") -> Order | None:
-        return self.order(OrderSide.SELL, qty, fraction, limit, stop, tag=tag)
+             stop: Decimal | float | None = None, tag: str = "", *, tif: TimeInForce = TimeInForce.GTC,
+             **links: Any) -> Order | None:
+        """A sell (see order()); `sl=`, `tp=`, `trail=`... attach a bracket (strategies/protective.py)."""
+        return self.order(OrderSide.SELL, qty, fraction, limit, stop, tif=tif, tag=tag, **links)
 
     def close(self) -> Order | None:
-        """Flatten the position with a market order (reduce-only)."""
+        """Flatten the position with a market order (reduce-only), after canceling the position's
+        protective orders (the working children of entries that have filled): left working, a
+        stop-loss would open the other way once the position is gone."""
         if self.muted:
             return None
+        self._cancel_protection()
         position = self._position
         assert position is not None
         if position.qty == 0:
@@ -514,18 +553,143 @@ class Strategy:
             return
         self._oms.cancel(order)
 
+    def amend(self, order: Order, price: Decimal | float | None = None, qty: Decimal | None = None) -> str | None:
+        """Change a working order: `price` (to the nearest tick) is a limit or stop-limit order's
+        limit and a stop order's stop (a trailing stop's current level); `qty` (down to the lot) the
+        new total quantity. Refused with ConfigError naming the field, nothing sent, for an order
+        that is done or unknown, nothing to change, or a quantity not above what has filled.
+        Returns None when the venue took it, else the venue's reason (UNSUPPORTED on an adapter
+        that cannot amend; NOT_WORKING when a fill got there first): a race, not a code error.
+        None while muted."""
+        if self.muted:
+            return None
+        oms = self._oms
+        assert oms is not None, "strategy is not connected to an OMS"
+        own = oms.orders.get(order.client_order_id)
+        if own is None or own.is_terminal:
+            state = "unknown to this strategy's OMS" if own is None else own.state.value
+            raise ConfigError("order", f"{order.client_order_id} is {state}: only a working order can be amended")
+        if price is None and qty is None:
+            raise ConfigError("price", "amend needs a new price or qty")
+        scales = oms.instruments[own.symbol].scales
+        new_price = new_qty = None
+        if price is not None:
+            if own.type is OrderType.MARKET:
+                raise ConfigError("price", f"{own.client_order_id} is a market order: it has no price to amend")
+            new_price = scales.price(round_price(price, scales.price_dp, scales.price_step))
+            if new_price <= 0:
+                raise ConfigError("price", f"must be a positive price, got {price!r}")
+        if qty is not None:
+            new_qty = scales.qty(floor_to_step(to_raw_any(qty, scales.qty_dp, floor=True), scales.qty_step))
+            if new_qty <= own.filled_qty:
+                raise ConfigError("qty", f"must be above the {own.filled_qty} already filled, got {qty!r}")
+        return oms.amend(own, new_price, new_qty)
+
+    def protection(self, entry: Order) -> list[Order]:
+        """The protective orders attached to `entry` that may still act (its bracket's children)."""
+        assert self._oms is not None
+        return [o for o in self._oms.open_orders if o.parent_id == entry.client_order_id]
+
+    # -- protective orders (strategies/protective.py) ----------------------------------------------
+    def _protection(self, side: OrderSide, reference: Decimal | None, sl: Any, tp: Any, sl_distance: Any,
+                    tp_distance: Any, trail: Any) -> protective.Protection | None:
+        """The checked bracket for an entry on `side` (ConfigError naming the field if it is wrong)."""
+        if sl is None and tp is None and sl_distance is None and tp_distance is None and trail is None:
+            return None
+        self._may_protect()
+        oms = self._oms
+        assert oms is not None, "strategy is not connected to an OMS"
+        scales = oms.instruments[self._symbol].scales
+        if reference is None:
+            reference = self._last_close(scales)
+        return protective.resolve(side, reference, scales, sl=sl, tp=tp, sl_distance=sl_distance,
+                                  tp_distance=tp_distance, trail=trail)
+
+    def _may_protect(self) -> None:
+        cls = type(self)
+        if cls.signals is not Strategy.signals and not cls.protective:
+            raise StrategyCodeError(f"{cls.__name__} offers signals(), which the backtester's fast path runs without "
+                                    "next(): set `protective = True` on the class to send protective orders, so the "
+                                    "event path runs them")
+
+    def _last_close(self, scales: Any) -> Decimal | None:
+        """The close of the bar being decided on, on the grid: a bracket's reference price."""
+        try:
+            value = self.data.close[self.i]
+        except (AttributeError, IndexError, TypeError):
+            return None
+        if value is None or value != value or self.i < 0:  # NaN, or before the first bar
+            return None
+        raw = round_price(value, scales.price_dp, scales.price_step)
+        return scales.price(raw) if raw > 0 else None
+
+    def _attach(self, entry: Order, protection: protective.Protection) -> None:
+        """Send the bracket's children once the entry is accepted (not denied, not rejected)."""
+        oms = self._oms
+        assert oms is not None
+        if entry.is_terminal:
+            return
+        for child in protective.children(entry, protection, oms.next_client_order_id):
+            oms.submit(child)
+
+    def _cancel_protection(self) -> None:
+        oms = self._oms
+        assert oms is not None
+        for order in oms.open_orders:
+            if order.parent_id is None or order.symbol != self._symbol:
+                continue
+            parent = oms.orders.get(order.parent_id)
+            if parent is not None and parent.filled_qty:
+                oms.cancel(order)
+
     def order(self, side: OrderSide, qty: Decimal | None = None, fraction: Decimal | None = None,
               limit: Decimal | float | None = None, stop: Decimal | float | None = None,
-              tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, tag: str = "") -> Order | None:
+              tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, tag: str = "", *,
+              sl: protective.Number | None = None, tp: protective.Number | None = None,
+              sl_distance: protective.Number | None = None, tp_distance: protective.Number | None = None,
+              trail: protective.Number | str | None = None, parent: Order | None = None,
+              oco: bool | Order | None = None) -> Order | None:
         """Make and submit an order; prices go to the nearest tick, quantities down to the lot.
-        None while muted (a runtime rebuilding bars): nothing is made, no id is used."""
+        None while muted (a runtime rebuilding bars): nothing is made, no id is used.
+
+        Protective orders (issue 17; everything is checked before anything is sent):
+        - `sl`/`tp` (prices), `sl_distance`/`tp_distance`, `trail` (distance, or "1.5%"): a bracket
+          on this entry (strategies/protective.py); the entry is returned, its children are
+          `self.protection(entry)`.
+        - `parent=entry` (one-triggers-other): this order works only once `entry` fills; without
+          qty it is sized to what the entry filled.
+        - `oco=True` starts a one-cancels-other group named after this order; `oco=first` joins
+          `first`'s group: a fill of one member cancels the others."""
         if self.muted:
             return None
         oms = self._oms
         assert oms is not None, "strategy is not connected to an OMS"
         scales = oms.instruments[self._symbol].scales
-        if qty is None and fraction is None:
+        if not isinstance(tif, TimeInForce):
+            try:
+                tif = TimeInForce(tif)
+            except ValueError:
+                raise ConfigError("tif", f"must be one of {', '.join(t.value for t in TimeInForce)}, "
+                                         f"got {tif!r}") from None
+        parent_id = group = None
+        if parent is not None or oco is not None:
+            self._may_protect()
+        if parent is not None:
+            if parent.client_order_id not in oms.orders or parent.is_terminal:
+                raise ConfigError("parent", f"{parent.client_order_id} is not a working order of this strategy: "
+                                            "a child needs a parent that can still fill")
+            if fraction is not None:
+                raise ConfigError("fraction", "a child order is sized by its parent's fills: give qty or nothing")
+            parent_id = parent.client_order_id
+        elif qty is None and fraction is None:
             fraction = self.p.size
+        if isinstance(oco, Order):
+            if oco.oco_group is None:
+                raise ConfigError("oco", f"{oco.client_order_id} belongs to no OCO group: send the first "
+                                         "order with oco=True")
+            group = oco.oco_group
+        elif oco not in (None, True, False):
+            raise ConfigError("oco", f"must be True (start a group) or an order of the group, got {oco!r}")
         if qty is not None:
             raw = floor_to_step(to_raw_any(qty, scales.qty_dp, floor=True), scales.qty_step)
             qty = scales.qty(raw)
@@ -533,12 +697,22 @@ class Strategy:
         stop_price = None if stop is None else scales.price(round_price(stop, scales.price_dp, scales.price_step))
         kind = (OrderType.STOP_LIMIT if stop is not None and limit is not None else
                 OrderType.STOP if stop is not None else OrderType.LIMIT if limit is not None else OrderType.MARKET)
+        protection = None
+        if sl is not None or tp is not None or sl_distance is not None or tp_distance is not None or trail is not None:
+            if parent_id is not None:
+                raise ConfigError("sl" if sl is not None else "tp" if tp is not None else "trail",
+                                  "a bracket attaches to an entry, not to a child order")
+            protection = self._protection(side, limit_price or stop_price, sl, tp, sl_distance, tp_distance, trail)
+        client_order_id = oms.next_client_order_id()
         order = Order(
-            client_order_id=oms.next_client_order_id(), bot_id=oms.bot_id, symbol=self._symbol, side=side,
+            client_order_id=client_order_id, bot_id=oms.bot_id, symbol=self._symbol, side=side,
             type=kind, qty=qty, ts_init=oms.clock.now_ns(), limit_price=limit_price, stop_price=stop_price,
             tif=tif, reduce_only=reduce_only, equity_fraction=None if qty is not None else fraction, tag=tag,
+            parent_id=parent_id, oco_group=client_order_id if oco is True else group,
         )
         oms.submit(order)
+        if protection is not None:
+            self._attach(order, protection)
         return order
 
 

@@ -76,6 +76,7 @@ class PaperAdapter:
     """BrokerAdapter over one simulated (optionally durable) paper venue."""
 
     name = "PAPER"
+    protective_orders = True  # carries parent/OCO/trailing links and amend (SimulatedVenue)
 
     def __init__(self, venue: SimulatedVenue | DurablePaperVenue, currency: str = "USD",
                  max_attempts: int = 3, backoff_s: float = 0.0) -> None:
@@ -168,6 +169,17 @@ class PaperAdapter:
             self.venue.cancel(order)
         else:
             self._sim.cancel(record.order)  # the venue's copy
+
+    def amend(self, order: Order, price: Decimal | None = None, qty: Decimal | None = None) -> str | None:
+        """Change a working order's price and/or quantity at the venue (SimulatedVenue.amend):
+        None when done, else the reason it changed nothing. The venue answers at once, so the OMS
+        updates its own order on None (OrderManager.amend)."""
+        record = self._book.orders.get(order.client_order_id)
+        if record is None:
+            return "NOT_WORKING"
+        if isinstance(self.venue, DurablePaperVenue):
+            return self.venue.amend(order, price, qty)
+        return self._sim.amend(record.order, price, qty)  # the venue's copy
 
     # -- market data into the venue -------------------------------------------------------------
     def on_tick(self, bid: Decimal, ask: Decimal, size: Decimal = Decimal(0), ts: int = 0,

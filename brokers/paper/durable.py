@@ -1,7 +1,7 @@
 """A paper venue that survives the crash of the engine process driving it.
 
 The simulated venue is deterministic: the same inputs in the same order give the same orders,
-fills and account. So its durable state is simply the log of its inputs (submits, cancels and
+fills and account. So its durable state is simply the log of its inputs (submits, cancels, amends and
 the market data it matched against), appended to a file before each input is processed. A new
 process replays the log and finds the venue exactly as the old one left it, which is what a
 real broker looks like to an engine that restarts: it still has the orders and the fills.
@@ -50,19 +50,23 @@ def order_to_dict(order: Order) -> dict[str, Any]:
         "stop_price": None if order.stop_price is None else str(order.stop_price),
         "tif": order.tif.value, "reduce_only": order.reduce_only,
         "equity_fraction": None if order.equity_fraction is None else str(order.equity_fraction),
-        "tag": order.tag,
+        "tag": order.tag, "parent_id": order.parent_id, "oco_group": order.oco_group,
+        "trail_distance": None if order.trail_distance is None else str(order.trail_distance),
+        "trail_percent": None if order.trail_percent is None else str(order.trail_percent),
     }
 
 
 def order_from_dict(data: dict[str, Any]) -> Order:
     def dec(key: str) -> Decimal | None:
-        return None if data[key] is None else Decimal(data[key])
+        return None if data.get(key) is None else Decimal(data[key])
 
     return Order(
         client_order_id=data["client_order_id"], bot_id=data["bot_id"], symbol=data["symbol"],
         side=OrderSide(data["side"]), type=OrderType(data["type"]), qty=dec("qty"), ts_init=data["ts_init"],
         limit_price=dec("limit_price"), stop_price=dec("stop_price"), tif=TimeInForce(data["tif"]),
         reduce_only=data["reduce_only"], equity_fraction=dec("equity_fraction"), tag=data["tag"],
+        parent_id=data.get("parent_id"), oco_group=data.get("oco_group"),  # absent in logs before issue 17
+        trail_distance=dec("trail_distance"), trail_percent=dec("trail_percent"),
     )
 
 
@@ -120,6 +124,7 @@ class DurablePaperVenue:
     """SimulatedVenue + an input log: the paper venue for live paper trading."""
 
     name = "PAPER"
+    protective_orders = True  # carries parent/OCO/trailing links (SimulatedVenue)
 
     def __init__(self, log_path: str | Path, instrument: Instrument, initial_cash: Decimal,
                  fees: FeeModel = FeeModel(), slippage: Slippage = Slippage(), partial_fills: bool = False,
@@ -157,6 +162,9 @@ class DurablePaperVenue:
             self._submit(order_from_dict(record["order"]))
         elif op == "cancel":
             self._cancel(record["id"])
+        elif op == "amend":
+            self._amend(record["id"], None if record["price"] is None else Decimal(record["price"]),
+                        None if record["qty"] is None else Decimal(record["qty"]))
         elif op == "tick":
             self.last_tick_seq = record["seq"]
             self.venue.on_tick(record["bid"], record["ask"], record["size"], record["ts"])
@@ -189,6 +197,19 @@ class DurablePaperVenue:
         record = self.book.orders.get(client_order_id)
         if record is not None:
             self.venue.cancel(record.order)
+
+    def amend(self, order: Order, price: Decimal | None = None, qty: Decimal | None = None) -> str | None:
+        """Change a working order (SimulatedVenue.amend). Logged as an input before it is applied,
+        like a cancel: a refused amend changes nothing on replay either, so the log stays true."""
+        self._append({"op": "amend", "id": order.client_order_id,
+                      "price": None if price is None else str(price), "qty": None if qty is None else str(qty)})
+        return self._amend(order.client_order_id, price, qty)
+
+    def _amend(self, client_order_id: str, price: Decimal | None, qty: Decimal | None) -> str | None:
+        record = self.book.orders.get(client_order_id)
+        if record is None:
+            return "NOT_WORKING"
+        return self.venue.amend(record.order, price, qty)
 
     def on_tick(self, seq: int, bid: int, ask: int, size: int, ts: int) -> None:
         """Match against one quote (raw prices), once: a sequence already seen is ignored."""

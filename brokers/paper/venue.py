@@ -43,6 +43,38 @@ margin (and fee), within the free margin. Every bar (every tick) the venue then
 A conversion rate the account needs (a USDJPY position on a USD account) comes from the
 portfolio's ConversionRates; the runner feeds the instrument's own prices when its base is the
 account currency. The level is tested with the rate of the bar, not one that moves inside it.
+
+Protective orders (issue 17), the same for backtests and paper:
+- A child (`parent_id`: a bracket's stop-loss / take-profit, or any one-triggers-other order) is
+  accepted and held until its parent fills, then works sized to what the parent filled; each
+  partial fill of the parent grows it (engine.orders.protective_qty). Its parent must be working
+  at this venue when it arrives (else INVALID_ORDER). A parent canceled or rejected before any
+  fill cancels its held children (PARENT_CANCELED); one canceled after a partial fill leaves them
+  protecting that part.
+- Children activated inside a bar are matched in the same bar, from the parent's fill price: a
+  stop-loss can fill in the bar its entry filled in. A take-profit (a limit) can too only when
+  the entry filled at the bar's open (the rest of the bar came after it); after an entry filled
+  inside the bar, the bar does not say whether its high came before or after the fill, so the
+  take-profit waits for the next bar. On ticks, an activated child works from the next tick.
+- A bracket's children in one OCO group are one exit: a partial take-profit shrinks the stop by
+  the same quantity, and when the exit has closed what the entry filled the rest of the group is
+  canceled (OCO), and so is the entry's unfilled rest (EXIT_FILLED: an entry that went on filling
+  would open a position nothing protects). A standalone OCO group (no parent) cancels the other
+  members on a member's first fill, as Binance and Alpaca do.
+- **A bar that touches both the stop-loss and the take-profit fills the stop-loss** (stops match
+  before limits, see above: the conservative assumption, since a bar does not say which came
+  first), and the OCO cancels the take-profit.
+- A trailing stop (`trail_distance` or `trail_percent`, a STOP) keeps its stop_price at the best
+  price since it started working less the trail (a sell stop: highest high or bid minus the trail;
+  a buy stop mirrored), rounded away from the price to the tick, never loosened. On a bar it is
+  matched at the level the previous bars set and ratcheted with this bar's high (low) after, the
+  conservative reading of a bar; on a tick it is matched, then ratcheted with that bid (ask). A
+  trailing child starts from its parent's fill price.
+- `amend(order, price, qty)` changes a working (or held) order: `price` is a LIMIT or STOP_LIMIT
+  order's limit and a STOP's stop (engine.orders.amend_terms); the new quantity must be on the grid
+  and above what has filled. It returns None, or the reason it changed nothing (NOT_WORKING for an
+  order that is filled, canceled or unknown). A bracket child's quantity follows its bracket: an
+  amended quantity lasts until the next fill of the entry or of the exit resizes it.
 """
 
 from __future__ import annotations
@@ -56,7 +88,7 @@ from brokers.base import ExecutionSink, RejectReason, missing_price
 from engine.instrument import Instrument
 from engine.money import (ConversionRates, FeeModel, Slippage, div_round_half_even, estimate_qty, fraction_parts,
                           fee_raw, floor_to_step, max_qty_for_budget, slipped_price, to_raw)
-from engine.orders import Fill, Liquidity, Order, OrderSide, OrderType
+from engine.orders import Fill, Liquidity, Order, OrderSide, OrderType, amend_terms, protective_qty
 from engine.portfolio import Portfolio
 
 _RANK = {OrderType.MARKET: 0, OrderType.STOP: 1, OrderType.STOP_LIMIT: 1, OrderType.LIMIT: 2}
@@ -66,6 +98,7 @@ class SimulatedVenue:
     """Matches orders against bars or ticks and keeps its own account (the venue's books)."""
 
     name = "PAPER"
+    protective_orders = True  # carries parent/OCO/trailing links (the OMS refuses them elsewhere)
 
     def __init__(self, instrument: Instrument, initial_cash: Decimal, fees: FeeModel = FeeModel(),
                  slippage: Slippage = Slippage(), partial_fills: bool = False,
@@ -117,6 +150,19 @@ class SimulatedVenue:
         # nothing must say why): how many, and the first one's (price, budget, qty), all raw
         self.unsized = 0
         self.first_unsized: tuple[int, int, int] | None = None
+        # protective orders: all empty (and `_linked` False) until the first linked order, so the
+        # plain backtest loop pays one attribute test per bar for them
+        self._linked = False
+        self._held: dict[str, list[Order]] = {}      # parent id -> children waiting for its first fill
+        self._children: dict[str, list[Order]] = {}  # parent id -> its children (live or done)
+        self._parents: dict[str, Order] = {}         # parent id -> the parent
+        self._groups: dict[str, list[Order]] = {}    # OCO group -> members
+        self._done_groups: set[str] = set()          # standalone OCO groups a fill has settled
+        self._filled_raw: dict[str, int] = {}        # linked order id -> raw quantity filled here
+        self._trailing: list[Order] = []             # trailing stops that work
+        self._activated: list[tuple[Order, int, bool]] = []  # (child, parent fill price, at the open)
+        self._on_bar_now = False  # matching a bar: children activated now are matched in it too
+        self._resizing = False
 
     # -- contract -----------------------------------------------------------------------------
     def connect(self, sink: ExecutionSink) -> None:
@@ -124,32 +170,263 @@ class SimulatedVenue:
 
     @property
     def has_working_orders(self) -> bool:
-        return bool(self._working)
+        return bool(self._working) or bool(self._held)
 
     def submit(self, order: Order) -> None:
         sink = self._sink
         assert sink is not None, "venue not connected"
         sink.on_submitted(order, self._ts)
         reason = self._validate(order)
+        if reason is None and (order.parent_id is not None or order.oco_group is not None or order.is_trailing):
+            reason = self._validate_links(order)
         if reason is not None:
             sink.on_rejected(order, self._ts, reason)
             return
-        if order.type is not OrderType.MARKET:
-            sink.on_accepted(order, self._ts)
+        if order.type is not OrderType.MARKET or order.parent_id is not None:
+            sink.on_accepted(order, self._ts)  # a child market order rests (held) too
+        if order.parent_id is not None or order.oco_group is not None or order.is_trailing:
+            self._link(order)
+            return
+        self._work(order)
+
+    def _work(self, order: Order) -> None:
         self._working.append(order)
         self._fresh.add(order.client_order_id)
         if len(self._working) > 1:
             self._working.sort(key=lambda o: _RANK[o.type])  # stable: submission order within a rank
 
     def cancel(self, order: Order, reason: str | None = None) -> None:
+        held = self._held.get(order.parent_id) if order.parent_id is not None else None
         if order in self._working:
             self._working.remove(order)
-            assert self._sink is not None
-            self._sink.on_canceled(order, self._ts, reason)
+        elif held is not None and order in held:
+            held.remove(order)
+        else:
+            return
+        assert self._sink is not None
+        self._sink.on_canceled(order, self._ts, reason)
+        if self._linked:
+            self._after_done(order)
 
     def cancel_all(self, reason: str | None = None) -> None:
         for order in list(self._working):
             self.cancel(order, reason)
+        for children in list(self._held.values()):
+            for order in list(children):
+                self.cancel(order, reason)
+
+    def amend(self, order: Order, price: Decimal | None = None, qty: Decimal | None = None) -> str | None:
+        """Change a working or held order's price and/or quantity (see the module docstring):
+        None when done, else the reason nothing changed."""
+        live = self._live(order.client_order_id)
+        if live is None:
+            return "NOT_WORKING"
+        s = self.scales
+        if price is not None:
+            if live.type is OrderType.MARKET:
+                return RejectReason.UNSUPPORTED
+            try:
+                raw = to_raw(price, s.price_dp)
+            except ValueError:
+                return RejectReason.PRICE_OFF_GRID
+            if raw % s.price_step or raw <= 0:
+                return RejectReason.PRICE_OFF_GRID
+        if qty is not None:
+            try:
+                raw_qty = to_raw(qty, s.qty_dp)
+            except ValueError:
+                return RejectReason.QTY_OFF_GRID
+            if raw_qty % s.qty_step:
+                return RejectReason.QTY_OFF_GRID
+            if raw_qty < s.min_qty or raw_qty <= to_raw(live.filled_qty, s.qty_dp):
+                return RejectReason.QTY_BELOW_MIN
+            if self._max_qty is not None and raw_qty > self._max_qty:
+                return RejectReason.QTY_ABOVE_MAX
+        amend_terms(live, price, qty)
+        return None
+
+    def _live(self, client_order_id: str) -> Order | None:
+        for order in self._working:
+            if order.client_order_id == client_order_id:
+                return order
+        for children in self._held.values():
+            for order in children:
+                if order.client_order_id == client_order_id:
+                    return order
+        return None
+
+    # -- protective orders ------------------------------------------------------------------------
+    def _validate_links(self, order: Order) -> str | None:
+        s = self.scales
+        if order.is_trailing:
+            if order.type is not OrderType.STOP:
+                return RejectReason.UNSUPPORTED
+            if order.trail_distance is not None:
+                try:
+                    raw = to_raw(order.trail_distance, s.price_dp)
+                except ValueError:
+                    return RejectReason.PRICE_OFF_GRID
+                if raw <= 0 or raw % s.price_step:
+                    return RejectReason.PRICE_OFF_GRID
+            elif not 0 < order.trail_percent < 100:  # type: ignore[operator]
+                return RejectReason.INVALID_ORDER
+        if order.parent_id is not None:
+            parent = self._parents.get(order.parent_id) or next(
+                (o for o in self._working if o.client_order_id == order.parent_id), None)
+            if parent is None or parent not in self._working:
+                return RejectReason.INVALID_ORDER  # its parent must be working here (filled ones are gone)
+        return None
+
+    def _link(self, order: Order) -> None:
+        """Take a child, an OCO member or a trailing stop into the books that link them."""
+        self._linked = True
+        cid = order.client_order_id
+        self._filled_raw[cid] = 0
+        if order.oco_group is not None:
+            if order.parent_id is None and order.oco_group in self._done_groups:
+                self._groups.setdefault(order.oco_group, []).append(order)
+                assert self._sink is not None
+                self._sink.on_canceled(order, self._ts, "OCO")  # its group was settled by a fill
+                return
+            self._groups.setdefault(order.oco_group, []).append(order)
+        pid = order.parent_id
+        if pid is None:
+            self._work(order)
+            if order.is_trailing:
+                self._trailing.append(order)
+            return
+        parent = self._parents.get(pid)
+        if parent is None:
+            parent = next(o for o in self._working if o.client_order_id == pid)
+            self._parents[pid] = parent
+            self._filled_raw.setdefault(pid, to_raw(parent.filled_qty, self.scales.qty_dp))
+        self._children.setdefault(pid, []).append(order)
+        self._held.setdefault(pid, []).append(order)
+        if self._filled_raw[pid]:  # the parent has partly filled already: protect that part now
+            self._resize(pid, None, False, False)
+
+    def _after_fill(self, order: Order, qty: int, price: int, at_open: bool, on_bar: bool) -> None:
+        cid = order.client_order_id
+        if cid not in self._filled_raw:
+            return
+        self._filled_raw[cid] += qty
+        if cid in self._children:
+            self._resize(cid, price, at_open, on_bar)
+        pid = order.parent_id
+        if pid is not None and pid in self._children:
+            self._resize(pid, None, False, on_bar)
+        elif pid is None and order.oco_group is not None:
+            group = order.oco_group
+            self._done_groups.add(group)
+            for sibling in list(self._groups.get(group, ())):
+                if sibling is not order:
+                    self.cancel(sibling, "OCO")
+            self._groups.pop(group, None)
+        if order not in self._working:
+            if order in self._trailing:
+                self._trailing.remove(order)
+            if pid is None and cid not in self._children:
+                self._filled_raw.pop(cid, None)  # a standalone OCO member or trailing stop, done
+
+    def _resize(self, pid: str, price: int | None, at_open: bool, on_bar: bool) -> None:
+        """Size the parent's children to what it filled and their exits have not closed; activate
+        the held ones (from fill `price`); cancel an exit that is done, and then the entry's rest."""
+        s = self.scales
+        filled = self._filled_raw
+        parent_filled = filled[pid]
+        if not parent_filled:
+            return
+        children = self._children[pid]
+        held = self._held.get(pid, [])
+        self._resizing = True  # cancels below must not drop the bookkeeping this loop reads
+        exits: dict[object, list[Order]] = {}
+        for child in children:
+            exits.setdefault(child.oco_group if child.oco_group is not None else id(child), []).append(child)
+        for members in exits.values():
+            exits_filled = sum(filled[m.client_order_id] for m in members)
+            for member in members:
+                target = protective_qty(parent_filled, exits_filled, filled[member.client_order_id])
+                is_held = member in held
+                if not (is_held or member in self._working):
+                    continue
+                if target is None:
+                    self.cancel(member, "OCO")
+                    continue
+                member.qty = s.qty(target)
+                if is_held:
+                    held.remove(member)
+                    self._work(member)
+                    if member.is_trailing:
+                        self._trailing.append(member)
+                        if price is not None:
+                            self._ratchet(member, price)
+                    if on_bar:
+                        self._activated.append((member, price if price is not None else 0, at_open))
+            if exits_filled >= parent_filled:
+                parent = self._parents[pid]
+                if parent in self._working:
+                    self.cancel(parent, "EXIT_FILLED")
+        self._resizing = False
+        if not held:
+            self._held.pop(pid, None)
+        self._forget(pid)
+
+    def _after_done(self, order: Order) -> None:
+        """An order left the book without filling completely (canceled, rejected)."""
+        cid = order.client_order_id
+        if order in self._trailing:
+            self._trailing.remove(order)
+        held = self._held.get(cid)
+        if held and not self._filled_raw.get(cid):
+            for child in list(held):
+                self.cancel(child, "PARENT_CANCELED")
+        if self._resizing:
+            return
+        if order.parent_id is not None:
+            self._forget(order.parent_id)
+        elif cid in self._children:
+            self._forget(cid)
+        else:
+            self._filled_raw.pop(cid, None)
+
+    def _forget(self, pid: str) -> None:
+        """Drop a bracket's bookkeeping once neither the parent nor any child can act again."""
+        parent = self._parents.get(pid)
+        if parent is None or parent in self._working or self._held.get(pid):
+            return
+        children = self._children.get(pid, [])
+        if any(child in self._working for child in children):
+            return
+        self._parents.pop(pid, None)
+        self._children.pop(pid, None)
+        self._held.pop(pid, None)
+        self._filled_raw.pop(pid, None)
+        for child in children:
+            self._filled_raw.pop(child.client_order_id, None)
+            if child.oco_group is not None:
+                self._groups.pop(child.oco_group, None)
+
+    def _ratchet(self, order: Order, best: int) -> None:
+        """Move a trailing stop behind `best` (a sell stop: the highest price seen; a buy stop: the
+        lowest), rounded away from the price to the tick; never loosen it."""
+        s = self.scales
+        step = s.price_step
+        sell = order.side is OrderSide.SELL
+        if order.trail_distance is not None:
+            distance = to_raw(order.trail_distance, s.price_dp)
+            level = best - distance if sell else best + distance
+        else:
+            num, den = fraction_parts(order.trail_percent)  # type: ignore[arg-type]
+            if sell:
+                level = best * (100 * den - num) // (100 * den)
+            else:
+                level = -(-best * (100 * den + num) // (100 * den))
+        level = (level // step) * step if sell else -(-level // step) * step
+        if level <= 0:
+            return
+        current = to_raw(order.stop_price, s.price_dp) if order.stop_price is not None else None
+        if current is None or (level > current if sell else level < current):
+            order.stop_price = s.price(level)
 
     # -- validation at submit -------------------------------------------------------------------
     def _validate(self, order: Order) -> str | None:
@@ -167,8 +444,8 @@ class SimulatedVenue:
                 return RejectReason.QTY_BELOW_MIN
             if self._max_qty is not None and qty > self._max_qty:
                 return RejectReason.QTY_ABOVE_MAX
-        elif order.equity_fraction is None or order.type is not OrderType.MARKET:
-            return RejectReason.UNSUPPORTED
+        elif order.parent_id is None and (order.equity_fraction is None or order.type is not OrderType.MARKET):
+            return RejectReason.UNSUPPORTED  # (a child without a quantity is sized by its parent's fills)
         for price in (order.limit_price, order.stop_price):
             if price is not None:
                 try:
@@ -191,14 +468,38 @@ class SimulatedVenue:
             if self._own_rate:
                 self._feed_rate(s_price=self.scales.price(open_), ts=ts)
             self._rollovers(ts)
+        linked = self._on_bar_now = self._linked
         for order in list(self._working):
+            if linked and order not in self._working:
+                continue  # canceled in this bar by a sibling's fill (OCO, a done exit)
             fresh = order.client_order_id in self._fresh
             self._fresh.discard(order.client_order_id)
             price = self._bar_fill_price(order, open_, high, low, fresh)
             if price is not None:
-                self._fill(order, price, None, ts, bar, taker=order.type is not OrderType.LIMIT)
+                self._fill(order, price, None, ts, bar, taker=order.type is not OrderType.LIMIT,
+                           at_open=linked and price in (open_, self._slip(open_, order.side is OrderSide.BUY)))
+        if linked:
+            self._children_in_bar(high, low, ts, bar)
+            self._on_bar_now = False
         if self._margin and self.account.stop_out_level is not None:
             self._stop_out_on_bar(open_, high, low, ts, bar)
+
+    def _children_in_bar(self, high: int, low: int, ts: int, bar: int) -> None:
+        """Match the children this bar's fills activated, from their parent's fill price (see the
+        module docstring), then ratchet the trailing stops with this bar's extreme."""
+        while self._activated:
+            batch = sorted(self._activated, key=lambda item: _RANK[item[0].type])
+            self._activated = []
+            for child, start, at_open in batch:
+                self._fresh.discard(child.client_order_id)
+                if child not in self._working or (child.type is OrderType.LIMIT and not at_open):
+                    continue
+                price = self._bar_fill_price(child, start, high, low, False)
+                if price is not None:
+                    self._fill(child, price, None, ts, bar, taker=child.type is not OrderType.LIMIT, at_open=False)
+        for order in list(self._trailing):
+            if order in self._working:
+                self._ratchet(order, high if order.side is OrderSide.SELL else low)
 
     def _bar_fill_price(self, order: Order, open_: int, high: int, low: int, fresh: bool) -> int | None:
         buy = order.side is OrderSide.BUY
@@ -238,10 +539,17 @@ class SimulatedVenue:
         for order in list(self._working):
             fresh = order.client_order_id in self._fresh
             self._fresh.discard(order.client_order_id)
+            if self._linked and order not in self._working:
+                continue  # canceled on this tick by a sibling's fill
             price, taker = self._tick_fill_price(order, bid, ask, fresh)
             if price is not None:
                 cap = size if (self.partial_fills and size > 0) else None
                 self._fill(order, price, cap, ts, bar, taker)
+        if self._linked:
+            self._activated.clear()  # activated on a tick: they work from the next tick (in _fresh)
+            for order in list(self._trailing):
+                if order in self._working and bid > 0 and ask > 0:
+                    self._ratchet(order, bid if order.side is OrderSide.SELL else ask)
         if self._margin and self.account.stop_out_level is not None and bid > 0 and ask > 0:
             qty = self.account.positions[self.instrument.symbol].qty
             if qty and self._breached(bid if qty > 0 else ask, ts):
@@ -312,7 +620,8 @@ class SimulatedVenue:
             qty = min(qty, floor_to_step(self._max_qty, s.qty_step))
         return qty
 
-    def _fill(self, order: Order, price: int, cap: int | None, ts: int, bar: int, taker: bool) -> None:
+    def _fill(self, order: Order, price: int, cap: int | None, ts: int, bar: int, taker: bool,
+              at_open: bool = False) -> None:
         sink = self._sink
         assert sink is not None
         s = self.scales
@@ -326,6 +635,8 @@ class SimulatedVenue:
                     self.first_unsized = (price, budget, qty)
                 self._working.remove(order)
                 sink.on_rejected(order, ts, RejectReason.INSUFFICIENT_FUNDS)
+                if self._linked:
+                    self._after_done(order)
                 return
             order.qty = s.qty(qty)
             leaves = qty
@@ -347,6 +658,8 @@ class SimulatedVenue:
                                and qty * price * s.notional_k + fee > self.account.cash_raw):
             self._working.remove(order)
             sink.on_rejected(order, ts, RejectReason.INSUFFICIENT_FUNDS)
+            if self._linked:
+                self._after_done(order)
             return
         if qty == leaves:
             self._working.remove(order)
@@ -365,6 +678,8 @@ class SimulatedVenue:
         elif self._books_fills:
             self.account.apply_fill(self.instrument, side_sign, qty, price, fee, ts, bar)
         sink.on_fill(order, fill, bar)
+        if self._linked:
+            self._after_fill(order, qty, price, at_open, self._on_bar_now)
 
     def _fee_in_asset(self, fill: Fill) -> Fill:
         """The fee charged the way `fee_asset` says (a Binance-like account): "base" takes it from

@@ -55,7 +55,8 @@ def _order_values(order: Order) -> dict[str, Any]:
         "reduce_only": order.reduce_only, "equity_fraction": order.equity_fraction, "tag": order.tag,
         "state": order.state.value, "venue_order_id": order.venue_order_id, "filled_qty": order.filled_qty,
         "avg_fill_price": order.avg_fill_price, "reason": order.reason, "external": order.tag == "external",
-        "ts_init": order.ts_init, "ts_last": ts_last,
+        "ts_init": order.ts_init, "ts_last": ts_last, "parent_id": order.parent_id, "oco_group": order.oco_group,
+        "trail_distance": order.trail_distance, "trail_percent": order.trail_percent,
     }
 
 
@@ -97,7 +98,8 @@ class SqlJournal:
         self._insert_points = self._insert_ignoring_duplicates(POINTS)
         self._update_orders = update(ORDERS).where(ORDERS.c.client_order_id == bindparam("cid")).values(
             state=bindparam("state"), filled_qty=bindparam("filled_qty"), qty=bindparam("qty"),
-            avg_fill_price=bindparam("avg_fill_price"), reason=bindparam("reason"), ts_last=bindparam("ts_last"))
+            avg_fill_price=bindparam("avg_fill_price"), reason=bindparam("reason"), ts_last=bindparam("ts_last"),
+            limit_price=bindparam("limit_price"), stop_price=bindparam("stop_price"))  # amend changes these
         self._update_checkpoint = update(BOTS).where(BOTS.c.id == self.bot_id).values(
             checkpoint=bindparam("checkpoint"))
 
@@ -168,8 +170,9 @@ class SqlJournal:
             if self._dirty_orders:
                 connection.execute(self._update_orders, [
                     {"cid": o.client_order_id, "state": o.state.value, "filled_qty": o.filled_qty, "qty": o.qty,
-                     "avg_fill_price": o.avg_fill_price, "reason": o.reason,
-                     "ts_last": o.events[-1].ts if o.events else o.ts_init} for o in self._dirty_orders.values()])
+                     "avg_fill_price": o.avg_fill_price, "reason": o.reason, "limit_price": o.limit_price,
+                     "stop_price": o.stop_price, "ts_last": o.events[-1].ts if o.events else o.ts_init}
+                    for o in self._dirty_orders.values()])
             if self._events:
                 connection.execute(self._insert_events, self._events)
             if self._fills:
@@ -240,7 +243,8 @@ def _order_from_row(row: Any) -> Order:
         stop_price=row.stop_price, tif=TimeInForce(row.tif), reduce_only=row.reduce_only,
         equity_fraction=row.equity_fraction, tag=row.tag, state=OrderState(row.state),
         venue_order_id=row.venue_order_id, filled_qty=row.filled_qty or Decimal(0),
-        avg_fill_price=row.avg_fill_price, reason=row.reason,
+        avg_fill_price=row.avg_fill_price, reason=row.reason, parent_id=row.parent_id, oco_group=row.oco_group,
+        trail_distance=row.trail_distance, trail_percent=row.trail_percent,
     )
 
 

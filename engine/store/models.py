@@ -140,6 +140,11 @@ class OrderRow(Base):
     external: Mapped[bool] = mapped_column(Boolean, default=False)
     ts_init: Mapped[int] = mapped_column(BigInteger)
     ts_last: Mapped[int] = mapped_column(BigInteger)
+    # protective links (issue 17, 0011): a bracket child's parent, an OCO group, a trailing stop's trail
+    parent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    oco_group: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    trail_distance: Mapped[Decimal | None] = mapped_column(MONEY, nullable=True)
+    trail_percent: Mapped[Decimal | None] = mapped_column(MONEY, nullable=True)
 
 
 class OrderEventRow(Base):
