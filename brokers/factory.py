@@ -12,7 +12,9 @@ Fields per venue (required in capitals in the table of VENUE_FIELDS below):
 - ccxt:   EXCHANGE (a ccxt id, e.g. binance) and what that exchange's `requiredCredentials` asks for
           (API_KEY and SECRET for most; okx and kucoin add PASSWORD; hyperliquid wants
           PRIVATE_KEY and WALLET_ADDRESS instead), optional SANDBOX (true/false); ccxt's camelCase
-          credential names are written in snake case (apiKey -> api_key)
+          credential names are written in snake case (apiKey -> api_key); for futures accounts
+          (binanceusdm) optional LEVERAGE (1-125) and MARGIN_MODE (isolated / cross), which the
+          adapter sets on every symbol it trades (brokers/ccxt/futures.py)
 - alpaca: API_KEY, SECRET_KEY; optional PAPER (default true: live trading is an explicit choice)
 - mt5:    LOGIN (a number), PASSWORD, SERVER; optional BRIDGE_HOST, BRIDGE_PORT (mt5linux) or PATH
 - paper:  none
@@ -33,8 +35,9 @@ VENUES = ("paper", "ccxt", "alpaca", "mt5")
 CCXT_CREDENTIALS = {"apiKey": "api_key", "secret": "secret", "password": "password", "uid": "uid",
                     "login": "login", "twofa": "twofa", "privateKey": "private_key",
                     "walletAddress": "wallet_address", "token": "token"}  # ccxt's name -> ours
+CCXT_SETTINGS = ("leverage", "margin_mode")  # account settings, not secrets: passed to the adapter as such
 VENUE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # (required, optional)
-    "ccxt": (("exchange",), (*CCXT_CREDENTIALS.values(), "sandbox")),  # + the exchange's own: ccxt_required
+    "ccxt": (("exchange",), (*CCXT_CREDENTIALS.values(), "sandbox", *CCXT_SETTINGS)),  # + ccxt_required
     "alpaca": (("api_key", "secret_key"), ("paper",)),
     "mt5": (("login", "password", "server"), ("bridge_host", "bridge_port", "path")),
     "paper": ((), ()),
@@ -109,6 +112,10 @@ def validate_credentials(venue: str, fields: dict[str, Any], prefix: str = "cred
         port = out.get("bridge_port", "").strip()
         if port and not (port.isdigit() and 0 < int(port) <= 65535):
             raise ConfigError(f"{prefix}.bridge_port", "must be a port number (1-65535)")
+    if venue == "ccxt":
+        from brokers.ccxt.futures import parse_settings
+
+        parse_settings(out.get("leverage"), out.get("margin_mode"), prefix=f"{prefix}.")
     for name in FLAGS:
         if name in out and out[name].lower() not in ("1", "true", "yes", "0", "false", "no"):
             raise ConfigError(f"{prefix}.{name}", "must be true or false")
@@ -183,7 +190,8 @@ def make_adapter(venue: str, account: str, symbols: Sequence[str], sources: Sequ
         if exchange_id not in ccxt.exchanges:
             raise ConfigError("account", f"account {account!r}: unknown ccxt exchange {exchange_id!r}")
         config = {theirs: found[ours] for theirs, ours in CCXT_CREDENTIALS.items() if found.get(ours)}
-        return CcxtAdapter(exchange_id, config, list(symbols), sandbox=_flag(found.get("sandbox"), False))
+        return CcxtAdapter(exchange_id, config, list(symbols), sandbox=_flag(found.get("sandbox"), False),
+                           leverage=found.get("leverage"), margin_mode=found.get("margin_mode"))
     if venue == "alpaca":
         from brokers.alpaca.adapter import AlpacaAdapter
 

@@ -37,6 +37,17 @@
 - Balances and positions: `positions()` are what the fills made (per market, exactly), never
   the wallet; `wallet()` is the account's holdings as the venue reports them, exactly; cash and
   equity are floored to the currency grid (never more than the account has).
+- USD-M futures (binanceusdm's linear perpetuals, e.g. BTC/USDT:USDT; brokers/ccxt/futures.py):
+  the same adapter over contract markets. Instruments are FUTUREs on margin at the account's
+  leverage for the symbol; `leverage` / `margin_mode` given to the adapter are set on every
+  traded symbol at the first load (checked first: a value the venue would refuse, or a margin
+  mode change under an open position or order, is a ConfigError naming the field and nothing is
+  changed); left out, the venue's own settings are read. A futures position is the venue's
+  (positionRisk, signed), not the fills'; the account is the margin wallet (cash = wallet
+  balance, equity = margin balance, buying power = available balance). Reduce-only orders carry
+  `reduceOnly`; stops are refused (UNSUPPORTED: ccxt sends them to binance's algo-order API,
+  which this adapter does not follow). Funding is not a trade: `funding_since(ts)` lists the
+  payments (FundingFee records) for the engine to book.
 
 Thread-safety: one lock serialises every ccxt call and every report to the sink.
 """
@@ -52,13 +63,16 @@ from typing import Any, Callable, TypeVar
 import ccxt
 
 from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, VenueOrder, VenuePosition)
-from brokers.ccxt import mapping
+from brokers.ccxt import futures, mapping
+from brokers.ccxt.futures import FundingFee
 from brokers.ccxt.stream import UserStream
+from engine.errors import ConfigError
 from engine.instrument import Instrument
 from engine.orders import Fill, Order, OrderSide, OrderState
 
 T = TypeVar("T")
 NS_PER_MS = 1_000_000
+FUTURES_TRADE_WINDOW_MS = 7 * 86_400_000   # binance USD-M userTrades: one week per request
 
 _UNKNOWN_OUTCOME = (ccxt.OperationFailed,)           # NetworkError, RequestTimeout, ExchangeNotAvailable, DDoS...
 _TRANSIENT_READ = (ccxt.NetworkError, ccxt.OperationFailed)
@@ -68,23 +82,28 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "binance": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False,
                 "fetchOpenOrders": {"warnWithoutSymbol": False}},
     "bybit": {"fetchMarkets": {"types": ["spot"]}},
+    "binanceusdm": {"fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False,
+                    "fetchOpenOrders": {"warnWithoutSymbol": False}},
 }
 
 
 class CcxtAdapter:
-    """BrokerAdapter over one ccxt exchange account (spot)."""
+    """BrokerAdapter over one ccxt exchange account (spot, or USD-M futures)."""
 
     def __init__(self, exchange_id: str, config: dict[str, Any] | None = None, symbols: list[str] | None = None,
                  exchange: Any = None, currency: str | None = None, max_attempts: int = 3,
                  backoff_s: float = 0.5, max_backoff_s: float = 8.0, poll_interval_s: float | None = 1.0,
                  sandbox: bool = False, idle_poll_s: float | None = None, lookback_s: float = 86_400.0,
-                 push: Any = "auto") -> None:
+                 push: Any = "auto", leverage: Any = None, margin_mode: Any = None) -> None:
         """`exchange`: an already built ccxt exchange (tests point one at a fake); otherwise one is
         built from `exchange_id` and `config` (apiKey, secret, ...). `symbols` limits the markets
         the adapter trades and polls (unified symbols, e.g. "BTC/USDT"). `sandbox` switches ccxt
         to the exchange's testnet (`set_sandbox_mode`) before any call is made. `push`: a ccxt.pro
         exchange for the account's push stream; "auto" builds one when the adapter builds its own
-        exchange and ccxt.pro has `watchOrders` for it; None: poll only."""
+        exchange and ccxt.pro has `watchOrders` for it; None: poll only. `leverage` / `margin_mode`
+        ("isolated" or "cross"): the account's futures settings (see the module docstring);
+        refused here, naming the field, if malformed."""
+        self.settings = futures.parse_settings(leverage, margin_mode)
         if exchange is None:
             cls = getattr(ccxt, exchange_id)
             options = {**DEFAULT_OPTIONS.get(exchange_id, {}), **(config or {}).get("options", {})}
@@ -125,6 +144,8 @@ class CcxtAdapter:
         self._pending: dict[str, dict[str, Any]] = {}  # venue order id -> pushed order awaiting its trades
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.futures = False                         # the markets are linear contracts (USD-M futures)
+        self._funding: dict[str, FundingFee] = {}    # funding id -> payment seen
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connect(self, sink: ExecutionSink) -> None:
@@ -165,12 +186,64 @@ class CcxtAdapter:
 
     def _load_instruments(self) -> None:
         markets = self._read(self.exchange.load_markets)
-        symbols = self.symbols or [s for s, m in markets.items() if m.get("spot") and m.get("active") is not False]
+        symbols = self.symbols or [s for s, m in markets.items() if (m.get("spot") or futures.is_futures_market(m))
+                                   and m.get("active") is not False]
+        symbols = [s for s in symbols if s in markets]
+        kinds = {futures.is_futures_market(markets[s]) for s in symbols}
+        if len(kinds) > 1:
+            raise ConfigError("symbols", f"{self.name}: spot and futures markets in one adapter; use one account each")
+        self.futures = kinds == {True}
+        leverages = self._futures_settings(symbols) if self.futures else {}
+        if not self.futures and self.settings.given:
+            field = "leverage" if self.settings.leverage is not None else "margin_mode"
+            raise ConfigError(field, f"{self.name} trades spot markets here: only futures markets take a {field}")
         mode = self.exchange.precisionMode
-        self._instruments = {s: mapping.instrument_from_market(markets[s], mode, self.name)
-                             for s in symbols if s in markets}
+        self._instruments = {s: mapping.instrument_from_market(markets[s], mode, self.name, leverages.get(s))
+                             for s in symbols}
         if self.currency is None and self._instruments:
             self.currency = next(iter(self._instruments.values())).quote_currency
+
+    def _futures_settings(self, symbols: list[str]) -> dict[str, Decimal]:
+        """Apply the account's leverage and margin mode to `symbols` and return each symbol's
+        leverage (the venue's own where the config gives none; 1 if the venue cannot say, the
+        most margin a position could need). Everything is checked before anything is set: a
+        leverage above a symbol's maximum, or a margin mode change on a symbol with an open
+        position or order, is refused (ConfigError naming the field), as is what the venue
+        still refuses."""
+        if not symbols:
+            return {}
+        wanted = self.settings
+        current: dict[str, Any] = {}
+        if self.exchange.has.get("fetchLeverages"):
+            current = self._read(self.exchange.fetch_leverages, symbols)
+        if wanted.leverage is not None and self.exchange.has.get("fetchLeverageTiers"):
+            tiers = self._read(self.exchange.fetch_leverage_tiers, symbols)
+            for symbol in symbols:
+                top = max((int(t.get("maxLeverage") or 0) for t in tiers.get(symbol) or []), default=0)
+                if top and wanted.leverage > top:
+                    raise ConfigError("leverage", f"{symbol} allows at most {top}x, not {wanted.leverage}x")
+        to_switch = [s for s in symbols if wanted.margin_mode is not None
+                     and (current.get(s) or {}).get("marginMode") != wanted.margin_mode]
+        if to_switch:
+            held = futures.positions_from_venue(self._read(self.exchange.fetch_positions, to_switch), set(to_switch))
+            busy = [p.symbol for p in held] + [s for s in to_switch if self._read(self.exchange.fetch_open_orders, s)]
+            if busy:
+                raise ConfigError("margin_mode", f"{busy[0]} has an open position or order: its margin mode "
+                                                 f"cannot change to {wanted.margin_mode} until it is flat")
+        out: dict[str, Decimal] = {}
+        for symbol in symbols:
+            have = current.get(symbol) or {}
+            try:
+                if symbol in to_switch:
+                    self.exchange.set_margin_mode(wanted.margin_mode, symbol)
+                if wanted.leverage is not None and have.get("longLeverage") != wanted.leverage:
+                    self.exchange.set_leverage(wanted.leverage, symbol)
+            except ccxt.ExchangeError as error:  # the venue's refusal, its message kept (no secrets in it)
+                field = "leverage" if "everage" in str(error) else "margin_mode"
+                raise ConfigError(field, f"{symbol}: the venue refused it: {str(error)[:200]}") from None
+            value = wanted.leverage or have.get("longLeverage")
+            out[symbol] = Decimal(int(value)) if value else Decimal(1)
+        return out
 
     # -- orders ---------------------------------------------------------------------------------
     def submit(self, order: Order) -> None:
@@ -179,7 +252,8 @@ class CcxtAdapter:
             self._sides[order.client_order_id] = order.side
             instrument = self._instruments.get(order.symbol)
             market = self.exchange.markets.get(order.symbol) if instrument is not None else None
-            reason = mapping.check_order(order, instrument, None if market is None else mapping.min_cost(market))
+            cost_min = None if market is None or (self.futures and order.reduce_only) else mapping.min_cost(market)
+            reason = mapping.check_order(order, instrument, cost_min, stops=not self.futures)
             if reason is None and order.qty is None:
                 reason = self._size_by_fraction(order, instrument)  # type: ignore[arg-type]
             if reason is None:
@@ -193,7 +267,7 @@ class CcxtAdapter:
             self._submit(order, instrument)  # type: ignore[arg-type]
 
     def _submit(self, order: Order, instrument: Instrument) -> None:
-        kind, params = mapping.ccxt_type_and_params(order, _text)
+        kind, params = mapping.ccxt_type_and_params(order, _text, contract=self.futures)
         price = _text(order.limit_price) if order.limit_price is not None else None
         reason: RejectReason = RejectReason.VENUE_ERROR
         for attempt in range(self.max_attempts):
@@ -235,6 +309,11 @@ class CcxtAdapter:
         for trade in raw.get("trades") or []:
             fill = mapping.fill_from_trade(trade, market_id, order.client_order_id, order.side, instrument, venue.ts)
             self._remember_fill(venue.venue_order_id, fill)
+        if venue.filled_qty and not raw.get("trades"):  # binance futures answers with the status, no fills
+            try:
+                self._fetch_trades(order.symbol)
+            except _TRANSIENT_READ:
+                pass  # the order is reported without them; the next poll brings them
         self._report(venue)
 
     def _lookup(self, order: Order) -> bool | None:
@@ -315,7 +394,10 @@ class CcxtAdapter:
         except ccxt.BaseError as error:
             return mapping.reject_reason(error, order, instrument)
         budget = account.equity * order.equity_fraction  # type: ignore[operator]
-        if order.side is OrderSide.BUY:
+        if self.futures:  # a notional whose margin fits in what is available (a reduce-only order needs none)
+            if not order.reduce_only:
+                budget = min(budget, (account.buying_power or Decimal(0)) * (instrument.leverage or Decimal(1)))
+        elif order.side is OrderSide.BUY:
             budget = min(budget, account.buying_power if account.buying_power is not None else account.cash)
         qty = (budget / price // instrument.size_increment) * instrument.size_increment
         if instrument.max_qty is not None:
@@ -453,7 +535,9 @@ class CcxtAdapter:
 
     def _trades_since(self, symbol: str, since: int) -> list[dict[str, Any]]:
         """Every trade of `symbol` from `since` (ms), paging forward: binance answers at most
-        `limit` trades from the start time, oldest first."""
+        `limit` trades from the start time, oldest first. On futures a start time more than a
+        week back is answered for one week only (ccxt asks binance USD-M for [since, since + 7 d]):
+        a short page then moves on to the next week, up to now."""
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         limit = 1000
@@ -464,9 +548,13 @@ class CcxtAdapter:
                 seen.add(str(trade.get("id")))
             out.extend(fresh)
             stamps = [int(t["timestamp"]) for t in page if t.get("timestamp")]
-            if len(page) < limit or not fresh or not stamps:
-                return out
-            since = max(stamps)  # the next page starts at the newest seen (ids already taken are skipped)
+            if len(page) >= limit and fresh and stamps:
+                since = max(stamps)  # the next page starts at the newest seen (ids already taken are skipped)
+                continue
+            if self.futures and self.exchange.milliseconds() - since >= FUTURES_TRADE_WINDOW_MS:
+                since += FUTURES_TRADE_WINDOW_MS
+                continue
+            return out
 
     def _learn_orders(self, symbol: str, since: int, wanted: set[str]) -> None:
         """Client ids of the orders behind `wanted` trades, from one order listing since `since`."""
@@ -599,10 +687,17 @@ class CcxtAdapter:
             return out
 
     def wallet(self) -> dict[str, Decimal]:
-        """The account's holdings per asset, exactly as the venue reports them (no grid)."""
+        """The account's holdings per asset, exactly as the venue reports them (no grid); on
+        futures, each asset's wallet balance (without unrealized P&L)."""
         with self._lock:
             balance = self._read(self.exchange.fetch_balance)
             out = {}
+            if self.futures:
+                for entry in (balance.get("info") or {}).get("assets") or []:
+                    total = mapping.dec(entry.get("walletBalance"))
+                    if total:
+                        out[str(entry.get("asset"))] = total
+                return out
             for asset, entry in (balance.get("total") or {}).items():
                 total = mapping.dec(entry)
                 if total:
@@ -614,8 +709,15 @@ class CcxtAdapter:
         since (refreshed now), net, exactly. Not the wallet: an account holds coins nobody traded
         through this adapter (bought by hand, by another bot, long ago), and a base asset shared
         by two markets (BTC for BTC/USDT and BTC/EUR) cannot be split by the wallet. `wallet()`
-        reports the holdings beside it."""
+        reports the holdings beside it.
+
+        On futures the position is the venue's own (positionRisk, signed: short < 0), per symbol:
+        a contract position exists at the venue, not in a wallet, and is what liquidation and
+        funding act on."""
         with self._lock:
+            if self.futures:
+                symbols = sorted(self._instruments)
+                return futures.positions_from_venue(self._read(self.exchange.fetch_positions, symbols), set(symbols))
             for symbol in self._instruments:
                 self._fetch_trades(symbol)
             net: dict[str, Decimal] = {}
@@ -636,6 +738,11 @@ class CcxtAdapter:
         currency = self.currency or "USDT"
         entry = balance.get(currency) or {}
         step = min((i.currency_increment for i in self._instruments.values()), default=Decimal("0.00000001"))
+        if self.futures:  # the margin wallet: unrealized P&L is in equity, not cash
+            margin = futures.margin_account(balance, currency)
+            return AccountSnapshot(currency, mapping.floor_to(margin.wallet, step),
+                                   mapping.floor_to(margin.margin_balance, step),
+                                   mapping.floor_to(margin.available, step))
         cash = mapping.floor_to(mapping.dec(entry.get("total")) or Decimal(0), step)
         free = mapping.dec(entry.get("free"))
         equity = cash
@@ -666,6 +773,32 @@ class CcxtAdapter:
                     self._trade_floor[symbol] = floor
                 self._fetch_trades(symbol)
             return sorted((f for f in self._fills.values() if f.ts >= ts), key=lambda f: (f.ts, f.execution_id))
+
+    def funding_since(self, ts: int) -> list[FundingFee]:
+        """Funding paid or received on the adapter's futures markets from `ts` (ns) on; 0 asks for
+        the lookback window. Funding is not a fill (no order, no quantity) and the ExecutionSink
+        has no channel for cash movements, so the engine asks for it here and books it (an empty
+        list on spot). Paged forward from the start time (binance's income history, oldest
+        first), each payment once."""
+        if not self.futures:
+            return []
+        with self._lock:
+            since = ts // NS_PER_MS if ts > 0 else self.exchange.milliseconds() - self.lookback_ms
+            limit = 1000
+            while True:
+                page = self._read(self.exchange.fetch_funding_history, None, since, limit)
+                fresh = 0
+                for raw in page:
+                    fee = futures.funding_from_income(raw)
+                    if fee.funding_id not in self._funding:
+                        self._funding[fee.funding_id] = fee
+                        fresh += 1
+                stamps = [int(r["timestamp"]) for r in page if r.get("timestamp")]
+                if len(page) < limit or not fresh or not stamps:
+                    break
+                since = max(stamps)
+            return sorted((f for f in self._funding.values() if f.ts >= ts and f.symbol in self._instruments),
+                          key=lambda f: (f.ts, f.funding_id))
 
     # -- calls ----------------------------------------------------------------------------------
     def _read(self, call: Callable[..., T], *args: Any) -> T:

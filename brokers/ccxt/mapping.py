@@ -47,8 +47,13 @@ def increment(precision: Any, mode: int) -> Decimal | None:
     return None if value is None or value <= 0 else value.normalize()
 
 
-def instrument_from_market(market: dict[str, Any], mode: int, venue: str) -> Instrument:
-    """A ccxt market (precision, limits) as an Instrument on the venue's grid."""
+def instrument_from_market(market: dict[str, Any], mode: int, venue: str,
+                           leverage: Decimal | None = None) -> Instrument:
+    """A ccxt market (precision, limits) as an Instrument on the venue's grid.
+
+    A linear contract (USD-M perpetual) is a FUTURE traded on margin: `leverage` (the account's
+    setting for the symbol) makes the books move only realized P&L, fees and funding, the quote
+    currency is the settle currency and the contract size the multiplier."""
     precision = market.get("precision") or {}
     limits = market.get("limits") or {}
     price_inc = increment(precision.get("price"), mode) or Decimal("0.00000001")
@@ -71,12 +76,15 @@ def instrument_from_market(market: dict[str, Any], mode: int, venue: str) -> Ins
     # taken in the coin bought is charged at that precision: the books need it to match the wallet.
     base_inc = increment(precision.get("base"), mode)
     asset_dp = max(_decimals(size_inc), _decimals(base_inc) if base_inc else 8)
+    contract = bool(market.get("contract"))
     return Instrument(
-        symbol=market["symbol"], venue=venue, asset_class=AssetClass.CRYPTO,
+        symbol=market["symbol"], venue=venue, asset_class=AssetClass.FUTURE if contract else AssetClass.CRYPTO,
         price_increment=price_inc, size_increment=size_inc, min_qty=min_qty.normalize() if min_qty else min_qty,
         max_qty=max_qty, multiplier=multiplier,
-        quote_currency=market.get("quote") or "USD", currency_increment=min(quote_inc, price_inc * size_inc),
-        asset_dp=min(asset_dp, 18),
+        quote_currency=(market.get("settle") if contract else None) or market.get("quote") or "USD",
+        currency_increment=min(quote_inc, price_inc * size_inc),
+        asset_dp=min(asset_dp, 18), base_currency=(market.get("base") or "") if contract else "",
+        leverage=leverage if contract else None,
     )
 
 
@@ -112,12 +120,16 @@ def ccxt_side(side: OrderSide) -> str:
 POST_ONLY_TAG = "post_only"   # Order.tag asking for a maker-only limit (the engine has no field for it)
 
 
-def ccxt_type_and_params(order: Order, price_to_str: Any) -> tuple[str, dict[str, Any]]:
+def ccxt_type_and_params(order: Order, price_to_str: Any, contract: bool = False) -> tuple[str, dict[str, Any]]:
     """The unified type and params: the client id, a stop's triggerPrice, and the time in force
     in ccxt's unified params (`timeInForce` GTC / IOC / FOK, `postOnly`), which ccxt turns into
-    the venue's own (binance: timeInForce, and LIMIT_MAKER for post-only). Market orders carry
-    none: binance refuses a timeInForce on them. DAY is refused before (`check_order`)."""
+    the venue's own (binance: timeInForce, and LIMIT_MAKER for post-only; GTX on futures). Market
+    orders carry none: binance refuses a timeInForce on them. DAY is refused before
+    (`check_order`). On a contract market a reduce-only order carries ccxt's `reduceOnly` (the
+    venue refuses it if it would open or grow a position); spot has no such flag."""
     params: dict[str, Any] = {"clientOrderId": order.client_order_id}
+    if contract and order.reduce_only:
+        params["reduceOnly"] = True
     if order.type in (OrderType.STOP, OrderType.STOP_LIMIT):
         params["triggerPrice"] = price_to_str(order.stop_price)
     if order.type in (OrderType.MARKET, OrderType.STOP):
@@ -245,7 +257,8 @@ def reject_reason(error: Exception, order: Order | None = None, instrument: Inst
         return RejectReason.INSUFFICIENT_FUNDS
     if isinstance(error, ccxt.MarketClosed):
         return RejectReason.MARKET_CLOSED
-    if isinstance(error, ccxt.DuplicateOrderId) or "Duplicate order" in text or "Duplicate clientOrderId" in text:
+    if isinstance(error, ccxt.DuplicateOrderId) or "Duplicate order" in text or "Duplicate clientOrderId" in text \
+            or "ClientOrderId is duplicated" in text:  # binance futures -4116
         return RejectReason.DUPLICATE
     if isinstance(error, (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.AccountSuspended)):
         return RejectReason.AUTH_FAILED
@@ -258,9 +271,10 @@ def reject_reason(error: Exception, order: Order | None = None, instrument: Inst
     if isinstance(error, ccxt.OperationFailed):  # NetworkError, ExchangeNotAvailable, ...
         return RejectReason.VENUE_ERROR
     if isinstance(error, ccxt.InvalidOrder) or isinstance(error, ccxt.BadRequest):
-        if "NOTIONAL" in text or "170140" in text:  # binance filter / bybit "Transaction amount lower than the minimum"
+        if "NOTIONAL" in text.upper() or "170140" in text:  # binance filter (futures -4164: "notional") / bybit
             return RejectReason.QTY_BELOW_MIN
-        if "LOT_SIZE" in text or "amount" in text.lower() or "quantity" in text.lower():
+        lower = text.lower()
+        if "LOT_SIZE" in text or "amount" in lower or "quantity" in lower or "qty" in lower:
             return _qty_reason(order, instrument)
         if "PRICE_FILTER" in text or "price" in text.lower():
             return RejectReason.PRICE_OFF_GRID
@@ -278,12 +292,17 @@ def _qty_reason(order: Order | None, instrument: Instrument | None) -> RejectRea
     return RejectReason.QTY_OFF_GRID
 
 
-def check_order(order: Order, instrument: Instrument | None, cost_min: Decimal | None = None) -> RejectReason | None:
-    """What the venue would refuse, found before sending (same reasons as the venue's)."""
+def check_order(order: Order, instrument: Instrument | None, cost_min: Decimal | None = None,
+                stops: bool = True) -> RejectReason | None:
+    """What the venue would refuse, found before sending (same reasons as the venue's). `stops`
+    False: the market takes no stop orders through this adapter (binance futures: ccxt sends them
+    to the separate algo-order API, whose orders the adapter does not follow): UNSUPPORTED."""
     if instrument is None:
         return RejectReason.UNKNOWN_SYMBOL
     if missing_price(order):
         return RejectReason.PRICE_MISSING
+    if not stops and order.type in (OrderType.STOP, OrderType.STOP_LIMIT):
+        return RejectReason.UNSUPPORTED
     if order.tif is TimeInForce.DAY:
         return RejectReason.UNSUPPORTED  # crypto venues trade around the clock: no session to end
     if order.qty is None:

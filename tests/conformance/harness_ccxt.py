@@ -1,4 +1,5 @@
-"""The ccxt adapter's conformance harness: real ccxt (binance) against the loopback fake."""
+"""The ccxt adapter's conformance harnesses: real ccxt (binance spot, bybit spot, binance USD-M futures)
+against the loopback fakes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ ccxt = pytest.importorskip("ccxt")
 from brokers.ccxt.adapter import CcxtAdapter  # noqa: E402
 from engine.orders import OrderSide  # noqa: E402
 from tests.fakes.binance_fake import BinanceFake, redirect  # noqa: E402
+from tests.fakes.binance_futures_fake import BinanceFuturesFake  # noqa: E402
 from tests.fakes.bybit_fake import BybitFake  # noqa: E402
 
 
@@ -144,3 +146,65 @@ class CcxtBybitHarness(CcxtBinanceHarness):
 
     def fail_submits(self, kind: str) -> None:
         self.fake.inject("429" if kind == "429" else "503", "POST", "/v5/order/create", times=100)
+
+
+def binanceusdm_on(fake: "BinanceFuturesFake", timeout_ms: int = 1000) -> "ccxt.binanceusdm":
+    """A real ccxt binanceusdm client pointed at the futures fake: linear markets only, the
+    throttle on at 1 ms."""
+    exchange = ccxt.binanceusdm({
+        "apiKey": "test-key", "secret": "test-secret", "enableRateLimit": True, "rateLimit": 1,
+        "timeout": timeout_ms,
+        "options": {"fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False,
+                    "fetchOpenOrders": {"warnWithoutSymbol": False}},
+    })
+    redirect(exchange, fake.url)
+    # ccxt picks binance's USD-M error table by the request's host (https://fapi.binance.com/...);
+    # at the fake's loopback address it would fall back to the common table (-2019 "Margin is
+    # insufficient." as OperationFailed instead of InsufficientFunds): select the one the real
+    # host selects, which ccxt consults first
+    linear = exchange.exceptions["linear"]
+    exchange.exceptions = {**exchange.exceptions, "exact": {**exchange.exceptions["exact"], **linear["exact"]},
+                           "broad": {**exchange.exceptions["broad"], **linear.get("broad", {})}}
+    return exchange
+
+
+class CcxtBinanceFuturesHarness(CcxtBinanceHarness):
+    """The same adapter on binance USD-M futures (BTC/USDT:USDT perpetual): positions are the
+    venue's, the account a margin wallet. Stops go to binance's algo-order API, which the adapter
+    does not follow: refused as UNSUPPORTED, so the suite skips them."""
+
+    name = "ccxt_binanceusdm"
+    symbol = "BTC/USDT:USDT"
+    unknown_symbol = "NOPE/USDT:USDT"
+
+    def __init__(self) -> None:
+        self.fake = BinanceFuturesFake().start()  # type: ignore[assignment]
+        self.adapter = None
+
+    def make_adapter(self) -> CcxtAdapter:
+        # a futures account's settings, as its account config gives them (the venue starts at 20x)
+        self.adapter = CcxtAdapter("binanceusdm", exchange=binanceusdm_on(self.fake),  # type: ignore[arg-type]
+                                   symbols=["BTC/USDT:USDT", "ETH/USDT:USDT"], backoff_s=0.001,
+                                   max_backoff_s=0.005, poll_interval_s=None, leverage=10, margin_mode="cross")
+        return self.adapter
+
+    def supports(self, feature: str) -> bool:
+        return feature not in ("STOP", "STOP_LIMIT")
+
+    def below_min_qty(self) -> Decimal:
+        return Decimal("0.0005")
+
+    def unaffordable_qty(self) -> Decimal:
+        return Decimal("5")   # 250,000 USDT of notional: 25,000 of margin at 10x, on a 10,000 wallet
+
+    def resting_limit(self, side: OrderSide) -> Decimal:
+        return Decimal("49000.0") if side is OrderSide.BUY else Decimal("51000.0")
+
+    def lose_next_submit(self) -> None:
+        self.fake.inject("hang", "POST", "/fapi/v1/order")
+
+    def fail_next_submit(self, kind: str) -> None:
+        self.fake.inject("429" if kind == "429" else "503", "POST", "/fapi/v1/order")
+
+    def fail_submits(self, kind: str) -> None:
+        self.fake.inject("429" if kind == "429" else "503", "POST", "/fapi/v1/order", times=100)

@@ -11,6 +11,7 @@ HARNESSES: dict[str, str] = {
     "paper_sim": "tests.conformance.harness_paper:PaperSimHarness",
     "ccxt": "tests.conformance.harness_ccxt:CcxtBinanceHarness",
     "ccxt_bybit": "tests.conformance.harness_ccxt:CcxtBybitHarness",
+    "ccxt_binanceusdm": "tests.conformance.harness_ccxt:CcxtBinanceFuturesHarness",
     "mt5": "tests.conformance.harness_mt5:MT5Harness",
     "alpaca": "tests.conformance.harness_alpaca:AlpacaHarness",
 }
