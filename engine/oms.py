@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import TYPE_CHECKING, Callable, Protocol
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from engine.errors import InvalidTransition
 from engine.clock import Clock
 from engine.instrument import Instrument
-from engine.orders import TERMINAL_STATES, Fill, Order, OrderEvent, OrderState, amend_terms, protective_qty
+from engine.orders import (TERMINAL_STATES, Fill, Order, OrderEvent, OrderState, TimeInForce, amend_terms,
+                           protective_qty)
 from engine.portfolio import ClosedTrade, Portfolio
 
 if TYPE_CHECKING:  # brokers depend on engine, never the other way round at runtime
@@ -128,6 +130,13 @@ class OrderManager:
         """Orders a venue may still act on (in flight included), oldest first."""
         return list(self._open.values())
 
+    def linked(self) -> AbstractContextManager[Any]:
+        """A block whose submits the adapter may send together (an entry and its bracket as one
+        venue request: Alpaca's order_class=bracket). Each order is still journaled and flushed
+        before the adapter sees it; an adapter without `hold` sends each at once."""
+        hold = getattr(self.adapter, "hold", None)
+        return hold() if hold is not None else nullcontext()
+
     def has_open(self, tags: frozenset[str]) -> bool:
         """Whether an order tagged with one of `tags` may still be acted on (the go() hot path:
         no list is built)."""
@@ -147,6 +156,9 @@ class OrderManager:
                 self._open[order.client_order_id] = order
             if order.parent_id is not None:
                 self._children.setdefault(order.parent_id, []).append(order)
+        track = getattr(self.adapter, "track", None)  # a restarted adapter learns the orders' links (Alpaca legs)
+        if track is not None:
+            track(orders)
         for fill in fills:
             if fill.execution_id in self._execution_ids:
                 continue
@@ -167,6 +179,12 @@ class OrderManager:
             # an adapter that does not say it carries the links would send a bracket's stop-loss as
             # a plain stop at once: with no position yet, that opens one (issue 17 item 3 maps them)
             self._record(order, order.transition(OrderState.DENIED, ts, "PROTECTIVE_UNSUPPORTED"))
+            self.denied.append(order)
+            return False
+        if ((order.expire_ns is not None or order.tif is TimeInForce.GTD)
+                and not getattr(self.adapter, "supports_expiry", False)):
+            # an adapter that does not say it honours expiry would leave a GTD order working past its time
+            self._record(order, order.transition(OrderState.DENIED, ts, "EXPIRY_UNSUPPORTED"))
             self.denied.append(order)
             return False
         if self.risk is not None:

@@ -36,6 +36,7 @@ class TimeInForce(StrEnum):
     DAY = "DAY"
     IOC = "IOC"
     FOK = "FOK"
+    GTD = "GTD"  # good till `Order.expire_ns`; the OMS sends it only to an adapter with `supports_expiry`
 
 
 class OrderState(StrEnum):
@@ -121,6 +122,9 @@ class Order:
     oco_group: str | None = None
     trail_distance: Decimal | None = None
     trail_percent: Decimal | None = None
+    # A working order's expiry (tif GTD): ns UTC. The venue ends it at the first bar/tick (or server
+    # time) at or after this moment, reported as a cancel with reason EXPIRED.
+    expire_ns: int | None = None
     events: list[OrderEvent] = field(default_factory=list)
 
     @property
@@ -172,6 +176,7 @@ class Order:
             "oco_group": self.oco_group,
             "trail_distance": None if self.trail_distance is None else str(self.trail_distance),
             "trail_percent": None if self.trail_percent is None else str(self.trail_percent),
+            "expire_ns": self.expire_ns,
         }
 
 

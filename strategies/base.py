@@ -34,6 +34,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Protocol
 
@@ -503,13 +504,20 @@ class Strategy:
             self.close()
         if direction != 0:
             side = OrderSide.BUY if direction > 0 else OrderSide.SELL
-            if self.p.fixed_size is not None:
-                entry = self.order(side, qty=self.p.fixed_size, tag="open")
-            else:
-                size = self.p.size if fraction is None else fraction.quantize(_SIZE_STEP, rounding="ROUND_DOWN")
-                entry = self._market(side, None, size, False, "open")
-            if protection is not None and entry is not None:
-                self._attach(entry, protection)
+            if protection is None:
+                self._open(side, fraction)
+                return
+            with self._oms.linked():  # type: ignore[union-attr]  # a venue may send entry + bracket as one
+                entry = self._open(side, fraction)
+                if entry is not None:
+                    self._attach(entry, protection)
+
+    def _open(self, side: OrderSide, fraction: Decimal | None) -> Order | None:
+        """go()'s entry: the fixed size, else the fraction of equity (cut to SIZE_DP decimals)."""
+        if self.p.fixed_size is not None:
+            return self.order(side, qty=self.p.fixed_size, tag="open")
+        size = self.p.size if fraction is None else fraction.quantize(_SIZE_STEP, rounding="ROUND_DOWN")
+        return self._market(side, None, size, False, "open")
 
     def buy(self, qty: Decimal | None = None, fraction: Decimal | None = None, limit: Decimal | float | None = None,
             stop: Decimal | float | None = None, tag: str = "", *, tif: TimeInForce = TimeInForce.GTC,
@@ -624,10 +632,11 @@ class Strategy:
         return scales.price(raw) if raw > 0 else None
 
     def _attach(self, entry: Order, protection: protective.Protection) -> None:
-        """Send the bracket's children once the entry is accepted (not denied, not rejected)."""
+        """Send the bracket's children once the entry is accepted (not denied, not rejected; a
+        market entry a venue filled inside submit, as MT5 does, is protected too)."""
         oms = self._oms
         assert oms is not None
-        if entry.is_terminal:
+        if entry.is_terminal and not entry.filled_qty:
             return
         for child in protective.children(entry, protection, oms.next_client_order_id):
             oms.submit(child)
@@ -648,7 +657,7 @@ class Strategy:
               sl: protective.Number | None = None, tp: protective.Number | None = None,
               sl_distance: protective.Number | None = None, tp_distance: protective.Number | None = None,
               trail: protective.Number | str | None = None, parent: Order | None = None,
-              oco: bool | Order | None = None) -> Order | None:
+              oco: bool | Order | None = None, expire: int | datetime | None = None) -> Order | None:
         """Make and submit an order; prices go to the nearest tick, quantities down to the lot.
         None while muted (a runtime rebuilding bars): nothing is made, no id is used.
 
@@ -659,7 +668,12 @@ class Strategy:
         - `parent=entry` (one-triggers-other): this order works only once `entry` fills; without
           qty it is sized to what the entry filled.
         - `oco=True` starts a one-cancels-other group named after this order; `oco=first` joins
-          `first`'s group: a fill of one member cancels the others."""
+          `first`'s group: a fill of one member cancels the others.
+
+        `expire` (ns UTC, or a datetime; a naive one is UTC) makes a pending order good till that
+        moment (time in force GTD, set when tif is left GTC): the venue ends it at the first bar or
+        tick at or after it (reason EXPIRED). Refused naming the field: in the past, on a market
+        order, or tif GTD without it. An adapter that cannot honour it is refused by the OMS."""
         if self.muted:
             return None
         oms = self._oms
@@ -671,6 +685,9 @@ class Strategy:
             except ValueError:
                 raise ConfigError("tif", f"must be one of {', '.join(t.value for t in TimeInForce)}, "
                                          f"got {tif!r}") from None
+        expire_ns = _expiry(expire, tif, limit is None and stop is None, oms.clock.now_ns())
+        if expire_ns is not None:
+            tif = TimeInForce.GTD
         parent_id = group = None
         if parent is not None or oco is not None:
             self._may_protect()
@@ -708,12 +725,41 @@ class Strategy:
             client_order_id=client_order_id, bot_id=oms.bot_id, symbol=self._symbol, side=side,
             type=kind, qty=qty, ts_init=oms.clock.now_ns(), limit_price=limit_price, stop_price=stop_price,
             tif=tif, reduce_only=reduce_only, equity_fraction=None if qty is not None else fraction, tag=tag,
-            parent_id=parent_id, oco_group=client_order_id if oco is True else group,
+            parent_id=parent_id, oco_group=client_order_id if oco is True else group, expire_ns=expire_ns,
         )
-        oms.submit(order)
-        if protection is not None:
+        if protection is None:
+            oms.submit(order)
+            return order
+        with oms.linked():  # a venue may send the entry and its bracket as one request (Alpaca)
+            oms.submit(order)
             self._attach(order, protection)
         return order
+
+
+def _expiry(expire: int | datetime | None, tif: TimeInForce, market: bool, now_ns: int) -> int | None:
+    """`order(expire=...)` as ns UTC, checked (ConfigError naming the field); None without one."""
+    if expire is None:
+        if tif is TimeInForce.GTD:
+            raise ConfigError("expire", "time in force GTD needs expire= (the moment the order ends)")
+        return None
+    if tif not in (TimeInForce.GTC, TimeInForce.GTD):
+        raise ConfigError("tif", f"expire= makes the order GTD; it cannot also be {tif.value}")
+    if market:
+        raise ConfigError("expire", "a market order fills or fails at once: only a pending (limit/stop) order expires")
+    if isinstance(expire, datetime):
+        moment = expire if expire.tzinfo is not None else expire.replace(tzinfo=timezone.utc)
+        delta = moment - _EPOCH
+        expire_ns = (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    elif isinstance(expire, int) and not isinstance(expire, bool):
+        expire_ns = expire
+    else:
+        raise ConfigError("expire", f"must be ns since the epoch (int) or a datetime, got {expire!r}")
+    if expire_ns <= now_ns:
+        raise ConfigError("expire", f"{expire!r} is not after now ({now_ns} ns): the order would be dead on arrival")
+    return expire_ns
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def to_raw_any(value: Decimal | float | int, dp: int, floor: bool = False) -> int:

@@ -24,6 +24,36 @@
   are read: after a reconnect, for one order, and in `fills_since`.
 - Crypto fees are not booked: Alpaca posts them as CFEE activities (a NonTradeActivity in
   alpaca-py: date, symbol, qty, price, no order id), which no fill can be matched to.
+
+Protective orders (issue 17 item 3; the mapping is brokers/alpaca/protective.py):
+- The OMS submits a bracket as three calls, the entry first (engine/oms.py: each order is
+  journaled PENDING_SUBMIT, flushed, then handed over). To send it as ONE bracket / OTO request,
+  the adapter must see all three before sending: inside `with adapter.hold():` submits are only
+  queued (each already in the write-ahead journal, reported nothing: still PENDING_SUBMIT), and
+  at the block's end an entry whose children were queued with it goes as one order_class=bracket
+  (or oto) request; Alpaca creates the legs. So on a crash nothing is double-sent (nothing left
+  before the block ended; after, the lookup by the entry's client id finds the bracket) and
+  nothing is lost (all three are journaled before the request). The OMS / Strategy do not open
+  that block yet: the change is proposed in the integrator's notes (OrderManager.linked()).
+- Children whose entry went out alone (no hold, today's call order, or a trailing stop, which
+  Alpaca takes as a single order only) wait in the adapter, still PENDING_SUBMIT, until the entry
+  has filled, then go as an exit sized to what it filled: two in one OCO group as order_class=oco,
+  one alone as a plain STOP / LIMIT or a trailing_stop (`trail_price` / `trail_percent`). That
+  protects from the entry's fill on, but only while this process runs to send it (the entry's
+  fill and the exit's send are one stream message apart); an entry canceled unfilled cancels them.
+- Two orders of one OCO group with no parent (Strategy.order(oco=...)) go as one order_class=oco
+  request once the second arrives; the first waits for it.
+- Legs: Alpaca gives each leg its own order id and client_order_id; the adapter maps the leg's id
+  to the engine child's client id by the leg's type, learned from the parent's JSON (REST answer,
+  stream message, or reconciliation with `nested=true`), so every report and fill of a leg reaches
+  the engine under the child's id. `track(orders)` teaches a restarted adapter the links.
+- `amend` replaces the order (replace_order_by_id: PATCH /v2/orders/{id}); Alpaca makes a new
+  order (new id) and marks the old one `replaced`. The replacement is sent with the client id
+  `<engine id>~<n>`, so it reads back as the same engine order; its `replaced` predecessor is no
+  cancel. Lookups by client id follow `replaced_by` to the working order.
+- `protective_orders = True`: the OMS sends linked orders here. What Alpaca cannot take is
+  refused UNSUPPORTED with the reason (crypto, fractional or notional legs, a trailing stop as a
+  leg, stop entries, IOC/FOK, amend of a trailing stop's level or of a partly filled order).
 """
 
 from __future__ import annotations
@@ -32,12 +62,15 @@ import asyncio
 import logging
 import threading
 import time
+from contextlib import contextmanager
+from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import requests
 
 from brokers.alpaca import mapping as m
+from brokers.alpaca import protective as P
 from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, price_refusal, VenueOrder,
                           VenuePosition, VenueUnreachable)
 from engine.instrument import AssetClass, Instrument
@@ -88,6 +121,7 @@ class AlpacaAdapter:
     """BrokerAdapter for one Alpaca account."""
 
     name = "ALPACA"
+    protective_orders = True   # brackets, OTO, OCO, trailing stops: mapped to Alpaca's own (module docstring)
 
     def __init__(self, api_key: str, secret_key: str, symbols: Sequence[str], *, paper: bool = True,
                  url_override: str | None = None, stream_url: str | None = None, http_timeout_s: float = 10.0,
@@ -118,6 +152,16 @@ class AlpacaAdapter:
         self.reconciled_generation = 0
         self.stream_messages = 0                     # trade_updates handled
         self.connection_messages = 0                 # trade_updates handled on the current subscription
+        # protective orders (module docstring)
+        self._local = threading.local()               # hold(): depth and queue, per thread
+        self._venue_ids: dict[str, str] = {}          # engine client id -> the venue order working for it
+        self._legs_for: dict[str, dict[str, Order]] = {}   # main client id -> leg role -> engine order
+        self._main_of: dict[str, str] = {}            # a leg's engine client id -> its main's
+        self._late: dict[str, list[Order]] = {}       # parent client id -> children waiting for its fill
+        self._oco: dict[str, list[Order]] = {}        # OCO group -> members waiting for their sibling
+        self._outcome: dict[str, Decimal] = {}        # client id -> filled qty, once the order is done
+        self._replacing: set[str] = set()             # venue ids this adapter asked Alpaca to replace
+        self._replacements: dict[str, int] = {}       # engine client id -> replacements asked so far
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connect(self, sink: ExecutionSink) -> None:
@@ -201,30 +245,245 @@ class AlpacaAdapter:
 
     # -- orders ---------------------------------------------------------------------------------
     def submit(self, order: Order) -> None:
-        from alpaca.common.exceptions import APIError
-        from pydantic import ValidationError
         with self.lock:
             self._reporter.track(order)
-        notional = None
-        try:
-            instrument = self._load_asset(order.symbol)
-            reason = RejectReason.UNKNOWN_SYMBOL if instrument is None else _refusal(order, instrument)
-            if reason is None and order.qty is None:
-                notional, reason = self._notional(order, instrument)  # type: ignore[arg-type]
-        except (APIError, requests.RequestException):
-            self._report("rejected", order, RejectReason.VENUE_ERROR)
+            self._note_links(order)
+        if getattr(self._local, "depth", 0):
+            self._local.queue.append(order)   # sent at the end of hold(), with its group
             return
-        if reason is None:
-            tif = m.time_in_force(order, instrument, notional)  # type: ignore[arg-type]
-            reason = RejectReason.UNSUPPORTED if tif is None else None
+        self._dispatch(order)
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Queue this thread's submits until the block ends, then send them, an entry together
+        with the children queued with it (one bracket / OTO request): module docstring."""
+        local = self._local
+        local.depth = getattr(local, "depth", 0) + 1
+        if local.depth == 1:
+            local.queue = []
+        try:
+            yield
+        finally:
+            local.depth -= 1
+            if local.depth == 0:
+                queue, local.queue = local.queue, []
+                self._release(queue)
+
+    def _release(self, queue: list[Order]) -> None:
+        ids = {o.client_order_id for o in queue}
+        children: dict[str, list[Order]] = {}
+        for order in queue:
+            if order.parent_id in ids:
+                children.setdefault(order.parent_id, []).append(order)  # type: ignore[arg-type]
+        for order in queue:
+            if order.parent_id in ids:
+                continue  # goes with its entry
+            kids = children.get(order.client_order_id)
+            if kids:
+                self._send_bracket(order, kids)
+            else:
+                self._dispatch(order)
+
+    def _dispatch(self, order: Order) -> None:
+        if order.parent_id is not None:
+            self._wait_for_parent(order)
+        elif order.oco_group is not None:
+            self._oco_member(order)
+        else:
+            self._send_simple(order)
+
+    def _note_links(self, order: Order) -> None:
+        """Remember which engine order an Alpaca leg will be (under the lock)."""
+        if order.parent_id is not None and P.role(order) is not None:
+            self._legs_for.setdefault(order.parent_id, {})[P.role(order)] = order  # type: ignore[index]
+            self._main_of[order.client_order_id] = order.parent_id
+
+    def track(self, orders: Sequence[Order]) -> None:
+        """Orders restored from the journal after a restart: their links (which engine order each
+        Alpaca leg is) and their reports go through this adapter as if it had sent them."""
+        with self.lock:
+            for order in orders:
+                self._reporter.track(order)
+                self._note_links(order)
+            groups: dict[str, list[Order]] = {}
+            for order in orders:
+                if order.parent_id is None and order.oco_group is not None:
+                    groups.setdefault(order.oco_group, []).append(order)
+            for members in groups.values():
+                self._note_oco(members)
+
+    def _note_oco(self, members: Sequence[Order]) -> None:
+        """An OCO exit: its LIMIT is the order Alpaca returns, its stop the leg (under the lock)."""
+        main = next((o for o in members if P.role(o) == P.TAKE_PROFIT), None)
+        stop = next((o for o in members if P.role(o) == P.STOP_LOSS), None)
+        if main is not None and stop is not None:
+            self._legs_for.setdefault(main.client_order_id, {})[P.STOP_LOSS] = stop
+            self._main_of[stop.client_order_id] = main.client_order_id
+
+    def _refuse(self, orders: Sequence[Order], reason: str) -> None:
+        for order in orders:
+            self._report("rejected", order, reason)
+
+    def _send_bracket(self, entry: Order, children: list[Order]) -> None:
+        """An entry and its children, submitted together: one bracket / OTO request when Alpaca
+        takes it; a trailing child or a notional entry: the entry alone, the children after its fill."""
+        if any(c.is_trailing for c in children) or entry.qty is None:
+            if len(children) > 1 and any(c.is_trailing for c in children):
+                self._refuse([entry, *children], P.unsupported(
+                    "takes a trailing stop as a single order only, never with a take-profit in one OCO group"))
+                return
+            self._send_simple(entry)
+            for child in children:
+                self._wait_for_parent(child)
+            return
+        try:
+            instrument = self._load_asset(entry.symbol)
+        except Exception:  # noqa: BLE001 - the venue could not be asked: nothing was sent
+            self._refuse([entry, *children], RejectReason.VENUE_ERROR)
+            return
+        if instrument is None:
+            self._refuse([entry, *children], RejectReason.UNKNOWN_SYMBOL)
+            return
+        plan = P.bracket_plan(entry, children, instrument)
+        if isinstance(plan, str):
+            self._refuse([entry, *children], plan)
+            return
+        self._send_plan(plan, instrument)
+
+    def _send_plan(self, plan: P.Plan, instrument: Instrument) -> None:
+        from pydantic import ValidationError
+        reason = next((r for o in plan.orders if (r := price_refusal(o, instrument)) is not None), None)
+        tif = m.time_in_force(replace(plan.main, qty=plan.qty), instrument)
+        if reason is None and tif is None:
+            reason = P.unsupported(f"takes no {plan.main.tif.value} {plan.kind} order for {instrument.symbol}")
+        request = None
         if reason is None:
             try:
-                request = m.order_request(order, tif, notional)  # type: ignore[arg-type]
+                request = P.plan_request(plan, tif)  # type: ignore[arg-type]
+            except ValidationError:
+                reason = RejectReason.INVALID_ORDER
+        if reason is not None:
+            self._refuse(plan.orders, reason)
+            return
+        with self.lock:
+            self._legs_for[plan.main.client_order_id] = dict(plan.legs)
+            for leg in plan.legs.values():
+                self._main_of[leg.client_order_id] = plan.main.client_order_id
+        self._send(plan.main, request, list(plan.legs.values()))
+
+    def _wait_for_parent(self, child: Order) -> None:
+        """A child whose entry was sent without it: held until the entry is done (module docstring)."""
+        with self.lock:
+            self._late.setdefault(child.parent_id, []).append(child)  # type: ignore[arg-type]
+        self._release_children(child.parent_id)  # type: ignore[arg-type]
+
+    def _release_children(self, parent_id: str) -> None:
+        """Send (or cancel) the children waiting for `parent_id` once all have arrived and it is done."""
+        with self.lock:
+            group = self._late.get(parent_id)
+            filled = self._outcome.get(parent_id)
+            if not group or filled is None or len(group) < P.expected_members(group[0]):
+                return
+            del self._late[parent_id]
+            if filled <= 0:
+                for child in group:
+                    self._reporter.canceled(child, self.clock_ns(), "PARENT_NOT_FILLED")
+                return
+        if len(group) == 2:
+            self._send_oco(group, filled)
+        elif group[0].is_trailing:
+            self._send_trailing(group[0], filled)
+        else:
+            self._send_simple(group[0], filled)
+
+    def _oco_member(self, order: Order) -> None:
+        with self.lock:
+            group = self._oco.setdefault(order.oco_group, [])  # type: ignore[arg-type]
+            group.append(order)
+            if len(group) < 2:
+                return  # its sibling follows (Strategy.order(oco=first))
+            del self._oco[order.oco_group]  # type: ignore[arg-type]
+        qty = group[0].qty
+        if qty is None or group[1].qty != qty:
+            self._refuse(group, P.unsupported(f"takes an OCO order of one quantity, got {group[0].qty} and "
+                                              f"{group[1].qty}"))
+            return
+        self._send_oco(group, qty)
+
+    def _send_oco(self, members: list[Order], qty: Decimal) -> None:
+        try:
+            instrument = self._load_asset(members[0].symbol)
+        except Exception:  # noqa: BLE001 - the venue could not be asked: nothing was sent
+            self._refuse(members, RejectReason.VENUE_ERROR)
+            return
+        if instrument is None:
+            self._refuse(members, RejectReason.UNKNOWN_SYMBOL)
+            return
+        plan = P.oco_plan(members, instrument, qty)
+        if isinstance(plan, str):
+            self._refuse(members, plan)
+            return
+        self._send_plan(plan, instrument)
+
+    def _send_trailing(self, order: Order, qty: Decimal | None) -> None:
+        from pydantic import ValidationError
+        try:
+            instrument = self._load_asset(order.symbol)
+        except Exception:  # noqa: BLE001
+            self._report("rejected", order, RejectReason.VENUE_ERROR)
+            return
+        if instrument is None or qty is None:
+            self._report("rejected", order, RejectReason.UNKNOWN_SYMBOL if instrument is None else
+                         P.unsupported("sizes a trailing stop by quantity only"))
+            return
+        reason = P.trailing_refusal(order, instrument) or _refusal(replace(order, qty=qty, stop_price=None,
+                                                                           type=OrderType.MARKET), instrument)
+        tif = m.time_in_force(replace(order, qty=qty), instrument)
+        if reason is None and tif is None:
+            reason = P.unsupported(f"takes no {order.tif.value} trailing stop for {qty} {order.symbol}")
+        if reason is None:
+            try:
+                request = P.trailing_request(order, qty, tif)  # type: ignore[arg-type]
             except ValidationError:
                 reason = RejectReason.INVALID_ORDER
         if reason is not None:
             self._report("rejected", order, reason)
             return
+        self._send(order, request)
+
+    def _send_simple(self, order: Order, qty: Decimal | None = None) -> None:
+        """A single order; `qty` overrides its quantity (a child sized to its parent's fill)."""
+        from alpaca.common.exceptions import APIError
+        from pydantic import ValidationError
+        if order.is_trailing:
+            self._send_trailing(order, qty if qty is not None else order.qty)
+            return
+        terms = order if qty is None else replace(order, qty=qty)
+        notional = None
+        try:
+            instrument = self._load_asset(order.symbol)
+            reason = RejectReason.UNKNOWN_SYMBOL if instrument is None else _refusal(terms, instrument)
+            if reason is None and terms.qty is None:
+                notional, reason = self._notional(terms, instrument)  # type: ignore[arg-type]
+        except (APIError, requests.RequestException):
+            self._report("rejected", order, RejectReason.VENUE_ERROR)
+            return
+        if reason is None:
+            tif = m.time_in_force(terms, instrument, notional)  # type: ignore[arg-type]
+            reason = RejectReason.UNSUPPORTED if tif is None else None
+        if reason is None:
+            try:
+                request = m.order_request(terms, tif, notional)  # type: ignore[arg-type]
+            except ValidationError:
+                reason = RejectReason.INVALID_ORDER
+        if reason is not None:
+            self._report("rejected", order, reason)
+            return
+        self._send(order, request)
+
+    def _send(self, order: Order, request: Any, legs: Sequence[Order] = ()) -> None:
+        """POST one request for `order` (its legs ride on it), never twice (module docstring)."""
+        from alpaca.common.exceptions import APIError
         self._report("submitted", order)
         for attempt in range(self.max_attempts):
             try:
@@ -250,7 +509,7 @@ class AlpacaAdapter:
                     break
             if attempt + 1 < self.max_attempts:
                 self.sleep(self.backoff_s * 2**attempt)
-        self._report("rejected", order, reason)
+        self._refuse([order, *legs], reason)
 
     def _notional(self, order: Order, instrument: Instrument) -> tuple[Decimal | None, str | None]:
         """Dollars for an equity-fraction market order: equity x fraction, cents down, a buy
@@ -277,9 +536,44 @@ class AlpacaAdapter:
             elif what == "rejected":
                 self._reporter.rejected(order, ts, str(reason))
 
-    def _apply(self, order: Order, data: dict[str, Any]) -> None:
-        """Report what an order JSON from REST says (fills from the activities if it has any)."""
+    def _cid_of(self, data: dict[str, Any]) -> str:
+        """The engine's client id for an Alpaca order JSON: a leg's child, a replacement's original
+        (under the lock)."""
+        known = self._order_ids.get(data["id"])
+        return known if known is not None else P.engine_id(data["client_order_id"])
+
+    def _register(self, data: dict[str, Any]) -> list[tuple[Order, dict[str, Any]]]:
+        """Learn the ids in an order JSON: its own, and its legs' (the engine children they are).
+        Returns the legs that are engine orders (under the lock)."""
+        cid = self._cid_of(data)
+        self._order_ids[data["id"]] = cid
+        if data.get("status") != "replaced":
+            self._venue_ids[cid] = data["id"]
+        out = []
+        roles = self._legs_for.get(cid) or {}
+        for leg in data.get("legs") or []:
+            child = roles.get(P.leg_role(leg))  # type: ignore[arg-type]
+            if child is None:
+                continue
+            self._order_ids[leg["id"]] = child.client_order_id
+            if leg.get("status") != "replaced":
+                self._venue_ids[child.client_order_id] = leg["id"]
+            out.append((child, leg))
+        return out
+
+    def _venue_as_engine(self, data: dict[str, Any]) -> VenueOrder:
+        """The order JSON in domain terms, under the engine's client id."""
         venue = self._venue(data)
+        with self.lock:
+            cid = self._cid_of(data)
+        return venue if cid == venue.client_order_id else replace(venue, client_order_id=cid)
+
+    def _apply(self, order: Order, data: dict[str, Any]) -> None:
+        """Report what an order JSON from REST says (fills from the activities if it has any), and
+        what its legs say."""
+        with self.lock:
+            legs = self._register(data)
+        venue = self._venue_as_engine(data)
         with self.lock:
             if order.qty is None and venue.state is OrderState.FILLED:
                 order.qty = venue.qty   # a notional order: its quantity is what filled
@@ -291,11 +585,27 @@ class AlpacaAdapter:
             log.warning("alpaca: fills of %s not read: %s", venue.client_order_id, error)
             fills = []
         with self.lock:
-            self._order_ids[venue.venue_order_id] = venue.client_order_id
             self._reporter.catch_up(_with_terms(venue, order), fills)
+        for child, leg in legs:
+            self._apply(child, leg)
+        self._done(venue.client_order_id, data)
+
+    def _done(self, cid: str, data: dict[str, Any]) -> None:
+        """An order's end (filled, or canceled / expired / rejected with what it filled) releases
+        the children waiting for it."""
+        status = data.get("status")
+        if status not in ("filled", "canceled", "expired", "rejected"):
+            return
+        with self.lock:
+            self._outcome[cid] = m.dec(data.get("filled_qty")) or Decimal(0)
+            waiting = cid in self._late
+        if waiting:
+            self._release_children(cid)
 
     def cancel(self, order: Order) -> None:
         from alpaca.common.exceptions import APIError
+        if self._drop_waiting(order):
+            return
         try:
             data = self._venue_order_json(order.client_order_id)
             if data is None or self._venue(data).state not in (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED):
@@ -308,6 +618,50 @@ class AlpacaAdapter:
             return
         if data is not None:
             self._apply(order, data)
+
+    def _drop_waiting(self, order: Order) -> bool:
+        """Cancel an order the adapter still holds (never sent): True if it was one."""
+        cid = order.client_order_id
+        with self.lock:
+            for store in (self._late, self._oco):
+                for key, group in list(store.items()):
+                    if any(o.client_order_id == cid for o in group):
+                        group[:] = [o for o in group if o.client_order_id != cid]
+                        if not group:
+                            del store[key]
+                        self._reporter.canceled(order, self.clock_ns(), None)
+                        return True
+        return False
+
+    def amend(self, order: Order, price: Decimal | None, qty: Decimal | None) -> str | None:
+        """Change a working order through replace_order_by_id (module docstring): None when Alpaca
+        took it, else why nothing changed."""
+        from alpaca.common.exceptions import APIError
+        reason = P.amend_refusal(order, price, qty)
+        if reason is not None:
+            return reason
+        try:
+            data = self._venue_order_json(order.client_order_id)
+        except (APIError, requests.RequestException):
+            return RejectReason.VENUE_ERROR
+        if data is None or self._venue(data).state is not OrderState.ACCEPTED:
+            return "NOT_WORKING"
+        cid = order.client_order_id
+        with self.lock:
+            n = self._replacements[cid] = self._replacements.get(cid, 0) + 1
+            self._replacing.add(data["id"])
+        try:
+            new = self.client.replace_order_by_id(data["id"], P.replace_request(order, price, qty,
+                                                                                P.replacement_id(cid, n)))
+        except APIError as error:
+            with self.lock:
+                self._replacing.discard(data["id"])
+            return str(m.classify_error(error.status_code, m.error_message(str(error)))[1])
+        except requests.RequestException:
+            return RejectReason.TIMEOUT   # Alpaca may have replaced it: lookups follow `replaced_by`
+        with self.lock:
+            self._register(new)
+        return None
 
     # -- the stream -------------------------------------------------------------------------------
     async def _on_trade_update(self, message: dict[str, Any]) -> None:
@@ -322,17 +676,20 @@ class AlpacaAdapter:
     def _handle_update(self, data: dict[str, Any]) -> None:
         """One trade update. What it means is read from the event and the order's status:
         `done_for_day` ends nothing (a GTC order works again tomorrow; a DAY one is then
-        `expired`), `replaced` ends this order (its replacement arrives as a new one)."""
+        `expired`), `replaced` ends this order (its replacement arrives as a new one) unless this
+        adapter asked for the replacement (amend: the replacement continues the engine's order).
+        A leg's update is reported under the engine child's client id."""
         event = data.get("event")
         order_json = data["order"]
-        venue = self._venue(order_json)
+        with self.lock:
+            self._register(order_json)
+        venue = self._venue_as_engine(order_json)
         instrument = self._load_asset(venue.symbol)
         if instrument is None:
             return
         status = order_json.get("status")
         with self.lock:
-            cid = order_json["client_order_id"]
-            self._order_ids[order_json["id"]] = cid
+            cid = venue.client_order_id
             order = self._reporter.orders.get(cid) or venue.to_order()
             ts = m.ns(data.get("timestamp"))
             if event in ("fill", "partial_fill"):
@@ -348,24 +705,34 @@ class AlpacaAdapter:
             elif event == "rejected":
                 self._reporter.rejected(order, ts, RejectReason.INVALID_ORDER)
             elif event == "replaced" or status == "replaced":
-                self._reporter.canceled(order, ts, m.REPLACED)
+                if order_json["id"] not in self._replacing:
+                    self._reporter.canceled(order, ts, m.REPLACED)
             else:  # new, accepted, pending_new, pending_cancel, pending_replace, restated, done_for_day
                 self._reporter.accepted(order, ts)
+        if status != "replaced":
+            self._done(cid, order_json)
 
     # -- reconciliation ---------------------------------------------------------------------------
     def reconcile(self) -> None:
-        """Make the engine's view agree with Alpaca's (after a reconnect, or on demand)."""
+        """Make the engine's view agree with Alpaca's (after a reconnect, or on demand). Orders are
+        read nested: a bracket's legs under their parent, where the adapter learns which engine
+        child each leg is."""
         from alpaca.trading.enums import QueryOrderStatus
         from alpaca.trading.requests import GetOrdersRequest
-        open_rows = self.client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500))
+        open_rows = self.client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500, nested=True))
         seen = set()
         for data in open_rows:
-            seen.add(data["client_order_id"])
-            own = self._reporter.orders.get(data["client_order_id"])
-            self._apply(own or self._venue(data).to_order(), data)
+            with self.lock:
+                legs = self._register(data)
+                cid = self._cid_of(data)
+                seen.add(cid)
+                seen.update(child.client_order_id for child, _ in legs)
+            own = self._reporter.orders.get(cid)
+            self._apply(own or self._venue_as_engine(data).to_order(), data)
         with self.lock:
             pending = [o for cid, o in self._reporter.orders.items()
-                       if cid not in seen and self._reporter.reported(cid) not in _FINAL_STATES]
+                       if cid not in seen and self._reporter.reported(cid) not in _FINAL_STATES
+                       and not self._waiting(cid)]
             pending += [o for cid, o in self._unresolved.items() if o not in pending]
         for order in pending:
             data = self._venue_order_json(order.client_order_id)
@@ -376,25 +743,64 @@ class AlpacaAdapter:
             with self.lock:
                 self._unresolved.pop(order.client_order_id, None)
 
+    def _waiting(self, cid: str) -> bool:
+        """Held by this adapter, never sent (under the lock)."""
+        return any(o.client_order_id == cid for store in (self._late, self._oco) for g in store.values() for o in g)
+
     # -- queries ----------------------------------------------------------------------------------
     def _venue_order_json(self, client_order_id: str) -> dict[str, Any] | None:
+        """The Alpaca order working for an engine client id: by the venue id the adapter knows (a
+        leg, a replacement), else by client id; a leg after a restart through its main order; an
+        order this adapter replaced followed to its replacement (`replaced_by`)."""
         from alpaca.common.exceptions import APIError
+        with self.lock:
+            venue_id = self._venue_ids.get(client_order_id)
+            main = self._main_of.get(client_order_id)
         try:
-            return self.client.get_order_by_client_id(client_order_id)
+            data = (self.client.get_order_by_id(venue_id) if venue_id is not None
+                    else self.client.get_order_by_client_id(client_order_id))
         except APIError as error:
-            if error.status_code == 404:
+            if error.status_code != 404:
+                raise
+            data = None
+        if data is None and venue_id is None and main is not None and main != client_order_id:
+            parent = self._venue_order_json(main)
+            with self.lock:
+                if parent is not None:
+                    self._register(parent)   # learns the legs' ids
+                venue_id = self._venue_ids.get(client_order_id)
+            if parent is None or venue_id is None:
                 return None
-            raise
+            data = self.client.get_order_by_id(venue_id)
+        while data is not None and data.get("status") == "replaced" and data.get("replaced_by"):
+            successor = self.client.get_order_by_id(data["replaced_by"])
+            with self.lock:
+                if P.engine_id(successor["client_order_id"]) != self._cid_of(data):
+                    break   # someone else replaced it (the dashboard): this order ended
+                self._register(data)
+                self._register(successor)
+            data = successor
+        return data
 
     def order_status(self, client_order_id: str) -> VenueOrder | None:
         data = self._call(self._venue_order_json, client_order_id)
-        return None if data is None else self._venue(data)
+        return None if data is None else self._venue_as_engine(data)
 
     def open_orders(self) -> list[VenueOrder]:
+        """Open orders, a bracket's legs included (under the engine children's ids where known)."""
         from alpaca.trading.enums import QueryOrderStatus
         from alpaca.trading.requests import GetOrdersRequest
-        rows = self._call(self.client.get_orders, GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500))
-        return [self._venue(row) for row in rows]
+        rows = self._call(self.client.get_orders, GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500,
+                                                                   nested=True))
+        out = []
+        for row in rows:
+            with self.lock:
+                self._register(row)
+            for data in (row, *(row.get("legs") or [])):
+                venue = self._venue_as_engine(data)
+                if venue.is_open:
+                    out.append(venue)
+        return out
 
     def _venue(self, data: dict[str, Any]) -> VenueOrder:
         return m.venue_order(data, self._instruments)
@@ -428,8 +834,10 @@ class AlpacaAdapter:
                 continue
             cid = self._order_ids.get(row["order_id"])
             if cid is None:
-                cid = self._call(self.client.get_order_by_id, row["order_id"])["client_order_id"]
-                self._order_ids[row["order_id"]] = cid
+                data = self._call(self.client.get_order_by_id, row["order_id"])
+                with self.lock:
+                    cid = self._cid_of(data)
+                    self._order_ids[row["order_id"]] = cid
             instrument = self._load_asset(m.symbol_of(row["symbol"], None, self._instruments))
             if instrument is None:
                 continue

@@ -47,9 +47,20 @@ Orders:
   answer alone (it has no commission, fee or swap).
 - Times: the server's zone (clock.ServerClock): named (`server_tz`), fixed
   (`server_utc_offset_s`), or derived from the terminal's ticks against UTC, following DST.
+- GTD (`Order.expire_ns`, a pending order only) -> ORDER_TIME_SPECIFIED with `expiration` in the
+  server's wall clock (clock.ServerClock, rounded up to the second); refused UNSUPPORTED on a
+  market order or a symbol whose expiration_mode lacks SYMBOL_EXPIRATION_SPECIFIED. The server
+  expires it (ORDER_STATE_EXPIRED), reported as a cancel with reason EXPIRED.
+- Protective orders (brokers/mt5/protective.py): a bracket's stop-loss and take-profit become the
+  SL/TP of the entry's pending order (TRADE_ACTION_MODIFY) and then of its position
+  (TRADE_ACTION_SLTP); the server's SL/TP close is booked as that child's fill and the other
+  child canceled (OCO). Trailing stops, standalone OCO groups and other linked orders are refused
+  UNSUPPORTED. `amend`: a pending order's price -> TRADE_ACTION_MODIFY; a child's level ->
+  TRADE_ACTION_SLTP; a quantity -> UNSUPPORTED.
 - `set_position_stops` puts SL/TP on this bot's positions (TRADE_ACTION_SLTP); positions the
-  server closes at SL/TP come back as fills of an order the venue made for the bot (client id
-  `<bot>-venue-<ticket>`, which its books take; MT5-<ticket> for an adapter without a bot id).
+  server closes at SL/TP that no bracket child names come back as fills of an order the venue
+  made for the bot (client id `<bot>-venue-<ticket>`, which its books take; MT5-<ticket> for an
+  adapter without a bot id).
 """
 
 from __future__ import annotations
@@ -66,19 +77,25 @@ from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectR
                           VenuePosition, VenueUnreachable)
 from brokers.mt5 import mapping as m
 from brokers.mt5.clock import ServerClock
+from brokers.mt5.protective import Bracket, Brackets, refusal as protective_refusal
 from engine.instrument import AssetClass, Instrument
 from engine.money import to_raw
 from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInForce
 
 _ORDER_FIELDS = ("ticket", "time_setup", "time_setup_msc", "time_done_msc", "type", "state", "magic",
-                 "volume_initial", "volume_current", "price_open", "price_stoplimit", "symbol", "comment")
+                 "volume_initial", "volume_current", "price_open", "price_stoplimit", "symbol", "comment",
+                 "reason", "position_id")
 _DEAL_FIELDS = ("ticket", "order", "time", "time_msc", "type", "entry", "magic", "volume", "price",
-                "commission", "swap", "fee", "symbol", "comment")
+                "commission", "swap", "fee", "symbol", "comment", "position_id")
 _POSITION_FIELDS = ("ticket", "time_msc", "type", "magic", "volume", "price_open", "symbol")
 _FAR_FUTURE_S = 86_400 * 2
 DEAL_TYPE_BUY, DEAL_TYPE_SELL = 0, 1
 HEDGING = 2
-ACTION_DEAL, ACTION_PENDING, ACTION_SLTP, ACTION_REMOVE = 1, 5, 6, 8
+ACTION_DEAL, ACTION_PENDING, ACTION_SLTP, ACTION_MODIFY, ACTION_REMOVE = 1, 5, 6, 7, 8
+TIME_GTC, TIME_DAY, TIME_SPECIFIED = 0, 1, 2        # ORDER_TIME_*
+REASON_SL, REASON_TP = 4, 5                         # ORDER_REASON_SL / _TP (DEAL_REASON_* alike)
+SYMBOL_EXPIRATION_SPECIFIED = 4                     # a bit of symbol_info().expiration_mode (MQL5 flag)
+RETCODE_NO_CHANGES = 10025
 CHECK_OK = frozenset({0, *m.SUCCESS_RETCODES})   # order_check answers 0 ("Done") when the request would pass
 _EPS = 1e-9
 
@@ -87,6 +104,8 @@ class MT5Adapter:
     """BrokerAdapter for one bot on a MetaTrader 5 account."""
 
     name = "MT5"
+    protective_orders = True  # a bracket's SL/TP as the position's (brokers/mt5/protective.py); the rest refused
+    supports_expiry = True    # GTD -> ORDER_TIME_SPECIFIED, expiration in the server's time
 
     def __init__(self, api: Any, symbols: Sequence[str], *, login: int | None = None, password: str | None = None,
                  server: str | None = None, path: str | None = None, bot_id: str | None = None,
@@ -120,6 +139,7 @@ class MT5Adapter:
         self._tickets: dict[int, str] = {}           # ticket -> client id, for orders we identified
         self._unresolved: dict[str, tuple[Order, dict[str, Any], int]] = {}  # lost submits: order, request, sent at
         self._waited: set[int] = set()               # order tickets whose lagging deals a poll waited for
+        self._brackets = Brackets()                  # entries' SL/TP children (protective.py)
         self._connected_at_s = 0
         self._hedging = False
         self._currency = "USD"
@@ -159,12 +179,27 @@ class MT5Adapter:
     def remember(self, orders: Iterable[Order]) -> None:
         """Orders restored from the store: their tickets (venue_order_id) identify them at the
         venue even if the broker rewrote their comments."""
+        orders = list(orders)
         with self.lock:
             for order in orders:
                 self._comments.setdefault(m.comment_for(order.client_order_id, self.bot_id), order.client_order_id)
                 for ticket in (order.venue_order_id or "").split(","):
                     if ticket.strip().isdigit():
                         self._tickets[int(ticket)] = order.client_order_id
+            # brackets: a restored child's level is already at the venue (on the position or the
+            # pending entry); the next poll finds its position again, so an SL/TP close after the
+            # restart is still booked as the child's fill, not as an order the venue made
+            restored = {o.client_order_id: o for o in orders}
+            for order in restored.values():
+                parent = restored.get(order.parent_id or "")
+                if parent is None or order.is_terminal or order.is_trailing or \
+                        order.type not in (OrderType.STOP, OrderType.LIMIT):
+                    continue
+                self._reporter.track(parent)
+                self._reporter.track(order)
+                bracket = self._brackets.by_parent.setdefault(parent.client_order_id,
+                                                              Bracket(parent, restored=True))
+                setattr(bracket, "stop" if order.type is OrderType.STOP else "take", order)
 
     def _open_session(self) -> None:
         kwargs: dict[str, Any] = {}
@@ -226,7 +261,7 @@ class MT5Adapter:
         spec = {name: m.field(info, name) for name in (
             "digits", "point", "trade_tick_size", "volume_min", "volume_max", "volume_step", "volume_limit",
             "trade_stops_level", "filling_mode", "trade_exemode", "trade_mode", "trade_contract_size",
-            "currency_profit", "path")}
+            "currency_profit", "path", "expiration_mode")}
         tick_size = spec["trade_tick_size"] or spec["point"]
         contract = m.float_increment(spec["trade_contract_size"] or 1)
         path = str(spec["path"] or "")
@@ -257,6 +292,9 @@ class MT5Adapter:
             if instrument is None:
                 reason = RejectReason.UNKNOWN_SYMBOL if self._connected else RejectReason.VENUE_ERROR
                 self._reporter.rejected(order, ts, reason)
+                return
+            if order.parent_id is not None or order.oco_group is not None or order.is_trailing:
+                self._submit_child(order, ts)
                 return
             reason = self._refusal(order, instrument)
             if reason is not None:
@@ -302,6 +340,11 @@ class MT5Adapter:
         refusal = price_refusal(order, instrument)
         if refusal is not None:
             return refusal
+        if order.tif is TimeInForce.GTD or order.expire_ns is not None:
+            if order.type is OrderType.MARKET or order.expire_ns is None or order.tif is not TimeInForce.GTD:
+                return RejectReason.UNSUPPORTED  # a deal does not rest; GTD needs its time
+            if not int(spec["expiration_mode"] or 0) & SYMBOL_EXPIRATION_SPECIFIED:
+                return RejectReason.UNSUPPORTED  # the symbol takes no expiry time
         immediate_limit = order.type is OrderType.LIMIT and order.tif in (TimeInForce.IOC, TimeInForce.FOK)
         if order.type is not OrderType.MARKET and not immediate_limit:
             return self._stops_level_refusal(order)
@@ -354,8 +397,11 @@ class MT5Adapter:
             "comment": m.comment_for(order.client_order_id, self.bot_id),
             "type": m.mt5_order_type(order.side, kind),
             "type_filling": filling if filling is not None else m.filling_for(mask, exemode, not as_deal),
-            "type_time": 1 if order.tif is TimeInForce.DAY else 0, "deviation": self.deviation_points,
+            "type_time": TIME_DAY if order.tif is TimeInForce.DAY else TIME_GTC, "deviation": self.deviation_points,
         }
+        if order.tif is TimeInForce.GTD and order.expire_ns is not None:
+            # the server reads `expiration` as its own wall clock (clock.py): UTC + its offset then
+            base |= {"type_time": TIME_SPECIFIED, "expiration": self._expiration(order.expire_ns)}
         if not as_deal:
             if order.type is OrderType.STOP_LIMIT:
                 base |= {"price": float(order.stop_price), "stoplimit": float(order.limit_price)}  # type: ignore[arg-type]
@@ -548,6 +594,10 @@ class MT5Adapter:
         with self.lock:
             if not self._ensure_session():
                 return
+            bracket = self._brackets.child_of(order.client_order_id)
+            if bracket is not None:
+                self._cancel_child(bracket, order)
+                return
             self._track_comment(order.client_order_id)
             snapshot = self._snapshot()
             if snapshot is None:
@@ -563,6 +613,187 @@ class MT5Adapter:
                     return
             if open_rows:
                 self._catch_up(order.client_order_id)
+            if order.client_order_id in self._brackets.by_parent:
+                self._settle_brackets(snapshot[0])  # an entry canceled unfilled takes its held children
+
+    # -- protective orders (protective.py) ----------------------------------------------------------
+    def _submit_child(self, child: Order, ts: int) -> None:
+        """A bracket child: held until its entry deals, its level put on the entry's pending order
+        or on the position (protective.py). Refused (UNSUPPORTED...) when MT5 has no such thing."""
+        pid = child.parent_id
+        parent = self._reporter.orders.get(pid) if pid is not None else None
+        bracket = self._brackets.by_parent.get(pid) if pid is not None else None
+        reason = protective_refusal(child, parent, bracket)
+        if reason is not None:
+            self._reporter.rejected(child, ts, reason)
+            return
+        assert parent is not None and pid is not None
+        fresh = bracket is None
+        if bracket is None:
+            bracket = Bracket(parent)
+        slot = "stop" if child.type is OrderType.STOP else "take"
+        setattr(bracket, slot, child)
+        problem = self._apply_levels(bracket)
+        if problem is not None:
+            setattr(bracket, slot, None)
+            self._reporter.rejected(child, ts, problem)
+            return
+        if fresh:
+            self._brackets.by_parent[pid] = bracket
+        self._reporter.accepted(child, ts)
+
+    def _cancel_child(self, bracket: Bracket, child: Order) -> None:
+        """Take one level off (the other stays); reported canceled once the venue took it. A level
+        the venue no longer has (the position closed) is left to the poll to report."""
+        if child.is_terminal or bracket.done:
+            return
+        if self._apply_levels(bracket, dropping=child) is None:
+            self._reporter.canceled(child, self.clock_ns(), None)
+
+    def _apply_levels(self, bracket: Bracket, replacing: Order | None = None, price: Decimal | None = None,
+                      dropping: Order | None = None) -> str | None:
+        """Put the bracket's SL/TP where they protect now: the position once the entry has dealt
+        (TRADE_ACTION_SLTP), else the entry's pending order (TRADE_ACTION_MODIFY). None when
+        done or nothing to do yet (the entry in flight, its deal not in history: the poll arms
+        it), else the reason the venue refused."""
+        parent = bracket.parent
+        sl, tp = bracket.levels(replacing, price, dropping)
+        if bracket.position is None and parent.filled_qty:
+            position = self._position_of(parent)
+            if position is None:
+                return None
+            rows = self.api.positions_get(ticket=position)
+            if rows is None:
+                return RejectReason.VENUE_ERROR
+            if not rows:
+                return "POSITION_CLOSED"
+            dp = _dp(self._instruments[parent.symbol].size_increment)
+            if m.to_decimal(m.field(rows[0], "volume"), dp) > parent.filled_qty:
+                return RejectReason.UNSUPPORTED  # a netted position bigger than the entry: SL/TP would close more
+            bracket.position, bracket.on_pending = position, False
+            self._brackets.by_position[position] = bracket
+        if bracket.position is not None:
+            return self._send_change({"action": ACTION_SLTP, "symbol": parent.symbol, "position": bracket.position,
+                                      "sl": sl, "tp": tp, "magic": self.magic})
+        row = self._pending_row(parent)
+        if row is None:
+            return None  # not placed yet (or a lost answer): levels go on when the poll sees it deal
+        bracket.on_pending = True
+        return self._send_change(self._modify(parent, row, sl=sl, tp=tp))
+
+    def _position_of(self, parent: Order) -> int | None:
+        """The position the entry's first deal went into (DEAL_POSITION_ID)."""
+        for ticket in (parent.venue_order_id or "").split(","):
+            if not ticket.strip().isdigit():
+                continue
+            for row in self.api.history_deals_get(ticket=int(ticket)) or ():
+                deal = m.as_dict(row, _DEAL_FIELDS)
+                if deal["type"] in (DEAL_TYPE_BUY, DEAL_TYPE_SELL) and deal["position_id"]:
+                    return int(deal["position_id"])
+        return None
+
+    def _pending_row(self, order: Order) -> Any:
+        """The order's working pending order at the terminal (TradeOrder), or None."""
+        for ticket in (order.venue_order_id or "").split(","):
+            if ticket.strip().isdigit():
+                rows = self.api.orders_get(ticket=int(ticket)) or ()
+                if rows:
+                    return rows[0]
+        return None
+
+    def _modify(self, order: Order, row: Any, *, sl: float | None = None, tp: float | None = None,
+                price: Decimal | None = None) -> dict[str, Any]:
+        """TRADE_ACTION_MODIFY of a pending order: every term as it is at the terminal but those
+        given (MQL5 takes the whole set: price, stoplimit, sl, tp, type_time, expiration)."""
+        price_open, stoplimit = float(m.field(row, "price_open")), float(m.field(row, "price_stoplimit") or 0.0)
+        if price is not None:
+            if order.type is OrderType.STOP_LIMIT:
+                stoplimit = float(price)  # the amended price of a stop-limit is its limit (engine.orders.amend_terms)
+            else:
+                price_open = float(price)
+        return {"action": ACTION_MODIFY, "order": int(m.field(row, "ticket")), "symbol": order.symbol,
+                "price": price_open, "stoplimit": stoplimit,
+                "sl": float(m.field(row, "sl") or 0.0) if sl is None else sl,
+                "tp": float(m.field(row, "tp") or 0.0) if tp is None else tp,
+                "type_time": int(m.field(row, "type_time") or 0),
+                "expiration": int(m.field(row, "time_expiration") or 0), "magic": self.magic}
+
+    def _send_change(self, request: dict[str, Any]) -> str | None:
+        """order_check, then order_send, of a change (SLTP, MODIFY): None when the venue has it
+        (NO_CHANGES included: it had it already), else the reason. Never resent: a change sent
+        twice is harmless, but a lost answer is left to the caller to look at again."""
+        check = self.api.order_check(request)
+        if check is None:
+            return m.reason_for_last_error(self.api.last_error()[0])
+        retcode = int(m.field(check, "retcode"))
+        if retcode not in CHECK_OK and retcode != RETCODE_NO_CHANGES:
+            return m.reason_for_retcode(retcode)
+        result = self.api.order_send(request)
+        if result is None:
+            return m.reason_for_last_error(self.api.last_error()[0])
+        retcode = int(m.field(result, "retcode"))
+        return None if retcode in m.SUCCESS_RETCODES or retcode == RETCODE_NO_CHANGES else m.reason_for_retcode(retcode)
+
+    def _settle_brackets(self, by_cid: dict[str, list[dict]]) -> None:
+        """After a poll: arm the brackets whose entry has dealt since; cancel the children of an
+        entry that ended unfilled (PARENT_CANCELED); when a protected position is gone, cancel the
+        child that did not close it (OCO), or both when neither did (POSITION_CLOSED). The child
+        whose level closed it is reported filled by the poll itself (_cid names its close order)."""
+        for bracket in self._brackets.open():
+            parent, live = bracket.parent, [c for c in bracket.children if not c.is_terminal]
+            if not live:
+                bracket.done = True
+                continue
+            if bracket.position is None:
+                if parent.filled_qty:
+                    problem = self._apply_levels(bracket)
+                    if problem is not None:
+                        self._drop(bracket, live, problem)
+                elif self._reporter.reported(parent.client_order_id) in _ENDED or parent.is_terminal:
+                    self._drop(bracket, live, "PARENT_CANCELED")
+                continue
+            rows = self.api.positions_get(ticket=bracket.position)
+            if rows is None or rows:
+                continue  # unreachable (the next poll looks again), or still open: protected
+            hit = [c for c in bracket.children if c.client_order_id in by_cid]
+            self._drop(bracket, [c for c in live if c not in hit], "OCO" if hit else "POSITION_CLOSED")
+
+    def _drop(self, bracket: Bracket, children: list[Order], reason: str) -> None:
+        ts = self.clock_ns()
+        for child in children:
+            self._reporter.canceled(child, ts, reason)
+        bracket.done = True
+
+    def amend(self, order: Order, price: Decimal | None = None, qty: Decimal | None = None) -> str | None:
+        """Change a working order (engine.ports.AmendingAdapter): a pending order's price ->
+        TRADE_ACTION_MODIFY (its sl, tp and expiration kept); a bracket child's level -> the
+        position's SL/TP (TRADE_ACTION_SLTP), or the entry's pending order while it has not dealt.
+        Quantity: UNSUPPORTED (MT5 cannot change a pending order's volume, and SL/TP close the whole
+        position). None when the venue took it (the OMS then updates its order), else the reason."""
+        with self.lock:
+            if qty is not None:
+                return RejectReason.UNSUPPORTED
+            if price is None:
+                return None
+            if not self._ensure_session():
+                return RejectReason.VENUE_ERROR
+            bracket = self._brackets.child_of(order.client_order_id)
+            if bracket is not None:
+                if order.is_terminal or bracket.done:
+                    return "NOT_WORKING"
+                return self._apply_levels(bracket, replacing=order, price=price)
+            if order.type is OrderType.MARKET:
+                return RejectReason.UNSUPPORTED
+            row = self._pending_row(order)
+            if row is None:
+                return "NOT_WORKING"
+            return self._send_change(self._modify(order, row, price=price))
+
+    def _expiration(self, expire_ns: int) -> int:
+        """A GTD order's `expiration`: the server's wall clock (seconds) at `expire_ns`, rounded up
+        to the second (an order never ends before its time)."""
+        self._observe_clock()
+        return self.server_clock.to_server_s(-(-expire_ns // 1_000_000_000) * 1_000_000_000)
 
     def set_position_stops(self, symbol: str, sl: Decimal | None, tp: Decimal | None) -> list[str | None]:
         """SL and TP on each of this bot's positions in `symbol` (TRADE_ACTION_SLTP; None or 0
@@ -608,6 +839,13 @@ class MT5Adapter:
                     self._reporter.rejected(order, self.clock_ns(), RejectReason.TIMEOUT)
                 del self._unresolved[cid]
                 snapshot = self._snapshot() or snapshot
+            for bracket in self._brackets.open():
+                if bracket.restored and bracket.position is None and bracket.parent.filled_qty:
+                    position = self._position_of(bracket.parent)  # before _cid names its SL/TP close
+                    if position is not None:
+                        bracket.position = position
+                        self._brackets.by_position[position] = bracket
+                        snapshot = self._snapshot() or snapshot
             snapshot = self._settled(snapshot)
             by_cid, deals_by_ticket = snapshot
             for cid, rows in by_cid.items():
@@ -620,6 +858,8 @@ class MT5Adapter:
                 recent = any(r["time_setup"] >= self._connected_at_s for r in rows)
                 if known or is_open or recent:
                     self._report(cid, rows, deals_by_ticket)
+            if self._brackets.by_parent:
+                self._settle_brackets(by_cid)
             return True
 
     def _settled(self, snapshot: tuple[dict[str, list[dict]], dict[int, list[dict]]]
@@ -672,6 +912,11 @@ class MT5Adapter:
         return by_cid, deals_by_ticket
 
     def _cid(self, row: dict) -> str | None:
+        if row.get("reason") in (REASON_SL, REASON_TP) and row["magic"] == self.magic:
+            bracket = self._brackets.by_position.get(int(row.get("position_id") or 0))
+            child = None if bracket is None else bracket.stop if row["reason"] == REASON_SL else bracket.take
+            if child is not None:  # the server closing the position at the child's level: the child's fill
+                return child.client_order_id
         return m.client_id_of(row["magic"], row["comment"], row["ticket"], self.magic, self._comments,
                               self.bot_id, self._tickets)
 
@@ -895,6 +1140,7 @@ class MT5Adapter:
 
 
 _UNREACHABLE = object()
+_ENDED = (OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED, OrderState.EXPIRED)
 
 
 def _lagging(snapshot: tuple[dict[str, list[dict]], dict[int, list[dict]]]) -> set[int]:

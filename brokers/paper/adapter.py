@@ -78,6 +78,12 @@ class PaperAdapter:
     name = "PAPER"
     protective_orders = True  # carries parent/OCO/trailing links and amend (SimulatedVenue)
 
+    @property
+    def supports_expiry(self) -> bool:
+        """GTD orders expire in the simulated venue (SimulatedVenue.supports_expiry); the durable
+        venue's input log carries expire_ns, so a replay brings a GTD order back with its deadline."""
+        return self._sim.supports_expiry
+
     def __init__(self, venue: SimulatedVenue | DurablePaperVenue, currency: str = "USD",
                  max_attempts: int = 3, backoff_s: float = 0.0) -> None:
         self.venue = venue

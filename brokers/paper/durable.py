@@ -53,6 +53,7 @@ def order_to_dict(order: Order) -> dict[str, Any]:
         "tag": order.tag, "parent_id": order.parent_id, "oco_group": order.oco_group,
         "trail_distance": None if order.trail_distance is None else str(order.trail_distance),
         "trail_percent": None if order.trail_percent is None else str(order.trail_percent),
+        "expire_ns": order.expire_ns,
     }
 
 
@@ -67,6 +68,7 @@ def order_from_dict(data: dict[str, Any]) -> Order:
         reduce_only=data["reduce_only"], equity_fraction=dec("equity_fraction"), tag=data["tag"],
         parent_id=data.get("parent_id"), oco_group=data.get("oco_group"),  # absent in logs before issue 17
         trail_distance=dec("trail_distance"), trail_percent=dec("trail_percent"),
+        expire_ns=data.get("expire_ns"),  # absent in logs before GTD
     )
 
 

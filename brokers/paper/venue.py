@@ -70,6 +70,11 @@ Protective orders (issue 17), the same for backtests and paper:
   matched at the level the previous bars set and ratcheted with this bar's high (low) after, the
   conservative reading of a bar; on a tick it is matched, then ratcheted with that bid (ask). A
   trailing child starts from its parent's fill price.
+- Expiry: a GTD order (`expire_ns`, ns UTC; a pending order only) ends at the first bar or tick
+  whose time is at or after its expiry, before matching (so it never fills on that bar), reported
+  as a cancel with reason EXPIRED. A bar is matched at its timestamp: a bar stamped before the
+  expiry may still fill it. A bracket child held for an entry that expired unfilled is
+  canceled with it (PARENT_CANCELED); a child works GTC.
 - `amend(order, price, qty)` changes a working (or held) order: `price` is a LIMIT or STOP_LIMIT
   order's limit and a STOP's stop (engine.orders.amend_terms); the new quantity must be on the grid
   and above what has filled. It returns None, or the reason it changed nothing (NOT_WORKING for an
@@ -88,7 +93,7 @@ from brokers.base import ExecutionSink, RejectReason, missing_price
 from engine.instrument import Instrument
 from engine.money import (ConversionRates, FeeModel, Slippage, div_round_half_even, estimate_qty, fraction_parts,
                           fee_raw, floor_to_step, max_qty_for_budget, slipped_price, to_raw)
-from engine.orders import Fill, Liquidity, Order, OrderSide, OrderType, amend_terms, protective_qty
+from engine.orders import Fill, Liquidity, Order, OrderSide, OrderType, TimeInForce, amend_terms, protective_qty
 from engine.portfolio import Portfolio
 
 _RANK = {OrderType.MARKET: 0, OrderType.STOP: 1, OrderType.STOP_LIMIT: 1, OrderType.LIMIT: 2}
@@ -99,6 +104,7 @@ class SimulatedVenue:
 
     name = "PAPER"
     protective_orders = True  # carries parent/OCO/trailing links (the OMS refuses them elsewhere)
+    supports_expiry = True    # ends GTD orders at their expire_ns (the OMS refuses GTD elsewhere)
 
     def __init__(self, instrument: Instrument, initial_cash: Decimal, fees: FeeModel = FeeModel(),
                  slippage: Slippage = Slippage(), partial_fills: bool = False,
@@ -163,6 +169,7 @@ class SimulatedVenue:
         self._activated: list[tuple[Order, int, bool]] = []  # (child, parent fill price, at the open)
         self._on_bar_now = False  # matching a bar: children activated now are matched in it too
         self._resizing = False
+        self._expiring = 0  # GTD orders that went to work: 0 keeps the expiry scan off the hot path
 
     # -- contract -----------------------------------------------------------------------------
     def connect(self, sink: ExecutionSink) -> None:
@@ -190,6 +197,8 @@ class SimulatedVenue:
         self._work(order)
 
     def _work(self, order: Order) -> None:
+        if order.expire_ns is not None:
+            self._expiring += 1
         self._working.append(order)
         self._fresh.add(order.client_order_id)
         if len(self._working) > 1:
@@ -207,6 +216,16 @@ class SimulatedVenue:
         self._sink.on_canceled(order, self._ts, reason)
         if self._linked:
             self._after_done(order)
+
+    def _expire(self, ts: int) -> None:
+        """End every working order whose expiry is at or before `ts` (the bar or tick being matched),
+        before it can fill on it: reported as a cancel with reason EXPIRED, as the adapters report
+        a venue's expiry (brokers.base.OrderReporter.catch_up), with the held children of an entry
+        that never filled canceled after it (PARENT_CANCELED)."""
+        for order in [o for o in self._working if o.expire_ns is not None and o.expire_ns <= ts]:
+            self.cancel(order, "EXPIRED")
+        if not any(o.expire_ns is not None for o in self._working):
+            self._expiring = 0
 
     def cancel_all(self, reason: str | None = None) -> None:
         for order in list(self._working):
@@ -456,6 +475,11 @@ class SimulatedVenue:
                     return RejectReason.PRICE_OFF_GRID
         if missing_price(order):
             return RejectReason.PRICE_MISSING
+        if order.expire_ns is not None or order.tif is TimeInForce.GTD:
+            if order.type is OrderType.MARKET:
+                return RejectReason.UNSUPPORTED  # a market order does not rest: nothing to expire
+            if order.expire_ns is None or order.tif is not TimeInForce.GTD:
+                return RejectReason.INVALID_ORDER  # GTD without a time, or a time on another tif
         return None
 
     # -- bars ------------------------------------------------------------------------------------
@@ -468,6 +492,8 @@ class SimulatedVenue:
             if self._own_rate:
                 self._feed_rate(s_price=self.scales.price(open_), ts=ts)
             self._rollovers(ts)
+        if self._expiring:
+            self._expire(ts)
         linked = self._on_bar_now = self._linked
         for order in list(self._working):
             if linked and order not in self._working:
@@ -536,6 +562,8 @@ class SimulatedVenue:
             if self._own_rate and bid > 0 and ask > 0:
                 self._feed_rate(s_price=(self.scales.price(bid) + self.scales.price(ask)) / 2, ts=ts)
             self._rollovers(ts)
+        if self._expiring:
+            self._expire(ts)
         for order in list(self._working):
             fresh = order.client_order_id in self._fresh
             self._fresh.discard(order.client_order_id)

@@ -57,6 +57,7 @@ def _order_values(order: Order) -> dict[str, Any]:
         "avg_fill_price": order.avg_fill_price, "reason": order.reason, "external": order.tag == "external",
         "ts_init": order.ts_init, "ts_last": ts_last, "parent_id": order.parent_id, "oco_group": order.oco_group,
         "trail_distance": order.trail_distance, "trail_percent": order.trail_percent,
+        "expire_ns": order.expire_ns,
     }
 
 
@@ -244,7 +245,7 @@ def _order_from_row(row: Any) -> Order:
         equity_fraction=row.equity_fraction, tag=row.tag, state=OrderState(row.state),
         venue_order_id=row.venue_order_id, filled_qty=row.filled_qty or Decimal(0),
         avg_fill_price=row.avg_fill_price, reason=row.reason, parent_id=row.parent_id, oco_group=row.oco_group,
-        trail_distance=row.trail_distance, trail_percent=row.trail_percent,
+        trail_distance=row.trail_distance, trail_percent=row.trail_percent, expire_ns=row.expire_ns,
     )
 
 

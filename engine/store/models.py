@@ -145,6 +145,8 @@ class OrderRow(Base):
     oco_group: Mapped[str | None] = mapped_column(String(64), nullable=True)
     trail_distance: Mapped[Decimal | None] = mapped_column(MONEY, nullable=True)
     trail_percent: Mapped[Decimal | None] = mapped_column(MONEY, nullable=True)
+    # a GTD order's expiry, ns UTC (0012): a restart re-sends or reconciles it with its deadline
+    expire_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class OrderEventRow(Base):

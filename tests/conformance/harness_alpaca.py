@@ -67,6 +67,18 @@ class AlpacaHarness:
     def fill(self, client_order_id: str, qty: Decimal | None = None) -> None:
         self.fake.fill(client_order_id, qty)
 
+    # -- protective orders (issue 17 item 3): for a contract case that skips adapters without
+    # `protective_orders` (proposed in /tmp/notes/L.md; test_broker_contract.py is not this file's)
+    def linked(self):
+        """The block an entry and its bracket are submitted in, so they leave as one request
+        (AlpacaAdapter.hold; the OMS is to open it itself: OrderManager.linked, proposed)."""
+        return self._adapter.hold()
+
+    def move_price(self, price: Decimal) -> None:
+        """The market trades at `price`: Alpaca itself fills the working legs and trailing stops
+        it reaches (the fake's set_price)."""
+        self.fake.set_price(self.symbol, str(price))
+
     def settle(self) -> None:
         adapter = self._adapter
         deadline = time.monotonic() + DEADLINE_S

@@ -6,6 +6,8 @@ fake venue, with the real OrderManager as the sink. How an adapter joins: harnes
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib
 from decimal import Decimal
 from typing import Iterator
@@ -423,3 +425,32 @@ def test_a_foreign_position_is_reported_and_the_bots_books_hold_only_its_own(bot
     assert report.external_positions == {bot.harness.symbol: venue_qty - own_qty}
     foreign_fills = {f.execution_id for f in bot.adapter.fills_since(0)} - {f.execution_id for f in own_fills}
     assert foreign_fills and set(report.external_fills) == foreign_fills
+
+
+def test_a_bracket_protects_its_entry_and_one_exit_cancels_the_other(bot: Bot):
+    """An entry with a stop-loss and a take-profit (one OCO group): both exits work once the entry
+    fills; the take-profit filling cancels the stop-loss; the books end flat, nothing foreign."""
+    harness = bot.harness
+    if not getattr(bot.adapter, "protective_orders", False) or not hasattr(harness, "move_price"):
+        pytest.skip(f"{harness.name}: no protective orders through this suite (protective_orders, move_price)")
+    entry = bot.order()
+    group, ts = entry.client_order_id, bot.clock.now_ns()
+    stop = Order(bot.oms.next_client_order_id(), "conf", harness.symbol, OrderSide.SELL, OrderType.STOP,
+                 entry.qty, ts, stop_price=harness.resting_limit(OrderSide.BUY), parent_id=group,
+                 oco_group=group, tag="sl")
+    take = Order(bot.oms.next_client_order_id(), "conf", harness.symbol, OrderSide.SELL, OrderType.LIMIT,
+                 entry.qty, ts, limit_price=harness.resting_limit(OrderSide.SELL), parent_id=group,
+                 oco_group=group, tag="tp")
+    with getattr(harness, "linked", contextlib.nullcontext)():
+        for order in (entry, stop, take):
+            bot.oms.submit(order)
+    harness.drive_market()
+    harness.settle()
+    assert entry.state is OrderState.FILLED
+    assert (stop.state, take.state) == (OrderState.ACCEPTED, OrderState.ACCEPTED)
+    harness.move_price(harness.resting_limit(OrderSide.SELL))
+    harness.settle()
+    assert take.state is OrderState.FILLED and take.filled_qty == entry.qty
+    assert stop.state is OrderState.CANCELED and stop.filled_qty == 0
+    assert bot.oms.portfolio.positions[harness.symbol].qty == 0
+    assert bot.oms.foreign_reports == 0 and not bot.oms.external

@@ -31,8 +31,27 @@ Venue behaviours it reproduces (Alpaca's documentation and alpaca-py's fixtures)
 - the client_order_id uniqueness refusal, insufficient buying power, unknown assets.
 Modelled, not observed: error codes and messages for an unknown asset and a non-cancelable order;
 activity ids "<time>::<uuid>"; fill activities writing crypto symbols without the slash.
-Not reproduced: fees of any kind (crypto CFEE activities), extended hours, bracket/OCO/OTO
-orders, amend through PATCH by the client (replacement is a test control), partial fills of a
+- advanced orders (Alpaca's "Orders at Alpaca": bracket, OCO, OTO; alpaca-py's OrderClass,
+  TakeProfitRequest, StopLossRequest): `order_class` bracket (market or limit entry, take_profit
+  limit leg and stop_loss stop / stop-limit leg), oto (one of them), oco (an exit: the order is
+  the take-profit limit, its leg the stop); US equities only, whole shares, day or gtc. Legs get
+  their own ids and client ids (Alpaca's, not the caller's), sit in the parent's `legs`, are
+  `held` until the entry has filled completely, then `new`; one leg filling cancels the others;
+  an entry canceled or expired cancels its legs. `GET /v2/orders?nested=true` rolls legs up under
+  their parent (a parent done but with working legs is listed); without it legs are rows too;
+- trailing stops from the client (`type=trailing_stop`, `trail_price` or `trail_percent`): `hwm`
+  and `stop_price` follow the price on `set_price` (a sell's up only, a buy's down only);
+- `set_price` triggers the orders Alpaca would act on by itself: trailing stops and the working
+  orders of advanced classes (a stop at or through its stop price, a limit at or better than its
+  limit), filled at the new price (a limit at its limit price); simple orders still fill only
+  through `fill` (the conformance suite drives them);
+- replace (`PATCH /v2/orders/{id}`: qty, limit_price, stop_price, trail, time_in_force,
+  client_order_id): the old order `pending_replace` then `replaced` (`replaced_by`), a new order
+  with a new id (`replaces`) takes its place, in its parent's legs too; a partly filled, pending
+  or closed order is refused (422).
+Modelled, not observed: that a partly filled entry keeps its legs held until it is filled, that
+a leg's cancel leaves its sibling working, the error texts for advanced orders.
+Not reproduced: fees of any kind (crypto CFEE activities), extended hours, partial fills of a
 notional order, corporate actions, margin and shorting rules (shorts are allowed, unchecked),
 rate limits other than the injected 429s, and the real market calendar (sessions are controls).
 
@@ -123,6 +142,7 @@ class FakeAlpaca:
         self.cash = Decimal(cash)
         self.assets: dict[str, _Asset] = {}
         self.orders: dict[str, dict[str, Any]] = {}        # id -> order json (strings for numbers)
+        self._parent_of: dict[str, str] = {}                # a leg's id -> its parent's id
         self.positions: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (signed qty, avg price)
         self.activities: list[dict[str, Any]] = []
         self.bars: dict[str, list[dict[str, Any]]] = {}     # symbol -> historical bars (JSON rows)
@@ -190,7 +210,50 @@ class FakeAlpaca:
         self.assets[symbol] = _Asset(symbol, price=Decimal(price), **spec)
 
     def set_price(self, symbol: str, price: str) -> None:
-        self.assets[symbol].price = Decimal(price)
+        """The price moves: trailing stops ratchet, and trailing stops and the working orders of
+        advanced classes that it reaches fill (module docstring)."""
+        with self.lock:
+            new = Decimal(price)
+            self.assets[symbol].price = new
+            for order in list(self.orders.values()):
+                if order["symbol"] != symbol or order["status"] not in ("new", "accepted", "partially_filled"):
+                    continue
+                if order["type"] == "trailing_stop":
+                    self._ratchet(order, new)
+                if order["type"] != "trailing_stop" and order["order_class"] == "simple":
+                    continue
+                at = self._reached(order, new)
+                if at is not None:
+                    self._execute(order, self._leaves(order, at), at)
+
+    def _ratchet(self, order: dict[str, Any], price: Decimal) -> None:
+        sell = order["side"] == "sell"
+        hwm = Decimal(order["hwm"])
+        if (price > hwm) if sell else (price < hwm):
+            order["hwm"] = _s(price)
+            order["stop_price"] = _s(self._trail_stop(order, price))
+
+    @staticmethod
+    def _trail_stop(order: dict[str, Any], hwm: Decimal) -> Decimal:
+        sign = -1 if order["side"] == "sell" else 1
+        if order.get("trail_price") is not None:
+            return hwm + sign * Decimal(order["trail_price"])
+        return (hwm * (1 + sign * Decimal(order["trail_percent"]) / 100)).quantize(Decimal("0.01"))
+
+    @staticmethod
+    def _reached(order: dict[str, Any], price: Decimal) -> Decimal | None:
+        """The fill price if `price` triggers the order, else None."""
+        sell = order["side"] == "sell"
+        if order["type"] in ("stop", "stop_limit", "trailing_stop"):
+            stop = Decimal(order["stop_price"])
+            if (price <= stop) if sell else (price >= stop):
+                return price
+            return None
+        if order["type"] == "limit":
+            limit = Decimal(order["limit_price"])
+            if (price >= limit) if sell else (price <= limit):
+                return limit
+        return None
 
     def asset(self, symbol: str) -> _Asset | None:
         """By "BTC/USD" or "BTCUSD", as Alpaca's /v2/assets/{symbol} takes either."""
@@ -387,7 +450,8 @@ class FakeAlpaca:
             "notional": None if body.get("notional") is None else _s(Decimal(str(body["notional"]))),
             "qty": None if body.get("qty") is None else _s(Decimal(str(body["qty"]))),
             "filled_qty": "0", "filled_avg_price": None,
-            "order_class": "simple", "order_type": kind, "type": kind, "side": body["side"],
+            "order_class": body.get("order_class") or "simple", "order_type": kind, "type": kind,
+            "side": body["side"],
             "time_in_force": body.get("time_in_force", "day"),
             "limit_price": None if body.get("limit_price") is None else _s(Decimal(str(body["limit_price"]))),
             "stop_price": None if body.get("stop_price") is None else _s(Decimal(str(body["stop_price"]))),
@@ -409,6 +473,9 @@ class FakeAlpaca:
             return 422, {"code": 42210000, "message": "invalid crypto time_in_force"}
         if (body.get("qty") is None) == (body.get("notional") is None):
             return 422, {"code": 40010001, "message": "qty or notional is required"}
+        refusal = self._validate_advanced(body, asset)
+        if refusal is not None:
+            return refusal
         if body.get("notional") is not None:
             notional = Decimal(str(body["notional"]))
             if body.get("type") != "market":
@@ -433,7 +500,8 @@ class FakeAlpaca:
             return 422, {"code": 40010001, "message": f"qty must be a multiple of {asset.min_trade_increment}"}
         if asset.min_order_size is not None and qty < asset.min_order_size:
             return 422, {"code": 40010001, "message": f"qty must be >= {asset.min_order_size}"}
-        if body.get("type") in ("limit", "stop_limit") and body.get("limit_price") is None:
+        if (body.get("type") in ("limit", "stop_limit") and body.get("limit_price") is None
+                and not (body.get("order_class") == "oco" and (body.get("take_profit") or {}).get("limit_price"))):
             return 422, {"code": 40010001, "message": "limit_price is required"}
         if body.get("side") == "buy":
             price = Decimal(str(body.get("limit_price") or body.get("stop_price") or asset.price))
@@ -441,12 +509,73 @@ class FakeAlpaca:
                 return 403, {"code": 40310000, "message": "insufficient buying power"}
         return None
 
+    def _validate_advanced(self, body: dict[str, Any], asset: _Asset) -> tuple[int, dict] | None:
+        order_class = body.get("order_class") or "simple"
+        kind = body.get("type")
+        if kind == "trailing_stop":
+            if (body.get("trail_price") is None) == (body.get("trail_percent") is None):
+                return 422, {"code": 40010001, "message": "trail_price or trail_percent is required"}
+            if order_class != "simple":
+                return 422, {"code": 42210000, "message": "trailing stop orders must be simple orders"}
+        if order_class == "simple":
+            return None
+        if order_class not in ("bracket", "oco", "oto"):
+            return 422, {"code": 42210000, "message": f"invalid order_class {order_class}"}
+        if asset.asset_class != "us_equity":
+            return 422, {"code": 42210000, "message": "crypto orders must be simple orders"}
+        if body.get("qty") is None or Decimal(str(body["qty"])) != Decimal(str(body["qty"])).to_integral_value():
+            return 422, {"code": 42210000, "message": f"{order_class} orders require whole-share qty"}
+        if body.get("time_in_force") not in ("day", "gtc"):
+            return 422, {"code": 42210000, "message": f"{order_class} orders must be day or gtc"}
+        tp, sl = body.get("take_profit"), body.get("stop_loss")
+        if order_class in ("bracket", "oco") and (not tp or not sl):
+            return 422, {"code": 40010001, "message": f"{order_class} orders require take_profit and stop_loss"}
+        if order_class == "oto" and not tp and not sl:
+            return 422, {"code": 40010001, "message": "oto orders require take_profit or stop_loss"}
+        if order_class == "oco" and kind != "limit":
+            return 422, {"code": 42210000, "message": "oco orders must be limit orders"}
+        if order_class != "oco" and kind not in ("market", "limit"):
+            return 422, {"code": 42210000, "message": f"{order_class} entries must be market or limit orders"}
+        return None
+
+    def _legs(self, parent: dict[str, Any], body: dict[str, Any], asset: _Asset) -> list[dict[str, Any]]:
+        """The legs Alpaca makes for an advanced order, with client ids of its own."""
+        exit_side = parent["side"] if parent["order_class"] == "oco" else ("sell" if parent["side"] == "buy" else "buy")
+        legs = []
+        specs = []
+        if body.get("take_profit") and parent["order_class"] != "oco":
+            specs.append({"type": "limit", "limit_price": body["take_profit"]["limit_price"]})
+        if body.get("stop_loss"):
+            stop = body["stop_loss"]
+            specs.append({"type": "stop_limit" if stop.get("limit_price") is not None else "stop",
+                          "stop_price": stop["stop_price"], "limit_price": stop.get("limit_price")})
+        for spec in specs:
+            leg = self._order_json({"symbol": parent["symbol"], "qty": parent["qty"], "side": exit_side,
+                                    "time_in_force": parent["time_in_force"], "order_class": parent["order_class"],
+                                    **spec}, asset)
+            leg["status"] = "new" if parent["order_class"] == "oco" else "held"
+            self._parent_of[leg["id"]] = parent["id"]
+            self.orders[leg["id"]] = leg
+            legs.append(leg)
+        return legs
+
     def _book(self, body: dict[str, Any]) -> dict[str, Any]:
         asset = self.asset(body["symbol"])
         assert asset is not None
+        if body.get("order_class") == "oco" and body.get("limit_price") is None:
+            body = {**body, "limit_price": body["take_profit"]["limit_price"]}
         order = self._order_json(body, asset)
+        if order["type"] == "trailing_stop":
+            order.update(trail_price=None if body.get("trail_price") is None else _s(Decimal(str(body["trail_price"]))),
+                         trail_percent=None if body.get("trail_percent") is None
+                         else _s(Decimal(str(body["trail_percent"]))), hwm=_s(asset.price))
+            order["stop_price"] = _s(self._trail_stop(order, asset.price))
         self.orders[order["id"]] = order
+        if order["order_class"] != "simple":
+            order["legs"] = self._legs(order, body, asset)
         self._emit("new" if order["type"] != "market" else "pending_new", order)
+        for leg in order["legs"] or []:
+            self._emit("new", leg)   # a held leg too: "held" is a status, no trade-update event
         if order["type"] == "market":
             if not asset.market_open:  # outside hours: accepted and queued for the open
                 order["status"] = "accepted"
@@ -494,14 +623,94 @@ class FakeAlpaca:
             "order_status": order["status"]})
         self._emit(event, order, execution_id=execution_id, price=price, qty=qty,
                    position_qty=self.positions.get(order["symbol"], (Decimal(0),))[0])
+        self._after_fill(order)
 
-    def _cancel(self, order: dict[str, Any]) -> bool:
-        if order["status"] not in OPEN_STATUSES:
+    def _group(self, order: dict[str, Any]) -> list[dict[str, Any]]:
+        """The exits linked with an order: a bracket's / OTO's legs, an OCO's order and its leg."""
+        parent = self.orders.get(self._parent_of.get(order["id"], order["id"]))
+        if parent is None:
+            return [order]
+        legs = list(parent["legs"] or [])
+        return [parent, *legs] if parent["order_class"] == "oco" else legs
+
+    def _after_fill(self, order: dict[str, Any]) -> None:
+        if order["order_class"] == "simple":
+            return
+        if order["id"] not in self._parent_of and order["order_class"] != "oco":   # an entry
+            if order["status"] == "filled":
+                for leg in order["legs"] or []:
+                    if leg["status"] == "held":
+                        leg.update(status="new", updated_at=_iso(self.now()))
+                        self._emit("new", leg)
+            return
+        for sibling in self._group(order):   # an exit: one filling cancels the others
+            if sibling is not order and sibling["status"] in OPEN_STATUSES | {"held"}:
+                self._cancel(sibling, force=True)
+
+    def replace_order(self, order: dict[str, Any], body: dict[str, Any]) -> tuple[int, dict]:
+        """PATCH /v2/orders/{id}."""
+        if order["status"] not in ("new", "accepted", "held") or Decimal(order["filled_qty"]):
+            return 422, {"code": 42210000, "message": "order is not replaceable"}
+        cid = body.get("client_order_id")
+        if cid and self.count_by_cid(cid):
+            return 422, {"code": 40010001, "message": "client_order_id must be unique"}
+        if body.get("qty") is not None and Decimal(str(body["qty"])) <= 0:
+            return 422, {"code": 40010001, "message": "qty must be > 0"}
+        changes = {k: _s(Decimal(str(body[k]))) for k in ("qty", "limit_price", "stop_price")
+                   if body.get(k) is not None}
+        if body.get("trail") is not None:
+            if order["type"] != "trailing_stop":
+                return 422, {"code": 42210000, "message": "trail is for trailing_stop orders only"}
+            trail = "trail_price" if order["trail_price"] is not None else "trail_percent"
+            changes[trail] = _s(Decimal(str(body["trail"])))
+        if body.get("time_in_force"):
+            changes["time_in_force"] = body["time_in_force"]
+        return 200, self._replace(order, changes, cid or str(uuid.uuid4()))
+
+    def _replace(self, old: dict[str, Any], changes: dict[str, Any], cid: str) -> dict[str, Any]:
+        status = "held" if old["status"] == "held" else None
+        old.update(status="pending_replace", updated_at=_iso(self.now()))
+        self._emit("pending_replace", old)
+        new = {**old, **changes, "id": str(uuid.uuid4()), "client_order_id": cid, "replaces": old["id"],
+               "replaced_by": None, "replaced_at": None, "created_at": _iso(self.now())}
+        new["updated_at"] = new["submitted_at"] = new["created_at"]
+        new["status"] = status or ("new" if old["type"] != "market" else "accepted")
+        if new["type"] == "trailing_stop":
+            new["stop_price"] = _s(self._trail_stop(new, Decimal(new["hwm"])))
+        self.orders[new["id"]] = new
+        parent_id = self._parent_of.get(old["id"])
+        if parent_id is not None:   # a leg: the replacement takes its place
+            self._parent_of[new["id"]] = parent_id
+            parent = self.orders[parent_id]
+            parent["legs"] = [new if leg is old else leg for leg in parent["legs"]]
+        elif old["legs"]:
+            for leg in old["legs"]:
+                self._parent_of[leg["id"]] = new["id"]
+        ts = _iso(self.now())
+        old.update(status="replaced", replaced_at=ts, replaced_by=new["id"], updated_at=ts)
+        self._emit("replaced", old)
+        self._emit("new", new)
+        return new
+
+    def _cancel(self, order: dict[str, Any], force: bool = False) -> bool:
+        if order["status"] not in OPEN_STATUSES and not (force and order["status"] == "held"):
             return False
         ts = _iso(self.now())
         order.update(status="canceled", canceled_at=ts, updated_at=ts)
         self._emit("canceled", order)
+        self._end_legs(order)
         return True
+
+    def _end_legs(self, order: dict[str, Any]) -> None:
+        """An entry that ends unfilled (canceled, expired) takes its held legs with it; an OCO's
+        order its leg."""
+        if order["id"] in self._parent_of or not order.get("legs"):
+            return
+        if Decimal(order["filled_qty"]) and order["order_class"] != "oco":
+            return
+        for leg in order["legs"]:
+            if leg["status"] in OPEN_STATUSES | {"held"}:
+                self._cancel(leg, force=True)
 
     def _request_cancel(self, order: dict[str, Any]) -> bool:
         """DELETE /v2/orders/{id}: accepted (204) as pending_cancel; the cancel itself happens
@@ -584,8 +793,15 @@ class FakeAlpaca:
                 return (200, order, None) if order else (404, {"code": 40410000, "message": "order not found"}, None)
             if method == "GET" and path == "/v2/orders":
                 status = query.get("status", "open")
-                rows = [o for o in self.orders.values()
-                        if status == "all" or (o["status"] in OPEN_STATUSES) == (status == "open")]
+
+                def wanted(o: dict[str, Any]) -> bool:
+                    return status == "all" or (o["status"] in OPEN_STATUSES) == (status == "open")
+
+                if query.get("nested", "").lower() == "true":   # legs rolled up under their parent
+                    rows = [o for o in self.orders.values() if o["id"] not in self._parent_of
+                            and (wanted(o) or (status == "open" and any(wanted(leg) for leg in o["legs"] or [])))]
+                else:
+                    rows = [o for o in self.orders.values() if wanted(o)]
                 if "symbols" in query:
                     rows = [o for o in rows if o["symbol"] in query["symbols"].split(",")]
                 return 200, rows, None
@@ -599,6 +815,8 @@ class FakeAlpaca:
                     if self._request_cancel(order):
                         return 204, None, None
                     return 422, {"code": 42210000, "message": "order is not cancelable"}, None
+                if method == "PATCH":
+                    return (*self.replace_order(order, body or {}), None)
             if method == "GET" and path == "/v2/positions":
                 return 200, [self._position_json(s) for s in self.positions], None
             if method == "GET" and path == "/v2/account":

@@ -29,7 +29,12 @@ HistoryDealsGet, TradeDeal/TradeOrder/TradePosition properties, trade server ret
 - order_check runs the same validation as order_send without executing (retcode 0, "Done").
 - Several EAs on one account: every order, deal and position keeps its magic; on a hedging
   account a deal closes only the position its request names (`position`), whoever opened it.
-- TRADE_ACTION_SLTP on a position (ticks reaching SL/TP close it), ORDER_TIME_SPECIFIED expiry.
+- TRADE_ACTION_SLTP on a position (ticks reaching SL/TP close it with an order and a deal of the
+  server's: ORDER_REASON_SL/TP, DEAL_REASON_SL/TP, the position's id, comment "[sl PRICE]"); sl/tp
+  on a pending order, copied onto the position it opens; TRADE_ACTION_MODIFY of a pending order
+  (price, stoplimit, sl, tp, type_time, expiration: the whole set, as MqlTradeRequest carries it;
+  10025 NO_CHANGES when nothing changes); ORDER_TIME_SPECIFIED expiry at `expiration` in the
+  server's time (a past one is 10022 INVALID_EXPIRATION), the order then ORDER_STATE_EXPIRED.
 
 Modelled, not observed (BROKER_SDKS.md "unconfirmed"): order_send on an unselected or unknown
 symbol returns None with RES_E_INVALID_PARAMS; calls before initialize return None with
@@ -41,8 +46,8 @@ never rests (nothing filled: IOC answers 10009 with deal 0 and the order CANCELE
 history_deals_get calls, not a time.
 
 What it does not reproduce: margin calls and stop-outs, exchange (order book) execution,
-CLOSE_BY, modification of pending orders (TRADE_ACTION_MODIFY), freeze levels, partial closes by
-SL/TP, symbol sessions, swap modes other than "per lot in the deposit currency", triple swap days.
+CLOSE_BY, freeze levels, partial closes by SL/TP, client-side trailing stops, symbol sessions,
+swap modes other than "per lot in the deposit currency", triple swap days.
 
 Test knobs (not part of the module's API): `add_symbol`, `set_tick`, `fill_order` (a partial or
 full fill of a pending order), `fail_next` (next order_send answers a retcode), `lose_next_answer`
@@ -817,6 +822,9 @@ class FakeMT5:
             return self._result(request, self.TRADE_RETCODE_DONE, order=order["ticket"])
         if action == self.TRADE_ACTION_SLTP:
             return self._sltp(request)
+        if action == self.TRADE_ACTION_MODIFY:
+            refusal = self._refusal(request)
+            return self._result(request, refusal) if refusal else self._modify(request)
         refusal = self._refusal(request)
         if refusal:
             return self._result(request, refusal)
@@ -832,6 +840,13 @@ class FakeMT5:
             return 0 if request["order"] in self.orders else self.TRADE_RETCODE_INVALID_ORDER
         if action == self.TRADE_ACTION_SLTP:
             return 0 if int(request["position"] or 0) in self.positions else self.TRADE_RETCODE_POSITION_CLOSED
+        if action == self.TRADE_ACTION_MODIFY:
+            if int(request["order"] or 0) not in self.orders:
+                return self.TRADE_RETCODE_INVALID_ORDER
+            if request["type_time"] == self.ORDER_TIME_SPECIFIED and \
+                    int(request["expiration"] or 0) <= self._server_s():
+                return self.TRADE_RETCODE_INVALID_EXPIRATION
+            return 0
         if action not in (self.TRADE_ACTION_DEAL, self.TRADE_ACTION_PENDING):
             return self.TRADE_RETCODE_INVALID
         s = self.symbols[request["symbol"]]
@@ -878,6 +893,32 @@ class FakeMT5:
             return self._result(request, self.TRADE_RETCODE_NO_CHANGES)
         position.update(sl=sl, tp=tp, time_update=self._server_s(), time_update_msc=self._server_msc())
         return self._result(request, self.TRADE_RETCODE_DONE)
+
+    def _modify(self, request: dict) -> OrderSendResult:
+        """TRADE_ACTION_MODIFY: the pending order takes the request's price, stoplimit, sl, tp,
+        type_time and expiration, checked as a new pending order's are (stops level)."""
+        order = self.orders[int(request["order"])]
+        s = self.symbols[order["symbol"]]
+        kind, price = order["type"], float(request["price"] or 0.0)
+        gap = s.stops_level * s.point
+        ok = {self.ORDER_TYPE_BUY_LIMIT: price <= s.ask - gap, self.ORDER_TYPE_SELL_LIMIT: price >= s.bid + gap,
+              self.ORDER_TYPE_BUY_STOP: price >= s.ask + gap, self.ORDER_TYPE_SELL_STOP: price <= s.bid - gap,
+              self.ORDER_TYPE_BUY_STOP_LIMIT: price >= s.ask + gap,
+              self.ORDER_TYPE_SELL_STOP_LIMIT: price <= s.bid - gap}.get(kind, False)
+        if not ok or price <= 0:
+            return self._result(request, self.TRADE_RETCODE_INVALID_PRICE)
+        sl, tp = float(request["sl"] or 0.0), float(request["tp"] or 0.0)
+        buy = self._is_buy(kind)
+        if (sl and (sl > price - gap if buy else sl < price + gap)) or \
+                (tp and (tp < price + gap if buy else tp > price - gap)):
+            return self._result(request, self.TRADE_RETCODE_INVALID_STOPS)
+        terms = dict(price_open=price, price_stoplimit=float(request["stoplimit"] or 0.0), sl=sl, tp=tp,
+                     type_time=int(request["type_time"] or 0), time_expiration=int(request["expiration"] or 0))
+        if all(order[k] == v for k, v in terms.items()):
+            return self._result(request, self.TRADE_RETCODE_NO_CHANGES)
+        order.update(terms)
+        return self._result(request, self.TRADE_RETCODE_DONE, order=order["ticket"], volume=order["volume_current"],
+                            price=price)
 
     def _deal(self, request: dict, s: _Symbol, volume: float) -> OrderSendResult:
         buy = request["type"] == self.ORDER_TYPE_BUY
