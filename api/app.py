@@ -1,7 +1,8 @@
 """The control API's app factory: create_app(settings, bot_control).
 
 Everything lives under /api/v1 (OpenAPI at /api/v1/openapi.json, docs at /api/v1/docs and
-/api/v1/redoc), except nothing: health, readiness and metrics are /api/v1/health, /api/v1/ready,
+/api/v1/redoc), except the web dashboard (api/dashboard: its pages at /, its session and assets
+under /dashboard/): health, readiness and metrics are /api/v1/health, /api/v1/ready,
 /api/v1/metrics. The BotControl is injected, so the same app drives the in-process runtime, a
 worker, or a test's.
 
@@ -34,7 +35,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 from starlette.types import ASGIApp
 
-from api import errors
+from api import dashboard, errors
 from api.deps import AppContext
 from api.metrics import Metrics, MetricsMiddleware, TicksDroppedCollector
 from api.middleware import BodyLimit, ConcurrencyLimit, SecurityHeaders
@@ -173,11 +174,13 @@ def create_app(settings: Settings | None = None, bot_control: BotControl | None 
     install_docs(app)
     for module in (auth, users, bots, accounts, data, subscriptions, signals, backtests, health):
         app.include_router(module.router, prefix=PREFIX)
+    dashboard.install(app)  # the web dashboard at / (api/dashboard): pages, its session cookie, assets
     # innermost first: the slot is taken after the body is in, and the metrics see every answer
     app.add_middleware(ConcurrencyLimit, limit=settings.api_threads, queue=settings.api_queue,
                        max_wait_s=settings.queue_wait_s, login_limit=settings.login_concurrency,
                        login_queue=settings.login_queue,
-                       login_paths=[("POST", f"{PREFIX}/auth/token"), ("POST", f"{PREFIX}/users")],
+                       login_paths=[("POST", f"{PREFIX}/auth/token"), ("POST", f"{PREFIX}/users"),
+                                    ("POST", dashboard.LOGIN_PATH)],
                        exempt=[f"{PREFIX}/health", f"{PREFIX}/metrics"])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

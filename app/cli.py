@@ -105,7 +105,8 @@ def backtest(
                                                               "(USD for USDJPY)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write stats, equity and trades as JSON")] = None,
     trades_out: Annotated[Path | None, typer.Option("--trades", help="write the trades as CSV")] = None,
-    plot_out: Annotated[Path | None, typer.Option("--plot", help="write a plot (.png or .html)")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot", help="write a plot: .png (a picture) or .html (the "
+                                                                 "interactive report, works offline)")] = None,
     strategies_dir: StrategiesDirOption = None,
     conventions: Annotated[str, typer.Option(help="statistics table: tickbridge | backtesting.py (its definitions "
                                                   "and labels, to compare one to one)")] = "tickbridge",
@@ -142,7 +143,7 @@ def backtest(
         risk_config = load_risk_config(risk)
     if plot_out is not None and plot_out.suffix.lower() not in (".png", ".html"):
         raise ConfigError("plot", f"{plot_out}: use a .png or .html file name")
-    if plot_out is not None:
+    if plot_out is not None and plot_out.suffix.lower() == ".png":  # the .html report needs no matplotlib
         from app.extras import require
         require("plots", "plot")
     frame = load_frame(data, bar, load)
@@ -169,7 +170,11 @@ def backtest(
     if trades_out is not None:
         write_trades_csv(trades_out, result)
         console.print(f"wrote {trades_out}")
-    if plot_out is not None:
+    if plot_out is not None and plot_out.suffix.lower() == ".html":
+        from backtest.report_html import write_report
+        write_report(plot_out, result, stats)
+        console.print(f"wrote {plot_out}")
+    elif plot_out is not None:
         from backtest.plot import plot_result
         plot_result(plot_out, result)
         console.print(f"wrote {plot_out}")

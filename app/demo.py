@@ -222,6 +222,7 @@ def run_demo(settings: DemoSettings, say: Any = print) -> None:
         _drive_through_the_api(base, console)
         say(f"tickbridge demo: store {masked(url)}, API up, bot {DEMO_BOT['id']} trading real EURUSD ticks "
             f"at {settings.speed:g}x")
+        say(f"  dashboard      http://{settings.host}:{settings.port}/   (log in as the trader or subscriber below)")
         say(f"  API docs       {base}/docs   (ReDoc: {base}/redoc; served by the API itself, no internet needed)")
         say(f"  bot status     {base}/bots/{DEMO_BOT['id']}/status   (and /orders /fills /positions /pnl /equity)")
         say(f"  signals        {base}/signals   (stream: {base}/signals/sse, websocket {base}/signals/ws)")

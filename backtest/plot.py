@@ -1,14 +1,15 @@
 """One picture of a backtest: equity, drawdown, and price with the trades on it.
 
-PNG for files and chats, or a self-contained HTML page (the figure embedded as SVG, no CDN).
-Long series are reduced to per-pixel min/max envelopes before drawing, so a million bars plot
-in about the time a thousand do and look the same.
+PNG for files and chats (matplotlib). A .html name writes the interactive report instead
+(backtest/report_html.py: zoom, hover, the trade list; self-contained, offline), which needs no
+matplotlib. Long series are reduced to per-pixel min/max envelopes before drawing, so a million
+bars plot in about the time a thousand do and look the same.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -17,25 +18,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from backtest.report_html import MAX_POINTS, envelope_indices, write_report  # noqa: E402
 from backtest.result import BacktestResult  # noqa: E402
 from engine.errors import ConfigError  # noqa: E402
 
-MAX_POINTS = 4000
+__all__ = ["MAX_POINTS", "envelope", "plot_result"]
 
 
 def envelope(series: pd.Series, buckets: int = MAX_POINTS // 2) -> pd.Series:
     """Keep each bucket's min and max, in time order: a faithful outline of a long series."""
-    n = len(series)
-    if n <= 2 * buckets:
-        return series
-    edges = np.linspace(0, n, buckets + 1).astype(int)
-    keep: list[int] = []
-    values = series.to_numpy()
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        chunk = values[lo:hi]
-        a, b = lo + int(np.argmin(chunk)), lo + int(np.argmax(chunk))
-        keep.extend(sorted((a, b)))
-    return series.iloc[keep]
+    return series.iloc[envelope_indices(series.to_numpy(dtype=np.float64), buckets)]
 
 
 def _figure(result: BacktestResult) -> plt.Figure:
@@ -68,23 +60,18 @@ def _figure(result: BacktestResult) -> plt.Figure:
     return fig
 
 
-def plot_result(path: str | Path, result: BacktestResult) -> None:
+def plot_result(path: str | Path, result: BacktestResult, stats: dict[str, Any] | None = None) -> None:
+    """A .png picture, or for .html the interactive report (with `stats` as its table)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".png", ".html"):
         raise ConfigError("plot", f"{path}: use a .png or .html file name")
+    if suffix == ".html":
+        write_report(path, result, stats)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = _figure(result)
     try:
-        if suffix == ".png":
-            fig.savefig(path, dpi=110)
-        else:
-            buffer = io.StringIO()
-            fig.savefig(buffer, format="svg")
-            svg = buffer.getvalue()
-            svg = svg[svg.index("<svg"):]
-            title = f"{result.meta.get('strategy', 'backtest')} backtest"
-            path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-                            f"<body style='margin:0'>{svg}</body></html>")
+        fig.savefig(path, dpi=110)
     finally:
         plt.close(fig)

@@ -67,7 +67,7 @@ def test_plot_writes_png_and_self_contained_html(run, tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plot_result(tmp_path / "p.html", result)
     html = (tmp_path / "p.html").read_text()
-    assert "<svg" in html and "<script src" not in html and "href=\"http" not in html
+    assert "TickbridgeReport" in html and "<script src" not in html and "href=\"http" not in html
 
 
 def test_plot_with_unknown_extension_is_refused(run, tmp_path):
