@@ -44,12 +44,25 @@ class BacktestResult:
     orders_source: Callable[[], pd.DataFrame] | None = None
     denied: list[dict[str, Any]] = field(default_factory=list)   # orders denied by risk, with reason
     meta: dict[str, Any] = field(default_factory=dict)           # strategy, params, data, path used
-    signals: list[dict[str, Any]] = field(default_factory=list)  # published signals (ml_signal)
+    # the signals the run published (as dicts), built on first read like the orders: a long run
+    # publishes tens of thousands, which most callers (a sweep) never look at
+    signals_source: Callable[[], list[dict[str, Any]]] | None = None
     # entries sized by equity fraction that came to less than the minimum quantity (one unit costs
     # more than the cash...): counted by both paths alike, with the first one's reason and the fix
     unsized_orders: int = 0
     unsized_reason: str | None = None
     _orders: pd.DataFrame | None = field(default=None, repr=False)
+    _signals: list[dict[str, Any]] | None = field(default=None, repr=False)
+
+    @property
+    def signals(self) -> list[dict[str, Any]]:
+        if self._signals is None:
+            self._signals = self.signals_source() if self.signals_source is not None else []
+        return self._signals
+
+    @signals.setter
+    def signals(self, value: list[dict[str, Any]]) -> None:
+        self._signals = value
 
     @property
     def sizing_note(self) -> str | None:

@@ -30,9 +30,8 @@ from engine.oms import OrderManager
 from engine.risk import AccountRisk, RiskConfig, RiskEngine
 from engine.portfolio import Portfolio
 from engine.orders import OrderState
-from engine.signals import MemorySignals
 from strategies.base import SIZE_DP, BarData, Strategy, parse_params, to_raw_any
-from strategies.signals import DirectionSignals, vector_signals
+from strategies.signals import RecordedDirections, vector_signals
 
 FRACTIONAL_STEP = Decimal("0.000001")
 ProgressHook = Callable[[int, int], None]
@@ -159,13 +158,18 @@ def _with_signals(result: BacktestResult, strategy: Strategy, more: list[str], b
     strategy's at each change of the direction it goes to (strategies/signals.py), observed on the
     event path, derived from signals() on the fast path (the same rows, by construction)."""
     published = getattr(getattr(strategy, "signal_sink", None), "signals", None)
-    if published is None:
-        supervisor = strategy.supervisor
-        if isinstance(supervisor, DirectionSignals):
-            published = supervisor.sink.signals  # type: ignore[attr-defined]
+    supervisor = strategy.supervisor
+
+    def signals() -> list[dict[str, Any]]:  # on first read (BacktestResult.signals)
+        if published is not None:
+            made = published
+        elif isinstance(supervisor, RecordedDirections):
+            made = supervisor.signals(strategy)
         else:
-            published = vector_signals(strategy, bot_id, symbol)
-    result.signals = [s.as_dict() for s in published]
+            made = vector_signals(strategy, bot_id, symbol)
+        return [s.as_dict() for s in made]
+
+    result.signals_source = signals
     warnings = [*(getattr(strategy, "warnings", None) or []), *more]  # the strategy's first (the title)
     if warnings:
         result.meta["warnings"] = warnings
@@ -175,7 +179,7 @@ def _with_signals(result: BacktestResult, strategy: Strategy, more: list[str], b
 def _publish_signals(strategy: Strategy, bot_id: str, symbol: str) -> None:
     """A rule strategy's signals, as live publishes them (ml_signal publishes its own)."""
     if not hasattr(strategy, "signal_sink"):
-        strategy.supervise(DirectionSignals(bot_id, symbol, MemorySignals()))
+        strategy.supervise(RecordedDirections(bot_id, symbol))
 
 
 def _prepared(strategy_cls: type[Strategy], params: Any, frame: pd.DataFrame, instrument: Instrument) -> Strategy:

@@ -140,7 +140,10 @@ class OrderManager:
     def has_open(self, tags: frozenset[str]) -> bool:
         """Whether an order tagged with one of `tags` may still be acted on (the go() hot path:
         no list is built)."""
-        return any(o.tag in tags for o in self._open.values())
+        for order in self._open.values():  # a loop, not any(genexpr): go() asks at every decision
+            if order.tag in tags:
+                return True
+        return False
 
     def restore(self, orders: list[Order], fills: list[Fill], next_seq: int) -> None:
         """Rebuild from the store after a restart: orders, the id sequence, and the books,
@@ -174,19 +177,13 @@ class OrderManager:
         if order.parent_id is not None:
             self._children.setdefault(order.parent_id, []).append(order)
         ts = self.clock.now_ns()
-        if ((order.parent_id is not None or order.oco_group is not None or order.is_trailing)
-                and not getattr(self.adapter, "protective_orders", False)):
-            # an adapter that does not say it carries the links would send a bracket's stop-loss as
-            # a plain stop at once: with no position yet, that opens one (issue 17 item 3 maps them)
-            self._record(order, order.transition(OrderState.DENIED, ts, "PROTECTIVE_UNSUPPORTED"))
-            self.denied.append(order)
-            return False
-        if ((order.expire_ns is not None or order.tif is TimeInForce.GTD)
-                and not getattr(self.adapter, "supports_expiry", False)):
-            # an adapter that does not say it honours expiry would leave a GTD order working past its time
-            self._record(order, order.transition(OrderState.DENIED, ts, "EXPIRY_UNSUPPORTED"))
-            self.denied.append(order)
-            return False
+        if (order.parent_id is not None or order.oco_group is not None or order.trail_distance is not None
+                or order.trail_percent is not None or order.expire_ns is not None or order.tif is TimeInForce.GTD):
+            refusal = self._unsupported(order)  # the plain order's path skips this: one test above
+            if refusal is not None:
+                self._record(order, order.transition(OrderState.DENIED, ts, refusal))
+                self.denied.append(order)
+                return False
         if self.risk is not None:
             reason = self.risk.check(order, self.portfolio)
             if reason is not None:
@@ -208,6 +205,19 @@ class OrderManager:
                 raise
             self.on_rejected(order, self.clock.now_ns(), f"SUBMIT_FAILED: {type(error).__name__}")
         return True
+
+    def _unsupported(self, order: Order) -> str | None:
+        """Why the adapter cannot take this order, or None. An adapter that does not say it carries
+        the links would send a bracket's stop-loss as a plain stop at once (with no position yet,
+        that opens one); one that does not say it honours expiry would leave a GTD order working
+        past its time."""
+        if order.parent_id is not None or order.oco_group is not None or order.is_trailing:
+            if not getattr(self.adapter, "protective_orders", False):
+                return "PROTECTIVE_UNSUPPORTED"
+        if order.expire_ns is not None or order.tif is TimeInForce.GTD:
+            if not getattr(self.adapter, "supports_expiry", False):
+                return "EXPIRY_UNSUPPORTED"
+        return None
 
     def cancel(self, order: Order) -> None:
         if order.is_open:

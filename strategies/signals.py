@@ -40,6 +40,31 @@ class DirectionSignals:
         self.published += 1
 
 
+class RecordedDirections:
+    """A Supervisor for backtests: records (bar, direction, fraction) at each change of go()'s
+    direction and makes the Signals only when they are read (`signals()`): the same signals as
+    DirectionSignals, at a fraction of the cost inside the event loop."""
+
+    muted = False
+
+    def __init__(self, bot_id: str, symbol: str) -> None:
+        self.bot_id = bot_id
+        self.symbol = symbol
+        self.last_direction: int | None = None
+        self.changes: list[tuple[int, int, Decimal | None]] = []
+
+    def on_go(self, strategy: Strategy, direction: int, fraction: Decimal | None) -> None:
+        if direction != self.last_direction:
+            self.last_direction = direction
+            self.changes.append((strategy.i, direction, fraction))
+
+    def signals(self, strategy: Strategy) -> list[Signal]:
+        data = strategy.data
+        return [direction_signal(self.bot_id, self.symbol, strategy, direction, fraction,
+                                 at=(int(data.time[i]), float(data.close[i])))
+                for i, direction, fraction in self.changes]
+
+
 def direction_signal(bot_id: str, symbol: str, strategy: Strategy, direction: int,
                      fraction: Decimal | None, at: tuple[int, float] | None = None) -> Signal:
     """The Signal of go(direction, fraction) at the strategy's current bar (its time and close),

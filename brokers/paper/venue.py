@@ -184,14 +184,16 @@ class SimulatedVenue:
         assert sink is not None, "venue not connected"
         sink.on_submitted(order, self._ts)
         reason = self._validate(order)
-        if reason is None and (order.parent_id is not None or order.oco_group is not None or order.is_trailing):
+        linked = (order.parent_id is not None or order.oco_group is not None or order.trail_distance is not None
+                  or order.trail_percent is not None)  # is_trailing, inlined: this is every order's path
+        if reason is None and linked:
             reason = self._validate_links(order)
         if reason is not None:
             sink.on_rejected(order, self._ts, reason)
             return
         if order.type is not OrderType.MARKET or order.parent_id is not None:
             sink.on_accepted(order, self._ts)  # a child market order rests (held) too
-        if order.parent_id is not None or order.oco_group is not None or order.is_trailing:
+        if linked:
             self._link(order)
             return
         self._work(order)
