@@ -104,6 +104,7 @@ class PaperAdapter:
             venue.connect(self._book)
         self._book.downstream = self._link
         self._marks: dict[str, Decimal] = {}
+        self._quote: tuple[int, int] | None = None  # the last (bid, ask) of on_quote, raw: a mark on read
         for client_order_id in self._book.orders:
             self._count_fills(client_order_id)
 
@@ -195,6 +196,7 @@ class PaperAdapter:
         raw_bid, raw_ask = int(bid.scaleb(s.price_dp)), int(ask.scaleb(s.price_dp))
         raw_size = int(size.scaleb(s.qty_dp))
         self._marks[self.instrument.symbol] = (bid + ask) / 2
+        self._quote = None
         if isinstance(self.venue, DurablePaperVenue):
             self.venue.on_tick(self.venue.last_tick_seq + 1 if seq is None else seq, raw_bid, raw_ask, raw_size, ts)
         else:
@@ -209,7 +211,7 @@ class PaperAdapter:
         raw_bid, raw_ask = raw_price(tick.bid, s.price_dp, s.price_step), raw_price(tick.ask, s.price_dp, s.price_step)
         raw_size = 0 if tick.size != tick.size else int(tick.size * 10**s.qty_dp)
         if raw_bid and raw_ask:
-            self._marks[self.instrument.symbol] = (s.price(raw_bid) + s.price(raw_ask)) / 2
+            self._quote = raw_bid, raw_ask  # the Decimal mid is made when account() reads it, not per tick
         if isinstance(self.venue, DurablePaperVenue):
             self.venue.on_tick(self.venue.last_tick_seq + 1 if seq is None else seq, raw_bid, raw_ask, raw_size,
                                tick.ts)
@@ -249,6 +251,10 @@ class PaperAdapter:
         return out
 
     def account(self) -> AccountSnapshot:
+        if self._quote is not None:
+            s = self.instrument.scales
+            self._marks[self.instrument.symbol] = (s.price(self._quote[0]) + s.price(self._quote[1])) / 2
+            self._quote = None
         account = self._sim.account
         if self.instrument.on_margin:  # balance + floating P&L; buying power is the free margin
             s = self.instrument.scales
