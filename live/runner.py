@@ -159,6 +159,7 @@ class BotRunner:
         self._ticks = 0
         self._last_tick_ts: int | None = None
         self._replay = hasattr(parts.feed, "wake")  # a pull feed of (seq, tick)
+        self._paced = bool(getattr(parts.feed, "speed", 0))
         self._simulated = isinstance(parts.clock, SimulatedClock)
         self._quote = getattr(parts.adapter, "on_quote", None)
         self._day = -1
@@ -257,6 +258,9 @@ class BotRunner:
                     if event is None:  # the replay is over
                         self._end_of_replay()
                         return
+                    if not self.inbox.empty():  # a command woke the paced feed: it goes before the tick
+                        pending = event
+                        continue
             self._handle(event)
 
     def _rebuild(self, source: Iterator[TickReceived]) -> TickReceived | None:
@@ -375,7 +379,7 @@ class BotRunner:
                 journal.set_checkpoint(seq)
                 if journal.pending or seq % CHECKPOINT_EVERY == 0:
                     journal.flush()
-            if self._ticks % 64 == 0:
+            if self._ticks % 64 == 0 or self._paced:  # flat out: every 64th; paced: each tick
                 self._publish(HALTED if self.halted else RUNNING)
                 if self._account is not None:
                     self._account.publish(self.gate)
