@@ -66,6 +66,10 @@ class MT5Harness:
     def drive_market(self) -> None:
         self.fake.set_tick(self.symbol, BID, ASK)
 
+    def move_price(self, price: Decimal) -> None:
+        """The market trades at `price`: the terminal closes positions whose SL/TP it reaches."""
+        self.fake.set_tick(self.symbol, float(price), float(price))
+
     def fill(self, client_order_id: str, qty: Decimal | None = None) -> None:
         if client_order_id.startswith(EXTERNAL_PREFIX):  # a person's order (place_external_order)
             ticket = int(client_order_id[len(EXTERNAL_PREFIX):])

@@ -72,6 +72,10 @@ class PaperHarness:
             return
         self._quote(price, price, size)
 
+    def move_price(self, price: Decimal) -> None:
+        """The market trades at `price`: the venue fills the working exits it reaches."""
+        self._quote(price, price)
+
     def _quote(self, bid: Decimal, ask: Decimal, size: Decimal = Decimal(0)) -> None:
         self._adapter.on_tick(bid, ask, size, self._now())
 
