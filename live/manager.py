@@ -46,6 +46,9 @@ VenueOpener = Callable[[BotConfig], tuple[Any, Any, list[Callable[[], Any]]]]
 DEFAULT_TIMEOUT_S = 120.0
 
 
+RECORD_WAIT_S = 5.0  # how long status() waits for a finished bot's stop reason to be written
+
+
 class BotManager:
     """In-process BotControl. `close()` stops every bot and writes the session recording."""
 
@@ -350,8 +353,13 @@ class BotManager:
             if stored is None:
                 raise UnknownBot(bot_id)
             return {**stored, "active": False}
+        thread = self._threads[bot_id]
+        if thread.is_alive() and runner.finishing and runner.stop_reason is None:
+            # run() has returned and the thread is writing why the bot stopped (_record_stop): a
+            # moment, so this answer has the reason rather than STOPPED with none
+            thread.join(RECORD_WAIT_S)
         status = runner.status()
-        alive = self._threads[bot_id].is_alive()
+        alive = thread.is_alive()
         if stored is not None:
             status["holdings"] = stored["holdings"]
             if alive and status["position"]:  # the row is written at stops; the runner knows now

@@ -163,6 +163,9 @@ def replay_through_runner(config: BotConfig, instrument: Instrument, ticks: Tick
     strategy.attach(None, symbol)  # type: ignore[arg-type]
     strategy.connect(oms)
     driver = StrategyDriver(strategy, oms, symbol, config.bar, signals, gate)
+    # the session's own stop actions (a cancel on stop) are in `events`; the replay's end is not a
+    # stop (a SIGKILLed session never cancelled anything): it keeps what is open
+    config = config.model_copy(update={"on_stop": "keep"})
     runner = BotRunner(BotParts(config, ReplayFeed(ticks, symbol, 0.0), adapter, sink, inbox, clock, None, oms,
                                 instrument, driver, guard, gate, scheduled=_events_as_actions(events)))
     runner.run()

@@ -150,6 +150,7 @@ class BotRunner:
         self.halted = False
         self.kill_only: str | None = None  # set before run(): kill a stopped bot (reason), then stop
         self.feed_ended = False            # a replayed feed ran out (not a stop): END_OF_FEED
+        self.finishing = False             # set as the bot starts to stop: its stop reason comes next
         self.stop_reason: str | None = None  # set by the manager when the thread ends (live.books)
         self.stop_message = ""
         self.report: ReconciliationReport | None = None
@@ -194,6 +195,7 @@ class BotRunner:
             self._finish()
         except BaseException as exc:
             self.error = exc
+            self.finishing = True
             self._publish(STOPPED)
             raise
         finally:
@@ -436,6 +438,7 @@ class BotRunner:
     def _finish(self) -> None:
         """A clean stop: open orders cancelled or kept per on_stop (a halted bot's remaining orders
         are its flattening ones: kept), the venue's answers taken, everything flushed, a summary."""
+        self.finishing = True
         oms = self.oms
         cancelled = 0
         if self.config.on_stop == "cancel" and not self.halted and oms.open_orders:
