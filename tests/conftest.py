@@ -26,6 +26,20 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it installed, pytest ignores this
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`make test` runs `pytest -n auto`: one worker per CPU this process may run on
+    (os.sched_getaffinity: a CI container confined to 2 of a host's 64 CPUs gets 2), not per CPU
+    the host has, which is what xdist counts when psutil happens to be installed. Most tests wait
+    on bots, subprocesses, sockets and databases, so two workers on two cores roughly halve the suite's
+    wall time. PYTEST_XDIST_AUTO_NUM_WORKERS still overrides (xdist reads it when we answer None)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # no affinity to read (macOS)
+
+
 @dataclass
 class Harness:
     """A venue, an OMS and the engine's portfolio, wired like a backtest."""

@@ -57,8 +57,9 @@ def test_a_second_runtime_cannot_start_a_bot_the_first_runs(ticks, tmp_path, dat
     bot = parse_bot_config(sma_bot(params=TRADES_OFTEN))
     state = tmp_path / "var"  # two workers of one deployment: one store, one state directory
     log = venue_log_path(state, resolve_url(database_url), "sma1")
-    first = BotManager(FeedConfig(path=str(ticks), speed=300), database_url, state, record=False)
-    second = BotManager(FeedConfig(path=str(ticks), speed=300), database_url, state, record=False)
+    # paced so the first still runs when the second asks (~6 s for the slice), and trades to its end
+    first = BotManager(FeedConfig(path=str(ticks), speed=1000), database_url, state, record=False)
+    second = BotManager(FeedConfig(path=str(ticks), speed=1000), database_url, state, record=False)
     try:
         first.start(bot)
         with pytest.raises(BotLeased) as refused:
