@@ -53,7 +53,7 @@ from strategies import get_strategy
 from strategies.base import Strategy
 
 __all__ = ["HALTED", "RUNNING", "STOPPED", "BotRunner", "Snapshot", "paper_bot", "venue_log_path", "make_gate",
-           "guarded_prices", "build_instrument", "instrument_meta", "paper_venue_name", "stored_status"]
+           "guarded_prices", "trading_core", "build_instrument", "instrument_meta", "paper_venue_name", "stored_status"]
 
 FRACTIONAL_STEP = Decimal("0.000001")
 
@@ -121,6 +121,26 @@ def make_gate(config: BotConfig, clock: Any, instrument: Instrument, last_price:
                       {instrument.symbol: instrument}, last_price=last_price, reference_price=reference_price)
 
 
+def trading_core(config: BotConfig, clock: Any, adapter: Any, instrument: Instrument, guard: TickGuard,
+                 journal: Any, signals: Any, store: Any = None,
+                 strategy: Strategy | None = None) -> tuple[OrderManager, RiskEngine | None, StrategyDriver]:
+    """What every runner is built around, the same for paper bots, live venues and parity's
+    replay: the OMS (unconnected: the runner restores and reconciles before any report reaches
+    it), the risk engine when the bot has limits (reading its prices from `guard`; the account's
+    shared through `store` when there is one), and the strategy's driver."""
+    oms = OrderManager(config.id, clock, adapter, Portfolio.for_instrument(config.cash, instrument),
+                       {config.symbol: instrument}, journal=journal, connect=False)
+    gate = make_gate(config, clock, instrument, *guarded_prices(guard, instrument), store=store)
+    if gate is not None:
+        gate.bind(oms)
+        oms.risk = gate
+    if strategy is None:
+        strategy = get_strategy(config.strategy)(config.strategy_params())
+    strategy.attach(None, config.symbol)  # type: ignore[arg-type]
+    strategy.connect(oms)
+    return oms, gate, StrategyDriver(strategy, oms, config.symbol, config.bar, signals, gate)
+
+
 def guarded_prices(guard: TickGuard, instrument: Instrument) -> tuple[Any, Any]:
     """The risk engine's last price and price-band reference, both read from the tick guard at
     check time: the last admitted mid and the median of the recent admitted mids, on the grid. A
@@ -173,18 +193,9 @@ def paper_bot(config: BotConfig, table: TickTable | None, speed: float, database
         adapter.connect(sink)
         clock = SimulatedClock()
         guard = TickGuard(config.tick_guard)  # only ticks it admits reach the venue, the marks and the strategy
-        oms = OrderManager(config.id, clock, adapter, Portfolio.for_instrument(config.cash, instrument),
-                           {symbol: instrument}, journal=journal, connect=False)
-        gate = make_gate(config, clock, instrument, *guarded_prices(guard, instrument), store=engine)
-        if gate is not None:
-            gate.bind(oms)
-            oms.risk = gate
         signals = SqlSignals(engine)
-        if strategy is None:
-            strategy = get_strategy(config.strategy)(params)
-        strategy.attach(None, symbol)  # type: ignore[arg-type]
-        strategy.connect(oms)
-        driver = StrategyDriver(strategy, oms, symbol, config.bar, signals, gate)
+        oms, gate, driver = trading_core(config, clock, adapter, instrument, guard, journal, signals, engine,
+                                         strategy)
     except BaseException:
         adapter.close()
         engine.dispose()

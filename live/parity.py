@@ -48,18 +48,15 @@ from engine.clock import SimulatedClock
 from engine.errors import ConfigError
 from engine.instrument import Instrument
 from engine.money import FeeModel, Slippage
-from engine.oms import OrderManager
 from engine.orders import Fill, Order
-from engine.portfolio import Portfolio
 from engine.signals import MemorySignals, Signal
 from engine.store.db import make_engine
 from engine.store.journal import SqlJournal
 from engine.store.signals import SqlSignals
 from engine.tick_guard import TickGuard
 from live.bars import bar_width_ns
-from live.bot import guarded_prices, make_gate
+from live.bot import guarded_prices, make_gate, trading_core
 from live.config import BotConfig, parse_bot_config
-from live.driver import StrategyDriver
 from live.events import QueuedSink
 from live.feed import ReplayFeed, TickTable
 from live.recorder import META_FILE, read_session
@@ -152,17 +149,8 @@ def replay_through_runner(config: BotConfig, instrument: Instrument, ticks: Tick
     adapter.connect(sink)
     clock = SimulatedClock()
     guard = TickGuard(config.tick_guard)
-    oms = OrderManager(config.id, clock, adapter, Portfolio.for_instrument(config.cash, instrument),
-                       {symbol: instrument}, connect=False)
-    gate = make_gate(config, clock, instrument, *guarded_prices(guard, instrument))
-    if gate is not None:
-        gate.bind(oms)
-        oms.risk = gate
     signals = MemorySignals()
-    strategy = get_strategy(config.strategy)(config.strategy_params())
-    strategy.attach(None, symbol)  # type: ignore[arg-type]
-    strategy.connect(oms)
-    driver = StrategyDriver(strategy, oms, symbol, config.bar, signals, gate)
+    oms, gate, driver = trading_core(config, clock, adapter, instrument, guard, None, signals)  # no store
     # the session's own stop actions (a cancel on stop) are in `events`; the replay's end is not a
     # stop (a SIGKILLed session never cancelled anything): it keeps what is open
     config = config.model_copy(update={"on_stop": "keep"})

@@ -18,20 +18,16 @@ from typing import Any, Callable
 from engine.account_risk import account_key, record_venue_positions
 from engine.clock import LiveClock
 from engine.errors import ConfigError
-from engine.oms import OrderManager
-from engine.portfolio import Portfolio
 from engine.reconcile import ReconciliationReport
 from engine.store.db import check_connection, make_engine
 from engine.store.journal import SqlJournal
 from engine.store.signals import SqlSignals
 from engine.tick_guard import TickGuard
-from live.bot import guarded_prices, make_gate, stored_status
+from live.bot import stored_status, trading_core
 from live.config import BotConfig
-from live.driver import StrategyDriver
 from live.events import QueuedSink
 from live.lease import BotLease
 from live.runner import HALTED, BotParts, BotRunner, Restored, ensure_bot_row
-from strategies import get_strategy
 
 
 def venue_bot(config: BotConfig, database_url: str, adapter: Any, feed: Any,
@@ -54,18 +50,9 @@ def venue_bot(config: BotConfig, database_url: str, adapter: Any, feed: Any,
         instrument = instruments[config.symbol]
         clock = LiveClock()
         guard = TickGuard(config.tick_guard)  # only ticks it admits reach the strategy, marks and risk
-        oms = OrderManager(config.id, clock, adapter, Portfolio.for_instrument(config.cash, instrument),
-                           {config.symbol: instrument}, journal=journal, connect=False)
-        gate = make_gate(config, clock, instrument, *guarded_prices(guard, instrument), store=engine)
-        if gate is not None:
-            gate.bind(oms)
-            oms.risk = gate
         ensure_bot_row(engine, config)
         signals = SqlSignals(engine)
-        strategy = get_strategy(config.strategy)(config.strategy_params())
-        strategy.attach(None, config.symbol)  # type: ignore[arg-type]
-        strategy.connect(oms)
-        driver = StrategyDriver(strategy, oms, config.symbol, config.bar, signals, gate)
+        oms, gate, driver = trading_core(config, clock, adapter, instrument, guard, journal, signals, engine)
     except BaseException:
         for closing in closers:
             try:

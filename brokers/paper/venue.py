@@ -246,11 +246,7 @@ class SimulatedVenue:
         if price is not None:
             if live.type is OrderType.MARKET:
                 return RejectReason.UNSUPPORTED
-            try:
-                raw = to_raw(price, s.price_dp)
-            except ValueError:
-                return RejectReason.PRICE_OFF_GRID
-            if raw % s.price_step or raw <= 0:
+            if self._off_grid(price):
                 return RejectReason.PRICE_OFF_GRID
         if qty is not None:
             try:
@@ -450,6 +446,15 @@ class SimulatedVenue:
             order.stop_price = s.price(level)
 
     # -- validation at submit -------------------------------------------------------------------
+    def _off_grid(self, price: Decimal) -> bool:
+        """A price that is not positive, or not a multiple of the tick (what submit and amend refuse)."""
+        s = self.scales
+        try:
+            raw = to_raw(price, s.price_dp)
+        except ValueError:
+            return True
+        return raw <= 0 or raw % s.price_step != 0
+
     def _validate(self, order: Order) -> str | None:
         s = self.scales
         if order.symbol != self.instrument.symbol:
@@ -468,13 +473,8 @@ class SimulatedVenue:
         elif order.parent_id is None and (order.equity_fraction is None or order.type is not OrderType.MARKET):
             return RejectReason.UNSUPPORTED  # (a child without a quantity is sized by its parent's fills)
         for price in (order.limit_price, order.stop_price):
-            if price is not None:
-                try:
-                    raw = to_raw(price, s.price_dp)
-                except ValueError:
-                    return RejectReason.PRICE_OFF_GRID
-                if raw % s.price_step or raw <= 0:
-                    return RejectReason.PRICE_OFF_GRID
+            if price is not None and self._off_grid(price):
+                return RejectReason.PRICE_OFF_GRID
         if missing_price(order):
             return RejectReason.PRICE_MISSING
         if order.expire_ns is not None or order.tif is TimeInForce.GTD:
