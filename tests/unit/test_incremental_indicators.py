@@ -62,16 +62,19 @@ def backtest_values(cls: type[Strategy], bars: pd.DataFrame) -> Strategy:
     return strategy
 
 
-_rows: dict[int, list[Bar]] = {}
+# the frame is kept beside its rows: keyed by id() alone, a frame freed after its module fixture
+# could lend its id to the next series, which then read the old one's bars (seen under xdist)
+_rows: dict[int, tuple[pd.DataFrame, list[Bar]]] = {}
 
 
 def bar_of(bars: pd.DataFrame, i: int) -> Bar:
     """Bar i of a frame, as the driver appends it to its history."""
-    if id(bars) not in _rows:
+    cached = _rows.get(id(bars))
+    if cached is None or cached[0] is not bars:
         columns = [bars[c].tolist() for c in ("open", "high", "low", "close", "volume")]
-        _rows[id(bars)] = [Bar("X", t, t + 1, *values)
-                           for t, *values in zip(bars.index.as_unit("ns").asi8.tolist(), *columns)]
-    return _rows[id(bars)][i]
+        cached = _rows[id(bars)] = (bars, [Bar("X", t, t + 1, *values)
+                                           for t, *values in zip(bars.index.as_unit("ns").asi8.tolist(), *columns)])
+    return cached[1][i]
 
 
 def same_bits(live: list[float], batch: np.ndarray) -> bool:
