@@ -39,6 +39,8 @@ from api import dashboard, errors
 from api.deps import AppContext
 from api.metrics import Metrics, MetricsMiddleware, TicksDroppedCollector
 from api.middleware import BodyLimit, ConcurrencyLimit, SecurityHeaders
+from api.notify.dispatcher import Dispatcher
+from api.notify.router import router as notifications_router
 from api.ratelimit import RateLimiter
 from api.routers import accounts, auth, backtests, bots, data, health, signals, subscriptions, users
 from api.security import Vault
@@ -152,11 +154,16 @@ def create_app(settings: Settings | None = None, bot_control: BotControl | None 
         await asyncio.to_thread(backtests.fail_interrupted, ctx)  # a restart lost the pool's jobs
         ctx.hub = SignalHub(engine, settings.poll_interval_s, metrics)
         await ctx.hub.start()
+        if settings.notify_enabled:  # one notification dispatcher per process (api/notify)
+            ctx.extra["notify"] = Dispatcher(engine, settings, ctx.vault)
+            await ctx.extra["notify"].start()
         metrics_server = metrics.serve(settings.metrics_port) if settings.metrics_port is not None else None
         try:
             yield
         finally:
             await ctx.hub.stop()
+            if ctx.extra.get("notify") is not None:
+                await ctx.extra.pop("notify").stop()
             if metrics_server is not None:
                 metrics_server.shutdown()
                 metrics_server.server_close()
@@ -174,6 +181,9 @@ def create_app(settings: Settings | None = None, bot_control: BotControl | None 
     install_docs(app)
     for module in (auth, users, bots, accounts, data, subscriptions, signals, backtests, health):
         app.include_router(module.router, prefix=PREFIX)
+    app.include_router(notifications_router, prefix=PREFIX)
+    from api.routers import bars  # a bot's candles (helper S's router)
+    app.include_router(bars.router, prefix=PREFIX)
     dashboard.install(app)  # the web dashboard at / (api/dashboard): pages, its session cookie, assets
     # innermost first: the slot is taken after the body is in, and the metrics see every answer
     app.add_middleware(ConcurrencyLimit, limit=settings.api_threads, queue=settings.api_queue,

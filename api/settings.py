@@ -76,6 +76,22 @@ class Settings:
     body_timeout_s: float = 10.0
     metrics_token: str | None = None
     metrics_port: int | None = None
+    # notifications (api/notify): the dispatcher, its channels and their limits
+    notify_enabled: bool = True            # run the dispatcher in this process
+    notify_interval_s: float = 1.0         # how often it reads new events and due deliveries
+    notify_allowed_networks: tuple[str, ...] = ()  # webhook hosts in these CIDRs pass the private-address refusal
+    notify_http_timeout_s: float = 10.0    # per webhook / Telegram request
+    notify_max_attempts: int = 6           # per delivery, the first one included
+    notify_backoff_s: float = 2.0          # first retry delay; doubles per attempt, plus up to 50 % jitter
+    notify_backoff_max_s: float = 900.0
+    telegram_api_base: str = "https://api.telegram.org"
+    smtp_host: str | None = None           # no host: email rules are refused (422 naming the channel)
+    smtp_port: int = 25
+    smtp_from: str = "tickbridge@localhost"
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout_s: float = 10.0
 
     @property
     def pool_size(self) -> int:
@@ -102,6 +118,14 @@ class Settings:
             if getattr(api, key) is not None:
                 values[name] = getattr(api, key)
         values.update(_limits(api))
+        for key in ("notify_enabled", "telegram_api_base", "smtp_host", "smtp_port", "smtp_from", "smtp_starttls",
+                    "smtp_user"):
+            if getattr(api, key) is not None:
+                values[key] = getattr(api, key)
+        if api.notify_allowed_networks:
+            values["notify_allowed_networks"] = api.notify_allowed_networks
+        if api.smtp_password is not None:
+            values["smtp_password"] = api.smtp_password.get_secret_value()
         return cls(**values)  # type: ignore[arg-type]
 
 

@@ -16,6 +16,8 @@ Fields per venue (required in capitals in the table of VENUE_FIELDS below):
           (binanceusdm) optional LEVERAGE (1-125) and MARGIN_MODE (isolated / cross), which the
           adapter sets on every symbol it trades (brokers/ccxt/futures.py)
 - alpaca: API_KEY, SECRET_KEY; optional PAPER (default true: live trading is an explicit choice)
+          and EXTENDED_HOURS (default false; true sends limit DAY orders with extended_hours,
+          the only ones Alpaca takes it on: brokers/alpaca/mapping.py extended_hours)
 - mt5:    LOGIN (a number), PASSWORD, SERVER; optional BRIDGE_HOST, BRIDGE_PORT (mt5linux) or PATH
 - paper:  none
 A missing field is refused with the account and the field named, before anything connects.
@@ -38,11 +40,11 @@ CCXT_CREDENTIALS = {"apiKey": "api_key", "secret": "secret", "password": "passwo
 CCXT_SETTINGS = ("leverage", "margin_mode")  # account settings, not secrets: passed to the adapter as such
 VENUE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # (required, optional)
     "ccxt": (("exchange",), (*CCXT_CREDENTIALS.values(), "sandbox", *CCXT_SETTINGS)),  # + ccxt_required
-    "alpaca": (("api_key", "secret_key"), ("paper",)),
+    "alpaca": (("api_key", "secret_key"), ("paper", "extended_hours")),
     "mt5": (("login", "password", "server"), ("bridge_host", "bridge_port", "path")),
     "paper": ((), ()),
 }
-FLAGS = ("paper", "sandbox")
+FLAGS = ("paper", "sandbox", "extended_hours")
 MAX_VALUE_CHARS = 4096
 
 
@@ -196,7 +198,8 @@ def make_adapter(venue: str, account: str, symbols: Sequence[str], sources: Sequ
         from brokers.alpaca.adapter import AlpacaAdapter
 
         return AlpacaAdapter(found["api_key"], found["secret_key"], list(symbols),
-                             paper=_flag(found.get("paper"), True))
+                             paper=_flag(found.get("paper"), True),
+                             extended_hours=_flag(found.get("extended_hours"), False))
     from brokers.mt5.adapter import MT5Adapter
 
     try:

@@ -6,6 +6,11 @@ PENDING_SUBMIT *before* the adapter sees it (the write-ahead rule that lets a re
 order it may have sent), then handed to the adapter. The adapter reports back through the
 ExecutionSink methods; each transition is journaled; fills are de-duplicated by execution id and
 booked into the portfolio.
+
+A protective link or trail the adapter does not carry (its capability flags) is emulated rather
+than refused: the order is checked and journaled, then held here, never sent, and triggered on the
+bot's ticks (engine/emulation.py). A restart parks such orders while reconciling (no venue knows
+them) and `rearm()` puts them back to work before the first new tick.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from engine.errors import InvalidTransition
 from engine.clock import Clock
+from engine.emulation import EMULATED, Emulator
 from engine.instrument import Instrument
 from engine.orders import (TERMINAL_STATES, Fill, Order, OrderEvent, OrderState, TimeInForce, amend_terms,
                            protective_qty)
@@ -113,12 +119,34 @@ class OrderManager:
         self._seq = start_seq
         self._execution_ids: set[str] = set()
         self._children: dict[str, list[Order]] = {}  # parent id -> its protective children (issue 17)
+        # emulated orders (engine/emulation.py): `_emulating` once there is one (the plain path
+        # skips the emulator's hooks); `_parked`: restored ones reconciliation must not see, until rearm()
+        self.emulator = Emulator(self)
+        self._emulating = False
+        self._parked: dict[str, Order] = {}
         if connect:
             adapter.connect(self)
 
     def connect(self) -> None:
-        """Become the adapter's sink (after `restore`, on a restart)."""
+        """Become the adapter's sink (after `restore` and reconciliation, on a restart); re-arms
+        the restored emulated orders."""
+        self.rearm()
         self.adapter.connect(self)
+
+    def rearm(self) -> list[Order]:
+        """Put the emulated orders `restore` parked back to work (after reconciliation, before the
+        first new tick: the runner calls this); returns them. Idempotent."""
+        parked = list(self._parked.values())
+        self._parked.clear()
+        for order in parked:
+            self._open[order.client_order_id] = order
+        return parked
+
+    def on_quote(self, tick: Any) -> None:
+        """A guarded tick of the bot's feed: the emulated orders trigger or trail on it (the runner
+        calls this before the venue and the strategy see the tick)."""
+        if self._emulating:
+            self.emulator.on_quote(tick)
 
     def next_client_order_id(self) -> str:
         """Deterministic and unique per bot: the bot id and a sequence that only grows."""
@@ -155,13 +183,17 @@ class OrderManager:
         self._seq = max(self._seq, next_seq)
         for order in orders:
             self.orders[order.client_order_id] = order
-            if not order.is_terminal:
+            if order.emulated or order.trigger_of is not None:
+                self._emulating = True
+            if order.emulated and not order.is_terminal:
+                self._parked[order.client_order_id] = order  # never at a venue: not reconciled, re-armed
+            elif not order.is_terminal:
                 self._open[order.client_order_id] = order
             if order.parent_id is not None:
                 self._children.setdefault(order.parent_id, []).append(order)
         track = getattr(self.adapter, "track", None)  # a restarted adapter learns the orders' links (Alpaca legs)
         if track is not None:
-            track(orders)
+            track([o for o in orders if not o.emulated])
         for fill in fills:
             if fill.execution_id in self._execution_ids:
                 continue
@@ -179,6 +211,10 @@ class OrderManager:
         ts = self.clock.now_ns()
         if (order.parent_id is not None or order.oco_group is not None or order.trail_distance is not None
                 or order.trail_percent is not None or order.expire_ns is not None or order.tif is TimeInForce.GTD):
+            if (order.parent_id is not None or order.oco_group is not None or order.is_trailing) \
+                    and self.emulator.needs(order):
+                order.emulated = True  # held here, never sent (engine/emulation.py)
+                self._emulating = True
             refusal = self._unsupported(order)  # the plain order's path skips this: one test above
             if refusal is not None:
                 self._record(order, order.transition(OrderState.DENIED, ts, refusal))
@@ -191,6 +227,12 @@ class OrderManager:
                 self.denied.append(order)
                 return False
         self._record(order, order.transition(OrderState.PENDING_SUBMIT, ts))
+        if order.emulated:
+            self._record(order, order.transition(OrderState.ACCEPTED, ts, EMULATED))
+            if self.journal is not None:
+                self.journal.flush()
+            self.emulator.held(order)
+            return True
         if self.journal is not None:
             self.journal.flush()  # write-ahead: durable before any venue can have seen it
         try:
@@ -211,21 +253,27 @@ class OrderManager:
         the links would send a bracket's stop-loss as a plain stop at once (with no position yet,
         that opens one); one that does not say it honours expiry would leave a GTD order working
         past its time."""
-        if order.parent_id is not None or order.oco_group is not None or order.is_trailing:
+        if (order.parent_id is not None or order.oco_group is not None or order.is_trailing) and not order.emulated:
             if not getattr(self.adapter, "protective_orders", False):
                 return "PROTECTIVE_UNSUPPORTED"
         if order.expire_ns is not None or order.tif is TimeInForce.GTD:
-            if not getattr(self.adapter, "supports_expiry", False):
-                return "EXPIRY_UNSUPPORTED"
+            if order.emulated or not getattr(self.adapter, "supports_expiry", False):
+                return "EXPIRY_UNSUPPORTED"  # an emulated order never meets the venue's clock
         return None
 
     def cancel(self, order: Order) -> None:
-        if order.is_open:
+        if order.emulated:
+            own = self.orders.get(order.client_order_id, order)
+            if own.is_open:
+                self.emulator.cancel(own)  # held here: canceled here
+        elif order.is_open or (order.state is OrderState.PENDING_SUBMIT and order.parent_id is not None):
+            # a bracket child waiting in the adapter for its entry's fill (Alpaca, ccxt) is the
+            # adapter's to drop: it was never sent
             self.adapter.cancel(order)
 
     def cancel_all(self) -> None:
         for order in self.open_orders:
-            self.adapter.cancel(order)
+            self.cancel(order)
 
     def amend(self, order: Order, price: "Decimal | None" = None, qty: "Decimal | None" = None) -> str | None:
         """Change a working order's price and/or quantity (engine.orders.amend_terms says which
@@ -236,6 +284,13 @@ class OrderManager:
         own = self.orders.get(order.client_order_id)
         if own is None or own.is_terminal or own.state is OrderState.PENDING_SUBMIT:
             return "NOT_WORKING"
+        if own.emulated:  # held here: its terms are ours to change (a restart reads them from the store)
+            amend_terms(own, price, qty)
+            terms = " ".join(f"{k}={v}" for k, v in (("price", price), ("qty", qty)) if v is not None)
+            self._note(own, f"AMENDED {terms}")
+            if self.journal is not None:
+                self.journal.flush()
+            return None
         amend = getattr(self.adapter, "amend", None)
         if amend is None:
             return "UNSUPPORTED"
@@ -341,6 +396,8 @@ class OrderManager:
             return  # a repeated report (a reconnect replays what reconciliation already booked)
         self._record(own, own.transition(OrderState.REJECTED, ts, str(reason)))
         self.rejected.append(own)
+        if self._emulating:
+            self.emulator.on_done(own)
 
     def on_canceled(self, order: Order, ts: int, reason: str | None) -> None:
         if self._foreign(order):
@@ -349,6 +406,8 @@ class OrderManager:
         if own.is_terminal:
             return  # as above; a cancel reported after the last fill changes nothing either
         self._record(own, own.transition(OrderState.CANCELED, ts, None if reason is None else str(reason)))
+        if self._emulating:
+            self.emulator.on_done(own)
 
     def on_fill(self, order: Order, fill: Fill, bar: int) -> None:
         if fill.execution_id in self._execution_ids:
@@ -379,13 +438,17 @@ class OrderManager:
         if self.journal is not None:
             self.journal.record_fill(own, fill)
             self.journal.record_position(self.portfolio, fill.symbol, fill.ts)
-        for listener in self.fill_listeners:
+        if self._emulating:
+            self.emulator.on_fill(own, fill)
+        for listener in tuple(self.fill_listeners):  # a listener may remove itself (engine.controls)
             listener(own, fill, closed)
 
     def _record(self, order: Order, event: OrderEvent) -> None:
         if order.state in TERMINAL_STATES:
             self._open.pop(order.client_order_id, None)
-        else:
+            if self._parked:
+                self._parked.pop(order.client_order_id, None)
+        elif not self._parked or order.client_order_id not in self._parked:
             self._open[order.client_order_id] = order
         if self.journal is not None:
             self.journal.record_event(order, event)

@@ -125,6 +125,15 @@ class Order:
     # A working order's expiry (tif GTD): ns UTC. The venue ends it at the first bar/tick (or server
     # time) at or after this moment, reported as a cancel with reason EXPIRED.
     expire_ns: int | None = None
+    # Emulation (issue 17 item 3, engine/emulation.py). `emulated`: the OMS holds this order itself
+    # (its venue lacks the link or the trail) and watches the bot's ticks for its trigger; it never
+    # reaches a venue and protects only while the bot runs. `trigger_of`: on the market order an
+    # emulated order sent when triggered, that order's client id (its fills are that order's).
+    # `stop_attached`: an entry whose bracket stop follows in the same linked() block (the risk
+    # rule require_stop reads it; not journaled: the check happens once, at submit).
+    emulated: bool = False
+    trigger_of: str | None = None
+    stop_attached: bool = False
     events: list[OrderEvent] = field(default_factory=list)
 
     @property
@@ -177,6 +186,8 @@ class Order:
             "trail_distance": None if self.trail_distance is None else str(self.trail_distance),
             "trail_percent": None if self.trail_percent is None else str(self.trail_percent),
             "expire_ns": self.expire_ns,
+            "emulated": self.emulated,
+            "trigger_of": self.trigger_of,
         }
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 
+from engine.charges import AccountCharge
 from engine.errors import ConfigError
 from engine.instrument import Instrument
 from engine.money import ConversionRates, Scales, div_round_half_even, raw_to_float, to_raw
@@ -303,6 +304,96 @@ class Portfolio:
         self.cash_raw += amount
         self.cash_float = raw_to_float(self.cash_raw, self.cash_dp)
         return amount
+
+    # -- account-level charges (engine.charges) ------------------------------------------------
+    def charge_value(self, instrument: Instrument, charge: AccountCharge, price_raw: int | None = None) -> int:
+        """What `charge` is worth in raw account cash (signed), checked before anything is booked:
+        in the cash currency exactly (an amount finer than the cash grid is refused, never
+        rounded away); in another currency converted at the charge's time as fees are (half to
+        even); in the base asset, the quantity at `price_raw` (None: the position's last price).
+        A non-zero charge worth 0 on the cash grid is refused: it would vanish silently."""
+        self.position(instrument)  # settles the account currency
+        s = instrument.scales
+        amount = charge.amount
+        if charge.asset == instrument.base and instrument.base != instrument.quote_currency:
+            qty = self._charge_qty(instrument, charge)
+            price = self.positions[instrument.symbol].last_price if price_raw is None else price_raw
+            if price <= 0 and qty:
+                raise ConfigError("price", f"charge {charge.charge_id}: {amount} {charge.asset} needs a price to be "
+                                  "valued (the position has none yet)")
+            value = qty * price * s.notional_k
+        elif charge.asset == self.currency:
+            scaled = amount.scaleb(self.cash_dp)
+            if scaled != scaled.to_integral_value():
+                raise ConfigError("amount", f"charge {charge.charge_id}: {amount} {charge.asset} is finer than the "
+                                  f"account's cash grid ({self.cash_dp} decimals)")
+            value = int(scaled)
+        else:
+            if self.rates is None:
+                raise ConfigError("conversion_rate", f"no {charge.asset}/{self.currency} rate at {_iso(charge.ts)} "
+                                  f"to value charge {charge.charge_id} (the portfolio has no rates)")
+            exponent = int(amount.as_tuple().exponent)  # type: ignore[arg-type]
+            dp = max(0, -exponent)
+            value = self.rates.convert_raw(int(amount.scaleb(dp)), dp, charge.asset, self.currency, charge.ts,
+                                           self.cash_dp, "a charge")
+        if amount and not value:
+            raise ConfigError("amount", f"charge {charge.charge_id}: {amount} {charge.asset} is worth 0 on the "
+                              f"{self.currency} cash grid ({self.cash_dp} decimals): it would vanish from the books")
+        return value
+
+    def _charge_qty(self, instrument: Instrument, charge: AccountCharge) -> int:
+        """A base-asset charge as signed raw quantity; refused off the quantity grid (the position
+        could not equal the wallet), on a margin instrument (no coins are held), or taking more
+        than a long position holds."""
+        if instrument.on_margin:
+            raise ConfigError("asset", f"charge {charge.charge_id}: a margin position holds no {charge.asset} "
+                              "to charge (a margin charge is in a currency)")
+        s = instrument.scales
+        scaled = charge.amount.scaleb(s.qty_dp)
+        if scaled != scaled.to_integral_value():
+            raise ConfigError("amount", f"charge {charge.charge_id}: {charge.amount} {charge.asset} is finer than "
+                              f"the {instrument.symbol} quantity scale ({s.qty_dp} decimals): give the instrument "
+                              "the asset's decimals (asset_dp)")
+        qty = int(scaled)
+        held = self.positions[instrument.symbol].qty
+        if qty < 0 and held + qty < 0:
+            raise ConfigError("amount", f"charge {charge.charge_id}: {charge.amount} {charge.asset} is more than "
+                              f"the {s.qty(held)} held")
+        return qty
+
+    def book_charge(self, instrument: Instrument, charge: AccountCharge, price_raw: int | None = None,
+                    value_raw: int | None = None) -> int:
+        """Book an account-level charge (funding, a fee posted apart from its fill, swap,
+        interest) on `instrument`'s position; returns its raw value in account cash (signed).
+
+        Cash and the position's realized P&L move by the value (charge_value); a FEE debit is
+        also counted in the fees, a SWAP in the swap. A charge in the base asset moves no cash:
+        the coins leave (or join) the position, FIFO, as a disposal (acquisition) at `price_raw`
+        worth the value, so the position equals the wallet and equity == initial cash +
+        realized + unrealized still holds exactly. Nothing is booked when it raises. `value_raw`
+        replays a stored charge at the value it was booked at (a restart has no rates of then)."""
+        value = self.charge_value(instrument, charge, price_raw) if value_raw is None else value_raw
+        position = self.positions[instrument.symbol]
+        if charge.asset == instrument.base and instrument.base != instrument.quote_currency:
+            qty = self._charge_qty(instrument, charge)
+            price = position.last_price if price_raw is None else price_raw
+            last = position.last_price
+            if qty:
+                # the coins change hands at `price` for nothing: the lots' P&L against that price
+                # is realized (as a sale / purchase would), and the coins' value is the charge
+                position.apply(1 if qty > 0 else -1, abs(qty), price, 0, charge.ts, -1)
+                position.last_price = last or price
+        else:
+            self.cash_raw += value
+            self.cash_float = raw_to_float(self.cash_raw, self.cash_dp)
+        position.realized_pnl += value
+        if charge.kind == "FEE" and value < 0:
+            position.fees -= value
+            self.fees_raw -= value
+        elif charge.kind == "SWAP":
+            position.swap += value
+            self.swap_raw += value
+        return value
 
     # -- conversion --------------------------------------------------------------------------
     def _rate(self, instrument: Instrument, ts: int | None, purpose: str) -> Fraction | None:

@@ -18,6 +18,12 @@ PaperAdapter), using only the adapter contract's queries. In order:
    are reported (ReconciliationReport.external_*), never adopted: a bot's books hold only what it
    sent (engine.oms.owns), and a fresh bot starts on an account that already trades.
 
+Account-level charges (engine.charges: funding, crypto fees posted apart from their fills) are
+no fills: `ChargeBooker` polls an adapter that lists them (ChargeSource), books into the bot only
+what it solely held at the charge's time, each charge once per account (SqlJournal.record_charge),
+and reports the rest as external (ReconciliationReport.external_charges); `restore_books` puts
+the booked ones back among the fills at the place they were booked, after a restart.
+
 A failure raises ReconciliationError with the reasons: the bot refuses to trade, saying why,
 rather than trade on books it knows are wrong. A paper bot, whose venue is its own account, also
 requires its cash to equal the venue's (live/bot.py).
@@ -25,16 +31,23 @@ requires its cash to equal the venue's (live/bot.py).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from engine.errors import TickbridgeError
+from engine.charges import AccountCharge, holdings_at, is_sole_holder
+from engine.errors import ConfigError, TickbridgeError
+from engine.money import to_raw
 from engine.oms import OrderManager, owns, sent_by
 from engine.orders import Order, OrderState
 
 if TYPE_CHECKING:
+    from engine.instrument import Instrument
+    from engine.orders import Fill
     from engine.ports import BrokerAdapter, VenueOrder
+
+log = logging.getLogger(__name__)
 
 LOST_BEFORE_SUBMIT = "LOST_BEFORE_SUBMIT"
 NS_PER_DAY = 86_400 * 10**9
@@ -58,6 +71,8 @@ class ReconciliationReport:
     external_fills: list[str] = field(default_factory=list)      # execution ids
     external_orders: list[str] = field(default_factory=list)     # client ids of open orders
     external_positions: dict[str, Decimal] = field(default_factory=dict)  # symbol -> venue qty - bot qty
+    charges_booked: list[str] = field(default_factory=list)     # charge ids booked into the bot
+    external_charges: list[str] = field(default_factory=list)   # the account's charges, not the bot's
 
 
 def _missing_at_venue(oms: OrderManager, order: Order, ts: int, report: ReconciliationReport,
@@ -190,3 +205,192 @@ def _take_venue_state(oms: OrderManager, order: Order, record: "VenueOrder", ts:
         oms.on_canceled(order, ts, record.reason)
     elif record.state is OrderState.REJECTED and not order.is_terminal:
         oms.on_rejected(order, ts, record.reason or "REJECTED")
+
+
+# -- account-level charges ---------------------------------------------------------------------------
+CHARGE_LATE_NS = 2 * NS_PER_DAY   # charges are asked for again this far back (Alpaca posts CFEE late)
+EXTERNAL_SIGHTINGS = 2            # an external verdict is recorded on the second poll that reaches it
+
+
+def _signed_change(fill: "Fill", instrument: "Instrument") -> Decimal:
+    """What a fill did to the position (a fee in the base asset included)."""
+    change = fill.qty * fill.side.sign
+    if fill.fee_currency and fill.fee_currency == instrument.base and fill.fee_native_raw:
+        change -= fill.fee_native
+    return change
+
+
+@dataclass(slots=True)
+class ChargeResult:
+    booked: list[AccountCharge] = field(default_factory=list)
+    external: list[AccountCharge] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)   # "<charge id>: why" (kept for the next poll)
+
+
+class ChargeBooker:
+    """Books the account's charges that are the bot's (engine.charges): `poll()` asks the
+    adapter's `charges_since`, decides each new charge once by the attribution rule and records
+    the decision for the whole account (`journal.record_charge`), and books what it won into the
+    OMS's portfolio. An external verdict waits one more poll before it is recorded (a fill at
+    the venue that the bot has not heard of yet would make its own charge look external); a
+    charge the books refuse (no conversion rate yet, off the grid) is left undecided and named,
+    and so is everything when the venue cannot be asked (a charge poll never stops the bot; a
+    store failure, a lost lease, does)."""
+
+    def __init__(self, oms: OrderManager, adapter: "BrokerAdapter", journal: Any, account_id: str) -> None:
+        self.oms = oms
+        self.adapter = adapter
+        self.journal = journal
+        self.account_id = account_id
+        self.decided: set[str] = set()
+        self._sightings: dict[str, int] = {}
+        self._since = 0
+        self.booked: list[str] = []
+        self.external: list[str] = []
+
+    @property
+    def source(self) -> Any:
+        return getattr(self.adapter, "charges_since", None)
+
+    def remember(self, charge_ids: list[str]) -> None:
+        """Charges already in the books (restored): never decided again."""
+        self.decided.update(charge_ids)
+
+    def poll(self) -> ChargeResult:
+        result = ChargeResult()
+        source = self.source
+        if source is None:
+            return result
+        try:
+            charges = sorted(source(self._since), key=lambda c: (c.ts, c.charge_id))
+        except Exception as error:  # noqa: BLE001 - a venue's failure to list: asked again next time
+            result.refused.append(f"charges_since: {error}")
+            log.warning("charges not read from the venue: %s", error)
+            return result
+        fresh = [c for c in charges if c.charge_id not in self.decided]
+        try:
+            return self._decide(fresh, result)
+        finally:
+            # the next poll asks from a little before the newest charge (late postings), and from
+            # the oldest charge still undecided (an external verdict waiting for its second look)
+            starts = [c.ts for c in charges if c.charge_id not in self.decided]
+            if charges:
+                starts.append(max(c.ts for c in charges) - CHARGE_LATE_NS)
+            if starts:
+                self._since = max(1, min(starts))
+
+    def _decide(self, fresh: list[AccountCharge], result: ChargeResult) -> ChargeResult:
+        if not fresh:
+            return result
+        recorded = self.journal.charge_rows(self.account_id)
+        for charge in fresh:
+            done = recorded.get(charge.charge_id)
+            if done is not None and done[0]:  # booked already, by this bot or another
+                self.decided.add(charge.charge_id)
+                if done[1] == self.oms.bot_id:
+                    self.booked.append(charge.charge_id)
+                else:
+                    self._external(charge, result, done)
+        fresh = [c for c in fresh if c.charge_id not in self.decided]
+        if not fresh:
+            return result
+        try:
+            account_fills = self._account_fills(fresh)
+            venue = {p.symbol: p.qty for p in self.adapter.positions()}
+        except Exception as error:  # noqa: BLE001 - nothing decided: asked again next time
+            result.refused.append(f"account state: {error}")
+            log.warning("charges not decided, the venue's fills or positions unread: %s", error)
+            return result
+        for charge in fresh:
+            instrument = self.oms.instruments.get(charge.symbol)
+            own = instrument is not None and is_sole_holder(self._holding(charge, instrument, account_fills,
+                                                                          venue, fresh))
+            if own:
+                self._book(charge, instrument, result)  # type: ignore[arg-type]
+            else:
+                self._external(charge, result, recorded.get(charge.charge_id))
+        return result
+
+    def _account_fills(self, fresh: list[AccountCharge]) -> list["Fill"]:
+        """The others' fills on the account (any symbol) from the earliest charge's start."""
+        if not any(c.symbol in self.oms.instruments for c in fresh):
+            return []
+        return [f for f in self.adapter.fills_since(min(c.start for c in fresh))
+                if not owns(self.oms.bot_id, f.client_order_id)]
+
+    def _holding(self, charge: AccountCharge, instrument: "Instrument", account_fills: list["Fill"],
+                 venue: dict[str, Decimal], fresh: list[AccountCharge]) -> Any:
+        symbol = instrument.symbol
+        own = [(f.ts, _signed_change(f, instrument)) for f in self.oms.fills if f.symbol == symbol]
+        others = [(f.ts, _signed_change(f, instrument)) for f in account_fills
+                  if f.symbol == symbol and f.ts >= charge.start]
+        unbooked = [(c.ts, c.amount) for c in fresh
+                    if c.symbol == symbol and c.asset == instrument.base and c.charge_id not in self.decided]
+        position = self.oms.portfolio.positions.get(symbol)
+        bot_now = position.quantity if position is not None else Decimal(0)
+        return holdings_at(charge, own, others, venue.get(symbol, Decimal(0)), bot_now, unbooked)
+
+    def _price(self, charge: AccountCharge, instrument: "Instrument") -> int | None:
+        """A base-asset charge's valuation price: the venue's (Alpaca gives one), else the bot's
+        last fill at or before it (the fill it is the fee of), else the position's last price."""
+        s = instrument.scales
+        if charge.price is not None:
+            return int(charge.price.quantize(s.price(1)).scaleb(s.price_dp))
+        fills = [f for f in self.oms.fills if f.symbol == instrument.symbol and f.ts <= charge.ts]
+        return fills[-1].price_raw if fills else None
+
+    def _book(self, charge: AccountCharge, instrument: "Instrument", result: ChargeResult) -> None:
+        portfolio = self.oms.portfolio
+        s = instrument.scales
+        price_raw = self._price(charge, instrument)
+        try:
+            value = portfolio.charge_value(instrument, charge, price_raw)
+        except ConfigError as error:
+            result.refused.append(f"{charge.charge_id}: {error}")
+            log.warning("charge %s not booked: %s", charge.charge_id, error)
+            return
+        if price_raw is None:
+            position = portfolio.positions.get(instrument.symbol)
+            price_raw = position.last_price if position is not None else None
+        price = s.price(price_raw) if price_raw else None
+        self.decided.add(charge.charge_id)
+        if not self.journal.record_charge(self.account_id, charge, True, s.cash(value), price, len(self.oms.fills)):
+            result.external.append(charge)  # another bot of the account won it (it cannot: see the rule)
+            self.external.append(charge.charge_id)
+            return
+        portfolio.book_charge(instrument, charge, price_raw, value)
+        self.journal.record_position(portfolio, instrument.symbol, charge.ts)
+        self.journal.flush()
+        result.booked.append(charge)
+        self.booked.append(charge.charge_id)
+
+    def _external(self, charge: AccountCharge, result: ChargeResult, recorded: Any) -> None:
+        seen = self._sightings[charge.charge_id] = self._sightings.get(charge.charge_id, 0) + 1
+        if seen < EXTERNAL_SIGHTINGS and recorded is None:
+            return
+        self.decided.add(charge.charge_id)
+        if recorded is None:
+            self.journal.record_charge(self.account_id, charge, False)
+        result.external.append(charge)
+        self.external.append(charge.charge_id)
+
+
+def restore_books(oms: OrderManager, stored: Any) -> list[str]:
+    """A restart's books: the stored orders, then the fills with each booked charge in the place
+    it was booked (after its `fill_seq` fills), at the value it was booked at. Returns the
+    charge ids restored (ChargeBooker.remember)."""
+    charges = sorted(stored.charges, key=lambda c: c.fill_seq)
+    fills = stored.fills
+    done = min(charges[0].fill_seq, len(fills)) if charges else len(fills)
+    oms.restore(stored.orders, fills[:done], stored.next_order_seq)
+    for booked in charges:
+        if booked.fill_seq > done:
+            oms.restore([], fills[done:booked.fill_seq], stored.next_order_seq)
+            done = min(booked.fill_seq, len(fills))
+        instrument = oms.instruments[booked.charge.symbol]
+        s = instrument.scales
+        price = None if booked.price is None else to_raw(booked.price, s.price_dp)
+        oms.portfolio.book_charge(instrument, booked.charge, price, to_raw(booked.value, s.cash_dp))
+    if done < len(fills):
+        oms.restore([], fills[done:], stored.next_order_seq)
+    return [c.charge.charge_id for c in charges]

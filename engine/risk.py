@@ -7,6 +7,12 @@ marks it DENIED with the code and never sends it):
                        and the order does not shrink the position)
    2. symbol           SYMBOL_NOT_ALLOWED (not in allowed_symbols, or no known instrument)
    3. grid             PRICE_OFF_GRID, QTY_OFF_GRID, QTY_BELOW_MIN, QTY_ABOVE_MAX (instrument)
+   3b. stop            NO_STOP (`require_stop: true`): an order that opens or grows a position
+                       must carry a stop: a bracket stop declared with it (Order.stop_attached,
+                       set by the Strategy API's sl/sl_distance/trail), or working stops on the
+                       other side that cover the whole position after it. Protective orders,
+                       reduce-only orders and orders that leave no position on their side are
+                       exempt; an order whose size is not known yet is refused (fail closed)
    4. duplicate id     DUPLICATE_CLIENT_ORDER_ID (an id this gate has seen, or a working order's)
    5. order qty        MAX_ORDER_QTY
    6. order notional   MAX_ORDER_NOTIONAL
@@ -54,6 +60,14 @@ with `on_equity` switch them: the daily loss limit (loss since the UTC day's fir
 REDUCING, and the next UTC day sets ACTIVE again; max drawdown from the equity high-water mark
 sets HALTED, which only a person undoes (`resume`, which also counts losses afresh from there).
 The kill switch cancels, flattens and halts one bot or the whole account.
+
+Protective orders (engine.emulation.is_protective: a bracket's children, trailing stops) are not
+counted as closing the position when the order checked is a kill's flattening order or the exit
+an emulated stop sends when it triggers (`Order.trigger_of`): the kill cancels them only once the
+position is flat (engine/controls.py), and the triggered exit replaces them. Such a triggered exit
+of a protective order (reduce-only) is checked as a stop a venue holds would act: it must reduce
+the position (REDUCING_ONLY), be for a known symbol on the grid, with a new id; no trading state,
+limit or account state stops it (a venue-held stop fires in a halted bot too).
 """
 
 from __future__ import annotations
@@ -76,7 +90,8 @@ from engine.clock import Clock
 from engine.errors import ConfigError
 from engine.instrument import Instrument
 from engine.money import to_raw
-from engine.orders import Order, OrderSide
+from engine.emulation import is_protective
+from engine.orders import Order, OrderSide, OrderType
 
 if TYPE_CHECKING:
     from engine.oms import OrderManager
@@ -112,6 +127,7 @@ class RiskReason(StrEnum):
     MAX_OPEN_ORDERS = "MAX_OPEN_ORDERS"
     ORDER_RATE = "ORDER_RATE"
     MARKET_CLOSED = "MARKET_CLOSED"
+    NO_STOP = "NO_STOP"
     ACCOUNT_TRADING_HALTED = "ACCOUNT:TRADING_HALTED"
     ACCOUNT_REDUCING_ONLY = "ACCOUNT:REDUCING_ONLY"
     ACCOUNT_NO_PRICE = "ACCOUNT:NO_PRICE"
@@ -199,6 +215,7 @@ class RiskLimits(BaseModel):
     daily_loss_limit: Positive | None = None
     max_drawdown_pct: Percent | None = None
     capital_allocation: Positive | None = None
+    require_stop: Annotated[bool, Strict()] = False  # every position must carry a stop (NO_STOP)
 
     @field_validator("market_weekdays", mode="before")
     @classmethod
@@ -477,7 +494,10 @@ class RiskEngine(_Monitored):
         """None to pass, or the reason code of the first check that fails. Every id checked is
         remembered (ids are never reused); only a passed order counts towards the rate limit."""
         candidate = _Candidate(self, order, portfolio)
-        checks = _FLATTEN_CHECKS if self._flattening else _CHECKS
+        if order.trigger_of is not None and order.reduce_only:
+            checks = _TRIGGER_CHECKS
+        else:
+            checks = _FLATTEN_CHECKS if self._flattening else _CHECKS
         reason = None
         try:
             for check in checks:
@@ -525,6 +545,31 @@ class RiskEngine(_Monitored):
         if instrument.max_qty is not None and qty > instrument.max_qty:
             return RiskReason.QTY_ABOVE_MAX
         return None
+
+    def _triggered_exit(self, c: _Candidate) -> str | None:
+        """An emulated protective order's exit: it must reduce, whatever the trading state."""
+        return None if c.reduces else RiskReason.REDUCING_ONLY
+
+    def _require_stop(self, c: _Candidate) -> str | None:
+        """NO_STOP: an order that opens or grows a position with no stop to carry it."""
+        if not self.limits.require_stop:
+            return None
+        order = c.order
+        if order.stop_attached or order.reduce_only or is_protective(order) or order.trigger_of is not None:
+            return None
+        if c.qty is None:
+            return RiskReason.NO_STOP  # cannot tell what the stops must cover: fail closed
+        sign = order.side.sign
+        after = c.position + sign * c.qty
+        if after * sign <= 0:
+            return None  # it leaves no position on its side: nothing opens or grows
+        unfilled = {o.client_order_id for o in c.working_orders if not o.filled_qty}
+        covered = ZERO
+        for working in c.working_orders:  # a child held for an entry that has not filled protects that entry
+            if (working.symbol == order.symbol and working.side is not order.side and working.qty is not None
+                    and working.type in (OrderType.STOP, OrderType.STOP_LIMIT) and working.parent_id not in unfilled):
+                covered += working.leaves_qty
+        return RiskReason.NO_STOP if covered < abs(after) else None
 
     def _duplicate_id(self, c: _Candidate) -> str | None:
         """A second order with one id could be a second order at the venue. The OMS refuses ids it
@@ -752,7 +797,10 @@ class _Candidate:
         price = _order_price(order)
         self.price = self.last if price is None else price  # what the order's notional is valued at
         self.working_orders = engine.open_orders()
-        self.working = engine._working(self.working_orders)
+        closing = self.working_orders
+        if engine._flattening or order.trigger_of is not None:  # protection is not a close (module docstring)
+            closing = [o for o in closing if not is_protective(o)]
+        self.working = engine._working(closing)
         self.reduces = self._reduces()
 
     def _reduces(self) -> bool:
@@ -782,7 +830,7 @@ class _Candidate:
 
 _Check = Callable[[RiskEngine, _Candidate], str | None]
 _CHECKS: tuple[_Check, ...] = (
-    RiskEngine._state, RiskEngine._symbol, RiskEngine._grid, RiskEngine._duplicate_id,
+    RiskEngine._state, RiskEngine._symbol, RiskEngine._grid, RiskEngine._require_stop, RiskEngine._duplicate_id,
     RiskEngine._order_qty, RiskEngine._order_notional, RiskEngine._price_band, RiskEngine._position,
     RiskEngine._gross_exposure, RiskEngine._buying_power, RiskEngine._open_orders, RiskEngine._order_rate,
     RiskEngine._market_hours, RiskEngine._account_state, RiskEngine._account_exposure,
@@ -791,6 +839,9 @@ _CHECKS: tuple[_Check, ...] = (
 _FLATTEN_CHECKS: tuple[_Check, ...] = (
     RiskEngine._state, RiskEngine._symbol, RiskEngine._grid, RiskEngine._duplicate_id,
     RiskEngine._account_state,
+)
+_TRIGGER_CHECKS: tuple[_Check, ...] = (
+    RiskEngine._triggered_exit, RiskEngine._symbol, RiskEngine._grid, RiskEngine._duplicate_id,
 )
 
 
@@ -859,8 +910,10 @@ class KillSwitch:
 
     Each bot registers the callables its OMS provides. A trip first sets REDUCING (so nothing
     new opens while it works and the flattening orders, reductions, pass), runs cancel_all and
-    flatten_all, then sets HALTED, which only a person undoes. A failing callback does not stop
-    the others: every bot is still halted, then the failures are raised together.
+    flatten_all, then sets HALTED, which only a person undoes. (engine/controls.py registers a
+    cancel that leaves protective orders working, and cancels them once the flatten has filled.)
+    A failing callback does not stop the others: every bot is still halted, then the failures are
+    raised together.
     """
 
     def __init__(self, account: AccountRisk, clock: Clock) -> None:

@@ -185,6 +185,9 @@ class RuntimeSettings(_Group):
     lease_ttl_s: Annotated[float, _number(0, strict=True)] = Field(15.0, description=(
         "TICKBRIDGE_LEASE_TTL_S: seconds before another runtime may take over a bot whose runtime "
         "stopped renewing its lease (default 15)."))
+    charges_every_s: Annotated[float, _number(0, strict=True)] = Field(60.0, description=(
+        "TICKBRIDGE_CHARGES_EVERY_S: how often a live bot asks its venue for account charges (funding, "
+        "crypto fees) to book (default 60 s)."))
     data_dirs: Paths = Field((), description=(
         "TICKBRIDGE_DATA_DIRS: the data directories whose files are the named data sources paper bots "
         "replay (separated by the OS path separator, `:` on Linux; default the bundled data/ folder): "
@@ -236,6 +239,23 @@ class ApiSettings(_Group):
         "TICKBRIDGE_METRICS_TOKEN: when set, /metrics needs `Authorization: Bearer <token>`."))
     metrics_port: Annotated[int | None, _whole(1, MAX_PORT)] = Field(None, description=(
         "TICKBRIDGE_METRICS_PORT: when set, metrics are served on 127.0.0.1:<port> and /metrics is 404."))
+    notify_enabled: bool | None = Field(None, description=(
+        "TICKBRIDGE_NOTIFY_ENABLED: run the notification dispatcher in this API process (default true)."))
+    notify_allowed_networks: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)] = Field((), description=(
+        "TICKBRIDGE_NOTIFY_ALLOWED_NETWORKS: comma-separated CIDRs a webhook may point into although they "
+        "are loopback/private (default none: such webhooks are refused)."))
+    telegram_api_base: str | None = Field(None, description=(
+        "TICKBRIDGE_TELEGRAM_API_BASE: the Telegram Bot API's base URL (default https://api.telegram.org)."))
+    smtp_host: str | None = Field(None, description=(
+        "TICKBRIDGE_SMTP_HOST: the SMTP server for email notifications (unset: email rules are refused)."))
+    smtp_port: Annotated[int | None, _whole(1, MAX_PORT)] = Field(None, description=(
+        "TICKBRIDGE_SMTP_PORT: its port (default 25)."))
+    smtp_from: str | None = Field(None, description=(
+        "TICKBRIDGE_SMTP_FROM: the sender address of notification emails (default tickbridge@localhost)."))
+    smtp_starttls: bool | None = Field(None, description=(
+        "TICKBRIDGE_SMTP_STARTTLS: STARTTLS before login (default false)."))
+    smtp_user: str | None = Field(None, description="TICKBRIDGE_SMTP_USER: SMTP login, if the server needs one.")
+    smtp_password: SecretStr | None = Field(None, description="TICKBRIDGE_SMTP_PASSWORD: its password.")
 
     @model_validator(mode="after")
     def _pool_holds_the_threads(self) -> "ApiSettings":

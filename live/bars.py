@@ -113,3 +113,38 @@ class BarHistory:
     def as_lists(self) -> "BarHistory":
         return self
 
+
+
+def tail(driver: Any, keep: int, since: int | None = None) -> dict[str, Any]:
+    """A driver's newest `keep` closed bars (those from `since` on, if given) and its forming one,
+    as columns (symbol, width_ns, origin, time, open, high, low, close, volume, forming), read
+    safely from another thread while the bot's thread appends: the number of complete bars is taken
+    from the list appended last (volume) and every list is sliced to it, so no half bar is seen; the
+    forming bar is made consistent (high and low cover open and close). Only the tail is copied,
+    whatever the history's length. The dashboard's candles (api/routers/bars.py) read it through
+    the BotManager, in this process or in the runtime's own (live.remote)."""
+    from bisect import bisect_left
+
+    history, builder = driver.history, driver.builder
+    n = len(history.volume)  # appended last: every other list has at least n entries
+    times = history.time
+    first = max(0, n - keep)
+    if since is not None:
+        first = max(first, bisect_left(times, since, 0, n))
+    time, open_, high, low = times[first:n], history.open[first:n], history.high[first:n], history.low[first:n]
+    close, volume = history.close[first:n], history.volume[first:n]
+    origin = (times[0] if n else builder.origin or 0) // DAY_NS * DAY_NS
+    current = builder.current()
+    forming = current is not None and (n == 0 or current.start > times[n - 1]) and \
+        (since is None or current.start >= since)
+    if forming:
+        hi = max(current.high, current.open, current.close)
+        lo = min(current.low, current.open, current.close)
+        time, open_, high, low = time + [current.start], open_ + [current.open], high + [hi], low + [lo]
+        close, volume = close + [current.close], volume + [current.volume]
+    return {"symbol": driver.symbol, "width_ns": builder.width, "origin": origin, "time": list(time),
+            "open": list(open_), "high": list(high), "low": list(low), "close": list(close),
+            "volume": list(volume), "forming": bool(forming)}
+
+
+DAY_NS = 86_400_000_000_000

@@ -34,7 +34,7 @@ from engine.instrument import Instrument, infer_price_increment
 from engine.money import FeeModel, raw_price
 from engine.oms import OrderManager
 from engine.portfolio import Portfolio
-from engine.reconcile import ReconciliationError, ReconciliationReport
+from engine.reconcile import ReconciliationError, ReconciliationReport, restore_books
 from engine.risk import AccountRisk, RiskEngine
 from engine.store.db import StoreLost, check_connection, make_engine
 from engine.store.journal import SqlJournal
@@ -211,7 +211,7 @@ def paper_bot(config: BotConfig, table: TickTable | None, speed: float, database
             raise StoreLost(f"the store has no record of bot {config.id!r} but its paper venue log "
                             f"{log_path} holds {held} orders: the store was lost or replaced; "
                             "restore it, or archive the venue log to start afresh")
-        oms.restore(stored.orders, stored.fills, stored.next_order_seq)
+        restore_books(oms, stored)  # the fills, and any account-level charges where they were booked
         return Restored(stored.checkpoint, signals.load(config.id), close_gap=not killed)
 
     def after_reconcile(report: ReconciliationReport) -> None:

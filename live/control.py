@@ -42,6 +42,11 @@ class BotControl(Protocol):
         returns what was archived, with a message in currency units."""
         ...
 
+    def bars(self, bot_id: str, keep: int, since: int | None = None) -> dict[str, Any]:
+        """The running bot's newest `keep` bars (from `since`, ns) and its forming one, as columns
+        (live.bars.tail); UnknownBot when this runtime does not run it."""
+        ...
+
     def status(self, bot_id: str) -> dict[str, Any]:
         """{"bot_id", "state": "RUNNING"|"STOPPED"|"HALTED", "bars", "ticks", "orders", "equity",
         "position", "last_tick_ts" (ns), "stop_reason", "stop_message", "holdings": {"positions",

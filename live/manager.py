@@ -29,9 +29,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from brokers.factory import EnvCredentials, open_venue
 from live import books
+from live.bars import tail
 from live.bot import HALTED, RUNNING, STOPPED, BotRunner, paper_bot, venue_log_path
 from live.events import KillBot, ResumeBot, StopBot
-from live.venue_runner import venue_bot
+from live.venue_runner import CHARGES_EVERY_S, venue_bot
 from live.config import BotConfig, FeedConfig
 from engine.errors import ConfigError
 from engine.settings import TickbridgeSettings, load_settings
@@ -54,7 +55,7 @@ class BotManager:
 
     def __init__(self, feed: FeedConfig, database_url: str | None = None, state_dir: str | Path = "var",
                  record: bool = True, venues: VenueOpener | None = None,
-                 lease_ttl_s: float = DEFAULT_TTL_S) -> None:
+                 lease_ttl_s: float = DEFAULT_TTL_S, charges_every_s: float = CHARGES_EVERY_S) -> None:
         """`venues` opens a live venue for a bot (adapter, feed, pollers); by default from
         brokers.factory with credentials from `credential_sources(config)` (the environment,
         unless the API installs its account store). `lease_ttl_s`: how long a bot's lease
@@ -76,6 +77,7 @@ class BotManager:
         self._kill_reasons: dict[str, str] = {}
         self._store: Any = None  # an engine for the manager's own reads and writes, made when needed
         self.lease_ttl_s = lease_ttl_s
+        self.charges_every_s = charges_every_s
         self._leases: Leases | None = None  # its engine is made at the first start
 
     @classmethod
@@ -92,7 +94,8 @@ class BotManager:
         loaded = settings if settings is not None else load_settings()
         runtime = loaded.runtime
         feed = parse_feed_config({"path": runtime.feed_path, "speed": runtime.feed_speed})
-        return cls(feed, loaded.store.database_url, runtime.state_dir, lease_ttl_s=runtime.lease_ttl_s)
+        return cls(feed, loaded.store.database_url, runtime.state_dir, lease_ttl_s=runtime.lease_ttl_s,
+                   charges_every_s=runtime.charges_every_s)
 
     @property
     def session_id(self) -> str | None:
@@ -142,7 +145,8 @@ class BotManager:
                     runner = paper_bot(config, table, 0.0 if kill_only else self.feed.speed, self.database_url,
                                        self.state_dir, self.recorder, lease=lease)
                 else:
-                    runner = venue_bot(config, self.database_url, *venue, lease=lease)  # type: ignore[misc]
+                    runner = venue_bot(config, self.database_url, *venue, lease=lease,  # type: ignore[misc]
+                                       charges_every_s=self.charges_every_s)
                 runner.kill_only = kill_only
             except BaseException:
                 lease.release()
@@ -428,6 +432,10 @@ class BotManager:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def bars(self, bot_id: str, keep: int, since: int | None = None) -> dict[str, Any]:
+        """The running bot's newest bars as columns (live.bars.tail): the dashboard's candles."""
+        return tail(self._runner(bot_id).driver, keep, since)
 
     def _runner(self, bot_id: str) -> BotRunner:
         with self._lock:

@@ -34,8 +34,9 @@ from typing import Any, Callable
 from engine.errors import TickbridgeError
 from live.config import BotConfig
 
-CALLS = frozenset({"start", "stop", "kill", "resume", "reset", "status", "running", "configure", "bots", "summary"})
-IMMEDIATE = frozenset({"status", "running", "bots", "summary"})  # answered on the child's reader thread
+CALLS = frozenset({"start", "stop", "kill", "resume", "reset", "status", "running", "configure", "bots", "summary",
+                   "bars"})
+IMMEDIATE = frozenset({"status", "running", "bots", "summary", "bars"})  # answered on the child's reader thread
 CLOSE_TIMEOUT_S = 300.0  # stopping every bot may wait on each one's venue
 
 
@@ -93,6 +94,9 @@ class ProcessBots:
 
     def status(self, bot_id: str) -> dict[str, Any]:
         return self._call("status", bot_id)  # type: ignore[no-any-return]
+
+    def bars(self, bot_id: str, keep: int, since: int | None = None) -> dict[str, Any]:
+        return self._call("bars", bot_id, keep, since)  # type: ignore[no-any-return]
 
     def running(self) -> list[str]:
         if self._closed:

@@ -210,6 +210,7 @@ class BotRunner:
         report = self.report = reconcile_with_adapter(self.oms, self.adapter, self.clock.now_ns())
         if parts.after_reconcile is not None:
             parts.after_reconcile(report)
+        self.oms.rearm()  # emulated orders (engine/emulation.py) work again before the first new tick
         self._flush()
         self._apply_queued_reports()
         parts.sink.direct = (threading.get_ident(), self._handle)
@@ -219,7 +220,8 @@ class BotRunner:
             "lost_before_submit": len(report.orders_lost_before_submit),
             "adopted": len(report.orders_adopted),  # only orders the venue made for the bot (an SL hit)
             "external_orders": len(report.external_orders), "external_fills": len(report.external_fills),
-            "external_positions": {k: str(v) for k, v in report.external_positions.items()}}
+            "external_positions": {k: str(v) for k, v in report.external_positions.items()},
+            "charges_booked": len(report.charges_booked), "external_charges": list(report.external_charges)}
         if not self._replay:
             self.summary["warm_bars"] = self.driver.warm_up(self.feed, self.config.venue, self.clock.now_ns())
             self.feed.subscribe([self.config.symbol], lambda tick: self.inbox.put(TickReceived(tick)))
@@ -366,6 +368,7 @@ class BotRunner:
             self._last_quote = tick
             self._last_tick_ts = tick.ts
             self._roll_day(tick)
+            self.oms.on_quote(tick)  # emulated stops trigger at this tick, before the venue matches it
             if self._quote is not None:
                 self._quote(tick, seq)
             bars = self.driver.bars

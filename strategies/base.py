@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Protocol
 
+import numba
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
@@ -92,6 +93,34 @@ def _average_of_one(close: Any, length: Any = None, talib: Any = None, offset: A
     if isinstance(close, pd.Series):
         return close.astype("float64")
     return np.asarray(close, dtype=np.float64).copy()
+
+
+def numpy_sma(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> np.ndarray | None:
+    """pandas-ta's sma of a float64 column, computed by numpy instead of pandas-ta's numba
+    `nb_sma`; None for any other call (the caller then runs `func` itself).
+
+    Why: nb_sma is `np.convolve(ones(n) / n, x)`, which numba evaluates as one BLAS dot product
+    per window, ~0.1 s for a million bars, a third of a fast-path backtest. numpy's own
+    `np.convolve(x, ones(n) / n, "valid")` makes the same dot product of the same window with the
+    same weights through the same BLAS routine (cblas_ddot), in C, ~10x faster: the same bits
+    (live/indicators.py's sma kernel rests on the same equality; tests/unit/test_speed_sma.py
+    holds this to pandas-ta bit for bit on every series in data/). Only the plain call is taken:
+    sma(series, length=n) with n >= 2 on pandas-ta's own path (talib=False, which `I()` sets
+    unless asked otherwise), a float64 Series at least n long; offsets, fillna, min_periods,
+    TA-Lib, numpy arrays and short inputs go to pandas-ta as before."""
+    if (getattr(func, "__name__", "") != "sma" or getattr(func, "__module__", "") != "pandas_ta.overlap.sma"
+            or len(args) != 1 or set(kwargs) != {"length", "talib"} or kwargs["talib"] is not False):
+        return None
+    n, close = kwargs["length"], args[0]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+        return None
+    if not isinstance(close, pd.Series) or close.dtype != np.float64 or len(close) < n:
+        return None  # pandas-ta answers None to a numpy array: I() says why, as before
+    close = close.to_numpy()
+    out = np.empty(len(close), dtype=np.float64)
+    out[:n - 1] = np.nan
+    out[n - 1:] = np.convolve(close, np.ones(n) / n, mode="valid")
+    return out
 
 
 def same_everywhere(func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -439,7 +468,9 @@ class Strategy:
         if self._indicator_recorder is not None:
             return self._indicator_recorder(func, *args, **kwargs)
         func, kwargs = indicator_call(func, kwargs)
-        out = func(*args, **kwargs)
+        out = numpy_sma(func, args, kwargs)
+        if out is None:
+            out = func(*args, **kwargs)
         if out is None:
             arrays = [a for a in (*args, *kwargs.values()) if isinstance(a, np.ndarray)]
             if arrays:  # pandas-ta answers None to a numpy array, which reads like "too little data"
@@ -508,16 +539,23 @@ class Strategy:
                 self._open(side, fraction)
                 return
             with self._oms.linked():  # type: ignore[union-attr]  # a venue may send entry + bracket as one
-                entry = self._open(side, fraction)
+                entry = self._open(side, fraction, protection.stop is not None)
                 if entry is not None:
                     self._attach(entry, protection)
 
-    def _open(self, side: OrderSide, fraction: Decimal | None) -> Order | None:
-        """go()'s entry: the fixed size, else the fraction of equity (cut to SIZE_DP decimals)."""
+    def _open(self, side: OrderSide, fraction: Decimal | None, stop_attached: bool = False) -> Order | None:
+        """go()'s entry: the fixed size, else the fraction of equity (cut to SIZE_DP decimals).
+        `stop_attached`: a bracket stop follows (the risk rule require_stop reads it)."""
         if self.p.fixed_size is not None:
-            return self.order(side, qty=self.p.fixed_size, tag="open")
+            if not stop_attached:
+                return self.order(side, qty=self.p.fixed_size, tag="open")
+            if self.muted:
+                return None
+            scales = self._oms.instruments[self._symbol].scales  # type: ignore[union-attr]
+            qty = scales.qty(floor_to_step(to_raw_any(self.p.fixed_size, scales.qty_dp, floor=True), scales.qty_step))
+            return self._market(side, qty, None, False, "open", stop_attached)
         size = self.p.size if fraction is None else fraction.quantize(_SIZE_STEP, rounding="ROUND_DOWN")
-        return self._market(side, None, size, False, "open")
+        return self._market(side, None, size, False, "open", stop_attached)
 
     def buy(self, qty: Decimal | None = None, fraction: Decimal | None = None, limit: Decimal | float | None = None,
             stop: Decimal | float | None = None, tag: str = "", *, tif: TimeInForce = TimeInForce.GTC,
@@ -546,12 +584,13 @@ class Strategy:
         return self._market(side, position.scales.qty(abs(position.qty)), None, True, "close")
 
     def _market(self, side: OrderSide, qty: Decimal | None, fraction: Decimal | None, reduce_only: bool,
-                tag: str) -> Order:
+                tag: str, stop_attached: bool = False) -> Order:
         """A market order whose quantity is already on the lot grid (the go/close hot path)."""
         oms = self._oms
         assert oms is not None, "strategy is not connected to an OMS"
         order = Order(oms.next_client_order_id(), oms.bot_id, self._symbol, side, OrderType.MARKET, qty,
-                      oms.clock.now_ns(), reduce_only=reduce_only, equity_fraction=fraction, tag=tag)
+                      oms.clock.now_ns(), reduce_only=reduce_only, equity_fraction=fraction, tag=tag,
+                      stop_attached=stop_attached)
         oms.submit(order)
         return order
 
@@ -730,6 +769,7 @@ class Strategy:
         if protection is None:
             oms.submit(order)
             return order
+        order.stop_attached = protection.stop is not None  # the risk rule require_stop reads it
         with oms.linked():  # a venue may send the entry and its bracket as one request (Alpaca)
             oms.submit(order)
             self._attach(order, protection)
@@ -807,7 +847,31 @@ def last_nonzero_difference(fast: Sequence[float], slow: Sequence[float], i: int
 
 
 def cross_masks(fast: np.ndarray, slow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(up, down) bar masks of the cross rule, vectorised: the same answers as next()'s."""
+    """(up, down) bar masks of the cross rule, vectorised: the same answers as next()'s. One
+    compiled pass (the numpy version made seven million-element temporaries, a tenth of a
+    fast-path backtest); `_cross_masks_numpy` is that version, kept as the tests' reference."""
+    fast = np.ascontiguousarray(fast, dtype=np.float64)
+    slow = np.ascontiguousarray(slow, dtype=np.float64)
+    if fast.shape != slow.shape or fast.ndim != 1:
+        return _cross_masks_numpy(fast, slow)  # numpy's broadcasting rules and errors
+    up = np.empty(len(fast), dtype=np.bool_)
+    down = np.empty(len(fast), dtype=np.bool_)
+    _cross_pass(fast, slow, up, down)
+    return up, down
+
+
+@numba.njit(cache=True)
+def _cross_pass(fast: np.ndarray, slow: np.ndarray, up: np.ndarray, down: np.ndarray) -> None:  # pragma: no cover
+    before = np.nan  # the last non-zero (or NaN) difference before bar t; NaN at the start
+    for t in range(len(fast)):
+        d = fast[t] - slow[t]
+        up[t] = d > 0 and before < 0
+        down[t] = d < 0 and before > 0
+        if d != 0:  # NaN != 0 too: a missing value ends the look-back
+            before = d
+
+
+def _cross_masks_numpy(fast: np.ndarray, slow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     d = fast - slow
     n = len(d)
     idx = np.arange(n)

@@ -55,6 +55,12 @@ def feed() -> HTMLResponse:
     return _page("page", "feed", "signals")
 
 
+@router.get("/backtests")
+def backtests() -> HTMLResponse:
+    """The caller's backtest jobs, each linked to its report."""
+    return _page("page", "backtests", "backtests")
+
+
 @router.get("/backtests/{job_id}")
 def backtest(job_id: str) -> HTMLResponse:
     """A finished backtest job drawn by the interactive report's component."""

@@ -51,8 +51,8 @@ from api.errors import ApiError, not_found
 from engine.errors import ConfigError, TickbridgeError
 from live import books
 from live.config import BotConfig, parse_bot_config
-from engine.store.models import (BotArchiveRow, BotConfigRow, BotRow, BrokerAccountRow, DailyPnlRow, EquityPointRow,
-                                 FillRow, OrderRow, PositionRow, SignalRow, UserRow)
+from engine.store.models import (AccountChargeRow, BotArchiveRow, BotConfigRow, BotRow, BrokerAccountRow, DailyPnlRow,
+                                 EquityPointRow, FillRow, OrderRow, PositionRow, SignalRow, UserRow)
 
 router = APIRouter(prefix="/bots", tags=["bots"])
 
@@ -483,7 +483,12 @@ def pnl(bot_id: str, caller: Trader, db: Db, archive: Archive = None) -> dict[st
     realized = sum((p.realized_pnl for p in positions_), Decimal(0))
     fees = sum((p.fees for p in positions_), Decimal(0))
     days = db.scalars(select(DailyPnlRow).where(DailyPnlRow.bot_id == runtime_id).order_by(DailyPnlRow.day))
-    return {"bot_id": runtime_id, "realized": str(realized), "fees": str(fees),
+    # account-level charges booked into the bot (funding, crypto fees posted apart from fills):
+    # already in `realized`; shown on their own so the P&L says what the venue charged
+    # (summed here, exactly: SQLite keeps the amounts as text)
+    charges = sum(db.scalars(select(AccountChargeRow.value).where(AccountChargeRow.bot_id == runtime_id,
+                                                                  AccountChargeRow.booked.is_(True))), Decimal(0))
+    return {"bot_id": runtime_id, "realized": str(realized), "fees": str(fees), "charges": str(charges),
             "days": [{"day": d.day.isoformat(), "realized": str(d.realized), "unrealized": str(d.unrealized),
                       "fees": str(d.fees), "equity_close": str(d.equity_close)} for d in days]}
 

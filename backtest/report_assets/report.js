@@ -26,7 +26,9 @@
     return LWC.createChart(container, {
       height: height, autoSize: false, width: container.clientWidth || 900,
       layout: { attributionLogo: false, background: { color: "#ffffff" }, textColor: "#222" },
-      timeScale: { timeVisible: true, secondsVisible: false },
+      // minBarSpacing: a whole run fits the width (the default 0.5 px a point would show the last
+      // 2,000 points of a 4,000-point series at first); zooming in spreads them out again
+      timeScale: { timeVisible: true, secondsVisible: false, minBarSpacing: 0.01 },
       crosshair: { mode: 0 },
       handleScroll: true, handleScale: true
     });
@@ -38,14 +40,16 @@
     return box;
   }
 
+  var LABELLED_TRADES = 40;  // more trades than this: markers without text (the trade list says it)
+
   function markers(trades) {
-    var out = [];
+    var out = [], label = trades.length <= LABELLED_TRADES;
     trades.forEach(function (t, i) {
       var long = t.side === "long";
       out.push({ time: t.entry_time, position: long ? "belowBar" : "aboveBar", color: long ? "#2e7d32" : "#c62828",
-                 shape: long ? "arrowUp" : "arrowDown", text: "#" + (i + 1) + " " + t.side });
+                 shape: long ? "arrowUp" : "arrowDown", text: label ? "#" + (i + 1) + " " + t.side : "" });
       out.push({ time: t.exit_time, position: long ? "aboveBar" : "belowBar", color: "#616161", shape: "circle",
-                 text: "exit #" + (i + 1) });
+                 size: label ? 1 : 0.5, text: label ? "exit #" + (i + 1) : "" });
     });
     return out.sort(function (a, b) { return a.time - b.time; });
   }

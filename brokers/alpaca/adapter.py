@@ -22,8 +22,15 @@
   orders go as DAY orders, as Alpaca requires (mapping.time_in_force).
 - Fills are read from the FILL activities page by page (`page_token`, 100 a page) wherever they
   are read: after a reconnect, for one order, and in `fills_since`.
-- Crypto fees are not booked: Alpaca posts them as CFEE activities (a NonTradeActivity in
-  alpaca-py: date, symbol, qty, price, no order id), which no fill can be matched to.
+- Crypto fees: Alpaca posts them apart from the fills, at the end of the day, as CFEE
+  activities (a NonTradeActivity in alpaca-py: date, symbol, qty, price, net_amount, no order
+  id), so no fill carries one. `charges_since(ts)` lists them (paged like the FILL activities)
+  as account-level FEE charges (engine.charges, mapping.cfee_charge): in the coin on a buy, in
+  dollars on a sell. The engine books one into a bot only when that bot alone held and traded
+  the symbol that day (engine.reconcile.ChargeBooker); the rest are the account's.
+- Extended hours: with `extended_hours=True` (the account's setting, brokers/factory.py) LIMIT
+  DAY orders on US equities go with extended_hours=True, the only ones Alpaca takes it on;
+  every other order goes without it (mapping.extended_hours).
 
 Protective orders (issue 17 item 3; the mapping is brokers/alpaca/protective.py):
 - The OMS submits a bracket as three calls, the entry first (engine/oms.py: each order is
@@ -73,6 +80,7 @@ from brokers.alpaca import mapping as m
 from brokers.alpaca import protective as P
 from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, price_refusal, VenueOrder,
                           VenuePosition, VenueUnreachable)
+from engine.charges import AccountCharge
 from engine.instrument import AssetClass, Instrument
 from engine.orders import Fill, Order, OrderSide, OrderState, OrderType
 
@@ -127,8 +135,10 @@ class AlpacaAdapter:
                  url_override: str | None = None, stream_url: str | None = None, http_timeout_s: float = 10.0,
                  max_attempts: int = 3, backoff_s: float = 0.5, sleep: Callable[[float], None] = time.sleep,
                  clock_ns: Callable[[], int] = time.time_ns, stream_backoff_s: tuple[float, float] = (1.0, 30.0),
-                 connect_timeout_s: float = 30.0, submit_timeout_s: float | None = None) -> None:
+                 connect_timeout_s: float = 30.0, submit_timeout_s: float | None = None,
+                 extended_hours: bool = False) -> None:
         self.api_key, self.secret_key = api_key, secret_key
+        self.extended_hours = extended_hours
         self.symbols = list(symbols)
         self.paper = paper
         self.url_override, self.stream_url = url_override, stream_url
@@ -473,7 +483,8 @@ class AlpacaAdapter:
             reason = RejectReason.UNSUPPORTED if tif is None else None
         if reason is None:
             try:
-                request = m.order_request(terms, tif, notional)  # type: ignore[arg-type]
+                extended = m.extended_hours(terms, instrument, tif, self.extended_hours)  # type: ignore[arg-type]
+                request = m.order_request(terms, tif, notional, extended)  # type: ignore[arg-type]
             except ValidationError:
                 reason = RejectReason.INVALID_ORDER
         if reason is not None:
@@ -814,12 +825,27 @@ class AlpacaAdapter:
     def fills_since(self, ts: int) -> list[Fill]:
         return [fill for fill in self._activity_fills(ts) if fill.ts >= ts]
 
-    def _activity_rows(self, after: str | None) -> list[dict[str, Any]]:
-        """Every FILL activity after `after`, oldest first, all pages (Alpaca pages at 100)."""
+    def charges_since(self, ts: int) -> list[AccountCharge]:
+        """The account's crypto fees (CFEE activities) charged from `ts` (ns) on, oldest first
+        (engine.charges.ChargeSource; module docstring). Asked for from a day earlier: the
+        activities are dated, not timed."""
+        after = m.iso(ts - m.NS_PER_DAY) if ts > m.NS_PER_DAY else None
+        out = []
+        for row in self._activity_rows(after, "CFEE"):
+            if row.get("activity_type", "CFEE") != "CFEE":
+                continue
+            charge = m.cfee_charge(row, self._instruments)
+            if charge is not None and charge.ts >= ts:
+                out.append(charge)
+        return sorted(out, key=lambda c: (c.ts, c.charge_id))
+
+    def _activity_rows(self, after: str | None, kind: str = "FILL") -> list[dict[str, Any]]:
+        """Every `kind` activity (FILL, CFEE) after `after`, oldest first, all pages (Alpaca
+        pages at 100)."""
         params: dict[str, Any] = {"direction": "asc", "page_size": _PAGE_SIZE, **({"after": after} if after else {})}
         rows: list[dict[str, Any]] = []
         while True:
-            page = self._call(self.client.get, "/account/activities/FILL", params)
+            page = self._call(self.client.get, f"/account/activities/{kind}", params)
             rows.extend(page)
             if len(page) < _PAGE_SIZE:
                 return rows

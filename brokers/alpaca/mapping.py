@@ -30,6 +30,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from brokers.base import AccountSnapshot, RejectReason, VenueOrder, VenuePosition
+from engine.charges import AccountCharge, ChargeKind
 from engine.instrument import AssetClass, Instrument
 from engine.money import to_raw
 from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInForce
@@ -103,17 +104,29 @@ def time_in_force(order: Order, instrument: Instrument, notional: Decimal | None
     return tif
 
 
-def order_request(order: Order, tif: str = "", notional: Decimal | None = None) -> Any:
+def extended_hours(order: Order, instrument: Instrument, tif: str, asked: bool) -> bool:
+    """Whether to send the order with `extended_hours=True`: the account asked for extended hours
+    (`asked`), and Alpaca takes the flag on LIMIT orders with time in force DAY only (anything
+    else is refused, 422 "extended hours order must be DAY limit orders"), on US equities (crypto
+    trades around the clock: there are no extended hours). Other orders go without the flag, so
+    they are not refused and act in the regular session as before."""
+    return (asked and order.type is OrderType.LIMIT and tif == "day"
+            and instrument.asset_class is not AssetClass.CRYPTO)
+
+
+def order_request(order: Order, tif: str = "", notional: Decimal | None = None, extended: bool = False) -> Any:
     """The alpaca-py request model for an order (raises pydantic.ValidationError on bad terms).
     A market order sized by equity fraction goes as `notional` (dollars): Alpaca sizes it at the
-    fill price, as the backtester does."""
+    fill price, as the backtester does. `extended`: sent with extended_hours=True (only when
+    `extended_hours` says Alpaca takes it)."""
     from alpaca.trading.enums import OrderSide as Side
     from alpaca.trading.enums import TimeInForce as Tif
     from alpaca.trading.requests import (LimitOrderRequest, MarketOrderRequest, StopLimitOrderRequest,
                                          StopOrderRequest)
     size = {"notional": float(notional)} if notional is not None else {"qty": float(order.qty)}  # type: ignore[arg-type]
     common = {"symbol": order.symbol, **size, "side": Side(order.side.value.lower()),
-              "time_in_force": Tif(tif or _TIF[order.tif]), "client_order_id": order.client_order_id}
+              "time_in_force": Tif(tif or _TIF[order.tif]), "client_order_id": order.client_order_id,
+              **({"extended_hours": True} if extended else {})}
     if order.type is OrderType.MARKET:
         return MarketOrderRequest(**common)
     if order.type is OrderType.LIMIT:
@@ -254,6 +267,38 @@ def instrument(asset: dict[str, Any]) -> Instrument:
                       price_increment=price_step.normalize(), size_increment=step.normalize(),
                       min_qty=min_qty.normalize(), quote_currency=quote,
                       currency_increment=Decimal("0.01"))
+
+
+NS_PER_DAY = 86_400 * 10**9
+
+
+def cfee_charge(row: dict[str, Any], known: Any = ()) -> AccountCharge | None:
+    """A CFEE activity (Alpaca's crypto fee, a NonTradeActivity: id, date, symbol, qty, price,
+    net_amount, description; no order id) as an account-level FEE charge, or None for one that
+    charges nothing. Alpaca takes the fee in what the trade credits: on a buy in the coin bought
+    (`qty` negative, `net_amount` "0", `price` the coin's valuation), on a sell in the quote
+    currency (`net_amount` negative). Fees are posted at the end of the day, per `date`: the
+    charge covers that (UTC) day, ending at its last nanosecond (a row with a transaction_time
+    is charged at that instant). Assumed for a coin-for-coin pair: `qty` is the base asset."""
+    symbol = symbol_of(str(row.get("symbol") or ""), "crypto", known)
+    if "/" not in symbol:
+        return None
+    base, quote = symbol.split("/", 1)
+    qty, cash = dec(row.get("qty")) or Decimal(0), dec(row.get("net_amount")) or Decimal(0)
+    if qty:
+        asset, amount = base, qty
+    elif cash:
+        asset, amount = quote, cash
+    else:
+        return None
+    if row.get("transaction_time"):
+        ts, period = ns(row["transaction_time"]), 0
+    else:
+        day = datetime.fromisoformat(str(row["date"])[:10]).replace(tzinfo=timezone.utc)
+        ts, period = int(day.timestamp()) * 1_000_000_000 + NS_PER_DAY - 1, NS_PER_DAY
+    price = dec(row.get("price"))
+    return AccountCharge(f"cfee:{row['id']}", ChargeKind.FEE, symbol, asset, amount, ts, period,
+                         price if asset == base and price else None)
 
 
 def iso(ts_ns: int) -> str:

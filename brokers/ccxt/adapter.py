@@ -38,16 +38,28 @@
   the wallet; `wallet()` is the account's holdings as the venue reports them, exactly; cash and
   equity are floored to the currency grid (never more than the account has).
 - USD-M futures (binanceusdm's linear perpetuals, e.g. BTC/USDT:USDT; brokers/ccxt/futures.py):
-  the same adapter over contract markets. Instruments are FUTUREs on margin at the account's
+  the same adapter over contract markets, push first as on spot (ccxt.pro binanceusdm over the
+  account's listenKey stream, the same UserStream). An account in hedge mode (binance
+  dualSidePosition=true) is refused at the first load, a ConfigError naming `dualSidePosition`:
+  the engine nets one position per symbol per bot. Instruments are FUTUREs on margin at the account's
   leverage for the symbol; `leverage` / `margin_mode` given to the adapter are set on every
   traded symbol at the first load (checked first: a value the venue would refuse, or a margin
   mode change under an open position or order, is a ConfigError naming the field and nothing is
   changed); left out, the venue's own settings are read. A futures position is the venue's
   (positionRisk, signed), not the fills'; the account is the margin wallet (cash = wallet
   balance, equity = margin balance, buying power = available balance). Reduce-only orders carry
-  `reduceOnly`; stops are refused (UNSUPPORTED: ccxt sends them to binance's algo-order API,
-  which this adapter does not follow). Funding is not a trade: `funding_since(ts)` lists the
-  payments (FundingFee records) for the engine to book.
+  `reduceOnly`; a plain stop is refused (UNSUPPORTED: ccxt sends it to binance's algo service),
+  a protective one goes there and is followed (below). Funding is not a trade: `funding_since(ts)`
+  lists the payments (FundingFee records) for the engine to book.
+- Protective orders (issue 17 item 3; the mapping and its reasons: brokers/ccxt/protective.py):
+  binance spot and USD-M futures declare `protective_orders` (and native_brackets /
+  native_trailing; native_oco on spot only), every other exchange none. A bracket's children wait
+  here, still PENDING_SUBMIT, until their entry is done, then go sized to what it filled (none
+  filled: canceled PARENT_NOT_FILLED); spot sends two exits as one OCO order list, futures as a
+  reduce-only limit and a reduce-only algo stop that this adapter links (one filling cancels the
+  other); trailing stops go as trailingDelta (spot) / callbackRate (futures). What cannot be
+  expressed is refused at submit with the field named. `amend`: spot cancel-replace (the
+  replacement `<id>.r<n>` reads back as the engine's order), futures modify of a LIMIT.
 
 Thread-safety: one lock serialises every ccxt call and every report to the sink.
 """
@@ -57,6 +69,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Callable, TypeVar
 
@@ -64,13 +77,15 @@ import ccxt
 
 from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, VenueOrder, VenuePosition)
 from brokers.ccxt import futures, mapping
+from brokers.ccxt import protective as P
 from brokers.ccxt.futures import FundingFee
 from brokers.ccxt.stream import UserStream
 from engine.errors import ConfigError
 from engine.instrument import Instrument
-from engine.orders import Fill, Order, OrderSide, OrderState
+from engine.orders import Fill, Order, OrderSide, OrderState, amend_terms
 
 T = TypeVar("T")
+_DONE = (OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED, OrderState.EXPIRED)   # an entry's end
 NS_PER_MS = 1_000_000
 FUTURES_TRADE_WINDOW_MS = 7 * 86_400_000   # binance USD-M userTrades: one week per request
 
@@ -146,6 +161,27 @@ class CcxtAdapter:
         self._thread: threading.Thread | None = None
         self.futures = False                         # the markets are linear contracts (USD-M futures)
         self._funding: dict[str, FundingFee] = {}    # funding id -> payment seen
+        # protective orders (brokers/ccxt/protective.py): linked orders held until they can go
+        self._waiting = P.Waiting()
+        self._aliases: dict[str, str] = {}           # engine client id -> the venue client id working for it
+        self._replacements: dict[str, int] = {}      # engine client id -> replacements asked so far
+        self._replaced: set[str] = set()             # venue ids an amend replaced: their cancel is no cancel
+        self._algo: set[str] = set()                 # engine client ids sent to binance's algo service (futures)
+        self._pairs: list[list[Order]] = []          # futures bracket exits the adapter links (no OCO list there)
+
+    @property
+    def protective_orders(self) -> bool:
+        """Brackets and trailing stops mapped to the venue's own orders: binance spot and USD-M
+        futures (brokers/ccxt/protective.py). Elsewhere False, so the OMS refuses or emulates them."""
+        return P.supported(self.exchange.id, self.futures)
+
+    # the capabilities engine/emulation.py reads
+    native_brackets = native_trailing = protective_orders
+
+    @property
+    def native_oco(self) -> bool:
+        """A standalone OCO group: an order list on binance spot; futures have none (the OMS emulates)."""
+        return self.protective_orders and not self.futures
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connect(self, sink: ExecutionSink) -> None:
@@ -193,6 +229,8 @@ class CcxtAdapter:
         if len(kinds) > 1:
             raise ConfigError("symbols", f"{self.name}: spot and futures markets in one adapter; use one account each")
         self.futures = kinds == {True}
+        if self.futures:
+            self._refuse_hedge_mode(symbols)
         leverages = self._futures_settings(symbols) if self.futures else {}
         if not self.futures and self.settings.given:
             field = "leverage" if self.settings.leverage is not None else "margin_mode"
@@ -202,6 +240,22 @@ class CcxtAdapter:
                              for s in symbols}
         if self.currency is None and self._instruments:
             self.currency = next(iter(self._instruments.values())).quote_currency
+
+    def _refuse_hedge_mode(self, symbols: list[str]) -> None:
+        """A futures account in hedge mode (binance dualSidePosition=true) is refused before
+        anything is set or sent: there every order must name a LONG or SHORT leg and one symbol
+        holds two positions, while the engine nets one position per symbol per bot (orders without
+        a leg would all be refused, and the venue's positions would not be the bot's)."""
+        if not symbols or not self.exchange.has.get("fetchPositionMode"):
+            return
+        try:
+            mode = self._read(self.exchange.fetch_position_mode, symbols[0])
+        except ccxt.NotSupported:
+            return
+        if mode.get("hedged"):
+            raise ConfigError("dualSidePosition", f"{self.name}: the account is in hedge mode (dualSidePosition="
+                                                  "true); the engine nets one position per symbol per bot: switch "
+                                                  "the account to one-way mode (dualSidePosition=false) to trade it")
 
     def _futures_settings(self, symbols: list[str]) -> dict[str, Decimal]:
         """Apply the account's leverage and margin mode to `symbols` and return each symbol's
@@ -250,24 +304,144 @@ class CcxtAdapter:
         with self._lock:
             self._reporter.track(order)
             self._sides[order.client_order_id] = order.side
-            instrument = self._instruments.get(order.symbol)
-            market = self.exchange.markets.get(order.symbol) if instrument is not None else None
-            cost_min = None if market is None or (self.futures and order.reduce_only) else mapping.min_cost(market)
-            reason = mapping.check_order(order, instrument, cost_min, stops=not self.futures)
-            if reason is None and order.qty is None:
-                reason = self._size_by_fraction(order, instrument)  # type: ignore[arg-type]
-            if reason is None:
-                reason = self._precision_refusal(order)
-            if reason is not None:
-                self._reporter.rejected(order, time.time_ns(), reason)
-                return
-            # from here the venue may get it: an error past this point leaves it SUBMITTED, for a
-            # lookup by client id, never REJECTED by the engine while the venue may hold it
-            self._reporter.submitted(order, time.time_ns())
-            self._submit(order, instrument)  # type: ignore[arg-type]
+            if order.parent_id is not None or order.oco_group is not None or order.is_trailing:
+                self._submit_linked(order)
+            else:
+                self._send_checked(order)
+            self._release_waiting()
 
-    def _submit(self, order: Order, instrument: Instrument) -> None:
-        kind, params = mapping.ccxt_type_and_params(order, _text, contract=self.futures)
+    def _send_checked(self, order: Order, qty: Decimal | None = None) -> None:
+        """Check, then send one order (`qty`: a child sized to what its entry filled)."""
+        terms = order if qty is None else replace(order, qty=qty)
+        if self.futures and order.parent_id is not None:
+            terms = replace(terms, reduce_only=True)   # an exit: it may never open a position
+        instrument = self._instruments.get(order.symbol)
+        reason = self._refusal(terms, instrument)
+        if reason is None and terms.qty is None:
+            reason = self._size_by_fraction(order, instrument)  # type: ignore[arg-type]
+            terms = order
+        if reason is None:
+            reason = self._precision_refusal(terms)
+        if reason is not None:
+            self._reporter.rejected(order, time.time_ns(), reason)
+            return
+        # from here the venue may get it: an error past this point leaves it SUBMITTED, for a
+        # lookup by client id, never REJECTED by the engine while the venue may hold it
+        self._reporter.submitted(order, time.time_ns())
+        if P.is_algo(terms, self.futures):
+            self._algo.add(order.client_order_id)
+        self._submit(terms, instrument,  # type: ignore[arg-type]
+                     P.trailing_params(terms, self.futures) if terms.is_trailing else None)
+
+    def _refusal(self, order: Order, instrument: Instrument | None) -> RejectReason | None:
+        market = self.exchange.markets.get(order.symbol) if instrument is not None else None
+        cost_min = None if market is None or (self.futures and order.reduce_only) else mapping.min_cost(market)
+        # futures stops go to the algo service, followed only for the protective orders mapped here
+        linked = order.parent_id is not None or order.is_trailing
+        return mapping.check_order(order, instrument, cost_min,
+                                   stops=not self.futures or (linked and self.protective_orders))
+
+    # -- protective orders (brokers/ccxt/protective.py) -------------------------------------------------
+    def _submit_linked(self, order: Order) -> None:
+        """A bracket child, an OCO member or a trailing stop (under the lock): refused now if the
+        venue cannot take it; a child waits for its entry, an OCO member for its sibling."""
+        reason = P.refusal(order, self.futures) if self.protective_orders else \
+            f"{RejectReason.UNSUPPORTED}: {self.exchange.id} protective orders are not mapped here"
+        if reason is None and order.parent_id is not None and not self._reporter.knows(order.parent_id):
+            reason = f"{RejectReason.INVALID_ORDER}: parent {order.parent_id} was never sent through this adapter"
+        if reason is not None:
+            self._reporter.rejected(order, time.time_ns(), reason)
+            return
+        if order.parent_id is not None:
+            self._waiting.add_child(order)
+        elif order.oco_group is not None:
+            group = self._waiting.add_oco(order)
+            if group is None:
+                return  # its sibling follows (Strategy.order(oco=first))
+            if group[0].qty is None or group[0].qty != group[1].qty:
+                for member in group:
+                    self._reporter.rejected(member, time.time_ns(), P.unsupported(
+                        f"takes an OCO order list of one quantity, got {group[0].qty} and {group[1].qty}"))
+                return
+            self._send_oco(group, group[0].qty)
+        else:
+            self._send_checked(order)
+
+    def _release_waiting(self) -> None:
+        """Send (or cancel) the children whose entry is done (under the lock): sized to what it filled;
+        an entry that filled nothing cancels them."""
+        for parent_id in list(self._waiting.children):
+            group = self._waiting.complete(parent_id)
+            state = self._reporter.reported(parent_id)
+            if group is None or state not in _DONE:
+                continue
+            parent = self._reporter.orders.get(parent_id)
+            filled = parent.filled_qty if parent is not None else Decimal(0)
+            self._waiting.take(parent_id)
+            if filled <= 0:
+                for child in group:
+                    self._reporter.canceled(child, time.time_ns(), "PARENT_NOT_FILLED")
+                continue
+            grouped = [c for c in group if c.oco_group is not None]
+            if len(grouped) == 2 and not self.futures:
+                self._send_oco(grouped, filled)
+            for child in group:
+                if child.oco_group is None or self.futures:
+                    self._send_checked(child, filled)
+            if len(grouped) == 2 and self.futures:
+                self._pairs.append(grouped)   # no OCO list on futures: the adapter links them
+        self._settle_pairs()
+
+    def _settle_pairs(self) -> None:
+        """Futures bracket exits (under the lock): once one has a fill, or has ended, cancel the other
+        (reported as its cancel), as binance spot's order list does by itself."""
+        for pair in list(self._pairs):
+            states = [self._reporter.reported(o.client_order_id) for o in pair]
+            if not any(s in (OrderState.PARTIALLY_FILLED, *_DONE) for s in states):
+                continue
+            self._pairs.remove(pair)
+            for order, state in zip(pair, states):
+                if state in (OrderState.SUBMITTED, OrderState.ACCEPTED):
+                    self._cancel(order)
+
+    def _send_oco(self, members: list[Order], qty: Decimal) -> None:
+        """Two exits as one Binance order list (POST /api/v3/orderList/oco), never sent twice: an
+        unknown outcome leaves both SUBMITTED for the poll to look up by client id."""
+        instrument = self._instruments.get(members[0].symbol)
+        sized = [replace(m, qty=qty) for m in members]
+        reason: str | None = next((str(r) for s in sized if (r := self._refusal(s, instrument)) is not None), None)
+        if reason is None:
+            reason = next((str(r) for s in sized if (r := self._precision_refusal(s)) is not None), None)
+        plan = None if reason is not None else P.oco_plan(sized, qty, self.exchange.market(members[0].symbol)["id"],
+                                                          _text)
+        if isinstance(plan, str):
+            reason = plan
+        if reason is not None or plan is None:
+            for member in members:
+                self._reporter.rejected(member, time.time_ns(), reason or RejectReason.INVALID_ORDER)
+            return
+        for member in members:
+            self._reporter.submitted(member, time.time_ns())
+        try:
+            answer = self.exchange.privatePostOrderListOco(plan.params)
+        except (ccxt.InsufficientFunds, ccxt.BadSymbol, ccxt.MarketClosed, ccxt.AuthenticationError,
+                ccxt.PermissionDenied, ccxt.NotSupported, ccxt.InvalidOrder) as error:
+            for member in members:
+                self._reporter.rejected(member, time.time_ns(), mapping.reject_reason(error, member, instrument))
+            return
+        except (_UNKNOWN_OUTCOME + (ccxt.ExchangeError,)):
+            self._unresolved.update(m.client_order_id for m in members)   # the poll looks them up
+            return
+        market = self.exchange.market(members[0].symbol)
+        by_id = {m.client_order_id: m for m in members}
+        for report in answer.get("orderReports") or []:
+            raw = self.exchange.parse_order(report, market)
+            member = by_id.get(str(raw.get("clientOrderId")))
+            if member is not None:
+                self._on_order_answer(member, raw, instrument)  # type: ignore[arg-type]
+
+    def _submit(self, order: Order, instrument: Instrument, terms: tuple[str, dict[str, Any]] | None = None) -> None:
+        kind, params = terms or mapping.ccxt_type_and_params(order, _text, contract=self.futures)
         price = _text(order.limit_price) if order.limit_price is not None else None
         reason: RejectReason = RejectReason.VENUE_ERROR
         for attempt in range(self.max_attempts):
@@ -303,6 +477,8 @@ class CcxtAdapter:
         self._reporter.rejected(order, time.time_ns(), reason)
 
     def _on_order_answer(self, order: Order, raw: dict[str, Any], instrument: Instrument) -> None:
+        if order.client_order_id in self._algo:
+            raw = _algo_raw(raw)
         venue = mapping.venue_order(raw, instrument, order.client_order_id, order)
         self._venue_ids[venue.venue_order_id] = order.client_order_id
         market_id = self.exchange.market(order.symbol)["id"]
@@ -325,10 +501,57 @@ class CcxtAdapter:
             return None
         return found
 
+    def _record(self, symbol: str, cid: str) -> dict[str, Any]:
+        """The venue's order for an engine client id (OrderNotFound if none): the one working for it
+        (an amend's replacement, found by its `<id>.r<n>` id even after a restart), or a futures stop
+        at the algo service, followed to its matching-engine order once triggered."""
+        try:
+            raw = self._read(self._fetch_order, None, symbol, {"clientOrderId": self._aliases.get(cid, cid)})
+        except ccxt.OrderNotFound:
+            if not (self.futures and self.protective_orders):
+                raise
+            raw = self._algo_record(symbol, cid)
+        if raw.get("status") == "canceled" and self.native_oco and cid not in self._aliases:
+            return self._replacement(symbol, cid) or raw
+        return raw
+
+    def _algo_record(self, symbol: str, cid: str) -> dict[str, Any]:
+        """A futures stop's record: the algo service's (not triggered: working), else the order it
+        placed in the matching engine (`actualOrderId`), whose fills are the engine order's."""
+        raw = _algo_raw(self._read(self.exchange.fetch_order, None, symbol, {"clientOrderId": cid, "trigger": True}))
+        self._algo.add(cid)
+        if raw.get("status") != "closed":
+            return raw
+        actual = (raw.get("info") or {}).get("actualOrderId")
+        if not actual:
+            return {**raw, "status": "open"}   # triggering: still working until the order is placed
+        self._venue_ids[str(actual)] = cid
+        known = self._fills_by_order.get(str(actual), [])   # read before its id was known: re-owned
+        self._fills_by_order[str(actual)] = [replace(f, client_order_id=cid) for f in known]
+        self._fills.update({f.execution_id: f for f in self._fills_by_order[str(actual)]})
+        return self._read(self._fetch_order, str(actual), symbol)
+
+    def _replacement(self, symbol: str, cid: str) -> dict[str, Any] | None:
+        """The latest cancel-replace of a canceled order (`<cid>.r<n>`) in the lookback window, learned
+        as the order working for `cid`; None if it was never replaced."""
+        if not self.exchange.has.get("fetchOrders"):
+            return None
+        since = self.exchange.milliseconds() - self.lookback_ms
+        ours = [r for r in self._read(self.exchange.fetch_orders, symbol, since)
+                if P.engine_id(str(r.get("clientOrderId") or "")) == cid]
+        found = [r for r in ours if str(r.get("clientOrderId")) != cid]
+        if not found:
+            return None
+        latest = max(found, key=lambda r: int(str(r["clientOrderId"]).rpartition(P.REPLACEMENT_MARK)[2]))
+        self._replaced.update(str(r.get("id")) for r in ours if r is not latest)
+        self._aliases[cid] = str(latest["clientOrderId"])
+        self._venue_ids[str(latest.get("id"))] = cid
+        return latest
+
     def _resolve(self, order: Order, raise_errors: bool = False) -> bool:
         """Look the order up by client order id and report what the venue has; False if absent."""
         try:
-            raw = self._read(self._fetch_order, None, order.symbol, {"clientOrderId": order.client_order_id})
+            raw = self._record(order.symbol, order.client_order_id)
         except ccxt.OrderNotFound:
             return False
         except _TRANSIENT_READ:
@@ -346,21 +569,117 @@ class CcxtAdapter:
 
     def cancel(self, order: Order) -> None:
         with self._lock:
-            instrument = self._instruments.get(order.symbol)
-            if instrument is None:
+            if self._waiting.drop(order.client_order_id) is not None:  # held here, never sent
+                self._reporter.canceled(order, time.time_ns(), None)
                 return
-            by_client_id = {CANCEL_CLIENT_ID_PARAM.get(self.exchange.id, "clientOrderId"): order.client_order_id}
             try:
-                raw = self._read(self.exchange.cancel_order, None, order.symbol, by_client_id)
-            except (ccxt.OrderNotFound, ccxt.OperationRejected, ccxt.InvalidOrder, ccxt.ExchangeError):
-                self._resolve(order)  # filled or canceled already, or unknown: report what the venue has
-                return
-            except _TRANSIENT_READ:
-                return  # the next poll shows whether the cancel happened
-            if raw.get("status") is None:  # an answer with ids only (bybit): ask what the order is now
+                self._cancel(order)
+            finally:
+                self._release_waiting()   # an entry canceled: its children go sized to its fills, or end
+
+    def _cancel(self, order: Order) -> None:
+        """Cancel at the venue (under the lock). An OCO leg's cancel cancels its list (binance)."""
+        instrument = self._instruments.get(order.symbol)
+        if instrument is None:
+            return
+        by_client_id = {CANCEL_CLIENT_ID_PARAM.get(self.exchange.id, "clientOrderId"):
+                        self._aliases.get(order.client_order_id, order.client_order_id)}
+        if order.client_order_id in self._algo:
+            by_client_id["trigger"] = True   # binance's algo service (DELETE /fapi/v1/algoOrder)
+        try:
+            raw = self._read(self.exchange.cancel_order, None, order.symbol, by_client_id)
+        except (ccxt.OrderNotFound, ccxt.OperationRejected, ccxt.InvalidOrder, ccxt.ExchangeError):
+            self._resolve(order)  # filled or canceled already, or unknown: report what the venue has
+            return
+        except _TRANSIENT_READ:
+            return  # the next poll shows whether the cancel happened
+        if raw.get("status") is None:  # an answer with ids only (bybit): ask what the order is now
+            self._resolve(order)
+            return
+        self._report(mapping.venue_order(raw, instrument, order.client_order_id))
+
+    def amend(self, order: Order, price: Decimal | None, qty: Decimal | None) -> str | None:
+        """Change a working order (engine.orders.amend_terms says which price): binance spot replaces
+        it (edit_order: POST /api/v3/order/cancelReplace, STOP_ON_FAILURE, cancelRestrictions
+        ONLY_NEW so a partly filled order is never replaced), the replacement under the client id
+        `<id>.r<n>`, read back as the engine's order; USD-M futures modify a LIMIT order in place
+        (PUT /fapi/v1/order: same ids). None when the venue took it, else why nothing changed.
+        Elsewhere (other exchanges) refused: not mapped."""
+        with self._lock:
+            if not self.protective_orders:
+                return f"{RejectReason.UNSUPPORTED}: {self.exchange.id} amend is not mapped here"
+            reason = P.amend_refusal(order, price, qty, self.futures)
+            if reason is not None:
+                return reason
+            if self.futures:
+                return self._modify(order, price, qty)
+            terms = replace(order, qty=order.qty if qty is None else qty)
+            amend_terms(terms, price, None)
+            instrument = self._instruments.get(order.symbol)
+            refusal = self._refusal(terms, instrument) or self._precision_refusal(terms)
+            if refusal is not None:
+                return str(refusal)
+            cid = order.client_order_id
+            n = self._replacements[cid] = self._replacements.get(cid, 0) + 1
+            new_cid = P.replacement_id(cid, n)
+            kind, params = mapping.ccxt_type_and_params(terms, _text)
+            params.pop("triggerPrice", None)
+            if terms.stop_price is not None:
+                params["stopPrice"] = _text(terms.stop_price)  # edit_order reads (and drops) stopPrice
+            params.update({"clientOrderId": new_cid, "cancelRestrictions": "ONLY_NEW",
+                           "cancelOrigClientOrderId": self._aliases.get(cid, cid)})
+            try:
+                raw = self.exchange.edit_order(None, order.symbol, kind, mapping.ccxt_side(order.side),
+                                               _text(terms.qty), _text(terms.limit_price), params)
+            except ccxt.BaseError as error:
+                # the cancel may have happened without the replacement (binance "partially failed"),
+                # or the answer was lost: what the venue now holds decides
+                if self._adopt_replacement(order, new_cid):
+                    return None
                 self._resolve(order)
-                return
-            self._report(mapping.venue_order(raw, instrument, order.client_order_id))
+                return str(mapping.reject_reason(error, terms, instrument))
+            self._replaced.update(v for v, c in self._venue_ids.items() if c == cid)
+            self._aliases[cid] = new_cid
+            self._venue_ids[str(raw.get("id"))] = cid
+            return None
+
+    def _modify(self, order: Order, price: Decimal | None, qty: Decimal | None) -> str | None:
+        """A USD-M LIMIT order changed in place (edit_order: PUT /fapi/v1/order), under the lock."""
+        terms = replace(order, qty=order.qty if qty is None else qty)
+        amend_terms(terms, price, None)
+        instrument = self._instruments.get(order.symbol)
+        refusal = self._refusal(terms, instrument) or self._precision_refusal(terms)
+        if refusal is not None:
+            return str(refusal)
+        venue_id = next((v for v, c in self._venue_ids.items() if c == order.client_order_id
+                         and not v.startswith("algo:")), None)
+        if venue_id is None:
+            return "NOT_WORKING"
+        try:
+            self.exchange.edit_order(venue_id, order.symbol, "limit", mapping.ccxt_side(order.side), _text(terms.qty),
+                                     _text(terms.limit_price), {})
+        except ccxt.BaseError as error:
+            self._resolve(order)
+            return str(mapping.reject_reason(error, terms, instrument))
+        return None
+
+    def _engine_cid(self, venue_cid: Any) -> str | None:
+        """The engine's client id for a venue's: an amend's replacement (`<id>.r<n>`, binance spot)
+        is its original's."""
+        if venue_cid is None:
+            return None
+        return P.engine_id(str(venue_cid)) if self.native_oco else str(venue_cid)
+
+    def _adopt_replacement(self, order: Order, new_cid: str) -> bool:
+        """Whether the venue holds the replacement `new_cid` (then it works for the engine's order)."""
+        try:
+            raw = self._read(self._fetch_order, None, order.symbol, {"clientOrderId": new_cid})
+        except (ccxt.OrderNotFound, *_TRANSIENT_READ):
+            return False
+        self._replaced.update(v for v, c in self._venue_ids.items() if c == order.client_order_id)
+        self._aliases[order.client_order_id] = new_cid
+        self._venue_ids[str(raw.get("id"))] = order.client_order_id
+        return True
 
     def on_tick(self, tick: Any) -> None:
         """The bot's latest quote for a symbol (its feed's tick): what equity-fraction orders are
@@ -433,6 +752,7 @@ class CcxtAdapter:
                 self.connected = False
                 return False
             self.connected = True
+            self._release_waiting()
             return True
 
     def reconnect(self) -> bool:
@@ -444,10 +764,14 @@ class CcxtAdapter:
             self._fetch_trades(symbol)
             for raw in self._read(self.exchange.fetch_open_orders, symbol):
                 open_raw[str(raw["id"])] = raw
+            if self._algo:  # futures stops the adapter sent: the algo service's open ones
+                for raw in self._read(self.exchange.fetch_open_orders, symbol, None, None, {"trigger": True}):
+                    raw = _algo_raw(raw)
+                    open_raw[str(raw["id"])] = raw
         seen: set[str] = set()
         for venue_id, raw in open_raw.items():
             instrument = self._instruments[raw["symbol"]]
-            cid = self._venue_ids.get(venue_id) or raw.get("clientOrderId")
+            cid = self._venue_ids.get(venue_id) or self._engine_cid(raw.get("clientOrderId"))
             venue = mapping.venue_order(raw, instrument, cid)
             self._venue_ids[venue_id] = venue.client_order_id
             seen.add(venue.client_order_id)
@@ -585,7 +909,7 @@ class CcxtAdapter:
                     continue
                 venue_id = str(raw.get("id"))
                 cid = self._venue_ids.get(venue_id) or raw.get("clientOrderId")
-                if cid is None:
+                if cid is None or venue_id in self._replaced:
                     continue
                 self._venue_ids[venue_id] = cid
                 self._pending[venue_id] = raw
@@ -601,6 +925,7 @@ class CcxtAdapter:
                     return  # the poll (backup) completes it
             if missing:
                 self._flush_pending()
+            self._release_waiting()
 
     def _on_push_trades(self, trades: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -619,6 +944,7 @@ class CcxtAdapter:
                     self._trade_cursor[symbol] = max(self._trade_cursor.get(symbol, 0), int(trade["timestamp"]))
                 self._pending.setdefault(venue_id, {})
             self._flush_pending()
+            self._release_waiting()
 
     def _flush_pending(self) -> None:
         for venue_id, raw in list(self._pending.items()):
@@ -671,7 +997,7 @@ class CcxtAdapter:
             symbols = [order.symbol] if order is not None else sorted(self._instruments)
             for symbol in symbols:
                 try:
-                    raw = self._read(self._fetch_order, None, symbol, {"clientOrderId": client_order_id})
+                    raw = self._record(symbol, client_order_id)
                 except ccxt.OrderNotFound:
                     continue
                 return mapping.venue_order(raw, self._instruments[symbol], client_order_id)
@@ -682,7 +1008,7 @@ class CcxtAdapter:
             out = []
             for symbol in sorted(set(self.symbols) | set(self._poll_symbols())):
                 for raw in self._read(self.exchange.fetch_open_orders, symbol):
-                    cid = self._venue_ids.get(str(raw["id"]))
+                    cid = self._venue_ids.get(str(raw["id"])) or self._engine_cid(raw.get("clientOrderId"))
                     out.append(mapping.venue_order(raw, self._instruments[symbol], cid))
             return out
 
@@ -800,6 +1126,11 @@ class CcxtAdapter:
             return sorted((f for f in self._funding.values() if f.ts >= ts and f.symbol in self._instruments),
                           key=lambda f: (f.ts, f.funding_id))
 
+    def charges_since(self, ts: int) -> list[futures.AccountCharge]:
+        """The account's charges (engine.charges.ChargeSource): the funding of `funding_since`, each
+        as a FUNDING charge under its tranId, for the engine to book once into its sole holder."""
+        return [futures.funding_charge(fee) for fee in self.funding_since(ts)]
+
     # -- calls ----------------------------------------------------------------------------------
     def _read(self, call: Callable[..., T], *args: Any) -> T:
         """A call that is safe to repeat, retried with backoff on 429 / 5xx / network errors."""
@@ -841,6 +1172,12 @@ def _pro_exchange(exchange_id: str, config: dict[str, Any], sandbox: bool) -> An
     if sandbox:
         pro.set_sandbox_mode(True)
     return pro
+
+
+def _algo_raw(raw: dict[str, Any]) -> dict[str, Any]:
+    """An algo-service order with its id marked: algo ids and matching-engine order ids are
+    separate number spaces at binance."""
+    return {**raw, "id": f"algo:{raw.get('id')}"}
 
 
 def _text(value: Decimal | None) -> str | None:

@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from brokers.base import VenuePosition
+from engine.charges import AccountCharge, ChargeKind
 from engine.errors import ConfigError
 
 NS_PER_MS = 1_000_000
@@ -151,3 +152,9 @@ def funding_from_income(raw: dict[str, Any]) -> FundingFee:
     ts = raw.get("timestamp") or int(info.get("time") or 0)
     return FundingFee(str(raw.get("id") or info.get("tranId")), str(raw.get("symbol")),
                       str(raw.get("code") or info.get("asset")), amount, int(ts) * NS_PER_MS)
+
+
+def funding_charge(fee: FundingFee) -> AccountCharge:
+    """A funding payment as the engine's account-level charge (engine.charges), booked once by
+    its tranId; the amount keeps the venue's sign (negative: paid) and digits."""
+    return AccountCharge(f"funding:{fee.funding_id}", ChargeKind.FUNDING, fee.symbol, fee.asset, fee.amount, fee.ts)

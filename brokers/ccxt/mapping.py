@@ -271,6 +271,8 @@ def reject_reason(error: Exception, order: Order | None = None, instrument: Inst
     if isinstance(error, ccxt.OperationFailed):  # NetworkError, ExchangeNotAvailable, ...
         return RejectReason.VENUE_ERROR
     if isinstance(error, ccxt.InvalidOrder) or isinstance(error, ccxt.BadRequest):
+        if "trigger immediately" in text or "immediately trigger" in text or "relationship of the prices" in text:
+            return RejectReason.INVALID_STOPS  # binance -2010 / -2021: a stop on the wrong side of the market
         if "NOTIONAL" in text.upper() or "170140" in text:  # binance filter (futures -4164: "notional") / bybit
             return RejectReason.QTY_BELOW_MIN
         lower = text.lower()

@@ -10,6 +10,24 @@ may have missed while the socket was down: push first, the REST poll as the back
 What a watch returns is handed to a delivery thread through a queue, never processed on the loop:
 ccxt.pro resolves a watch only if one is waiting when the message arrives, so a watch loop that
 stopped to book a fill would leave the next event in ccxt's cache until some later event came.
+
+Live means the account's events can reach us: where subscribing is a request on the socket
+(binance spot's websocket API: `authenticate` subscribes) that is after `authenticate`; where
+the subscription is a key in the url (binance USD-M's listenKey: `authenticate` only fetches the
+key over REST) it is once the watches' socket is open, so the reconciliation that `on_live`
+runs cannot fall before the socket hears the account.
+
+A venue's notice that the subscription has ended while the socket stays open (binance's
+`listenKeyExpired`: "no more user data event will be updated after this event") is a failure
+like a dropped socket: ccxt.pro ignores the message, so a stream trusting the socket would stay
+"live" and deaf. And every reconnect starts from a fresh key (ccxt otherwise reuses its cached
+listenKey for 20 minutes, and one that expired would dial into silence): POSTing the listenKey
+again returns the active key, extended, or a new one.
+
+The key is kept alive here, every `options['listenKeyRefreshRate']` ms (ccxt's own setting, 20
+minutes; binance drops a key 60 minutes after its last keep-alive): ccxt.pro 4.5.90 sends its
+first keep-alive and then never another (its re-arm looks for the subscription in a dict, but
+its clients are objects), so a stream left to ccxt would lose its key after 80 minutes.
 """
 
 from __future__ import annotations
@@ -21,6 +39,13 @@ import threading
 from typing import Any, Awaitable, Callable
 
 from brokers.ccxt.loop import stop_pro_loop
+
+# events by which a venue says the account's subscription has ended though the socket is open
+SUBSCRIPTION_ENDED = frozenset({"listenKeyExpired"})
+
+
+class SubscriptionEnded(Exception):
+    """The venue ended the account's subscription (e.g. binance's listenKeyExpired)."""
 
 
 class UserStream:
@@ -34,6 +59,7 @@ class UserStream:
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.live = False
         self.errors: list[str] = []          # the last failures (type names only: no URLs, no keys)
+        self.failures = 0                    # failures since the stream was last live: the backoff's exponent
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: list[Any] = []
@@ -43,6 +69,7 @@ class UserStream:
     def start(self) -> None:
         if self._loop is not None:
             return
+        self._watch_for_ended_subscriptions()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"{self.pro.id}-user-stream", daemon=True)
         self._thread.start()
@@ -54,7 +81,6 @@ class UserStream:
         """Subscribe, run both watches until one fails, drop every socket, back off, again. A
         fresh socket each time: ccxt keeps a closed client's subscriptions and would otherwise
         treat a new connection as subscribed without asking the venue."""
-        failures = 0
         while True:
             watches: list[asyncio.Task[None]] = []
             try:
@@ -62,11 +88,18 @@ class UserStream:
                 # meanwhile would only be cached (see the module docstring)
                 await self.pro.load_markets()
                 if hasattr(self.pro, "authenticate"):
-                    await self.pro.authenticate()  # subscribed now: live before the first event
-                    await self._set_live(True)
+                    await self.pro.authenticate()  # spot: subscribed now; USD-M: the listenKey fetched
                 watches = [asyncio.ensure_future(self._pump(self.pro.watch_orders, self.on_orders)),
                            asyncio.ensure_future(self._pump(self.pro.watch_my_trades, self.on_trades))]
-                done, _ = await asyncio.wait(watches, return_when=asyncio.FIRST_COMPLETED)
+                if await self._sockets_open(watches):
+                    self.failures = 0            # a good subscription: the next drop backs off from the start
+                    await self._set_live(True)   # before the first event
+                while True:
+                    done, _ = await asyncio.wait(watches, timeout=self._keep_alive_s(),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if done:
+                        break
+                    await self._keep_alive()
                 for task in done:
                     task.result()  # raises what stopped it
             except asyncio.CancelledError:
@@ -83,9 +116,57 @@ class UserStream:
                 await self.pro.close_ws_clients()
             except Exception:  # noqa: BLE001 - the sockets are gone either way
                 pass
-            failures += 1
-            delay = min(self.backoff_s * 2 ** (failures - 1), self.max_backoff_s)
+            self._forget_listen_keys()
+            self.failures += 1
+            delay = min(self.backoff_s * 2 ** (self.failures - 1), self.max_backoff_s)
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _sockets_open(self, watches: list[asyncio.Task[None]]) -> bool:
+        """Until every websocket the watches dial is open (True), or a watch has ended (False:
+        it failed to connect; the supervisor sees why). ccxt keeps non-socket bookkeeping
+        "clients" too (binance's authenticationFlights): only ws urls count."""
+        while not any(task.done() for task in watches):
+            clients = [c for url, c in list(self.pro.clients.items()) if str(url).startswith("ws")]
+            if clients and all(c.connected.done() and not c.connected.cancelled() and c.connected.exception() is None
+                               for c in clients):
+                return True
+            await asyncio.sleep(0.005)
+        return False
+
+    def _watch_for_ended_subscriptions(self) -> None:
+        """See the module docstring: a subscription-ended event fails the watches of its socket
+        (they raise SubscriptionEnded; the supervisor reconnects with a fresh key). Installed on
+        the instance before any socket exists, as ccxt binds `handle_message` per socket."""
+        handle = self.pro.handle_message
+
+        def handle_message(client: Any, message: Any) -> Any:
+            if isinstance(message, dict) and message.get("e") in SUBSCRIPTION_ENDED:
+                client.reject(SubscriptionEnded(str(message.get("e"))))
+                return None
+            return handle(client, message)
+
+        self.pro.handle_message = handle_message
+
+    def _keep_alive_s(self) -> float | None:
+        """How often the account's listenKey is kept alive; None where there is none (spot)."""
+        if not hasattr(self.pro, "keep_alive_listen_key") or not any(
+                isinstance(bucket, dict) and bucket.get("listenKey") for bucket in list(self.pro.options.values())):
+            return None
+        return max(float(self.pro.options.get("listenKeyRefreshRate") or 1_200_000) / 1000, 0.01)
+
+    async def _keep_alive(self) -> None:
+        """PUT the listenKey (see the module docstring). ccxt handles a refusal by failing the
+        socket's watches, and the supervisor then reconnects with a fresh key."""
+        if self._keep_alive_s() is not None:
+            await self.pro.keep_alive_listen_key({})
+
+    def _forget_listen_keys(self) -> None:
+        """Make the next `authenticate` ask the venue for the key again (see the module docstring):
+        ccxt.pro binance keeps it per market type in `options[type]` with the time it was got."""
+        for bucket in list(self.pro.options.values()):
+            if isinstance(bucket, dict) and "listenKey" in bucket:
+                bucket["listenKey"] = None
+                bucket["lastAuthenticatedTime"] = 0
 
     async def _pump(self, watch: Callable[[], Awaitable[list[dict[str, Any]]]],
                     handler: Callable[[list[dict[str, Any]]], None]) -> None:

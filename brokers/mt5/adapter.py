@@ -105,6 +105,11 @@ class MT5Adapter:
 
     name = "MT5"
     protective_orders = True  # a bracket's SL/TP as the position's (brokers/mt5/protective.py); the rest refused
+    # what the OMS emulates instead (engine/emulation.py): MT5 trails in the client terminal only and
+    # has no standalone OCO; a bracket's SL/TP it carries itself
+    native_brackets = True
+    native_oco = False
+    native_trailing = False
     supports_expiry = True    # GTD -> ORDER_TIME_SPECIFIED, expiration in the server's time
 
     def __init__(self, api: Any, symbols: Sequence[str], *, login: int | None = None, password: str | None = None,

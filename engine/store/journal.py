@@ -13,7 +13,15 @@ following a bot costs no commit. A point is committed with or before the checkpo
 after its bar, so a restart, which processes the inputs after the checkpoint again, writes each
 point exactly once (a repeat would be ignored anyway: one point per bot and time).
 
-`load()` reads a bot back: its counters, its orders, its fills in the order they were booked.
+`load()` reads a bot back: its counters, its orders, its fills in the order they were booked,
+and the account-level charges booked into it (engine.charges), each with its place among the fills.
+
+Charges are not buffered: `record_charge` decides a charge in its own transaction, because the
+decision is the account's, not this bot's: one row per account and venue id, so whichever bot or
+restart sees a charge first, it is booked once (an external row may still be claimed, atomically,
+by the symbol's sole holder: UPDATE ... WHERE booked is false, which only one claimant can win).
+The bot books the charge in memory only after that commit; a restart rebuilds the books from the
+rows, so memory can never hold a charge the store does not.
 
 A commit is only trusted if it went where a restart will look. Two checks guard that, both
 before `flush()` returns (so before any order it journaled can be handed to a venue):
@@ -25,7 +33,7 @@ before `flush()` returns (so before any order it journaled can be handed to a ve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any, Callable
@@ -33,17 +41,19 @@ from typing import Any, Callable
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from engine.charges import AccountCharge, ChargeKind
 from engine.instrument import Instrument
 from engine.money import Scales, to_raw
 from engine.orders import Fill, Liquidity, Order, OrderEvent, OrderSide, OrderState, OrderType, TimeInForce
 from engine.portfolio import Portfolio
 from engine.store.db import StoreFileWatch
-from engine.store.models import (AccountSnapshotRow, BotRow, DailyPnlRow, EquityPointRow, FillRow, OrderEventRow,
-                                 OrderRow, PositionRow)
+from engine.store.models import (AccountChargeRow, AccountSnapshotRow, BotRow, DailyPnlRow, EquityPointRow, FillRow,
+                                 OrderEventRow, OrderRow, PositionRow)
 
 ORDERS, EVENTS, FILLS, BOTS, POSITIONS = (OrderRow.__table__, OrderEventRow.__table__, FillRow.__table__,
                                          BotRow.__table__, PositionRow.__table__)
 SNAPSHOTS, DAYS, POINTS = AccountSnapshotRow.__table__, DailyPnlRow.__table__, EquityPointRow.__table__
+CHARGES = AccountChargeRow.__table__
 
 
 def _order_values(order: Order) -> dict[str, Any]:
@@ -57,18 +67,31 @@ def _order_values(order: Order) -> dict[str, Any]:
         "avg_fill_price": order.avg_fill_price, "reason": order.reason, "external": order.tag == "external",
         "ts_init": order.ts_init, "ts_last": ts_last, "parent_id": order.parent_id, "oco_group": order.oco_group,
         "trail_distance": order.trail_distance, "trail_percent": order.trail_percent,
-        "expire_ns": order.expire_ns,
+        "expire_ns": order.expire_ns, "emulated": order.emulated, "trigger_of": order.trigger_of,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class BookedCharge:
+    """A charge in a bot's books: its raw value was `value` (account cash), a base-asset charge
+    was valued at `price`, and it was booked after the bot's first `fill_seq` fills."""
+
+    charge: AccountCharge
+    value: Decimal
+    price: Decimal | None
+    fill_seq: int
 
 
 @dataclass(slots=True)
 class StoredBot:
-    """What a restart needs: counters, every order, every fill (in booking order)."""
+    """What a restart needs: counters, every order, every fill (in booking order), the charges
+    booked into the bot (in booking order)."""
 
     next_order_seq: int
     checkpoint: int
     orders: list[Order]
     fills: list[Fill]
+    charges: list[BookedCharge] = field(default_factory=list)
 
 
 class SqlJournal:
@@ -201,6 +224,43 @@ class SqlJournal:
         self._points.clear()
         self._checkpoint = None
 
+    # -- account-level charges -----------------------------------------------------------------
+    def record_charge(self, account_id: str, charge: AccountCharge, booked: bool, value: Decimal | None = None,
+                      price: Decimal | None = None, fill_seq: int | None = None) -> bool:
+        """Decide `charge` for the account, durably, now (module docstring). `booked`: this bot
+        claims it (its sole holder), with its value, valuation price and place among its fills;
+        otherwise it is recorded as the account's (external) unless someone already recorded it.
+        True only when this call made it this bot's: the caller books it then, and only then."""
+        row = {"account_id": account_id, "charge_id": charge.charge_id, "bot_id": self.bot_id,
+               "kind": str(charge.kind), "symbol": charge.symbol, "asset": charge.asset, "amount": charge.amount,
+               "ts": charge.ts, "booked": booked, "value": value if booked else None,
+               "price": price if booked else None, "fill_seq": fill_seq if booked else None}
+        if booked:
+            for guard in self.guards:  # a bot another runtime took over books nothing more
+                guard()
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        with self.engine.begin() as connection:
+            # RETURNING, not rowcount: PostgreSQL's driver reports -1 for an INSERT that returns rows
+            inserted = connection.execute(dialect.insert(CHARGES).values(**row).on_conflict_do_nothing()
+                                          .returning(CHARGES.c.id)).first()
+            if not booked:
+                return False
+            if inserted is not None:
+                return True
+            claimed = connection.execute(
+                update(CHARGES).where(CHARGES.c.account_id == account_id, CHARGES.c.charge_id == charge.charge_id,
+                                      CHARGES.c.booked.is_(False))
+                .values(bot_id=self.bot_id, booked=True, value=value, price=price, fill_seq=fill_seq)
+                .returning(CHARGES.c.id)).first()
+            return claimed is not None
+
+    def charge_rows(self, account_id: str) -> dict[str, tuple[bool, str | None]]:
+        """The account's recorded charges: charge id -> (booked, bot id)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(CHARGES.c.charge_id, CHARGES.c.booked, CHARGES.c.bot_id)
+                                      .where(CHARGES.c.account_id == account_id)).all()
+        return {r.charge_id: (bool(r.booked), r.bot_id) for r in rows}
+
     def _insert_ignoring_duplicates(self, table: Any) -> Any:
         """A fill seen twice (unique venue + execution id) is ignored, not an error."""
         if self.engine.dialect.name == "postgresql":
@@ -221,13 +281,19 @@ class SqlJournal:
                                             .order_by(ORDERS.c.ts_init, ORDERS.c.client_order_id)).all()
             fill_rows = connection.execute(select(FILLS).where(FILLS.c.bot_id == self.bot_id)
                                            .order_by(FILLS.c.id)).all()
+            charge_rows = connection.execute(select(CHARGES).where(CHARGES.c.bot_id == self.bot_id,
+                                                                   CHARGES.c.booked.is_(True))
+                                             .order_by(CHARGES.c.fill_seq, CHARGES.c.id)).all()
         orders = [_order_from_row(r) for r in order_rows]
         self._known.update(o.client_order_id for o in orders)
         # the id sequence is the highest the bot ever journaled: every id is stored (write-ahead)
         # before it can be used, so this never hands out an id twice
         next_seq = max([bot.next_order_seq] + [_sequence_of(o.client_order_id, self.bot_id) or 0 for o in orders])
         fills = [_fill_from_row(r, instruments[r.symbol].scales) for r in fill_rows]
-        return StoredBot(next_seq, bot.checkpoint, orders, fills)
+        charges = [BookedCharge(AccountCharge(r.charge_id, ChargeKind(r.kind), r.symbol, r.asset, Decimal(r.amount),
+                                              r.ts), Decimal(r.value), None if r.price is None else Decimal(r.price),
+                                r.fill_seq or 0) for r in charge_rows]
+        return StoredBot(next_seq, bot.checkpoint, orders, fills, charges)
 
 
 def _sequence_of(client_order_id: str, bot_id: str) -> int | None:
@@ -246,6 +312,7 @@ def _order_from_row(row: Any) -> Order:
         venue_order_id=row.venue_order_id, filled_qty=row.filled_qty or Decimal(0),
         avg_fill_price=row.avg_fill_price, reason=row.reason, parent_id=row.parent_id, oco_group=row.oco_group,
         trail_distance=row.trail_distance, trail_percent=row.trail_percent, expire_ns=row.expire_ns,
+        emulated=bool(row.emulated), trigger_of=row.trigger_of,
     )
 
 

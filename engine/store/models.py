@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, Dialect, ForeignKey, Index, Integer, MetaData,
                         Numeric, String, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql import expression
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
@@ -147,6 +148,10 @@ class OrderRow(Base):
     trail_percent: Mapped[Decimal | None] = mapped_column(MONEY, nullable=True)
     # a GTD order's expiry, ns UTC (0012): a restart re-sends or reconciles it with its deadline
     expire_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # emulation (issue 17 item 3, 0014): held and triggered by the OMS, never at a venue; and on the
+    # market order such an order sent when triggered, whose order it was
+    emulated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=expression.false())
+    trigger_of: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class OrderEventRow(Base):
@@ -506,3 +511,29 @@ class VenuePositionsRow(Base):
     account_key: Mapped[str] = mapped_column(String(128), primary_key=True)
     ts: Mapped[int] = mapped_column(BigInteger)
     positions: Mapped[dict[str, str]] = mapped_column(JSON)
+
+
+class AccountChargeRow(Base):
+    """An account-level charge (0013; engine.charges): funding, a fee posted apart from its fill,
+    swap, interest. One row per charge and account, whoever saw it first (a poll, a restart,
+    another bot of the account), so it is booked once: `booked` rows are in `bot_id`'s books
+    (with `value`, what it was worth in the account's cash, and `fill_seq`, how many of the bot's
+    fills preceded it, so a restart books it at the same place); the others are the account's,
+    reported as external (`bot_id`: the bot that saw it), and a sole holder may still claim them."""
+
+    __tablename__ = "charges"
+    __table_args__ = (UniqueConstraint("account_id", "charge_id", name="uq_charges_account_id_charge_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(128))
+    charge_id: Mapped[str] = mapped_column(String(128))
+    bot_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    symbol: Mapped[str] = mapped_column(String(64))
+    asset: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(MONEY)           # signed, in `asset`, as the venue booked it
+    ts: Mapped[int] = mapped_column(BigInteger)              # ns UTC
+    booked: Mapped[bool] = mapped_column(Boolean, default=False)
+    value: Mapped[Decimal | None] = mapped_column(MONEY, nullable=True)  # booked: in the account's cash
+    price: Mapped[Decimal | None] = mapped_column(MONEY, nullable=True)  # a base-asset charge's valuation price
+    fill_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -64,6 +64,12 @@ class CcxtBinanceHarness:
     def drive_market(self) -> None:
         pass  # the fake executes market orders on arrival
 
+    def move_price(self, price: Decimal) -> None:
+        """The market trades at `price`: binance triggers the stops and fills the limits it reaches,
+        an OCO leg expiring its sibling (the fake's set_quote). Only binance spot gets here: the
+        bracket case skips an adapter without `protective_orders`."""
+        self.fake.set_quote(self.fake.markets[0].symbol, price, price)
+
     def fill(self, client_order_id: str, qty: Decimal | None = None) -> None:
         self.fake.fill(client_order_id, qty)
 
@@ -168,10 +174,26 @@ def binanceusdm_on(fake: "BinanceFuturesFake", timeout_ms: int = 1000) -> "ccxt.
     return exchange
 
 
+def binanceusdm_pro_on(fake: "BinanceFuturesFake") -> "ccxt.pro.binanceusdm":
+    """A real ccxt.pro binanceusdm pointed at the futures fake and its user-data stream socket
+    (started here if it is not yet): the push stream's twin of `binanceusdm_on`."""
+    import ccxt.pro
+
+    pro = ccxt.pro.binanceusdm({"apiKey": "test-key", "secret": "test-secret", "enableRateLimit": True,
+                                "rateLimit": 1, "options": {"fetchMarkets": {"types": ["linear"]},
+                                                            "fetchCurrencies": False}})
+    redirect(pro, fake.url, fake.ws_url)
+    return pro
+
+
 class CcxtBinanceFuturesHarness(CcxtBinanceHarness):
     """The same adapter on binance USD-M futures (BTC/USDT:USDT perpetual): positions are the
     venue's, the account a margin wallet. Stops go to binance's algo-order API, which the adapter
-    does not follow: refused as UNSUPPORTED, so the suite skips them."""
+    does not follow: refused as UNSUPPORTED, so the suite skips them.
+
+    The push stream is on (ccxt.pro over the fake's listenKey socket), the REST poll run by the
+    suite's `settle()`: each report reaches the engine once whichever way it came first. A
+    dropped stream is both: the socket closed and refused, and the REST reads dropped."""
 
     name = "ccxt_binanceusdm"
     symbol = "BTC/USDT:USDT"
@@ -185,8 +207,19 @@ class CcxtBinanceFuturesHarness(CcxtBinanceHarness):
         # a futures account's settings, as its account config gives them (the venue starts at 20x)
         self.adapter = CcxtAdapter("binanceusdm", exchange=binanceusdm_on(self.fake),  # type: ignore[arg-type]
                                    symbols=["BTC/USDT:USDT", "ETH/USDT:USDT"], backoff_s=0.001,
-                                   max_backoff_s=0.005, poll_interval_s=None, leverage=10, margin_mode="cross")
+                                   max_backoff_s=0.005, poll_interval_s=None, leverage=10, margin_mode="cross",
+                                   push=binanceusdm_pro_on(self.fake))  # type: ignore[arg-type]
         return self.adapter
+
+    def drop_stream(self) -> None:
+        ws = self.fake.start_stream()  # type: ignore[attr-defined]
+        self.fake.stream_down = True
+        ws.refuse = True
+        ws.drop()
+
+    def restore_stream(self) -> None:
+        self.fake.stream_down = False
+        self.fake.start_stream().refuse = False  # type: ignore[attr-defined]
 
     def supports(self, feature: str) -> bool:
         return feature not in ("STOP", "STOP_LIMIT")

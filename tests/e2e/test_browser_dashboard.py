@@ -28,13 +28,17 @@ from live.manager import BotManager  # noqa: E402
 from tests.api.conftest import IDLE_FEED, PASSWORD, SMA, LiveServer, publish  # noqa: E402
 
 WAIT_MS = 30_000  # a bound against a hang, not a measure: every wait ends on what the page shows
+# 600x real time: the demo-like EURUSD bot makes a 1-minute candle every 0.1 s; the SPY bots (daily
+# bars) still wait minutes for their second bar, so they trade nothing while a test looks at them
+FEED = IDLE_FEED.model_copy(update={"speed": 600.0})
+FX = {"strategy": "sma_cross", "params": {"fast": 2, "slow": 5}, "symbol": "EURUSD", "venue": "paper", "bar": "1min"}
 
 
 @pytest.fixture
 def world(tmp_path):
     url = f"sqlite:///{tmp_path / 'browser.db'}"
     upgrade(url)
-    manager = BotManager(IDLE_FEED, database_url=url, state_dir=tmp_path / "state", record=False)
+    manager = BotManager(FEED, database_url=url, state_dir=tmp_path / "state", record=False)
     app = create_app(Settings(database_url=url, auth_rate_per_minute=10_000, poll_interval_s=0.05), manager)
     with LiveServer(app) as server, httpx.Client(base_url=server.url + "/api/v1", timeout=30) as http:
         from sqlalchemy.orm import Session
@@ -55,11 +59,13 @@ def world(tmp_path):
         for headers, name in ((ann, "ann-bot"), (bea, "bea-bot")):
             bots[name] = http.post("/bots", json={"id": name, **SMA}, headers=headers).json()["runtime_id"]
             assert http.post(f"/bots/{name}/publish", headers=headers).status_code == 200
+        assert http.post("/bots", json={"id": "ann-fx", **FX}, headers=ann).status_code == 201
         sam_id = next(u["id"] for u in http.get("/users", headers=root).json() if u["username"] == "sam")
         assert http.put(f"/users/{sam_id}/plan", json={"plan": "pro"}, headers=root).status_code == 200
         assert http.post("/subscriptions", json={"bot_id": bots["ann-bot"]}, headers=sam).status_code == 201
         publish(app.state.ctx.engine, bots["ann-bot"], 1_700_000_000_000_000_000)
         publish(app.state.ctx.engine, bots["bea-bot"], 1_700_000_000_000_000_001)
+        app.state.headers = {"ann": ann, "sam": sam}  # the tests' own API calls
         yield server, app, bots
     manager.close()
     app.state.ctx.engine.dispose()
@@ -146,3 +152,152 @@ def test_a_subscriber_sees_only_the_bot_they_follow_live(world, browser, shots):
     page.screenshot(path=str(shots / "subscriber-feed.png"), full_page=True)
     assert problems == []
 
+
+
+# The accessible name of an element, as far as this page needs it (aria-label, aria-labelledby,
+# a <label>, its own text): every control must have one.
+ACCESSIBLE_NAME = """e => (e.getAttribute('aria-label') ||
+  (e.getAttribute('aria-labelledby') || '').split(' ')
+    .map(i => (document.getElementById(i) || {}).textContent || '').join(' ') ||
+  Array.from(e.labels || []).map(l => l.textContent).join(' ') || e.textContent || '').trim()"""
+
+
+def _candles(page) -> tuple[int, str]:
+    box = page.locator("#chart-price")
+    return int(box.get_attribute("data-candles") or 0), box.get_attribute("data-last-candle") or ""
+
+
+def test_the_bot_page_candle_chart_follows_the_running_bot_with_its_trades(world, browser, shots):
+    server, app, _bots = world
+    page, problems = _page(browser, server)
+    _log_in(page, server, "ann")
+    page.get_by_role("link", name="ann-fx").wait_for()
+    page.get_by_role("link", name="ann-fx").click()
+    page.locator("#chart-price[data-candles] canvas").first.wait_for()
+    assert page.locator("#chart-price").get_attribute("data-candles") == "0"  # never run: no candles
+    assert "has not run here" in page.locator("#candles-note").inner_text()
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("#bot-start").click()
+    page.locator("#bot-state[data-state='RUNNING']").wait_for()
+    page.wait_for_function("() => Number(document.getElementById('chart-price').dataset.candles) > 0")
+    box = page.locator("#chart-price").element_handle()
+    count, last = _candles(page)
+    # the chart moves: new candles arrive (polled) while nothing else on the page is rebuilt
+    page.wait_for_function("last => document.getElementById('chart-price').dataset.lastCandle !== last", arg=last)
+    later_count, later_last = _candles(page)
+    assert int(later_last) > int(last) and later_count >= count
+    page.wait_for_function("() => Number(document.getElementById('chart-price').dataset.markers) > 0")  # fills
+    assert box.evaluate("b => b.isConnected")  # the same chart element: updated in place, not re-rendered
+    bars = httpx.get(server.url + "/api/v1/bots/ann-fx/bars?limit=5000", headers=app.state.headers["ann"]).json()
+    assert bars["symbol"] == "EURUSD" and bars["bars"] and bars["source"] == "runtime"
+    summary = page.locator("#candles-summary").inner_text()
+    assert "candles of 1min" in summary and "close" in summary  # what the chart shows, as text for a screen reader
+    page.select_option("#timeframe", "5min")  # whole 5-minute candles from the same bars
+    page.wait_for_function("() => document.getElementById('candles-summary').textContent.includes('candles of 5min')")
+    page.reload()  # a page opened on the running bot: its candles, trades, equity and tables at once
+    page.locator("#chart-price[data-markers]").wait_for()
+    page.wait_for_function("() => Number(document.getElementById('chart-price').dataset.markers) > 0")
+    page.locator("section.pager table").last.wait_for()
+    page.screenshot(path=str(shots / "trader-bot-candles.png"), full_page=True)
+    page.locator("#bot-stop").click()
+    page.locator("#bot-state[data-state='STOPPED']").wait_for()
+    assert problems == []
+
+
+def test_the_keyboard_reaches_every_control_and_kills_through_the_confirmation(world, browser, shots):
+    server, _app, _bots = world
+    page, problems = _page(browser, server)
+    _log_in(page, server, "ann")
+    page.get_by_role("link", name="ann-bot").wait_for()
+    for path, ready in (("/", "table"), ("/feed", "#feed"), ("/backtests", "table"),
+                        ("/bots/ann-bot", "section.pager table")):
+        page.goto(server.url + path)
+        page.locator(ready).first.wait_for()
+        # every control on the page has a name a screen reader can say
+        unnamed = page.locator("button, input, select, a[href]").evaluate_all(
+            f"els => els.filter(e => !({ACCESSIBLE_NAME})(e)).map(e => e.outerHTML)")
+        assert unnamed == [], path
+        assert page.locator("[aria-current='page']").count() == 1, path
+    page.locator("#chart-price[data-candles]").wait_for()
+    assert page.locator("#chart-price").get_attribute("role") == "img"
+    assert page.locator("label[for='timeframe']").count() == 1
+    # Tab from the top of the page reaches the kill button, passing named controls only
+    page.locator("body").focus()
+    seen = []
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(f"() => [document.activeElement.id, ({ACCESSIBLE_NAME})(document.activeElement)]")
+        seen.append(focused)
+        assert focused[1], f"a focusable element without a name after {seen}"
+        if focused[0] == "bot-kill":
+            break
+    assert seen[-1][0] == "bot-kill", seen
+    assert seen[0][1] == "skip to content"
+    outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", ""), "the focus is not visible"
+    asked = []
+
+    def confirm(dialog):
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", confirm)
+    page.keyboard.press("Enter")
+    page.locator("#bot-state[data-state='HALTED']").wait_for()
+    assert asked and asked[0].startswith("Kill")
+    page.keyboard.press("Shift+Tab")  # back to stop, still in the controls' group
+    assert page.evaluate("() => document.activeElement.id") == "bot-stop"
+    assert problems == []
+
+
+def test_a_subscriber_opening_a_bot_they_do_not_follow_sees_nothing_of_it(world, browser, shots):
+    server, app, bots = world
+    page, problems = _page(browser, server)
+    _log_in(page, server, "sam")
+    page.wait_for_url("**/feed")
+    # the feed page has its session (a navigation while its token refresh is in flight would send
+    # the rotated-away cookie again, which the API takes for a stolen one and ends the session)
+    page.get_by_text("live", exact=True).wait_for()
+    for key in (bots["bea-bot"], "bea-bot", bots["ann-bot"]):
+        page.goto(server.url + "/bots/" + key)
+        page.locator("#main [role='alert']").wait_for()
+        assert page.locator("#chart-price").count() == 0 and page.locator("table").count() == 0
+        text = page.locator("#main").inner_text()
+        assert "SPY" not in text and "sma_cross" not in text
+    answer = httpx.get(f"{server.url}/api/v1/bots/{bots['bea-bot']}/bars", headers=app.state.headers["sam"])
+    assert answer.status_code == 403
+    problems[:] = [p for p in problems if "403" not in p]  # the refused reads the page was told of
+    assert problems == []
+
+
+def test_a_backtest_report_page_shows_stats_trades_and_the_chart(world, browser, shots):
+    server, app, _bots = world
+    ann = app.state.headers["ann"]
+    job = httpx.post(server.url + "/api/v1/backtests", headers=ann, json={
+        "strategy": "sma_cross", "params": {"fast": 10, "slow": 30}, "data": "stocks/SPY_daily.csv"}).json()["id"]
+    page, problems = _page(browser, server)
+    _log_in(page, server, "ann")
+    page.get_by_role("link", name="ann-bot").wait_for()
+    page.goto(server.url + "/backtests")
+    page.get_by_role("link", name=job[:12]).wait_for()
+    for _ in range(300):  # the job runs in the server's pool: the page says queued/running until it is done
+        state = httpx.get(f"{server.url}/api/v1/backtests/{job}", headers=ann).json()["status"]
+        if state not in ("queued", "running"):
+            break
+        page.wait_for_timeout(100)
+    assert state == "done"
+    page.get_by_role("link", name=job[:12]).click()
+    page.locator("table.tb-trades tbody tr").first.wait_for()
+    trades = int(page.locator("#main").get_attribute("data-trades"))
+    result = httpx.get(f"{server.url}/api/v1/backtests/{job}/result", headers=ann).json()
+    assert trades == len(page.locator("table.tb-trades tbody tr").all()) > 0
+    assert page.locator("table.tb-stats tbody tr").count() >= 10
+    assert page.locator(".tb-chart canvas").count() >= 2  # equity (with the trades) and drawdown
+    assert page.locator("h1").inner_text().startswith("backtest " + job)
+    assert len(result["trades"]) == trades
+    points = int(page.locator("#main").get_attribute("data-points"))
+    assert len(result["equity"]) > 4000 >= points  # 5,000 daily bars drawn as their envelope
+    page.screenshot(path=str(shots / "trader-backtest.png"))  # the charts, stats and first trades
+    page.locator("table.tb-trades tbody tr").first.focus()
+    page.keyboard.press("Enter")  # a trade row picked with the keyboard: the charts zoom to it
+    assert problems == []

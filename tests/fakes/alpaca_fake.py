@@ -51,7 +51,13 @@ activity ids "<time>::<uuid>"; fill activities writing crypto symbols without th
   or closed order is refused (422).
 Modelled, not observed: that a partly filled entry keeps its legs held until it is filled, that
 a leg's cancel leaves its sibling working, the error texts for advanced orders.
-Not reproduced: fees of any kind (crypto CFEE activities), extended hours, partial fills of a
+- crypto fees as Alpaca documents them ("Crypto Activities"): posted at the end of the day
+  (`post_crypto_fees`) as CFEE activities, in the coin on a buy, in dollars on a sell, taken
+  from the position / the cash; GET /v2/account/activities/{type} serves them, paged like fills;
+- extended hours: `extended_hours=true` only on LIMIT DAY orders, anything else 422 "extended
+  hours order must be DAY limit orders" (code 42210000);
+Not reproduced: equity fees (REG/TAF), the extended-hours session itself (the flag is checked
+and kept on the order, orders fill as in regular hours), partial fills of a
 notional order, corporate actions, margin and shorting rules (shorts are allowed, unchecked),
 rate limits other than the injected 429s, and the real market calendar (sessions are controls).
 
@@ -100,6 +106,14 @@ def _parse(stamp: str) -> int:
     return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
 
 
+def _activity_ns(row: dict[str, Any]) -> int:
+    """When an activity happened: a fill's transaction_time; a non-trade activity (CFEE) is
+    dated only, and counts from the start of its day."""
+    if row.get("transaction_time"):
+        return _parse(row["transaction_time"])
+    return _parse(row["date"] + "T00:00:00Z")
+
+
 def _plain(symbol: str) -> str:
     """"BTC/USD" -> "BTCUSD": how Alpaca writes crypto symbols in positions (alpaca-py's own
     fixture) and, modelled here, in fill activities."""
@@ -145,6 +159,7 @@ class FakeAlpaca:
         self._parent_of: dict[str, str] = {}                # a leg's id -> its parent's id
         self.positions: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (signed qty, avg price)
         self.activities: list[dict[str, Any]] = []
+        self._fees_for: set[str] = set()                    # FILL activity ids whose CFEE is posted
         self.bars: dict[str, list[dict[str, Any]]] = {}     # symbol -> historical bars (JSON rows)
         self.requests: list[tuple[str, str, Any]] = []     # (method, path, body)
         self.posted_orders = 0
@@ -349,6 +364,48 @@ class FakeAlpaca:
         with self.lock:
             self._clock_ns += ns
 
+    def post_crypto_fees(self, taker_bps: Decimal = Decimal(25)) -> list[dict[str, Any]]:
+        """Alpaca's end-of-day crypto fee posting ("Crypto Activities": fees are calculated and
+        posted at the end of the day, charged in what the trade credits): one CFEE activity per
+        crypto fill not charged yet, dated the fill's (UTC) day, with Alpaca's documented shape
+        (id "<YYYYMMDD>000000000::<uuid>", date, net_amount, description, symbol without the
+        slash, qty, price, status). A buy's fee is `taker_bps` of the quantity, in the coin
+        (qty negative, rounded down to the asset's increment, net_amount "0"), taken from the
+        position; a sell's is of the notional, in dollars (net_amount negative, to the cent),
+        taken from the cash. Returns the rows posted."""
+        posted: list[dict[str, Any]] = []
+        with self.lock:
+            for fill in [a for a in self.activities if a["activity_type"] == "FILL" and a["id"] not in self._fees_for]:
+                self._fees_for.add(fill["id"])
+                order = self.orders[fill["order_id"]]
+                if order["asset_class"] != "crypto":
+                    continue
+                asset = self.assets[order["symbol"]]
+                qty, price = Decimal(fill["qty"]), Decimal(fill["price"])
+                day = _iso(_parse(fill["transaction_time"]))[:10]
+                row: dict[str, Any] = {"id": f"{day.replace('-', '')}000000000::{uuid.uuid4()}",
+                                       "activity_type": "CFEE", "date": day, "symbol": _plain(order["symbol"]),
+                                       "status": "executed"}
+                if fill["side"] == "buy":
+                    step = asset.min_trade_increment or Decimal("0.000000001")
+                    fee = (qty * taker_bps / 10_000 / step).to_integral_value(rounding="ROUND_DOWN") * step
+                    if not fee:
+                        continue
+                    held, avg = self.positions[order["symbol"]]
+                    self.positions[order["symbol"]] = (held - fee, avg)
+                    row.update(net_amount="0", qty=_s(-fee), price=_s(price),
+                               description="Coin Pair Transaction Fee (Non USD)")
+                else:
+                    fee = (qty * price * taker_bps / 10_000).quantize(Decimal("0.01"))
+                    if not fee:
+                        continue
+                    self.cash -= fee
+                    row.update(net_amount=_s(-fee), qty="0", price=_s(price),
+                               description="Coin Pair Transaction Fee (USD)")
+                self.activities.append(row)
+                posted.append(row)
+        return posted
+
     def now(self) -> int:
         self._clock_ns += 1_000_000
         return self._clock_ns
@@ -473,6 +530,8 @@ class FakeAlpaca:
             return 422, {"code": 42210000, "message": "invalid crypto time_in_force"}
         if (body.get("qty") is None) == (body.get("notional") is None):
             return 422, {"code": 40010001, "message": "qty or notional is required"}
+        if body.get("extended_hours") and not (body.get("type") == "limit" and tif == "day"):
+            return 422, {"code": 42210000, "message": "extended hours order must be DAY limit orders"}
         refusal = self._validate_advanced(body, asset)
         if refusal is not None:
             return refusal
@@ -828,9 +887,11 @@ class FakeAlpaca:
             if method == "GET" and path == "/v2/account/activities/FILL" and self._activity_faults:
                 self._activity_faults -= 1
                 return 503, {"code": 50310000, "message": "service unavailable"}, None
-            if method == "GET" and path == "/v2/account/activities/FILL":
+            if method == "GET" and path.startswith("/v2/account/activities/"):
+                kind = path[len("/v2/account/activities/"):]
                 after = query.get("after")
-                rows = [a for a in self.activities if after is None or _parse(a["transaction_time"]) > _parse(after)]
+                rows = [a for a in self.activities if a["activity_type"] == kind
+                        and (after is None or _activity_ns(a) > _parse(after))]
                 if query.get("direction", "desc") == "desc":
                     rows.reverse()
                 if "page_token" in query:  # the id of the last row of the previous page

@@ -8,13 +8,17 @@ entry of `exchange.urls['api']` and keeps the paths.
 
 Endpoints: GET /api/v3/time, /api/v3/exchangeInfo, /api/v3/ticker/24hr, /api/v3/ticker/bookTicker,
 /api/v3/klines, /api/v3/account, /api/v3/openOrders, /api/v3/allOrders, /api/v3/myTrades;
-POST|GET|DELETE /api/v3/order. Signed calls must carry timestamp, signature and X-MBX-APIKEY
-(checked for presence, not verified).
+POST|GET|DELETE /api/v3/order; POST /api/v3/orderList/oco; POST /api/v3/order/cancelReplace.
+Signed calls must carry timestamp, signature and X-MBX-APIKEY (checked for presence, not verified).
 
 The matching is scripted, not a book: a MARKET order executes at once at the ask (buy) or bid
-(sell); LIMIT, STOP_LOSS and STOP_LOSS_LIMIT orders rest (status NEW) until the test calls
-`fill(client_order_id, qty)`, which executes `qty` (default: all that is left) at the order's
-price. Balances move exactly (Decimal).
+(sell); LIMIT, LIMIT_MAKER, STOP_LOSS(_LIMIT) and TAKE_PROFIT(_LIMIT) orders rest (status NEW)
+until the test calls `fill(client_order_id, qty)`, which executes `qty` (default: all that is
+left) at the order's price, or moves the market with `set_quote(symbol, bid, ask)`: a stop type
+whose stopPrice the price (bid for a sell, ask for a buy) reaches triggers (STOP_LOSS when it
+falls to it for a sell / rises for a buy, TAKE_PROFIT the other way; the market ones execute at
+once at that price, the *_LIMIT ones then rest as limits), a trailing stop ratchets, and a
+resting limit the price reaches executes at its own price as maker. Balances move exactly (Decimal).
 
 Venue behaviours it reproduces (binance spot, as documented and as ccxt's fixtures show them):
 - fees: `fee_asset="quote"` (the default, the simple case), `"received"` (binance without BNB:
@@ -29,6 +33,20 @@ Venue behaviours it reproduces (binance spot, as documented and as ccxt's fixtur
   that id; with neither, the most RECENT `limit` trades; allOrders likewise for orders;
 - an account that starts with holdings (`balances`: BTC and ETH besides USDT by default);
 - 429 and 418 answers with Retry-After (`inject("429")`, `inject("418")`).
+- stop types on the wrong side of the market at placement: -2010 "Stop price would trigger
+  immediately." (spot's code; USD-M's is -2021 "Order would immediately trigger.");
+- trailing stops: `trailingDelta` (basis points, TRAILING_DELTA filter 10 to 2000, else -1013)
+  on the stop types, without a stopPrice: trailing from the price at placement (a sell: the
+  highest bid since, triggering at delta below it);
+- OCO order lists (POST /api/v3/orderList/oco): above/below legs with their own client ids, the
+  limit leg LIMIT_MAKER above the market for a SELL (below for a BUY), the price rule (a SELL:
+  limit > last > stop, else -1013 "The relationship of the prices for the orders is not
+  correct."), one lock for the list; a leg that executes or triggers EXPIREs the other
+  (listStatusType ALL_DONE), canceling one leg cancels both; legs read back with `orderListId`;
+- cancel-replace (POST /api/v3/order/cancelReplace, STOP_ON_FAILURE only): `cancelRestrictions
+  ONLY_NEW` refuses a partly filled order (-2022 "Order cancel-replace failed."), an OCO leg is
+  refused too; a new order the checks refuse leaves the old one canceled (-2021 "Order
+  cancel-replace partially failed.").
 - the user-data stream: every order change is an executionReport (NEW, TRADE, CANCELED,
   EXPIRED; on a cancel "c" names the cancel request and "C" the order), carried by
   `BinanceWsFake.attach(fake)` over the websocket API (`userDataStream.subscribe.signature`,
@@ -36,7 +54,9 @@ Venue behaviours it reproduces (binance spot, as documented and as ccxt's fixtur
 What it does not reproduce: a real book (a crossing GTC limit rests until `fill`); the legacy
 listenKey stream and its keep-alive; outboundAccountPosition / balanceUpdate events; the 24-hour window limit on
 myTrades startTime/endTime; request weights and the per-minute limits themselves (429 only when injected);
-signature verification; the recvWindow clock check; OCO/OTO lists; self-trade prevention.
+signature verification; the recvWindow clock check; OTO / OTOCO lists, the order-list queries and
+DELETE /api/v3/orderList (a list is read through its legs), listClientOrderId uniqueness; a
+trailing stop's activation stopPrice (refused, -1000 "fake: ..."); self-trade prevention.
 
 Faults (`inject`), each consumed by the first request that matches its method and path:
 - "429" / "418": HTTP 429 (or 418, binance's IP ban) {"code":-1003} with Retry-After, nothing done.
@@ -126,17 +146,24 @@ class FakeOrder:
     executed: Decimal = D(0)
     quote: Decimal = D(0)
     locked: Decimal = D(0)   # what this order holds of its asset (quote for buys, base for sells)
+    trailing_delta: int = 0  # basis points (a trailing stop); 0: none
+    peak: Decimal = D(0)     # a trailing stop's best price since it started (sell: highest bid, buy: lowest ask)
+    order_list_id: int = -1  # the OCO order list it is a leg of
+    triggered: bool = False  # a conditional order whose stop was reached (a *_LIMIT one then rests as a limit)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "symbol": self.symbol, "orderId": self.order_id, "orderListId": -1,
+            "symbol": self.symbol, "orderId": self.order_id, "orderListId": self.order_list_id,
             "clientOrderId": self.client_order_id, "price": fmt(self.price), "origQty": fmt(self.qty),
             "executedQty": fmt(self.executed), "cummulativeQuoteQty": fmt(self.quote), "status": self.status,
             "timeInForce": self.time_in_force or "GTC", "type": self.type, "side": self.side,
             "stopPrice": fmt(self.stop_price), "icebergQty": "0.00000000", "time": self.time,
-            "updateTime": self.update_time, "isWorking": self.type in ("LIMIT", "MARKET") or self.status != "NEW",
+            "updateTime": self.update_time,
+            "isWorking": self.type in ("LIMIT", "LIMIT_MAKER", "MARKET") or self.triggered or self.status != "NEW",
             "workingTime": self.time, "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER",
         }
+        if self.trailing_delta:
+            out["trailingDelta"] = self.trailing_delta
         return out
 
 
@@ -215,6 +242,7 @@ class BinanceFake:
         self.release = threading.Event()    # frees requests held by a "hang" fault
         self.listeners: list[Any] = []      # called with each executionReport (the user-data stream)
         self._order_ids = itertools.count(1000)
+        self._list_ids = itertools.count(1)
         self._trade_ids = itertools.count(5000)
         self._server: ThreadingHTTPServer | None = None
 
@@ -275,13 +303,60 @@ class BinanceFake:
                              "price": fmt(price), "timeInForce": "GTC", "newClientOrderId": client_order_id})
 
     def set_quote(self, symbol: str, bid: Decimal, ask: Decimal) -> None:
+        """The market moves: conditional orders whose stop it reaches trigger (STOP_LOSS /
+        TAKE_PROFIT execute at once at the touch, the *_LIMIT ones rest as limits), trailing stops
+        ratchet, and resting limits it reaches execute at their price (as maker)."""
         with self.lock:
-            self.by_symbol[symbol].bid, self.by_symbol[symbol].ask = bid, ask
+            m = self.by_symbol[symbol]
+            m.bid, m.ask = bid, ask
+            for order in list(self.orders.values()):
+                if order.symbol == symbol and order.status in ("NEW", "PARTIALLY_FILLED"):
+                    self._on_quote(order, m)
+
+    def _on_quote(self, order: FakeOrder, m: FakeMarket) -> None:
+        sell = order.side == "SELL"
+        touch = m.bid if sell else m.ask
+        if order.type in CONDITIONAL and not order.triggered:
+            if order.trailing_delta:
+                order.peak = max(order.peak, touch) if sell else min(order.peak, touch)
+                level = order.peak * (1 - D(order.trailing_delta) / 10_000 * (1 if sell else -1))
+                reached = touch <= level if sell else touch >= level
+            else:
+                reached = _stop_reached(order.type, order.side, order.stop_price, m)
+            if not reached:
+                return
+            order.triggered = True
+            self._expire_siblings(order)
+            if order.type in ("STOP_LOSS", "TAKE_PROFIT"):
+                self._execute(order, order.qty - order.executed, touch, maker=False)
+                return
+        if order.type in ("LIMIT", "LIMIT_MAKER") or order.triggered:
+            if order.price and (touch >= order.price if sell else touch <= order.price):
+                self._execute(order, order.qty - order.executed, order.price, maker=True)
+
+    def _expire_siblings(self, order: FakeOrder) -> None:
+        """A leg of an OCO list executed or triggered: binance expires the other leg (ALL_DONE)."""
+        if order.order_list_id < 0:
+            return
+        for other in list(self.orders.values()):
+            if (other.order_list_id == order.order_list_id and other is not order
+                    and other.status in ("NEW", "PARTIALLY_FILLED")):
+                self._end(other, "EXPIRED")
+
+    def _end(self, order: FakeOrder, status: str) -> None:
+        order.status = status
+        order.update_time = _ms()
+        if order.locked:
+            m = self.by_symbol[order.symbol]
+            self.locked[m.quote if order.side == "BUY" else m.base] -= order.locked
+            order.locked = D(0)
+        self._emit(order, status)
 
     # -- the exchange -----------------------------------------------------------------------------
     def handle(self, method: str, path: str, params: dict[str, str], headers: Any) -> Any:
         route = (method, path)
-        if path in ("/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades"):
+        if path in ("/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades",
+                    "/api/v3/orderList/oco", "/api/v3/order/cancelReplace"):
             if "signature" not in params or "timestamp" not in params or not headers.get("X-MBX-APIKEY"):
                 raise BinanceError(401, -2014, "API-key format invalid.")
         if path == "/api/v3/allOrders" and ("signature" not in params or not headers.get("X-MBX-APIKEY")):
@@ -307,6 +382,10 @@ class BinanceFake:
                 return self._account()
             if route == ("POST", "/api/v3/order"):
                 return self._new_order(params)
+            if route == ("POST", "/api/v3/orderList/oco"):
+                return self._new_oco(params)
+            if route == ("POST", "/api/v3/order/cancelReplace"):
+                return self._cancel_replace(params)
             if route == ("GET", "/api/v3/order"):
                 return self._find(params).as_json()
             if route == ("DELETE", "/api/v3/order"):
@@ -373,13 +452,12 @@ class BinanceFake:
         if previous is not None and previous.status in ("NEW", "PARTIALLY_FILLED"):
             raise BinanceError(400, -2010, "Duplicate order sent.")  # unique among open orders only
         kind, side = p.get("type", ""), p.get("side", "")
-        if (kind not in ("MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS", "STOP_LOSS_LIMIT")
-                or side not in ("BUY", "SELL")):
+        if kind not in ("MARKET", "LIMIT", "LIMIT_MAKER", *CONDITIONAL) or side not in ("BUY", "SELL"):
             raise BinanceError(400, -1116, "Invalid orderType.")
         tif = p.get("timeInForce")
         if kind == "MARKET" and tif is not None:
             raise BinanceError(400, -1106, "Parameter 'timeInForce' sent when not required.")
-        if kind in ("LIMIT", "STOP_LOSS_LIMIT") and tif not in ("GTC", "IOC", "FOK"):
+        if kind in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT") and tif not in ("GTC", "IOC", "FOK"):
             raise BinanceError(400, -1102,
                                "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
         try:
@@ -388,24 +466,10 @@ class BinanceFake:
             raise BinanceError(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
         price = D(p.get("price", "0"))
         stop = D(p.get("stopPrice", "0"))
-        if kind in ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT") and not price:
-            raise BinanceError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
-        if kind in ("STOP_LOSS", "STOP_LOSS_LIMIT") and not stop:
-            raise BinanceError(400, -1102,
-                               "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
-        if qty < m.min_qty or qty > m.max_qty or (qty - m.min_qty) % m.step_size:
-            raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
-        for px in (price, stop):
-            if px and px % m.tick_size:
-                raise BinanceError(400, -1013, "Filter failure: PRICE_FILTER")
+        trailing = self._trailing_delta(kind, p.get("trailingDelta"), stop)
         touch = m.ask if side == "BUY" else m.bid
-        crosses = bool(price) and not stop and (price >= m.ask if side == "BUY" else price <= m.bid)
-        if kind == "LIMIT_MAKER" and crosses:
-            raise BinanceError(400, -2010, "Order would immediately match and take.")
-        if (price or stop or touch) * qty < m.min_notional:
-            raise BinanceError(400, -1013, "Filter failure: NOTIONAL")
-        if stop and ((side == "BUY" and touch >= stop) or (side == "SELL" and touch <= stop)):
-            raise BinanceError(400, -2010, "Stop price would trigger immediately.")
+        self._check_leg(m, kind, side, qty, price, stop, trailing)
+        crosses = bool(price) and not stop and not trailing and (price >= m.ask if side == "BUY" else price <= m.bid)
         # funds: a resting order locks them, a market order must find them now
         need_asset = m.quote if side == "BUY" else m.base
         need = (price or stop or touch) * qty * (1 + self.fee_rate) if side == "BUY" else qty
@@ -413,7 +477,7 @@ class BinanceFake:
             raise BinanceError(400, -2010, "Account has insufficient balance for requested action.")
         now = _ms()
         order = FakeOrder(next(self._order_ids), cid, m.symbol, side, kind, qty, price, stop,
-                          tif, now, now)
+                          tif, now, now, trailing_delta=trailing, peak=touch)
         self.orders[order.order_id] = order
         self.by_client[cid] = order.order_id
         first_trade = len(self.trades)
@@ -444,7 +508,150 @@ class BinanceFake:
         out["fills"] = [t.fill_json() for t in self.trades[first_trade:]]
         return out
 
+    @staticmethod
+    def _trailing_delta(kind: str, value: str | None, stop: Decimal) -> int:
+        """trailingDelta (basis points) on a conditional type, within the TRAILING_DELTA filter."""
+        if value is None:
+            return 0
+        if kind not in CONDITIONAL:
+            raise BinanceError(400, -1106, "Parameter 'trailingDelta' sent when not required.")
+        if not value.isdigit() or not TRAILING_MIN_BPS <= int(value) <= TRAILING_MAX_BPS:
+            raise BinanceError(400, -1013, "Filter failure: TRAILING_DELTA")
+        if stop:  # an activation price: not reproduced (module docstring)
+            raise BinanceError(400, -1000, "fake: a trailing stop with an activation stopPrice is not reproduced")
+        return int(value)
+
+    def _check_leg(self, m: FakeMarket, kind: str, side: str, qty: Decimal, price: Decimal, stop: Decimal,
+                   trailing: int) -> None:
+        """binance's checks of one order (or one OCO leg): mandatory prices, LOT_SIZE, PRICE_FILTER,
+        post-only, NOTIONAL, a stop on the wrong side of the market."""
+        if kind in ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT") and not price:
+            raise BinanceError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+        if kind in CONDITIONAL and not stop and not trailing:
+            raise BinanceError(400, -1102,
+                               "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
+        if qty < m.min_qty or qty > m.max_qty or (qty - m.min_qty) % m.step_size:
+            raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
+        for px in (price, stop):
+            if px and px % m.tick_size:
+                raise BinanceError(400, -1013, "Filter failure: PRICE_FILTER")
+        touch = m.ask if side == "BUY" else m.bid
+        crosses = bool(price) and not stop and (price >= m.ask if side == "BUY" else price <= m.bid)
+        if kind == "LIMIT_MAKER" and crosses:
+            raise BinanceError(400, -2010, "Order would immediately match and take.")
+        if (price or stop or touch) * qty < m.min_notional:
+            raise BinanceError(400, -1013, "Filter failure: NOTIONAL")
+        if stop and kind in CONDITIONAL and _stop_reached(kind, side, stop, m):
+            raise BinanceError(400, -2010, "Stop price would trigger immediately.")
+
+    def _new_oco(self, p: dict[str, str]) -> dict[str, Any]:
+        """POST /api/v3/orderList/oco: two legs, one above the market and one below, as one list.
+        A SELL's limit leg is above (price > last > the stop leg's stopPrice), a BUY's below."""
+        m = self._market(p.get("symbol", ""))
+        side = p.get("side", "")
+        if side not in ("BUY", "SELL"):
+            raise BinanceError(400, -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
+        try:
+            qty = D(p["quantity"])
+        except KeyError:
+            raise BinanceError(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+        legs = []
+        for pos in ("above", "below"):
+            kind = p.get(f"{pos}Type", "")
+            allowed = ("LIMIT_MAKER", *CONDITIONAL)
+            if kind not in allowed:
+                raise BinanceError(400, -1102, f"Mandatory parameter '{pos}Type' was not sent, was empty/null, or "
+                                               "malformed.")
+            price, stop = D(p.get(f"{pos}Price", "0")), D(p.get(f"{pos}StopPrice", "0"))
+            trailing = self._trailing_delta(kind, p.get(f"{pos}TrailingDelta"), stop)
+            tif = p.get(f"{pos}TimeInForce")
+            if kind in ("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT") and tif not in ("GTC", "IOC", "FOK"):
+                raise BinanceError(400, -1102, f"Mandatory parameter '{pos}TimeInForce' was not sent, was "
+                                               "empty/null, or malformed.")
+            self._check_leg(m, kind, side, qty, price, stop, trailing)
+            cid = p.get(f"{pos}ClientOrderId") or f"x-{next(self._order_ids)}"
+            previous = self.orders.get(self.by_client.get(cid, -1))
+            if previous is not None and previous.status in ("NEW", "PARTIALLY_FILLED"):
+                raise BinanceError(400, -2010, "Duplicate order sent.")
+            legs.append((kind, price, stop, trailing, tif, cid))
+        # exactly one leg is the limit one; a SELL's is above the market, a BUY's below
+        limit_pos = [i for i, leg in enumerate(legs) if leg[0] == "LIMIT_MAKER"]
+        if len(limit_pos) != 1 or limit_pos[0] != (0 if side == "SELL" else 1):
+            raise BinanceError(400, -1013, "The relationship of the prices for the orders is not correct.")
+        limit = legs[limit_pos[0]][1]
+        other = legs[1 - limit_pos[0]]
+        last = m.bid if side == "SELL" else m.ask
+        trigger = other[2]
+        if (not (limit > last) if side == "SELL" else not (limit < last)) or \
+                (trigger and (not (trigger < last) if side == "SELL" else not (trigger > last))):
+            raise BinanceError(400, -1013, "The relationship of the prices for the orders is not correct.")
+        need_asset = m.quote if side == "BUY" else m.base
+        need = max(limit, trigger) * qty * (1 + self.fee_rate) if side == "BUY" else qty
+        if self.balances.get(need_asset, D(0)) - self.locked.get(need_asset, D(0)) < need:
+            raise BinanceError(400, -2010, "Account has insufficient balance for requested action.")
+        list_id = next(self._list_ids)
+        now = _ms()
+        orders = []
+        for i, (kind, price, stop, trailing, tif, cid) in enumerate(legs):
+            order = FakeOrder(next(self._order_ids), cid, m.symbol, side, kind, qty, price, stop, tif, now, now,
+                              trailing_delta=trailing, peak=m.bid if side == "SELL" else m.ask,
+                              order_list_id=list_id)
+            if i == 0:  # one lock for the list: the quantity (or its cost) once
+                order.locked = need
+                self.locked[need_asset] += need
+            self.orders[order.order_id] = order
+            self.by_client[cid] = order.order_id
+            self._emit(order, "NEW")
+            orders.append(order)
+
+        def report(order: FakeOrder) -> dict[str, Any]:
+            out = order.as_json()
+            for key in ("time", "updateTime", "isWorking", "icebergQty", "workingTime", "origQuoteOrderQty"):
+                out.pop(key, None)
+            out["transactTime"] = now
+            if not order.stop_price:
+                out.pop("stopPrice", None)
+            return out
+
+        return {"orderListId": list_id, "contingencyType": "OCO", "listStatusType": "EXEC_STARTED",
+                "listOrderStatus": "EXECUTING", "listClientOrderId": p.get("listClientOrderId") or f"list-{list_id}",
+                "transactionTime": now, "symbol": m.symbol,
+                "orders": [{"symbol": o.symbol, "orderId": o.order_id, "clientOrderId": o.client_order_id}
+                           for o in orders],
+                "orderReports": [report(o) for o in orders]}
+
+    def _cancel_replace(self, p: dict[str, str]) -> dict[str, Any]:
+        """POST /api/v3/order/cancelReplace (cancelReplaceMode STOP_ON_FAILURE): cancel the order,
+        then place the new one. `cancelRestrictions=ONLY_NEW` cancels only an order with no fill.
+        The cancel failing places nothing (-2022); the new order failing leaves the old one
+        canceled (-2021 "partially failed"), as binance documents."""
+        if p.get("cancelReplaceMode") != "STOP_ON_FAILURE":
+            raise BinanceError(400, -1000, "fake: only cancelReplaceMode STOP_ON_FAILURE is reproduced")
+        lookup = {"symbol": p.get("symbol", "")}
+        if "cancelOrigClientOrderId" in p:
+            lookup["origClientOrderId"] = p["cancelOrigClientOrderId"]
+        elif "cancelOrderId" in p:
+            lookup["orderId"] = p["cancelOrderId"]
+        try:
+            old = self._find(lookup)
+        except BinanceError:
+            raise BinanceError(400, -2022, "Order cancel-replace failed.") from None
+        allowed = ("NEW",) if p.get("cancelRestrictions") == "ONLY_NEW" else ("NEW", "PARTIALLY_FILLED")
+        if old.status not in allowed or old.order_list_id >= 0:
+            raise BinanceError(400, -2022, "Order cancel-replace failed.")
+        self._end(old, "CANCELED")
+        new = {k: v for k, v in p.items() if not k.startswith("cancel") and k not in ("cancelReplaceMode",)}
+        try:
+            answer = self._new_order(new)
+        except BinanceError:
+            raise BinanceError(400, -2021, "Order cancel-replace partially failed.") from None
+        cancel = old.as_json()
+        cancel["origClientOrderId"], cancel["clientOrderId"] = old.client_order_id, f"cancel-{old.order_id}"
+        return {"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS", "cancelResponse": cancel,
+                "newOrderResponse": answer}
+
     def _execute(self, order: FakeOrder, qty: Decimal, price: Decimal, maker: bool) -> None:
+        self._expire_siblings(order)
         m = self.by_symbol[order.symbol]
         notional = qty * price
         fee = (notional * self.fee_rate).quantize(D("0.00000001"), ROUND_HALF_EVEN)
@@ -498,13 +705,11 @@ class BinanceFake:
             raise BinanceError(400, -2011, "Unknown order sent.") from None
         if order.status not in ("NEW", "PARTIALLY_FILLED"):
             raise BinanceError(400, -2011, "Unknown order sent.")
-        order.status = "CANCELED"
-        order.update_time = _ms()
-        if order.locked:
-            m = self.by_symbol[order.symbol]
-            self.locked[m.quote if order.side == "BUY" else m.base] -= order.locked
-            order.locked = D(0)
-        self._emit(order, "CANCELED")
+        self._end(order, "CANCELED")
+        for other in list(self.orders.values()):  # a leg's cancel cancels its whole list
+            if (order.order_list_id >= 0 and other.order_list_id == order.order_list_id
+                    and other.status in ("NEW", "PARTIALLY_FILLED")):
+                self._end(other, "CANCELED")
         out = order.as_json()
         out["origClientOrderId"] = order.client_order_id
         out["clientOrderId"] = f"cancel-{next(self._order_ids)}"  # binance names the cancel request, not the order
@@ -589,6 +794,18 @@ class BinanceFake:
 
 def _ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+CONDITIONAL = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+TRAILING_MIN_BPS, TRAILING_MAX_BPS = 10, 2000   # the TRAILING_DELTA filter
+
+
+def _stop_reached(kind: str, side: str, stop: Decimal, m: FakeMarket) -> bool:
+    """A STOP_LOSS triggers when the price falls to its stop (a sell) or rises to it (a buy); a
+    TAKE_PROFIT the other way round. The price: the bid for a sell, the ask for a buy."""
+    touch = m.bid if side == "SELL" else m.ask
+    falls = side == "SELL" if kind.startswith("STOP_LOSS") else side == "BUY"
+    return touch <= stop if falls else touch >= stop
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -37,26 +37,65 @@ Venue behaviours it reproduces (USD-M, one-way position mode):
 - income: FUNDING_FEE, COMMISSION and REALIZED_PNL records (tranId, income as a signed decimal
   string); `charge_funding(symbol, rate)` books a funding payment on the open position
   (longs pay a positive rate), filtered by incomeType / symbol / startTime, oldest first;
-- 429 / 418 with Retry-After, 5xx, lost answers (the spot fake's `inject`).
-What it does not reproduce: hedge mode (positionSide LONG / SHORT); conditional orders (the algo
-order API ccxt sends stops to); liquidation, ADL and the maintenance margin; mark price and index
-from a separate feed (the mark is the quote's mid); the user-data stream (listenKey); multi-asset
-mode; leverage brackets beyond the first; signature and recvWindow checks; request weights.
+  `run_funding(until_ms, rate, since_ms)` follows binance's schedule: every 8 hours (00:00,
+  08:00, 16:00 UTC) on every open position;
+- 429 / 418 with Retry-After, 5xx, lost answers (the spot fake's `inject`);
+- the user-data stream (`start_stream()`, BinanceFuturesWsFake below): POST /fapi/v1/listenKey
+  starts one (the account's active key again, extended, if it has one), PUT keeps it alive
+  (-1125 "This listenKey does not exist." once it has expired), DELETE closes it (API key
+  header only, no signature: binance's USER_STREAM security); the socket at
+  `<ws url>/private/ws?listenKey=<key>` (what ccxt.pro 4.5.90 binanceusdm dials; the legacy
+  `/ws/<key>` too) carries ORDER_TRADE_UPDATE on every order change (x NEW / TRADE / CANCELED /
+  EXPIRED, X status, l/L last qty/price, z cumulative, n/N commission and asset on a trade,
+  t trade id (the REST trade's id), c client id, T/E times, ps position side, R reduce only, rp
+  realized profit, m maker) and ACCOUNT_UPDATE after each trade (reason ORDER: wallet balances
+  and the symbol's position); `expire_listen_key()` pushes listenKeyExpired and, as binance
+  documents, nothing more reaches a socket of that key (the socket stays open);
+  `ws.drop()` closes every socket, `ws.refuse` refuses new ones;
+- position mode: GET /fapi/v1/positionSide/dual ({"dualSidePosition": bool}, `dual_side`), POST
+  to switch it (-4059 "No need to change position side.", -4068 with a position, -4067 with open
+  orders); in hedge mode an order without positionSide LONG / SHORT is refused with -4061.
+- conditional orders through the algo service (binance's "New Algo Order", which ccxt 4.5.90 uses
+  for every futures stop): POST / GET / DELETE /fapi/v1/algoOrder (by algoId or clientAlgoId),
+  GET /fapi/v1/openAlgoOrders and /fapi/v1/allAlgoOrders; STOP_MARKET, TAKE_PROFIT_MARKET, STOP,
+  TAKE_PROFIT (triggerPrice) and TRAILING_STOP_MARKET (callbackRate 0.1 to 10 in tenths, else
+  -1013); a trigger the price has already reached: -2021 "Order would immediately trigger.";
+  reduceOnly with no position to reduce: -2022. `set_quote` triggers them (a stop when the price
+  falls to it for a sell, rises for a buy; a take-profit the other way; a trailing stop
+  callbackRate % off its best price): algoStatus TRIGGERED, and the order goes to the matching
+  engine under the client algo id (`actualOrderId`; ASSUMED: binance documents the field, not the
+  triggered order's client id; `triggered_client_id = "own"` gives it another one, which the
+  adapter must then follow through actualOrderId), FINISHED once done, REJECTED
+  if the matching engine refuses it (a reduce-only with nothing left);
+- `set_quote` also executes resting LIMIT orders the new price reaches, at their price (maker);
+- modify (PUT /fapi/v1/order): a LIMIT order's quantity and price changed in place.
+What it does not reproduce: hedge-mode positions (an order with positionSide LONG / SHORT is
+refused: the fake books one net position per symbol); closePosition, activatePrice, workingType
+MARK_PRICE and priceProtect on algo orders; the ALGO_UPDATE user-data event; liquidation, ADL
+and the maintenance margin; mark price and index
+from a separate feed (the mark is the quote's mid); multi-asset mode; leverage brackets beyond the
+first; signature and recvWindow checks; request weights; the 24-hour limit of one stream
+connection (`ws.drop()` stands for it); what a socket dialled with an unknown key gets (binance
+does not document it: the fake accepts it and sends nothing, the harsher reading).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
+import secrets
 import threading
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 from tests.fakes.binance_fake import BinanceError, Fault, _Drop, _Handler, _ms
 
 D = Decimal
 WEEK_MS = 7 * 86_400_000
+LISTEN_KEY_TTL_MS = 60 * 60_000   # binance: a listenKey lives 60 minutes from its last POST / PUT
 
 
 def fmt(value: Decimal, dp: int = 8) -> str:
@@ -141,6 +180,56 @@ class FuturesOrder:
 
 
 @dataclass
+class AlgoOrder:
+    """A conditional order of the algo service (POST /fapi/v1/algoOrder, algoType CONDITIONAL)."""
+
+    algo_id: int
+    client_algo_id: str
+    symbol: str
+    side: str
+    type: str                # STOP_MARKET, TAKE_PROFIT_MARKET, STOP, TAKE_PROFIT, TRAILING_STOP_MARKET
+    qty: Decimal
+    price: Decimal           # STOP / TAKE_PROFIT: the limit once triggered; else 0
+    trigger: Decimal         # 0 for a trailing stop
+    callback_rate: Decimal   # percent, a trailing stop's; else 0
+    reduce_only: bool
+    time_in_force: str
+    time: int
+    update_time: int
+    peak: Decimal = D(0)     # a trailing stop's best price since it was placed
+    status: str = "NEW"      # NEW, TRIGGERED, FINISHED, CANCELED, REJECTED
+    actual_order_id: int | None = None
+    trigger_time: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "algoId": self.algo_id, "clientAlgoId": self.client_algo_id, "algoType": "CONDITIONAL",
+            "orderType": self.type, "symbol": self.symbol, "side": self.side, "positionSide": "BOTH",
+            "timeInForce": self.time_in_force, "quantity": fmt(self.qty, 3), "algoStatus": self.status,
+            "triggerPrice": fmt(self.trigger, 2), "price": fmt(self.price, 2), "icebergQuantity": None,
+            "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": "CONTRACT_PRICE", "priceMatch": "NONE",
+            "closePosition": False, "priceProtect": False, "reduceOnly": self.reduce_only,
+            "createTime": self.time, "updateTime": self.update_time, "triggerTime": self.trigger_time,
+            "goodTillDate": 0,
+        }
+        if self.callback_rate:
+            out["callbackRate"] = str(self.callback_rate)
+        if self.actual_order_id is not None:
+            out["actualOrderId"] = str(self.actual_order_id)
+        return out
+
+
+ALGO_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
+
+
+def _reached(kind: str, side: str, trigger: Decimal, touch: Decimal) -> bool:
+    """A stop (STOP / STOP_MARKET) triggers when the price falls to it (a sell) or rises to it (a
+    buy); a take-profit the other way round."""
+    falls = (side == "SELL") == kind.startswith("STOP")
+    return touch <= trigger if falls else touch >= trigger
+
+
+@dataclass
 class FuturesTrade:
     trade_id: int
     order_id: int
@@ -205,6 +294,7 @@ class BinanceFuturesFake:
     market_depth: Decimal | None = None
     leverage: int = 20                  # every symbol's leverage at start
     margin_type: str = "CROSSED"        # every symbol's margin type at start
+    dual_side: bool = False             # hedge mode (dualSidePosition) at start
 
     def __post_init__(self) -> None:
         self.by_symbol = {m.symbol: m for m in self.markets}
@@ -222,9 +312,17 @@ class BinanceFuturesFake:
         self.lock = threading.RLock()
         self.release = threading.Event()
         self._order_ids = itertools.count(8_000_000)
+        self.algo_orders: dict[int, AlgoOrder] = {}        # the algo service's conditional orders
+        self.triggered_client_id = "algo"   # a triggered order's client id: the client algo id, or "own" (another)
+        self._algo_ids = itertools.count(3_000)
         self._trade_ids = itertools.count(600_000)
         self._tran_ids = itertools.count(9_000_000_000)
         self._server: ThreadingHTTPServer | None = None
+        # the user-data stream: the account's listenKey (None: none active), and who hears its events
+        self.listen_key: str | None = None
+        self.listen_key_expires_ms = 0
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []   # (listenKey, event)
+        self.ws: BinanceFuturesWsFake | None = None
 
     # -- lifecycle (the spot fake's handler serves it) ------------------------------------------------
     def start(self) -> "BinanceFuturesFake":
@@ -244,7 +342,20 @@ class BinanceFuturesFake:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    def start_stream(self) -> "BinanceFuturesWsFake":
+        """Serve the user-data stream's websocket too (its url: `ws_url`)."""
+        if self.ws is None:
+            self.ws = BinanceFuturesWsFake(self)
+        return self.ws
+
+    @property
+    def ws_url(self) -> str:
+        return self.start_stream().url
+
     def stop(self) -> None:
+        if self.ws is not None:
+            self.ws.stop()
+            self.ws = None
         self.release.set()
         if self._server is not None:
             self._server.shutdown()
@@ -305,8 +416,145 @@ class BinanceFuturesFake:
             self.orders = dict(sorted(self.orders.items(), key=lambda item: item[1].time))
 
     def set_quote(self, symbol: str, bid: Decimal, ask: Decimal) -> None:
+        """The market moves: conditional (algo) orders it reaches trigger, trailing ones ratchet, and
+        resting limits it reaches execute at their price (as maker)."""
         with self.lock:
-            self.by_symbol[symbol].bid, self.by_symbol[symbol].ask = bid, ask
+            m = self.by_symbol[symbol]
+            m.bid, m.ask = bid, ask
+            for algo in list(self.algo_orders.values()):
+                if algo.symbol == symbol and algo.status == "NEW":
+                    self._algo_on_quote(algo, m)
+            for order in list(self.orders.values()):
+                if (order.symbol == symbol and order.type == "LIMIT" and order.status in ("NEW", "PARTIALLY_FILLED")
+                        and (m.bid >= order.price if order.side == "SELL" else m.ask <= order.price)):
+                    self._execute(order, order.qty - order.executed, order.price, maker=True)
+
+    # -- the algo service (conditional orders) ----------------------------------------------------------
+    def _algo_on_quote(self, algo: AlgoOrder, m: FuturesMarket) -> None:
+        sell = algo.side == "SELL"
+        touch = m.bid if sell else m.ask
+        if algo.type == "TRAILING_STOP_MARKET":
+            algo.peak = max(algo.peak, touch) if sell else min(algo.peak, touch)
+            level = algo.peak * (1 - algo.callback_rate / 100 * (1 if sell else -1))
+            reached = touch <= level if sell else touch >= level
+        else:
+            reached = _reached(algo.type, algo.side, algo.trigger, touch)
+        if not reached:
+            return
+        # triggered: the algo service places the order in the matching engine, under the client
+        # algo id (module docstring); a refusal there (a reduce-only with nothing left) rejects it
+        algo.status, algo.trigger_time = "TRIGGERED", _ms()
+        client_id = algo.client_algo_id if self.triggered_client_id == "algo" else f"autoalgo-{algo.algo_id}"
+        request = {"symbol": algo.symbol, "side": algo.side, "quantity": str(algo.qty),
+                   "newClientOrderId": client_id, "reduceOnly": str(algo.reduce_only).lower(),
+                   "type": "LIMIT" if algo.price else "MARKET"}
+        if algo.price:
+            request.update({"price": str(algo.price), "timeInForce": algo.time_in_force})
+        try:
+            answer = self._new_order(request)
+        except BinanceError:
+            algo.status = "REJECTED"
+        else:
+            algo.actual_order_id = int(answer["orderId"])
+            if answer["status"] in ("FILLED", "EXPIRED", "CANCELED"):
+                algo.status = "FINISHED"
+        algo.update_time = _ms()
+
+    def _new_algo(self, p: dict[str, str]) -> dict[str, Any]:
+        """POST /fapi/v1/algoOrder: a conditional order, checked as binance checks it."""
+        if p.get("algoType") != "CONDITIONAL":
+            raise BinanceError(400, -1102, "Mandatory parameter 'algoType' was not sent, was empty/null, or "
+                                           "malformed.")
+        m = self._market(p.get("symbol", ""))
+        kind, side = p.get("type", ""), p.get("side", "")
+        if kind not in ALGO_TYPES or side not in ("BUY", "SELL"):
+            raise BinanceError(400, -1116, "Invalid orderType.")
+        cid = p.get("clientAlgoId") or f"algo-{next(self._algo_ids)}"
+        if any(a.client_algo_id == cid and a.status == "NEW" for a in self.algo_orders.values()):
+            raise BinanceError(400, -4116, "ClientOrderId is duplicated.")
+        if p.get("closePosition", "false").lower() == "true":
+            raise BinanceError(400, -1000, "fake: closePosition is not reproduced")
+        try:
+            qty = D(p["quantity"])
+        except KeyError:
+            raise BinanceError(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+        if qty <= 0 or qty < m.min_qty or qty % m.step_size:
+            raise BinanceError(400, -4023, "Qty not increased by step size.")
+        price, trigger = D(p.get("price", "0")), D(p.get("triggerPrice", "0"))
+        rate = D(p.get("callbackRate", "0"))
+        if kind == "TRAILING_STOP_MARKET":
+            if not D("0.1") <= rate <= D("10") or rate % D("0.1"):
+                raise BinanceError(400, -1013, "Invalid callbackRate.")
+            if "activatePrice" in p:
+                raise BinanceError(400, -1000, "fake: an activatePrice is not reproduced")
+        elif not trigger:
+            raise BinanceError(400, -1102, "Mandatory parameter 'triggerPrice' was not sent, was empty/null, or "
+                                           "malformed.")
+        if kind in ("STOP", "TAKE_PROFIT") and not price:
+            raise BinanceError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+        for px in (price, trigger):
+            if px and px % m.tick_size:
+                raise BinanceError(400, -4014, "Price not increased by tick size.")
+        touch = m.bid if side == "SELL" else m.ask
+        if trigger and _reached(kind, side, trigger, touch):
+            raise BinanceError(400, -2021, "Order would immediately trigger.")
+        reduce_only = p.get("reduceOnly", "false").lower() == "true"
+        position = self.positions[m.symbol].amount
+        if reduce_only and (position * (1 if side == "BUY" else -1) >= 0 or qty > abs(position)):
+            raise BinanceError(400, -2022, "ReduceOnly Order is rejected.")
+        now = _ms()
+        algo = AlgoOrder(next(self._algo_ids), cid, m.symbol, side, kind, qty, price, trigger, rate, reduce_only,
+                         p.get("timeInForce", "GTC"), now, now, peak=touch)
+        self.algo_orders[algo.algo_id] = algo
+        return algo.as_json()
+
+    def _modify(self, p: dict[str, str]) -> dict[str, Any]:
+        """PUT /fapi/v1/order: a LIMIT order's quantity and price changed in place (same ids)."""
+        try:
+            order = self._find(p)
+        except BinanceError:
+            raise BinanceError(400, -2013, "Order does not exist.") from None
+        if order.status not in ("NEW", "PARTIALLY_FILLED"):
+            raise BinanceError(400, -2013, "Order does not exist.")
+        if order.type != "LIMIT" or p.get("side") != order.side:
+            raise BinanceError(400, -1116, "Invalid orderType.")
+        m = self.by_symbol[order.symbol]
+        try:
+            qty, price = D(p["quantity"]), D(p["price"])
+        except KeyError:
+            raise BinanceError(400, -1102, "Mandatory parameter 'quantity' or 'price' was not sent, was empty/null, "
+                                           "or malformed.") from None
+        if qty <= order.executed or qty % m.step_size or qty > m.max_qty:
+            raise BinanceError(400, -4023, "Qty not increased by step size.")
+        if price % m.tick_size:
+            raise BinanceError(400, -4014, "Price not increased by tick size.")
+        order.qty, order.price, order.update_time = qty, price, _ms()
+        return order.as_json()
+
+    def _find_algo(self, p: dict[str, str]) -> AlgoOrder:
+        if "algoId" in p:
+            algo = self.algo_orders.get(int(p["algoId"]))
+        else:
+            matches = [a for a in self.algo_orders.values() if a.client_algo_id == p.get("clientAlgoId")]
+            algo = matches[-1] if matches else None
+        if algo is None:
+            raise BinanceError(400, -2013, "Order does not exist.")
+        return algo
+
+    def _cancel_algo(self, p: dict[str, str]) -> dict[str, Any]:
+        try:
+            algo = self._find_algo(p)
+        except BinanceError:
+            raise BinanceError(400, -2011, "Unknown order sent.") from None
+        if algo.status != "NEW":
+            raise BinanceError(400, -2011, "Unknown order sent.")
+        algo.status, algo.update_time = "CANCELED", _ms()
+        return {"algoId": algo.algo_id, "clientAlgoId": algo.client_algo_id, "code": "200", "msg": "success"}
+
+    def _algo_list(self, p: dict[str, str], open_only: bool) -> list[dict[str, Any]]:
+        rows = [a for a in self.algo_orders.values() if p.get("symbol") in (None, a.symbol)
+                and (not open_only or a.status == "NEW") and a.time >= int(p.get("startTime", 0))]
+        return [a.as_json() for a in rows[:min(int(p.get("limit", 500)), 1000)]]
 
     def charge_funding(self, symbol: str, rate: Decimal, at_ms: int | None = None) -> Decimal:
         """A funding event: the position pays (rate > 0, long) or receives `amount * mark * rate`,
@@ -323,9 +571,130 @@ class BinanceFuturesFake:
                                        _ms() if at_ms is None else at_ms))
             return amount
 
+    # -- the user-data stream -------------------------------------------------------------------------
+    def _listen_key(self, method: str) -> dict[str, Any]:
+        """POST / PUT / DELETE /fapi/v1/listenKey, as binance documents them: a key lives 60 minutes
+        from its last POST or PUT; a POST while one is active returns that one, extended."""
+        now = _ms()
+        active = self._key_active(now)
+        if method == "POST":
+            if not active:
+                self.listen_key = secrets.token_hex(32)
+            self.listen_key_expires_ms = now + LISTEN_KEY_TTL_MS
+            return {"listenKey": self.listen_key}
+        if method == "PUT":
+            if not active:
+                raise BinanceError(400, -1125, "This listenKey does not exist.")
+            self.listen_key_expires_ms = now + LISTEN_KEY_TTL_MS
+            return {"listenKey": self.listen_key}
+        if method == "DELETE":
+            self.listen_key, self.listen_key_expires_ms = None, 0
+            return {}
+        raise BinanceError(404, -1000, f"no route {method} /fapi/v1/listenKey")
+
+    def _key_active(self, now: int | None = None) -> bool:
+        """Whether the account's listenKey is alive; one that has just run out is announced
+        (listenKeyExpired) to its sockets, which then hear nothing more."""
+        if self.listen_key is None:
+            return False
+        if (now if now is not None else _ms()) < self.listen_key_expires_ms:
+            return True
+        self.expire_listen_key()
+        return False
+
+    def expire_listen_key(self) -> None:
+        """The key runs out now (no keep-alive came): listenKeyExpired to its sockets, then
+        silence on them until a client starts a new key (POST) and dials with it."""
+        with self.lock:
+            key = self.listen_key
+            if key is None:
+                return
+            self.listen_key, self.listen_key_expires_ms = None, 0
+            event = {"e": "listenKeyExpired", "E": _ms(), "listenKey": key}
+            for listener in list(self.listeners):
+                listener(key, event)
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        if self.listeners and self._key_active():
+            for listener in list(self.listeners):
+                listener(self.listen_key, event)  # type: ignore[arg-type]
+
+    def _emit(self, order: FuturesOrder, execution: str, trade: FuturesTrade | None = None) -> None:
+        """ORDER_TRADE_UPDATE for one change of `order` (binance USD-M's fields; n / N only with
+        a commission, as binance pushes them)."""
+        if not self.listeners:
+            return
+        avg = order.quote / order.executed if order.executed else D(0)
+        working = [o for o in self.orders.values() if o.symbol == order.symbol
+                   and o.status in ("NEW", "PARTIALLY_FILLED")]
+        bids = sum(((o.qty - o.executed) * o.price for o in working if o.side == "BUY"), D(0))
+        asks = sum(((o.qty - o.executed) * o.price for o in working if o.side == "SELL"), D(0))
+        body: dict[str, Any] = {
+            "s": order.symbol, "c": order.client_order_id, "S": order.side, "o": order.type,
+            "f": order.time_in_force, "q": fmt(order.qty, 3), "p": fmt(order.price, 2), "ap": fmt(avg, 5),
+            "sp": "0", "x": execution, "X": order.status, "i": order.order_id,
+            "l": fmt(trade.qty, 3) if trade else "0", "z": fmt(order.executed, 3),
+            "L": fmt(trade.price, 2) if trade else "0", "T": order.update_time,
+            "t": trade.trade_id if trade else 0, "b": fmt(bids), "a": fmt(asks), "m": bool(trade and trade.maker),
+            "R": order.reduce_only, "wt": "CONTRACT_PRICE", "ot": order.type, "ps": "BOTH", "cp": False,
+            "rp": fmt(trade.realized) if trade else "0", "pP": False, "si": 0, "ss": 0, "V": "EXPIRE_MAKER",
+            "pm": "NONE", "gtd": 0,
+        }
+        if trade is not None:
+            body["N"], body["n"] = trade.commission_asset, fmt(trade.commission)
+        self._publish({"e": "ORDER_TRADE_UPDATE", "E": _ms(), "T": order.update_time, "o": body})
+
+    def _emit_account(self, symbol: str, assets: set[str]) -> None:
+        """ACCOUNT_UPDATE after a trade (reason ORDER): the moved wallets and the symbol's position."""
+        if not self.listeners:
+            return
+        p, now = self.positions[symbol], _ms()
+        isolated = self.margin_types[symbol] == "ISOLATED"
+        realized = sum((t.realized for t in self.trades if t.symbol == symbol), D(0))
+        balances = [{"a": a, "wb": fmt(self.wallet.get(a, D(0))), "cw": fmt(self.wallet.get(a, D(0))), "bc": "0"}
+                    for a in sorted(assets)]
+        position = {"s": symbol, "pa": fmt(p.amount, 3), "ep": fmt(p.entry, 8) if p.amount else "0",
+                    "bep": fmt(p.entry, 8) if p.amount else "0", "cr": fmt(realized),
+                    "up": fmt(self._unrealized(symbol)), "mt": "isolated" if isolated else "cross",
+                    "iw": fmt(self._position_margin(symbol) if isolated else D(0)), "ps": "BOTH"}
+        self._publish({"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": {"m": "ORDER", "B": balances, "P": [position]}})
+
+    def _set_dual_side(self, p: dict[str, str]) -> dict[str, Any]:
+        wanted = p.get("dualSidePosition", "").lower()
+        if wanted not in ("true", "false"):
+            raise BinanceError(400, -1102, "Mandatory parameter 'dualSidePosition' was not sent, was empty/null, or "
+                                           "malformed.")
+        if (wanted == "true") == self.dual_side:
+            raise BinanceError(400, -4059, "No need to change position side.")
+        if any(position.amount for position in self.positions.values()):
+            raise BinanceError(400, -4068, "Position side cannot be changed if there exists position.")
+        if any(o.status in ("NEW", "PARTIALLY_FILLED") for o in self.orders.values()):
+            raise BinanceError(400, -4067, "Position side cannot be changed if there exists open orders.")
+        self.dual_side = wanted == "true"
+        return {"code": 200, "msg": "success"}
+
+    def run_funding(self, until_ms: int, rate: Decimal, since_ms: int) -> list[Income]:
+        """Binance's funding schedule (USD-M perpetuals: every 8 hours, at 00:00, 08:00 and 16:00
+        UTC): each funding time in (since_ms, until_ms] charges every open position at `rate`
+        (charge_funding: longs pay a positive rate), as FUNDING_FEE income at that time."""
+        every = 8 * 3_600_000
+        booked: list[Income] = []
+        at = (since_ms // every + 1) * every
+        while at <= until_ms:
+            for symbol in self.by_symbol:
+                if self.charge_funding(symbol, rate, at_ms=at):
+                    booked.append(self.incomes[-1])
+            at += every
+        return booked
+
     # -- the exchange ---------------------------------------------------------------------------------
     def handle(self, method: str, path: str, params: dict[str, str], headers: Any) -> Any:
         route = (method, path)
+        if path == "/fapi/v1/listenKey":  # USER_STREAM: the API key header, no signature
+            if not headers.get("X-MBX-APIKEY"):
+                raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+            with self.lock:
+                return self._listen_key(method)
         public = path in ("/fapi/v1/time", "/fapi/v1/exchangeInfo", "/fapi/v1/ticker/24hr",
                           "/fapi/v1/ticker/bookTicker", "/fapi/v1/premiumIndex")
         if not public and ("signature" not in params or "timestamp" not in params
@@ -362,6 +731,18 @@ class BinanceFuturesFake:
                 return self._set_leverage(params)
             if route == ("POST", "/fapi/v1/marginType"):
                 return self._set_margin_type(params)
+            if route == ("PUT", "/fapi/v1/order"):
+                return self._modify(params)
+            if route == ("POST", "/fapi/v1/algoOrder"):
+                return self._new_algo(params)
+            if route == ("GET", "/fapi/v1/algoOrder"):
+                return self._find_algo(params).as_json()
+            if route == ("DELETE", "/fapi/v1/algoOrder"):
+                return self._cancel_algo(params)
+            if route == ("GET", "/fapi/v1/openAlgoOrders"):
+                return self._algo_list(params, open_only=True)
+            if route == ("GET", "/fapi/v1/allAlgoOrders"):
+                return self._algo_list(params, open_only=False)
             if route == ("POST", "/fapi/v1/order"):
                 return self._new_order(params)
             if route == ("GET", "/fapi/v1/order"):
@@ -376,6 +757,10 @@ class BinanceFuturesFake:
                 return self._all_orders(params)
             if route == ("GET", "/fapi/v1/userTrades"):
                 return self._user_trades(params)
+            if route == ("GET", "/fapi/v1/positionSide/dual"):
+                return {"dualSidePosition": self.dual_side}
+            if route == ("POST", "/fapi/v1/positionSide/dual"):
+                return self._set_dual_side(params)
             if route == ("GET", "/fapi/v1/income"):
                 return self._income(params)
         raise BinanceError(404, -1000, f"no route {method} {path}")
@@ -519,6 +904,8 @@ class BinanceFuturesFake:
         previous = self.orders.get(self.by_client.get(cid, -1))
         if previous is not None and previous.status in ("NEW", "PARTIALLY_FILLED"):
             raise BinanceError(400, -4116, "ClientOrderId is duplicated.")  # unique among open orders only
+        if self.dual_side:  # hedge mode: every order names its leg; the fake books no legs (see above)
+            raise BinanceError(400, -4061, "Order's position side does not match user's setting.")
         kind, side = p.get("type", ""), p.get("side", "")
         if kind in ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"):
             raise BinanceError(400, -4120, "Order type not supported for this endpoint. Please use the Algo Order "
@@ -567,6 +954,7 @@ class BinanceFuturesFake:
                              reduce_only, now, now)
         self.orders[order.order_id] = order
         self.by_client[cid] = order.order_id
+        self._emit(order, "NEW")
         if kind == "MARKET":
             depth = qty if self.market_depth is None else min(qty, self.market_depth)
             if depth > 0:
@@ -579,6 +967,8 @@ class BinanceFuturesFake:
                 self._execute(order, depth, touch, maker=False)
             if order.executed < qty:
                 order.status = "EXPIRED"
+        if order.status == "EXPIRED":
+            self._emit(order, "EXPIRED")
         return order.as_json()  # newOrderRespType RESULT: the order, no fills
 
     def _execute(self, order: FuturesOrder, qty: Decimal, price: Decimal, maker: bool) -> None:
@@ -619,6 +1009,8 @@ class BinanceFuturesFake:
                                        trade.time, str(trade.trade_id)))
         self.incomes.append(Income(next(self._tran_ids), order.symbol, "COMMISSION", -fee, fee_asset, trade.time,
                                    str(trade.trade_id)))
+        self._emit(order, "TRADE", trade)
+        self._emit_account(order.symbol, {m.quote, fee_asset})
 
     def _find(self, p: dict[str, str]) -> FuturesOrder:
         order_id = p.get("orderId")
@@ -638,6 +1030,7 @@ class BinanceFuturesFake:
             raise BinanceError(400, -2011, "Unknown order sent.")
         order.status = "CANCELED"
         order.update_time = _ms()
+        self._emit(order, "CANCELED")
         return order.as_json()  # futures: the order's own client id (spot names the cancel request)
 
     def _all_orders(self, p: dict[str, str]) -> list[dict[str, Any]]:
@@ -682,3 +1075,125 @@ class BinanceFuturesFake:
         start = int(p.get("startTime", end - WEEK_MS))  # neither given: the last 7 days
         rows = [i for i in rows if start <= i.time <= end]
         return [i.as_json() for i in rows[:limit]]
+
+
+class BinanceFuturesWsFake:
+    """binance USD-M's user-data stream socket (wss://fstream.binance.com/private/ws?listenKey=<key>,
+    which ccxt.pro 4.5.90 binanceusdm dials after POST /fapi/v1/listenKey; the legacy
+    /ws/<key> path too). A socket hears the account's events while its key is the account's
+    active one; the stream takes no requests (dialling is subscribing). Built on aiohttp, which
+    ccxt itself depends on, on its own loop in a daemon thread.
+
+    A socket is registered before its handshake completes and its events queue until then, so an
+    event can never fall between "the client is connected" and "the server sends to it".
+    `drop()` closes every socket (ccxt.pro raises on the pending watches); `refuse = True` answers
+    new dials with 503 until set back."""
+
+    def __init__(self, fake: BinanceFuturesFake) -> None:
+        self.fake = fake
+        self.loop = asyncio.new_event_loop()
+        self.sockets: dict[Any, tuple[str, asyncio.Queue[str]]] = {}
+        self.changed = threading.Condition()
+        self.refuse = False
+        self.dials = 0                     # sockets accepted over the fake's life
+        self.waiting = 0                   # dials held before their handshake (see `admit`)
+        self.admit = threading.Event()     # cleared: hold every dial before its handshake until set
+        self.admit.set()
+        self.port = 0
+        self._runner: Any = None
+        threading.Thread(target=self.loop.run_forever, name="binance-futures-ws-fake", daemon=True).start()
+        self._call(self._start())
+        fake.listeners.append(self._on_event)
+
+    def _call(self, coro: Any, timeout: float = 10) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _start(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_get("/private/ws", self._serve)
+        app.router.add_get("/ws/{key}", self._serve)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    @property
+    def url(self) -> str:
+        """The base to point ccxt.pro's `urls['api']['ws']` at (`redirect(pro, fake.url, ws.url)`)."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def _serve(self, request: Any) -> Any:
+        from aiohttp import web
+
+        if self.refuse:
+            return web.Response(status=503, text="Service Unavailable")
+        key = request.query.get("listenKey") or request.match_info.get("key", "")
+        if not self.admit.is_set():  # a slow handshake, held by the test
+            self.waiting += 1
+            with self.changed:
+                self.changed.notify_all()
+            while not self.admit.is_set():
+                await asyncio.sleep(0.005)
+            self.waiting -= 1
+        ws = web.WebSocketResponse(autoping=True)
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self.sockets[ws] = (key, queue)   # before the handshake: events queue until it is done
+        sender = None
+        try:
+            await ws.prepare(request)
+            self.dials += 1
+            sender = asyncio.ensure_future(self._send(ws, queue))
+            with self.changed:
+                self.changed.notify_all()
+            async for _ in ws:
+                pass  # nothing to answer: pings are aiohttp's
+        finally:
+            self.sockets.pop(ws, None)
+            if sender is not None:
+                sender.cancel()
+            with self.changed:
+                self.changed.notify_all()
+        return ws
+
+    @staticmethod
+    async def _send(ws: Any, queue: "asyncio.Queue[str]") -> None:
+        while True:
+            text = await queue.get()
+            if ws.closed:
+                return
+            await ws.send_str(text)
+
+    def _on_event(self, key: str, event: dict[str, Any]) -> None:
+        """From the REST fake's thread, in the order the account changed: each socket of `key`
+        gets the event after everything queued before it."""
+        text = json.dumps(event)
+        for _, (socket_key, queue) in list(self.sockets.items()):
+            if socket_key == key:
+                self.loop.call_soon_threadsafe(queue.put_nowait, text)
+
+    def listening(self) -> int:
+        """Sockets that hear the account now (dialled with its active key)."""
+        key = self.fake.listen_key
+        return sum(1 for k, _ in list(self.sockets.values()) if key is not None and k == key)
+
+    def wait_listening(self, timeout: float = 10) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.listening() > 0, timeout)
+
+    def drop(self) -> None:
+        """Close every socket now (the venue's side: a restart, the 24-hour limit, a network cut)."""
+        async def close_all() -> None:
+            for ws in list(self.sockets):
+                await ws.close()
+
+        self._call(close_all())
+
+    def stop(self) -> None:
+        try:
+            self.drop()
+            self._call(self._runner.cleanup())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)

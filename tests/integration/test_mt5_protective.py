@@ -183,14 +183,14 @@ def test_gtd_goes_as_order_time_specified_in_the_servers_time_and_expires():
     assert order.state is OrderState.CANCELED and order.reason == "EXPIRED"
 
 
-def test_what_mt5_cannot_carry_is_refused_with_a_reason():
+def test_what_mt5_cannot_carry_is_emulated_by_the_oms():
     bot = Bot(HEDGING)
     entry = bot.market("BUY", "0.10", trail=0.00100, tp=1.10500)  # a trailing stop: client-side in MT5
     trail, take = bot.bracket(entry)
-    assert trail.state is OrderState.REJECTED and trail.reason == "UNSUPPORTED"
-    assert take.state is OrderState.ACCEPTED and bot.position()["tp"] == 1.105 and bot.position()["sl"] == 0.0
+    assert trail.emulated and take.emulated and trail.state is OrderState.ACCEPTED  # the OMS holds the bracket
+    assert bot.position()["tp"] == 0.0 and bot.position()["sl"] == 0.0
     first = bot.strategy.buy(qty=D("0.10"), limit=1.09000, oco=True)  # a standalone OCO group
-    assert first is not None and first.state is OrderState.REJECTED and first.reason == "UNSUPPORTED"
+    assert first is not None and first.emulated and first.state is OrderState.ACCEPTED
     assert not bot.fake.orders
 
 

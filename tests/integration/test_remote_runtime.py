@@ -56,6 +56,17 @@ def test_bots_run_in_the_child_and_stop_cleanly_on_close(store):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert bots.status("r1")["state"] == "RUNNING"
+        # the dashboard's candles come from the child's runner too (live.bars.tail over the pipe)
+        deadline = time.monotonic() + WAIT_S
+        while not (columns := bots.bars("r1", 5))["time"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert columns["symbol"] == "EURUSD" and len(columns["time"]) <= 6
+        assert len(columns["open"]) == len(columns["close"]) == len(columns["time"])
+        assert all(lo <= min(o, c) and hi >= max(o, c) for o, hi, lo, c in
+                   zip(columns["open"], columns["high"], columns["low"], columns["close"]))
+        with pytest.raises(UnknownBot):
+            bots.bars("nobody", 5)
     finally:
         bots.close()
     assert not bots.process.is_alive() and bots.process.exitcode == 0

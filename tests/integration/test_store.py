@@ -27,15 +27,18 @@ TABLES = {"instruments", "bots", "orders", "order_events", "fills", "positions",
           "bot_leases",  # one runner per bot (migration 0006)
           "auth_rate_counters", "auth_login_failures",  # login limits shared by workers (0005)
           "equity_points", "bot_archives",  # equity at every bar close, reset archives (0008)
-          "account_risk_bots", "account_risk_state", "venue_positions"}  # one account across bots (0010)
+          "account_risk_bots", "account_risk_state", "venue_positions",  # one account across bots (0010)
+          "charges"}  # account-level charges (funding, crypto fees) booked once (0013)
 RESEARCH_TABLES = {"sweeps"}  # migration 0003, declared in backtest/sweep_store.py (Core)
+NOTIFY_TABLES = {"notification_rules", "notification_deliveries", "notification_attempts",
+                 "notification_cursors"}  # migration 0015, declared in api/notify/store.py (Core)
 
 
 def test_upgrade_creates_every_table_and_is_idempotent(database_url):
     upgrade(database_url)
     upgrade(database_url)
     engine = make_engine(database_url)
-    assert TABLES | RESEARCH_TABLES <= set(inspect(engine).get_table_names())
+    assert TABLES | RESEARCH_TABLES | NOTIFY_TABLES <= set(inspect(engine).get_table_names())
     assert set(Base.metadata.tables) == TABLES
 
 

@@ -297,6 +297,6 @@ def test_oms_refuses_amend_and_links_on_an_adapter_without_them():
     assert order.limit_price == Decimal("90.00")
     child = Order(oms.next_client_order_id(), "bot1", "TEST", OrderSide.SELL, OrderType.STOP, Decimal(1), 0,
                   stop_price=Decimal("80.00"), parent_id=order.client_order_id)
-    assert oms.submit(child) is False
-    assert child.state is OrderState.DENIED and child.reason == "PROTECTIVE_UNSUPPORTED"
-    assert not venue.has_working_orders or venue._working == [order]
+    assert oms.submit(child) is True  # held and triggered by the OMS (engine/emulation.py), never sent
+    assert child.emulated and child.state is OrderState.ACCEPTED and child.reason == "EMULATED"
+    assert venue._working == [order]

@@ -147,8 +147,8 @@
       load(cursors[i]).then(function (page) {
         box.textContent = "";
         box.appendChild(table(caption + " (page " + (i + 1) + ")", columns, page.rows, cells));
-        var prev = el("button", { type: "button" }, "previous page");
-        var next = el("button", { type: "button" }, "next page");
+        var prev = el("button", { type: "button", "aria-label": caption + ": previous page" }, "previous page");
+        var next = el("button", { type: "button", "aria-label": caption + ": next page" }, "next page");
         prev.disabled = i === 0; next.disabled = page.next === null;
         prev.addEventListener("click", function () { show(i - 1); });
         next.addEventListener("click", function () { cursors[i + 1] = page.next; show(i + 1); });
@@ -207,7 +207,7 @@
           .then(function (rows) { return { rows: rows, next: rows.length === 1000 ? rows[rows.length - 1].ts_ns : null }; });
       };
       return Promise.all([allPages(fillsOf, 1000, 20), allPages(signalsOf, 1000, 20), allPages(equityOf, 1000, 50)])
-        .then(function (r) { drawBot(charts, bot, r[0], r[1], r[2]); })
+        .then(function (r) { return drawBot(charts, key, bot, r[0], r[1], r[2]); })
         .then(function () {
           tables.appendChild(pager("positions", ["symbol", "qty", "avg price", "realized", "fees"],
             function () { return api("/bots/" + id + "/positions").then(function (rows) { return { rows: rows, next: null }; }); },
@@ -230,48 +230,197 @@
     });
   }
 
-  function drawBot(charts, bot, fills, signals, equity) {
-    /* Price: the bot's fills (markers by side) and its signals (markers with confidence and model
-     * version), on the prices the fills and signals carry. Equity and drawdown from the bar points. */
+  /* The candle chart of a bot's symbol (GET /bots/{id}/bars: the bars the bot trades on, the last
+   * one maybe still forming) with its orders, fills and signals as markers on the candle they fell
+   * in. It follows the bot by polling for the last candle and what came after it (?since=), the
+   * new fills (?after_id=), signals (cursor) and the newest orders, and updates the series in
+   * place: nothing else on the page is redrawn. */
+  var MAX_MARKERS = 1500;
+  var POLL_MS = 2000;
+  var CANDLES = 1000;
+
+  function signalText(s) {
+    /* direction, confidence and the model (name and version) that made it, when a model did */
+    var way = { "1": "long", "-1": "short", "0": "flat" }[String(s.direction)] || String(s.direction);
+    var model = s.model_id && String(s.model_id) !== "0" ? " " + s.model_id + " v" + s.model_version : "";
+    return way + " " + s.confidence + model;
+  }
+
+  function candleChart(pane, key, bot, fills, signals) {
     var R = window.TickbridgeReport;
-    var byTime = {};
-    fills.forEach(function (f) { byTime[secs(f.ts_ns)] = Number(f.price); });
-    signals.forEach(function (s) {
-      var price = s.payload && (s.payload.price || s.payload.close);
-      if (price !== undefined && byTime[secs(s.ts)] === undefined) { byTime[secs(s.ts)] = Number(price); }
+    var id = encodeURIComponent(key);
+    var symbol = (bot.config && bot.config.symbol) || "";
+    var ownBar = (bot.config && bot.config.bar) || "1min";
+    var head = el("div", { "class": "chart-head" });
+    head.appendChild(el("h2", { id: "candles-title" }, symbol + " candles: fills (arrows), working orders (squares), " +
+                                                       "signals (circles, with confidence and model)"));
+    var label = el("label", { "for": "timeframe" }, "timeframe");
+    var pick = el("select", { id: "timeframe", name: "timeframe" });
+    [ownBar, "5min", "15min", "1h", "4h", "1D"].filter(function (v, i, a) { return a.indexOf(v) === i; })
+      .forEach(function (v) { pick.appendChild(el("option", { value: v }, v === ownBar ? v + " (the bot's bar)" : v)); });
+    head.appendChild(label); head.appendChild(pick);
+    pane.appendChild(head);
+    var note = el("p", { id: "candles-note", "class": "tb-note", role: "status" }, "");
+    pane.appendChild(note);
+    var box = el("div", { "class": "tb-chart", id: "chart-price", role: "img", "aria-labelledby": "candles-title candles-summary" });
+    pane.appendChild(box);
+    var summary = el("p", { id: "candles-summary", "class": "visually-hidden" }, "");
+    pane.appendChild(summary);
+    var legend = el("div", { "class": "tb-legend", "aria-hidden": "true" }, "");
+    pane.appendChild(legend);
+    var chart = R.chart(box, 320);
+    var series = chart.addCandlestickSeries({ upColor: "#2e7d32", downColor: "#c62828", borderVisible: false,
+                                             wickUpColor: "#2e7d32", wickDownColor: "#c62828" });
+    var state = { timeframe: ownBar, times: [], lastNs: null, fillAfter: 0, signalCursor: 0, orders: {},
+                  fills: [], signals: [], timer: null, busy: false };
+    var orderList = [];
+
+    function candle(b) {
+      return { time: secs(b.time_ns), open: Number(b.open), high: Number(b.high), low: Number(b.low), close: Number(b.close) };
+    }
+    function snap(t) {
+      /* the start of the candle holding time t (seconds), or null before the first one */
+      var a = state.times, lo = 0, hi = a.length - 1, found = null;
+      while (lo <= hi) { var mid = (lo + hi) >> 1; if (a[mid] <= t) { found = a[mid]; lo = mid + 1; } else { hi = mid - 1; } }
+      return found;
+    }
+    function marks() {
+      var out = [];
+      state.fills.forEach(function (f) {
+        var buy = String(f.side).toLowerCase() === "buy";
+        out.push({ t: secs(f.ts_ns), position: buy ? "belowBar" : "aboveBar", color: buy ? "#2e7d32" : "#c62828",
+                   shape: buy ? "arrowUp" : "arrowDown", text: String(f.side).toLowerCase() + " " + f.qty });
+      });
+      orderList.forEach(function (o) {
+        if (String(o.type).toUpperCase() === "MARKET" && String(o.state).toUpperCase() === "FILLED") { return; }  // its fills say it
+        out.push({ t: secs(o.ts_init_ns), position: "aboveBar", color: "#ef6c00", shape: "square",
+                   text: String(o.type).toLowerCase() + " " + String(o.side).toLowerCase() + " " + o.qty +
+                         (o.limit_price ? " @ " + o.limit_price : o.stop_price ? " stop " + o.stop_price : "") + " " + String(o.state).toLowerCase() });
+      });
+      state.signals.forEach(function (s) {
+        out.push({ t: secs(s.ts), position: "inBar", color: "#6a1b9a", shape: "circle", size: 0.6, text: signalText(s) });
+      });
+      var placed = [];
+      out.forEach(function (m) {
+        var at = snap(m.t);
+        if (at !== null) { placed.push({ time: at, position: m.position, color: m.color, shape: m.shape, text: m.text, size: m.size || 1 }); }
+      });
+      placed.sort(function (a, b) { return a.time - b.time; });
+      if (placed.length > MAX_MARKERS) { placed = placed.slice(placed.length - MAX_MARKERS); }
+      series.setMarkers(placed);
+      box.setAttribute("data-markers", String(placed.length));
+    }
+    function describe(last) {
+      box.setAttribute("data-candles", String(state.times.length));
+      box.setAttribute("data-last-candle", state.lastNs === null ? "" : String(state.lastNs));
+      box.setAttribute("data-last-close", last ? String(last.close) : "");
+      summary.textContent = state.times.length + " candles of " + state.timeframe +
+        (last ? ", the last from " + last.time + ": open " + last.open + ", high " + last.high + ", low " + last.low +
+                ", close " + last.close + (last.closed ? "" : " (still forming)") : "");
+    }
+    function bars(since) {
+      return api("/bots/" + id + "/bars?limit=" + CANDLES + "&timeframe=" + encodeURIComponent(state.timeframe) +
+                 (since === null ? "" : "&since=" + since));
+    }
+    function load() {
+      return bars(null).then(function (page) {
+        var data = [], times = [];
+        page.bars.forEach(function (b) {
+          var c = candle(b);
+          if (data.length && data[data.length - 1].time === c.time) { data[data.length - 1] = c; times[times.length - 1] = c.time; }
+          else { data.push(c); times.push(c.time); }
+        });
+        state.times = times;
+        state.lastNs = page.bars.length ? page.bars[page.bars.length - 1].time_ns : null;
+        series.setData(data);
+        note.textContent = page.note || "";
+        marks();
+        describe(page.bars[page.bars.length - 1]);
+        chart.timeScale().fitContent();
+      });
+    }
+    function poll() {
+      if (state.busy || document.hidden) { return; }
+      state.busy = true;
+      var tf = state.timeframe;
+      Promise.all([
+        bars(state.lastNs),
+        api("/bots/" + id + "/fills?limit=1000&after_id=" + state.fillAfter),
+        api("/signals?limit=1000&bot_id=" + encodeURIComponent(bot.runtime_id) + "&cursor=" + state.signalCursor),
+        api("/bots/" + id + "/orders?limit=50&offset=0")
+      ]).then(function (r) {
+        if (tf !== state.timeframe) { return; }  // switched meanwhile: load() drew the new one
+        var page = r[0];
+        if (state.lastNs === null && page.bars.length) { return load(); }
+        page.bars.forEach(function (b) {
+          var c = candle(b);
+          var last = state.times.length ? state.times[state.times.length - 1] : null;
+          if (last !== null && c.time < last) { return; }
+          series.update(c);
+          if (last === null || c.time > last) { state.times.push(c.time); }
+          state.lastNs = b.time_ns;
+        });
+        var more = false;
+        if (r[1].length) { state.fills = state.fills.concat(r[1]).slice(-MAX_MARKERS); state.fillAfter = r[1][r[1].length - 1].id; more = true; }
+        if (r[2].items.length) {
+          state.signals = state.signals.concat(r[2].items).slice(-MAX_MARKERS);
+          state.signalCursor = r[2].items[r[2].items.length - 1].id;
+          more = true;
+        }
+        r[3].forEach(function (o) { if (!state.orders[o.client_order_id] || state.orders[o.client_order_id].state !== o.state) { more = true; } state.orders[o.client_order_id] = o; });
+        orderList = Object.keys(state.orders).map(function (k) { return state.orders[k]; }).slice(-MAX_MARKERS);
+        if (more || page.bars.length) { marks(); }
+        if (page.note !== undefined) { note.textContent = page.note || ""; }
+        describe(page.bars[page.bars.length - 1]);
+      }).catch(function (e) { note.textContent = "candles: " + e.message; })
+        .then(function () { state.busy = false; });
+    }
+    chart.subscribeCrosshairMove(function (param) {
+      var v = param.seriesData && param.seriesData.get(series);
+      legend.textContent = v ? R.fmtTime(param.time) + "  O " + v.open + "  H " + v.high + "  L " + v.low + "  C " + v.close : "";
     });
-    var times = Object.keys(byTime).map(Number).sort(function (a, b) { return a - b; });
+    pick.addEventListener("change", function () {
+      state.timeframe = pick.value;
+      load().catch(function (e) { note.textContent = "candles: " + e.message; });
+    });
+    window.addEventListener("resize", function () { chart.applyOptions({ width: box.clientWidth }); });
+    state.fills = fills.slice(-MAX_MARKERS);
+    state.fillAfter = fills.length ? fills[fills.length - 1].id : 0;
+    state.signals = signals.slice(-MAX_MARKERS);
+    state.signalCursor = signals.length ? signals[signals.length - 1].id : 0;
+    return api("/bots/" + id + "/orders?limit=200&offset=0").then(function (rows) {
+      rows.forEach(function (o) { state.orders[o.client_order_id] = o; });
+      orderList = rows.slice().reverse();
+      return load();
+    }).catch(function (e) { note.textContent = "candles: " + e.message; })
+      .then(function () { state.timer = setInterval(poll, POLL_MS); return chart; });
+  }
+
+  function drawBot(charts, key, bot, fills, signals, equity) {
+    /* The candles (candleChart), then equity and drawdown from the bar points. */
+    var R = window.TickbridgeReport;
     var eq = equity.map(function (p) { return { time: secs(p.ts_ns), value: Number(p.equity) }; });
     var dedup = [];
     eq.forEach(function (p) { if (dedup.length && dedup[dedup.length - 1].time === p.time) { dedup[dedup.length - 1] = p; } else { dedup.push(p); } });
     var peak = -Infinity;
     var dd = dedup.map(function (p) { peak = Math.max(peak, p.value); return { time: p.time, value: peak > 0 ? (p.value / peak - 1) * 100 : 0 }; });
-    var title = (bot.config.symbol || "") + ": fills and signals";
-    [[title, times.map(function (t) { return { time: t, value: byTime[t] }; }), "price"],
-     ["equity", dedup, "equity"], ["drawdown %", dd, "drawdown"]].forEach(function (spec) {
+    var pricePane = el("section", { "class": "tb-pane", "aria-label": "candles" });
+    charts.appendChild(pricePane);
+    [["equity", dedup, "equity"], ["drawdown %", dd, "drawdown"]].forEach(function (spec) {
       var pane = el("section", { "class": "tb-pane", "aria-label": spec[0] });
-      pane.appendChild(el("h2", {}, spec[0]));
-      var box = el("div", { "class": "tb-chart", id: "chart-" + spec[2] });
+      pane.appendChild(el("h2", { id: "title-" + spec[2] }, spec[0]));
+      var box = el("div", { "class": "tb-chart", id: "chart-" + spec[2], role: "img", "aria-labelledby": "title-" + spec[2],
+                            "aria-description": spec[1].length + " points" });
       pane.appendChild(box);
       charts.appendChild(pane);
-      var chart = R.chart(box, spec[2] === "price" ? 300 : 180);
+      var chart = R.chart(box, 180);
       var series = chart.addLineSeries({ color: spec[2] === "drawdown" ? "#c62828" : "#1565c0", lineWidth: 1 });
       series.setData(spec[1]);
-      if (spec[2] === "price") {
-        var marks = fills.map(function (f) {
-          var buy = f.side.toLowerCase() === "buy";
-          return { time: secs(f.ts_ns), position: buy ? "belowBar" : "aboveBar", color: buy ? "#2e7d32" : "#c62828",
-                   shape: buy ? "arrowUp" : "arrowDown", text: f.side + " " + f.qty };
-        }).concat(signals.map(function (s) {
-          return { time: secs(s.ts), position: "inBar", color: "#6a1b9a", shape: "circle",
-                   text: "signal " + s.direction + " c=" + s.confidence + " " + (s.model_id || "") + "@" + (s.model_version || "") };
-        })).filter(function (m) { return byTime[m.time] !== undefined; });
-        series.setMarkers(marks.sort(function (a, b) { return a.time - b.time; }));
-      }
       chart.timeScale().fitContent();
     });
     charts.setAttribute("data-fills", String(fills.length));
     charts.setAttribute("data-signals", String(signals.length));
+    return candleChart(pricePane, key, bot, fills, signals);
   }
 
   function feedPage(main) {
@@ -335,27 +484,108 @@
     });
   }
 
+  function rows(value) {
+    /* A table of the stored result: the API stores the full shape (format version 1, a list of
+     * records: backtest.report.to_json_dict(full=True)); anything else draws as empty. */
+    return Array.isArray(value) ? value : [];
+  }
+
+  function seconds(t) {
+    /* an ISO time, or ns / ms / s since the epoch, as unix seconds */
+    if (typeof t === "number") { return t > 1e17 ? Math.floor(t / 1e9) : t > 1e11 ? Math.floor(t / 1e3) : Math.floor(t); }
+    return Math.floor(Date.parse(t) / 1000);
+  }
+
+  function statText(v) {
+    /* as the CLI's report writes a statistic: six significant digits, n/a for an undefined one */
+    if (v === null || v === undefined) { return "n/a"; }
+    if (typeof v !== "number") { return String(v); }
+    return Number.isInteger(v) ? v.toLocaleString("en-US") : Number(v.toPrecision(6)).toLocaleString("en-US", { maximumFractionDigits: 12 });
+  }
+
+  var MAX_POINTS = 4000;
+
+  function decimated(times, series, trades) {
+    /* The positions to draw of a long run, as backtest/report_html.py decimates the CLI's report:
+     * each bucket's min and max of every series, and every bar a trade entered or left, so a
+     * million bars draw as a few thousand points that look the same and carry every trade. */
+    var n = times.length, keep = {}, out = [];
+    if (n <= MAX_POINTS) { for (var k = 0; k < n; k++) { out.push(k); } return out; }
+    var buckets = Math.floor(MAX_POINTS / 2 / series.length);
+    series.forEach(function (values) {
+      for (var b = 0; b < buckets; b++) {
+        var lo = Math.floor(b * n / buckets), hi = Math.floor((b + 1) * n / buckets), min = lo, max = lo;
+        for (var i = lo; i < hi; i++) { if (values[i] < values[min]) { min = i; } if (values[i] > values[max]) { max = i; } }
+        keep[min] = true; keep[max] = true;
+      }
+    });
+    function at(t) { var lo = 0, hi = n - 1; while (lo < hi) { var mid = (lo + hi + 1) >> 1; if (times[mid] <= t) { lo = mid; } else { hi = mid - 1; } } return lo; }
+    trades.forEach(function (t) { keep[at(t.entry_time)] = true; keep[at(t.exit_time)] = true; });
+    keep[0] = true; keep[n - 1] = true;
+    return Object.keys(keep).map(Number).sort(function (a, b) { return a - b; });
+  }
+
   function fromResult(job, result) {
     /* A job's stored result (backtest.report.to_json_dict) as the report's model. */
     var times = [], equity = [], drawdown = [], peak = -Infinity;
-    result.equity.forEach(function (p) {
-      var t = Math.floor(Date.parse(p.time) / 1000);
-      if (times.length && times[times.length - 1] === t) { times.pop(); equity.pop(); drawdown.pop(); }
-      peak = Math.max(peak, p.equity);
-      times.push(t); equity.push(p.equity); drawdown.push(peak > 0 ? (p.equity / peak - 1) * 100 : 0);
+    rows(result.equity).forEach(function (p) {
+      var t = seconds(p.time), v = Number(p.equity);
+      if (isNaN(t) || isNaN(v)) { return; }
+      if (times.length && times[times.length - 1] >= t) { if (times[times.length - 1] > t) { return; } times.pop(); equity.pop(); drawdown.pop(); }
+      peak = Math.max(peak, v);
+      times.push(t); equity.push(v); drawdown.push(peak > 0 ? (v / peak - 1) * 100 : 0);
     });
-    var trades = result.trades.map(function (t) {
-      return { side: t.side, entry_time: Math.floor(Date.parse(t.entry_time) / 1000), exit_time: Math.floor(Date.parse(t.exit_time) / 1000),
-               entry_price: t.entry_price, exit_price: t.exit_price, size: t.size, fees: t.fees, pnl: t.pnl, return_pct: t.return_pct };
+    var num = function (v) { return v === null || v === undefined || v === "" ? null : Number(v); };
+    var trades = rows(result.trades).map(function (t) {
+      return { side: t.side, entry_time: seconds(t.entry_time), exit_time: seconds(t.exit_time),
+               entry_price: num(t.entry_price), exit_price: num(t.exit_price), size: num(t.size), fees: num(t.fees),
+               pnl: num(t.pnl), return_pct: num(t.return_pct) };
     });
-    var stats = Object.keys(result.stats || {}).map(function (k) { return [k, String(result.stats[k])]; });
-    return { title: "backtest " + job, note: result.note, stats: stats, trades: trades,
+    var kept = decimated(times, [equity, drawdown], trades);
+    var pick = function (a) { return kept.map(function (i) { return a[i]; }); };
+    times = pick(times); equity = pick(equity); drawdown = pick(drawdown);
+    var stats = Object.keys(result.stats || {}).filter(function (k) {
+      var v = result.stats[k]; return v === null || typeof v !== "object";
+    }).map(function (k) { return [k, statText(result.stats[k])]; });
+    var meta = result.meta || {};
+    var title = "backtest " + job + (meta.strategy ? ": " + meta.strategy + (meta.symbol ? " on " + meta.symbol : "") : "");
+    return { title: title, note: result.note, stats: stats, trades: trades,
              series: { time: times, equity: equity, drawdown: drawdown } };
   }
 
   function backtestPage(main, job) {
     return api("/backtests/" + encodeURIComponent(job) + "/result").then(function (result) {
-      window.TickbridgeReport.render(main, fromResult(job, result));
+      var model = fromResult(job, result);
+      var panes = window.TickbridgeReport.render(main, model);
+      // the stored result has no price series: the trades go on the equity curve instead
+      var eq = panes.filter(function (p) { return p.name === "equity"; })[0];
+      if (eq) {
+        var first = model.series.time[0], last = model.series.time[model.series.time.length - 1];
+        eq.series.setMarkers(window.TickbridgeReport.markers(model.trades).filter(function (m) {
+          return m.time >= first && m.time <= last;
+        }));
+      }
+      main.setAttribute("data-trades", String(model.trades.length));
+      main.setAttribute("data-points", String(model.series.time.length));
+    }, function (e) {
+      if (e.status !== 409) { throw e; }
+      main.textContent = "";
+      main.appendChild(el("h1", {}, "backtest " + job));
+      main.appendChild(el("p", { role: "status" }, e.message));  // queued, running or failed: the API's words
+    });
+  }
+
+  function backtestsPage(main) {
+    return api("/backtests").then(function (jobs) {
+      main.textContent = "";
+      main.appendChild(el("h1", {}, "backtests"));
+      main.appendChild(table(jobs.length + " backtest jobs, newest first", ["job", "strategy", "data", "status", "submitted",
+                                                                          "finished", "error"], jobs,
+        function (j) {
+          var r = j.request || {};
+          return [el("a", { href: "/backtests/" + encodeURIComponent(j.id) }, j.id.slice(0, 12)), r.strategy, r.data,
+                  j.status, j.created_at, j.finished_at, j.error];
+        }));
     });
   }
 
@@ -383,7 +613,10 @@
     refresh().then(function () {
       document.getElementById("who").textContent = me.username + " (" + me.role + ")";
       if (me.role === "subscriber") { document.getElementById("nav-bots").hidden = true; }
-      var pages = { home: home, bot: botPage, feed: feedPage, backtest: backtestPage };
+      if (me.role === "subscriber") { document.getElementById("nav-backtests").hidden = true; }
+      var current = { home: "nav-bots", bot: "nav-bots", feed: "nav-feed", backtest: "nav-backtests", backtests: "nav-backtests" }[view];
+      if (current) { document.getElementById(current).setAttribute("aria-current", "page"); }
+      var pages = { home: home, bot: botPage, feed: feedPage, backtest: backtestPage, backtests: backtestsPage };
       return pages[view](main, arg);
     }, toLogin).catch(function (e) {
       main.textContent = "";
