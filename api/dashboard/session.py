@@ -26,6 +26,7 @@ from api.routers import auth
 
 PATH = "/dashboard/session"
 COOKIE = "tb_refresh"
+REUSE_GRACE_S = 10.0  # a page change racing its own refresh resends the old cookie (auth.rotate)
 HEADER = "x-tickbridge-dashboard"
 MAX_TOKEN = 256  # auth.RefreshIn's bound: a longer cookie is not one of ours
 
@@ -73,7 +74,8 @@ def refresh(request: Request, response: Response, ctx: Ctx, db: Db) -> SessionOu
     cookie = request.cookies.get(COOKIE)
     if not cookie or len(cookie) > MAX_TOKEN:
         raise ApiError(401, "no dashboard session: log in")
-    return _answer(request, response, ctx, db, auth.refresh(auth.RefreshIn(refresh_token=cookie), ctx, db))
+    tokens = auth.rotate(auth.RefreshIn(refresh_token=cookie), ctx, db, grace_s=REUSE_GRACE_S)
+    return _answer(request, response, ctx, db, tokens)
 
 
 @router.post("/logout", status_code=204, dependencies=[Depends(from_the_dashboard), Depends(limited("auth"))])

@@ -102,9 +102,27 @@ def login(body: Login, ctx: Ctx, db: Db) -> Tokens:
     return tokens
 
 
+def _in_reuse_grace(db: Session, row: RefreshTokenRow, grace_s: float) -> bool:
+    """A token rotated less than `grace_s` ago, presented again (see `rotate`)."""
+    db.refresh(row)
+    used = row.used_at
+    return used is not None and row.revoked_at is None and (_now() - _aware(used)).total_seconds() <= grace_s
+
+
 @router.post("/refresh", response_model=Tokens, dependencies=[Depends(limited("auth"))],
              summary="rotate a refresh token; reusing a rotated one revokes its whole family")
 def refresh(body: RefreshIn, ctx: Ctx, db: Db) -> Tokens:
+    return rotate(body, ctx, db)
+
+
+def rotate(body: RefreshIn, ctx: Ctx, db: Db, grace_s: float = 0.0) -> Tokens:
+    """Rotate a refresh token; a rotated one presented again revokes its family. `grace_s`: a
+    rotated token presented again within that many seconds of its use yields a sibling token
+    instead. Only the dashboard's cookie session passes one (api.dashboard.session): a browser that
+    changes page while a refresh is in flight loses the answer's Set-Cookie and sends the old cookie
+    once more, and revoking the session for that logged traders out; that cookie is HttpOnly and
+    SameSite=Strict, no script can read it, so a replay within seconds is that race, not a thief.
+    The API's own /auth/refresh keeps no grace: its tokens live in client code."""
     row = db.scalar(select(RefreshTokenRow).where(RefreshTokenRow.token_hash == digest(body.refresh_token)))
     if row is None or row.revoked_at is not None or _aware(row.expires_at) <= _now() \
             or db.scalar(select(family_revoked(row.family))):
@@ -116,6 +134,8 @@ def refresh(body: RefreshIn, ctx: Ctx, db: Db) -> Tokens:
         update(RefreshTokenRow).where(RefreshTokenRow.id == row.id, RefreshTokenRow.used_at.is_(None),
                                       RefreshTokenRow.revoked_at.is_(None))
         .values(used_at=_now())).rowcount == 1
+    if not claimed and grace_s > 0 and _in_reuse_grace(db, row, grace_s):
+        claimed = True  # the same client's concurrent refresh (a page change mid-refresh): a sibling token
     if not claimed:  # a rotated token came back: it was stolen, or the client is confused
         _revoke_family(db, row.family)
         audit.record(db, user.username if user else "?", "auth.refresh_reuse", f"user:{row.user_id}",

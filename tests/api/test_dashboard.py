@@ -162,3 +162,38 @@ def test_a_subscriber_cannot_see_a_bot_they_do_not_follow(make_api):
 def test_the_path_argument_is_escaped_into_the_shell(module_api):
     page = module_api.client.get('/bots/"><img src=x onerror=alert(1)>').text
     assert "<img" not in page and "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_a_page_change_racing_its_refresh_keeps_the_session_but_a_late_replay_ends_it(make_api):
+    """A browser that leaves a page while its refresh is in flight loses the answer's Set-Cookie and
+    sends the old cookie again: within seconds that is the same client (a sibling token, the session
+    lives); long after, it is a replay (the session is revoked). The API's own /auth/refresh has no
+    such window (tests/api/test_auth.py)."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from engine.store.models import RefreshTokenRow
+
+    api = make_api()
+    api.user("ann", "trader")
+    client = api.client
+    _log_in(client, "ann")
+    old_cookie = client.cookies.get("tb_refresh")
+    assert client.post("/dashboard/session/refresh", headers=DASHBOARD).status_code == 200  # answer "lost"
+    newer = client.cookies.get("tb_refresh")
+    client.cookies.set("tb_refresh", old_cookie, path="/dashboard/session")
+    again = client.post("/dashboard/session/refresh", headers=DASHBOARD)
+    assert again.status_code == 200, again.text
+    assert client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {again.json()['access_token']}"}) \
+        .status_code == 200
+    # the same old cookie a minute after its use: a replay, the whole session ends (the newer token too)
+    with Session(api.ctx.engine) as db:
+        db.execute(update(RefreshTokenRow).where(RefreshTokenRow.used_at.is_not(None))
+                   .values(used_at=datetime.now(timezone.utc) - timedelta(minutes=1)))
+        db.commit()
+    client.cookies.set("tb_refresh", old_cookie, path="/dashboard/session")
+    assert client.post("/dashboard/session/refresh", headers=DASHBOARD).status_code == 401
+    client.cookies.set("tb_refresh", newer, path="/dashboard/session")
+    assert client.post("/dashboard/session/refresh", headers=DASHBOARD).status_code == 401
