@@ -23,6 +23,8 @@ Then, for ccxt (issue 15), two latencies an operator feels, on the same loopback
 - executions-to-OMS: the fake fills a resting order (in its own process) and the adapter reports
   the fill to the sink, once over the REST poll (its interval bounds it: `--poll`), once pushed
   (ccxt.pro watch_orders / watch_my_trades over the fake's user-data stream, the poll off).
+Both again on binance USD-M futures (binanceusdm, BTC/USDT:USDT, the futures fake: pushed over
+its listenKey socket as ORDER_TRADE_UPDATE), same method.
 
 Prints p50 and p99 in microseconds (milliseconds for the poll). Figures go to docs/benchmarks.md.
 """
@@ -203,9 +205,31 @@ class AckSink(CountingSink):
         super().on_fill(order, fill, bar)
 
 
-def bench_ccxt_latency(n: int, fills: int, poll_s: float, push: bool) -> tuple[list[int], list[int]]:
+def serve_futures_in_child(connection: Any, with_ws: bool = False) -> None:
+    """The USD-M futures fake in this (child) process, as binance_fake.serve_forever_in_child
+    serves the spot one: its url (and, `with_ws`, its user-data socket's), then "fill:<client
+    id>" fills that order and answers with the monotonic time (ns) just before the fill."""
+    from tests.fakes.binance_futures_fake import BinanceFuturesFake
+
+    fake = BinanceFuturesFake(wallet={"USDT": Decimal(10) ** 12}).start()
+    connection.send(fake.url)
+    if with_ws:
+        connection.send(fake.ws_url)
+    while True:
+        message = connection.recv()
+        if not isinstance(message, str) or not message.startswith("fill:"):
+            break
+        started = time.monotonic_ns()
+        fake.fill(message[len("fill:"):])
+        connection.send(started)
+    fake.stop()
+
+
+def bench_ccxt_latency(n: int, fills: int, poll_s: float, push: bool,
+                       futures: bool = False) -> tuple[list[int], list[int]]:
     """Submit-to-ack for `n` resting orders, then executions-to-sink for `fills` of them: over the
-    poll (every `poll_s`), or pushed (ccxt.pro watch_orders / watch_my_trades, the poll off)."""
+    poll (every `poll_s`), or pushed (ccxt.pro watch_orders / watch_my_trades, the poll off); on
+    binance spot, or (`futures`) on binance USD-M."""
     import multiprocessing
 
     import ccxt
@@ -214,22 +238,29 @@ def bench_ccxt_latency(n: int, fills: int, poll_s: float, push: bool) -> tuple[l
     from brokers.ccxt.adapter import CcxtAdapter
     from tests.fakes.binance_fake import redirect, serve_forever_in_child
 
+    target = serve_futures_in_child if futures else serve_forever_in_child
     parent, child = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(target=serve_forever_in_child, args=(child, push),
-                                                           daemon=True)
+    process = multiprocessing.get_context("spawn").Process(target=target, args=(child, push), daemon=True)
     process.start()
     try:
         url = parent.recv()
-        options = {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False,
-                   "fetchOpenOrders": {"warnWithoutSymbol": False}}
-        exchange = ccxt.binance({"apiKey": "k", "secret": "s", "enableRateLimit": False, "timeout": 10_000,
-                                 "options": options})
+        if futures:
+            exchange_id, symbol, qty, price = "binanceusdm", "BTC/USDT:USDT", Decimal("0.003"), Decimal("40000.0")
+            options: dict[str, Any] = {"fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False,
+                                       "fetchOpenOrders": {"warnWithoutSymbol": False}}
+        else:
+            exchange_id, symbol, qty, price = "binance", "BTC/USDT", Decimal("0.001"), Decimal("40000.00")
+            options = {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False,
+                       "fetchOpenOrders": {"warnWithoutSymbol": False}}
+        exchange = getattr(ccxt, exchange_id)({"apiKey": "k", "secret": "s", "enableRateLimit": False,
+                                               "timeout": 10_000, "options": options})
         redirect(exchange, url)
         pro = None
         if push:
-            pro = ccxt.pro.binance({"apiKey": "k", "secret": "s", "enableRateLimit": False, "options": options})
+            pro = getattr(ccxt.pro, exchange_id)({"apiKey": "k", "secret": "s", "enableRateLimit": False,
+                                                  "options": options})
             redirect(pro, url, parent.recv())
-        adapter = CcxtAdapter("binance", exchange=exchange, symbols=["BTC/USDT"],
+        adapter = CcxtAdapter(exchange_id, exchange=exchange, symbols=[symbol],
                               poll_interval_s=None if push else poll_s, push=pro)
         sink = AckSink()
         adapter.connect(sink)
@@ -238,8 +269,8 @@ def bench_ccxt_latency(n: int, fills: int, poll_s: float, push: bool) -> tuple[l
         acks: list[int] = []
         for i in range(n):
             start = time.monotonic_ns()
-            adapter.submit(Order(f"l-{i:08d}", "b", "BTC/USDT", OrderSide.BUY, OrderType.LIMIT, Decimal("0.001"), 0,
-                                 limit_price=Decimal("40000.00")))
+            adapter.submit(Order(f"l-{i:08d}", "b", symbol, OrderSide.BUY, OrderType.LIMIT, qty, 0,
+                                 limit_price=price))
             acks.append(sink.accepted_ns - start)
         to_sink: list[int] = []
         for i in range(fills):
@@ -320,13 +351,15 @@ def main() -> None:
     print(f"  ccxt   adapter + ccxt + HTTP client + loopback (fake excl.) p50 {p50:8.1f} us   p99 {p99:8.1f} us")
     p50, p99 = percentiles(without_http)
     print(f"  ccxt   adapter + ccxt, HTTP exchange excluded             p50 {p50:8.1f} us   p99 {p99:8.1f} us")
-    for push in (False, True):
-        acks, to_sink = bench_ccxt_latency(args.orders, args.fills, args.poll, push)
-        how = "push stream (poll off)  " if push else f"REST poll every {args.poll:g} s "
-        p50, p99 = percentiles(acks)
-        print(f"  ccxt   submit-to-ack, {how}            p50 {p50:8.1f} us   p99 {p99:8.1f} us")
-        p50, p99 = percentiles(to_sink)
-        print(f"  ccxt   execution-to-sink, {how}        p50 {p50 / 1000:8.2f} ms   p99 {p99 / 1000:8.2f} ms")
+    for futures in (False, True):
+        venue = f"{'binanceusdm' if futures else 'ccxt':<11}"
+        for push in (False, True):
+            acks, to_sink = bench_ccxt_latency(args.orders, args.fills, args.poll, push, futures)
+            how = "push stream (poll off)  " if push else f"REST poll every {args.poll:g} s "
+            p50, p99 = percentiles(acks)
+            print(f"  {venue} submit-to-ack, {how}            p50 {p50:8.1f} us   p99 {p99:8.1f} us")
+            p50, p99 = percentiles(to_sink)
+            print(f"  {venue} execution-to-sink, {how}        p50 {p50 / 1000:8.2f} ms   p99 {p99 / 1000:8.2f} ms")
 
 
 if __name__ == "__main__":
