@@ -304,6 +304,16 @@ class OrderManager:
             self.journal.flush()
         return None
 
+    def on_trailed(self, order: Order, stop_price: "Decimal", ts: int) -> None:
+        """The venue moved a trailing stop it holds: keep and journal the level where it works now
+        (TRAILED, as the emulator journals its own moves), so the books, the API and parity show the
+        venue's stop, not the one it started at."""
+        own = self.orders.get(order.client_order_id)
+        if own is None or not own.is_open or own.stop_price == stop_price:
+            return
+        own.stop_price = stop_price
+        self._note(own, f"TRAILED stop={stop_price}")
+
     def _note(self, order: Order, reason: str) -> None:
         """Journal a change of an order's terms that is not a change of state (amend, resize)."""
         event = OrderEvent(order.client_order_id, order.state, self.clock.now_ns(), reason)

@@ -8,6 +8,8 @@ runner dispatches on the type, so a misspelt event is an import error, not a sil
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -58,7 +60,16 @@ class OrderCanceled:
     reason: str | None = None
 
 
-VenueReport = OrderSubmitted | OrderAccepted | OrderRejected | OrderFilled | OrderCanceled
+@dataclass(frozen=True, slots=True)
+class OrderTrailed:
+    """The venue moved a working trailing stop's trigger to `stop_price` (not a change of state:
+    the OMS journals the new level, so the books and a restart show where the stop works now)."""
+    order: Order
+    stop_price: Decimal
+    ts: int
+
+
+VenueReport = OrderSubmitted | OrderAccepted | OrderRejected | OrderFilled | OrderCanceled | OrderTrailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +133,6 @@ class QueuedSink:
 
     def on_canceled(self, order: Order, ts: int, reason: str | None) -> None:
         self._put(OrderCanceled(order, ts, reason))
+
+    def on_trailed(self, order: Order, stop_price: Decimal, ts: int) -> None:
+        self._put(OrderTrailed(order, stop_price, ts))

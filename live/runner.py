@@ -64,7 +64,7 @@ from engine import controls as actions
 from live.config import BotConfig
 from live.driver import StrategyDriver
 from live.events import (BotEvent, Command, KillBot, OrderAccepted, OrderCanceled, OrderFilled, OrderRejected,
-                         OrderSubmitted, QueuedSink, ResumeBot, StopBot, TickReceived)
+                         OrderSubmitted, OrderTrailed, QueuedSink, ResumeBot, StopBot, TickReceived)
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +310,8 @@ class BotRunner:
                 oms.on_canceled(order, ts, reason)
             case OrderRejected(order, ts, reason):
                 oms.on_rejected(order, ts, reason)
+            case OrderTrailed(order, stop_price, ts):
+                oms.on_trailed(order, stop_price, ts)
             case StopBot() | KillBot() | ResumeBot():
                 self._command(event)
                 self._flush()
@@ -489,7 +491,8 @@ class BotRunner:
                 event = self.inbox.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(event, (OrderSubmitted, OrderAccepted, OrderRejected, OrderFilled, OrderCanceled)):
+            if isinstance(event, (OrderSubmitted, OrderAccepted, OrderRejected, OrderFilled, OrderCanceled,
+                                  OrderTrailed)):
                 self._handle(event)
             else:
                 kept.append(event)

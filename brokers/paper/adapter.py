@@ -201,6 +201,8 @@ class PaperAdapter:
             self.venue.on_tick(self.venue.last_tick_seq + 1 if seq is None else seq, raw_bid, raw_ask, raw_size, ts)
         else:
             self._sim.on_tick(raw_bid, raw_ask, raw_size, ts)
+        if self._sim._trailing:
+            self._report_trails(ts)
 
     def on_quote(self, tick: Tick, seq: int | None = None) -> None:
         """Match working orders against one tick from a bot's feed (float prices, put on the grid
@@ -217,6 +219,8 @@ class PaperAdapter:
                                tick.ts)
         else:
             self._sim.on_tick(raw_bid, raw_ask, raw_size, tick.ts)
+        if self._sim._trailing:
+            self._report_trails(tick.ts)
 
     # -- the stream -----------------------------------------------------------------------------
     def drop_stream(self) -> None:
@@ -287,6 +291,21 @@ class PaperAdapter:
         (idempotent: harmless once durable.py counts them itself)."""
         record = self._book.orders[client_order_id]
         record.order.filled_qty = sum((f.qty for f in record.fills), Decimal(0))
+
+    def _report_trails(self, ts: int) -> None:
+        """Tell the engine where the venue's trailing stops work now: the venue ratchets its own
+        copies, and the engine's order would otherwise keep the level it was sent with (a remote
+        venue reports the new trigger the same way; reported while the link is up, the next tick
+        after a drop reports the level then)."""
+        sink = self._reporter.sink
+        report = getattr(sink, "on_trailed", None)
+        if report is None or not self._link.up:
+            return
+        for venue_copy in self._sim._trailing:
+            engine = self._engine_order(venue_copy)
+            if engine is not venue_copy and venue_copy.stop_price is not None \
+                    and engine.stop_price != venue_copy.stop_price:
+                report(engine, venue_copy.stop_price, ts)
 
     def _engine_order(self, venue_copy: Order) -> Order:
         return self._reporter.orders.get(venue_copy.client_order_id, venue_copy)
