@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo backtest-demo test bench clean
+.PHONY: demo backtest-demo test bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "tickbridge needs Python >= 3.12 (set PYTHON=/path/to/python3.12)"; exit 1; }
@@ -47,6 +47,21 @@ test: $(TEST_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/backtest_speed.py
+
+# tickbridge against backtesting.py, vectorbt, a numpy loop and a bare Python loop on the same bars
+# (bench/peers.py). The peers live in a venv of their own, pinned by bench/requirements-peers.txt.
+PEERS_VENV := bench/.venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+$(PEERS_STAMP): bench/requirements-peers.txt
+	@test -n "$(PYTHON)" || { echo "the peers need Python >= 3.12 (set PYTHON=/path/to/python3.12)"; exit 1; }
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r bench/requirements-peers.txt
+	touch $(PEERS_STAMP)
+
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python bench/peers.py $(PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) out var

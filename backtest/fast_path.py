@@ -14,6 +14,7 @@ while an entry follows). The runner then reruns the backtest on the event path.
 from __future__ import annotations
 
 import types
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numba
@@ -70,6 +71,11 @@ def _kernel(target, open_raw, close_raw, close_f,
     nt = 0
     pend_close = -1  # order slot of a pending close, -1 for none
     pend_open = -1
+    # the books as floats for the marks, recomputed only when a fill changes them (the same
+    # expressions, so the same bits as computing them at every bar, for a fraction of the work)
+    cash_f = _raw_to_float(cash, cash_dp)
+    held_f = 0.0
+    pos_f = 0.0
     for i in range(n + 1):
         final = i == n
         if final:  # end of data: cancel what is pending, then close at the last close
@@ -119,6 +125,9 @@ def _kernel(target, open_raw, close_raw, close_f,
                 t_pnl[nt] = (px - lot_px) * q * notional_k * direction - lot_fee - fee
                 nt += 1
                 pos = 0
+                cash_f = _raw_to_float(cash, cash_dp)
+                held_f = _raw_to_float(pos * multiplier, qty_dp)
+                pos_f = _raw_to_float(pos, qty_dp)
                 o_state[pend_close] = FILLED
                 o_price[pend_close] = px
                 o_fee[pend_close] = fee
@@ -135,7 +144,8 @@ def _kernel(target, open_raw, close_raw, close_f,
             if fixed_qty >= 0:
                 q = fixed_qty
             else:
-                fn = frac_num[o_bar[pend_open]]  # the fraction asked for at the signal's bar
+                # the fraction asked for at the signal's bar (one array element: the same for all)
+                fn = frac_num[o_bar[pend_open]] if len(frac_num) > 1 else frac_num[0]
                 # floor(cash * fn / den) without forming cash * fn, which overflows with a
                 # six-decimal fraction of a fine-grained cash amount
                 whole, rest = cash // frac_den, cash % frac_den
@@ -166,6 +176,9 @@ def _kernel(target, open_raw, close_raw, close_f,
                 lot_px = px
                 lot_fee = fee
                 lot_bar = i
+                cash_f = _raw_to_float(cash, cash_dp)
+                held_f = _raw_to_float(pos * multiplier, qty_dp)
+                pos_f = _raw_to_float(pos, qty_dp)
                 o_state[pend_open] = FILLED
                 o_qty[pend_open] = q
                 o_price[pend_open] = px
@@ -199,8 +212,8 @@ def _kernel(target, open_raw, close_raw, close_f,
                     if d != 0:
                         pend_open = no
                         no += 1
-        equity[i] = _raw_to_float(cash, cash_dp) + _raw_to_float(pos * multiplier, qty_dp) * close_f[i]
-        position[i] = _raw_to_float(pos, qty_dp)
+        equity[i] = cash_f + held_f * close_f[i]
+        position[i] = pos_f
     return OK, no, nt
 
 
@@ -247,7 +260,7 @@ def run_kernel(k: KernelInputs) -> KernelOutput:
     n = len(k.target)
     # each bar with a signal makes at most a close and an entry; the end adds one close
     events = int(np.count_nonzero(~np.isnan(k.target)))
-    frac_num = (np.full(n, k.frac_num, dtype=np.int64) if np.isscalar(k.frac_num)
+    frac_num = (np.array([k.frac_num], dtype=np.int64) if np.isscalar(k.frac_num)
                 else np.ascontiguousarray(k.frac_num, dtype=np.int64))
     cap_orders = 2 * events + 2
     cap_trades = events + 1
@@ -308,3 +321,99 @@ def unsized_orders(k: KernelInputs, out: KernelOutput) -> tuple[int, tuple[int, 
         if k.max_qty >= 0:
             qty = min(qty, money.floor_to_step(k.max_qty, k.qty_step))
     return len(hit), (price, budget, qty)
+
+
+@numba.njit(cache=True)
+def _kernel_many(targets, open_raw, close_raw, close_f,
+                 cash0, cash_dp, qty_dp, qty_step, min_qty, max_qty, notional_k, multiplier,
+                 fee_num, fee_den, fee_step, fixed_fee, min_fee, fee_rate, slip_num, slip_den, price_step,
+                 frac_num, frac_den, fixed_qty,
+                 equity, position,
+                 o_bar, o_side, o_tag, o_state, o_qty, o_price, o_fee, o_fill_bar,
+                 t_dir, t_qty, t_entry_px, t_exit_px, t_entry_bar, t_exit_bar, t_fees, t_pnl,
+                 status, n_orders, n_trades):
+    """_kernel over each row of `targets` (one parameter set per row), in one call."""
+    for j in range(targets.shape[0]):
+        s, no, nt = _kernel(targets[j], open_raw, close_raw, close_f,
+                            cash0, cash_dp, qty_dp, qty_step, min_qty, max_qty, notional_k, multiplier,
+                            fee_num, fee_den, fee_step, fixed_fee, min_fee, fee_rate, slip_num, slip_den, price_step,
+                            frac_num, frac_den, fixed_qty,
+                            equity[j], position[j],
+                            o_bar[j], o_side[j], o_tag[j], o_state[j], o_qty[j], o_price[j], o_fee[j], o_fill_bar[j],
+                            t_dir[j], t_qty[j], t_entry_px[j], t_exit_px[j], t_entry_bar[j], t_exit_bar[j], t_fees[j],
+                            t_pnl[j])
+        status[j] = s
+        n_orders[j] = no
+        n_trades[j] = nt
+
+
+_ORDER_FIELDS = ("bar", "side", "tag", "state", "qty", "price", "fee", "fill_bar")
+_TRADE_FIELDS = ("direction", "qty", "entry_price", "exit_price", "entry_bar", "exit_bar", "fees", "pnl")
+
+
+def run_kernel_batch(k: KernelInputs, targets: Iterable[np.ndarray], chunk: int = 8) -> Iterator[KernelOutput]:
+    """The kernel over many parameter sets of one instrument, bars and fee model: one output per
+    target (the `target` of `k` is ignored; `targets` may be a generator, so the signals of a large
+    grid are made as they are consumed), in order. Each compiled call runs `chunk` sets.
+
+    Why: a sweep's sets share everything but the signals; this converts nothing per set and
+    reuses one set of buffers, so memory is bounded by `chunk` x (two float64 curves of the bars +
+    the order and trade rows), whatever the grid's size. The price: an output's arrays are views
+    into those buffers, valid until the next output of the next chunk is produced: copy (or
+    reduce to statistics) what you keep before advancing the iterator past the chunk.
+
+    Each output equals run_kernel's for the same inputs (tests/unit/test_speed_batch.py); a set
+    whose status is not OK is for the caller to rerun on the event path, as run_fast does.
+    `frac_num` is shared by all sets (one fraction, or one per bar)."""
+    if chunk < 1:
+        raise ValueError("chunk must be at least 1")
+    n = len(k.open_raw)
+    frac_num = (np.array([k.frac_num], dtype=np.int64) if np.isscalar(k.frac_num)
+                else np.ascontiguousarray(k.frac_num, dtype=np.int64))
+    block = np.empty((chunk, n), dtype=np.float64)
+    equity = np.empty((chunk, n), dtype=np.float64)
+    position = np.empty((chunk, n), dtype=np.float64)
+    status = np.zeros(chunk, dtype=np.int64)
+    n_orders = np.zeros(chunk, dtype=np.int64)
+    n_trades = np.zeros(chunk, dtype=np.int64)
+    cap = 0
+    orders: dict[str, np.ndarray] = {}
+    trades: dict[str, np.ndarray] = {}
+    rows = 0
+    events = 0
+
+    def flush(m: int) -> Iterator[KernelOutput]:
+        nonlocal cap, orders, trades
+        if events + 1 > cap:  # room for the chunk's busiest set (grown, never shrunk)
+            cap = max(events + 1, 2 * cap)
+            orders = {name: np.full((chunk, 2 * cap), -1, dtype=np.int64) for name in _ORDER_FIELDS}
+            trades = {name: np.zeros((chunk, cap), dtype=np.int64) for name in _TRADE_FIELDS}
+        else:
+            for arr in orders.values():
+                arr[:m].fill(-1)  # run_kernel's orders start at -1 (fields a set never writes stay so)
+            for arr in trades.values():
+                arr[:m].fill(0)
+        _kernel_many(block[:m], k.open_raw, k.close_raw, k.close_f,
+                     k.cash0, k.cash_dp, k.qty_dp, k.qty_step, k.min_qty, k.max_qty, k.notional_k, k.multiplier,
+                     k.fee_num, k.fee_den, k.fee_step, k.fixed_fee, k.min_fee, k.fee_rate, k.slip_num, k.slip_den,
+                     k.price_step, frac_num, k.frac_den, k.fixed_qty,
+                     equity, position, *(orders[name] for name in _ORDER_FIELDS),
+                     *(trades[name] for name in _TRADE_FIELDS), status, n_orders, n_trades)
+        for j in range(m):
+            no, nt = int(n_orders[j]), int(n_trades[j])
+            yield KernelOutput(status=int(status[j]), equity=equity[j], position=position[j],
+                               orders={name: arr[j, :no] for name, arr in orders.items()},
+                               trades={name: arr[j, :nt] for name, arr in trades.items()})
+
+    for target in targets:
+        row = np.asarray(target, dtype=np.float64)
+        if row.shape != (n,):
+            raise ValueError(f"each target needs {n} values (one per bar), got shape {row.shape}")
+        block[rows] = row
+        events = max(events, int(np.count_nonzero(~np.isnan(row))))
+        rows += 1
+        if rows == chunk:
+            yield from flush(rows)
+            rows = events = 0
+    if rows:
+        yield from flush(rows)

@@ -50,13 +50,14 @@ def load_trades(path: Path) -> TradeSample:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     try:
-        document = json.loads(path.read_text())
+        from backtest.report import tables_of  # either shape: by column (the default) or --json-full's records
+
+        document = tables_of(json.loads(path.read_text()))
         trades = document["trades"]
-        cash = float(document.get("meta", {}).get("config", {}).get("cash")
-                     or document["equity"][0]["equity"])
-    except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError) as exc:
+        cash = float(document.get("meta", {}).get("config", {}).get("cash") or document["equity"].iloc[0])
+        pnl = trades["pnl"].to_numpy(dtype=np.float64) if "pnl" in trades.columns else np.full(len(trades), np.nan)
+    except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
         raise DataError(f"{path}: not a backtest JSON from `tickbridge backtest --json` ({exc})") from None
-    pnl = np.array([t.get("pnl") for t in trades], dtype=np.float64)
     if len(pnl) == 0:
         raise DataError(f"{path}: the backtest made no trades; there is nothing to resample")
     if not np.all(np.isfinite(pnl)):

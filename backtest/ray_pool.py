@@ -160,7 +160,10 @@ class WorkerPool:
         self.actors = [remote_worker.options(runtime_env={"env_vars": {"NUMBA_CACHE_DIR": f"{cache}/{i}"}})
                        .remote(arrays_ref, strategy_cls, config, objective) for i in range(workers)]
         self.workers = workers
-        self._idle = [a for a in self.actors for _ in range(self.IN_FLIGHT_PER_ACTOR)]
+        # round robin (a0, a1, ..., a0, a1, ...): the first `workers` batches go to distinct actors. In
+        # actor order (a0, a0, a1, a1) a warm-up batch per worker all went to a0, and a sweep of fewer
+        # batches than 2 x workers ran on half the workers while the rest waited (and compiled later)
+        self._idle = [a for _ in range(self.IN_FLIGHT_PER_ACTOR) for a in self.actors]
         self._in_flight: dict[Any, tuple[Any, Any]] = {}  # object ref -> (tag, actor)
 
     @property

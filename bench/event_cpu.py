@@ -4,10 +4,12 @@
 
 CPU time (time.process_time), not wall time: on a shared machine the wall time of the same work
 moves by 2x with the load, its CPU time much less, so two trees run in alternation can be compared.
+bench/peers.py does that alternation itself (--before TREE), against the peers too.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,7 +32,8 @@ def main() -> None:
         start = time.process_time()
         run_backtest(frame, cls, params, BacktestConfig(path=path))
         best = min(best, time.process_time() - start)
-    print(f"{path} cpu {best:.3f}s")
+    load = os.getloadavg()
+    print(f"{path} cpu {best:.3f}s (load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from pydantic import Field, field_validator
 
 from strategies.base import DirectionalParams, Strategy, cross_masks, last_nonzero_difference, must_exceed
 
+NAN = float("nan")
+
 
 class SmaCrossParams(DirectionalParams):
     fast: int = Field(10, ge=1, description="fast SMA length in bars")
@@ -44,14 +46,19 @@ class SmaCross(Strategy):
         return self.p.slow + 1  # the slow window, and the bar before it for the crossing
 
     def next(self) -> None:
+        # The last non-zero difference before i is almost always the previous bar's (a tie is
+        # rare): read it inline, and walk back only past a tie (a call per bar is a tenth of
+        # the event path's time). Bar 0 has nothing before it (NaN: no cross).
         i = self.i
         fast, slow = self.fast_ma, self.slow_ma
         d = fast[i] - slow[i]
         if d > 0:
-            if last_nonzero_difference(fast, slow, i) < 0:
+            before = fast[i - 1] - slow[i - 1] if i else NAN
+            if before < 0 or (before == 0 and last_nonzero_difference(fast, slow, i - 1) < 0):
                 self.go(1)
         elif d < 0:
-            if last_nonzero_difference(fast, slow, i) > 0:
+            before = fast[i - 1] - slow[i - 1] if i else NAN
+            if before > 0 or (before == 0 and last_nonzero_difference(fast, slow, i - 1) > 0):
                 self.go(self.exit_direction)
 
     def signals(self) -> np.ndarray:

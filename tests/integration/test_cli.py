@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -40,16 +39,18 @@ def test_backtest_prints_stats_and_writes_json_trades_and_plot(tmp_path):
                       "--json", out, "--trades", trades, "--plot", plot)
     assert done.returncode == 0, done.stderr
     assert "Sharpe" in done.stdout
-    report = json.loads(out.read_text())
+    from backtest.report import read_json
+
+    report = read_json(out)  # stored by column (format version 2), decoded
+    assert report["format"]["version"] == 2
     stats = report["stats"]
     for key in ("trades", "return_pct", "equity_final", "sharpe", "max_drawdown_pct", "win_rate_pct", "exposure_pct"):
         assert key in stats
     assert stats["trades"] == len(report["trades"]) > 0
     assert len(report["equity"]) == sum(1 for _ in SPY.open()) - 1
-    assert report["equity"][-1]["equity"] == pytest.approx(stats["equity_final"])
-    first = report["trades"][0]
+    assert report["equity"].iloc[-1] == pytest.approx(stats["equity_final"])
     for key in ("entry_time", "exit_time", "entry_price", "exit_price", "size", "pnl"):
-        assert key in first
+        assert key in report["trades"].columns
     assert trades.read_text().splitlines()[0].startswith("entry_time")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

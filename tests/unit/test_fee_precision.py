@@ -95,9 +95,10 @@ def test_minimum_fee_on_both_paths_and_in_sizing(path):
 
 def test_min_fee_option_of_the_backtest_command(tmp_path):
     """`tickbridge backtest --min-fee` reaches the fee model; a bad value names the option's field."""
-    import json
     import subprocess
     import sys
+
+    from backtest.report import read_json
 
     data = tmp_path / "bars.csv"
     frame(CLOSES).to_csv(data)
@@ -106,8 +107,8 @@ def test_min_fee_option_of_the_backtest_command(tmp_path):
                           "--param", "fast=2", "--param", "slow=4", "--cash", "964", "--min-fee", "5",
                           "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    trades = json.loads(out.read_text())["trades"]
-    assert [(t["size"], t["fees"]) for t in trades] == [(7.0, 10.0)]  # as in the test above
+    trades = read_json(out)["trades"]  # stored by column since format version 2
+    assert list(zip(trades["size"], trades["fees"])) == [(7.0, 10.0)]  # as in the test above
     bad = subprocess.run([sys.executable, "-m", "app.cli", "backtest", "--strategy", "sma_cross", "--data", str(data),
                           "--min-fee", "-1"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "min_fee" in bad.stderr and str(tmp_path) not in bad.stderr

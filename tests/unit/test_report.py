@@ -30,11 +30,16 @@ def test_json_is_strict_and_has_the_contract_keys(run, tmp_path):
     result, stats = run
     path = tmp_path / "r.json"
     write_json(path, result, stats)
+    # strict: no NaN or Infinity constants (the text may spell "NaN" inside base64, version 2's packed columns)
+    data = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert {"format", "stats", "equity", "trades", "orders", "meta"} <= set(data)
+    assert data["equity"]["rows"] == len(result.equity)  # stored by column: format version 2
+    assert data["stats"]["trades"] == data["trades"]["rows"] == len(result.trades)
+    write_json(path, result, stats, full=True)  # version 1: one record per row
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
     data = json.loads(text)
-    assert {"stats", "equity", "trades", "orders", "meta"} <= set(data)
-    assert len(data["equity"]) == len(result.equity)
+    assert data["format"]["version"] == 1 and len(data["equity"]) == len(result.equity)
     assert data["stats"]["trades"] == len(data["trades"]) == len(result.trades)
     assert data["trades"][0]["entry_time"].startswith("2017-")
 
