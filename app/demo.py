@@ -270,6 +270,14 @@ def _drive_through_the_api(base: str, console: BotConsole | None = None) -> None
         if console is not None:
             console.starting(bot["runtime_id"])
         started = http.post(f"/bots/{DEMO_BOT['id']}/start", headers=trader)
+        if started.status_code == 409 and "replayed its whole feed" in started.text:
+            # an earlier demo ran the bundled ticks to their end: archive those books (the reset a
+            # trader would do) and replay the feed from the start, rather than leave no bot running
+            _ok(http.post(f"/bots/{DEMO_BOT['id']}/reset", headers=trader), "reset the demo bot")
+            if console is not None:
+                console.line(bot["runtime_id"], "RESET", "it had replayed its whole feed: its books are archived "
+                                                          "and it replays the feed from the start")
+            started = http.post(f"/bots/{DEMO_BOT['id']}/start", headers=trader)
         if started.status_code >= 400 and console is not None:
             console.failed(bot["runtime_id"], f"start refused: HTTP {started.status_code} {started.text[:300]}")
         _ok(started, "start the demo bot")

@@ -74,3 +74,23 @@ def test_demo_serves_trades_stops_cleanly_and_resumes(tmp_path):
     out, _ = again.communicate(timeout=120)
     assert again.returncode == 0, out
     assert "Ctrl-C stops" in out and "checkpoint" in out
+
+
+def test_a_demo_whose_bot_replayed_its_whole_feed_starts_it_again(tmp_path):
+    """The README: "run it again and the bot resumes". Once the bot has replayed the bundled ticks to
+    their end, a start is refused (409, nothing left to trade); the demo then resets it (books
+    archived, as a trader would) and replays the feed from the start instead of exiting with no API."""
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    port = free_port()
+    first = subprocess.Popen([sys.executable, "-m", "app.cli", "demo", "--port", str(port), "--speed", "0",
+                              "--url", url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        wait_for_line(first, "END_OF_FEED", lines, timeout_s=300)
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    again = start(url, port, "--for", "2")
+    out, _ = again.communicate(timeout=180)
+    assert again.returncode == 0, out
+    assert "RESET" in out and "replays the feed from the start" in out and "Ctrl-C stops" in out
