@@ -62,6 +62,11 @@ PARENT_CANCELED = "PARENT_CANCELED"
 OCO_CANCELED = "OCO"
 EXIT_FILLED = "EXIT_FILLED"
 ZERO = Decimal(0)
+# a trigger that did not fill (the venue down, a reject) is sent again after 0.5 s, then 1, 2, 4 ...
+# up to 30 s: a stop keeps trying (a bare position is worse than a refused order), but not at every
+# tick, which wrote one REJECTED order per tick into the journal for as long as a venue was down
+RETRY_FIRST_NS = 500_000_000
+RETRY_MAX_NS = 30_000_000_000
 
 
 def is_protective(order: Order) -> bool:
@@ -83,6 +88,7 @@ class Emulator:
         # prices on the raw grid, memoised by the Decimal they were made from (a tick compares ints;
         # a Decimal conversion per order and tick would cost more than the rest of the tick)
         self._raw: dict[tuple[Decimal, int], int] = {}
+        self._fired: dict[str, tuple[int, int]] = {}  # client id -> (triggers sent, not again before ns)
 
     # -- at submit ------------------------------------------------------------------------------------
     def needs(self, order: Order) -> bool:
@@ -135,7 +141,9 @@ class Emulator:
                 stop = order.stop_price
                 touched = stop is not None and (touch >= self.raw(stop, dp) if buy else touch <= self.raw(stop, dp))
             if touched:
-                self._fire(order)
+                fired = self._fired.get(order.client_order_id)
+                if fired is None or oms.clock.now_ns() >= fired[1]:
+                    self._fire(order)
             elif order.is_trailing:
                 self._ratchet(order, touch)
 
@@ -178,6 +186,9 @@ class Emulator:
                         oms.clock.now_ns(), limit_price=limit, reduce_only=protective, tag=order.tag,
                         trigger_of=order.client_order_id)
         oms._note(order, f"{TRIGGERED} by {trigger.client_order_id}")
+        count = self._fired.get(order.client_order_id, (0, 0))[0]
+        wait = min(RETRY_MAX_NS, RETRY_FIRST_NS << min(count, 16))
+        self._fired[order.client_order_id] = (count + 1, trigger.ts_init + wait)
         oms.submit(trigger)
         if trigger.state is OrderState.DENIED and not protective:
             # an entry the gate refuses now would be refused at every tick: it ends here, saying why
@@ -237,6 +248,8 @@ class Emulator:
             done = origin.qty is not None and origin.filled_qty >= origin.qty
             oms._record(origin, origin.transition(OrderState.FILLED if done else OrderState.PARTIALLY_FILLED,
                                                   fill.ts))
+            if done:
+                self._fired.pop(origin.client_order_id, None)
             oms._resize_children(origin)
             order = origin
         if order.oco_group is not None:
@@ -279,6 +292,7 @@ class Emulator:
         oms = self.oms
         if order.is_terminal:
             return
+        self._fired.pop(order.client_order_id, None)
         oms._record(order, order.transition(OrderState.CANCELED, oms.clock.now_ns(), reason))
         for other in oms.open_orders:
             if other.trigger_of == order.client_order_id:

@@ -225,3 +225,36 @@ def test_an_emulated_entry_whose_trigger_the_gate_denies_ends_instead_of_retryin
     assert buy_stop.state is OrderState.CANCELED and buy_stop.reason == "TRIGGER_DENIED:MAX_ORDER_QTY"
     _tick(oms, adapter, "105.20", "105.21")
     assert len([o for o in oms.denied if o.trigger_of == buy_stop.client_order_id]) == 1
+
+
+def test_a_stop_whose_trigger_the_venue_refuses_retries_with_backoff_not_at_every_tick():
+    """The venue down: the emulated stop's market order is refused. It keeps trying (a bare position
+    is worse than a refused order), after 0.5 s, 1 s, 2 s ... up to 30 s, not at every tick: a
+    minute of ticks every 100 ms wrote 600 REJECTED orders into the journal before."""
+    from engine.ports import VenueUnreachable
+
+    class Down(NoLinks):
+        down = False
+
+        def _send(self, order: Order) -> None:
+            if self.down:
+                raise VenueUnreachable("the venue is down")
+            super()._send(order)
+
+    oms, adapter = _bot(Down)
+    entry, sl, _ = _bracket(oms, trail=None, take=None)
+    _tick(oms, adapter, "99.99", "100.00")
+    assert entry.state is OrderState.FILLED and sl.emulated and sl.is_open
+    clock = oms.clock
+    assert isinstance(clock, SimulatedClock)
+    adapter.down = True
+    for _ in range(600):  # one minute at 10 ticks a second, the venue refusing everything
+        clock.ts += 100_000_000 - 1
+        _tick(oms, adapter, "94.00", "94.01")
+    triggers = [o for o in oms.orders.values() if o.trigger_of == sl.client_order_id]
+    assert 6 <= len(triggers) <= 8, len(triggers)  # at 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s
+    assert all(t.state is OrderState.REJECTED for t in triggers) and sl.is_open
+    adapter.down = False
+    clock.ts += 31_000_000_000
+    _tick(oms, adapter, "94.00", "94.01")  # the venue is back: the next try fills and flattens
+    assert sl.state is OrderState.FILLED and oms.portfolio.positions["TEST"].quantity == 0
