@@ -8,6 +8,15 @@ waits in its queue until the plan's delay has passed since it was published (`pu
 wall clock when the row was written; never the signal's market `ts`, which on a replayed bot is
 years old). A signal of a bot a client follows by subscription goes out only while that bot is
 published: the poller reads which of a batch's bots are, once per batch.
+
+Fan-out cost (issue 18): each signal is serialised once and its WebSocket frame built once
+(`ws_frame`); a client that can take it now (a WebSocket whose route gave it a direct `writer`,
+nothing of its own queued or being sent, no plan delay) gets those bytes written to its socket
+from the dispatch itself: no queue, no task switch, no ASGI call per delivery. Every other case
+(a busy client, a plan delay, a paused or closing transport, SSE, a server that is not uvicorn)
+goes through the client's queue and its sender task, as before; `busy` keeps a client on the
+queue until it has drained, so its frames never overtake one another. The fan-out histogram is
+observed once per batch for the direct deliveries, per delivery on the queued path.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -31,6 +40,26 @@ log = logging.getLogger("tickbridge.api.stream")
 SIGNALS = SignalRow.__table__
 MAX_QUEUE = 10_000
 BATCH = 1000
+_MESSAGE_HEAD = '{"type":"signal","signal":'
+
+
+def ws_message(text: str) -> str:
+    """The WebSocket message of a signal serialised as `text` (signal_json)."""
+    return _MESSAGE_HEAD + text + "}"
+
+
+def ws_frame(text: str) -> bytes:
+    """ws_message(text) as one complete, final, unmasked RFC 6455 text frame (what a server
+    sends; no extension bits): the bytes every direct-write client gets for this signal."""
+    payload = ws_message(text).encode()
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x81, n))
+    elif n < 65536:
+        head = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return head + payload
 
 
 def signal_json(row: Any) -> dict[str, Any]:
@@ -61,24 +90,41 @@ class Client:
     sent_upto: int = 0
     dropped: bool = False
     _pending: tuple[float, float, int, str] | None = None
+    # writes a ws_frame to the client's socket now, or answers False (paused, closing): set by the
+    # WebSocket route when it reached uvicorn's transport (api.routers.signals.direct_writer)
+    writer: Callable[[bytes], bool] | None = None
+    busy: bool = False  # a frame is queued or being sent: new ones queue behind it (order)
 
     def drop(self) -> None:
         self.dropped = True
         self.queue = asyncio.Queue(1)
         self.queue.put_nowait(None)  # tells the sender to close: the client reconnects with after_id
 
-    def offer(self, signal_id: int, bot_id: str, published_ns: int, text: str, seen: float) -> None:
+    def offer(self, signal_id: int, bot_id: str, published_ns: int, text: str, seen: float,
+              frame: bytes | None = None) -> bool:
+        """Deliver or queue one signal; True when `frame` went straight to the socket."""
         if signal_id <= self.sent_upto or self.dropped:
-            return
+            return False
         delay = 0 if self.scope.everything else self.scope.delays.get(bot_id)
         if delay is None:
-            return
+            return False
+        if not delay and frame is not None and not self.busy and self.writer is not None and self.writer(frame):
+            self.sent_upto = signal_id
+            return True
         release = published_ns + delay if delay else 0  # ns: a float of seconds since 1970 is coarse
         try:
             self.queue.put_nowait((release, seen, signal_id, text))
             self.sent_upto = signal_id
+            self.busy = True
         except asyncio.QueueFull:
             self.drop()
+        return False
+
+    def sent(self) -> None:
+        """The sender finished sending a queued frame: with nothing else queued, new frames may
+        be written directly again."""
+        if self._pending is None and self.queue.empty():
+            self.busy = False
 
     async def next(self) -> tuple[int, str, float] | None:
         """The next frame to send (waiting out a plan's delay), or None when the client must close."""
@@ -132,24 +178,32 @@ class SignalHub:
                     client.queue.put_nowait(None)
                 client.drop()  # and the next read of any queue says close
 
-    async def register(self, scope: SignalScope, after_id: int | None = None) -> Client:
-        """A new client; with after_id, the rows it missed (id > after_id) come first, from the store."""
-        client = Client(scope)
+    async def register(self, scope: SignalScope, after_id: int | None = None,
+                       writer: Callable[[bytes], bool] | None = None) -> Client:
+        """A new client; with after_id, the rows it missed (id > after_id) come first, from the store.
+
+        The backlog is read before the client joins the fan-out, again for whatever the poller
+        dispatched meanwhile, until nothing is newer; then the client joins with no await in
+        between, so each later row reaches it through dispatch, after its backlog and exactly
+        once (joining first lost the backlog whenever a row was dispatched during the read)."""
+        client = Client(scope, writer=writer)
         if self.closing.is_set():  # shutting down: the stream ends as soon as it starts
             client.drop()
             return client
-        upto = self.last_id
-        client.sent_upto = after_id if after_id is not None else upto
+        client.sent_upto = after_id if after_id is not None else self.last_id
+        while client.sent_upto < (upto := self.last_id) and not client.dropped:
+            rows = await asyncio.to_thread(self._backlog, scope, client.sent_upto, upto)
+            seen = time.perf_counter()
+            for row in rows:  # through the queue (no frame): later frames wait behind these
+                client.offer(row.id, row.bot_id, row.published_ns, json.dumps(signal_json(row), default=str), seen)
+            client.sent_upto = max(client.sent_upto, upto)
+        if self.closing.is_set():
+            client.drop()
+            return client
         if scope.everything:
             self._everything.add(client)
         for bot_id in scope.delays:
             self._by_bot.setdefault(bot_id, set()).add(client)
-        if after_id is not None and after_id < upto:
-            rows = await asyncio.to_thread(self._backlog, scope, after_id, upto)
-            seen = time.perf_counter()
-            for row in rows:
-                client.offer(row.id, row.bot_id, row.published_ns, json.dumps(signal_json(row), default=str), seen)
-            client.sent_upto = max(client.sent_upto, upto)
         return client
 
     def unregister(self, client: Client) -> None:
@@ -203,13 +257,18 @@ class SignalHub:
         `published`: the rows' bots that are published now (None: all of them); a bot that is
         not reaches its owner and admins only, not its subscribers."""
         seen = time.perf_counter()
+        direct = 0
         for row in rows:
             text = json.dumps(signal_json(row), default=lambda v: str(v) if isinstance(v, Decimal) else repr(v))
+            frame = ws_frame(text)
+            signal_id, bot_id, published_ns = row.id, row.bot_id, row.published_ns
             for client in self._everything:
-                client.offer(row.id, row.bot_id, row.published_ns, text, seen)
-            withdrawn = published is not None and row.bot_id not in published
-            for client in self._by_bot.get(row.bot_id, ()):
-                if withdrawn and row.bot_id in client.scope.subscribed:
+                direct += client.offer(signal_id, bot_id, published_ns, text, seen, frame)
+            withdrawn = published is not None and bot_id not in published
+            for client in self._by_bot.get(bot_id, ()):
+                if withdrawn and bot_id in client.scope.subscribed:
                     continue
-                client.offer(row.id, row.bot_id, row.published_ns, text, seen)
-            self.last_id = max(self.last_id, row.id)
+                direct += client.offer(signal_id, bot_id, published_ns, text, seen, frame)
+            self.last_id = max(self.last_id, signal_id)
+        if direct:  # once per batch: the time until its last direct write
+            self.observe(seen)

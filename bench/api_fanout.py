@@ -7,7 +7,8 @@
    deflate) on loopback over a SQLite store (WAL).
 2. Connects N WebSocket clients (/api/v1/signals/ws), each a subscriber with a pro subscription,
    spread over --client-procs client processes (default: the CPU count), so that the load
-   generator is not what is measured; their latencies are gathered and ranked together.
+   generator is not what is measured; their latencies are gathered and ranked together. They use
+   a lean client (RawClient, --client raw) unless --client websockets is given.
    --client-procs 0 plays every client in this process (the old mode).
 3. Inserts signals into the store at a steady rate from another process's view (plain SQL inserts,
    as the runtime's SqlSignals does), each stamped with its insert time, and measures delivery
