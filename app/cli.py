@@ -54,7 +54,7 @@ def load_frame(data: Path, bar: str | None, options: Any = None) -> Any:
 def print_notes(notes: list[str]) -> None:
     """What the data loader decided that the user should know (rows sorted, a column ignored)."""
     for note in notes:
-        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
 
 
 StrategyOption = Annotated[str, typer.Option(

@@ -2,9 +2,11 @@
 
 Bars come back as float64 columns BAR_COLUMNS on a UTC DatetimeIndex named "time", strictly
 increasing; ticks as TICK_COLUMNS, non-decreasing (ticks may share a timestamp). Every problem
-with a file (missing, unreadable, a missing column, unsorted or duplicate times, NaN or
-non-positive prices, high below low) is a DataError naming the file and the row, never a pandas
-traceback: a backtest on silently broken data is worse than no backtest.
+with a file (missing, unreadable, a missing column, unsorted or duplicate times, times beyond
+what int64 nanoseconds can count, NaN, infinite or non-positive prices, high below low, an open or
+close outside [low, high]) is a DataError naming the file, the column and the row, never a pandas
+traceback: a backtest on silently broken data is worse than no backtest. A bar that moves more
+than 5x is kept but named in a note (real markets jump; a misplaced decimal point also does).
 
 Layouts. The first 64 KB of a file are sniffed before anything is parsed, so a file that is not
 market data (binary, JSON that is not candles, one endless line) is refused after bounded work,
@@ -127,9 +129,17 @@ def _note(notes: list[str], text: str) -> None:
         notes.append(text)
 
 
+_COLUMN_NAME = re.compile(r"^((?:[^\W\d]|<)[\w <>()/%.#-]{0,39}|Unnamed: \d+)$")  # pandas names a blank "Unnamed: 3"
+
+
 def _listing(names: object) -> str:
-    """Column names for an error message, cut short (a misread file can have thousands)."""
+    """Column names for an error message, cut short (a misread file can have thousands). If any
+    name does not look like a column name, none is shown, only their number: the "header" of a
+    file that is not market data (`--data /etc/shadow`) is its first line, and no error quotes a
+    file's contents."""
     names = [str(n) for n in names]  # type: ignore[union-attr]
+    if not all(_COLUMN_NAME.match(n) for n in names):
+        return f"{len(names)} column(s) whose names do not look like column names; not shown"
     text = ", ".join(n if len(n) <= 40 else n[:37] + "..." for n in names[:12])
     return text + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
 
@@ -488,6 +498,7 @@ def _time_index(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Find the time column(s) (or index), parse to UTC and make it the index named "time"."""
     if isinstance(frame.index, pd.DatetimeIndex):
         times = frame.index
+        time_name = str(frame.index.name or "time")
         body = frame
     else:
         names = {_norm(c): c for c in frame.columns}
@@ -519,10 +530,12 @@ def _time_index(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             dates, clocks = frame[pair[0]], frame[pair[1]]
             text = (dates.astype("int64").astype(str) if pd.api.types.is_integer_dtype(dates)
                     else dates.astype(str).str.strip()) + " " + _clock_text(clocks)
-            times = _parse_times(text, source, f"{pair[0]} + {pair[1]}")
+            time_name = f"{pair[0]} + {pair[1]}"
+            times = _parse_times(text, source, time_name)
             body = frame.drop(columns=list(pair))
         else:
-            times = _parse_times(frame[column], source, str(column))
+            time_name = str(column)
+            times = _parse_times(frame[column], source, time_name)
             body = frame.drop(columns=[column])
         # an unnamed integer index column written by pandas (0, 1, 2, ...) carries no information
         body = body.drop(columns=[c for c in body.columns if str(c).startswith("Unnamed")])
@@ -532,8 +545,24 @@ def _time_index(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         times = times.tz_convert("UTC")
     body = body.copy()
     # pandas 3 infers a resolution from the text (ms, us...): the engine counts time in ns
+    _check_time_range(times, source, time_name)
     body.index = pd.DatetimeIndex(times, name="time").as_unit("ns")
     return body
+
+
+_NS_MIN, _NS_MAX = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+
+
+def _check_time_range(times: pd.DatetimeIndex, source: str, column: str) -> None:
+    """Times the engine cannot count in int64 nanoseconds (before 1677-09-21 or after 2262-04-11,
+    a typo such as 2262 or 1066) refused naming the column and the row, rather than a pandas
+    OutOfBoundsDatetime later that the CLI would blame on the strategy."""
+    valid = ~times.isna()
+    outside = valid & ((times < _NS_MIN) | (times > _NS_MAX))
+    if outside.any():
+        row = int(np.argmax(outside))
+        raise DataError(f"{source}: time out of range in column {column!r} at row {row} ({times[row]}): "
+                        f"times must lie between {_NS_MIN:%Y-%m-%d} and {_NS_MAX:%Y-%m-%d}")
 
 
 def _strptime(values: pd.Series, fmt: str, source: str, column: str) -> pd.DatetimeIndex:
@@ -668,6 +697,11 @@ def _check_prices(frame: pd.DataFrame, columns: list[str], source: str) -> None:
         if bad.any():
             raise DataError(f"{source}: {int(bad.sum())} NaN prices in {column!r}, "
                             f"first at {frame.index[int(bad.argmax())]}")
+        infinite = np.isinf(values)
+        if infinite.any():
+            row = int(infinite.argmax())
+            raise DataError(f"{source}: {int(infinite.sum())} infinite prices in {column!r}, "
+                            f"first at {frame.index[row]} (row {row})")
         nonpositive = values <= 0
         if nonpositive.any():
             row = int(nonpositive.argmax())
@@ -707,6 +741,15 @@ def validate_bars(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     if low_above_high.any():
         row = int(low_above_high.argmax())
         raise DataError(f"{source}: high below low at {frame.index[row]} (row {row})")
+    high, low = frame["high"].to_numpy(), frame["low"].to_numpy()
+    slack = 1e-9 * high  # float noise (a scaled or converted file), not a price
+    for column in ("open", "close"):  # a fill at a price the bar never traded at is made-up money
+        values = frame[column].to_numpy()
+        for word, bound, outside in (("above", "high", values > high + slack), ("below", "low", values < low - slack)):
+            if outside.any():
+                row = int(outside.argmax())
+                raise DataError(f"{source}: {column!r} {word} {bound!r} at {frame.index[row]} (row {row}): "
+                                f"{float(values[row])} outside [{float(low[row])}, {float(high[row])}]")
     volume = frame["volume"].to_numpy()
     if (volume < 0).any():
         row = int((volume < 0).argmax())
@@ -725,7 +768,31 @@ def load_bars(path: str | Path, options: LoadOptions | None = None, notes: list[
     frame = _oldest_first(_time_index(_read(path, options, notes), source), source, notes)
     bars = _tick_volume(frame, _rename(frame, _BAR_ALIASES, BAR_COLUMNS))
     bars = _adjust(frame, bars, options, source, notes)
-    return validate_bars(bars, source)
+    bars = validate_bars(bars, source)
+    _note_jumps(bars, source, notes)
+    return bars
+
+
+_JUMP = 5.0  # a bar's close over the previous close (or its high over its low) beyond this is said
+
+
+def _note_jumps(bars: pd.DataFrame, source: str, notes: list[str]) -> None:
+    """A note naming the first bar whose close is more than _JUMP times (or less than 1/_JUMP of)
+    the previous close, or whose high is more than _JUMP times its low. Not refused: real markets
+    do jump (an unadjusted split, a delisting coin); but a single bar at 10x (a misplaced decimal)
+    decides equity and drawdown, so the user is told which bar to look at."""
+    close = bars["close"].to_numpy()
+    ratio = np.ones(len(close))
+    ratio[1:] = close[1:] / close[:-1]
+    wide = bars["high"].to_numpy() / bars["low"].to_numpy()
+    jump = (ratio > _JUMP) | (ratio < 1.0 / _JUMP) | (wide > _JUMP)
+    if not jump.any():
+        return
+    row = int(jump.argmax())
+    what = (f"high {wide[row]:.1f}x its low" if not (ratio[row] > _JUMP or ratio[row] < 1.0 / _JUMP)
+            else f"close {ratio[row]:.3g}x the previous close")
+    _note(notes, f"warning: {Path(source).name}: suspect bar at {bars.index[row]} (row {row}): {what}; "
+                 f"{int(jump.sum())} bar(s) move more than {_JUMP:g}x; check the data (kept as written)")
 
 
 def load_ticks(path: str | Path, options: LoadOptions | None = None, notes: list[str] | None = None) -> pd.DataFrame:
