@@ -67,6 +67,12 @@ def backtest(job_id: str) -> HTMLResponse:
     return _page("page", "backtest", f"backtest {job_id}", job_id)
 
 
+@router.get("/accounts")
+def accounts() -> HTMLResponse:
+    """The caller's broker accounts: risk state, P&L per bot and summed, positions against the venue."""
+    return _page("page", "accounts", "accounts")
+
+
 @router.get("/dashboard")
 def dashboard() -> RedirectResponse:
     return RedirectResponse("/", status_code=307)

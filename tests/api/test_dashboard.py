@@ -11,7 +11,7 @@ import pytest
 
 from tests.api.conftest import PASSWORD, publish
 
-PAGES = ["/", "/login", "/bots/ann-bot", "/feed", "/backtests", "/backtests/job-1"]
+PAGES = ["/", "/login", "/bots/ann-bot", "/feed", "/backtests", "/backtests/job-1", "/accounts"]
 ASSET = re.compile(r"""<(?:script|link)\b[^>]*\s(?:src|href)\s*=\s*["']([^"']+)["']""")
 ATTRIBUTE_URL = re.compile(r"""\s(?:src|href|action)\s*=\s*["']?(https?:)?//""", re.I)
 ANY_URL = re.compile(r"""https?://[^\s"'`)<>]+""")

@@ -175,7 +175,7 @@ def test_the_bot_page_candle_chart_follows_the_running_bot_with_its_trades(world
     page.get_by_role("link", name="ann-fx").click()
     page.locator("#chart-price[data-candles] canvas").first.wait_for()
     assert page.locator("#chart-price").get_attribute("data-candles") == "0"  # never run: no candles
-    assert "has not run here" in page.locator("#candles-note").inner_text()
+    assert "has not run" in page.locator("#candles-note").inner_text()
     page.on("dialog", lambda dialog: dialog.accept())
     page.locator("#bot-start").click()
     page.locator("#bot-state[data-state='RUNNING']").wait_for()
@@ -201,6 +201,159 @@ def test_the_bot_page_candle_chart_follows_the_running_bot_with_its_trades(world
     page.screenshot(path=str(shots / "trader-bot-candles.png"), full_page=True)
     page.locator("#bot-stop").click()
     page.locator("#bot-state[data-state='STOPPED']").wait_for()
+    assert problems == []
+
+
+def _table(page, label: str = "fills") -> list[list[str]]:
+    """The cells' text of the named pager's table as shown."""
+    return page.locator(f"section.pager[aria-label='{label}'] tbody tr").evaluate_all(
+        "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))")
+
+
+def _cells(row: dict, *keys: str) -> list[str]:
+    """An API row's fields as a table shows them: text, an absent value an empty cell."""
+    return ["" if row[k] is None else str(row[k]) for k in keys]
+
+
+def _rows(table: str) -> str:
+    """A page function: true once the named pager's table has a row."""
+    return f"() => document.querySelectorAll(\"section.pager[aria-label='{table}'] tbody tr\").length > 0"
+
+
+NEXT_ORDERS = "section.pager[aria-label='orders, newest first'] button[aria-label$='next page']"
+
+
+def test_the_bot_page_books_follow_the_running_bot_in_place_and_keep_the_page(world, browser, shots):
+    """Equity, drawdown and the positions/orders/fills tables move while the bot runs (issue 19): new
+    equity points join the charts and each table re-reads the page on show, the elements stay the
+    same (a focused button keeps focus), the page a user paged to stays, and a hidden tab reads nothing."""
+    server, app, _bots = world
+    page, problems = _page(browser, server)
+    _log_in(page, server, "ann")
+    page.get_by_role("link", name="ann-fx").wait_for()
+    page.goto(server.url + "/bots/ann-fx?rows=3")  # short pages: a second page comes within seconds
+    page.locator("section.pager[aria-label='fills'] table").wait_for()
+    assert page.locator("#chart-equity").get_attribute("data-points") == "0"  # never run: empty books
+    assert _table(page) == []
+    fills_box = page.locator("section.pager[aria-label='fills']").element_handle()
+    equity_box = page.locator("#chart-equity").element_handle()
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("#bot-start").click()
+    page.locator("#bot-state[data-state='RUNNING']").wait_for()
+    # no reload: the running bot's fills, position and equity appear on the page as it trades
+    page.wait_for_function(_rows("fills"))
+    page.wait_for_function(_rows("positions"))
+    page.wait_for_function("() => Number(document.getElementById('chart-equity').dataset.points) > 1")
+    assert fills_box.evaluate("b => b.isConnected") and equity_box.evaluate("b => b.isConnected")
+    # paging survives the refresh: page 2 of the orders stays page 2, its button keeps the focus
+    orders_next = page.get_by_role("button", name="orders, newest first: next page")
+    page.wait_for_function("s => !document.querySelector(s).disabled", arg=NEXT_ORDERS)
+    orders_next.focus()
+    page.keyboard.press("Enter")
+    orders = page.locator("section.pager[aria-label='orders, newest first']")
+    orders.locator("caption", has_text="page 2").wait_for()
+    seen = int(page.locator("div.tables").get_attribute("data-refreshed") or 0)
+    page.wait_for_function("n => Number(document.querySelector('div.tables').dataset.refreshed) > n + 1", arg=seen)
+    assert "page 2" in orders.locator("caption").inner_text()
+    assert page.evaluate("() => document.activeElement.getAttribute('aria-label')") == "orders, newest first: next page"
+    page.locator("#bot-stop").click()
+    page.locator("#bot-state[data-state='STOPPED']").wait_for()
+    # once stopped, a refresh later the page shows what the API holds: the first page of fills and every
+    # equity point (one per bar close, a minute apart)
+    seen = int(page.locator("div.tables").get_attribute("data-refreshed") or 0)
+    page.wait_for_function("n => Number(document.querySelector('div.tables').dataset.refreshed) > n + 1", arg=seen)
+    headers = app.state.headers["ann"]
+    fills = httpx.get(server.url + "/api/v1/bots/ann-fx/fills?limit=3&after_id=0", headers=headers).json()
+    want = [_cells(f, "ts", "side", "qty", "price", "fee", "liquidity") for f in fills]
+    assert fills and _table(page) == want
+    points = httpx.get(server.url + "/api/v1/bots/ann-fx/equity?every=bar&limit=1000", headers=headers).json()
+    seconds = str(len({p["ts_ns"] // 10**9 for p in points}))
+    assert 1 < len(points) < 1000  # all of them
+    assert page.locator("#chart-equity").get_attribute("data-points") == seconds
+    assert page.locator("#chart-drawdown").get_attribute("data-points") == seconds
+    page.screenshot(path=str(shots / "trader-bot-live.png"), full_page=True)
+    # a hidden tab reads nothing; shown again it catches up at once
+    asked = []
+    page.on("request", lambda r: asked.append(r.url) if "/equity" in r.url else None)
+    page.evaluate("() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => true}); }")
+    page.wait_for_timeout(11_000)  # two refresh periods (5 s) and more: a hidden page must skip them all
+    assert asked == []
+    page.evaluate("() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});"
+                  " document.dispatchEvent(new Event('visibilitychange')); }")
+    page.wait_for_function("n => Number(document.querySelector('div.tables').dataset.refreshed) > n", arg=seen + 2)
+    assert asked
+    assert problems == []
+
+
+def test_the_bot_page_shows_its_risk_limits_and_the_orders_the_gate_denied_with_their_reason(world, browser, shots):
+    """A bot whose every order is over its max_order_qty: the page states the limit as the config has
+    it and lists the denials live, newest first, each with the gate's reason code, as the API holds them."""
+    server, app, _bots = world
+    headers = app.state.headers["ann"]
+    tight = {"id": "ann-tight", **FX, "risk": {"default_bot": {"max_order_qty": "0.5"}}}
+    assert httpx.post(server.url + "/api/v1/bots", json=tight, headers=headers).status_code == 201
+    page, problems = _page(browser, server)
+    _log_in(page, server, "ann")
+    page.get_by_role("link", name="ann-tight").wait_for()
+    page.goto(server.url + "/bots/ann-tight")
+    denials = page.locator("section.pager[aria-label='risk denials, newest first']")
+    denials.locator("table").wait_for()
+    assert denials.locator("tbody tr").count() == 0  # never run: nothing denied yet
+    risk = page.get_by_role("region", name="risk limits")
+    assert risk.locator("dd[data-limit='max_order_qty']").inner_text() == "0.5"
+    assert "the account: no limits set" in risk.inner_text()
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("#bot-start").click()
+    page.locator("#bot-state[data-state='RUNNING']").wait_for()
+    page.wait_for_function(_rows("risk denials, newest first"))  # no reload: the live refresh brings them
+    page.locator("#bot-stop").click()
+    page.locator("#bot-state[data-state='STOPPED']").wait_for()
+    seen = int(page.locator("div.tables").get_attribute("data-refreshed") or 0)
+    page.wait_for_function("n => Number(document.querySelector('div.tables').dataset.refreshed) > n + 1", arg=seen)
+    denied = httpx.get(server.url + "/api/v1/bots/ann-tight/orders?state=DENIED&limit=50", headers=headers).json()
+    shown = _table(page, "risk denials, newest first")
+    assert denied and shown == [_cells(o, "ts_init", "side", "type", "qty", "limit_price", "reason") for o in denied]
+    assert {row[5] for row in shown} == {"MAX_ORDER_QTY"}
+    assert page.locator("section.pager[aria-label='fills'] tbody tr").count() == 0  # nothing got through
+    page.screenshot(path=str(shots / "trader-bot-risk.png"), full_page=True)
+    assert problems == []
+
+
+def test_the_accounts_page_shows_each_accounts_pnl_per_bot_and_summed(world, browser, shots):
+    """A paper account with a bot that traded on it: the page (linked from the nav) shows the account's
+    risk state, its sums and each bot's P&L and the positions as GET /accounts/{id}/pnl has them."""
+    server, app, _bots = world
+    headers = app.state.headers["ann"]
+    with httpx.Client(base_url=server.url + "/api/v1", headers=headers, timeout=30) as http:
+        desk = http.post("/accounts", json={"name": "desk", "venue": "paper", "credentials": {}}).json()
+        assert http.post("/bots", json={"id": "ann-desk", **FX, "account": "desk"}).status_code == 201
+        assert http.post("/bots/ann-desk/start").status_code == 200
+        page, problems = _page(browser, server)
+        _log_in(page, server, "ann")
+        page.get_by_role("link", name="ann-desk").wait_for()
+        while not http.get("/bots/ann-desk/fills?limit=1").json():  # it trades (600x: within seconds)
+            page.wait_for_timeout(200)
+        assert http.post("/bots/ann-desk/stop").status_code == 200
+        want = http.get(f"/accounts/{desk['id']}/pnl").json()
+    page.get_by_role("link", name="accounts").click()
+    page.wait_for_url("**/accounts")
+    box = page.get_by_role("region", name="desk (paper)")
+    box.locator("table").last.wait_for()
+    assert page.locator("#nav-accounts").get_attribute("aria-current") == "page"
+    assert box.locator(".account-state").get_attribute("data-state") == want["state"]["state"]
+    sums = {k: box.locator(f"dd[data-sum='{k}']").inner_text() for k in ("realized", "fees", "unrealized", "day P&L")}
+    assert sums == {"realized": want["realized"], "fees": want["fees"], "unrealized": want["unrealized"],
+                    "day P&L": want["day_pnl"]}
+    per_bot = box.locator("table").first.locator("tbody tr").evaluate_all(
+        "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))")
+    assert [row[:5] for row in per_bot] == [_cells(b, "bot_id", "realized", "fees", "equity", "unrealized")
+                                            for b in want["bots"]]
+    assert per_bot[0][0] == "ann-desk" and want["bots"][0]["equity"] is not None  # it ran: equity points
+    box.get_by_role("link", name="ann-desk").wait_for()  # each bot links to its page
+    held = box.locator("table").last.locator("tbody tr").evaluate_all(
+        "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))")
+    assert held == [_cells(x, "symbol", "bots", "venue", "external") for x in want["positions"]]
+    page.screenshot(path=str(shots / "trader-accounts.png"), full_page=True)
     assert problems == []
 
 

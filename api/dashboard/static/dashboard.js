@@ -9,7 +9,11 @@
   "use strict";
   var API = "/api/v1";
   var SESSION = "/dashboard/session";
-  var PAGE = 50;
+  // rows per table page: 50, or ?rows=N (1..1000, the API's own bound) for a longer or shorter page
+  var PAGE = (function () {
+    var n = Number(new URLSearchParams(location.search).get("rows"));
+    return Number.isInteger(n) && n >= 1 && n <= 1000 ? n : 50;
+  })();
   var FEED_ROWS = 500;
   var me = { token: null, role: null, username: null };
   var refreshTimer = null;
@@ -140,21 +144,31 @@
   }
 
   function pager(caption, columns, load, cells) {
-    /* A table read a page at a time: load(cursor) -> {rows, next}; cursor null is the first page. */
+    /* A table read a page at a time: load(cursor) -> {rows, next}; cursor null is the first page.
+     * box.refresh() re-reads the page on show and swaps only its <table>: the buttons stay the same
+     * elements, so a keyboard user's focus and the page they paged to survive a live refresh. */
     var box = el("section", { "class": "pager", "aria-label": caption });
-    var cursors = [null];
+    var cursors = [null], cur = 0, shown = null, nextCursor = null, seq = 0;
+    var prev = el("button", { type: "button", "aria-label": caption + ": previous page" }, "previous page");
+    var next = el("button", { type: "button", "aria-label": caption + ": next page" }, "next page");
+    var problem = el("p", { "class": "pager-problem", role: "status" }, "");
+    prev.addEventListener("click", function () { if (cur > 0) { show(cur - 1); } });
+    next.addEventListener("click", function () { if (nextCursor !== null) { cursors[cur + 1] = nextCursor; show(cur + 1); } });
+    box.appendChild(problem); box.appendChild(prev); box.appendChild(next);
     function show(i) {
-      load(cursors[i]).then(function (page) {
-        box.textContent = "";
-        box.appendChild(table(caption + " (page " + (i + 1) + ")", columns, page.rows, cells));
-        var prev = el("button", { type: "button", "aria-label": caption + ": previous page" }, "previous page");
-        var next = el("button", { type: "button", "aria-label": caption + ": next page" }, "next page");
+      var mine = ++seq;  // a slower earlier answer never overwrites a newer one
+      return load(cursors[i]).then(function (page) {
+        if (mine !== seq) { return; }
+        cur = i; nextCursor = page.next;
+        var t = table(caption + " (page " + (i + 1) + ")", columns, page.rows, cells);
+        t.setAttribute("data-rows", String(page.rows.length));
+        if (shown) { box.replaceChild(t, shown); } else { box.insertBefore(t, problem); }
+        shown = t;
+        problem.textContent = "";
         prev.disabled = i === 0; next.disabled = page.next === null;
-        prev.addEventListener("click", function () { show(i - 1); });
-        next.addEventListener("click", function () { cursors[i + 1] = page.next; show(i + 1); });
-        box.appendChild(prev); box.appendChild(next);
-      }, function (e) { box.textContent = caption + ": " + e.message; });
+      }, function (e) { if (mine === seq) { problem.textContent = caption + ": " + e.message; } });
     }
+    box.refresh = function () { return show(cur); };
     show(0);
     return box;
   }
@@ -209,25 +223,73 @@
       return Promise.all([allPages(fillsOf, 1000, 20), allPages(signalsOf, 1000, 20), allPages(equityOf, 1000, 50)])
         .then(function (r) { return drawBot(charts, key, bot, r[0], r[1], r[2]); })
         .then(function () {
-          tables.appendChild(pager("positions", ["symbol", "qty", "avg price", "realized", "fees"],
+          var pagers = [];
+          function keep(box) { pagers.push(box); tables.appendChild(box); }
+          tables.appendChild(riskLimits(bot));
+          keep(pager("risk denials, newest first", ["time", "side", "type", "qty", "limit", "reason code"],
+            function (offset) {
+              offset = offset || 0;
+              return api("/bots/" + id + "/orders?state=DENIED&limit=" + PAGE + "&offset=" + offset)
+                .then(function (rows) { return { rows: rows, next: rows.length === PAGE ? offset + PAGE : null }; });
+            },
+            function (o) { return [o.ts_init, o.side, o.type, o.qty, o.limit_price, o.reason]; }));
+          keep(pager("positions", ["symbol", "qty", "avg price", "realized", "fees"],
             function () { return api("/bots/" + id + "/positions").then(function (rows) { return { rows: rows, next: null }; }); },
             function (p) { return [p.symbol, p.qty, p.avg_price, p.realized_pnl, p.fees]; }));
-          tables.appendChild(pager("orders, newest first", ["time", "side", "type", "qty", "limit", "state", "filled", "avg price", "reason"],
+          keep(pager("orders, newest first", ["time", "side", "type", "qty", "limit", "state", "filled", "avg price", "reason"],
             function (offset) {
               offset = offset || 0;
               return api("/bots/" + id + "/orders?limit=" + PAGE + "&offset=" + offset)
                 .then(function (rows) { return { rows: rows, next: rows.length === PAGE ? offset + PAGE : null }; });
             },
             function (o) { return [o.ts_init, o.side, o.type, o.qty, o.limit_price, o.state, o.filled_qty, o.avg_fill_price, o.reason]; }));
-          tables.appendChild(pager("fills", ["time", "side", "qty", "price", "fee", "liquidity"],
+          keep(pager("fills", ["time", "side", "qty", "price", "fee", "liquidity"],
             function (after) {
               return api("/bots/" + id + "/fills?limit=" + PAGE + "&after_id=" + (after || 0))
                 .then(function (rows) { return { rows: rows, next: rows.length === PAGE ? rows[rows.length - 1].id : null }; });
             },
             function (f) { return [f.ts, f.side, f.qty, f.price, f.fee, f.liquidity]; }));
-          setInterval(function () { status().catch(function () {}); }, 5000);
+          var busy = false;
+          function live() {
+            /* While the bot runs the books move: new equity points (?after=) join the charts and each
+             * table re-reads the page on show, in place. Nothing is read while the tab is hidden. */
+            if (busy || document.hidden) { return; }
+            busy = true;
+            var after = charts.getAttribute("data-equity-after");
+            Promise.all([status().catch(function () {}),
+                         api("/bots/" + id + "/equity?every=bar&limit=1000&after=" + after)
+                           .then(function (rows) { charts.moreEquity(rows); }, function () {})]
+                        .concat(pagers.map(function (b) { return b.refresh(); })))
+              .then(function () { tables.setAttribute("data-refreshed", String(Number(tables.getAttribute("data-refreshed") || 0) + 1)); })
+              .then(function () { busy = false; }, function () { busy = false; });
+          }
+          setInterval(live, LIVE_MS);
+          document.addEventListener("visibilitychange", function () { if (!document.hidden) { live(); } });
         });
     });
+  }
+
+  function riskLimits(bot) {
+    /* The bot's risk limits as its config states them (risk.default_bot; risk.account applies to the
+     * whole account). The kill switch's halt shows in #bot-state; each order the gate refused shows
+     * with its reason code in the denials table. Values are the config's own text. */
+    var box = el("section", { "class": "risk", "aria-labelledby": "risk-title", id: "bot-risk" });
+    box.appendChild(el("h2", { id: "risk-title" }, "risk limits"));
+    var risk = (bot.config && bot.config.risk) || {};
+    [["this bot", risk.default_bot], ["the account", risk.account]].forEach(function (scope) {
+      var limits = scope[1] || {};
+      var keys = Object.keys(limits);
+      if (!keys.length) { box.appendChild(el("p", {}, scope[0] + ": no limits set in this config")); return; }
+      var dl = el("dl", { "aria-label": "risk limits of " + scope[0], "data-scope": scope[0] === "this bot" ? "bot" : "account" });
+      keys.forEach(function (k) {
+        var v = limits[k];
+        dl.appendChild(el("dt", {}, k.replace(/_/g, " ")));
+        dl.appendChild(el("dd", { "data-limit": k }, typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)));
+      });
+      box.appendChild(el("h3", {}, scope[0]));
+      box.appendChild(dl);
+    });
+    return box;
   }
 
   /* The candle chart of a bot's symbol (GET /bots/{id}/bars: the bars the bot trades on, the last
@@ -236,6 +298,7 @@
    * new fills (?after_id=), signals (cursor) and the newest orders, and updates the series in
    * place: nothing else on the page is redrawn. */
   var MAX_MARKERS = 1500;
+  var LIVE_MS = 5000;  // equity, drawdown and the tables: a modest pace (the candles poll at POLL_MS)
   var POLL_MS = 2000;
   var CANDLES = 1000;
 
@@ -294,7 +357,7 @@
       orderList.forEach(function (o) {
         if (String(o.type).toUpperCase() === "MARKET" && String(o.state).toUpperCase() === "FILLED") { return; }  // its fills say it
         out.push({ t: secs(o.ts_init_ns), position: "aboveBar", color: "#ef6c00", shape: "square",
-                   text: String(o.type).toLowerCase() + " " + String(o.side).toLowerCase() + " " + o.qty +
+                   text: String(o.type).toLowerCase() + " " + String(o.side).toLowerCase() + (o.qty === null || o.qty === undefined ? "" : " " + o.qty) +
                          (o.limit_price ? " @ " + o.limit_price : o.stop_price ? " stop " + o.stop_price : "") + " " + String(o.state).toLowerCase() });
       });
       state.signals.forEach(function (s) {
@@ -397,27 +460,55 @@
   }
 
   function drawBot(charts, key, bot, fills, signals, equity) {
-    /* The candles (candleChart), then equity and drawdown from the bar points. */
+    /* The candles (candleChart), then equity and drawdown from the bar points. charts.moreEquity(rows)
+     * appends points read later (?after=<last ts_ns>) in place: series.update, no redraw. */
     var R = window.TickbridgeReport;
-    var eq = equity.map(function (p) { return { time: secs(p.ts_ns), value: Number(p.equity) }; });
-    var dedup = [];
-    eq.forEach(function (p) { if (dedup.length && dedup[dedup.length - 1].time === p.time) { dedup[dedup.length - 1] = p; } else { dedup.push(p); } });
-    var peak = -Infinity;
-    var dd = dedup.map(function (p) { peak = Math.max(peak, p.value); return { time: p.time, value: peak > 0 ? (p.value / peak - 1) * 100 : 0 }; });
+    var peak = -Infinity, lastTime = null, count = 0;
+    var eq = [], dd = [];
+    function point(p) {
+      /* one bar point -> its equity and drawdown points (same: a second point in the same second,
+       * which replaces the one before); null for a point older than the last drawn */
+      var e = { time: secs(p.ts_ns), value: Number(p.equity) };
+      if (lastTime !== null && e.time < lastTime) { return null; }
+      peak = Math.max(peak, e.value);
+      var same = e.time === lastTime;
+      if (!same) { count += 1; }
+      lastTime = e.time;
+      return { eq: e, dd: { time: e.time, value: peak > 0 ? (e.value / peak - 1) * 100 : 0 }, same: same };
+    }
+    equity.forEach(function (p) {
+      var x = point(p);
+      if (!x) { return; }
+      if (x.same) { eq[eq.length - 1] = x.eq; dd[dd.length - 1] = x.dd; } else { eq.push(x.eq); dd.push(x.dd); }
+    });
     var pricePane = el("section", { "class": "tb-pane", "aria-label": "candles" });
     charts.appendChild(pricePane);
-    [["equity", dedup, "equity"], ["drawdown %", dd, "drawdown"]].forEach(function (spec) {
+    var series = {}, boxes = {};
+    [["equity", eq, "equity"], ["drawdown %", dd, "drawdown"]].forEach(function (spec) {
       var pane = el("section", { "class": "tb-pane", "aria-label": spec[0] });
       pane.appendChild(el("h2", { id: "title-" + spec[2] }, spec[0]));
       var box = el("div", { "class": "tb-chart", id: "chart-" + spec[2], role: "img", "aria-labelledby": "title-" + spec[2],
-                            "aria-description": spec[1].length + " points" });
+                            "aria-description": spec[1].length + " points", "data-points": String(spec[1].length) });
       pane.appendChild(box);
       charts.appendChild(pane);
       var chart = R.chart(box, 180);
-      var series = chart.addLineSeries({ color: spec[2] === "drawdown" ? "#c62828" : "#1565c0", lineWidth: 1 });
-      series.setData(spec[1]);
+      series[spec[2]] = chart.addLineSeries({ color: spec[2] === "drawdown" ? "#c62828" : "#1565c0", lineWidth: 1 });
+      series[spec[2]].setData(spec[1]);
       chart.timeScale().fitContent();
+      boxes[spec[2]] = box;
     });
+    charts.setAttribute("data-equity-after", equity.length ? String(equity[equity.length - 1].ts_ns) : "-1");
+    charts.moreEquity = function (rows) {
+      rows.forEach(function (p) {
+        var x = point(p);
+        if (x) { series.equity.update(x.eq); series.drawdown.update(x.dd); }
+      });
+      if (rows.length) { charts.setAttribute("data-equity-after", String(rows[rows.length - 1].ts_ns)); }
+      ["equity", "drawdown"].forEach(function (k) {
+        boxes[k].setAttribute("data-points", String(count));
+        boxes[k].setAttribute("aria-description", count + " points");
+      });
+    };
     charts.setAttribute("data-fills", String(fills.length));
     charts.setAttribute("data-signals", String(signals.length));
     return candleChart(pricePane, key, bot, fills, signals);
@@ -589,6 +680,50 @@
     });
   }
 
+  function accountsPage(main) {
+    /* Each of the caller's broker accounts (GET /accounts) with its books (GET /accounts/{id}/pnl):
+     * the account's risk state, P&L summed over its bots, each bot's P&L, and the positions the bots
+     * hold against what the venue says it holds (external = venue - bots). Amounts are the API's text. */
+    return api("/accounts").then(function (accounts) {
+      main.textContent = "";
+      main.appendChild(el("h1", {}, "accounts"));
+      if (!accounts.length) {
+        main.appendChild(el("p", {}, "no broker accounts: bots trade on the built-in paper account (POST /api/v1/accounts adds one)"));
+        return;
+      }
+      return Promise.all(accounts.map(function (a) {
+        var box = el("section", { "class": "account", id: "account-" + a.id, "aria-labelledby": "account-title-" + a.id });
+        box.appendChild(el("h2", { id: "account-title-" + a.id }, a.name + " (" + a.venue + ")"));
+        main.appendChild(box);
+        return api("/accounts/" + encodeURIComponent(a.id) + "/pnl").then(function (p) {
+          var st = p.state || {};
+          box.appendChild(el("p", { "class": "account-state", "data-state": st.state || "" },
+                             "risk state " + st.state + (st.reason ? " (" + st.reason + ")" : "") +
+                             (st.changed_ts ? ", since " + st.changed_ts : "")));
+          var dl = el("dl", { "class": "sums", "aria-label": a.name + ": P&L over its bots" });
+          [["realized", p.realized], ["fees", p.fees], ["unrealized", p.unrealized], ["day P&L", p.day_pnl]]
+            .forEach(function (kv) {
+              dl.appendChild(el("dt", {}, kv[0]));
+              dl.appendChild(el("dd", { "data-sum": kv[0] }, kv[1]));
+            });
+          box.appendChild(dl);
+          box.appendChild(table(a.name + ": P&L per bot", ["bot", "realized", "fees", "equity", "unrealized", "positions", "exposure"],
+            p.bots, function (b) {
+              var held = b.positions.map(function (x) { return x.symbol + " " + x.qty; }).join(", ");
+              return [b.retired ? b.bot_id + " (retired)" : el("a", { href: "/bots/" + encodeURIComponent(b.bot_id) }, b.bot_id),
+                      b.realized, b.fees, b.equity, b.unrealized, held, b.risk ? b.risk.exposure : ""];
+            }));
+          box.appendChild(table(a.name + ": positions, bots against the venue" + (p.venue_ts ? " (venue at " + p.venue_ts + ")" : ""),
+            ["symbol", "bots", "venue", "external"], p.positions,
+            function (x) { return [x.symbol, x.bots, x.venue, x.external]; }));
+          if (p.stale_bots && p.stale_bots.length) {
+            box.appendChild(el("p", { role: "note" }, "no recent heartbeat from: " + p.stale_bots.join(", ")));
+          }
+        }, function (e) { box.appendChild(el("p", { role: "alert", "class": "error" }, e.message)); });
+      }));
+    });
+  }
+
   function loginPage() {
     var form = document.getElementById("login-form");
     var error = document.getElementById("login-error");
@@ -614,9 +749,10 @@
       document.getElementById("who").textContent = me.username + " (" + me.role + ")";
       if (me.role === "subscriber") { document.getElementById("nav-bots").hidden = true; }
       if (me.role === "subscriber") { document.getElementById("nav-backtests").hidden = true; }
-      var current = { home: "nav-bots", bot: "nav-bots", feed: "nav-feed", backtest: "nav-backtests", backtests: "nav-backtests" }[view];
+      if (me.role === "subscriber") { document.getElementById("nav-accounts").hidden = true; }
+      var current = { home: "nav-bots", bot: "nav-bots", feed: "nav-feed", backtest: "nav-backtests", backtests: "nav-backtests", accounts: "nav-accounts" }[view];
       if (current) { document.getElementById(current).setAttribute("aria-current", "page"); }
-      var pages = { home: home, bot: botPage, feed: feedPage, backtest: backtestPage, backtests: backtestsPage };
+      var pages = { home: home, bot: botPage, feed: feedPage, backtest: backtestPage, backtests: backtestsPage, accounts: accountsPage };
       return pages[view](main, arg);
     }, toLogin).catch(function (e) {
       main.textContent = "";
