@@ -38,7 +38,9 @@ order before the first last price, or an equity-fraction order that cannot be si
 The price band's reference. A band centred on the last price cannot catch a bad last price: a
 market order "at the last price" is then always inside it. So the runtime gives the engine a
 `reference_price` that one bad tick cannot move (the median mid of the recent guarded ticks,
-engine.tick_guard), and every order type is held to it: limits and stops by their prices, a
+engine.tick_guard; a burst of them cannot move it either: the guard adopts a new level only once it
+has lasted confirm_ticks ticks and confirm_seconds of feed time, so the reference is never taken
+from unconfirmed prices), and every order type is held to it: limits and stops by their prices, a
 market order by the last price, where it would fill (a market order that only reduces the
 position is exempt: an exit must not be trapped in a real fast market). Without a reference (the backtester), the
 band is centred on the last price, as before.

@@ -15,12 +15,27 @@ included, at least `range_floor_pct` % of the reference: a flat market must not 
 an outlier), or more than `max_deviation_pct` % from it (a hard bound that holds even when the
 recent range is wide). The median is the reference because it is what one bad tick cannot move.
 
-Genuine gaps. A market can really jump (the weekend open, a news print) and stay there. Dropping
-every tick at the new level would blind the bot for good, so when `confirm_ticks` consecutive
-outliers agree on one level (each within the outlier tolerance of their median) the guard accepts
-that level: the window restarts from those ticks, the last of them is admitted, and the shift is
-counted (`level_shifts`). The ones before it stay dropped; a spike shorter than `confirm_ticks`
-never reaches the engine.
+Genuine gaps. A market can really jump (the weekend open, a stock's opening gap) and stay there.
+Dropping every tick at the new level would blind the bot for good, so a run of consecutive
+outliers that agree on one level (each within the outlier tolerance of the run's median) becomes
+the new level once it has lasted BOTH `confirm_ticks` ticks AND `confirm_seconds` of feed time
+(tick timestamps, not the wall clock: a replay decides the same). Then the window restarts from
+the run's ticks, the confirming tick is admitted, and the shift is counted (`level_shifts`). The
+ones before it stay dropped. Ticks alone were not enough: a feed can send a burst of ten or forty
+bad ticks in a few seconds (40 ticks at 10x in 36 s were once adopted as the level after 10, the
+strategy traded on them and the risk band, centred on the guarded median, moved with them: 2 x
+5000 filled at 13.88 on a 1.39 market). A burst shorter than `confirm_seconds` never reaches the
+engine, so it can neither fill nor halt anything, and the band's reference, the median of
+admitted ticks only, never sits on an unconfirmed price.
+
+Implausible levels. A level more than `max_shift_ratio` times (or less than 1/`max_shift_ratio`
+of) the reference is not a market gap but a scaling error (a decimal point, a feed switching
+units) or an event a person must look at (a split). It is adopted only after
+`large_shift_confirm_seconds` (null: never; the ticks stay dropped and counted as OUTLIER). A
+longer wait rather than a halt: the guard has no say over order entry, and while it waits the
+bot sees no tick at the new level, so it cannot trade on it; the OUTLIER count keeps rising in
+the status and /metrics for a person to see. A halt would also let a bad burst stop a strategy,
+which is what the guard exists to prevent.
 
 Every decision depends only on the ticks seen before, in order, so a replay (a restart's warm-up,
 the parity replay) with the same config makes the same decisions.
@@ -34,7 +49,7 @@ from collections import Counter, deque
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator
 
 from engine.market import Tick
 
@@ -69,8 +84,26 @@ class TickGuardConfig(BaseModel):
         0.01, description="the recent range is taken as at least this % of the median")
     confirm_ticks: Annotated[int, Strict(), Field(ge=2, le=10_000)] = Field(
         10, description="consecutive outliers agreeing on one level that make it the new level")
+    confirm_seconds: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = Field(
+        120.0, description="feed time (s) a new level must also have lasted before it is adopted: a burst "
+                           "of bad ticks is short, a real gap stays")
+    max_shift_ratio: Annotated[float, Field(gt=1, le=1_000, allow_inf_nan=False)] = Field(
+        2.0, description="a new level beyond this ratio of the reference (either way) is implausible: it "
+                         "needs large_shift_confirm_seconds")
+    large_shift_confirm_seconds: Annotated[float, Field(gt=0, le=604_800, allow_inf_nan=False)] | None = Field(
+        1800.0, description="feed time (s) an implausible level must last to be adopted; null: never")
 
-    @field_validator("outlier_multiple", "max_deviation_pct", "range_floor_pct", mode="before")
+    @field_validator("large_shift_confirm_seconds")
+    @classmethod
+    def _large_waits_longer(cls, value: float | None, info: ValidationInfo) -> float | None:
+        """An implausible level must not be adopted sooner than a plausible one."""
+        confirm = info.data.get("confirm_seconds")
+        if value is not None and confirm is not None and value < confirm:
+            raise ValueError(f"must be at least confirm_seconds ({confirm:g})")
+        return value
+
+    @field_validator("outlier_multiple", "max_deviation_pct", "range_floor_pct", "confirm_seconds",
+                     "max_shift_ratio", "large_shift_confirm_seconds", mode="before")
     @classmethod
     def _not_a_bool(cls, value: object) -> object:
         """YAML's `yes` is not the number 1."""
@@ -149,6 +182,37 @@ class _Window:
         return self.highs[-1] - self.lows[0]
 
 
+class _Run:
+    """A run of consecutive outliers that may be a new level: its length, when it started (ns),
+    and its last `size` ticks (their median is the level; they refill the window on a shift).
+    Bounded: a run that lasts `large_shift_confirm_seconds` at a busy feed's rate must not grow
+    without limit."""
+
+    def __init__(self, size: int) -> None:
+        self.ticks: deque[Tick] = deque(maxlen=size)
+        self._mids = _Window(size)
+        self.count = 0
+        self.start = 0
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def add(self, tick: Tick) -> None:
+        if not self.count:
+            self.start = tick.ts
+        self.count += 1
+        self.ticks.append(tick)
+        self._mids.add(tick)
+
+    def level(self) -> float:
+        return self._mids.median()
+
+    def clear(self) -> None:
+        self.ticks.clear()
+        self._mids.clear()
+        self.count = 0
+
+
 class TickGuard:
     """Validates ticks in arrival order; keeps per-reason counts of what it dropped, and the
     guarded prices the rest of the bot marks and checks orders against (`last_mid`, `reference`)."""
@@ -162,7 +226,7 @@ class TickGuard:
         self._last: Tick | None = None     # the last accepted tick: ordering watermark
         self._window = _Window(self.config.window)
         self._warm = False                 # outlier decisions start once the window first filled
-        self._pending: list[Tick] = []     # consecutive outliers that may be a new level
+        self._pending = _Run(self.config.window)  # consecutive outliers that may be a new level
 
     def reference(self) -> float:
         """The median mid of the recent accepted ticks (NaN before the first): the price one bad
@@ -195,7 +259,7 @@ class TickGuard:
                 return TickProblem.OUT_OF_ORDER
             if same_tick(tick, last):
                 return TickProblem.DUPLICATE
-        if self._pending and same_tick(tick, self._pending[-1]):
+        if self._pending and same_tick(tick, self._pending.ticks[-1]):
             return TickProblem.DUPLICATE   # a repeated bad tick must not vote for its own level
         if self._warm and self._is_outlier(tick):
             return TickProblem.OUTLIER
@@ -235,20 +299,29 @@ class TickGuard:
 
     def _confirms_level(self, tick: Tick) -> bool:
         """Add the outlier to the run of outliers that agree on one level (or start a new run);
-        True when the run is long enough to be the market, not a glitch."""
-        pending = self._pending
+        True when the run has lasted long enough, in ticks and in feed time, to be the market,
+        not a burst (module docstring)."""
+        pending, config = self._pending, self.config
+        reference = self._window.median()
         if pending:
-            mids = sorted(tick_mid(t) for t in pending)
-            level = mids[len(mids) // 2]
-            if abs(tick_mid(tick) - level) > self._tolerance(self._window.median()):
+            level = pending.level()  # agreement is relative: a level 10x away moves 10x as much
+            if abs(tick_mid(tick) - level) > self._tolerance(reference) * level / reference:
                 pending.clear()
-        pending.append(tick)
-        return len(pending) >= self.config.confirm_ticks
+        pending.add(tick)
+        if pending.count < config.confirm_ticks:
+            return False
+        level = pending.level()
+        ratio = max(level / reference, reference / level)
+        wait: float | None = config.confirm_seconds
+        if ratio > config.max_shift_ratio:  # never sooner than a plausible level (a default may be shorter)
+            large = config.large_shift_confirm_seconds
+            wait = None if large is None else max(large, config.confirm_seconds)
+        return wait is not None and tick.ts - pending.start >= wait * 1e9
 
     def _shift_level(self, tick: Tick) -> None:
-        """The market moved: measure it from the confirming ticks on."""
+        """The market moved: measure it from the confirming ticks on (the last `window` of them)."""
         self._window.clear()
-        for confirming in self._pending[:-1]:
+        for confirming in list(self._pending.ticks)[:-1]:
             self._window.add(confirming)
         self._pending.clear()
         self.level_shifts += 1

@@ -169,18 +169,20 @@ def test_outlier_detection_can_be_switched_off(eurusd):
 
 def test_a_new_level_confirmed_by_consecutive_ticks_is_accepted_and_counted(eurusd):
     """A weekend gap of 3 %: the first confirm_ticks - 1 ticks at the new level are dropped, the
-    one that confirms it is admitted, and the reference follows the market from there."""
-    config = TickGuardConfig(confirm_ticks=5)
+    one that confirms it is admitted, and the reference follows the market from there. (The ticks
+    are 15 s apart so that the 5th is also the first after confirm_seconds=60: a level must now
+    last in feed time as well, tests/unit/test_tick_burst.py.)"""
+    config = TickGuardConfig(confirm_ticks=5, confirm_seconds=60)
     guard = warmed(eurusd, config)
     base = eurusd[199]
-    gapped = [Tick("EURUSD", base.ts + k, base.bid * 1.03 + k * 1e-5, base.ask * 1.03 + k * 1e-5)
+    gapped = [Tick("EURUSD", base.ts + k * 15 * 10**9, base.bid * 1.03 + k * 1e-5, base.ask * 1.03 + k * 1e-5)
               for k in range(1, 12)]
     admitted = [guard.admit(t) for t in gapped]
     assert admitted == [False] * 4 + [True] * 7
     assert guard.dropped[TickProblem.OUTLIER] == 4 and guard.level_shifts == 1
     assert guard.reference() == pytest.approx((base.bid + base.ask) / 2 * 1.03, rel=1e-4)
     # and the old level is now the outlier
-    assert guard.problem(Tick("EURUSD", base.ts + 20, base.bid, base.ask)) is TickProblem.OUTLIER
+    assert guard.problem(Tick("EURUSD", gapped[-1].ts + 1, base.bid, base.ask)) is TickProblem.OUTLIER
 
 
 def test_a_spike_shorter_than_confirm_ticks_never_becomes_the_level(eurusd):
