@@ -27,6 +27,12 @@ from engine.risk import RiskConfig, load_risk_config, parse_risk_config
 from engine.tick_guard import TickGuardConfig
 
 BOT_ID = re.compile(r"[a-z0-9_-]{1,64}")
+# What venues call an instrument: EURUSD, SPY, BRK.B, BTC/USDT, BTC/USDT:USDT (ccxt's linear
+# swap), BTC-PERP, MT5's EURUSD.m or #AAPL. Printable ASCII only and 64 characters at most: a
+# symbol is echoed in logs, signals and the dashboard, where a NUL, a right-to-left override or a
+# megabyte of text has no business (V.md #9).
+SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/#@+-]{0,63}")
+SYMBOL_SHAPE = "must be 1-64 characters: letters, digits and . _ : / # @ + - (e.g. EURUSD, BTC/USDT:USDT, BRK.B)"
 DEFAULT_DATABASE_URL = "sqlite:///var/tickbridge.db"
 RISK_PATH_REFUSED = ("risk limits must be given as data through the API; "
                      "paths are read only from the operator's own files")
@@ -48,14 +54,14 @@ class BotConfig(BaseModel):
     id: str = Field(description="[a-z0-9_-]{1,64}; prefixes the bot's client order ids")
     strategy: str = Field(description="a name in strategies.STRATEGIES")
     params: dict[str, Any] = Field(default_factory=dict, description="validated by the strategy's Params")
-    symbol: str = Field(min_length=1)
+    symbol: str = Field(min_length=1, max_length=64, description="the venue's instrument name: " + SYMBOL_SHAPE)
     data: str | None = Field(None, min_length=1, max_length=256,
                              description="paper bots: the name of one of the server's data sources (GET "
                                          "/data-sources), e.g. EURUSD_fxcm_20140505, never a path; left out, the "
                                          "runtime's feed, else the one source named for the symbol")
     venue: Literal["paper", "ccxt", "alpaca", "mt5"] = "paper"
     account: str = Field("default", min_length=1, description="broker account name, never credentials")
-    bar: str = Field("1min", description="bars built from ticks, a pandas offset alias")
+    bar: str = Field("1min", max_length=32, description="bars built from ticks, a pandas offset alias")
     cash: Decimal = Field(Decimal("10000"), gt=0)
     price_increment: Decimal | None = Field(None, gt=0)
     size_increment: Decimal | None = Field(None, gt=0)
@@ -66,13 +72,21 @@ class BotConfig(BaseModel):
     on_stop: Literal["cancel", "keep"] = "cancel"
     tick_guard: TickGuardConfig = Field(default_factory=TickGuardConfig,
                                         description="bad-tick filter (engine.tick_guard): window, outlier_multiple, "
-                                                    "max_deviation_pct, range_floor_pct, confirm_ticks")
+                                                    "max_deviation_pct, range_floor_pct, confirm_ticks, "
+                                                    "confirm_seconds, max_shift_ratio, large_shift_confirm_seconds")
 
     @field_validator("id")
     @classmethod
     def _id_shape(cls, value: str) -> str:
         if not BOT_ID.fullmatch(value):
             raise ValueError("must match [a-z0-9_-]{1,64}")
+        return value
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol_shape(cls, value: str) -> str:
+        if not SYMBOL.fullmatch(value):
+            raise ValueError(SYMBOL_SHAPE)  # the value is not repeated: it may be a megabyte, or spoof the log
         return value
 
     @field_validator("strategy")
@@ -117,9 +131,11 @@ class BotConfig(BaseModel):
 
         try:
             offset = pd.tseries.frequencies.to_offset(value)
-            pd.Timedelta(offset)  # fixed-length bars only: months or business days have no close time
+            width = pd.Timedelta(offset)  # fixed-length bars only: months or business days have no close time
         except (ValueError, TypeError):
             raise ValueError(f"not a fixed pandas offset alias: {value!r} (e.g. 1min, 5min, 1h)") from None
+        if width <= pd.Timedelta(0):  # "0min" divided by zero at start; "-1min" ran as 1min (V.md #7)
+            raise ValueError(f"must be a positive duration, got {value!r} (e.g. 1min, 5min, 1h)")
         return value
 
     @field_validator("risk", mode="before")
@@ -148,6 +164,24 @@ class BotConfig(BaseModel):
         if self.data is not None and self.venue != "paper":
             raise _FieldError("data", f"only paper bots replay a data source; a {self.venue} bot trades on "
                                       "its venue's own market data")
+        return self
+
+    @model_validator(mode="after")
+    def _symbol_in_data(self, info: ValidationInfo) -> "BotConfig":
+        # a paper bot replays its data source as `symbol`: a symbol the source does not hold ran
+        # on the source's prices (XXXYYY on EURUSD ticks) or on none at all, silently (V.md #8).
+        # Checked for the API's configs, whose `data` _data_source already found in the catalog.
+        from live.feed import data_catalog, is_source_name
+
+        if self.data is None or not is_source_name(self.data) or (info.context or {}).get("allow_code_refs"):
+            return self
+        try:
+            held = data_catalog().describe(self.data).symbols
+        except ConfigError:
+            return self  # _data_source said why
+        if self.symbol.upper() not in {s.upper() for s in held}:
+            raise _FieldError("symbol", f"data source {self.data} holds {', '.join(held)}, not {self.symbol}: "
+                                        "name its symbol, or a data source of this symbol (GET /data-sources)")
         return self
 
     @model_validator(mode="after")

@@ -93,6 +93,10 @@ class _Frame:
 
 
 MAX_PAD = 8192  # bars of padding tried for an indicator that refuses a short series
+# The longest period a TA-Lib kernel is probed (and so used) for: the probe series is 3 periods
+# long. A longer period is recomputed by TA-Lib itself over the bars there are, which allocates
+# in proportion to the bars, not to the period a config asks for.
+LONGEST_PROBED = 10_000
 
 
 def bind_to(value: Any, frame: pd.DataFrame) -> Any:
@@ -179,12 +183,14 @@ class _Sma(_Kernel):
 
     def __init__(self, column: str, n: int) -> None:
         self.column, self.n = column, n
-        self.weights = np.ones(n) / n
+        self.weights: np.ndarray | None = None  # made at the first full window: never longer than the bars
 
     def value(self, columns: Any, i: int) -> float:
         n = self.n
         if i < n - 1:
             return NAN
+        if self.weights is None:
+            self.weights = np.ones(n) / n
         window = np.array(getattr(columns, self.column)[i - n + 1:i + 1], dtype=np.float64)
         return float(np.dot(window, self.weights))
 
@@ -358,6 +364,8 @@ def _talib_ok(function: str, kind: type[_TaKernel], n: int) -> bool:
     import talib
 
     if talib.get_compatibility() != 0 or (function != "SMA" and talib.get_unstable_period(function) != 0):
+        return False
+    if n > LONGEST_PROBED:  # the probe would be 3n values: a period of 1e9 asked for 24 GB (V.md #4)
         return False
     key = (function, n)
     if key not in _probed:

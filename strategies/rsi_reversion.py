@@ -9,8 +9,13 @@ from pydantic import Field, field_validator
 from strategies.base import DirectionalParams, Strategy, must_exceed
 
 
+# The longest RSI period a config may ask for: a period is data a caller sends and a live bot
+# holds its windows in memory (sma_cross.MAX_WINDOW's reason, V.md #4). The warm-up is 40 periods.
+MAX_PERIOD = 100_000
+
+
 class RsiReversionParams(DirectionalParams):
-    period: int = Field(14, ge=2, description="RSI length in bars")
+    period: int = Field(14, ge=2, le=MAX_PERIOD, description=f"RSI length in bars (at most {MAX_PERIOD:,})")
     lower: float = Field(30.0, gt=0, lt=100, description="enter long below this RSI")
     upper: float = Field(70.0, gt=0, lt=100, description="exit long (or go short) above this RSI")
 

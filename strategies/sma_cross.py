@@ -25,9 +25,15 @@ from strategies.base import DirectionalParams, Strategy, cross_masks, last_nonze
 NAN = float("nan")
 
 
+# The longest window a config may ask for. A live bot holds its windows in memory, and a window
+# is data a caller sends: slow=1e9 once made the API process allocate 8 GB at start (V.md #4).
+# 100,000 bars is 69 days of 1-minute bars, 274 years of daily ones.
+MAX_WINDOW = 100_000
+
+
 class SmaCrossParams(DirectionalParams):
-    fast: int = Field(10, ge=1, description="fast SMA length in bars")
-    slow: int = Field(20, ge=2, description="slow SMA length in bars")
+    fast: int = Field(10, ge=1, le=MAX_WINDOW - 1, description="fast SMA length in bars")
+    slow: int = Field(20, ge=2, le=MAX_WINDOW, description=f"slow SMA length in bars (at most {MAX_WINDOW:,})")
 
     _slow_above_fast = field_validator("slow")(must_exceed("fast"))
 

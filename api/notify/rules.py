@@ -57,6 +57,12 @@ class WebhookChannel(BaseModel):
             raise ValueError("must be an http:// or https:// URL with a host")
         if parts.username or parts.password:
             raise ValueError("must not carry credentials (sign with the secret instead)")
+        try:  # urlsplit parses the port only when asked: ":99999" and ":abc" raise here (were a 500)
+            port = parts.port
+        except ValueError:
+            raise ValueError("must have a port from 1 to 65535, or none") from None
+        if port == 0:
+            raise ValueError("must have a port from 1 to 65535, or none")
         return value
 
 
@@ -155,9 +161,27 @@ class UnsafeTarget(ValueError):
     """A webhook host that resolves to an address this server must not call."""
 
 
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d, which ipaddress calls global
+NAT64 = ipaddress.ip_network("64:ff9b::/96")      # the well-known NAT64 prefix: the IPv4 address in its low bits
+
+
+def _embedded(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 one carries to a relay or translator: mapped, 6to4 (2002::/16,
+    which ipaddress calls global even around 127.0.0.1), Teredo's server and client, IPv4-compatible
+    and NAT64. Each must be public too (V.md #12)."""
+    found = [a for a in (address.ipv4_mapped, address.sixtofour, *(address.teredo or ())) if a is not None]
+    if address in IPV4_COMPATIBLE or address in NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
 def _blocked(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded(address)
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(_blocked(inner) for inner in embedded):
+            return True
     return (address.is_loopback or address.is_private or address.is_link_local or address.is_multicast
             or address.is_reserved or address.is_unspecified or not address.is_global)
 
@@ -168,7 +192,10 @@ def check_target(url: str, allowed: tuple[str, ...]) -> None:
     address is refused."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a URL stored before the channel checked its port
+        raise UnsafeTarget("the URL's port is not a number from 1 to 65535") from None
     networks = [ipaddress.ip_network(n, strict=False) for n in allowed]
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

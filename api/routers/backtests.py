@@ -12,6 +12,7 @@ API process per store, as the in-process pool already does."""
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -101,10 +102,31 @@ def run_job(ctx: AppContext, job_id: str, request: dict[str, Any]) -> None:
         payload = _finite(to_json_dict(result, compute_stats(result)))
         _set(ctx, job_id, status="done", result=payload, finished_at=datetime.now(timezone.utc))
     except (TickbridgeError, ApiError) as exc:
-        _set(ctx, job_id, status="failed", error=str(exc)[:2000], finished_at=datetime.now(timezone.utc))
-    except Exception as exc:  # a bug: record it on the job rather than lose it in the pool
-        _set(ctx, job_id, status="failed", error=f"internal error: {type(exc).__name__}: {exc}"[:2000],
+        _set(ctx, job_id, status="failed", error=for_caller(str(exc), ctx.settings.data_dir)[:2000],
              finished_at=datetime.now(timezone.utc))
+    except Exception as exc:  # a bug: record it on the job rather than lose it in the pool
+        _set(ctx, job_id, status="failed",
+             error=for_caller(f"internal error: {type(exc).__name__}: {exc}", ctx.settings.data_dir)[:2000],
+             finished_at=datetime.now(timezone.utc))
+
+
+# The loaders' messages are written for the CLI: they name the file by its path and advise flags.
+# An API caller named the file relative to data/ and sends fields, not flags (V.md #13).
+CLI_ADVICE = (("pass --bar RULE (e.g. --bar 1min) to resample it", 'give "bar" (e.g. "1min") to resample it'),
+              ("use --path event (or auto) with --risk", 'use settings.path "event" (or "auto") with risk'),
+              ("use --path event (or auto)", 'use settings.path "event" (or "auto")'),
+              ("--adjusted", "settings.adjusted"))
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s/:'\",;()]+/)+[^\s/:'\",;()]*")
+
+
+def for_caller(message: str, data_dir: Path) -> str:
+    """A job's error as an API caller may read it: files under data/ by their name there, any
+    other absolute path of the server replaced by "<server path>", CLI flags by the fields."""
+    for root in {str(data_dir), str(data_dir.resolve())}:
+        message = message.replace(root.rstrip("/") + "/", "")
+    for cli, api in CLI_ADVICE:
+        message = message.replace(cli, api)
+    return ABSOLUTE_PATH.sub("<server path>", message)
 
 
 def _finite(value: Any) -> Any:

@@ -51,8 +51,8 @@ from api.errors import ApiError, not_found
 from engine.errors import ConfigError, TickbridgeError
 from live import books
 from live.config import BotConfig, parse_bot_config
-from engine.store.models import (AccountChargeRow, BotArchiveRow, BotConfigRow, BotRow, BrokerAccountRow, DailyPnlRow,
-                                 EquityPointRow, FillRow, OrderRow, PositionRow, SignalRow, UserRow)
+from engine.store.models import (AccountChargeRow, BotArchiveRow, BotConfigRow, BotLeaseRow, BotRow, BrokerAccountRow,
+                                 DailyPnlRow, EquityPointRow, FillRow, OrderRow, PositionRow, SignalRow, UserRow)
 
 router = APIRouter(prefix="/bots", tags=["bots"])
 
@@ -68,6 +68,7 @@ NS_COLUMNS = frozenset({"ts", "ts_init", "ts_last", "updated_ts", "last_tick_ts"
 MAX_NS = 2**63 - 1
 RESERVED = {"published"}   # GET /bots/published is the list of published bots, not a bot of that name
 SUFFIXED_TRIES = 8
+UPDATE_TRIES = 5      # lost version races a PUT retries before answering 409
 
 
 class BotOut(BaseModel):
@@ -165,20 +166,20 @@ def create_bot(raw: ConfigBody, caller: Trader, db: Db) -> BotOut:
         raise ConfigError("id", f"{config.id!r} is reserved: choose another name")
     if latest_named(db, caller.user_id, config.id) is not None:  # the caller's own namespace only
         raise ApiError(409, f"you already have a bot named {config.id!r}", field="id")
-    runtime_id = _allocate_runtime_id(db, caller.user_id, config.id)
-    runtime = _as_json(config) | {"id": runtime_id}
-    bot = db.get(BotRow, runtime_id)
-    if bot is None:
-        db.add(BotRow(id=runtime_id, name=config.id, strategy=config.strategy, account_id=config.account,
-                      config=runtime, status="STOPPED", next_order_seq=0, checkpoint=-1))
-        db.flush()  # before the config row that refers to it
-    else:  # a row without history (a signal sink's placeholder): adopt it
-        bot.name, bot.strategy, bot.account_id, bot.config = config.id, config.strategy, config.account, runtime
-    row = BotConfigRow(bot_id=config.id, runtime_id=runtime_id, version=1, owner_id=caller.user_id,
-                       config=_as_json(config), created_by=caller.username)
-    db.add(row)
-    audit.record(db, caller.username, "bot.create", f"bot:{runtime_id}", {"version": 1, "name": config.id})
-    try:
+    try:  # every write, the flush included: a concurrent create of the name fails in either one
+        runtime_id = _allocate_runtime_id(db, caller.user_id, config.id)
+        runtime = _as_json(config) | {"id": runtime_id}
+        bot = db.get(BotRow, runtime_id)
+        if bot is None:
+            db.add(BotRow(id=runtime_id, name=config.id, strategy=config.strategy, account_id=config.account,
+                          config=runtime, status="STOPPED", next_order_seq=0, checkpoint=-1))
+            db.flush()  # before the config row that refers to it
+        else:  # a row without history (a signal sink's placeholder): adopt it
+            bot.name, bot.strategy, bot.account_id, bot.config = config.id, config.strategy, config.account, runtime
+        row = BotConfigRow(bot_id=config.id, runtime_id=runtime_id, version=1, owner_id=caller.user_id,
+                           config=_as_json(config), created_by=caller.username)
+        db.add(row)
+        audit.record(db, caller.username, "bot.create", f"bot:{runtime_id}", {"version": 1, "name": config.id})
         db.commit()
     except IntegrityError:  # another request took the name or the runtime id between our check and now
         db.rollback()
@@ -240,20 +241,29 @@ def versions(bot_id: str, caller: Trader, db: Db) -> Versions:
 
 @router.put("/{bot_id}", response_model=BotOut, summary="store a new version of a bot's config")
 def update_bot(bot_id: str, raw: ConfigBody, caller: Trader, db: Db) -> BotOut:
-    current = owned_bot(db, caller, bot_id)
-    config = _validated(db, caller, {"id": current.bot_id, **raw}, current.owner_id)
-    if config.id != current.bot_id:
-        raise ConfigError("id", f"a bot's id cannot change (it is {current.bot_id!r})")
-    row = BotConfigRow(bot_id=current.bot_id, runtime_id=current.runtime_id, version=current.version + 1,
-                       owner_id=current.owner_id, config=_as_json(config), created_by=caller.username)
-    db.add(row)
-    bot = db.get(BotRow, current.runtime_id)
-    if bot is not None:
-        bot.strategy, bot.account_id = config.strategy, config.account
-        bot.config = _as_json(config) | {"id": current.runtime_id}
-    audit.record(db, caller.username, "bot.update", f"bot:{current.runtime_id}", {"version": row.version})
-    db.commit()
-    return _out(db, row)
+    """Concurrent PUTs of one bot race for the same next version (unique per runtime id): the
+    loser re-reads the latest version and stores after it, so every PUT gets a version of its
+    own; after UPDATE_TRIES lost races the caller is told to retry (409), never a 500."""
+    for _ in range(UPDATE_TRIES):
+        current = owned_bot(db, caller, bot_id)
+        config = _validated(db, caller, {"id": current.bot_id, **raw}, current.owner_id)
+        if config.id != current.bot_id:
+            raise ConfigError("id", f"a bot's id cannot change (it is {current.bot_id!r})")
+        try:
+            row = BotConfigRow(bot_id=current.bot_id, runtime_id=current.runtime_id, version=current.version + 1,
+                               owner_id=current.owner_id, config=_as_json(config), created_by=caller.username)
+            db.add(row)
+            bot = db.get(BotRow, current.runtime_id)
+            if bot is not None:
+                bot.strategy, bot.account_id = config.strategy, config.account
+                bot.config = _as_json(config) | {"id": current.runtime_id}
+            audit.record(db, caller.username, "bot.update", f"bot:{current.runtime_id}", {"version": row.version})
+            db.commit()
+        except IntegrityError:  # another PUT stored this version first: read the new latest, try again
+            db.rollback()
+            continue
+        return _out(db, row)
+    raise ApiError(409, f"bot {bot_id!r} is being updated concurrently: retry", field="id")
 
 
 def _held_by_runtime(ctx: Any, runtime_id: str) -> bool:
@@ -390,6 +400,21 @@ def _with_iso_times(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+NOT_RUNNING = ("not running in this runtime, nor in any other: the runtime that ran it ended without stopping "
+               "it (killed or crashed); start it again to resume")
+
+
+def _lease_holder(db: Session, runtime_id: str) -> str | None:
+    """The runtime that holds the bot's lease now (live.lease), None when none does. After a
+    SIGKILL the store still says RUNNING (nothing wrote the stop); only a runtime that renews
+    the bot's lease actually runs it, so a bot without a live lease is stopped (V.md #10)."""
+    lease = db.get(BotLeaseRow, runtime_id, populate_existing=True)
+    if lease is None:
+        return None
+    expires = lease.expires_at if lease.expires_at.tzinfo else lease.expires_at.replace(tzinfo=timezone.utc)
+    return lease.owner if expires > datetime.now(timezone.utc) else None
+
+
 @router.get("/{bot_id}/status", summary="the runtime's view of the bot: state, why it stopped, what it holds")
 def status(bot_id: str, caller: Trader, ctx: Ctx, db: Db) -> dict[str, Any]:
     row = owned_bot(db, caller, bot_id)
@@ -398,6 +423,9 @@ def status(bot_id: str, caller: Trader, ctx: Ctx, db: Db) -> dict[str, Any]:
         current = dict(ctx.bot_control.status(row.runtime_id))
     except TickbridgeError:  # a bot this runtime never started: what the store says
         current = {"bot_id": row.runtime_id, "state": stored.get("state", "STOPPED")}
+    if current.get("state") == "RUNNING" and not current.get("active") and _lease_holder(db, row.runtime_id) is None:
+        # the store's word from a runtime that died running it: nothing runs it here or elsewhere
+        current.update(state="STOPPED", stop_reason="CRASHED", stop_message=NOT_RUNNING, active=False)
     for key in ("stop_reason", "stop_message", "stopped_at", "holdings", "halted", "resets"):
         if key in stored:
             current.setdefault(key, stored[key])
