@@ -10,6 +10,7 @@ Bars with no ticks do not exist, in both.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 import numpy as np
@@ -123,8 +124,6 @@ def tail(driver: Any, keep: int, since: int | None = None) -> dict[str, Any]:
     forming bar is made consistent (high and low cover open and close). Only the tail is copied,
     whatever the history's length. The dashboard's candles (api/routers/bars.py) read it through
     the BotManager, in this process or in the runtime's own (live.remote)."""
-    from bisect import bisect_left
-
     history, builder = driver.history, driver.builder
     n = len(history.volume)  # appended last: every other list has at least n entries
     times = history.time
@@ -145,6 +144,3 @@ def tail(driver: Any, keep: int, since: int | None = None) -> dict[str, Any]:
     return {"symbol": driver.symbol, "width_ns": builder.width, "origin": origin, "time": list(time),
             "open": list(open_), "high": list(high), "low": list(low), "close": list(close),
             "volume": list(volume), "forming": bool(forming)}
-
-
-DAY_NS = 86_400_000_000_000

@@ -42,7 +42,6 @@ from live import books
 router = APIRouter(prefix="/bots", tags=["bots"])
 
 MAX_BARS = 5000
-DAY_NS = 86_400_000_000_000
 MAX_NS = 2**63 - 1
 Limit = Annotated[int, Query(ge=1, le=MAX_BARS, description=f"the newest bars, at most {MAX_BARS}")]
 Since = Annotated[int | None, Query(ge=0, le=MAX_NS, description="only bars starting at or after this time (ns)")]
