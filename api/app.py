@@ -184,6 +184,8 @@ def create_app(settings: Settings | None = None, bot_control: BotControl | None 
     app.include_router(notifications_router, prefix=PREFIX)
     from api.routers import bars  # a bot's candles (helper S's router)
     app.include_router(bars.router, prefix=PREFIX)
+    from api.routers import sweeps  # sweep jobs (helper Y2's router, issue 19)
+    app.include_router(sweeps.router, prefix=PREFIX)
     dashboard.install(app)  # the web dashboard at / (api/dashboard): pages, its session cookie, assets
     # innermost first: the slot is taken after the body is in, and the metrics see every answer
     app.add_middleware(ConcurrencyLimit, limit=settings.api_threads, queue=settings.api_queue,

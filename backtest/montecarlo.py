@@ -50,18 +50,28 @@ def load_trades(path: Path) -> TradeSample:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     try:
-        from backtest.report import tables_of  # either shape: by column (the default) or --json-full's records
-
-        document = tables_of(json.loads(path.read_text()))
-        trades = document["trades"]
-        cash = float(document.get("meta", {}).get("config", {}).get("cash") or document["equity"].iloc[0])
-        pnl = trades["pnl"].to_numpy(dtype=np.float64) if "pnl" in trades.columns else np.full(len(trades), np.nan)
-    except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not a backtest JSON from `tickbridge backtest --json` ({exc})") from None
+    return sample_of(document, str(path))
+
+
+def sample_of(document: dict[str, Any], name: str = "the backtest") -> TradeSample:
+    """Trades and starting cash from a backtest JSON document already read (a file's, or the
+    API's stored result): either shape, by column (the default) or --json-full's records."""
+    try:
+        from backtest.report import tables_of
+
+        tables = tables_of(document)
+        trades = tables["trades"]
+        cash = float(tables.get("meta", {}).get("config", {}).get("cash") or tables["equity"].iloc[0])
+        pnl = trades["pnl"].to_numpy(dtype=np.float64) if "pnl" in trades.columns else np.full(len(trades), np.nan)
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
+        raise DataError(f"{name}: not a backtest JSON from `tickbridge backtest --json` ({exc})") from None
     if len(pnl) == 0:
-        raise DataError(f"{path}: the backtest made no trades; there is nothing to resample")
+        raise DataError(f"{name}: the backtest made no trades; there is nothing to resample")
     if not np.all(np.isfinite(pnl)):
-        raise DataError(f"{path}: a trade has no pnl")
+        raise DataError(f"{name}: a trade has no pnl")
     return TradeSample(cash, trade_returns(pnl, cash))
 
 
@@ -73,6 +83,7 @@ class MonteCarloResult:
     loss_pct: float
     method: str
     seed: int
+    bands: dict[str, Any] | None = None  # equity percentiles per trade index (simulate's band_points)
 
     @property
     def prob_loss(self) -> float:
@@ -97,9 +108,24 @@ class MonteCarloResult:
         }
 
 
+BAND_PERCENTILES = (5, 25, 50, 75, 95)
+
+
+def band_index(trades: int, points: int) -> np.ndarray:
+    """The trade indices (0 = the start, `trades` = after the last trade) a fan is drawn at: all
+    of them when they fit in `points`, else `points` evenly spread, both ends kept."""
+    if trades + 1 <= points:
+        return np.arange(trades + 1)
+    return np.unique(np.linspace(0, trades, max(2, points)).round().astype(np.int64))
+
+
 def simulate(sample: TradeSample, paths: int, seed: int = 0, method: Method = "bootstrap",
-             loss_pct: float = 10.0) -> MonteCarloResult:
-    """Resample the trades into `paths` equity paths (vectorised, in chunks)."""
+             loss_pct: float = 10.0, band_points: int = 0) -> MonteCarloResult:
+    """Resample the trades into `paths` equity paths (vectorised, in chunks).
+
+    With `band_points` > 0 the result also carries the fan of those very paths: the equity's
+    5/25/50/75/95th percentiles after each trade, at no more than `band_points` trade indices
+    (band_index). The draws are the same with or without it, so the fan and the summary agree."""
     if paths < 1:
         raise ConfigError("paths", f"must be at least 1, got {paths}")
     if method not in ("bootstrap", "shuffle"):
@@ -110,6 +136,8 @@ def simulate(sample: TradeSample, paths: int, seed: int = 0, method: Method = "b
     n = len(sample.returns)
     growth = np.log1p(sample.returns)  # sums of logs: no overflow over long paths
     finals, drawdowns = [], []
+    index = band_index(n, band_points) if band_points > 0 else None
+    kept: list[np.ndarray] = []  # log equity at the fan's indices, per chunk
     step = max(1, CHUNK_CELLS // n)
     for start in range(0, paths, step):
         m = min(step, paths - start)
@@ -121,8 +149,15 @@ def simulate(sample: TradeSample, paths: int, seed: int = 0, method: Method = "b
         peak = np.maximum.accumulate(log_equity, axis=1)
         finals.append(sample.initial_cash * np.exp(log_equity[:, -1]))
         drawdowns.append((np.exp((log_equity - peak).min(axis=1)) - 1.0) * 100.0)
+        if index is not None:
+            kept.append(log_equity[:, index])
+    bands = None
+    if index is not None:
+        # on equity itself, as summary() takes the final equity's: the fan's last point is its percentiles
+        levels = np.percentile(sample.initial_cash * np.exp(np.concatenate(kept)), BAND_PERCENTILES, axis=0)
+        bands = {"trade": index.tolist(), **{f"p{p}": row.tolist() for p, row in zip(BAND_PERCENTILES, levels)}}
     return MonteCarloResult(np.concatenate(finals), np.concatenate(drawdowns), sample.initial_cash, loss_pct,
-                            method, seed)
+                            method, seed, bands)
 
 
 def plot_distribution(path: Path, result: MonteCarloResult, title: str) -> None:

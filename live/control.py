@@ -50,7 +50,10 @@ class BotControl(Protocol):
     def status(self, bot_id: str) -> dict[str, Any]:
         """{"bot_id", "state": "RUNNING"|"STOPPED"|"HALTED", "bars", "ticks", "orders", "equity",
         "position", "last_tick_ts" (ns), "stop_reason", "stop_message", "holdings": {"positions",
-        "open_orders"}} (live.books for the reasons)."""
+        "open_orders"}, "risk"} (live.books for the reasons). "risk" is the runner's risk state
+        (live.runner.risk_state: the gate's state and why, each limit's use against it, the denials
+        of this run and the last one's reason), copied on the bot's thread; absent for a bot this
+        runtime has not run."""
         ...
 
     def running(self) -> list[str]:

@@ -87,6 +87,55 @@ class Snapshot:
     last_tick_ts: int | None = None
     ticks_dropped: dict[str, int] = field(default_factory=dict)  # the tick guard's drops per reason
     tick_level_shifts: int = 0                                   # new price levels it accepted
+    risk: dict[str, Any] | None = None  # risk_state(): built on the bot thread, never changed after
+
+
+def _use(name: str, used: Decimal | int | None, limit: Decimal | int | None) -> dict[str, Any]:
+    return {"name": name, "used": used, "limit": limit}
+
+
+def risk_state(gate: RiskEngine | None, oms: OrderManager, symbol: str, halted: bool) -> dict[str, Any]:
+    """The bot's risk state as plain values, for status() (issue 19: a trader sees it).
+
+    Why a copy: the risk engine and the OMS belong to the bot's thread (their dicts change while it
+    trades; reading them from an API thread could see a half-made change or fail mid-iteration), so
+    the bot thread builds this from them whenever it publishes its Snapshot, out of immutable
+    values (str, int, Decimal, None) in fresh containers that nobody changes afterwards.
+    `limits` lists what the gate measures against a limit: each limit's current use (daily loss
+    and drawdown from the gate's own equity monitor, exposure at its worst case) and the limit
+    itself, None when the config sets none. `denials` counts the orders refused in this run."""
+    denied = oms.denied
+    last = denied[-1] if denied else None
+    out: dict[str, Any] = {
+        "state": "HALTED" if halted else "ACTIVE", "reason": None, "since": None,
+        "account_state": None, "account_reason": None, "limits": [],
+        "denials": len(denied),
+        "last_denial": None if last is None else {"reason": last.reason,
+                                                  "ts": last.events[-1].ts if last.events else last.ts_init,
+                                                  "client_order_id": last.client_order_id},
+    }
+    if gate is None:  # no limits configured: only the kill's halt and the OMS's own refusals apply
+        return out
+    change = gate.state_changes[-1] if gate.state_changes else None
+    account = gate.account
+    account_change = account.state_changes[-1] if account.state_changes else None
+    out.update(state=str(gate.state), reason=change.reason if change else None, since=change.ts if change else None,
+               account_state=str(account.state), account_reason=account_change.reason if account_change else None)
+    limits, monitor = gate.limits, gate.monitor
+    equity = monitor.equity
+    loss = None if equity is None else max(monitor.day_start - equity, Decimal(0))
+    drawdown = None
+    if equity is not None and monitor.high_water > 0:
+        drawdown = ((monitor.high_water - equity) * 100 / monitor.high_water).quantize(Decimal("0.01"))
+    position = oms.portfolio.positions[symbol].quantity if symbol in oms.portfolio.positions else Decimal(0)
+    out["limits"] = [
+        _use("daily_loss", loss, limits.daily_loss_limit),
+        _use("drawdown_pct", drawdown, limits.max_drawdown_pct),
+        _use("gross_exposure", gate.gross_exposure(), limits.max_gross_exposure),
+        _use("position_qty", abs(position), limits.max_position_qty),
+        _use("open_orders", len(oms.open_orders), limits.max_open_orders),
+    ]
+    return out
 
 
 @dataclass
@@ -184,7 +233,8 @@ class BotRunner:
         return {"bot_id": self.config.id, "state": snap.state, "bars": snap.bars, "ticks": snap.ticks,
                 "orders": snap.orders, "equity": snap.equity, "position": snap.position,
                 "last_tick_ts": snap.last_tick_ts, "ticks_dropped": dict(snap.ticks_dropped),
-                "tick_level_shifts": snap.tick_level_shifts, "venue": self.config.venue}
+                "tick_level_shifts": snap.tick_level_shifts, "venue": self.config.venue,
+                "risk": _copied(snap.risk)}
 
     # -- the bot thread -------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -561,7 +611,18 @@ class BotRunner:
         if mid_raw:
             equity = s.cash(oms.portfolio.cash_raw + position.qty * mid_raw * s.notional_k)
         self.snapshot = Snapshot(state, self.driver.bars, self._ticks, len(oms.orders), equity, position.quantity,
-                                 self._last_tick_ts, guard.counts(), guard.level_shifts)
+                                 self._last_tick_ts, guard.counts(), guard.level_shifts,
+                                 risk_state(self.gate, oms, self.instrument.symbol, self.halted))
+
+
+def _copied(value: Any) -> Any:
+    """A snapshot's nested dicts and lists copied, so a caller that edits its answer never edits the
+    snapshot another thread reads next."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    return value
 
 
 def instrument_meta(instrument: Instrument) -> dict[str, str]:

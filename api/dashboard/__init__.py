@@ -14,6 +14,13 @@ Tokens: the access token lives in the page's memory only; the refresh token in a
 SameSite=Strict cookie scoped to /dashboard/session (api.dashboard.session), so no script can
 read it and no other request carries it. Every page carries a strict Content-Security-Policy
 (scripts, styles and connections from this origin only; no inline script, no framing).
+
+Research (research_pages.py, static/research.js + research.css): the sweeps list and form, a
+sweep's heatmap (SVG drawn by the script, keyboard-reachable cells) with its ranked table, and
+the Monte Carlo fan under a backtest's report. research.js is a second script on every page that
+acts only on the views it owns (data-view sweeps / sweep) and on the backtest view, where it adds
+its own section after #main; it asks /dashboard/session/refresh for its own access token (after
+dashboard.js's refresh, under the same Web Lock), so neither script reaches into the other.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.dashboard import pages, session
+from api.dashboard import pages, research_pages, session
 from api.dashboard.pages import REPORT_ASSETS_URL, STATIC_URL, STATIC_DIR
 from backtest.report_html import ASSETS as REPORT_ASSETS_DIR
 
@@ -36,3 +43,4 @@ def install(app: FastAPI) -> None:
     app.mount(REPORT_ASSETS_URL, StaticFiles(directory=REPORT_ASSETS_DIR), name="dashboard-report-assets")
     app.include_router(session.router)
     app.include_router(pages.router)
+    app.include_router(research_pages.router)

@@ -43,6 +43,18 @@ def login() -> HTMLResponse:
     return _page("login", "login", "log in")
 
 
+@router.get("/new-bot")
+def new_bot() -> HTMLResponse:
+    """A form that creates a bot (POST /api/v1/bots); the API's 422 shows next to the field it names."""
+    return _page("page", "botform", "new bot")
+
+
+@router.get("/bots/{bot_id}/edit")
+def edit_bot(bot_id: str) -> HTMLResponse:
+    """A bot's config as a form; saving PUTs a new version (PUT /api/v1/bots/{id})."""
+    return _page("page", "botform", f"edit bot {bot_id}", bot_id)
+
+
 @router.get("/bots/{bot_id}")
 def bot(bot_id: str) -> HTMLResponse:
     """One bot: state and controls, price with fills and signals, equity and drawdown, tables."""
@@ -71,6 +83,12 @@ def backtest(job_id: str) -> HTMLResponse:
 def accounts() -> HTMLResponse:
     """The caller's broker accounts: risk state, P&L per bot and summed, positions against the venue."""
     return _page("page", "accounts", "accounts")
+
+
+@router.get("/notifications")
+def notifications() -> HTMLResponse:
+    """The caller's notification rules (create, edit, delete, send a test) and their delivery log."""
+    return _page("page", "notifications", "notifications")
 
 
 @router.get("/dashboard")

@@ -3,11 +3,15 @@ result JSON (backtest.report.to_json_dict). Jobs run in the app's thread pool; t
 source of truth, so a poll from any replica sees it.
 
 A user may have at most `backtest_quota` (TICKBRIDGE_BACKTEST_QUOTA, default 2) jobs queued or
-running at once; one more is 429 with Retry-After, so one heavy user cannot fill the pool for
-everyone. The pool lives in the API process: a restart loses the jobs it held, so at start
+running at once, backtests and sweeps (api/routers/sweeps.py) together: they share the table (its
+`kind` column), the pool and this quota. One more is 429 with Retry-After, so one heavy user cannot
+fill the pool for everyone. The pool lives in the API process: a restart loses the jobs it held, so at start
 (`fail_interrupted`, from the app's lifespan) every queued or running job is marked failed with
 "interrupted by a server restart; resubmit" rather than left `running` forever. That assumes one
-API process per store, as the in-process pool already does."""
+API process per store, as the in-process pool already does.
+
+GET /backtests/{id}/montecarlo resamples a finished job's trades (backtest.montecarlo): the fan of
+equity percentiles per trade and the summary, computed on request (bounded paths), never stored."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select, update
 
@@ -49,7 +53,8 @@ class JobOut(BaseModel):
     finished_at: datetime | None
 
 
-def _data_path(data_dir: Path, name: str) -> Path:
+def data_path(data_dir: Path, name: str) -> Path:
+    """The file `name` under data/; a 422 on `data` naming only what the caller sent otherwise."""
     root = data_dir.resolve()
     try:
         path = (root / name).resolve()
@@ -66,7 +71,7 @@ def _validate(body: BacktestIn, data_dir: Path) -> None:
     from strategies.registry import resolve_strategy  # installed strategies only: never a caller's code
     from strategies.base import parse_params
 
-    _data_path(data_dir, body.data)
+    data_path(data_dir, body.data)
     try:
         strategy = resolve_strategy(body.strategy, allow_code_refs=False)
     except ConfigError as exc:
@@ -92,22 +97,25 @@ def run_job(ctx: AppContext, job_id: str, request: dict[str, Any]) -> None:
     from backtest.data import load_frame
     from strategies.registry import resolve_strategy  # installed strategies only: never a caller's code
 
-    _set(ctx, job_id, status="running")
+    set_job(ctx, job_id, status="running")
     try:
-        path = _data_path(ctx.settings.data_dir, request["data"])
+        path = data_path(ctx.settings.data_dir, request["data"])
         settings = {"symbol": path.name.split(".")[0], **request["settings"]}
         strategy = resolve_strategy(request["strategy"], allow_code_refs=False)
         result = run_backtest(load_frame(path, request.get("bar")), strategy, request["params"],
                               make_config(**settings))
-        payload = _finite(to_json_dict(result, compute_stats(result)))
-        _set(ctx, job_id, status="done", result=payload, finished_at=datetime.now(timezone.utc))
+        payload = finite(to_json_dict(result, compute_stats(result)))
+        set_job(ctx, job_id, status="done", result=payload, finished_at=datetime.now(timezone.utc))
     except (TickbridgeError, ApiError) as exc:
-        _set(ctx, job_id, status="failed", error=for_caller(str(exc), ctx.settings.data_dir)[:2000],
-             finished_at=datetime.now(timezone.utc))
+        fail_job(ctx, job_id, str(exc))
     except Exception as exc:  # a bug: record it on the job rather than lose it in the pool
-        _set(ctx, job_id, status="failed",
-             error=for_caller(f"internal error: {type(exc).__name__}: {exc}", ctx.settings.data_dir)[:2000],
-             finished_at=datetime.now(timezone.utc))
+        fail_job(ctx, job_id, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def fail_job(ctx: AppContext, job_id: str, message: str) -> None:
+    """Record a job's failure in words its caller may read (for_caller)."""
+    set_job(ctx, job_id, status="failed", error=for_caller(message, ctx.settings.data_dir)[:2000],
+            finished_at=datetime.now(timezone.utc))
 
 
 # The loaders' messages are written for the CLI: they name the file by its path and advise flags.
@@ -129,20 +137,20 @@ def for_caller(message: str, data_dir: Path) -> str:
     return ABSOLUTE_PATH.sub("<server path>", message)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """JSON-safe: NaN and infinities (an undefined ratio) become null, other odd types text."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     if value is None or isinstance(value, (str, int, bool)):
         return value
     return str(value)
 
 
-def _set(ctx: AppContext, job_id: str, **values: Any) -> None:
+def set_job(ctx: AppContext, job_id: str, **values: Any) -> None:
     with ctx.sessions() as db:
         row = db.get(BacktestJobRow, job_id)
         if row is not None:
@@ -151,10 +159,11 @@ def _set(ctx: AppContext, job_id: str, **values: Any) -> None:
             db.commit()
 
 
-def _owned(db: Any, caller: Any, job_id: str) -> BacktestJobRow:
+def owned(db: Any, caller: Any, job_id: str, kind: str = "backtest") -> BacktestJobRow:
+    """The caller's job of this kind (an admin's: anyone's); 404 for another's, as for a missing one."""
     row = db.get(BacktestJobRow, job_id)
-    if row is None or not (caller.is_admin or row.owner_id == caller.user_id):
-        raise not_found(f"backtest job {job_id!r}")
+    if row is None or row.kind != kind or not (caller.is_admin or row.owner_id == caller.user_id):
+        raise not_found(f"{kind} job {job_id!r}")
     return row
 
 
@@ -171,22 +180,27 @@ def fail_interrupted(ctx: AppContext) -> int:
         return int(done.rowcount or 0)
 
 
-def _within_quota(db: Any, caller: Any, quota: int) -> None:
+def within_quota(db: Any, caller: Any, quota: int) -> None:
+    """429 when the caller already has `quota` jobs queued or running, of any kind."""
     pending = db.scalar(select(func.count()).select_from(BacktestJobRow)
                         .where(BacktestJobRow.owner_id == caller.user_id,
                                BacktestJobRow.status.in_(("queued", "running"))))
     if pending >= quota:
-        raise ApiError(429, f"you have {pending} backtest jobs queued or running (at most {quota}): "
+        raise ApiError(429, f"you have {pending} jobs (backtests and sweeps) queued or running (at most {quota}): "
                             "wait for one to finish", headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
+QUOTA_RESPONSE = {429: {**ERROR_SCHEMA, "description": "the caller's quota of queued and running jobs (backtests "
+                                                      "and sweeps together) is full (Retry-After says when to try "
+                                                      "again)"}}
+
+
 @router.post("", response_model=JobOut, status_code=202, summary="submit a backtest job",
-             responses={429: {**ERROR_SCHEMA, "description": "the caller's quota of queued and running jobs is "
-                                                             "full (Retry-After says when to try again)"}})
+             responses=QUOTA_RESPONSE)
 def submit(body: BacktestIn, caller: Trader, ctx: Ctx, db: Db) -> BacktestJobRow:
     _validate(body, ctx.settings.data_dir)
-    _within_quota(db, caller, ctx.settings.backtest_quota)
-    row = BacktestJobRow(id=uuid.uuid4().hex, owner_id=caller.user_id, status="queued",
+    within_quota(db, caller, ctx.settings.backtest_quota)
+    row = BacktestJobRow(id=uuid.uuid4().hex, owner_id=caller.user_id, kind="backtest", status="queued",
                          request=body.model_dump(mode="json"))
     db.add(row)
     audit.record(db, caller.username, "backtest.submit", f"backtest:{row.id}",
@@ -198,7 +212,8 @@ def submit(body: BacktestIn, caller: Trader, ctx: Ctx, db: Db) -> BacktestJobRow
 
 @router.get("", response_model=list[JobOut], summary="the caller's jobs, newest first")
 def list_jobs(caller: Trader, db: Db) -> list[BacktestJobRow]:
-    query = select(BacktestJobRow).order_by(BacktestJobRow.created_at.desc()).limit(100)
+    query = (select(BacktestJobRow).where(BacktestJobRow.kind == "backtest")
+             .order_by(BacktestJobRow.created_at.desc()).limit(100))
     if not caller.is_admin:
         query = query.where(BacktestJobRow.owner_id == caller.user_id)
     return list(db.scalars(query))
@@ -206,12 +221,45 @@ def list_jobs(caller: Trader, db: Db) -> list[BacktestJobRow]:
 
 @router.get("/{job_id}", response_model=JobOut, summary="a job's status")
 def job(job_id: str, caller: Trader, db: Db) -> BacktestJobRow:
-    return _owned(db, caller, job_id)
+    return owned(db, caller, job_id)
 
 
 @router.get("/{job_id}/result", summary="the result JSON of a finished job (409 until then)")
 def result(job_id: str, caller: Trader, db: Db) -> dict[str, Any]:
-    row = _owned(db, caller, job_id)
+    return finished(db, caller, job_id).result
+
+
+def finished(db: Any, caller: Any, job_id: str, kind: str = "backtest") -> BacktestJobRow:
+    """The caller's finished job; 409 (saying how it stands) until it is done."""
+    row = owned(db, caller, job_id, kind)
     if row.status != "done" or row.result is None:
         raise ApiError(409, f"job {job_id} is {row.status}" + (f": {row.error}" if row.error else ""))
-    return row.result
+    return row
+
+
+MAX_PATHS = 10_000     # paths x trades is simulated in chunks; the bound keeps one request's CPU small
+MAX_FAN_POINTS = 500   # the fan's trade indices: enough for a chart's width
+
+
+@router.get("/{job_id}/montecarlo", summary="Monte Carlo of a finished job's trades: equity fan and summary",
+            responses={409: {**ERROR_SCHEMA, "description": "the job is not done, or made no trades to resample"}})
+def montecarlo(job_id: str, caller: Trader, db: Db,
+               paths: int = Query(1000, ge=1, le=MAX_PATHS, description="simulated equity paths"),
+               seed: int = Query(0, ge=0, le=2**32 - 1, description="the same seed gives the same figures"),
+               method: Literal["bootstrap", "shuffle"] = Query("bootstrap", description=(
+                   "bootstrap: draw the trades with replacement; shuffle: reorder them")),
+               loss_pct: float = Query(10.0, gt=0, le=100, description="the loss whose probability is reported"),
+               points: int = Query(MAX_FAN_POINTS, ge=2, le=MAX_FAN_POINTS,
+                                   description="at most this many trade indices in the fan")) -> dict[str, Any]:
+    """backtest.montecarlo on the stored trades: `summary` (probability of a loss and of a drawdown,
+    final equity and max drawdown percentiles, as `tickbridge montecarlo` prints) and `fan`, the
+    equity's 5/25/50/75/95th percentiles after each trade (`trade` 0 is the start), decimated."""
+    from backtest.montecarlo import sample_of, simulate
+
+    row = finished(db, caller, job_id)
+    try:
+        sample = sample_of(row.result or {}, f"backtest job {job_id}")
+    except TickbridgeError as exc:
+        raise ApiError(409, str(exc)) from None
+    outcome = simulate(sample, paths, seed, method, loss_pct, band_points=points)
+    return finite({"job": job_id, "trades": len(sample.returns), "summary": outcome.summary(), "fan": outcome.bands})

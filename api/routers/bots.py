@@ -434,7 +434,21 @@ def status(bot_id: str, caller: Trader, ctx: Ctx, db: Db) -> dict[str, Any]:
             current[key] = books.scrub(current[key])
     current.setdefault("halted", current.get("state") == "HALTED")
     current.setdefault("last_tick_ts", None)
+    current["risk"] = _risk_out(current.get("risk"))
     return _json_ready(_with_iso_times(current))
+
+
+def _risk_out(risk: Any) -> dict[str, Any] | None:
+    """The runner's risk state (live.runner.risk_state) with its times as the API writes times
+    (ISO beside _ns); None for a bot this runtime has not run since it started (nothing measured)."""
+    if not isinstance(risk, dict):
+        return None
+    out = dict(risk)
+    since = out.pop("since", None)
+    out["since"], out["since_ns"] = books.iso_ns(since), since
+    if isinstance(out.get("last_denial"), dict):
+        out["last_denial"] = _with_iso_times(out["last_denial"])
+    return out
 
 
 @router.get("/{bot_id}/archives", summary="the books each reset of the bot archived, oldest first")

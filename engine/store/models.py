@@ -408,12 +408,15 @@ class SubscriptionRow(Base):
 
 
 class BacktestJobRow(Base):
-    """A backtest submitted through the API: its request, state and (when done) result JSON."""
+    """A research job submitted through the API: its request, state and (when done) result JSON.
+    `kind` (0016) is "backtest" or "sweep": one table, so both kinds share the per-user quota, the
+    pool and the restart rule without a join."""
 
     __tablename__ = "backtest_jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="backtest", server_default="backtest")
     status: Mapped[str] = mapped_column(String(16), default="queued")
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)

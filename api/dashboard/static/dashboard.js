@@ -71,6 +71,7 @@
           if (!r.ok) {
             var error = new Error((data && data.error && data.error.message) || r.statusText);
             error.status = r.status;
+            error.field = (data && data.error && data.error.field) || null;  // the input to blame, dotted
             throw error;
           }
           return data;
@@ -105,6 +106,7 @@
     return api("/bots").then(function (bots) {
       main.textContent = "";
       main.appendChild(el("h1", {}, "bots"));
+      main.appendChild(el("p", {}, "")).appendChild(el("a", { href: "/new-bot", id: "new-bot" }, "new bot"));
       var admin = me.role === "admin";
       return Promise.all(bots.map(function (b) {
         var key = admin ? b.runtime_id : b.id;
@@ -197,9 +199,13 @@
           (s.stop_message ? " (" + s.stop_message + ")" : "") + (s.halted ? ", halted" : "") +
           (s.last_tick_ts ? ", last tick " + s.last_tick_ts : "");
         state.setAttribute("data-state", s.state);
+        showRisk(riskBox, s.risk);
       });
     }
     main.appendChild(controls(key, status));
+    main.appendChild(el("p", {})).appendChild(el("a", { href: "/bots/" + id + "/edit", id: "bot-edit" }, "edit config"));
+    var riskBox = el("section", { "class": "risk", id: "bot-risk-state", "aria-labelledby": "risk-state-title" });
+    main.appendChild(riskBox);
     var charts = el("div", { "class": "tb-charts" });
     main.appendChild(charts);
     var tables = el("div", { "class": "tables" });
@@ -267,6 +273,33 @@
           document.addEventListener("visibilitychange", function () { if (!document.hidden) { live(); } });
         });
     });
+  }
+
+  var LIMIT_NAMES = { daily_loss: "daily loss", drawdown_pct: "drawdown %", gross_exposure: "gross exposure",
+                      position_qty: "position", open_orders: "open orders" };
+
+  function showRisk(box, risk) {
+    /* The runner's risk state (GET /status: risk): the gate's state and why, each limit's use
+     * against it, the denials of this run and the last one's reason. Rebuilt in place on each status
+     * read (a few elements); values are the API's text. */
+    box.textContent = "";
+    box.appendChild(el("h2", { id: "risk-state-title" }, "risk state"));
+    if (!risk) { box.setAttribute("data-state", ""); box.appendChild(el("p", {}, "not measured: the bot has not run since the runtime started")); return; }
+    box.setAttribute("data-state", risk.state);
+    box.appendChild(el("p", { id: "risk-gate-state" }, "gate " + risk.state + (risk.reason ? " (" + risk.reason + ")" : "") +
+      (risk.since ? " since " + risk.since : "") + (risk.account_state ? "; account " + risk.account_state +
+      (risk.account_reason ? " (" + risk.account_reason + ")" : "") : "")));
+    if (risk.limits.length) {
+      var t = table("limits: use now against the limit", ["measure", "used", "limit"], risk.limits, function (l) {
+        return [LIMIT_NAMES[l.name] || l.name, l.used === null ? "n/a" : l.used, l.limit === null ? "no limit" : l.limit];
+      });
+      t.id = "risk-use";
+      Array.prototype.forEach.call(t.tBodies[0].rows, function (tr, i) { tr.setAttribute("data-limit", risk.limits[i].name); });
+      box.appendChild(t);
+    }
+    var d = risk.last_denial;
+    box.appendChild(el("p", { id: "risk-denials", "data-denials": String(risk.denials) },
+      risk.denials + " orders denied in this run" + (d ? "; the last at " + d.ts + ": " + d.reason : "")));
   }
 
   function riskLimits(bot) {
@@ -527,27 +560,53 @@
     });
     var thead = el("thead"); thead.appendChild(head); live.appendChild(thead);
     var body = el("tbody"); live.appendChild(body);
+    /* Many signals a second (issue 19 item 5: 1,000/s must not freeze the page): each message is
+     * only counted and queued; one animation frame renders the queue at once, only its newest
+     * FEED_ROWS (older ones would be cut anyway), and the table keeps FEED_ROWS rows. The count of
+     * every signal received and the pause button stay live whatever the rate. */
+    var bar = el("div", { "class": "controls", role: "group", "aria-label": "live feed" });
+    var pause = el("button", { type: "button", id: "feed-pause", "aria-pressed": "false" }, "pause the feed");
+    var count = el("p", { id: "feed-count", "data-count": "0", "data-shown": "0" }, "0 signals received since this page opened");
+    bar.appendChild(pause); bar.appendChild(count);
+    main.appendChild(bar);
     main.appendChild(live);
-    var last = 0, pending = [], scheduled = false;
-    function flush() {
-      /* many signals a second arrive as one DOM update per frame, the table bounded */
-      scheduled = false;
-      var frag = document.createDocumentFragment();
-      pending.splice(0).reverse().forEach(function (s) {
-        var tr = el("tr", { "data-bot": s.bot_id });
-        [s.id, new Date(Number(s.ts) / 1e6).toISOString(), s.bot_id, s.symbol, s.direction, s.confidence,
-         s.model_id, s.model_version].forEach(function (v) { tr.appendChild(el("td", {}, v)); });
-        frag.appendChild(tr);
-      });
-      body.insertBefore(frag, body.firstChild);
-      while (body.rows.length > FEED_ROWS) { body.deleteRow(-1); }
+    var last = 0, pending = [], scheduled = false, received = 0, paused = false;
+    function describe() {
+      count.setAttribute("data-count", String(received));
+      count.setAttribute("data-shown", String(body.rows.length));
+      count.textContent = received + " signals received since this page opened, the newest " + body.rows.length +
+        " shown" + (paused ? " (paused: " + pending.length + " waiting)" : "");
     }
+    function flush() {
+      scheduled = false;
+      if (!paused && pending.length) {
+        var frag = document.createDocumentFragment();
+        pending.splice(0).slice(-FEED_ROWS).reverse().forEach(function (s) {
+          var tr = el("tr", { "data-bot": s.bot_id });
+          [s.id, new Date(Number(s.ts) / 1e6).toISOString(), s.bot_id, s.symbol, s.direction, s.confidence,
+           s.model_id, s.model_version].forEach(function (v) { tr.appendChild(el("td", {}, v)); });
+          frag.appendChild(tr);
+        });
+        body.insertBefore(frag, body.firstChild);
+        while (body.rows.length > FEED_ROWS) { body.deleteRow(-1); }
+      }
+      describe();
+    }
+    function schedule() { if (!scheduled) { scheduled = true; requestAnimationFrame(flush); } }
     function add(s) {
       if (s.id <= last) { return; }
       last = s.id;
+      received += 1;
       pending.push(s);
-      if (!scheduled) { scheduled = true; requestAnimationFrame(flush); }
+      if (pending.length > 2 * FEED_ROWS) { pending.splice(0, pending.length - FEED_ROWS); }  // paused: keep the newest
+      schedule();
     }
+    pause.addEventListener("click", function () {
+      paused = !paused;
+      pause.setAttribute("aria-pressed", String(paused));
+      pause.textContent = paused ? "resume the feed" : "pause the feed";
+      schedule();
+    });
     function connect() {
       var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + API +
                              "/signals/ws?after_id=" + last);
@@ -573,6 +632,309 @@
       if (page.items.length) { last = page.items[page.items.length - 1].id; }
       connect();
     });
+  }
+
+  /* --- forms: the API validates; the page shows its 422 message next to the field it names --- */
+
+  function fieldBox(form, name, label, input, hint) {
+    /* A labelled input with a slot for the API's message about it (name: the API's dotted field) */
+    var id = "f-" + name.replace(/[^a-z0-9_-]/gi, "-");
+    input.id = id; input.name = name; input.setAttribute("data-field", name);
+    var box = el("div", { "class": "field" });
+    box.appendChild(el("label", { "for": id }, label));
+    box.appendChild(input);
+    var described = [];
+    if (hint) { var h = el("small", { id: id + "-hint" }, hint); box.appendChild(h); described.push(h.id); }
+    var err = el("p", { "class": "field-error", id: id + "-error", "data-error-for": name });
+    box.appendChild(err); described.push(err.id);
+    input.setAttribute("aria-describedby", described.join(" "));
+    form.appendChild(box);
+    return input;
+  }
+
+  function inputOf(type, attrs) { return el("input", Object.assign({ type: type }, attrs || {})); }
+
+  function selectOf(values) {
+    var s = el("select");
+    values.forEach(function (v) { s.appendChild(el("option", { value: v }, v)); });
+    return s;
+  }
+
+  function clearErrors(form) {
+    Array.prototype.forEach.call(form.querySelectorAll(".field-error, .form-error"), function (p) { p.textContent = ""; });
+    Array.prototype.forEach.call(form.querySelectorAll("[aria-invalid]"), function (i) { i.removeAttribute("aria-invalid"); });
+  }
+
+  function showError(form, e) {
+    /* The API's message next to the input it names: the exact field ("risk.default_bot.max_order_qty"),
+     * else the nearest named parent ("params.fast" -> params), else at the top of the form. */
+    var field = e.field || "", input = null;
+    while (field && !input) {
+      input = form.querySelector("[data-field='" + field.replace(/'/g, "") + "']");
+      field = field.indexOf(".") >= 0 ? field.slice(0, field.lastIndexOf(".")) : "";
+    }
+    var text = e.field && input && input.getAttribute("data-field") !== e.field ? e.field + ": " + e.message : e.message;
+    if (input) {
+      input.setAttribute("aria-invalid", "true");
+      form.querySelector("[data-error-for='" + input.getAttribute("data-field") + "']").textContent = text;
+      input.focus();
+    } else {
+      var top = form.querySelector(".form-error");
+      top.textContent = (e.field ? e.field + ": " : "") + e.message;
+      top.focus();
+    }
+  }
+
+  var BOT_LIMITS = [["max_order_qty", "max order quantity"], ["max_order_notional", "max order notional"],
+                    ["max_position_qty", "max position quantity"], ["max_gross_exposure", "max gross exposure"],
+                    ["max_open_orders", "max open orders", "1"], ["max_orders_per_second", "max orders per second", "1"],
+                    ["daily_loss_limit", "daily loss limit"], ["max_drawdown_pct", "max drawdown %"],
+                    ["price_band_pct", "price band %"], ["capital_allocation", "capital allocation"]];
+
+  function botFormPage(main, key) {
+    /* Create (no key: POST /bots) or edit (PUT /bots/{key}: a new version) a bot's config. An edit
+     * starts from the stored config, so what the form does not show (the tick guard, the account's
+     * limits, market hours...) is sent back as it was. Numbers go as the input's text (decimal
+     * strings, exact); params as the JSON typed, or the text itself when it is not JSON, for the
+     * API to refuse. */
+    var editing = key !== "" && key !== undefined && key !== null;
+    var load = editing ? api("/bots/" + encodeURIComponent(key)).then(function (b) { return b.config || {}; })
+                       : Promise.resolve({ venue: "paper", bar: "1min", account: "default", on_stop: "cancel", params: {} });
+    return load.then(function (config) {
+      main.textContent = "";
+      main.appendChild(el("h1", { id: "form-title" }, editing ? "edit bot " + key : "new bot"));
+      var form = el("form", { id: "bot-form", "aria-labelledby": "form-title" });
+      form.appendChild(el("p", { "class": "form-error", role: "alert", tabindex: "-1" }));
+      var inputs = {};
+      if (!editing) { inputs.id = fieldBox(form, "id", "name", inputOf("text", { required: "" }), "a-z, 0-9, _ and -"); }
+      inputs.strategy = fieldBox(form, "strategy", "strategy", inputOf("text", { required: "" }), "e.g. sma_cross");
+      inputs.params = fieldBox(form, "params", "parameters (JSON)", el("textarea", { rows: "3" }), 'e.g. {"fast": 5, "slow": 20}');
+      inputs.symbol = fieldBox(form, "symbol", "symbol", inputOf("text", { required: "" }));
+      inputs.venue = fieldBox(form, "venue", "venue", selectOf(["paper", "ccxt", "alpaca", "mt5"]));
+      inputs.account = fieldBox(form, "account", "broker account", inputOf("text", { required: "" }));
+      inputs.data = fieldBox(form, "data", "data source (paper)", inputOf("text"), "a name from GET /data-sources; empty: the runtime's feed");
+      inputs.bar = fieldBox(form, "bar", "bar", inputOf("text", { required: "" }), "e.g. 1min, 5min, 1h");
+      inputs.cash = fieldBox(form, "cash", "cash", inputOf("number", { step: "any" }));
+      inputs.commission = fieldBox(form, "commission", "commission (fraction of notional)", inputOf("number", { step: "any" }));
+      inputs.on_stop = fieldBox(form, "on_stop", "on stop, open orders are", selectOf(["cancel", "keep"]));
+      var limitsBox = el("fieldset", { id: "bot-form-limits" });
+      limitsBox.appendChild(el("legend", {}, "risk limits of this bot (empty: no limit)"));
+      form.appendChild(limitsBox);
+      var risk = config.risk || {}, mine = risk.default_bot || {};
+      BOT_LIMITS.forEach(function (l) {
+        inputs["risk.default_bot." + l[0]] = fieldBox(limitsBox, "risk.default_bot." + l[0], l[1],
+                                                       inputOf("number", { step: l[2] || "any" }));
+      });
+      ["strategy", "symbol", "venue", "account", "data", "bar", "cash", "commission", "on_stop"].forEach(function (k) {
+        if (config[k] !== undefined && config[k] !== null) { inputs[k].value = String(config[k]); }
+      });
+      inputs.params.value = JSON.stringify(config.params || {});
+      BOT_LIMITS.forEach(function (l) {
+        if (mine[l[0]] !== undefined && mine[l[0]] !== null) { inputs["risk.default_bot." + l[0]].value = String(mine[l[0]]); }
+      });
+      var save = el("button", { type: "submit", id: "bot-form-save" }, editing ? "save a new version" : "create the bot");
+      form.appendChild(save);
+      main.appendChild(form);
+      form.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        clearErrors(form);
+        var out = JSON.parse(JSON.stringify(config));  // what the form does not show stays as stored
+        delete out.id;
+        if (!editing) { out.id = inputs.id.value; }
+        ["strategy", "symbol", "venue", "account", "bar", "on_stop"].forEach(function (k) { out[k] = inputs[k].value; });
+        ["data", "cash", "commission"].forEach(function (k) {
+          if (inputs[k].value === "") { delete out[k]; } else { out[k] = inputs[k].value; }
+        });
+        var text = inputs.params.value.trim();
+        try { out.params = text === "" ? {} : JSON.parse(text); } catch (_) { out.params = text; }  // the API says what is wrong
+        var limits = Object.assign({}, mine);
+        BOT_LIMITS.forEach(function (l) {
+          var v = inputs["risk.default_bot." + l[0]].value;
+          if (v === "") { delete limits[l[0]]; } else { limits[l[0]] = l[2] ? Number(v) : v; }
+        });
+        var r = Object.assign({}, risk);
+        if (Object.keys(limits).length) { r.default_bot = limits; } else { delete r.default_bot; }
+        if (Object.keys(r).length) { out.risk = r; } else { delete out.risk; }
+        save.disabled = true;
+        api(editing ? "/bots/" + encodeURIComponent(key) : "/bots", { method: editing ? "PUT" : "POST", body: out })
+          .then(function (bot) {
+            say((editing ? "saved version " : "created, version ") + bot.version);
+            location.assign("/bots/" + encodeURIComponent(me.role === "admin" ? bot.runtime_id : bot.id));
+          }, function (e) { save.disabled = false; showError(form, e); });
+      });
+    });
+  }
+
+  /* --- notifications: the caller's rules (api/notify/router.py) and their delivery log --- */
+
+  var NOTIFY = "/notifications";
+  var KINDS = ["fill", "signal", "bot_state", "daily_loss", "price"];
+  var STOPS = ["KILLED", "ERROR", "STORE_ERROR", "LEASE_LOST", "STOPPED", "END_OF_FEED"];
+
+  function nsTime(ns) { return ns === null || ns === undefined ? "" : new Date(Number(ns) / 1e6).toISOString(); }
+
+  function ruleForm(onSaved) {
+    /* One form for a new rule (POST) and an edited one (PUT; a secret or token left empty keeps the
+     * stored one). Only the chosen channel's inputs show and go in the body. form.edit(rule) fills it. */
+    var form = el("form", { id: "rule-form", "aria-labelledby": "rule-form-title" });
+    var title = el("h2", { id: "rule-form-title" }, "new rule");
+    form.appendChild(title);
+    form.appendChild(el("p", { "class": "form-error", role: "alert", tabindex: "-1" }));
+    var editing = null;
+    var f = {};
+    f.name = fieldBox(form, "name", "rule name", inputOf("text"));
+    f.kind = fieldBox(form, "kind", "when", selectOf(KINDS));
+    f.bot_id = fieldBox(form, "bot_id", "bot", inputOf("text"), "your bot's name (a subscriber: its runtime id); empty: every bot");
+    f.symbol = fieldBox(form, "symbol", "symbol (price alerts)", inputOf("text"));
+    f.level = fieldBox(form, "level", "price level (price alerts)", inputOf("number", { step: "any" }));
+    f.direction = fieldBox(form, "direction", "crossing (price alerts)", selectOf(["", "above", "below"]));
+    var stops = el("fieldset", { "data-field": "stop_reasons", tabindex: "-1", id: "f-stop_reasons" });
+    stops.appendChild(el("legend", {}, "stop reasons (bot_state; none ticked: KILLED, ERROR, STORE_ERROR, LEASE_LOST)"));
+    STOPS.forEach(function (r) {
+      var box = inputOf("checkbox", { id: "f-stop-" + r, value: r });
+      var label = el("label", { "for": box.id }, r);
+      stops.appendChild(box); stops.appendChild(label);
+    });
+    stops.appendChild(el("p", { "class": "field-error", id: "f-stop_reasons-error", "data-error-for": "stop_reasons" }));
+    stops.setAttribute("aria-describedby", "f-stop_reasons-error");
+    form.appendChild(stops);
+    f.channel = fieldBox(form, "channel", "channel", selectOf(["webhook", "telegram", "email"]));
+    var groups = {};
+    // text inputs, not url/email ones: the API's message says what is wrong with an address, not the browser's
+    [["webhook", [["url", "webhook URL", "text"], ["secret", "webhook secret (empty: generated, or the stored one kept)", "password"]]],
+     ["telegram", [["chat_id", "Telegram chat id", "text"], ["bot_token", "Telegram bot token (empty on an edit: kept)", "password"]]],
+     ["email", [["address", "email address", "text"]]]].forEach(function (g) {
+      var set = el("fieldset", { "data-channel": g[0] });
+      set.appendChild(el("legend", {}, g[0]));
+      g[1].forEach(function (x) {
+        f[g[0] + "." + x[0]] = fieldBox(set, "channel." + g[0] + "." + x[0], x[1], inputOf(x[2], { autocomplete: "off" }));
+      });
+      groups[g[0]] = set;
+      form.appendChild(set);
+    });
+    f.enabled = fieldBox(form, "enabled", "enabled", inputOf("checkbox", { checked: "" }));
+    function showChannel() { Object.keys(groups).forEach(function (k) { groups[k].hidden = k !== f.channel.value; }); }
+    f.channel.addEventListener("change", showChannel);
+    showChannel();
+    var save = el("button", { type: "submit", id: "rule-save" }, "create the rule");
+    var cancel = el("button", { type: "button", id: "rule-cancel", hidden: "" }, "cancel the edit");
+    form.appendChild(save); form.appendChild(cancel);
+    var secretNote = el("p", { id: "rule-secret", role: "status" });
+    form.appendChild(secretNote);
+    function reset() {
+      editing = null; form.reset(); clearErrors(form); showChannel();
+      title.textContent = "new rule"; save.textContent = "create the rule"; cancel.hidden = true;
+    }
+    cancel.addEventListener("click", reset);
+    form.edit = function (rule) {
+      reset();
+      editing = rule;
+      title.textContent = "edit rule " + rule.id + (rule.name ? " (" + rule.name + ")" : "");
+      save.textContent = "save the rule"; cancel.hidden = false;
+      ["name", "kind", "bot_id", "symbol", "level", "direction"].forEach(function (k) {
+        f[k].value = rule[k] === null || rule[k] === undefined ? "" : String(rule[k]);
+      });
+      STOPS.forEach(function (r) { document.getElementById("f-stop-" + r).checked = (rule.stop_reasons || []).indexOf(r) >= 0; });
+      var ch = rule.channel || {};
+      f.channel.value = ch.type; showChannel();
+      if (ch.type === "webhook") { f["webhook.url"].value = ch.url || ""; }
+      if (ch.type === "telegram") { f["telegram.chat_id"].value = ch.chat_id || ""; }
+      if (ch.type === "email") { f["email.address"].value = ch.address || ""; }
+      f.enabled.checked = !!rule.enabled;
+      f.name.focus();
+    };
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      clearErrors(form);
+      secretNote.textContent = "";
+      var body = { name: f.name.value, kind: f.kind.value, enabled: f.enabled.checked };
+      ["bot_id", "symbol", "level", "direction"].forEach(function (k) { if (f[k].value !== "") { body[k] = f[k].value; } });
+      var ticked = STOPS.filter(function (r) { return document.getElementById("f-stop-" + r).checked; });
+      if (ticked.length) { body.stop_reasons = ticked; }
+      var type = f.channel.value, channel = { type: type };
+      if (type === "webhook") { channel.url = f["webhook.url"].value; if (f["webhook.secret"].value) { channel.secret = f["webhook.secret"].value; } }
+      if (type === "telegram") { channel.chat_id = f["telegram.chat_id"].value; if (f["telegram.bot_token"].value) { channel.bot_token = f["telegram.bot_token"].value; } }
+      if (type === "email") { channel.address = f["email.address"].value; }
+      body.channel = channel;
+      save.disabled = true;
+      api(NOTIFY + "/rules" + (editing ? "/" + editing.id : ""), { method: editing ? "PUT" : "POST", body: body })
+        .then(function (rule) {
+          save.disabled = false;
+          var was = editing;
+          reset();
+          say((was ? "saved rule " : "created rule ") + rule.id);
+          if (rule.secret) {  // in this answer only: the API never shows it again
+            secretNote.textContent = "rule " + rule.id + ": its webhook secret, shown this once: " + rule.secret;
+          }
+          onSaved();
+        }, function (e) { save.disabled = false; showError(form, e); });
+    });
+    return form;
+  }
+
+  function notificationsPage(main) {
+    main.textContent = "";
+    main.appendChild(el("h1", {}, "notifications"));
+    var rulesBox = el("section", { id: "rules", "aria-labelledby": "rules-title" });
+    rulesBox.appendChild(el("h2", { id: "rules-title" }, "your rules"));
+    var rulesTable = el("div");
+    rulesBox.appendChild(rulesTable);
+    var result = el("p", { id: "rule-result", role: "status" });
+    rulesBox.appendChild(result);
+    main.appendChild(rulesBox);
+    var form = ruleForm(function () { loadRules(); log.refresh(); });
+    main.appendChild(form);
+    var logBox = el("section", { id: "deliveries", "aria-labelledby": "deliveries-title" });
+    logBox.appendChild(el("h2", { id: "deliveries-title" }, "delivery log"));
+    var log = pager("deliveries, newest first", ["id", "created", "rule", "event", "channel", "status", "attempts",
+                                                 "last HTTP status", "last error", "sent"],
+      function (before) {
+        return api(NOTIFY + "/deliveries?limit=" + PAGE + (before ? "&before=" + before : ""))
+          .then(function (page) { return { rows: page.items, next: page.next_cursor }; });
+      },
+      function (d) { return [d.id, nsTime(d.created_ns), d.rule_id, d.event_kind, d.channel, d.status, d.attempts,
+                             d.last_http_status, d.last_error, nsTime(d.sent_ns)]; });
+    logBox.appendChild(log);
+    main.appendChild(logBox);
+    function action(label, name, fn) {
+      var b = el("button", { type: "button", "aria-label": label + " " + name, "data-action": label }, label);
+      b.addEventListener("click", fn);
+      return b;
+    }
+    function loadRules() {
+      return api(NOTIFY + "/rules").then(function (rules) {
+        var t = table(rules.length + " rules", ["id", "name", "when", "bot", "filter", "channel", "enabled", "actions"], rules,
+          function (r) {
+            var ch = r.channel || {};
+            var name = "rule " + r.id + (r.name ? " (" + r.name + ")" : "");
+            var acts = el("span", { "class": "actions" });
+            acts.appendChild(action("edit", name, function () { form.edit(r); }));
+            acts.appendChild(action("send a test", name, function () {
+              result.textContent = "sending a test through " + name + "...";
+              api(NOTIFY + "/rules/" + r.id + "/test", { method: "POST" }).then(function (d) {
+                result.textContent = name + ": test " + d.status + (d.last_http_status ? " (HTTP " + d.last_http_status + ")" : "") +
+                  (d.last_error ? ": " + d.last_error : "");
+                result.setAttribute("data-test-status", d.status);
+                log.refresh();
+              }, function (e) { result.textContent = name + ": " + e.message; });
+            }));
+            acts.appendChild(action("delete", name, function () {
+              if (!window.confirm("Delete " + name + "? Its delivery log stays.")) { return; }
+              api(NOTIFY + "/rules/" + r.id, { method: "DELETE" }).then(function () { say("deleted " + name); loadRules(); },
+                function (e) { result.textContent = name + ": " + e.message; });
+            }));
+            var filter = r.kind === "price" ? r.symbol + " " + r.direction + " " + r.level
+              : r.kind === "bot_state" ? (r.stop_reasons || []).join(", ") : (r.symbol || "");
+            return [r.id, r.name, r.kind, r.bot_id || "every bot", filter,
+                    ch.type + ": " + (ch.url || ch.chat_id || ch.address || ""), r.enabled ? "yes" : "no", acts];
+          });
+        t.id = "rules-table";
+        Array.prototype.forEach.call(t.tBodies[0].rows, function (tr, i) { tr.setAttribute("data-rule", String(rules[i].id)); });
+        rulesTable.textContent = "";
+        rulesTable.appendChild(t);
+      });
+    }
+    return loadRules();
   }
 
   function rows(value) {
@@ -750,9 +1112,10 @@
       if (me.role === "subscriber") { document.getElementById("nav-bots").hidden = true; }
       if (me.role === "subscriber") { document.getElementById("nav-backtests").hidden = true; }
       if (me.role === "subscriber") { document.getElementById("nav-accounts").hidden = true; }
-      var current = { home: "nav-bots", bot: "nav-bots", feed: "nav-feed", backtest: "nav-backtests", backtests: "nav-backtests", accounts: "nav-accounts" }[view];
+      var current = { notifications: "nav-notifications", home: "nav-bots", bot: "nav-bots", botform: "nav-bots", feed: "nav-feed", backtest: "nav-backtests", backtests: "nav-backtests", accounts: "nav-accounts" }[view];
       if (current) { document.getElementById(current).setAttribute("aria-current", "page"); }
-      var pages = { home: home, bot: botPage, feed: feedPage, backtest: backtestPage, backtests: backtestsPage, accounts: accountsPage };
+      var pages = { notifications: notificationsPage, home: home, bot: botPage, botform: botFormPage, feed: feedPage, backtest: backtestPage, backtests: backtestsPage, accounts: accountsPage };
+      if (!pages[view]) { return; }  // a view another script owns (research.js: sweeps)
       return pages[view](main, arg);
     }, toLogin).catch(function (e) {
       main.textContent = "";
