@@ -73,6 +73,10 @@ class OrderReporter:
     def has_fill(self, execution_id: str) -> bool:
         return execution_id in self._execution_ids
 
+    def filled(self, client_order_id: str) -> Decimal:
+        """The quantity of the fills reported for an order so far."""
+        return self._filled.get(client_order_id, Decimal(0))
+
     # -- single reports -------------------------------------------------------------------------
     def submitted(self, order: Order, ts: int) -> None:
         order = self._resolve(order)
@@ -155,5 +159,8 @@ class OrderReporter:
         done = venue_order.qty > 0 and venue_order.filled_qty >= venue_order.qty and reported >= venue_order.qty
         if done:
             self._state[order.client_order_id] = OrderState.FILLED
-        elif state in (OrderState.CANCELED, OrderState.EXPIRED):
+        elif state in (OrderState.CANCELED, OrderState.EXPIRED) and reported >= venue_order.filled_qty:
+            # the same rule for an order that ended with part filled: final only once the fills it
+            # made were reported, since the engine books no fill after a cancel; until then it stays
+            # open here and the next catch-up (a reconcile) reports the fills, then the end
             self.canceled(order, ts, venue_order.reason or (None if state is OrderState.CANCELED else "EXPIRED"))

@@ -18,7 +18,11 @@ Fields per venue (required in capitals in the table of VENUE_FIELDS below):
 - alpaca: API_KEY, SECRET_KEY; optional PAPER (default true: live trading is an explicit choice)
           and EXTENDED_HOURS (default false; true sends limit DAY orders with extended_hours,
           the only ones Alpaca takes it on: brokers/alpaca/mapping.py extended_hours)
-- mt5:    LOGIN (a number), PASSWORD, SERVER; optional BRIDGE_HOST, BRIDGE_PORT (mt5linux) or PATH
+- mt5:    LOGIN (a number), PASSWORD, SERVER; optional BRIDGE_HOST, BRIDGE_PORT (mt5linux) or PATH,
+          and SERVER_TZ: the trade server's time zone as an IANA name ("EET", "Europe/Athens",
+          "America/New_York"), which the broker states; without it the UTC offset is derived from
+          the terminal's ticks, and is provisional until a tick is seen to arrive (a bot started
+          while its market is closed cannot know it: brokers/mt5/clock.py), so name it
 - paper:  none
 A missing field is refused with the account and the field named, before anything connects.
 `validate_credentials` applies the same rules to an account as the API receives it, naming the
@@ -41,7 +45,7 @@ CCXT_SETTINGS = ("leverage", "margin_mode")  # account settings, not secrets: pa
 VENUE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # (required, optional)
     "ccxt": (("exchange",), (*CCXT_CREDENTIALS.values(), "sandbox", *CCXT_SETTINGS)),  # + ccxt_required
     "alpaca": (("api_key", "secret_key"), ("paper", "extended_hours")),
-    "mt5": (("login", "password", "server"), ("bridge_host", "bridge_port", "path")),
+    "mt5": (("login", "password", "server"), ("bridge_host", "bridge_port", "path", "server_tz")),
     "paper": ((), ()),
 }
 FLAGS = ("paper", "sandbox", "extended_hours")
@@ -114,6 +118,8 @@ def validate_credentials(venue: str, fields: dict[str, Any], prefix: str = "cred
         port = out.get("bridge_port", "").strip()
         if port and not (port.isdigit() and 0 < int(port) <= 65535):
             raise ConfigError(f"{prefix}.bridge_port", "must be a port number (1-65535)")
+        if "server_tz" in out:
+            server_tz(out["server_tz"], f"{prefix}.server_tz")
     if venue == "ccxt":
         from brokers.ccxt.futures import parse_settings
 
@@ -162,6 +168,24 @@ def resolve_credentials(account: str, venue: str, sources: Sequence[CredentialSo
                                  f"accounts endpoint or set {env} and the other {venue} fields")
 
 
+def server_tz(value: str | None, field: str = "server_tz") -> str | None:
+    """An MT5 server's time zone as named (an IANA name, e.g. "EET" or "Europe/Athens"), checked
+    against the zone database; None or blank: not named (the adapter derives the offset)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if value is None or not value.strip():
+        return None
+    name = value.strip()
+    try:
+        if len(name) > 64:
+            raise ValueError
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(field, 'must be an IANA time zone name, e.g. "EET" or "Europe/Athens" '
+                                 "(the server's zone, as the broker states it)") from None
+    return name
+
+
 def _flag(value: str | None, default: bool) -> bool:
     if value is None:
         return default
@@ -185,12 +209,15 @@ def make_adapter(venue: str, account: str, symbols: Sequence[str], sources: Sequ
         raise ConfigError("venue", "the paper venue is built by the runtime, not by make_adapter")
     found = resolve_credentials(account, venue, sources)
     if venue == "ccxt":
-        from brokers.ccxt.adapter import CcxtAdapter
+        from brokers.ccxt.adapter import CcxtAdapter, bot_id_refusal
         import ccxt
 
         exchange_id = found["exchange"]
         if exchange_id not in ccxt.exchanges:
             raise ConfigError("account", f"account {account!r}: unknown ccxt exchange {exchange_id!r}")
+        too_long = bot_id_refusal(exchange_id, bot_id)
+        if too_long is not None:
+            raise ConfigError("id", too_long)   # the bot config's id: every order would be refused (-1100)
         config = {theirs: found[ours] for theirs, ours in CCXT_CREDENTIALS.items() if found.get(ours)}
         return CcxtAdapter(exchange_id, config, list(symbols), sandbox=_flag(found.get("sandbox"), False),
                            leverage=found.get("leverage"), margin_mode=found.get("margin_mode"))
@@ -207,8 +234,10 @@ def make_adapter(venue: str, account: str, symbols: Sequence[str], sources: Sequ
     except ValueError:
         raise ConfigError("account", f"account {account!r}: login must be a number, got {found['login']!r}") from None
     api = mt5_api if mt5_api is not None else _mt5_module(account, found, mt5_bridge)
+    zone = server_tz(found.get("server_tz"), "account")
     return MT5Adapter(api, list(symbols), login=login, password=found["password"], server=found["server"],
-                      path=found.get("path"), bot_id=bot_id)  # bot_id: the bot's own magic number
+                      path=found.get("path"), bot_id=bot_id,  # bot_id: the bot's own magic number
+                      server_tz=zone)   # None: derived from the ticks (brokers/mt5/clock.py)
 
 
 def _mt5_module(account: str, found: dict[str, str], bridge: Callable[[str, int], Any] | None) -> Any:

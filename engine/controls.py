@@ -12,6 +12,10 @@ ticks they happened after).
   first the entries and other orders, then the flattening market order, then, when a fill leaves
   the symbol flat, its protection. If the flatten cannot fill (the venue unreachable: the order is
   rejected), the stop stays working; a symbol already flat loses its protection at once.
+  An entry whose cancel is not final yet (Alpaca's asynchronous cancels: pending_cancel, and a
+  fill may still land) keeps its bracket children until it has ended; a fill that lands on the
+  killed bot after the kill (such an entry's) is flattened at once, reduce-only, by the kill's fill
+  listener, and the symbol's protection goes once it is flat with no entry left that could fill.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any, Protocol
 
 from engine.emulation import is_protective
 from engine.oms import OrderManager
+from decimal import Decimal
+
 from engine.orders import Fill, Order, OrderSide, OrderType
 from engine.portfolio import ClosedTrade
 from engine.risk import KillSwitch, RiskEngine, TradingState
@@ -46,12 +52,13 @@ def cancel_open_orders(oms: OrderManager) -> int:
 
 
 def _protecting(oms: OrderManager, order: Order) -> bool:
-    """A protective order that protects something now: a trailing stop, or a child of an entry
-    that has filled (a child of an unfilled entry protects nothing and goes with the entry)."""
+    """A protective order that protects something now, or may have to: a trailing stop, a child of
+    an entry that has filled, or of an entry that has not ended yet (its cancel may lose the race
+    with a fill; the child goes with the entry once it ends unfilled, the venue's or adapter's way)."""
     if not is_protective(order):
         return False
     parent = oms.orders.get(order.parent_id) if order.parent_id is not None else None
-    return parent is None or bool(parent.filled_qty)
+    return parent is None or bool(parent.filled_qty) or not parent.is_terminal
 
 
 def cancel_unprotective(oms: OrderManager) -> None:
@@ -76,32 +83,81 @@ def flatten(oms: OrderManager) -> list[Order]:
     return out
 
 
-def unprotect_when_flat(oms: OrderManager) -> None:
-    """A kill's last step: cancel each symbol's protective orders once it is flat (now, or at the
-    fill that makes it flat: a fill listener that removes itself when every symbol is flat)."""
+def _opens(order: Order) -> bool:
+    """An order whose fill may open or grow a position: not a close, an exit or a trigger."""
+    return not (order.reduce_only or is_protective(order) or order.trigger_of is not None or order.tag == "close")
+
+
+def _held(oms: OrderManager, symbol: str) -> bool:
+    position = oms.portfolio.positions.get(symbol)
+    return position is not None and bool(position.qty)
+
+
+def flatten_late(oms: OrderManager, symbol: str, gate: RiskEngine | None = None) -> Order | None:
+    """A fill landed on a killed bot (an entry whose cancel lost the race): close what the
+    position holds beyond the closing orders already in flight, reduce-only (tag "close"). A halted
+    gate lets it through as the kill's own flatten passes (REDUCING while it is checked)."""
+    position = oms.portfolio.positions.get(symbol)
+    if position is None or not position.qty:
+        return None
+    side = OrderSide.SELL if position.qty > 0 else OrderSide.BUY
+    in_flight = sum((o.leaves_qty for o in oms.open_orders if o.symbol == symbol and o.side is side
+                     and o.reduce_only and not is_protective(o) and o.qty is not None), Decimal(0))
+    qty = abs(position.quantity) - in_flight
+    if qty <= 0:
+        return None
+    order = Order(oms.next_client_order_id(), oms.bot_id, symbol, side, OrderType.MARKET, qty, oms.clock.now_ns(),
+                  reduce_only=True, tag="close")
+    if gate is None or gate.state is not TradingState.HALTED:
+        oms.submit(order)
+        return order
+    ts = oms.clock.now_ns()
+    gate.set_state(TradingState.REDUCING, ts, "KILL_SWITCH:LATE_FILL")
+    try:
+        with gate.flattening():
+            oms.submit(order)
+    finally:
+        gate.set_state(TradingState.HALTED, ts, "KILL_SWITCH:LATE_FILL")
+    return order
+
+
+def unprotect_when_flat(oms: OrderManager, gate: RiskEngine | None = None) -> None:
+    """A kill's last step: cancel each symbol's protective orders once it is flat (now, when no
+    entry there could still fill, else at the fill that makes it flat: a fill listener that
+    removes itself when no symbol is left to watch). A fill of an entry on a watched symbol after
+    the kill is flattened at once (flatten_late)."""
     def cancel_protection(symbol: str) -> None:
         for order in oms.open_orders:
             if order.symbol == symbol and is_protective(order):
                 oms.cancel(order)
 
-    def held(symbol: str) -> bool:
-        position = oms.portfolio.positions.get(symbol)
-        return position is not None and bool(position.qty)
+    def busy(symbol: str) -> bool:
+        return _held(oms, symbol) or any(o.symbol == symbol and _opens(o) for o in oms.open_orders)
 
     symbols = {o.symbol for o in oms.open_orders if is_protective(o)}
-    waiting = {symbol for symbol in symbols if held(symbol)}
+    waiting = {symbol for symbol in symbols | {o.symbol for o in oms.open_orders if _opens(o)} if busy(symbol)}
     for symbol in symbols - waiting:
         cancel_protection(symbol)
     if not waiting:
         return
 
     def on_fill(order: Order, fill: Fill, closed: list[ClosedTrade]) -> None:
-        if fill.symbol in waiting and not held(fill.symbol):
-            waiting.discard(fill.symbol)
-            cancel_protection(fill.symbol)
-            if not waiting:
+        symbol = fill.symbol
+        if symbol not in waiting:
+            return
+        if _opens(order) and _held(oms, symbol):
+            flatten_late(oms, symbol, gate)  # a fill after the kill: never left held
+        if _held(oms, symbol):
+            return
+        # flat: the protection goes (a later fill of an entry still canceling is flattened again);
+        # the symbol is watched while such an entry may still fill
+        cancel_protection(symbol)
+        if not busy(symbol):
+            waiting.discard(symbol)
+            if not waiting and on_fill in oms.fill_listeners:
                 oms.fill_listeners.remove(on_fill)
 
+    on_fill.kill_watch = True  # type: ignore[attr-defined]  # apply(START) drops it
     oms.fill_listeners.append(on_fill)
 
 
@@ -119,13 +175,14 @@ def kill(oms: OrderManager, driver: Driven, gate: RiskEngine | None, reason: str
             flatten(oms)
     finally:
         driver.muted = was_muted
-        unprotect_when_flat(oms)
+        unprotect_when_flat(oms, gate)
 
 
 def apply(action: str, oms: OrderManager, driver: Driven, gate: RiskEngine | None, reason: str = "") -> None:
     """Replay one recorded control action."""
     if action == START:  # a (re)start: a fresh risk engine and a strategy that trades again
         driver.trading = True
+        oms.fill_listeners[:] = [f for f in oms.fill_listeners if not getattr(f, "kill_watch", False)]
         if gate is not None and gate.state is not TradingState.ACTIVE:
             gate.set_state(TradingState.ACTIVE, oms.clock.now_ns(), "RESTARTED")
     elif action == CANCEL:

@@ -40,6 +40,13 @@ does: a standalone group at the first fill, a bracket's exit once it has closed 
 filled (and then the entry's unfilled rest too). A parent canceled or rejected before any fill
 cancels its held emulated children (PARENT_CANCELED). A protective order whose position is gone
 when it triggers is canceled (NOTHING_TO_PROTECT): firing it would open a position.
+OCO while firing: an OCO sibling's working trigger (a take-profit's limit resting at 110) is not a
+closing order in flight for the stop at 80: the member that fires cancels its siblings' triggers.
+A venue that refuses a pending limit already through the market (MT5: `rests_marketable_limits`
+False on its adapter) gets a limit trigger as IOC, which it sends as a deal bounded by the price.
+A protective order the venue refused or lost after its entry filled (`on_refused`: the market
+through its stop, a transport failure the adapter could not repair) is taken over by an emulated
+stand-in (TAKEN_OVER journaled on both), fired at once when the market is through its stop.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from typing import TYPE_CHECKING
 
 from engine.market import Tick
 from engine.money import raw_price, to_raw
-from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, protective_qty
+from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInForce, protective_qty
 
 if TYPE_CHECKING:
     from engine.oms import OrderManager
@@ -61,6 +68,12 @@ NOTHING_TO_PROTECT = "NOTHING_TO_PROTECT"
 PARENT_CANCELED = "PARENT_CANCELED"
 OCO_CANCELED = "OCO"
 EXIT_FILLED = "EXIT_FILLED"
+TAKEN_OVER = "TAKEN_OVER"
+# a protective order's refusal the OMS takes over (on_refused): the market already through its level,
+# or a failure of transport / the venue after which no order is working (the adapter proved it or gave
+# up); a refusal of the order's terms (UNSUPPORTED, a quantity off the grid ...) stays a refusal
+TAKE_OVER_REASONS = ("INVALID_STOPS", "VENUE_ERROR", "TIMEOUT", "RATE_LIMITED", "PRICE_CHANGED",
+                     "SUBMIT_FAILED", "CONNECTION", "NO_LIQUIDITY")
 ZERO = Decimal(0)
 # a trigger that did not fill (the venue down, a reject) is sent again after 0.5 s, then 1, 2, 4 ...
 # up to 30 s: a stop keeps trying (a bare position is worse than a refused order), but not at every
@@ -178,12 +191,16 @@ class Emulator:
             qty = min(qty, available)
             if qty <= 0:
                 return  # a closing order already in flight covers the position: wait for it
+            self._cancel_sibling_triggers(order)  # OCO: the member that fires ends its siblings' triggers
+        tif = TimeInForce.GTC
         if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
             kind, limit = OrderType.LIMIT, order.limit_price
+            if not getattr(oms.adapter, "rests_marketable_limits", True):
+                tif = TimeInForce.IOC  # MT5 refuses a pending limit through the market: a deal bounded by it
         else:
             kind, limit = OrderType.MARKET, None
         trigger = Order(oms.next_client_order_id(), order.bot_id, order.symbol, order.side, kind, qty,
-                        oms.clock.now_ns(), limit_price=limit, reduce_only=protective, tag=order.tag,
+                        oms.clock.now_ns(), limit_price=limit, tif=tif, reduce_only=protective, tag=order.tag,
                         trigger_of=order.client_order_id)
         oms._note(order, f"{TRIGGERED} by {trigger.client_order_id}")
         count = self._fired.get(order.client_order_id, (0, 0))[0]
@@ -204,11 +221,29 @@ class Emulator:
         available = held if order.side is OrderSide.SELL else -held
         if available <= 0:
             return None
+        siblings = self._siblings(order)
         for other in oms.open_orders:
             if (other.symbol == order.symbol and other.side is order.side and not other.emulated
-                    and not is_protective(other) and other.qty is not None):
+                    and not is_protective(other) and other.qty is not None and other.trigger_of not in siblings):
                 available -= other.leaves_qty
         return available
+
+    def _siblings(self, order: Order) -> set[str]:
+        """The client ids of `order`'s OCO siblings: their triggers (a take-profit's limit resting at
+        110) close nothing at the stop's price, and the member that fires cancels them."""
+        group = order.oco_group
+        if group is None:
+            return set()
+        return {o.client_order_id for o in self.oms.open_orders
+                if o.oco_group == group and o is not order and o.emulated}
+
+    def _cancel_sibling_triggers(self, order: Order) -> None:
+        siblings = self._siblings(order)
+        if not siblings:
+            return
+        for other in self.oms.open_orders:
+            if other.trigger_of in siblings and not other.is_terminal:
+                self.oms.cancel(other)
 
     def _ratchet(self, order: Order, best_raw: int) -> None:
         """Move a trailing stop behind `best_raw` (the raw price), as SimulatedVenue._ratchet does;
@@ -277,6 +312,32 @@ class Emulator:
         if done:
             for other in others:
                 self.cancel(other, OCO_CANCELED)
+
+    def on_refused(self, order: Order, reason: str) -> Order | None:
+        """A protective order the venue refused or lost (TAKE_OVER_REASONS) while what it protects
+        is, or may still be, held: an emulated stand-in takes its place (same terms, group and parent,
+        a new client id; both journaled, TAKEN_OVER), so the position is never left bare. A stop the
+        market is already through (INVALID_STOPS) fires at once: a reduce-only exit for what is held.
+        Returns the stand-in, or None when nothing is taken over."""
+        oms = self.oms
+        if (order.emulated or order.trigger_of is not None or not is_protective(order) or order.qty is None
+                or not str(reason).startswith(TAKE_OVER_REASONS)):
+            return None
+        parent = oms.orders.get(order.parent_id) if order.parent_id is not None else None
+        if parent is not None and parent.is_terminal and not parent.filled_qty:
+            return None  # its entry never filled: it protects nothing
+        stand_in = Order(oms.next_client_order_id(), order.bot_id, order.symbol, order.side, order.type,
+                         order.qty - order.filled_qty, oms.clock.now_ns(), limit_price=order.limit_price,
+                         stop_price=order.stop_price, reduce_only=order.reduce_only, tag=order.tag,
+                         parent_id=order.parent_id, oco_group=order.oco_group, trail_distance=order.trail_distance,
+                         trail_percent=order.trail_percent, emulated=True)
+        oms._emulating = True
+        oms._note(order, f"{TAKEN_OVER} by {stand_in.client_order_id}: {reason}")
+        oms.submit(stand_in)
+        if stand_in.is_open and str(reason).startswith("INVALID_STOPS") and stand_in.type is not OrderType.LIMIT \
+                and self._working(stand_in):
+            self._fire(stand_in)  # the market is through the stop already: exit now, not at the next tick
+        return stand_in
 
     def on_done(self, order: Order) -> None:
         """`order` was canceled or rejected: its held emulated children go if it filled nothing."""

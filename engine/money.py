@@ -22,6 +22,7 @@ currency (CURRENCY_INCREMENTS: cents for USD, whole yen, 1e-8 for coins and stab
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from fractions import Fraction
@@ -308,10 +309,16 @@ class ConversionRates:
     look-ahead in a backtest) and, with `max_age_ns`, only while it is fresh; the inverse pair is
     derived (JPY/USD from USD/JPY). Rates are kept as exact fractions, so a conversion rounds
     once, half to even, at the end.
+
+    A live bot has no market data for a fee's third coin (BNB): its `source(base, quote)` is
+    asked on a miss (the venue's price now, or None), and the answer is kept as of the time
+    asked for, so the next fills within `max_age_ns` reuse it and a later one refreshes it.
     """
 
-    def __init__(self, max_age_ns: int | None = None) -> None:
+    def __init__(self, max_age_ns: int | None = None,
+                 source: Callable[[str, str], Decimal | None] | None = None) -> None:
         self.max_age_ns = max_age_ns
+        self.source = source
         self._times: dict[tuple[str, str], list[int]] = {}
         self._rates: dict[tuple[str, str], list[Fraction]] = {}
 
@@ -349,6 +356,12 @@ class ConversionRates:
         inverse = self._lookup(quote, base, ts)
         if inverse is not None:
             return 1 / inverse
+        fetched = self.source(base, quote) if self.source is not None else None
+        if fetched is not None and fetched > 0:
+            times = self._times.get((base, quote))
+            if not times or ts >= times[-1]:  # kept unless an older time is asked for (a replay)
+                self.update(base, quote, fetched, ts)
+            return Fraction(fetched)
         raise MissingRate(base, quote, ts, purpose)
 
     def convert_raw(self, amount_raw: int, amount_dp: int, src: str, dst: str, ts: int, dst_dp: int,

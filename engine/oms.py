@@ -70,6 +70,9 @@ VENUE_MADE = "venue"
 # The bot id an in-process simulated venue (brokers/paper) gives the orders it makes itself on the
 # account it simulates for one bot (a margin stop-out, `STOPOUT-<n>`): that account is the bot's.
 VENUE_BOT_ID = "venue"
+# The note journaled on a final order when an execution of it is reported after its cancel, expiry
+# or reject: the fill is booked (the money moved at the venue) and the order keeps its final state.
+LATE_FILL = "LATE_FILL"
 
 
 def sent_by(bot_id: str, client_order_id: str) -> bool:
@@ -165,6 +168,12 @@ class OrderManager:
         hold = getattr(self.adapter, "hold", None)
         return hold() if hold is not None else nullcontext()
 
+    @property
+    def has_children(self) -> bool:
+        """Whether any order this OMS knows has a parent (a bracket's child): without one there is
+        no protection to cancel (Strategy.close asks at every exit)."""
+        return bool(self._children)
+
     def has_open(self, tags: frozenset[str]) -> bool:
         """Whether an order tagged with one of `tags` may still be acted on (the go() hot path:
         no list is built)."""
@@ -226,7 +235,7 @@ class OrderManager:
                 self._record(order, order.transition(OrderState.DENIED, ts, reason))
                 self.denied.append(order)
                 return False
-        self._record(order, order.transition(OrderState.PENDING_SUBMIT, ts))
+        self._move(order, OrderState.PENDING_SUBMIT, ts)
         if order.emulated:
             self._record(order, order.transition(OrderState.ACCEPTED, ts, EMULATED))
             if self.journal is not None:
@@ -383,12 +392,14 @@ class OrderManager:
         return own
 
     def on_submitted(self, order: Order, ts: int) -> None:
-        if self._foreign(order):
-            return
-        own = self._own(order)
+        own = self.orders.get(order.client_order_id)  # known: neither foreign nor to adopt (the hot path)
+        if own is None:
+            if self._foreign(order):
+                return
+            own = self._own(order)
         if own.state in _PAST_SUBMITTED:
             return  # a repeated or late report (a reconnect, a restart): the books already know more
-        self._record(own, own.transition(OrderState.SUBMITTED, ts))
+        self._move(own, OrderState.SUBMITTED, ts)
 
     def on_accepted(self, order: Order, ts: int) -> None:
         if self._foreign(order):
@@ -408,6 +419,8 @@ class OrderManager:
         self.rejected.append(own)
         if self._emulating:
             self.emulator.on_done(own)
+        if own.parent_id is not None or own.is_trailing:
+            self.emulator.on_refused(own, str(reason))  # a refused protective order is taken over, never left bare
 
     def on_canceled(self, order: Order, ts: int, reason: str | None) -> None:
         if self._foreign(order):
@@ -420,38 +433,68 @@ class OrderManager:
             self.emulator.on_done(own)
 
     def on_fill(self, order: Order, fill: Fill, bar: int) -> None:
-        if fill.execution_id in self._execution_ids:
+        execution_ids = self._execution_ids
+        if fill.execution_id in execution_ids:
             return  # a venue may report one execution twice (reconnects, replays): book it once
-        if self._foreign(order):
+        own = self.orders.get(order.client_order_id)  # known: neither foreign nor to adopt (the hot path)
+        if own is None and self._foreign(order):
             return
-        fill = self.portfolio.valued(self.instruments[fill.symbol], fill)  # a fee in any currency, or refused
-        own = self._own(order)
-        self._execution_ids.add(fill.execution_id)
+        instrument = self.instruments[fill.symbol]
+        if fill.fee_currency:  # a fee in any currency, valued or refused (a cash-currency fee needs nothing)
+            fill = self.portfolio.valued(instrument, fill)
+        if own is None:
+            own = self._own(order)
+        late = own.state in TERMINAL_STATES  # an execution reported after the cancel/expiry/reject
+        execution_ids.add(fill.execution_id)
         self.fills.append(fill)
         if own.qty is None:  # sized by the venue at fill time
             own.qty = order.qty
         previous = own.filled_qty
-        fill_qty = fill.qty
+        fill_qty = Decimal(fill.qty_raw).scaleb(-fill.qty_dp)  # fill.qty and fill.price, inlined
+        fill_price = Decimal(fill.price_raw).scaleb(-fill.price_dp)
         if not previous:
             own.filled_qty = fill_qty
-            own.avg_fill_price = fill.price
+            own.avg_fill_price = fill_price
         else:
             own.filled_qty = previous + fill_qty
-            own.avg_fill_price = (own.avg_fill_price * previous + fill.price * fill_qty) / own.filled_qty  # type: ignore[operator]
-        done = own.qty is not None and own.filled_qty >= own.qty
-        state = OrderState.FILLED if done else OrderState.PARTIALLY_FILLED
-        self._record(own, own.transition(state, fill.ts))
+            own.avg_fill_price = (own.avg_fill_price * previous + fill_price * fill_qty) / own.filled_qty  # type: ignore[operator]
+        if late:
+            # The venue executed it before its cancel (or expiry) took effect and said so afterwards
+            # (Alpaca's fill activities lag its order status; two streams; a restart's fills_since).
+            # The money moved: book it. The order stays in its final state, with the fill noted.
+            self._note(own, f"{LATE_FILL} {fill.execution_id} after {own.state}")
+        else:
+            done = own.qty is not None and own.filled_qty >= own.qty
+            self._move(own, OrderState.FILLED if done else OrderState.PARTIALLY_FILLED, fill.ts)
         if self._children:
             self._resize_children(own)
-        instrument = self.instruments[fill.symbol]
-        closed = self.portfolio.book_fill(instrument, fill, bar)
+        if fill.fee_currency:
+            closed = self.portfolio.book_fill(instrument, fill, bar)
+        else:  # book_fill's own first branch, without the call (every simulated fill)
+            closed = self.portfolio.apply_fill(instrument, fill.side.sign, fill.qty_raw, fill.price_raw, fill.fee_raw,
+                                               fill.ts, bar)
         if self.journal is not None:
             self.journal.record_fill(own, fill)
             self.journal.record_position(self.portfolio, fill.symbol, fill.ts)
         if self._emulating:
             self.emulator.on_fill(own, fill)
-        for listener in tuple(self.fill_listeners):  # a listener may remove itself (engine.controls)
-            listener(own, fill, closed)
+        if self.fill_listeners:
+            for listener in tuple(self.fill_listeners):  # a listener may remove itself (engine.controls)
+                listener(own, fill, closed)
+
+    def _move(self, order: Order, new: OrderState, ts: int) -> None:
+        """`_record(order, order.transition(new, ts))` in one call: every order makes three such
+        transitions (pending, submitted, filled), and the call is a measurable part of a backtest's."""
+        event = order.transition(new, ts)
+        cid = order.client_order_id
+        if new in TERMINAL_STATES:
+            self._open.pop(cid, None)
+            if self._parked:
+                self._parked.pop(cid, None)
+        elif not self._parked or cid not in self._parked:
+            self._open[cid] = order
+        if self.journal is not None:
+            self.journal.record_event(order, event)
 
     def _record(self, order: Order, event: OrderEvent) -> None:
         if order.state in TERMINAL_STATES:

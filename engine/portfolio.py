@@ -29,6 +29,7 @@ the venue's rollover (`charge_swap`) into cash and realized P&L.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -37,9 +38,35 @@ from fractions import Fraction
 
 from engine.charges import AccountCharge
 from engine.errors import ConfigError
-from engine.instrument import Instrument
-from engine.money import ConversionRates, Scales, div_round_half_even, raw_to_float, to_raw
-from engine.orders import Fill
+from engine.instrument import AssetClass, Instrument
+from engine.money import (ConversionRates, MissingRate, Scales, div_round_half_even, from_raw, raw_to_float,
+                          to_raw)
+from engine.orders import Fill, quick_frozen_init
+
+
+log = logging.getLogger(__name__)
+
+# Instruments whose base is a currency of account, not a holding: a fee in it is cash (valued at the fill)
+_UNHELD_BASE = frozenset({AssetClass.FX, AssetClass.CFD, AssetClass.FUTURE})
+
+
+def holds_base(instrument: Instrument) -> bool:
+    """True when buying the instrument puts its base asset in the account (spot crypto, a stock),
+    so a fee in the base is coins taken from the position. Not so on margin, nor for an FX pair,
+    a CFD or a future: their base (EUR of EURUSD) is only the unit the contract is counted in."""
+    return not instrument.on_margin and instrument.asset_class not in _UNHELD_BASE
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFee:
+    """A fee booked without its value (no rate at the fill): what `value_pending_fees` values."""
+
+    instrument: Instrument
+    currency: str
+    native_raw: int
+    native_dp: int
+    ts: int
+    execution_id: str
 
 
 @dataclass(slots=True)
@@ -53,6 +80,7 @@ class Lot:
     bar: int
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class ClosedTrade:
     """A round trip (or the closed part of one): one lot closed by one fill."""
@@ -153,8 +181,10 @@ class Position:
             self.qty += side_sign * remaining
         self.fees += fee
         self.last_price = price
-        self.qty_float = raw_to_float(self.qty * self.scales.multiplier, self.scales.qty_dp)
-        self.units_float = raw_to_float(self.qty, self.scales.qty_dp)
+        s = self.scales
+        scale = 10.0**s.qty_dp  # raw_to_float, inlined: this runs at every fill
+        self.qty_float = float(self.qty * s.multiplier) / scale
+        self.units_float = float(self.qty) / scale
         return closed
 
 
@@ -182,6 +212,7 @@ class Portfolio:
         self.rates = rates
         self.stop_out_level = stop_out_level
         self.fees_native: dict[str, Decimal] = {}  # fees charged outside the cash currency, as charged
+        self.pending_fees: list[PendingFee] = []  # fees with no rate yet (book_fill), valued later
         self.swap_raw = 0
 
     @classmethod
@@ -209,37 +240,64 @@ class Portfolio:
         return position
 
     # -- fees in any currency ------------------------------------------------------------------
+    # A live bot books a fill whose fee has no rate yet and values the fee later (book_fill); a
+    # backtest (False) refuses it: there a missing rate is missing data, said before anything runs.
+    defer_unvalued_fees = False
+
     def valued(self, instrument: Instrument, fill: Fill) -> Fill:
         """The fill with `fee_raw` holding its fee's value in the account currency at the fill's
-        time (a fill whose fee is in the cash currency, or already valued, comes back as it is).
-        Raises ConfigError naming the field (a missing rate, a fee off the quantity grid) before
-        anything is booked."""
+        time (a fill whose fee is in the cash currency, or already valued, comes back as it is;
+        so does one whose fee has no rate yet when `defer_unvalued_fees`: book_fill keeps it
+        pending). Raises ConfigError naming the field (a missing rate otherwise, a fee off the
+        quantity grid, one not less than the coins bought) before anything is booked."""
         if not fill.fee_currency or fill.fee_raw or not fill.fee_native_raw:
             return fill
+        value = self._fee_value(instrument, fill)
+        return fill if value is None else replace(fill, fee_raw=value)
+
+    def _fee_value(self, instrument: Instrument, fill: Fill) -> int | None:
+        """A fee's value in raw account cash at the fill's time; None when it needs a rate the
+        portfolio does not have (yet).
+
+        A fee in the base currency is coins taken from the position only where the base is held
+        (`holds_base`: spot). On a CFD or FX margin instrument the base is a currency of account,
+        not a holding (an MT5 account in EUR trading EURUSD, in USD trading USDJPY): such a fee
+        is cash, worth the fee times the fill's price in the quote currency, exact on the cash
+        grid (half to even only when it is finer)."""
         if fill.fee_native_raw < 0 or fill.fee_native_dp < 0:
             raise ConfigError("fee_native_raw", f"a fee must be >= 0 on a grid of >= 0 decimals, got "
                               f"{fill.fee_native_raw} at {fill.fee_native_dp}")
         self.position(instrument)  # settles the account currency
         s = instrument.scales
-        if fill.fee_currency == instrument.base:
+        currency = fill.fee_currency
+        if currency == instrument.base and holds_base(instrument):
             fee_qty = self.base_fee_qty(instrument, fill)
             if fee_qty >= fill.qty_raw and fill.side.sign > 0:
-                raise ConfigError("fee_native_raw", f"a fee of {fill.fee_native} {fill.fee_currency} is not less "
+                raise ConfigError("fee_native_raw", f"a fee of {fill.fee_native} {currency} is not less "
                                   f"than the {fill.qty} bought")
-            value = fee_qty * fill.price_raw * s.notional_k
-        elif fill.fee_currency == self.currency:
-            value = _rescale(fill.fee_native_raw, fill.fee_native_dp, self.cash_dp)
-        else:
-            if self.rates is None:
-                raise ConfigError("conversion_rate", f"no {fill.fee_currency}/{self.currency} rate at "
-                                  f"{_iso(fill.ts)} to value a fee (the portfolio has no rates)")
-            value = self.rates.convert_raw(fill.fee_native_raw, fill.fee_native_dp, fill.fee_currency,
-                                           self.currency, fill.ts, self.cash_dp, "a fee")
-        return replace(fill, fee_raw=value)
+            return fee_qty * fill.price_raw * s.notional_k
+        if currency == self.currency:
+            return _rescale(fill.fee_native_raw, fill.fee_native_dp, self.cash_dp)
+        if currency == instrument.base and self.currency == instrument.quote_currency:
+            # 1 base = the fill price in the quote: the fee at that price, on the cash grid
+            return _rescale(fill.fee_native_raw * fill.price_raw, fill.fee_native_dp + s.price_dp, self.cash_dp)
+        if self.rates is None:
+            if self.defer_unvalued_fees:
+                return None
+            raise ConfigError("conversion_rate", f"no {currency}/{self.currency} rate at "
+                              f"{_iso(fill.ts)} to value a fee (the portfolio has no rates)")
+        try:
+            return self.rates.convert_raw(fill.fee_native_raw, fill.fee_native_dp, currency, self.currency,
+                                          fill.ts, self.cash_dp, "a fee")
+        except MissingRate:
+            if self.defer_unvalued_fees:
+                return None
+            raise
 
     def base_fee_qty(self, instrument: Instrument, fill: Fill) -> int:
-        """A fee charged in the base asset, as raw quantity on the instrument's quantity scale."""
-        if fill.fee_currency != instrument.base or not fill.fee_native_raw:
+        """A fee charged in the base asset of a held base (holds_base), as raw quantity on the
+        instrument's quantity scale; 0 for any other fee (it is cash, valued by `valued`)."""
+        if fill.fee_currency != instrument.base or not fill.fee_native_raw or not holds_base(instrument):
             return 0
         qty_dp = instrument.scales.qty_dp
         if fill.fee_native_dp > qty_dp and fill.fee_native_raw % 10 ** (fill.fee_native_dp - qty_dp):
@@ -249,17 +307,69 @@ class Portfolio:
         return _rescale(fill.fee_native_raw, fill.fee_native_dp, qty_dp)
 
     def book_fill(self, instrument: Instrument, fill: Fill, bar: int = -1) -> list[ClosedTrade]:
-        """Book a venue's fill with its fee in whatever currency it was charged (module docstring)."""
+        """Book a venue's fill with its fee in whatever currency it was charged (module docstring).
+
+        With `defer_unvalued_fees` (live bots), a fee in a third currency with no rate yet (the
+        first BNB fee before any BNB price) does not stop the booking: the position and cash
+        move exactly, the fee is kept in `fees_native` and in `pending_fees`, and
+        `value_pending_fees` books its value once a rate is known (tried again at every fill)."""
         if not fill.fee_currency:  # the fee is in the cash currency (every simulated fill)
             return self.apply_fill(instrument, fill.side.sign, fill.qty_raw, fill.price_raw, fill.fee_raw,
                                    fill.ts, bar)
-        fill = self.valued(instrument, fill)
+        pending = False
+        if not fill.fee_raw and fill.fee_native_raw:
+            value = self._fee_value(instrument, fill)
+            pending = value is None
+            if value:
+                fill = replace(fill, fee_raw=value)
         base_fee = self.base_fee_qty(instrument, fill)
         closed = self.apply_fill(instrument, fill.side.sign, fill.qty_raw, fill.price_raw, fill.fee_raw,
                                  fill.ts, bar, base_fee)
-        if fill.fee_currency and fill.fee_native_raw:
+        if fill.fee_native_raw:
             self.fees_native[fill.fee_currency] = self.fees_native.get(fill.fee_currency, Decimal(0)) + fill.fee_native
+        if pending:
+            self.pending_fees.append(PendingFee(instrument, fill.fee_currency, fill.fee_native_raw,
+                                                fill.fee_native_dp, fill.ts, fill.execution_id))
+            log.warning("fill %s booked; its fee of %s %s is not valued yet (no %s/%s rate): kept in fees_native, "
+                        "valued when a rate arrives", fill.execution_id, fill.fee_native, fill.fee_currency,
+                        fill.fee_currency, self.currency)
+        elif self.pending_fees:
+            self.value_pending_fees()
         return closed
+
+    def value_pending_fees(self) -> int:
+        """Book the fees kept pending for want of a rate whose rate is now known, into cash, the
+        fees and the position's realized P&L, so equity == initial cash + realized + unrealized
+        still holds. The rate is the rates' source's price now (a live bot), else the latest one
+        seen: the rate of the fill's time was never known. Returns the raw value booked."""
+        rates = self.rates
+        if not self.pending_fees or rates is None:
+            return 0
+        booked, left = 0, []
+        for fee in self.pending_fees:
+            value = None
+            for ts in (fee.ts,) if rates.source is not None else (fee.ts, _LATEST):
+                try:
+                    value = rates.convert_raw(fee.native_raw, fee.native_dp, fee.currency, self.currency, ts,
+                                              self.cash_dp, "a fee")
+                    break
+                except MissingRate:
+                    continue
+            if value is None:
+                left.append(fee)
+                continue
+            position = self.position(fee.instrument)
+            position.fees += value
+            position.realized_pnl -= value
+            self.fees_raw += value
+            self.cash_raw -= value
+            booked += value
+            log.info("fee of fill %s valued: %s %s = %s %s", fee.execution_id, from_raw(fee.native_raw, fee.native_dp),
+                     fee.currency, from_raw(value, self.cash_dp), self.currency)
+        self.pending_fees = left
+        if booked:
+            self.cash_float = raw_to_float(self.cash_raw, self.cash_dp)
+        return booked
 
     # -- booking ---------------------------------------------------------------------------------
     def apply_fill(self, instrument: Instrument, side_sign: int, qty: int, price: int, fee: int,
@@ -268,7 +378,9 @@ class Portfolio:
         the fee only); lots close FIFO. `base_fee_qty` is a fee taken in the base asset (raw
         quantity): the position moves by what the wallet received (a buy) or gave (a sell), and
         `fee` then holds that quantity's value."""
-        position = self.position(instrument)
+        position = self.positions.get(instrument.symbol)
+        if position is None:
+            position = self.position(instrument)
         moved = qty - side_sign * base_fee_qty
         if moved <= 0:
             raise ConfigError("fee_native_raw", f"a fee of {position.scales.qty(base_fee_qty)} {instrument.base} "
@@ -280,9 +392,10 @@ class Portfolio:
         else:
             self.cash_raw -= side_sign * moved * price * position.scales.notional_k + fee
             closed = position.apply(side_sign, moved, price, fee, ts, bar)
-        self.cash_float = raw_to_float(self.cash_raw, self.cash_dp)
+        self.cash_float = float(self.cash_raw) / 10.0**self.cash_dp  # raw_to_float, inlined (every fill)
         self.fees_raw += fee
-        self.closed_trades.extend(closed)
+        if closed:
+            self.closed_trades.extend(closed)
         return closed
 
     def charge_swap(self, instrument: Instrument, nights: int, ts: int) -> int:

@@ -33,7 +33,6 @@ from engine.errors import ConfigError
 from engine.instrument import Instrument, infer_price_increment
 from engine.money import FeeModel, raw_price
 from engine.oms import OrderManager
-from engine.portfolio import Portfolio
 from engine.reconcile import ReconciliationError, ReconciliationReport, restore_books
 from engine.risk import AccountRisk, RiskEngine
 from engine.store.db import StoreLost, check_connection, make_engine
@@ -46,6 +45,7 @@ from live.config import BotConfig
 from live.driver import StrategyDriver
 from live.events import QueuedSink
 from live.feed import ReplayFeed, TickTable
+from live.rates import live_portfolio
 from live.lease import BotLease
 from live.recorder import SessionRecorder
 from live.runner import HALTED, RUNNING, STOPPED, BotParts, BotRunner, Restored, Snapshot, instrument_meta
@@ -126,9 +126,11 @@ def trading_core(config: BotConfig, clock: Any, adapter: Any, instrument: Instru
                  strategy: Strategy | None = None) -> tuple[OrderManager, RiskEngine | None, StrategyDriver]:
     """What every runner is built around, the same for paper bots, live venues and parity's
     replay: the OMS (unconnected: the runner restores and reconciles before any report reaches
-    it), the risk engine when the bot has limits (reading its prices from `guard`; the account's
-    shared through `store` when there is one), and the strategy's driver."""
-    oms = OrderManager(config.id, clock, adapter, Portfolio.for_instrument(config.cash, instrument),
+    it) over books that value a fee in a third coin from the venue's price and never stop at a
+    fee with no rate yet (live.rates.live_portfolio), the risk engine when the bot has limits
+    (reading its prices from `guard`; the account's shared through `store` when there is one),
+    and the strategy's driver."""
+    oms = OrderManager(config.id, clock, adapter, live_portfolio(config.cash, instrument, adapter),
                        {config.symbol: instrument}, journal=journal, connect=False)
     gate = make_gate(config, clock, instrument, *guarded_prices(guard, instrument), store=store)
     if gate is not None:

@@ -591,9 +591,11 @@ class AlpacaAdapter:
         try:
             fills = self._fills_of(data) if venue.filled_qty else []
         except VenueUnreachable as error:
-            # the stream or the next reconciliation brings them: until then the order is reported
-            # as far as its known fills go (OrderReporter never marks it filled without them)
-            log.warning("alpaca: fills of %s not read: %s", venue.client_order_id, error)
+            # fills unknown, not "no fills": the order is reported as far as its reported fills go
+            # and stays open in the books (OrderReporter reports neither filled nor canceled/expired
+            # while its fills fall short of filled_qty); the next reconciliation reads them and ends it
+            log.warning("alpaca: fills of %s not read: %s (the order stays open until they are)",
+                        venue.client_order_id, error)
             fills = []
         with self.lock:
             self._reporter.catch_up(_with_terms(venue, order), fills)
@@ -699,6 +701,7 @@ class AlpacaAdapter:
         if instrument is None:
             return
         status = order_json.get("status")
+        unread = False
         with self.lock:
             cid = venue.client_order_id
             order = self._reporter.orders.get(cid) or venue.to_order()
@@ -709,6 +712,8 @@ class AlpacaAdapter:
                 self._reporter.fill(order, m.fill(instrument, cid, order_json["id"], order_json["side"],
                                                   m.dec(data["qty"]), m.dec(data["price"]),  # type: ignore[arg-type]
                                                   m.dec(order_json["filled_qty"]), ts))  # type: ignore[arg-type]
+            elif event in ("canceled", "expired") and self._reporter.filled(cid) < venue.filled_qty:
+                unread = True   # it ended with fills the stream never brought: read them first
             elif event == "canceled":
                 self._reporter.canceled(order, ts, None)
             elif event == "expired":
@@ -720,7 +725,9 @@ class AlpacaAdapter:
                     self._reporter.canceled(order, ts, m.REPLACED)
             else:  # new, accepted, pending_new, pending_cancel, pending_replace, restated, done_for_day
                 self._reporter.accepted(order, ts)
-        if status != "replaced":
+        if unread:
+            self._apply(order, order_json)   # fills from the activities, then the end (calls _done)
+        elif status != "replaced":
             self._done(cid, order_json)
 
     # -- reconciliation ---------------------------------------------------------------------------

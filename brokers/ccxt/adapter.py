@@ -11,7 +11,9 @@
   any OperationFailed) is never resent blindly: the order is looked up by client order id; found,
   it is reported as the venue has it; provably absent (OrderNotFound), it is sent again after a
   backoff, up to `max_attempts`; if even the lookup cannot be made, the order stays SUBMITTED and
-  the next poll resolves it (found: reported; absent: rejected as TIMEOUT, never sent late).
+  the next poll resolves it (found: reported; absent: rejected as TIMEOUT, never sent late; except
+  a bracket's exit whose entry has filled, which is sent again under the same client id, one poll
+  apart, up to `max_attempts`: a position must not stay bare for want of its stop).
 - Time in force goes out in ccxt's unified params (GTC / IOC / FOK; `postOnly` for an order
   tagged "post_only"); DAY is refused (UNSUPPORTED). Amounts and prices are checked with ccxt's
   own `amount_to_precision` / `price_to_precision` for every precision mode (a value they would
@@ -67,6 +69,7 @@ Thread-safety: one lock serialises every ccxt call and every report to the sink.
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from dataclasses import replace
@@ -93,6 +96,40 @@ _UNKNOWN_OUTCOME = (ccxt.OperationFailed,)           # NetworkError, RequestTime
 _TRANSIENT_READ = (ccxt.NetworkError, ccxt.OperationFailed)
 # ccxt passes `clientOrderId` through as is in these exchanges' cancel_order: their own name for it
 CANCEL_CLIENT_ID_PARAM = {"bybit": "orderLinkId"}
+# The client ids a venue takes. Binance (spot and USD-M) refuses any newClientOrderId / clientAlgoId /
+# OCO leg id outside ^[.A-Z:/a-z0-9_-]{1,36}$ with -1100. The engine's ids are `<bot id>-<8 digits>`
+# (engine/oms.py next_client_order_id) and an amend's replacement adds `.r<n>` (protective.py), so
+# a bot id has a length budget on these venues: refused when the bot starts (brokers/factory.py,
+# `bot_id_refusal`) rather than mapped to shorter ids, so that the id at the venue stays the one in
+# the books and a lookup after a crash needs no table; an order whose id is over anyway is refused
+# before it is sent.
+CLIENT_ID_RULES: dict[str, tuple[int, re.Pattern[str]]] = {
+    "binance": (36, re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")),
+    "binanceusdm": (36, re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")),
+}
+CLIENT_ID_SUFFIX_CHARS = len("-00000001") + len(".r99")   # a sequence number and up to 99 amends
+
+
+def client_id_refusal(exchange_id: str, client_order_id: str) -> str | None:
+    """Why `exchange_id` would refuse this client id, or None."""
+    rule = CLIENT_ID_RULES.get(exchange_id)
+    if rule is None or rule[1].fullmatch(client_order_id):
+        return None
+    return (f"{RejectReason.INVALID_ORDER}: client id of {len(client_order_id)} characters; {exchange_id} "
+            f"takes 1-{rule[0]} of A-Z a-z 0-9 . : / _ -")
+
+
+def bot_id_refusal(exchange_id: str, bot_id: str | None) -> str | None:
+    """Why a bot with this id cannot trade on `exchange_id` (its client ids would be refused), or None."""
+    rule = CLIENT_ID_RULES.get(exchange_id)
+    if rule is None or bot_id is None:
+        return None
+    most = rule[0] - CLIENT_ID_SUFFIX_CHARS
+    if len(bot_id) > most or client_id_refusal(exchange_id, bot_id) is not None:
+        return (f"bot id too long for this venue: {exchange_id} takes client ids of at most {rule[0]} "
+                f"characters, and a bot's are its id + '-<8 digits>' (+ '.r<n>' when amended), so a bot "
+                f"id there has at most {most} characters (this one has {len(bot_id)})")
+    return None
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "binance": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False,
                 "fetchOpenOrders": {"warnWithoutSymbol": False}},
@@ -104,6 +141,8 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 
 class CcxtAdapter:
     """BrokerAdapter over one ccxt exchange account (spot, or USD-M futures)."""
+
+    _quiet_until = 0.0   # time.monotonic() before which the venue asked not to be called (Retry-After)
 
     def __init__(self, exchange_id: str, config: dict[str, Any] | None = None, symbols: list[str] | None = None,
                  exchange: Any = None, currency: str | None = None, max_attempts: int = 3,
@@ -168,6 +207,7 @@ class CcxtAdapter:
         self._replaced: set[str] = set()             # venue ids an amend replaced: their cancel is no cancel
         self._algo: set[str] = set()                 # engine client ids sent to binance's algo service (futures)
         self._pairs: list[list[Order]] = []          # futures bracket exits the adapter links (no OCO list there)
+        self._resent: dict[str, int] = {}            # exits sent again after a lookup proved them absent
 
     @property
     def protective_orders(self) -> bool:
@@ -333,7 +373,10 @@ class CcxtAdapter:
         self._submit(terms, instrument,  # type: ignore[arg-type]
                      P.trailing_params(terms, self.futures) if terms.is_trailing else None)
 
-    def _refusal(self, order: Order, instrument: Instrument | None) -> RejectReason | None:
+    def _refusal(self, order: Order, instrument: Instrument | None) -> RejectReason | str | None:
+        illegal = client_id_refusal(self.exchange.id, order.client_order_id)
+        if illegal is not None:
+            return illegal   # the venue would refuse every such order: say why before sending
         market = self.exchange.markets.get(order.symbol) if instrument is not None else None
         cost_min = None if market is None or (self.futures and order.reduce_only) else mapping.min_cost(market)
         # futures stops go to the algo service, followed only for the protective orders mapped here
@@ -391,6 +434,31 @@ class CcxtAdapter:
             if len(grouped) == 2 and self.futures:
                 self._pairs.append(grouped)   # no OCO list on futures: the adapter links them
         self._settle_pairs()
+
+    def track(self, orders: list[Order]) -> None:
+        """Orders restored from the journal after a restart (OrderManager.restore calls this): on
+        futures, a bracket's two working exits are linked again (`_pairs`), so the one that fills
+        still cancels the other; without it the orphan stop would close the bot's next position."""
+        with self._lock:
+            if not self._instruments:
+                self._load_instruments()
+            if not self.futures:
+                return  # spot: the venue's order list links them itself
+            linked = {id(o) for pair in self._pairs for o in pair}
+            groups: dict[tuple[str, str], list[Order]] = {}
+            for order in orders:
+                if order.parent_id is None or order.oco_group is None or order.is_terminal or id(order) in linked:
+                    continue
+                groups.setdefault((order.parent_id, order.oco_group), []).append(order)
+            for group in groups.values():
+                if len(group) != 2:
+                    continue
+                for order in group:
+                    self._reporter.track(order)
+                    self._sides[order.client_order_id] = order.side
+                    if P.is_algo(order, self.futures):
+                        self._algo.add(order.client_order_id)
+                self._pairs.append(group)
 
     def _settle_pairs(self) -> None:
         """Futures bracket exits (under the lock): once one has a fill, or has ended, cancel the other
@@ -620,8 +688,12 @@ class CcxtAdapter:
             if refusal is not None:
                 return str(refusal)
             cid = order.client_order_id
-            n = self._replacements[cid] = self._replacements.get(cid, 0) + 1
+            n = self._replacements.get(cid, 0) + 1
             new_cid = P.replacement_id(cid, n)
+            illegal = client_id_refusal(self.exchange.id, new_cid)
+            if illegal is not None:
+                return illegal   # nothing sent: the order works on unchanged
+            self._replacements[cid] = n
             kind, params = mapping.ccxt_type_and_params(terms, _text)
             params.pop("triggerPrice", None)
             if terms.stop_price is not None:
@@ -776,22 +848,50 @@ class CcxtAdapter:
             self._venue_ids[venue_id] = venue.client_order_id
             seen.add(venue.client_order_id)
             self._report(venue)
-        for cid, order in list(self._reporter.orders.items()):
-            state = self._reporter.reported(cid)
-            if cid in seen or order.symbol not in self._instruments:
-                continue
-            if state in (OrderState.SUBMITTED, OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED):
-                if cid in self._unresolved:
-                    if not self._resolve(order, raise_errors=True):
-                        self._unresolved.discard(cid)
-                        self._reporter.rejected(order, time.time_ns(), RejectReason.TIMEOUT)
+        absent: list[Order] = []  # proved never taken by the venue: sent again or rejected, below
+        try:
+            for cid, order in list(self._reporter.orders.items()):
+                state = self._reporter.reported(cid)
+                if cid in seen or order.symbol not in self._instruments:
                     continue
-                self._resolve(order, raise_errors=True)
-        for cid in list(self._unresolved):  # the answer was lost before anything was reported
-            order = self._reporter.orders[cid]
-            if not self._resolve(order, raise_errors=True):
-                self._unresolved.discard(cid)
+                if state in (OrderState.SUBMITTED, OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED):
+                    if cid in self._unresolved:
+                        if not self._resolve(order, raise_errors=True):
+                            self._unresolved.discard(cid)
+                            absent.append(order)
+                        continue
+                    self._resolve(order, raise_errors=True)
+            for cid in list(self._unresolved):  # the answer was lost before anything was reported
+                order = self._reporter.orders[cid]
+                if not self._resolve(order, raise_errors=True):
+                    self._unresolved.discard(cid)
+                    absent.append(order)
+        finally:
+            self._resend_or_reject(absent)
+
+    def _resend_or_reject(self, absent: list[Order]) -> None:
+        """Orders whose send had an unknown outcome and that the lookup proved the venue never took
+        (under the lock): a bracket's exit whose entry filled is sent again under the same client id
+        (safe: the venue has no order with it), at most `max_attempts` times, one per poll (the poll's
+        own backoff spaces them); anything else, or an exit that ran out of attempts, is REJECTED
+        TIMEOUT (the OMS then takes a refused exit over: engine/emulation.py on_refused)."""
+        again: dict[str, list[Order]] = {}
+        for order in absent:
+            parent = self._reporter.orders.get(order.parent_id) if order.parent_id is not None else None
+            tries = self._resent.get(order.client_order_id, 0)
+            if parent is None or parent.filled_qty <= 0 or tries >= self.max_attempts:
                 self._reporter.rejected(order, time.time_ns(), RejectReason.TIMEOUT)
+                continue
+            self._resent[order.client_order_id] = tries + 1
+            again.setdefault(order.oco_group or order.client_order_id, []).append(order)
+        for group in again.values():
+            parent = self._reporter.orders[group[0].parent_id]  # type: ignore[index]
+            filled = parent.filled_qty
+            if len(group) == 2 and not self.futures:
+                self._send_oco(group, filled)
+            else:
+                for child in group:
+                    self._send_checked(child, filled)
 
     def _poll_symbols(self) -> list[str]:
         symbols = set(self.symbols)
@@ -988,7 +1088,8 @@ class CcxtAdapter:
         if self._failures:
             interval = min(max(interval, base * 2 ** self._failures), max(self.max_backoff_s, base))
             interval *= random.uniform(0.5, 1.0)
-        return interval
+        # a 429 / 418's Retry-After outranks every schedule: no poll before it has passed
+        return max(interval, self._quiet_until - time.monotonic())
 
     # -- queries --------------------------------------------------------------------------------
     def order_status(self, client_order_id: str) -> VenueOrder | None:
@@ -1054,6 +1155,30 @@ class CcxtAdapter:
                     moved -= fill.fee_native  # a fee taken in the coin: the wallet moved by less
                 net[fill.symbol] = net.get(fill.symbol, Decimal(0)) + moved
             return [VenuePosition(symbol, qty, None) for symbol, qty in sorted(net.items()) if qty]
+
+    # -- rates (live.rates) ------------------------------------------------------------------------
+    def conversion_rate(self, base: str, quote: str) -> Decimal | None:
+        """1 `base` in `quote` at the venue now, from its ticker (the last price, else the mid of
+        bid and ask): what the books value a fee in a third coin with (BNB on BTC/USDT). The
+        inverse market (USDT/BNB) answers inverted, a perpetual (BNB/USDT:USDT) when there is no
+        spot one; None when the venue lists none or quotes no price. One request, no retry: the
+        caller (live.rates.VenueRates) caches the answer and asks again later, so a fill never
+        waits on a venue that cannot answer (its error goes to the caller)."""
+        markets = self.exchange.markets or {}
+        for symbol, inverted in ((f"{base}/{quote}", False), (f"{quote}/{base}", True),
+                                 (f"{base}/{quote}:{quote}", False)):
+            if symbol not in markets:
+                continue
+            with self._lock:
+                ticker = self.exchange.fetch_ticker(symbol)
+            price = mapping.dec(ticker.get("last"))
+            if not price:
+                bid, ask = mapping.dec(ticker.get("bid")), mapping.dec(ticker.get("ask"))
+                price = (bid + ask) / 2 if bid and ask else None
+            if price is None or not price.is_finite() or price <= 0:
+                return None
+            return 1 / price if inverted else price
+        return None
 
     def account(self) -> AccountSnapshot:
         with self._lock:
@@ -1146,15 +1271,32 @@ class CcxtAdapter:
         raise AssertionError("unreachable")
 
     def _sleep(self, attempt: int, error: Exception) -> None:
-        """Exponential backoff with jitter; a 429 / 418's Retry-After is a floor (capped by
-        `max_backoff_s`, so a test fake's or a long ban's answer cannot hang the bot's thread)."""
+        """Exponential backoff with jitter (at most `max_backoff_s`). A 429 / 418's Retry-After
+        is honoured in full, however long: Binance answers 418 (an IP ban, 2 minutes to 3 days)
+        to an IP that kept calling through 429s, and lengthens a ban for every call made during
+        it. The wait holds the adapter's lock, so nothing else of this adapter reaches the venue
+        meanwhile; only `close` ends it early. The poll loop waits out the rest (`_next_poll_s`)."""
         delay = self.backoff_s * 2**attempt * random.uniform(0.5, 1.0)
-        if isinstance(error, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
-            headers = getattr(self.exchange, "last_response_headers", None) or {}
-            retry_after = headers.get("Retry-After") or headers.get("retry-after")
-            if retry_after and str(retry_after).isdigit():
-                delay = max(delay, float(retry_after))
-        time.sleep(min(delay, self.max_backoff_s))
+        retry_after = _retry_after_s(self.exchange, error)
+        if retry_after is None:
+            time.sleep(min(delay, self.max_backoff_s))
+            return
+        wait = max(min(delay, self.max_backoff_s), retry_after)
+        self._quiet_until = max(self._quiet_until, time.monotonic() + wait)
+        self._stop.wait(wait)
+
+
+def _retry_after_s(exchange: Any, error: Exception) -> float | None:
+    """The Retry-After (seconds) of the answer behind a 429 / 418, if it gave one."""
+    if not isinstance(error, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
+        return None
+    headers = getattr(exchange, "last_response_headers", None) or {}
+    value = str(headers.get("Retry-After") or headers.get("retry-after") or "").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None   # absent, or an HTTP date (binance sends seconds)
+    return seconds if 0 <= seconds < float("inf") else None
 
 
 def _pro_exchange(exchange_id: str, config: dict[str, Any], sandbox: bool) -> Any:

@@ -71,6 +71,7 @@ import time
 from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Callable, Iterable, Sequence
 
 from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, price_refusal, VenueOrder,
@@ -79,7 +80,7 @@ from brokers.mt5 import mapping as m
 from brokers.mt5.clock import ServerClock
 from brokers.mt5.protective import Bracket, Brackets, refusal as protective_refusal
 from engine.instrument import AssetClass, Instrument
-from engine.money import to_raw
+from engine.money import div_round_half_even, to_raw
 from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInForce
 
 _ORDER_FIELDS = ("ticket", "time_setup", "time_setup_msc", "time_done_msc", "type", "state", "magic",
@@ -110,6 +111,9 @@ class MT5Adapter:
     native_brackets = True
     native_oco = False
     native_trailing = False
+    # a pending limit at or through the market is refused (10015 INVALID_PRICE): an emulated take-profit's
+    # trigger, marketable when it fires, goes as IOC, which this adapter sends as a deal bounded by its price
+    rests_marketable_limits = False
     supports_expiry = True    # GTD -> ORDER_TIME_SPECIFIED, expiration in the server's time
 
     def __init__(self, api: Any, symbols: Sequence[str], *, login: int | None = None, password: str | None = None,
@@ -145,6 +149,7 @@ class MT5Adapter:
         self._unresolved: dict[str, tuple[Order, dict[str, Any], int]] = {}  # lost submits: order, request, sent at
         self._waited: set[int] = set()               # order tickets whose lagging deals a poll waited for
         self._brackets = Brackets()                  # entries' SL/TP children (protective.py)
+        self._arming: dict[str, int] = {}            # entry id -> polls its SL/TP failed to go on for a transient cause
         self._connected_at_s = 0
         self._hedging = False
         self._currency = "USD"
@@ -295,6 +300,9 @@ class MT5Adapter:
             ts = self.clock_ns()
             instrument = self._load_symbol(order.symbol) if self._ensure_session() else None
             if instrument is None:
+                if order.parent_id is not None and order.symbol in self._instruments:
+                    self._submit_child(order, ts, unreachable=True)  # held: the poll puts its level on
+                    return
                 reason = RejectReason.UNKNOWN_SYMBOL if self._connected else RejectReason.VENUE_ERROR
                 self._reporter.rejected(order, ts, reason)
                 return
@@ -622,9 +630,12 @@ class MT5Adapter:
                 self._settle_brackets(snapshot[0])  # an entry canceled unfilled takes its held children
 
     # -- protective orders (protective.py) ----------------------------------------------------------
-    def _submit_child(self, child: Order, ts: int) -> None:
+    def _submit_child(self, child: Order, ts: int, unreachable: bool = False) -> None:
         """A bracket child: held until its entry deals, its level put on the entry's pending order
-        or on the position (protective.py). Refused (UNSUPPORTED...) when MT5 has no such thing."""
+        or on the position (protective.py). Refused (UNSUPPORTED...) when MT5 has no such thing.
+        The terminal unreachable (`unreachable`, or a transient failure of the SLTP / MODIFY): the
+        child is kept in its bracket, reported SUBMITTED, and the poll puts its level on
+        (_settle_brackets: retried once per poll, then refused, which the OMS takes over)."""
         pid = child.parent_id
         parent = self._reporter.orders.get(pid) if pid is not None else None
         bracket = self._brackets.by_parent.get(pid) if pid is not None else None
@@ -638,7 +649,13 @@ class MT5Adapter:
             bracket = Bracket(parent)
         slot = "stop" if child.type is OrderType.STOP else "take"
         setattr(bracket, slot, child)
-        problem = self._apply_levels(bracket)
+        problem = RejectReason.VENUE_ERROR if unreachable else self._apply_levels(bracket)
+        if problem is not None and _transient(problem) and parent.filled_qty:
+            self._unarm(bracket)
+            if fresh:
+                self._brackets.by_parent[pid] = bracket
+            self._reporter.submitted(child, ts)
+            return
         if problem is not None:
             setattr(bracket, slot, None)
             self._reporter.rejected(child, ts, problem)
@@ -646,6 +663,37 @@ class MT5Adapter:
         if fresh:
             self._brackets.by_parent[pid] = bracket
         self._reporter.accepted(child, ts)
+
+    def _unarm(self, bracket: Bracket) -> None:
+        """The bracket's levels did not go on (a transient failure): the next poll puts them on."""
+        if bracket.position is not None:
+            self._brackets.by_position.pop(bracket.position, None)
+        bracket.position, bracket.on_pending = None, False
+
+    def _rearm(self, bracket: Bracket, live: list[Order]) -> None:
+        """A poll putting the levels of an entry that has dealt on its position. A child not yet
+        accepted (held after a transient failure) is accepted once they are on; a transient failure
+        is tried again at the next poll, `max_attempts` polls in all; then, or for a refusal, the
+        children not yet accepted are REJECTED (the OMS takes a refused exit over: engine/emulation.py
+        on_refused) and the accepted ones canceled, as before."""
+        pid = bracket.parent.client_order_id
+        problem = self._apply_levels(bracket)
+        ts = self.clock_ns()
+        held = [c for c in live if self._reporter.reported(c.client_order_id) in (None, OrderState.SUBMITTED)]
+        if problem is None:
+            self._arming.pop(pid, None)
+            for child in held:
+                self._reporter.accepted(child, ts)
+            return
+        if _transient(problem):
+            self._unarm(bracket)
+            tries = self._arming[pid] = self._arming.get(pid, 0) + 1
+            if tries < self.max_attempts:
+                return
+        self._arming.pop(pid, None)
+        for child in held:
+            self._reporter.rejected(child, ts, problem)
+        self._drop(bracket, [c for c in live if c not in held], problem)
 
     def _cancel_child(self, bracket: Bracket, child: Order) -> None:
         """Take one level off (the other stays); reported canceled once the venue took it. A level
@@ -751,9 +799,7 @@ class MT5Adapter:
                 continue
             if bracket.position is None:
                 if parent.filled_qty:
-                    problem = self._apply_levels(bracket)
-                    if problem is not None:
-                        self._drop(bracket, live, problem)
+                    self._rearm(bracket, live)
                 elif self._reporter.reported(parent.client_order_id) in _ENDED or parent.is_terminal:
                     self._drop(bracket, live, "PARENT_CANCELED")
                 continue
@@ -1133,9 +1179,35 @@ class MT5Adapter:
         fill = Fill(str(deal["ticket"]), cid, instrument.symbol, side, to_raw(qty, s.qty_dp), to_raw(price, s.price_dp),
                     to_raw(-charged, s.cash_dp), s.qty_dp, s.price_dp, s.cash_dp, self._utc_ns(deal["time_msc"]))
         if self._currency != instrument.quote_currency:  # charged in the account currency, not the books'
-            fill = replace(fill, fee_raw=0, fee_currency=self._currency,
+            fill = replace(fill, fee_raw=self._fee_in_quote(instrument, -charged), fee_currency=self._currency,
                            fee_native_raw=to_raw(-charged, self._currency_dp), fee_native_dp=self._currency_dp)
         return fill
+
+    def _fee_in_quote(self, instrument: Instrument, fee: Decimal) -> int:
+        """A fee in the account currency as raw cash in the instrument's quote currency (the
+        books'), when the account currency is neither the pair's base nor its quote (an EUR
+        account on GBPUSD): valued at the mid of the terminal's own conversion symbol (EURUSD,
+        else USDEUR inverted), the terminal being the one source of that rate every MT5 account
+        has, and the value travelling with the fill (journaled, replayed without a rate). 0 when
+        there is nothing to value or no such symbol quotes: the books value it then (a fee in
+        the base at the fill's price, engine.portfolio), or keep it pending for a rate."""
+        account, quote = self._currency, instrument.quote_currency
+        if not fee or account == instrument.base:
+            return 0
+        for symbol, inverted in ((account + quote, False), (quote + account, True)):
+            if not self.api.symbol_select(symbol, True):
+                continue
+            info, tick = self.api.symbol_info(symbol), self.api.symbol_info_tick(symbol)
+            if info is None or tick is None:
+                continue
+            digits = int(m.field(info, "digits"))
+            bid, ask = m.field(tick, "bid"), m.field(tick, "ask")
+            if not bid or not ask or bid <= 0 or ask <= 0:
+                continue
+            mid = (Fraction(m.to_decimal(bid, digits)) + Fraction(m.to_decimal(ask, digits))) / 2
+            value = Fraction(fee) * (1 / mid if inverted else mid) * 10**instrument.scales.cash_dp
+            return div_round_half_even(value.numerator, value.denominator)
+        return 0
 
     def _utc_ns(self, server_msc: int) -> int:
         return self.server_clock.to_utc_ns(int(server_msc))
@@ -1172,3 +1244,8 @@ def _with_terms(venue_order: VenueOrder, own: Order) -> VenueOrder:
 
 
 __all__ = ["MT5Adapter"]
+
+
+def _transient(problem: str) -> bool:
+    """A failure of the terminal or the link (a hiccup), not a refusal of the levels: tried again."""
+    return str(problem) in (RejectReason.VENUE_ERROR, RejectReason.TIMEOUT)

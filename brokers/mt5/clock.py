@@ -17,6 +17,15 @@ offset is wrong for half the year.
 Each derived offset is kept with the server time it was first seen at, so a time from before a
 DST change still converts with the offset that held then (as far as this process saw it; times
 before the first observation use the first offset). Name the zone to be exact about history.
+
+The first look cannot tell a fresh tick from a stale one (a bot started while its market is
+closed sees Friday's last tick: on a Saturday that reads about -10 h for a UTC+2 server). So the
+offset of the first look is provisional (`known` is False): it is confirmed only by a tick seen to
+arrive (newer than the previous look). When that confirmed offset differs from the provisional
+one by more than a DST shift can (`MAX_DST_SHIFT_S`), the provisional reading came from a stale
+tick and is dropped from history: every server time, earlier ones included, then converts with
+the confirmed offset (times converted meanwhile are re-dated by converting them again). Until
+`known`, an adapter holds what it would date (fills, expiries) or names the zone (`server_tz`).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 QUARTER_HOUR_S = 900
 MAX_OFFSET_S = 14 * 3600
+MAX_DST_SHIFT_S = 3600   # the largest step a server's offset makes at a DST change
 
 
 class ServerClock:
@@ -40,10 +50,16 @@ class ServerClock:
         self._offsets: list[int] = []
         self._fixed = fixed_offset_s or 0
         self._last_tick_msc: int | None = None
+        self._confirmed = False               # a derived offset read from a tick seen to arrive
 
     @property
     def derived(self) -> bool:
         return self._derive
+
+    @property
+    def known(self) -> bool:
+        """The offset is certain: named (zone, fixed) or read from a tick seen to arrive."""
+        return not self._derive or self._confirmed
 
     def offset_s(self) -> int:
         """The offset now."""
@@ -55,7 +71,8 @@ class ServerClock:
         """Take the newest tick's server time (ms) into account; returns the offset now."""
         if not self._derive or newest_tick_msc is None:
             return self.offset_s()
-        fresh = self._last_tick_msc is None or newest_tick_msc > self._last_tick_msc
+        first = self._last_tick_msc is None
+        arrived = not first and newest_tick_msc > self._last_tick_msc   # type: ignore[operator]
         self._last_tick_msc = max(newest_tick_msc, self._last_tick_msc or newest_tick_msc)
         utc_s = self.utc_now_ns() / 1e9
         raw = newest_tick_msc / 1000 - utc_s
@@ -63,7 +80,14 @@ class ServerClock:
         if abs(derived) > MAX_OFFSET_S:
             return self.offset_s()
         current = self._offsets[-1] if self._offsets else None
-        if current is None or derived > current or (derived < current and fresh):
+        if arrived and not self._confirmed:
+            self._confirmed = True
+            if current is not None and abs(derived - current) > MAX_DST_SHIFT_S:
+                # no DST step is that large: the provisional reading was a stale tick's, drop it
+                self._starts.clear()
+                self._offsets.clear()
+                current = None
+        if current is None or derived > current or (derived < current and arrived):
             if derived != current:
                 self._starts.append(int(utc_s) + derived)
                 self._offsets.append(derived)

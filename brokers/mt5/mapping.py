@@ -172,7 +172,13 @@ def client_id_of(magic: int, comment: str, ticket: int, our_magic: int, known: d
     if seq is not None and bot_id is not None:
         return f"{bot_id}-{int(seq['seq']):08d}"
     if bot_id is None and comment and not comment.startswith(("#", "[")) and comment.isprintable():
-        return comment  # an adapter without a bot id: ids travel as themselves
+        # an adapter without a bot id: ids travel as themselves, unless the broker cut the comment
+        # short: a proper prefix of comments this adapter sent is one of those, never an id of its
+        # own (the one it starts, if only one; else unnamed, so the order's terms identify it)
+        cut = [cid for sent, cid in known.items() if len(sent) > len(comment) and sent.startswith(comment)]
+        if cut:
+            return cut[0] if len(cut) == 1 else f"{EXTERNAL_PREFIX}{ticket}"
+        return comment
     # rewritten beyond recognition, or the server's own (SL/TP) on our magic: ours, named by its ticket
     return venue_made_id(bot_id, ticket) if bot_id else f"{EXTERNAL_PREFIX}{ticket}"
 

@@ -669,8 +669,11 @@ class FakeAlpaca:
             self.positions[order["symbol"]] = (new, held_avg)
         self.cash -= sign * qty * price
         ts = self.now()
+        # a partial fill does not undo an accepted cancel: Alpaca's pending_cancel order still ends
+        # canceled (with what it filled), so the status stays pending_cancel until the cancel lands
+        working = "pending_cancel" if order["status"] == "pending_cancel" else "partially_filled"
         order.update(filled_qty=_s(filled), filled_avg_price=_s(avg), updated_at=_iso(ts),
-                     status="filled" if filled >= total else "partially_filled")
+                     status="filled" if filled >= total else working)
         if filled >= total:
             order["filled_at"] = _iso(ts)
         execution_id = str(uuid.uuid4())

@@ -23,7 +23,8 @@ resting limit the price reaches executes at its own price as maker. Balances mov
 Venue behaviours it reproduces (binance spot, as documented and as ccxt's fixtures show them):
 - fees: `fee_asset="quote"` (the default, the simple case), `"received"` (binance without BNB:
   the fee is taken from the asset received, the coin bought or the quote sold for) or `"BNB"`
-  (the discount: 75% of the fee, in BNB at `bnb_price`, taken from the BNB balance);
+  (the discount: 75% of the fee, in BNB at `bnb_price`, taken from the BNB balance; the BNBUSDT
+  tickers quote `bnb_price`, the price a live bot values those fees at);
 - time in force: IOC executes what crosses now and EXPIREs the rest, FOK all or nothing
   (EXPIRED), LIMIT_MAKER (ccxt's postOnly) is refused with -2010 if it would take; a GTC limit
   that crosses still rests (see below);
@@ -32,7 +33,9 @@ Venue behaviours it reproduces (binance spot, as documented and as ccxt's fixtur
 - myTrades: with startTime, the trades from then (oldest first, `limit`); with fromId, from
   that id; with neither, the most RECENT `limit` trades; allOrders likewise for orders;
 - an account that starts with holdings (`balances`: BTC and ETH besides USDT by default);
-- 429 and 418 answers with Retry-After (`inject("429")`, `inject("418")`).
+- 429 and 418 answers with Retry-After (`inject("429")`, `inject("418")`), `retry_after_s` seconds
+  (1 by default; an IP ban's is 2 minutes up to 3 days);
+- client ids (newClientOrderId, an OCO leg's) outside ^[.A-Z:/a-z0-9_-]{1,36}$: -1100, as Binance;
 - stop types on the wrong side of the market at placement: -2010 "Stop price would trigger
   immediately." (spot's code; USD-M's is -2021 "Order would immediately trigger.");
 - trailing stops: `trailingDelta` (basis points, TRAILING_DELTA filter 10 to 2000, else -1013)
@@ -73,6 +76,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -204,6 +208,19 @@ class BinanceError(Exception):
         self.status, self.code, self.msg = status, code, msg
 
 
+CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")   # binance's legal range for every client id
+
+
+def legal_client_id(p: dict[str, str], name: str) -> str | None:
+    """A client id parameter as Binance checks it: absent is fine (Binance makes one), anything
+    outside ^[.A-Z:/a-z0-9_-]{1,36}$ is refused -1100 (spot and USD-M alike)."""
+    value = p.get(name)
+    if value is not None and not CLIENT_ID.fullmatch(value):
+        raise BinanceError(400, -1100, f"Illegal characters found in parameter '{name}'; legal range is "
+                                       "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+    return value or None
+
+
 class _Drop(Exception):
     """Close the connection without answering."""
 
@@ -214,6 +231,9 @@ def default_markets() -> list[FakeMarket]:
                    D("50000.00"), D("50000.01")),
         FakeMarket("ETHUSDT", "ETH", "USDT", D("0.01"), D("0.0001"), D("0.0010"), D("9000"), D("5"),
                    D("3000.00"), D("3000.01")),
+        # the fee coin: its tickers quote `bnb_price` (BinanceFake._quote), what a live bot values BNB fees at
+        FakeMarket("BNBUSDT", "BNB", "USDT", D("0.01"), D("0.001"), D("0.001"), D("9000"), D("5"),
+                   D("600.00"), D("600.01")),
     ]
 
 
@@ -226,6 +246,7 @@ class BinanceFake:
     fee_asset: str = "quote"            # "quote", "received" or "BNB" (see the module docstring)
     bnb_price: Decimal = D("600")       # quote per BNB, for fees paid in BNB
     market_depth: Decimal | None = None  # most a market order executes; the rest EXPIREs
+    retry_after_s: int = 1              # the Retry-After of a 429 / 418 (an IP ban: 120 s up to 3 days)
 
     def __post_init__(self) -> None:
         self.by_symbol = {m.symbol: m for m in self.markets}
@@ -374,8 +395,9 @@ class BinanceFake:
                 return self._ticker(params)
             if route == ("GET", "/api/v3/ticker/bookTicker"):
                 m = self._market(params.get("symbol", ""))
-                return {"symbol": m.symbol, "bidPrice": fmt(m.bid), "bidQty": "1.00000000",
-                        "askPrice": fmt(m.ask), "askQty": "1.00000000"}
+                bid, ask = self._quote(m)
+                return {"symbol": m.symbol, "bidPrice": fmt(bid), "bidQty": "1.00000000",
+                        "askPrice": fmt(ask), "askQty": "1.00000000"}
             if route == ("GET", "/api/v3/klines"):
                 return self._klines(params)
             if route == ("GET", "/api/v3/account"):
@@ -406,13 +428,21 @@ class BinanceFake:
             raise BinanceError(400, -1121, "Invalid symbol.")
         return market
 
+    def _quote(self, m: FakeMarket) -> tuple[Decimal, Decimal]:
+        """A market's bid and ask as its tickers show them: BNB/USDT follows `bnb_price`, the
+        price BNB fees are charged at, so a bot valuing its BNB fees from the ticker agrees."""
+        if m.base == "BNB" and m.quote == "USDT":
+            return self.bnb_price, self.bnb_price + m.tick_size
+        return m.bid, m.ask
+
     def _ticker(self, params: dict[str, str]) -> Any:
         def one(m: FakeMarket) -> dict[str, Any]:
-            last = m.bid
+            bid, ask = self._quote(m)
+            last = bid
             return {"symbol": m.symbol, "priceChange": "0.00000000", "priceChangePercent": "0.000",
                     "weightedAvgPrice": fmt(last), "prevClosePrice": fmt(last), "lastPrice": fmt(last),
-                    "lastQty": "0.01000000", "bidPrice": fmt(m.bid), "bidQty": "1.00000000", "askPrice": fmt(m.ask),
-                    "askQty": "1.00000000", "openPrice": fmt(last), "highPrice": fmt(m.ask), "lowPrice": fmt(m.bid),
+                    "lastQty": "0.01000000", "bidPrice": fmt(bid), "bidQty": "1.00000000", "askPrice": fmt(ask),
+                    "askQty": "1.00000000", "openPrice": fmt(last), "highPrice": fmt(ask), "lowPrice": fmt(bid),
                     "volume": "100.00000000", "quoteVolume": fmt(last * 100), "openTime": _ms() - 86_400_000,
                     "closeTime": _ms(), "firstId": 1, "lastId": 100, "count": 100}
         if "symbol" in params:
@@ -447,7 +477,7 @@ class BinanceFake:
 
     def _new_order(self, p: dict[str, str]) -> dict[str, Any]:
         m = self._market(p.get("symbol", ""))
-        cid = p.get("newClientOrderId") or f"x-{next(self._order_ids)}"
+        cid = legal_client_id(p, "newClientOrderId") or f"x-{next(self._order_ids)}"
         previous = self.orders.get(self.by_client.get(cid, -1))
         if previous is not None and previous.status in ("NEW", "PARTIALLY_FILLED"):
             raise BinanceError(400, -2010, "Duplicate order sent.")  # unique among open orders only
@@ -569,7 +599,7 @@ class BinanceFake:
                 raise BinanceError(400, -1102, f"Mandatory parameter '{pos}TimeInForce' was not sent, was "
                                                "empty/null, or malformed.")
             self._check_leg(m, kind, side, qty, price, stop, trailing)
-            cid = p.get(f"{pos}ClientOrderId") or f"x-{next(self._order_ids)}"
+            cid = legal_client_id(p, f"{pos}ClientOrderId") or f"x-{next(self._order_ids)}"
             previous = self.orders.get(self.by_client.get(cid, -1))
             if previous is not None and previous.status in ("NEW", "PARTIALLY_FILLED"):
                 raise BinanceError(400, -2010, "Duplicate order sent.")
@@ -781,7 +811,7 @@ class BinanceFake:
         """The answer to a throttled request: binance's 429 (or 418, its IP ban) with Retry-After."""
         message = ("Too many requests; current limit is 6000 request weight per 1 MINUTE." if kind == "429"
                    else "Way too many requests; IP banned until 1700000000000.")
-        return int(kind), {"code": -1003, "msg": message}, {"Retry-After": "1"}
+        return int(kind), {"code": -1003, "msg": message}, {"Retry-After": str(self.retry_after_s)}
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:

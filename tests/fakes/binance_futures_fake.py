@@ -91,7 +91,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from http.server import ThreadingHTTPServer
 from typing import Any, Callable
 
-from tests.fakes.binance_fake import BinanceError, Fault, _Drop, _Handler, _ms
+from tests.fakes.binance_fake import BinanceError, Fault, _Drop, _Handler, _ms, legal_client_id
 
 D = Decimal
 WEEK_MS = 7 * 86_400_000
@@ -293,6 +293,7 @@ class BinanceFuturesFake:
     bnb_price: Decimal = D("600")
     market_depth: Decimal | None = None
     leverage: int = 20                  # every symbol's leverage at start
+    retry_after_s: int = 1              # the Retry-After of a 429 / 418 (an IP ban: 120 s up to 3 days)
     margin_type: str = "CROSSED"        # every symbol's margin type at start
     dual_side: bool = False             # hedge mode (dualSidePosition) at start
 
@@ -380,7 +381,7 @@ class BinanceFuturesFake:
     def throttled(self, kind: str) -> tuple[int, Any, dict[str, str]]:
         message = ("Too many requests; current limit is 2400 request weight per 1 MINUTE." if kind == "429"
                    else "Way too many requests; IP banned until 1700000000000.")
-        return int(kind), {"code": -1003, "msg": message}, {"Retry-After": "1"}
+        return int(kind), {"code": -1003, "msg": message}, {"Retry-After": str(self.retry_after_s)}
 
     # -- test controls --------------------------------------------------------------------------------
     def fill(self, client_order_id: str, qty: Decimal | None = None, price: Decimal | None = None) -> None:
@@ -469,7 +470,7 @@ class BinanceFuturesFake:
         kind, side = p.get("type", ""), p.get("side", "")
         if kind not in ALGO_TYPES or side not in ("BUY", "SELL"):
             raise BinanceError(400, -1116, "Invalid orderType.")
-        cid = p.get("clientAlgoId") or f"algo-{next(self._algo_ids)}"
+        cid = legal_client_id(p, "clientAlgoId") or f"algo-{next(self._algo_ids)}"
         if any(a.client_algo_id == cid and a.status == "NEW" for a in self.algo_orders.values()):
             raise BinanceError(400, -4116, "ClientOrderId is duplicated.")
         if p.get("closePosition", "false").lower() == "true":
@@ -900,7 +901,7 @@ class BinanceFuturesFake:
     # -- orders -----------------------------------------------------------------------------------------
     def _new_order(self, p: dict[str, str]) -> dict[str, Any]:
         m = self._market(p.get("symbol", ""))
-        cid = p.get("newClientOrderId") or f"x-{next(self._order_ids)}"
+        cid = legal_client_id(p, "newClientOrderId") or f"x-{next(self._order_ids)}"
         previous = self.orders.get(self.by_client.get(cid, -1))
         if previous is not None and previous.status in ("NEW", "PARTIALLY_FILLED"):
             raise BinanceError(400, -4116, "ClientOrderId is duplicated.")  # unique among open orders only
