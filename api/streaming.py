@@ -1,6 +1,15 @@
 """Signals to live clients: ONE poller per process reads new rows of the `signals` table
-(id > last seen, every poll interval) and fans them out to every connected WebSocket and SSE
-client whose scope includes the bot. No client ever queries the database after connecting.
+(id > last seen) and fans them out to every connected WebSocket and SSE client whose scope
+includes the bot. No client ever queries the database after connecting.
+
+When the poller reads (issue 18: the poll interval was most of a signal's latency): at once when a
+writer wakes it, a signal stored by this process (engine.signals.announce_stored) or, on
+PostgreSQL, a NOTIFY on engine.signals.STORED_CHANNEL from any process (a LISTEN connection of
+the hub's own); otherwise every FAST_POLL_S while signals are coming (ACTIVE_S after the last
+one) and every `interval_s` (poll_interval_s) when idle. Polling runs on a thread of its own: an
+empty poll is one `SELECT max(id)` on a connection of the poller's own (~5 us of CPU on SQLite,
+against ~150 us for the full read through the pool) and costs the event loop nothing; rows found
+are dispatched on the loop, in one pass, before the next read.
 
 Each client has a bounded queue; a client that falls `MAX_QUEUE` signals behind is dropped (it
 reconnects with ?after_id= and gets the backlog from the store). A free-plan subscriber's signal
@@ -22,8 +31,10 @@ observed once per batch for the direct deliveries, per delivery on the queued pa
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,12 +45,19 @@ from sqlalchemy import Engine, and_, false, func, or_, select
 
 from api.deps import NS, SignalScope
 from api.metrics import Metrics
+from engine.signals import STORED_CHANNEL, on_stored
 from engine.store.models import BotRow, SignalRow
 
 log = logging.getLogger("tickbridge.api.stream")
 SIGNALS = SignalRow.__table__
 MAX_QUEUE = 10_000
 BATCH = 1000
+FAST_POLL_S = 0.01    # the poll interval while signals are coming (ACTIVE_S after the last one)
+ACTIVE_S = 60.0      # long enough to span the bars of a bot on 1-minute bars: its next signal is read fast
+LISTEN_WAIT_S = 0.5   # PostgreSQL listener: how often it looks whether the hub is stopping
+LISTEN_START_S = 5.0  # start() waits this long at most for the first LISTEN
+PROBE_RETRY_S = 5.0
+_PROBE_SQL = f"SELECT max(id) FROM {SIGNALS.name}"
 _MESSAGE_HEAD = '{"type":"signal","signal":'
 
 
@@ -142,14 +160,74 @@ class Client:
         return signal_id, text, seen
 
 
+class _Probe:
+    """`SELECT max(id) FROM signals` on a DBAPI connection of the poller's own: is anything new?
+
+    Why: an empty poll through the pool and SQLAlchemy cost ~150 us of CPU (measured on SQLite),
+    this ~5 us, so the poller can look every few milliseconds while signals come. Outside the
+    pool (it takes no request's connection); none for an in-memory SQLite store (another
+    connection would see another database): then every poll is the full read. A lost connection
+    is reopened at most every PROBE_RETRY_S; meanwhile polls read in full."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.connection, self.retry_at = engine, None, 0.0
+        url = engine.url
+        self.usable = not (engine.dialect.name == "sqlite" and (url.database or ":memory:") == ":memory:")
+
+    def newer(self, last_id: int) -> bool:
+        if not self.usable:
+            return True
+        try:
+            if self.connection is None:
+                if time.monotonic() < self.retry_at:
+                    return True
+                self.retry_at = time.monotonic() + PROBE_RETRY_S
+                dialect = self.engine.dialect
+                cargs, cparams = dialect.create_connect_args(self.engine.url)
+                self.connection = dialect.connect(*cargs, **cparams)
+                if dialect.name != "sqlite":
+                    self.connection.autocommit = True  # no transaction left open between probes
+            cursor = self.connection.cursor()
+            try:
+                cursor.execute(_PROBE_SQL)
+                (top,) = cursor.fetchone()
+            finally:
+                cursor.close()
+            return (top or 0) > last_id
+        except Exception:
+            self.close()
+            return True
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.close()
+            except Exception:
+                pass
+            self.connection = None
+
+
 class SignalHub:
-    def __init__(self, engine: Engine, interval_s: float, metrics: Metrics | None = None) -> None:
+    def __init__(self, engine: Engine, interval_s: float, metrics: Metrics | None = None,
+                 fast_interval_s: float = FAST_POLL_S) -> None:
         self.engine, self.interval_s, self.metrics = engine, interval_s, metrics
-        self.last_id = 0
+        self.fast_interval_s = min(fast_interval_s, interval_s)
+        self.last_id = 0  # moved by dispatch, on the event loop only
         self._everything: set[Client] = set()
         self._by_bot: dict[str, set[Client]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._threads: list[threading.Thread] = []
+        self._wake = threading.Event()      # a writer stored a signal: poll now
+        self._stopping = threading.Event()
+        self._listen_tried = threading.Event()  # the listener's first LISTEN is in place, or failed
+        self._unhook: Callable[[], None] | None = None
+        self.polls = 0           # polls done so far (probes included): tests, a debugger
+        self.listening = False   # PostgreSQL: the LISTEN is in place
         self.closing = asyncio.Event()  # set by stop(): every stream ends, new ones end at once
+
+    @property
+    def polling(self) -> bool:
+        """The poller's thread is running."""
+        return bool(self._threads) and self._threads[0].is_alive()
 
     @property
     def clients(self) -> int:
@@ -157,7 +235,15 @@ class SignalHub:
 
     async def start(self) -> None:
         self.last_id = await asyncio.to_thread(self._max_id)
-        self._task = asyncio.create_task(self._run(), name="signal-hub")
+        loop = asyncio.get_running_loop()
+        self._unhook = on_stored(self._wake.set)  # a signal stored by this process wakes the poller
+        self._threads = [threading.Thread(target=self._poll, args=(loop,), name="signal-hub-poll", daemon=True)]
+        if self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg":
+            self._threads.append(threading.Thread(target=self._listen, name="signal-hub-listen", daemon=True))
+        for thread in reversed(self._threads):
+            thread.start()
+            if thread.name == "signal-hub-listen":  # LISTEN before the first poll: nothing falls between
+                await asyncio.to_thread(self._listen_tried.wait, LISTEN_START_S)
 
     async def stop(self) -> None:
         """Shutdown: stop polling and end every stream (idempotent). Each client's queue is
@@ -165,13 +251,14 @@ class SignalHub:
         on something else (a delayed plan's frame), so a server stops in seconds, not when its
         last subscriber hangs up."""
         self.closing.set()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        self._stopping.set()
+        self._wake.set()
+        if self._unhook is not None:
+            self._unhook()
+            self._unhook = None
+        threads, self._threads = self._threads, []
+        for thread in threads:  # a query in flight ends first (a hung store: not waited for past 5 s)
+            await asyncio.to_thread(thread.join, 5.0)
         for client in list(self._everything) + [c for s in self._by_bot.values() for c in s]:
             if not client.dropped:
                 if not client.queue.full():  # wakes a sender waiting on this queue
@@ -234,18 +321,101 @@ class SignalHub:
             return list(connection.execute(select(SIGNALS).where(SIGNALS.c.id > after, SIGNALS.c.id <= upto, bots)
                                            .order_by(SIGNALS.c.id).limit(MAX_QUEUE)))
 
-    async def _run(self) -> None:
+    def _poll(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The poller's thread: read new rows (id > last_id) and hand them to the event loop,
+        waiting until they are dispatched; then wait for a wake-up or the next poll. Fast
+        (`fast_interval_s`) for ACTIVE_S after the last rows came, `interval_s` when
+        idle: a poll that finds nothing is one `max(id)` probe (_Probe) in this thread, the event
+        loop is not involved."""
+        active_until, more, probe = 0.0, False, _Probe(self.engine)
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()  # before the read: a row committed before a later wake-up is seen by it
+                rows, more, active_until = self._read(probe, more, active_until, loop)
+                if rows is None:
+                    return
+                self.polls += 1
+                if not more:
+                    self._wake.wait(self.fast_interval_s if time.monotonic() < active_until else self.interval_s)
+        finally:
+            probe.close()
+
+    def _read(self, probe: _Probe, more: bool, active_until: float,
+              loop: asyncio.AbstractEventLoop) -> tuple[list[Any] | None, bool, float]:
+        """One poll: (rows dispatched, or None when stopping; whether more may be waiting; the
+        new end of the fast-poll period)."""
+        try:
+            if not more and not probe.newer(self.last_id):
+                return [], False, active_until
+            rows = self._fetch(self.last_id)
+            published = self._published({row.bot_id for row in rows}) if rows else set()
+        except Exception:  # the store went away for a moment: keep polling, /ready reports it
+            log.exception("signal poll failed")
+            return [], False, 0.0
+        if rows:
+            if not self._hand_over(loop, rows, published):
+                return None, False, active_until
+            active_until = time.monotonic() + ACTIVE_S
+        return rows, len(rows) == BATCH, active_until
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, rows: list[Any], published: set[str]) -> bool:
+        """Dispatch `rows` on the event loop and wait until it is done (last_id has moved on);
+        False when the hub is stopping or the loop has gone."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                self.dispatch_now(rows, published)
+                done.set_result(None)
+            except BaseException as error:  # noqa: BLE001 - reported on the poller's thread
+                done.set_exception(error)
+
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:  # the loop is closed
+            return False
         while True:
             try:
-                rows = await asyncio.to_thread(self._fetch, self.last_id)
-                published = await asyncio.to_thread(self._published, {row.bot_id for row in rows}) if rows else set()
-            except Exception:  # the store went away for a moment: keep polling, /ready reports it
-                log.exception("signal poll failed")
-                rows = []
-            if rows:
-                await self.dispatch(rows, published)
-            if len(rows) < BATCH:
-                await asyncio.sleep(self.interval_s)
+                done.result(0.5)
+                return True
+            except TimeoutError:
+                if self._stopping.is_set():
+                    return False
+            except Exception:
+                log.exception("signal dispatch failed")
+                return True
+
+    def _listen(self) -> None:
+        """PostgreSQL: a connection of its own (not the pool's) LISTENs on STORED_CHANNEL and
+        wakes the poller at each NOTIFY, so a signal a runtime stores in another process is read
+        at once, not at the next poll. Reconnects when the connection is lost; polling goes on
+        meanwhile."""
+        dialect = self.engine.dialect
+        while not self._stopping.is_set():
+            try:
+                cargs, cparams = dialect.create_connect_args(self.engine.url)
+                connection = dialect.connect(*cargs, **cparams)
+            except Exception:
+                log.warning("signal listener cannot connect; polling only, retrying in 5 s")
+                self._listen_tried.set()
+                self._stopping.wait(5.0)
+                continue
+            try:
+                connection.autocommit = True
+                connection.execute(f"LISTEN {STORED_CHANNEL}")
+                self.listening = True
+                if self._listen_tried.is_set():  # a reconnect: rows stored while nobody listened, read them now
+                    self._wake.set()
+                self._listen_tried.set()
+                while not self._stopping.is_set():
+                    for _ in connection.notifies(timeout=LISTEN_WAIT_S):
+                        self._wake.set()
+            except Exception:
+                log.warning("signal listener lost its connection; reconnecting")
+                self._stopping.wait(1.0)
+            finally:
+                self.listening = False
+                connection.close()
 
     def _published(self, bot_ids: set[str]) -> set[str]:
         with self.engine.connect() as connection:
@@ -253,9 +423,14 @@ class SignalHub:
                                                                   BotRow.published_at.is_not(None))).scalars())
 
     async def dispatch(self, rows: Iterable[Any], published: set[str] | None = None) -> None:
+        """dispatch_now, from a coroutine (tests, callers on the loop)."""
+        self.dispatch_now(rows, published)
+
+    def dispatch_now(self, rows: Iterable[Any], published: set[str] | None = None) -> None:
         """Hand each new row to every client whose scope has its bot: one serialisation per row.
         `published`: the rows' bots that are published now (None: all of them); a bot that is
-        not reaches its owner and admins only, not its subscribers."""
+        not reaches its owner and admins only, not its subscribers. Runs on the event loop, in
+        one pass and without awaiting: clients cannot join or leave halfway through."""
         seen = time.perf_counter()
         direct = 0
         for row in rows:

@@ -16,27 +16,35 @@ Every run takes `run_backtest`'s steps (parse the parameters, init the strategy,
 those shared parts passed in and a trades table of just the columns `compute_stats` reads; where
 the fast path does not apply or refuses, `run_backtest` itself runs. Then `compute_stats`, so a
 sweep's figures are exactly what `tickbridge backtest` prints (tests hold them equal).
+
+`evaluate_many` goes further for the combinations the fast path takes: their signals are run in
+chunks through one compiled call (backtest.fast_path.KernelBatch: buffers reused, memory bounded
+by the chunk), and each run's statistics come straight from the kernel's arrays (metrics.stats_of,
+the same functions compute_stats applies, without the BacktestResult, its pandas copies and
+trades table). tests/unit/test_speed_sweep.py holds both ways bit-equal, trades included.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from backtest.config import BacktestConfig
+from backtest.fast_path import OK, KernelBatch, KernelInputs, KernelOutput, unsized_orders
 from backtest.frames import _scaled
-from backtest.metrics import STAT_KEYS, _find_layout, compute_stats
+from backtest.metrics import STAT_KEYS, _find_layout, compute_stats, equity_summary, stats_of, trade_stats_of
 from backtest.report import _json_value
 from backtest.result import BacktestResult
-from backtest.runner import build_instrument, run_backtest, run_fast, to_raw_prices
+from backtest.runner import build_instrument, fee_model, run_backtest, run_fast, to_raw_prices, unsized_reason
 from engine.errors import ConfigError
 from engine.instrument import Instrument
-from engine.money import Scales
-from strategies.base import BarData, Strategy, parse_params
+from engine.money import Scales, Slippage, decimal_places, to_raw
+from strategies.base import BarData, Strategy, parse_params, to_raw_any
 
 # stats that are not numbers (times, durations) cannot be optimised
 NON_NUMERIC_STATS = frozenset({"start", "end", "duration", "max_drawdown_duration", "avg_drawdown_duration",
@@ -151,13 +159,30 @@ def stats_trades(t: dict[str, np.ndarray], times: pd.DatetimeIndex, scales: Scal
                          "pnl": pnl, "return_pct": return_pct})
 
 
+# a window's kernel buffers (targets, equity, position: 24 bytes per bar per run) stay under this
+BATCH_BYTES = 64 * 2**20
+BATCH_MAX_RUNS = 16
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A combination waiting for its chunk's kernel call."""
+
+    position: int
+    params: dict[str, Any]
+    strategy: Strategy
+    instrument: Instrument
+    target: np.ndarray
+    events: int
+
+
 class _Window:
     """What every run on one window of the bars shares: the frame, its period layout, the strategy
     class with its indicator cache, the bar columns, and per `units` setting the instrument and the
     open and close prices on its integer grid. All are pure functions of the window (and the
     config), built once instead of once per combination."""
 
-    __slots__ = ("frame", "layout", "strategy_cls", "data", "_prices")
+    __slots__ = ("frame", "layout", "strategy_cls", "data", "_prices", "close", "in_order", "_inputs", "_batch")
 
     def __init__(self, frame: pd.DataFrame, strategy_cls: type[Strategy]) -> None:
         self.frame = frame
@@ -168,6 +193,41 @@ class _Window:
         for name in ("time", "open", "high", "low", "close", "volume"):  # shared by every run
             getattr(self.data, name).flags.writeable = False
         self._prices: dict[str, tuple[Instrument, tuple[np.ndarray, np.ndarray]]] = {}
+        self.close = frame["close"].to_numpy(dtype=np.float64)
+        # compute_stats takes per-period returns by a gather only for bars in time order
+        self.in_order = bool(frame.index.is_monotonic_increasing)
+        self._inputs: dict[tuple[Any, ...], KernelInputs] = {}
+        self._batch: KernelBatch | None = None
+
+    def batch(self) -> KernelBatch:
+        """The window's kernel buffers: BATCH_BYTES of float rows at most (one row at least)."""
+        if self._batch is None:
+            n = len(self.frame)
+            self._batch = KernelBatch(n, max(1, min(BATCH_MAX_RUNS, BATCH_BYTES // (24 * max(n, 1)))))
+        return self._batch
+
+    def kernel_inputs(self, key: tuple[Any, ...], p: Any, instrument: Instrument,
+                      raw_prices: tuple[np.ndarray, np.ndarray], config: BacktestConfig) -> KernelInputs:
+        """run_fast's KernelInputs for runs sized by one fraction (or fixed size) of `p`: the
+        same conversions, once per (units, size, fixed_size) instead of once per run."""
+        if key not in self._inputs:
+            s = instrument.scales
+            fees = fee_model(config)
+            fee_num, fee_den = fees.fraction(s)
+            slip_num, slip_den = Slippage(config.slippage_bps).fraction()
+            frac_dp = decimal_places(p.size)
+            fixed_qty = -1
+            if p.fixed_size is not None:
+                fixed_qty = (to_raw_any(p.fixed_size, s.qty_dp, floor=True) // s.qty_step) * s.qty_step
+            self._inputs[key] = KernelInputs(
+                target=np.empty(0), open_raw=raw_prices[0], close_raw=raw_prices[1], close_f=self.close,
+                cash0=s.cash_raw(config.cash), cash_dp=s.cash_dp, qty_dp=s.qty_dp, qty_step=s.qty_step,
+                min_qty=s.min_qty, max_qty=-1 if instrument.max_qty is None else to_raw(instrument.max_qty, s.qty_dp),
+                notional_k=s.notional_k, multiplier=s.multiplier,
+                fee_num=fee_num, fee_den=fee_den, fee_step=s.fee_step, fixed_fee=fees.fixed_raw(s),
+                fee_rate=float(fees.rate), slip_num=slip_num, slip_den=slip_den, price_step=s.price_step,
+                frac_num=to_raw(p.size, frac_dp), frac_den=10**frac_dp, fixed_qty=fixed_qty, min_fee=fees.min_raw(s))
+        return self._inputs[key]
 
     def prices(self, units: str, config: BacktestConfig) -> tuple[Instrument, tuple[np.ndarray, np.ndarray]]:
         if units not in self._prices:
@@ -230,4 +290,98 @@ class Evaluator:
                           unsized_orders=result.unsized_orders, note=result.sizing_note)
 
     def evaluate_many(self, combos: list[dict[str, Any]], start: int = 0, stop: int | None = None) -> list[Evaluation]:
-        return [self.evaluate(params, start, stop) for params in combos]
+        """evaluate() of each combination, in order, with the fast path's runs batched: a
+        combination whose signals the kernel can take waits for a chunk of runs with the same
+        kernel inputs (units, size, fixed size), then the chunk runs in one compiled call and is
+        reduced to its statistics. Anything else (the event path, per-bar sizes, a run the
+        kernel refuses) is evaluate()d alone, as before."""
+        window = self._window(start, len(self.frame) if stop is None else stop)
+        results: list[Evaluation | None] = [None] * len(combos)
+        groups: dict[tuple[Any, ...], list[_Pending]] = {}
+        batch = window.batch() if self.config.path != "event" and window.in_order and len(window.frame) else None
+        for position, params in enumerate(combos):
+            ready = self._prepare(window, params, batch, groups, position) if batch is not None else None
+            if ready is None:
+                results[position] = self.evaluate(params, start, stop)
+            elif len(groups[ready]) == batch.chunk:  # type: ignore[union-attr]
+                self._run_chunk(window, ready, groups.pop(ready), results, start, stop)
+        for key, group in groups.items():
+            self._run_chunk(window, key, group, results, start, stop)
+        return [r for r in results if r is not None]
+
+    def _prepare(self, window: _Window, params: dict[str, Any], batch: KernelBatch,
+                 groups: dict[tuple[Any, ...], list[_Pending]], position: int) -> tuple[Any, ...] | None:
+        """Init the strategy and queue its signals in its group (grouped by kernel inputs); the
+        group's key, or None when the run is not for the batched kernel (evaluate() it alone)."""
+        config = self.config
+        strategy_cls = window.strategy_cls
+        parsed = parse_params(strategy_cls.Params, params)
+        instrument, raw_prices = window.prices(parsed.units, config)  # type: ignore[attr-defined]
+        if instrument.on_margin:
+            return None
+        strategy = strategy_cls(parsed)
+        strategy.attach(window.data, instrument.symbol)
+        strategy.init()
+        if not (config.path == "fast" or type(strategy).signals is not Strategy.signals):
+            return None
+        if strategy.sizes() is not None:  # per-bar fractions: one kernel input per run
+            return None
+        target = strategy.signals()
+        if target is None:
+            return None
+        target = np.asarray(target, dtype=np.float64)
+        if target.shape != (batch.n,):
+            return None
+        key = ("units", parsed.units, parsed.size, parsed.fixed_size)  # type: ignore[attr-defined]
+        group = groups.setdefault(key, [])
+        window.kernel_inputs(key, parsed, instrument, raw_prices, config)
+        # the groups share the buffers: a group fills its rows only when it is the one running,
+        # so each pending run keeps its target until then (at most a chunk per group)
+        group.append(_Pending(position, params, strategy, instrument, target, int(np.count_nonzero(~np.isnan(target)))))
+        return key
+
+    def _run_chunk(self, window: _Window, key: tuple[Any, ...], group: list[_Pending],
+                   results: list[Evaluation | None], start: int, stop: int | None) -> None:
+        batch = window.batch()
+        for row, pending in enumerate(group):
+            batch.block[row] = pending.target
+        k = window._inputs[key]
+        try:
+            outputs = batch.run(k, len(group), max(p.events for p in group))
+        except OverflowError:  # an argument beyond int64: run_fast refuses it too, each run alone
+            outputs = [None] * len(group)
+        for pending, out in zip(group, outputs):
+            evaluation = None if out is None or out.status != OK else self._from_kernel(window, pending, k, out)
+            results[pending.position] = evaluation or self.evaluate(pending.params, start, stop)
+
+    def _from_kernel(self, window: _Window, pending: _Pending, k: KernelInputs, out: KernelOutput) -> Evaluation | None:
+        """The Evaluation of one kernel run, by compute_stats' functions on the kernel's arrays
+        (what evaluate() computes from run_fast's BacktestResult); None when the curve needs
+        compute_stats' slower cases (NaN or non-positive equity): evaluate() then runs."""
+        summary = equity_summary(out.equity, out.position, compiled_only=True)
+        if summary is None:
+            return None
+        s = pending.instrument.scales
+        t = out.trades
+        index = window.frame.index
+        size = _scaled(t["qty"], s.qty_dp)
+        entry_price = _scaled(t["entry_price"], s.price_dp)
+        pnl = _scaled(t["pnl"], s.cash_dp)
+        notional = entry_price * size * s.multiplier
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return_pct = np.where(notional > 0, pnl / notional * 100.0, 0.0)
+        held = index[t["exit_bar"]].array - index[t["entry_bar"]].array
+        fees_total = float(s.cash(int(out.orders["fee"][out.orders["state"] == 0].sum())))
+        initial = float(self.config.cash)
+        returns = window.layout.returns(out.equity, initial)
+        stats = stats_of(index, summary, initial, window.close, fees_total, returns, window.layout.annual,
+                         trade_stats_of(pnl, return_pct, held))
+        unsized, first = unsized_orders(k, out)
+        note = None
+        if first is not None:  # BacktestResult.sizing_note's words, from the same parts
+            reason = unsized_reason(pending.instrument, first, pending.strategy, False)
+            note = BacktestResult.sizing_note.fget(  # type: ignore[attr-defined]
+                SimpleNamespace(unsized_orders=unsized, trades=range(len(pnl)), unsized_reason=reason))
+        return Evaluation(params=pending.params, stats={k_: _json_value(v) for k_, v in stats.items()},
+                          score=score(stats, self.objective), returns=returns, path="fast",
+                          unsized_orders=unsized, note=note)

@@ -351,16 +351,73 @@ _ORDER_FIELDS = ("bar", "side", "tag", "state", "qty", "price", "fee", "fill_bar
 _TRADE_FIELDS = ("direction", "qty", "entry_price", "exit_price", "entry_bar", "exit_bar", "fees", "pnl")
 
 
+class KernelBatch:
+    """Buffers for up to `chunk` kernel runs over `n` bars, reused call after call (a sweep makes
+    thousands of runs: fresh million-element buffers each time cost page faults, and numba's
+    dispatch is paid once per call, not once per run).
+
+    Fill rows of `block` with targets, then `run(k, m)` runs the first `m`: one KernelOutput per
+    row, whose arrays are views into these buffers, valid until the next `run`."""
+
+    def __init__(self, n: int, chunk: int) -> None:
+        if chunk < 1:
+            raise ValueError("chunk must be at least 1")
+        self.n, self.chunk = n, chunk
+        self.block = np.empty((chunk, n), dtype=np.float64)
+        self.equity = np.empty((chunk, n), dtype=np.float64)
+        self.position = np.empty((chunk, n), dtype=np.float64)
+        self.status = np.zeros(chunk, dtype=np.int64)
+        self.n_orders = np.zeros(chunk, dtype=np.int64)
+        self.n_trades = np.zeros(chunk, dtype=np.int64)
+        self.cap = 0
+        self.orders: dict[str, np.ndarray] = {}
+        self.trades: dict[str, np.ndarray] = {}
+
+    def run(self, k: KernelInputs, m: int, events: int | None = None) -> list[KernelOutput]:
+        """The kernel over rows 0..m-1 of `block` with `k`'s bars, money and sizing (its `target`
+        is ignored). `events`: the most non-NaN values in a row (counted here if not given)."""
+        if not 0 < m <= self.chunk:
+            raise ValueError(f"rows must be 1..{self.chunk}, got {m}")
+        if events is None:
+            events = max(int(np.count_nonzero(~np.isnan(row))) for row in self.block[:m])
+        frac_num = (np.array([k.frac_num], dtype=np.int64) if np.isscalar(k.frac_num)
+                    else np.ascontiguousarray(k.frac_num, dtype=np.int64))
+        if events + 1 > self.cap:  # room for the busiest run (grown, never shrunk)
+            self.cap = max(events + 1, 2 * self.cap)
+            self.orders = {name: np.full((self.chunk, 2 * self.cap), -1, dtype=np.int64) for name in _ORDER_FIELDS}
+            self.trades = {name: np.zeros((self.chunk, self.cap), dtype=np.int64) for name in _TRADE_FIELDS}
+        else:  # reset what these runs can reach (a run makes at most 2 x events + 2 orders)
+            for arr in self.orders.values():
+                arr[:m, :2 * events + 2].fill(-1)  # run_kernel's orders start at -1 (fields never written stay so)
+            for arr in self.trades.values():
+                arr[:m, :events + 1].fill(0)
+        orders, trades = self.orders, self.trades
+        _kernel_many(self.block[:m], k.open_raw, k.close_raw, k.close_f,
+                     k.cash0, k.cash_dp, k.qty_dp, k.qty_step, k.min_qty, k.max_qty, k.notional_k, k.multiplier,
+                     k.fee_num, k.fee_den, k.fee_step, k.fixed_fee, k.min_fee, k.fee_rate, k.slip_num, k.slip_den,
+                     k.price_step, frac_num, k.frac_den, k.fixed_qty,
+                     self.equity, self.position, *(orders[name] for name in _ORDER_FIELDS),
+                     *(trades[name] for name in _TRADE_FIELDS), self.status, self.n_orders, self.n_trades)
+        outputs = []
+        for j in range(m):
+            no, nt = int(self.n_orders[j]), int(self.n_trades[j])
+            outputs.append(KernelOutput(status=int(self.status[j]), equity=self.equity[j], position=self.position[j],
+                                        orders={name: arr[j, :no] for name, arr in orders.items()},
+                                        trades={name: arr[j, :nt] for name, arr in trades.items()}))
+        return outputs
+
+
 def run_kernel_batch(k: KernelInputs, targets: Iterable[np.ndarray], chunk: int = 8) -> Iterator[KernelOutput]:
     """The kernel over many parameter sets of one instrument, bars and fee model: one output per
     target (the `target` of `k` is ignored; `targets` may be a generator, so the signals of a large
     grid are made as they are consumed), in order. Each compiled call runs `chunk` sets.
 
     Why: a sweep's sets share everything but the signals; this converts nothing per set and
-    reuses one set of buffers, so memory is bounded by `chunk` x (two float64 curves of the bars +
-    the order and trade rows), whatever the grid's size. The price: an output's arrays are views
-    into those buffers, valid until the next output of the next chunk is produced: copy (or
-    reduce to statistics) what you keep before advancing the iterator past the chunk.
+    reuses one set of buffers (KernelBatch), so memory is bounded by `chunk` x (three float64 rows
+    of the bars + the order and trade rows), whatever the grid's size. The price: an output's
+    arrays are views into those buffers, valid until the next output of the next chunk is
+    produced: copy (or reduce to statistics) what you keep before advancing the iterator past the
+    chunk.
 
     Each output equals run_kernel's for the same inputs (tests/unit/test_speed_batch.py); a set
     whose status is not OK is for the caller to rerun on the event path, as run_fast does.
@@ -368,52 +425,18 @@ def run_kernel_batch(k: KernelInputs, targets: Iterable[np.ndarray], chunk: int 
     if chunk < 1:
         raise ValueError("chunk must be at least 1")
     n = len(k.open_raw)
-    frac_num = (np.array([k.frac_num], dtype=np.int64) if np.isscalar(k.frac_num)
-                else np.ascontiguousarray(k.frac_num, dtype=np.int64))
-    block = np.empty((chunk, n), dtype=np.float64)
-    equity = np.empty((chunk, n), dtype=np.float64)
-    position = np.empty((chunk, n), dtype=np.float64)
-    status = np.zeros(chunk, dtype=np.int64)
-    n_orders = np.zeros(chunk, dtype=np.int64)
-    n_trades = np.zeros(chunk, dtype=np.int64)
-    cap = 0
-    orders: dict[str, np.ndarray] = {}
-    trades: dict[str, np.ndarray] = {}
+    batch = KernelBatch(n, chunk)
     rows = 0
     events = 0
-
-    def flush(m: int) -> Iterator[KernelOutput]:
-        nonlocal cap, orders, trades
-        if events + 1 > cap:  # room for the chunk's busiest set (grown, never shrunk)
-            cap = max(events + 1, 2 * cap)
-            orders = {name: np.full((chunk, 2 * cap), -1, dtype=np.int64) for name in _ORDER_FIELDS}
-            trades = {name: np.zeros((chunk, cap), dtype=np.int64) for name in _TRADE_FIELDS}
-        else:
-            for arr in orders.values():
-                arr[:m].fill(-1)  # run_kernel's orders start at -1 (fields a set never writes stay so)
-            for arr in trades.values():
-                arr[:m].fill(0)
-        _kernel_many(block[:m], k.open_raw, k.close_raw, k.close_f,
-                     k.cash0, k.cash_dp, k.qty_dp, k.qty_step, k.min_qty, k.max_qty, k.notional_k, k.multiplier,
-                     k.fee_num, k.fee_den, k.fee_step, k.fixed_fee, k.min_fee, k.fee_rate, k.slip_num, k.slip_den,
-                     k.price_step, frac_num, k.frac_den, k.fixed_qty,
-                     equity, position, *(orders[name] for name in _ORDER_FIELDS),
-                     *(trades[name] for name in _TRADE_FIELDS), status, n_orders, n_trades)
-        for j in range(m):
-            no, nt = int(n_orders[j]), int(n_trades[j])
-            yield KernelOutput(status=int(status[j]), equity=equity[j], position=position[j],
-                               orders={name: arr[j, :no] for name, arr in orders.items()},
-                               trades={name: arr[j, :nt] for name, arr in trades.items()})
-
     for target in targets:
         row = np.asarray(target, dtype=np.float64)
         if row.shape != (n,):
             raise ValueError(f"each target needs {n} values (one per bar), got shape {row.shape}")
-        block[rows] = row
+        batch.block[rows] = row
         events = max(events, int(np.count_nonzero(~np.isnan(row))))
         rows += 1
         if rows == chunk:
-            yield from flush(rows)
+            yield from batch.run(k, rows, events)
             rows = events = 0
     if rows:
-        yield from flush(rows)
+        yield from batch.run(k, rows, events)

@@ -31,8 +31,10 @@ own labels and definitions (`backtesting_py_stats`), so a user coming from it co
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -191,6 +193,94 @@ def drawdown_periods(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return dd, starts, ends.astype(np.int64), depths
 
 
+@dataclass(frozen=True, slots=True)
+class EquitySummary:
+    """What the statistics read from a whole equity curve and position series: the rest of
+    `compute_stats` works on small arrays (per-period returns, drawdown periods, trades)."""
+
+    final: float
+    peak: float
+    min_drawdown: float    # dd.min(), as a fraction (negative or 0)
+    starts: np.ndarray     # drawdown periods, as drawdown_periods gives them
+    ends: np.ndarray
+    depths: np.ndarray
+    exposure_pct: float
+
+
+@numba.njit(cache=True)
+def _equity_pass(values, position, starts, ends, depths):  # pragma: no cover (compiled)
+    """drawdown_periods + max + exposure in one pass, for a curve of positive, finite values (the
+    caller checks ok and otherwise takes the numpy reference). The same IEEE operations
+    (v / peak - 1.0, comparisons, min), so the same bits; a sweep calls it for every pair, where
+    the numpy version made eight million-element passes."""
+    n = len(values)
+    peak = values[0]
+    min_dd = np.inf
+    under = False
+    start = 0
+    depth = 0.0
+    prev_dd = 0.0
+    k = 0
+    exposed = 0
+    for t in range(n):
+        v = values[t]
+        if not v > 0.0 or v == np.inf:
+            return False, 0.0, 0.0, 0, 0
+        if v > peak:
+            peak = v
+        dd = v / peak - 1.0
+        if dd < min_dd:
+            min_dd = dd
+        if dd < 0:
+            if not under:
+                under = True
+                start = t - 1 if t > 0 else 0
+                depth = prev_dd if t > 0 else dd
+            if dd < depth:
+                depth = dd
+        elif under:
+            starts[k] = start
+            ends[k] = t
+            depths[k] = depth
+            k += 1
+            under = False
+        prev_dd = dd
+        if position[t] != 0:
+            exposed += 1
+    if under:
+        starts[k] = start
+        ends[k] = n - 1
+        depths[k] = depth
+        k += 1
+    return True, peak, min_dd, k, exposed
+
+
+def equity_summary(values: np.ndarray, position: np.ndarray, compiled_only: bool = False) -> EquitySummary | None:
+    """The EquitySummary of a non-empty curve: one compiled pass when every value is positive and
+    finite (always, for a backtest that keeps its cash), else drawdown_periods and numpy's
+    reductions (NaN bars, zero or negative equity), or None with `compiled_only`."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    position = np.ascontiguousarray(position)
+    n = len(values)
+    if position.dtype == np.float64 and len(position) == n:
+        size = n // 2 + 1  # periods alternate with recoveries: at most one per two bars
+        starts = np.empty(size, dtype=np.int64)
+        ends = np.empty(size, dtype=np.int64)
+        depths = np.empty(size, dtype=np.float64)
+        ok, peak, min_dd, k, exposed = _equity_pass(values, position, starts, ends, depths)
+        if ok:
+            return EquitySummary(final=float(values[-1]), peak=float(peak), min_drawdown=float(min_dd),
+                                 starts=starts[:k].copy(), ends=ends[:k].copy(), depths=depths[:k].copy(),
+                                 exposure_pct=float(exposed / n * 100.0))
+    if compiled_only:
+        return None
+    dd, starts, ends, depths = drawdown_periods(values)
+    # pandas' max skips NaN; numpy's is the same number when there is none
+    peak = float(pd.Series(values).max()) if np.isnan(values).any() else float(values.max())
+    return EquitySummary(final=float(values[-1]), peak=peak, min_drawdown=float(dd.min()), starts=starts,
+                         ends=ends, depths=depths, exposure_pct=float(np.mean(position != 0) * 100.0))
+
+
 def drawdowns(equity: pd.Series) -> tuple[np.ndarray, list[tuple[float, pd.Timedelta]]]:
     """Bar-level drawdown series and each drawdown period's (deepest point, duration)."""
     dd, starts, ends, depths = drawdown_periods(equity.to_numpy())
@@ -212,32 +302,39 @@ def compute_stats(result: BacktestResult, *, periods_per_year: float | None = No
     if conventions != "tickbridge":
         raise ConfigError("conventions", f"unknown conventions {conventions!r}; known: {', '.join(CONVENTIONS)}")
     equity = result.equity
-    initial = result.initial_cash
-    trades = result.trades
     stats: dict[str, Any] = dict.fromkeys(STAT_KEYS)
     if len(equity) == 0:
         stats.update(trades=0, fees=result.fees_total)
         return stats
-    index = equity.index
-    values = equity.to_numpy()
-    start, end = index[0], index[-1]
-    duration = end - start
-    final = float(values[-1])
-    returns, annual = period_returns(equity, initial)
+    returns, annual = period_returns(equity, result.initial_cash)
+    summary = equity_summary(equity.to_numpy(), np.asarray(result.position))
+    assert summary is not None
+    return stats_of(equity.index, summary, result.initial_cash, result.close.to_numpy(), result.fees_total,
+                    returns, annual, _trade_stats(result.trades), periods_per_year=periods_per_year,
+                    risk_free=risk_free)
+
+
+def stats_of(index: pd.Index, summary: EquitySummary, initial: float, close: np.ndarray, fees_total: float,
+             returns: np.ndarray, annual: float, trade_stats: dict[str, Any], *,
+             periods_per_year: float | None = None, risk_free: float = 0.0) -> dict[str, Any]:
+    """compute_stats' table from its parts (a sweep builds them without a BacktestResult): the
+    non-empty curve's EquitySummary, its per-period returns and annualisation (period_returns),
+    and the trade statistics (trade_stats_of)."""
+    stats: dict[str, Any] = dict.fromkeys(STAT_KEYS)
     if periods_per_year is not None:
         annual = periods_per_year
-    dd, starts, ends, depths = drawdown_periods(values)
-    close = result.close.to_numpy()
-    # pandas' max skips NaN; numpy's is the same number when there is none
-    peak = float(equity.max()) if np.isnan(values).any() else float(values.max())
+    start, end = index[0], index[-1]
+    duration = end - start
+    final = summary.final
+    starts, ends, depths = summary.starts, summary.ends, summary.depths
     stats.update(
         start=start, end=end, duration=duration,
-        exposure_pct=float(np.mean(result.position != 0) * 100.0),
-        equity_final=final, equity_peak=peak,
+        exposure_pct=summary.exposure_pct,
+        equity_final=final, equity_peak=summary.peak,
         return_pct=(final / initial - 1.0) * 100.0,
         buy_hold_return_pct=_num((close[-1] / close[0] - 1.0) * 100.0),
-        max_drawdown_pct=float(dd.min()) * 100.0 if len(dd) else None,
-        fees=result.fees_total, periods_per_year=float(annual),
+        max_drawdown_pct=summary.min_drawdown * 100.0,
+        fees=fees_total, periods_per_year=float(annual),
     )
     years = duration / pd.Timedelta(days=365.25)
     if years > 0 and final > 0:
@@ -257,22 +354,29 @@ def compute_stats(result: BacktestResult, *, periods_per_year: float | None = No
         stats["avg_drawdown_pct"] = float(np.mean(depths)) * 100.0
         stats["max_drawdown_duration"] = durations.max()
         stats["avg_drawdown_duration"] = durations.mean()
-    stats.update(_trade_stats(trades))
+    stats.update(trade_stats)
     return stats
 
 
 def _trade_stats(trades: pd.DataFrame) -> dict[str, Any]:
-    n = len(trades)
-    out: dict[str, Any] = {"trades": n}
-    if n == 0:
-        return out
-    pnl = trades["pnl"].to_numpy(dtype=np.float64)
-    ret = trades["return_pct"].to_numpy(dtype=np.float64)
+    if len(trades) == 0:
+        return {"trades": 0}
     entry, exit_ = trades["entry_time"], trades["exit_time"]
     if _is_datetime(entry) and _is_datetime(exit_):  # to_datetime would return them as they are
         held = exit_.array - entry.array  # the array a Series' max() and mean() reduce
     else:
         held = pd.to_datetime(exit_) - pd.to_datetime(entry)
+    return trade_stats_of(trades["pnl"].to_numpy(dtype=np.float64), trades["return_pct"].to_numpy(dtype=np.float64),
+                          held)
+
+
+def trade_stats_of(pnl: np.ndarray, ret: np.ndarray, held: Any) -> dict[str, Any]:
+    """The trade statistics from the trades' pnl, return_pct and holding times (anything with
+    max() and mean() over Timedeltas: a sweep passes the kernel's columns without a DataFrame)."""
+    n = len(pnl)
+    out: dict[str, Any] = {"trades": n}
+    if n == 0:
+        return out
     gains, losses = pnl[pnl > 0].sum(), pnl[pnl < 0].sum()
     out.update(
         win_rate_pct=float(np.mean(pnl > 0) * 100.0),

@@ -223,6 +223,7 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
         gate.bind(oms)
         oms.risk = gate
     n = len(times)
+    o_item, h_item, l_item, c_item = o_raw.item, h_raw.item, l_raw.item, c_raw.item
     pos = portfolio.positions[instrument.symbol]
     mark_bar, mark_cash, mark_qty, mark_units = [-1], [portfolio.cash_float], [0.0], [0.0]
     working = venue._working
@@ -236,8 +237,8 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
             for i in range(start, min(start + chunk, n)):
                 ts = times[i]
                 clock.ts = ts
-                if working:
-                    on_bar(int(o_raw[i]), int(h_raw[i]), int(l_raw[i]), int(c_raw[i]), ts, i)
+                if working:  # .item(i): the Python int at once, without a numpy scalar in between
+                    on_bar(o_item(i), h_item(i), l_item(i), c_item(i), ts, i)
                     mark_bar.append(i)
                     mark_cash.append(portfolio.cash_float)
                     mark_qty.append(pos.qty_float)

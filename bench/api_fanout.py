@@ -1,7 +1,7 @@
 """Signal fan-out through the control API: many WebSocket subscribers, one shared poller.
 
     .venv/bin/python bench/api_fanout.py [--clients 1000] [--rate 20] [--seconds 15] [--poll 0.05]
-                                         [--client-procs N] [--server-path DIR]
+                                         [--client-procs N] [--server-path DIR] [--writer external|api]
 
 1. Starts the API (uvicorn, its own process, as `tickbridge serve` runs it: no per-message
    deflate) on loopback over a SQLite store (WAL).
@@ -12,7 +12,12 @@
    --client-procs 0 plays every client in this process (the old mode).
 3. Inserts signals into the store at a steady rate from another process's view (plain SQL inserts,
    as the runtime's SqlSignals does), each stamped with its insert time, and measures delivery
-   latency = client receive time - insert time, over every (signal, client) pair: p50, p99, max.
+   latency = client receive time - insert time, over every (signal, client) pair: p50, p99, max;
+   and per signal (raw client) the latency of its first receipt (the wait for the poller, and the
+   scheduling of API and clients) and the spread from its first to its last of N receipts.
+   --writer api inserts them from a thread of the API's own process instead, announcing each
+   (engine.signals.announce_stored), as bots under TICKBRIDGE_RUNTIME=thread would: the hub is
+   woken rather than polling.
 4. GET /api/v1/signals (limit 100) requests/s with 16 concurrent keep-alive clients.
 Prints figures only; results go to docs/benchmarks.md. Target: p99 <= 100 ms.
 
@@ -59,7 +64,10 @@ class IdleBots:
         return []
 
 
-def serve(url: str, port: int, poll: float, ws: str, server_path: str | None = None) -> None:
+def serve(url: str, port: int, poll: float, ws: str, server_path: str | None = None,
+          in_server: tuple[Any, Any, Any, float, float] | None = None) -> None:
+    """The API under uvicorn; with `in_server` (go, done, count, rate, seconds) the producer runs
+    in this process too, on a thread (as bots of TICKBRIDGE_RUNTIME=thread do), from `go` on."""
     if server_path:
         sys.path.insert(0, server_path)
     import uvicorn
@@ -67,6 +75,8 @@ def serve(url: str, port: int, poll: float, ws: str, server_path: str | None = N
     from api.app import create_app
     from api.settings import Settings
 
+    if in_server is not None:
+        threading.Thread(target=_producer_in_server, args=(url, *in_server), daemon=True).start()
     app = create_app(Settings(database_url=url, poll_interval_s=poll, auth_rate_per_minute=100_000, migrate=False),
                      IdleBots())
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ws_ping_interval=None, backlog=4096,
@@ -108,7 +118,11 @@ def api_keys(base: str, n: int) -> list[str]:
     return keys
 
 
-def producer(url: str, rate: float, seconds: float, done: threading.Event, sent: list[int]) -> None:
+def producer(url: str, rate: float, seconds: float, done: threading.Event, sent: list[int],
+             announce: Any = None) -> None:
+    """Insert signals at `rate` for `seconds`, each stamped with its insert time (payload t0);
+    `announce` after each commit (engine.signals.announce_stored: what SqlSignals does when the
+    writer shares the API's process)."""
     from engine.store.db import make_engine
     from engine.store.models import SignalRow
 
@@ -120,12 +134,25 @@ def producer(url: str, rate: float, seconds: float, done: threading.Event, sent:
         with engine.begin() as c:
             c.execute(insert(SignalRow.__table__).values(bot_id="bench-bot", symbol="SPY", ts=t0,
                                                           direction=1 - 2 * (n % 2), payload={"t0": t0, "n": n}))
+        if announce is not None:
+            announce()
         sent.append(t0)
         n += 1
         next_at += interval
         time.sleep(max(0.0, next_at - time.perf_counter()))
     done.set()
     engine.dispose()
+
+
+def _producer_in_server(url: str, go: Any, done_evt: Any, count: Any, rate: float, seconds: float) -> None:
+    """The producer on a thread of the API's process: waits for `go`, then reports how many it sent."""
+    import engine.signals as signals
+
+    go.wait()
+    done, sent = threading.Event(), []  # type: ignore[var-annotated]
+    producer(url, rate, seconds, done, sent, getattr(signals, "announce_stored", None))  # None: an old tree
+    count.value = len(sent)
+    done_evt.set()
 
 
 async def subscriber(ws_url: str, key: str, latencies: list[int], counts: list[int], ready: asyncio.Event,
@@ -181,8 +208,9 @@ class RawClient(asyncio.Protocol):
     the latency read from the payload's "t0" without decoding the whole frame. ~10x cheaper per
     frame than the websockets client, so that the clients are not what the benchmark measures."""
 
-    def __init__(self, latencies: list[int], opened: asyncio.Future[None]) -> None:
+    def __init__(self, latencies: list[int], opened: asyncio.Future[None], stamps: list[int] | None = None) -> None:
         self.latencies, self.opened, self.buffer, self.received = latencies, opened, b"", 0
+        self.stamps = stamps  # each delivery's t0 (which signal it was), beside its latency
         self.transport: Any = None
 
     def connection_made(self, transport: Any) -> None:
@@ -200,7 +228,7 @@ class RawClient(asyncio.Protocol):
                 return
             self.opened.set_result(None)
             buffer = buffer[end + 4:]
-        at, n, latencies = 0, len(buffer), self.latencies
+        at, n, latencies, stamps = 0, len(buffer), self.latencies, self.stamps
         while n - at >= 2:
             size, head = buffer[at + 1] & 0x7F, 2
             if size == 126:
@@ -218,16 +246,20 @@ class RawClient(asyncio.Protocol):
                 stop = start
                 while 48 <= buffer[stop] <= 57:
                     stop += 1
-                latencies.append(time.time_ns() - int(buffer[start:stop]))
+                t0 = int(buffer[start:stop])
+                latencies.append(time.time_ns() - t0)
+                if stamps is not None:
+                    stamps.append(t0)
                 self.received += 1
             at += head + size
         self.buffer = buffer[at:]
 
 
-async def raw_subscriber(host: str, port: int, key: str, latencies: list[int]) -> tuple[Any, RawClient]:
+async def raw_subscriber(host: str, port: int, key: str, latencies: list[int],
+                         stamps: list[int] | None = None) -> tuple[Any, RawClient]:
     loop = asyncio.get_running_loop()
     opened: asyncio.Future[None] = loop.create_future()
-    transport, protocol = await loop.create_connection(lambda: RawClient(latencies, opened), host, port)
+    transport, protocol = await loop.create_connection(lambda: RawClient(latencies, opened, stamps), host, port)
     transport.write(f"GET /api/v1/signals/ws?api_key={key} HTTP/1.1\r\nHost: {host}:{port}\r\n"
                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
@@ -238,18 +270,20 @@ async def raw_subscriber(host: str, port: int, key: str, latencies: list[int]) -
 def client_process(ws_url: str, keys: list[str], ready: Any, signals: Any, results: Any, raw: bool = True) -> None:
     """One client process: connect its share of the subscribers, say so, receive until each has
     every signal (`signals` is -1 while the producer runs) or 10 s after the producer ended;
-    report (latencies in ns as int64 bytes, per-client counts, CPU seconds while receiving)."""
+    report (latencies in ns as int64 bytes, per-client counts, CPU seconds while receiving, each
+    latency's signal t0 as int64 bytes: empty for the websockets client)."""
     from array import array
 
-    async def run() -> tuple[bytes, list[int], float]:
+    async def run() -> tuple[bytes, list[int], float, bytes]:
         latencies: list[int] = []
+        stamps: list[int] = []
         counts: list[int] = []
         connected_evt, stop, connected = asyncio.Event(), asyncio.Event(), [0]
         tasks: list[Any] = []
         host, port = ws_url.split("//")[1].split("/")[0].split(":")
         for key in keys:
             if raw:
-                tasks.append(asyncio.create_task(raw_subscriber(host, int(port), key, latencies)))
+                tasks.append(asyncio.create_task(raw_subscriber(host, int(port), key, latencies, stamps)))
             else:
                 tasks.append(asyncio.create_task(subscriber(ws_url, key, latencies, counts, connected_evt, connected,
                                                             len(keys), stop)))
@@ -279,14 +313,15 @@ def client_process(ws_url: str, keys: list[str], ready: Any, signals: Any, resul
                 transport.close()
         else:
             await asyncio.gather(*tasks, return_exceptions=True)
-        return array("q", latencies).tobytes(), counts, cpu
+        return array("q", latencies).tobytes(), counts, cpu, array("q", stamps).tobytes()
 
     results.put(asyncio.run(run()))
 
 
 async def fanout_procs(base: str, keys: list[str], url: str, rate: float, seconds: float,
-                       procs: int, raw: bool, server_pid: int) -> dict[str, float]:
-    """fanout() with the clients in `procs` processes (spawned: no inherited event loop)."""
+                       procs: int, raw: bool, server_pid: int, in_server: Any = None) -> dict[str, float]:
+    """fanout() with the clients in `procs` processes (spawned: no inherited event loop); with
+    `in_server` (go, done, count) the producer runs in the API's process."""
     from array import array
 
     ctx = mp.get_context("spawn")
@@ -300,24 +335,54 @@ async def fanout_procs(base: str, keys: list[str], url: str, rate: float, second
     for _ in workers:
         await asyncio.to_thread(ready.get, True, 180)
     cpu_server = _cpu(server_pid)  # from here: not the connects (each authenticates an argon2 API key)
-    done, sent = threading.Event(), []
-    thread = threading.Thread(target=producer, args=(url, rate, seconds, done, sent), daemon=True)
-    thread.start()
-    while not done.is_set():
-        await asyncio.sleep(0.1)
-    signals.value = len(sent)
+    if in_server is not None:
+        go, done_evt, count = in_server
+        go.set()
+        await asyncio.to_thread(done_evt.wait, seconds + 60)
+        n_sent = count.value
+    else:
+        done, sent = threading.Event(), []
+        thread = threading.Thread(target=producer, args=(url, rate, seconds, done, sent), daemon=True)
+        thread.start()
+        while not done.is_set():
+            await asyncio.sleep(0.1)
+        n_sent = len(sent)
+    signals.value = n_sent
     latencies: list[int] = []
+    stamps: list[int] = []
     cpu = 0.0
     for _ in workers:
-        raw, _counts, seconds_cpu = await asyncio.to_thread(results.get, True, 120)
+        raw, _counts, seconds_cpu, raw_stamps = await asyncio.to_thread(results.get, True, 120)
         latencies.extend(array("q", raw))
+        stamps.extend(array("q", raw_stamps))
         cpu += seconds_cpu
     cpu_server = _cpu(server_pid) - cpu_server
     for worker in workers:
         worker.join(10)
-    figures = _figures(latencies, len(sent), len(keys))
+    figures = _figures(latencies, n_sent, len(keys))
+    figures.update(_per_signal(latencies, stamps))
     figures["client_cpu"], figures["server_cpu"] = cpu, cpu_server
     return figures
+
+
+def _per_signal(latencies: list[int], stamps: list[int]) -> dict[str, float]:
+    """Per signal: the latency of its first receipt (store -> poller -> first socket -> a client:
+    what waiting for the poll costs) and the spread from its first to its last receipt (the
+    fan-out to every client, and the clients' own scheduling); the median and p99 of each, ms."""
+    if len(stamps) != len(latencies) or not stamps:
+        return {}
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for t0, latency in zip(stamps, latencies):
+        if latency < first.get(t0, 1 << 62):
+            first[t0] = latency
+        if latency > last.get(t0, -1):
+            last[t0] = latency
+    firsts = sorted(v / 1e6 for v in first.values())
+    spreads = sorted((last[t0] - first[t0]) / 1e6 for t0 in first)
+    pick = lambda xs, q: xs[min(len(xs) - 1, int(q * len(xs)))]  # noqa: E731
+    return {"first_p50": pick(firsts, 0.5), "first_p99": pick(firsts, 0.99),
+            "spread_p50": pick(spreads, 0.5), "spread_p99": pick(spreads, 0.99)}
 
 
 def _figures(latencies: list[int], signals: int, clients: int) -> dict[str, float]:
@@ -365,6 +430,9 @@ def main() -> None:
                         help="run the API from this source tree (put first on the server's sys.path)")
     parser.add_argument("--client", choices=("raw", "websockets"), default="raw",
                         help="client processes' WebSocket client: the lean one, or the websockets library")
+    parser.add_argument("--writer", choices=("external", "api"), default="external",
+                        help="where signals are written: another process (the API polls for them; "
+                             "TICKBRIDGE_RUNTIME=process) or a thread of the API's process (it is woken)")
     parser.add_argument("--no-rest", action="store_true", help="skip the GET /signals rate")
     parser.add_argument("--workdir", default=None,
                         help="keep the store and the API keys here and reuse them on the next run")
@@ -378,8 +446,11 @@ def main() -> None:
         started = time.perf_counter()
         prepare(url, args.clients)
         print(f"prepared {args.clients} subscribers in {time.perf_counter() - started:.1f} s")
-    server = mp.get_context("spawn").Process(target=serve, args=(url, args.port, args.poll, args.ws, args.server_path),
-                                            daemon=True)
+    spawn = mp.get_context("spawn")
+    in_server = (spawn.Event(), spawn.Event(), spawn.Value("q", 0)) if args.writer == "api" else None
+    server = spawn.Process(target=serve, daemon=True,
+                           args=(url, args.port, args.poll, args.ws, args.server_path,
+                                 None if in_server is None else (*in_server, args.rate, args.seconds)))
     server.start()
     base = f"http://127.0.0.1:{args.port}"
     try:
@@ -397,20 +468,28 @@ def main() -> None:
         load_before = os.getloadavg()
         if args.client_procs > 0:
             figures = asyncio.run(fanout_procs(base, keys, url, args.rate, args.seconds, args.client_procs,
-                                                args.client == "raw", server.pid))
+                                                args.client == "raw", server.pid, in_server))
             clients_are = f"{args.client_procs} client processes ({args.client} client)"
         else:
+            if in_server is not None:
+                parser.error("--writer api needs --client-procs >= 1")
             figures = asyncio.run(fanout(base, keys, url, args.rate, args.seconds, server.pid))
             clients_are = "1 client process (this one, with the producer thread)"
         cpu_server, cpu_client = figures["server_cpu"], figures["client_cpu"]
         load_after = os.getloadavg()
         per = max(1, figures["deliveries"])
         print(f"fan-out: {args.clients} WebSocket subscribers in {clients_are}, {figures['signals']} signals at "
-              f"{args.rate:g}/s, poll {args.poll * 1000:g} ms: {figures['deliveries']:,}/{figures['expected']:,} "
+              f"{args.rate:g}/s written {'in the API process' if in_server else 'by another process'}, "
+              f"poll {args.poll * 1000:g} ms, "
+              f"API from {args.server_path or 'this tree'}: {figures['deliveries']:,}/{figures['expected']:,} "
               f"deliveries")
         print(f"  delivery latency p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms, "
               f"max {figures['max']:.1f} ms, mean {figures['mean']:.1f} ms (target p99 <= 100 ms); "
               f"load average {load_before[0]:.1f} -> {load_after[0]:.1f} on {os.cpu_count()} CPUs")
+        if "first_p50" in figures:
+            print(f"  per signal: first receipt p50 {figures['first_p50']:.1f} ms, p99 {figures['first_p99']:.1f} ms; "
+                  f"first to last of {args.clients} clients p50 {figures['spread_p50']:.1f} ms, "
+                  f"p99 {figures['spread_p99']:.1f} ms")
         print(f"  CPU from all connected to all received: API process {cpu_server:.2f} s = "
               f"{cpu_server / per * 1e6:.1f} us per delivery; clients {cpu_client:.2f} s = "
               f"{cpu_client / per * 1e6:.1f} us per delivery")

@@ -1,14 +1,34 @@
 """OMS speed: risk checks, durable order events, tick-to-submit latency, live runner throughput.
 
     .venv/bin/python bench/oms_speed.py [--orders 50000] [--postgres URL] [--live-ticks N] [--live-rounds 3]
+    .venv/bin/python bench/oms_speed.py --submit-only     # item 3 alone (issue 18 item 4)
     .venv/bin/python bench/oms_speed.py --live-only       # item 4 alone
 
 1. Risk checks/s: RiskEngine.check on a limit order with every per-order limit configured.
 2. Order events/s stored durably: orders going PENDING_SUBMIT -> SUBMITTED -> ACCEPTED -> FILLED
    (4 events, 1 fill), committed in groups as the session does (one commit per input), on SQLite
    WAL and, with --postgres (or TICKBRIDGE_TEST_POSTGRES_URL), on PostgreSQL.
-3. Tick -> adapter.submit latency: a strategy decides on a tick, the order passes risk, is
-   journaled and committed (write-ahead), and reaches the adapter; p50 and p99 over many ticks.
+3. Tick -> adapter.submit, on the path a live bot takes: a paper bot as the runtime builds it
+   (live/bot.py paper_bot: the one BotRunner, PaperAdapter over DurablePaperVenue, the SQL journal
+   and signals on SQLite WAL + synchronous=NORMAL in a file of a temporary directory) replays the
+   first --submit-ticks real EURUSD ticks of data/ticks with a tick strategy that reverses every
+   5 s of market time (TickFlip). Timed from the moment the replay feed hands a tick to the runner
+   to the moment the OMS calls adapter.submit with that tick's first order, for every tick that
+   sends one (~1 in 8). Included: the runner's input handling, the tick guard, the day roll, the
+   paper venue matching working orders on the quote (a fill of an earlier order included when one
+   happens), the bar builder, the strategy's on_tick and go() (its signal row), the risk gate
+   (with --risk-config "full": 11 per-bot limits and the account's limits, i.e. the shared account
+   check through the store, lock, reads, share write and commit, as every bot with risk limits
+   has; "none": no risk limits), the OMS, and the write-ahead flush (the order, its event, the
+   signal row, the previous input's checkpoint, one commit, the store file's identity check).
+   Not included: what the adapter does once called (the paper venue's own log), the feed
+   parsing the tick, the commit at the end of the input. Printed per round: p50/p99 of the wall
+   time and of the bot thread's CPU time (time.thread_time_ns: on this shared 2-core machine the
+   wall time is mostly other processes' load, the CPU time is the path's own cost), with the load
+   average. `--submit-modes driver,sqlalchemy` interleaves rounds of the SQLite driver path
+   (engine/store/prepared.py, the default) with rounds forced onto the SQLAlchemy path (the
+   statements built once, a signal committed on its own before the order: the journal as it was
+   before issue 18, with its position upsert built once) for a before/after in one run.
 4. Live runner throughput: ticks/s through a whole paper bot as the runtime builds it (live/bot.py
    paper_bot: the one BotRunner over PaperAdapter + DurablePaperVenue, the SQL journal on SQLite in a
    temporary directory), replaying the real EURUSD FXCM ticks in data/ticks at full speed, for two
@@ -98,39 +118,118 @@ def stored_events(url: str, n: int, group: int) -> float:
     return 4 * n / elapsed
 
 
-def tick_to_submit(url: str, ticks: int) -> tuple[float, float]:
-    upgrade(url)
-    engine = make_engine(url)
-    clock = SimulatedClock(1)
-    stamps: list[int] = []
+# item 3's risk configurations: "full" is every per-bot limit and the account's (a bot with risk
+# limits always checks its account through the store: engine/account_risk.py)
+SUBMIT_RISK: dict[str, dict[str, Any] | None] = {
+    "none": None,
+    "full": {"account": {"max_gross_exposure": 10**9, "daily_loss_limit": 5000, "max_drawdown_pct": 50,
+                         "max_open_orders": 100},
+             "default_bot": {"allowed_symbols": ["EURUSD"], "max_order_qty": 10**6, "max_order_notional": 10**7,
+                             "price_band_pct": 5, "max_position_qty": 10**7, "max_gross_exposure": 10**8,
+                             "max_open_orders": 100, "max_orders_per_second": 1000, "daily_loss_limit": 5000,
+                             "max_drawdown_pct": 50, "capital_allocation": 10**6}},
+}
 
-    class TimedVenue(SimulatedVenue):
-        def submit(self, order: Order) -> None:
-            stamps.append(time.perf_counter_ns())
-            super().submit(order)
 
-    venue = TimedVenue(EURUSD, Decimal(10**9))
-    oms = OrderManager("lat", clock, venue, Portfolio.for_instrument(Decimal(10**9), EURUSD), {"EURUSD": EURUSD},
-                       journal=SqlJournal(engine, "lat", "PAPER"))
-    risk = RiskEngine("lat", RiskLimits(max_order_qty=Decimal(10**6), price_band_pct=Decimal(5)), AccountRisk(),
-                      clock, {"EURUSD": EURUSD}, last_price=lambda s: LAST)
-    risk.bind(oms)
-    oms.risk = risk
-    latencies = []
-    for i in range(ticks):
-        started = time.perf_counter_ns()
-        clock.ts = i + 2
-        venue.on_tick(109999, 110001, 0, clock.ts)  # the tick reaches the engine: matching first
-        order = Order(oms.next_client_order_id(), "lat", "EURUSD", OrderSide.BUY if i % 2 else OrderSide.SELL,
-                      OrderType.LIMIT, Decimal(1000), clock.ts, limit_price=Decimal("1.09000") if i % 2 else
-                      Decimal("1.11000"))
-        oms.submit(order)
-        latencies.append(stamps[-1] - started)
-        oms.cancel(order)
-        oms.journal.flush()  # type: ignore[union-attr]
-    latencies.sort()
-    engine.dispose()
-    return latencies[len(latencies) // 2] / 1000, latencies[int(len(latencies) * 0.99)] / 1000
+class SubmitTimer:
+    """Item 3's stamps: the replay feed marks each tick's hand-over (wall and thread CPU), the
+    adapter's submit the first order of that tick."""
+
+    def __init__(self, feed: Any, adapter: Any) -> None:
+        self.feed = feed
+        self.wake = feed.wake    # the runner knows a replay feed by it
+        self.table = feed.table
+        self.wall: list[int] = []
+        self.cpu: list[int] = []
+        self._start = (0, 0)
+        self._open = False
+        submit = adapter.submit
+
+        def timed_submit(order: Order) -> None:
+            if self._open:
+                self._open = False
+                wall, cpu = self._start
+                self.wall.append(time.perf_counter_ns() - wall)
+                self.cpu.append(time.thread_time_ns() - cpu)
+            submit(order)
+
+        adapter.submit = timed_submit  # the OMS calls its adapter's submit: this instance attribute
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.feed:
+            self._open = True
+            self._start = (time.perf_counter_ns(), time.thread_time_ns())
+            yield item
+
+
+def _quantile(values: list[int], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] / 1000
+
+
+def submit_round(table: Any, risk: str, mode: str) -> dict[str, Any]:
+    """One replay through a fresh paper bot; `mode` "sqlalchemy" forces the store's SQLAlchemy path
+    (module docstring, item 3), restored afterwards."""
+    import engine.account_risk
+    import engine.store.journal
+    import engine.store.signals
+    from live.config import parse_bot_config
+
+    config = parse_bot_config({"id": "bench-submit", "symbol": "EURUSD", "bar": "1min", "cash": 10000,
+                               "commission": "0.00002", "on_stop": "cancel", "strategy": TickFlip.name,
+                               "params": {"period_s": 5, "fixed_size": 5000}, "risk": SUBMIT_RISK[risk]})
+    modules = (engine.store.journal, engine.store.signals, engine.account_risk)
+    saved = [m.usable for m in modules], engine.store.signals.SqlSignals.defer_to
+    if mode == "sqlalchemy":
+        for module in modules:
+            module.usable = lambda _engine: False  # type: ignore[attr-defined]
+        engine.store.signals.SqlSignals.defer_to = lambda self, journal: None  # type: ignore[method-assign]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/submit.db"
+            upgrade(url)
+            runner, _ = paper_runner(config, table, url, Path(tmp))
+            runner.feed = timer = SubmitTimer(runner.feed, runner.adapter)
+            summary = runner.run()
+    finally:
+        for module, usable in zip(modules, saved[0]):
+            module.usable = usable  # type: ignore[attr-defined]
+        engine.store.signals.SqlSignals.defer_to = saved[1]  # type: ignore[method-assign]
+    return {"n": len(timer.wall), "orders": summary["orders"], "wall50": _quantile(timer.wall, 0.5),
+            "wall99": _quantile(timer.wall, 0.99), "cpu50": _quantile(timer.cpu, 0.5),
+            "cpu99": _quantile(timer.cpu, 0.99)}
+
+
+def tick_to_submit(ticks: int, rounds: int, modes: list[str], risks: list[str]) -> None:
+    """Item 3: `rounds` rounds, each running every (risk, mode) once in turn (interleaved, so load
+    swings hit them alike), after one short untimed round each; then the median round of each."""
+    from live.feed import TickTable
+    from strategies import STRATEGIES
+
+    STRATEGIES[TickFlip.name] = TickFlip
+    table = head(TickTable.load(TICK_FILE), ticks)
+    for risk in risks:
+        for mode in modes:
+            submit_round(head(table, 2000), risk, mode)  # imports, first calls: not timed
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {(r, m): [] for r in risks for m in modes}
+    for i in range(rounds):
+        for risk in risks:
+            for mode in modes:
+                load = os.getloadavg()[0]
+                result = submit_round(table, risk, mode)
+                result["load"] = (load, os.getloadavg()[0])
+                results[(risk, mode)].append(result)
+                print(f"tick -> adapter.submit round {i + 1}, risk {risk}, store path {mode}: "
+                      f"wall p50 {result['wall50']:,.0f} us, p99 {result['wall99']:,.0f} us; "
+                      f"CPU p50 {result['cpu50']:,.0f} us, p99 {result['cpu99']:,.0f} us "
+                      f"({result['n']:,} submits; load {load:.2f} -> {result['load'][1]:.2f})")
+    for (risk, mode), runs in results.items():
+        median = sorted(runs, key=lambda r: r["cpu50"])[len(runs) // 2]
+        print(f"tick -> adapter.submit, live paper bot, SQLite WAL, risk {risk}, store path {mode}, "
+              f"median of {rounds} by CPU p50: wall p50 {median['wall50']:,.0f} us, p99 {median['wall99']:,.0f} us; "
+              f"CPU p50 {median['cpu50']:,.0f} us, p99 {median['cpu99']:,.0f} us; {median['n']:,} submits "
+              f"of {median['orders']:,} orders, {ticks:,} ticks; load {median['load'][0]:.2f} -> "
+              f"{median['load'][1]:.2f}")
 
 
 class FlipParams(StrategyParams):
@@ -260,12 +359,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=50_000)
     parser.add_argument("--postgres", default=os.environ.get("TICKBRIDGE_TEST_POSTGRES_URL"))
+    parser.add_argument("--submit-ticks", type=int, default=20_000, help="item 3: the first N ticks of the file")
+    parser.add_argument("--submit-rounds", type=int, default=3)
+    parser.add_argument("--submit-modes", default="driver", help="item 3: driver, sqlalchemy or both (a,b)")
+    parser.add_argument("--submit-risk", default="full,none", help="item 3: full, none or both (a,b)")
+    parser.add_argument("--submit-only", action="store_true", help="only item 3, tick -> adapter.submit")
     parser.add_argument("--live-ticks", type=int, default=0, help="the first N ticks of the file (0: all)")
     parser.add_argument("--live-rounds", type=int, default=3)
     parser.add_argument("--live-only", action="store_true", help="only the live runner's throughput")
     args = parser.parse_args()
+    submit = (args.submit_ticks, args.submit_rounds, args.submit_modes.split(","), args.submit_risk.split(","))
     if args.live_only:
         live_throughput(args.live_ticks, args.live_rounds)
+        return
+    if args.submit_only:
+        tick_to_submit(*submit)
         return
     print(f"risk checks: {risk_checks(args.orders):,.0f} checks/s (12 limits configured, account limit too)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,9 +386,7 @@ def main() -> None:
             for group in (1, 100):
                 rate = stored_events(url, args.orders // (20 if group == 1 else 1), group)
                 print(f"{name}: {rate:,.0f} order events/s stored, one commit per {group} order(s)")
-            p50, p99 = tick_to_submit(url, 5000)
-            print(f"{name}: tick -> adapter.submit with risk + write-ahead commit: "
-                  f"p50 {p50:,.0f} us, p99 {p99:,.0f} us")
+    tick_to_submit(*submit)
     live_throughput(args.live_ticks, args.live_rounds)
 
 

@@ -3,10 +3,21 @@
     make bench-peers                                  # builds bench/.venv-peers, then runs this
     OMP_NUM_THREADS=1 .venv/bin/python bench/peers.py [--bars 1000000] [--seed 42] [--rounds 3]
         [--fast 10] [--slow 20] [--before /path/to/an/older/tree] [--only name,name]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/peers.py --sweep fast=5:50:5 slow=10:200:10 [--chunk 29] ...
+
+Sweep mode (--sweep, issue 18's sweep: 174 SMA pairs on the same 1,000,000 bars, every statistic
+per pair): tb-sweep is backtest.evaluate.Evaluator.evaluate_many over every pair in one process
+(what a `tickbridge sweep` worker runs: fast path + compute_stats' table per pair), with --before
+the same from the older tree; vectorbt-sweep runs the same pairs --chunk at a time as columns of
+one Portfolio.from_signals call, then pf.stats(agg_func=None) (every statistic of every column),
+its SMAs computed once per distinct window. Both are checked to make the same number of round
+trips per pair. Pairs/s = pairs / CPU seconds, peak RSS per process, same interleaved rounds.
 
 Contenders, each run in a subprocess of its own (so its peak RSS is its own, imports included):
 - tickbridge fast path and event path (run_backtest; this tree's .venv; with --before, the same
-  two again from an older tree, so before/after come from one run at the same load);
+  two again from an older tree, so before/after come from one run at the same load); tb-fast-tick
+  is the fast path with the tick size given (--price-increment 0.00001) instead of inferred from
+  the 4,000,000 OHLC prices: what the grid inference costs is the difference;
 - backtesting.py and vectorbt (bench/.venv-peers, pinned in bench/requirements-peers.txt);
 - a numpy loop (vectorised signals, a Python loop over the trades only) and a bare Python loop
   (one pass over the bars: the cross rule, the position, the cash, the equity).
@@ -40,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,20 +62,38 @@ PEERS_PYTHON = ROOT / "bench" / ".venv-peers" / "bin" / "python"
 CASH = 10_000.0
 COMMISSION = 0.0001
 WARMUP_BARS = 5_000
-TB = ("tb-fast", "tb-event")
+TB = ("tb-fast", "tb-event", "tb-fast-tick")
+EURUSD_TICK = "0.00001"  # the bootstrapped EURUSD bars' grid (what the fast path infers when not given)
 PEERS = ("backtesting.py", "vectorbt", "numpy-loop", "python-loop")
 # ratios the issue tracks: (tickbridge contender, peer)
 RATIOS = (("tb-fast", "vectorbt"), ("tb-fast", "numpy-loop"), ("tb-event", "backtesting.py"),
-          ("tb-event", "python-loop"))
+          ("tb-event", "python-loop"), ("tb-fast-tick", "vectorbt"), ("tb-fast-tick", "numpy-loop"))
 
 
 # -- the rule, for the peers (standalone: the peers' venv has no tickbridge) ----------------------
 def sma(close: np.ndarray, n: int) -> np.ndarray:
-    """pandas-ta's sma arithmetic (nb_sma: convolution with weights 1/n), NaN for the warm-up."""
+    """pandas-ta's sma arithmetic (nb_sma: one dot product of each window with weights 1/n, as
+    strategies.base.numpy_sma computes it), NaN for the warm-up. Not np.convolve: on a CPU with
+    AVX-512 numpy's convolve takes its own SIMD loop for short kernels and differs in the last bit,
+    which moved a few crossings (27,099 round trips against tickbridge's 27,097)."""
     out = np.full(len(close), np.nan)
     if len(close) >= n:
-        out[n - 1:] = np.convolve(close, np.ones(n) / n, mode="valid")
+        _sma_dots(np.ascontiguousarray(close, dtype=np.float64), np.ones(n) / n, out[n - 1:])
     return out
+
+
+def _sma_dots_py(x: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    n = len(weights)
+    for i in range(len(out)):
+        out[i] = np.dot(x[i:i + n], weights)
+
+
+try:  # both venvs have numba (tickbridge's and vectorbt's); without it, numpy's np.dot per window
+    import numba
+
+    _sma_dots = numba.njit(cache=False)(_sma_dots_py)
+except ImportError:  # pragma: no cover
+    _sma_dots = _sma_dots_py
 
 
 def cross_masks(fast: np.ndarray, slow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +139,10 @@ def run_tickbridge(data: dict[str, np.ndarray], fast: int, slow: int, path: str,
 
     frame = pd.DataFrame({c: data[c] for c in ("open", "high", "low", "close", "volume")},
                          index=pd.DatetimeIndex(data["time"].astype("datetime64[ns]"), name="time"))
-    config = make_config(path=path, commission=str(COMMISSION), cash=str(int(CASH)))
+    tick = path.endswith("-tick")  # tb-fast-tick: the tick given (--price-increment), not inferred
+    path = path.removesuffix("-tick")
+    config = make_config(path=path, commission=str(COMMISSION), cash=str(int(CASH)),
+                         price_increment=EURUSD_TICK if tick else None)
     strategy = get_strategy("sma_cross")
 
     def once() -> tuple[np.ndarray, np.ndarray]:
@@ -122,8 +155,6 @@ def run_tickbridge(data: dict[str, np.ndarray], fast: int, slow: int, path: str,
 
 
 def run_backtesting(data: dict[str, np.ndarray], fast: int, slow: int, path: str, timed: bool) -> Any:
-    import warnings
-
     import pandas as pd
     from backtesting import Backtest, Strategy
 
@@ -183,6 +214,160 @@ def run_vectorbt(data: dict[str, np.ndarray], fast: int, slow: int, path: str, t
 
 
 ENGINE = os.environ.get("PEERS_VECTORBT_ENGINE", "rust")
+
+
+# -- sweep mode (each returns the round trips per pair) --------------------------------------------
+def sweep_tickbridge(data: dict[str, np.ndarray], pairs: list[tuple[int, int]], chunk: int) -> Any:
+    import pandas as pd
+
+    from backtest.config import make_config
+    from backtest.evaluate import Evaluator
+    from strategies import get_strategy
+
+    frame = pd.DataFrame({c: data[c] for c in ("open", "high", "low", "close", "volume")},
+                         index=pd.DatetimeIndex(data["time"].astype("datetime64[ns]"), name="time"))
+    config = make_config(path="fast", commission=str(COMMISSION), cash=str(int(CASH)))
+    evaluator = Evaluator(frame, get_strategy("sma_cross"), config, "sharpe")
+    combos = [{"fast": f, "slow": s} for f, s in pairs]
+
+    def once() -> list[int]:
+        evaluations = evaluator.evaluate_many(combos)
+        assert all(e.path == "fast" for e in evaluations)
+        return [int(e.stats["trades"]) for e in evaluations]
+
+    return once
+
+
+def sweep_vectorbt(data: dict[str, np.ndarray], pairs: list[tuple[int, int]], chunk: int) -> Any:
+    import pandas as pd
+    import vectorbt as vbt
+
+    index = pd.DatetimeIndex(data["time"].astype("datetime64[ns]"))
+    close = pd.Series(data["close"], index=index)
+    open_ = pd.Series(data["open"], index=index)
+
+    def once() -> list[int]:
+        c = close.to_numpy()
+        smas = {w: sma(c, w) for w in sorted({w for pair in pairs for w in pair})}  # once per window
+        trips: list[int] = []
+        for first in range(0, len(pairs), chunk):
+            part = pairs[first:first + chunk]
+            entries = np.zeros((len(c), len(part)), dtype=bool)
+            exits = np.zeros((len(c), len(part)), dtype=bool)
+            for j, (f, s) in enumerate(part):
+                up, down = cross_masks(smas[f], smas[s])
+                entries[1:, j], exits[1:, j] = up[:-1], down[:-1]  # filled at the next open
+            columns = pd.Index([f"{f}/{s}" for f, s in part])
+            pf = vbt.Portfolio.from_signals(close, pd.DataFrame(entries, index=index, columns=columns),
+                                            pd.DataFrame(exits, index=index, columns=columns), price=open_,
+                                            size=np.inf, size_granularity=1.0, fees=COMMISSION, init_cash=CASH,
+                                            freq="h", engine=ENGINE)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                stats = pf.stats(agg_func=None)  # every statistic, per pair
+            trips.extend(int(v) for v in stats["Total Trades"].to_numpy())
+            del pf, stats, entries, exits
+        return trips
+
+    return once
+
+
+SWEEPERS = {"tb-sweep": sweep_tickbridge, "vectorbt-sweep": sweep_vectorbt}
+
+
+def sweep_worker(name: str, data_file: str, pairs_file: str, chunk: int, out_file: str) -> None:
+    """One sweep contender in this process: warm up on two pairs of the first bars, then one timed
+    sweep of every pair."""
+    pairs = [tuple(p) for p in json.loads(Path(pairs_file).read_text())]
+    make = SWEEPERS[name.split("@")[0]]
+    with np.load(data_file) as z:
+        data = {k: z[k] for k in z.files}
+    small = {k: v[:WARMUP_BARS] for k, v in data.items()}
+    make(small, pairs[:2], chunk)()
+    once = make(data, pairs, chunk)
+    del data, small
+    rss_before = peak_rss_mb()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    trips = once()
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    Path(out_file).write_text(json.dumps(trips))
+    print(json.dumps({"cpu": cpu, "wall": wall, "rss_mb": peak_rss_mb(), "rss_before_mb": rss_before}))
+
+
+def sweep_pairs(specs: list[str]) -> list[tuple[int, int]]:
+    """fast=a:b:c slow=d:e:f into the (fast, slow) pairs sma_cross accepts (slow > fast)."""
+    sys.path.insert(0, str(ROOT))
+    from backtest.sweep import parse_grid
+
+    grid = parse_grid(specs)
+    return [(int(f), int(s)) for f in grid["fast"] for s in grid["slow"] if int(s) > int(f)]
+
+
+def run_sweeps(args: argparse.Namespace) -> None:
+    pairs = sweep_pairs(args.sweep)
+    names = ["tb-sweep", *(["tb-sweep@before"] if args.before else []), "vectorbt-sweep"]
+    if args.only:
+        wanted = set(args.only.split(","))
+        names = [n for n in names if n in wanted or n.split("@")[0] in wanted]
+    if not PEERS_PYTHON.exists():
+        print(f"note: {PEERS_PYTHON} missing (make bench-peers): vectorbt skipped")
+        names = [n for n in names if n != "vectorbt-sweep"]
+    load0 = os.getloadavg()
+    runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    trips: dict[str, list[int]] = {}
+    with tempfile.TemporaryDirectory(prefix="peers-sweep-") as tmp:
+        data_file = Path(tmp) / "bars.npz"
+        pairs_file = Path(tmp) / "pairs.json"
+        pairs_file.write_text(json.dumps(pairs))
+        write_data(args.bars, args.seed, data_file)
+        print(f"{args.bars:,} bars (seed {args.seed}); sweep {' '.join(args.sweep)}: {len(pairs)} sma_cross pairs, "
+              f"long only, every statistic per pair; vectorbt {args.chunk} pairs per call; {args.rounds} interleaved "
+              f"rounds; load average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} ({os.cpu_count()} CPUs)",
+              flush=True)
+        for r in range(args.rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
+                out = Path(tmp) / f"{name}.json"
+                kind = "tb-fast" + name[len("tb-sweep"):] if name.startswith("tb-sweep") else "vectorbt"
+                cmd, env = command(kind, args.before)
+                cmd += ["--sweep-worker", name, "--data", str(data_file), "--pairs", str(pairs_file),
+                        "--chunk", str(args.chunk), "--out", str(out)]
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=env.get("PWD", str(ROOT)))
+                if proc.returncode != 0:
+                    print(f"{name}: failed\n{proc.stderr[-3000:]}")
+                    continue
+                runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                trips[name] = json.loads(out.read_text())
+                run = runs[name][-1]
+                print(f"  {name}: cpu {run['cpu']:.2f} s ({len(pairs) / run['cpu']:.2f} pairs/s), wall "
+                      f"{run['wall']:.2f} s, peak RSS {run['rss_mb']:,.0f} MB; load {os.getloadavg()[0]:.2f}",
+                      flush=True)
+        load1 = os.getloadavg()
+    ref = trips.get("tb-sweep")
+    med: dict[str, float] = {}
+    print("\n| contender | pairs/s (CPU) | CPU s median (runs) | wall s median | peak RSS MB | same round trips per "
+          "pair as tb-sweep |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        if not runs[name]:
+            print(f"| {name} | failed | | | | |")
+            continue
+        cpus = [r["cpu"] for r in runs[name]]
+        med[name] = statistics.median(cpus)
+        differ = [] if ref is None else [f"{f}/{s}: {a:,} vs {b:,}" for (f, s), a, b in zip(pairs, trips[name], ref)
+                                         if a != b]
+        same = "-" if ref is None else ("yes" if not differ else
+                                        f"NO ({len(differ)} pairs differ: {'; '.join(differ[:3])})")
+        print(f"| {name} | {len(pairs) / med[name]:,.2f} | {med[name]:.2f} ({', '.join(f'{c:.2f}' for c in cpus)}) | "
+              f"{statistics.median(r['wall'] for r in runs[name]):.2f} | {max(r['rss_mb'] for r in runs[name]):,.0f} "
+              f"| {same} |")
+    if "vectorbt-sweep" in med:
+        for name in ("tb-sweep", "tb-sweep@before"):
+            if name in med:
+                print(f"\n{name} vs vectorbt-sweep: {med['vectorbt-sweep'] / med[name]:.2f}x (CPU, > 1 = tickbridge "
+                      "faster)")
+    print(f"\nload average: start {load0[0]:.2f} / {load0[1]:.2f} / {load0[2]:.2f}, "
+          f"end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f}")
 
 
 def run_numpy(data: dict[str, np.ndarray], fast: int, slow: int, path: str, timed: bool) -> Any:
@@ -260,6 +445,7 @@ def run_python(data: dict[str, np.ndarray], fast: int, slow: int, path: str, tim
 
 
 RUNNERS = {"tb-fast": (run_tickbridge, "fast"), "tb-event": (run_tickbridge, "event"),
+           "tb-fast-tick": (run_tickbridge, "fast-tick"),
            "backtesting.py": (run_backtesting, ""), "vectorbt": (run_vectorbt, ""),
            "numpy-loop": (run_numpy, ""), "python-loop": (run_python, "")}
 
@@ -325,12 +511,22 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=20)
     parser.add_argument("--before", type=Path, help="an older tickbridge tree: its fast and event paths run too")
     parser.add_argument("--only", help="comma-separated contenders (default: all)")
+    parser.add_argument("--sweep", nargs="+", help="sweep mode: sma_cross grid, e.g. fast=5:50:5 slow=10:200:10")
+    parser.add_argument("--chunk", type=int, default=29, help="sweep mode: vectorbt's pairs per call")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--sweep-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--pairs", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.data, args.fast, args.slow, args.out)
+        return
+    if args.sweep_worker:
+        sweep_worker(args.sweep_worker, args.data, args.pairs, args.chunk, args.out)
+        return
+    if args.sweep:
+        run_sweeps(args)
         return
     names = [*TB, *(f"{t}@before" for t in TB if args.before), *PEERS]
     if args.only:

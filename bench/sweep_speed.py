@@ -17,9 +17,11 @@ Issue 18's sweep (174 SMA pairs on 1,000,000 EURUSD-like hourly bars, every stat
 
 Ray start-up, actor creation and numba's one-off compile are done (and warmed with one batch)
 before timing. Prints combinations/s per worker count; then, in this process without Ray, the CPU
-seconds of one pair (Evaluator.evaluate: backtest + every statistic + per-period returns) against
-one fast-path backtest (run_backtest + compute_stats) on the same bars: the sharing is what makes
-a pair cheaper. CPU seconds, peak RSS and the load average are printed with each figure. Not a
+seconds of one pair (Evaluator.evaluate_many, what a worker runs: the pairs' signals batched
+through one compiled kernel call per chunk, every statistic from the kernel's arrays, per-period
+returns) against one fast-path backtest (run_backtest + compute_stats) on the same bars: the
+sharing and the batching are what make a pair cheaper. vectorbt's sweep on the same grid, in the
+same rounds: bench/peers.py --sweep. CPU seconds, peak RSS and the load average are printed with each figure. Not a
 test: figures go to docs/benchmarks.md.
 """
 

@@ -7,7 +7,7 @@ order id is the idempotency key: deterministic per bot (bot id + sequence) and n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -69,6 +69,34 @@ OPEN_STATES = frozenset({S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.PENDING_
 
 
 _NONE: frozenset[OrderState] = frozenset()
+
+
+def quick_frozen_init(cls: type) -> type:
+    """Give a frozen slots dataclass a faster `__init__` with the same signature and effect.
+
+    Why: the generated one looks `object.__setattr__` up twice per field at every call; a long
+    backtest builds one Fill and one ClosedTrade per order round trip (tens of thousands), and
+    that lookup was a tenth of the order path. This one binds the setter once, as a default
+    argument. Defaults and keyword use are kept; field factories are not supported (none here)."""
+    params, body = [], []
+    defaults: dict[str, object] = {}
+    for f in fields(cls):
+        if f.default_factory is not MISSING:  # pragma: no cover - a programming error, caught at import
+            raise TypeError(f"{cls.__name__}.{f.name}: quick_frozen_init takes plain defaults only")
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            defaults[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        body.append(f"    _set(self, {f.name!r}, {f.name})")
+    source = f"def __init__(self, {', '.join(params)}, *, _set=object.__setattr__) -> None:\n" + "\n".join(body)
+    namespace: dict[str, object] = {}
+    exec(source, dict(defaults), namespace)  # noqa: S102 - source built from the class's own field names
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
+    init.__doc__ = cls.__init__.__doc__  # type: ignore[misc]
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
 
 
 def can_transition(current: OrderState, new: OrderState) -> bool:
@@ -225,6 +253,7 @@ class Liquidity(StrEnum):
     TAKER = "TAKER"
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One execution. `execution_id` is unique per venue; a repeated one is ignored.

@@ -7,6 +7,8 @@ backtest's result, so live and backtest can be compared signal by signal (tickbr
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -40,6 +42,37 @@ class Signal:
 
 class SignalSink(Protocol):
     def publish(self, signal: Signal) -> None: ...
+
+
+# Wake-up of this process's signal readers (the API's signal hub) when a signal was stored here.
+# Why: the hub polls the store; a signal written in its own process (TICKBRIDGE_RUNTIME=thread,
+# tests) should not wait for the next poll. A sink that stores signals calls `announce_stored()`
+# after its commit; readers subscribe with `on_stored`. Listeners run on the writer's thread and
+# must only set a flag (a threading.Event), never block. PostgreSQL readers in other processes are
+# woken by a NOTIFY on STORED_CHANNEL sent in the writer's transaction.
+STORED_CHANNEL = "tickbridge_signals"
+_listeners: tuple[Callable[[], None], ...] = ()   # copy-on-write: announcing never takes a lock
+_listeners_lock = threading.Lock()
+
+
+def on_stored(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call `listener` after each signal this process stores; returns the function that stops it."""
+    global _listeners
+    with _listeners_lock:
+        _listeners = _listeners + (listener,)
+
+    def remove() -> None:
+        global _listeners
+        with _listeners_lock:
+            _listeners = tuple(x for x in _listeners if x is not listener)
+
+    return remove
+
+
+def announce_stored() -> None:
+    """A signal was committed to the store by this process: wake its readers."""
+    for listener in _listeners:
+        listener()
 
 
 class MemorySignals:

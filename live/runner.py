@@ -59,6 +59,7 @@ from engine.account_risk import SharedAccountRisk
 from engine.risk import RiskEngine, StateChange, TradingState
 from engine.signals import Signal
 from engine.store.models import BotRow
+from engine.store.signals import SqlSignals
 from engine.tick_guard import TickGuard
 from engine import controls as actions
 from live.config import BotConfig
@@ -214,6 +215,9 @@ class BotRunner:
         self._quote = getattr(parts.adapter, "on_quote", None)
         self._day = -1
         self._day_start = (0, 0)  # realized and fees (raw cash) at the day's first tick
+        sink = parts.driver.sink
+        if isinstance(sink, SqlSignals) and parts.journal is not None and sink.engine is parts.journal.engine:
+            sink.defer_to(parts.journal)  # a signal commits with the journal: one commit before the venue, not two
         account = parts.gate.account if parts.gate is not None else None
         self._account = account if isinstance(account, SharedAccountRisk) else None
         if self._account is not None:  # the account halted elsewhere (the API, another process): flatten here
@@ -570,7 +574,10 @@ class BotRunner:
                 closing()
             except Exception:  # noqa: BLE001 - closing a venue connection must not hide the real error
                 pass
+        if isinstance(self.driver.sink, SqlSignals):  # the connection its SQLite writer holds
+            self.driver.sink.close()
         if self.journal is not None:
+            self.journal.close()
             self.journal.engine.dispose()
         if self.lease is not None:
             self.lease.release()

@@ -96,18 +96,22 @@ def _average_of_one(close: Any, length: Any = None, talib: Any = None, offset: A
 
 
 def numpy_sma(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> np.ndarray | None:
-    """pandas-ta's sma of a float64 column, computed by numpy instead of pandas-ta's numba
+    """pandas-ta's sma of a float64 column, computed by one compiled loop instead of pandas-ta's
     `nb_sma`; None for any other call (the caller then runs `func` itself).
 
     Why: nb_sma is `np.convolve(ones(n) / n, x)`, which numba evaluates as one BLAS dot product
-    per window, ~0.1 s for a million bars, a third of a fast-path backtest. numpy's own
-    `np.convolve(x, ones(n) / n, "valid")` makes the same dot product of the same window with the
-    same weights through the same BLAS routine (cblas_ddot), in C, ~10x faster: the same bits
-    (live/indicators.py's sma kernel rests on the same equality; tests/unit/test_speed_sma.py
-    holds this to pandas-ta bit for bit on every series in data/). Only the plain call is taken:
-    sma(series, length=n) with n >= 2 on pandas-ta's own path (talib=False, which `I()` sets
-    unless asked otherwise), a float64 Series at least n long; offsets, fillna, min_periods,
-    TA-Lib, numpy arrays and short inputs go to pandas-ta as before."""
+    per window, building the whole convolution first: ~0.1 s for a million bars, a third of a
+    fast-path backtest. `_sma_dots` makes the same dot product of the same window with the same
+    weights (numba's np.dot, the BLAS ddot nb_sma reaches) without the convolution around it, ~5x
+    faster, with the same bits; live/indicators.py's sma kernel is the same dot per window.
+    numpy's own np.convolve is faster still but is NOT the same arithmetic everywhere: on a CPU
+    with AVX-512 it takes its own SIMD loop for short kernels (length < ~16) and differs from
+    nb_sma in the last bit on a quarter of the bars, which moved crossings between the batch and
+    the live path (tests/unit/test_speed_sma.py holds this function to pandas-ta bit for bit on
+    every series in data/). Only the plain call is taken: sma(series, length=n) with n >= 2 on
+    pandas-ta's own path (talib=False, which `I()` sets unless asked otherwise), a float64 Series
+    at least n long; offsets, fillna, min_periods, TA-Lib, numpy arrays and short inputs go to
+    pandas-ta as before."""
     if (getattr(func, "__name__", "") != "sma" or getattr(func, "__module__", "") != "pandas_ta.overlap.sma"
             or len(args) != 1 or set(kwargs) != {"length", "talib"} or kwargs["talib"] is not False):
         return None
@@ -116,11 +120,17 @@ def numpy_sma(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
         return None
     if not isinstance(close, pd.Series) or close.dtype != np.float64 or len(close) < n:
         return None  # pandas-ta answers None to a numpy array: I() says why, as before
-    close = close.to_numpy()
     out = np.empty(len(close), dtype=np.float64)
     out[:n - 1] = np.nan
-    out[n - 1:] = np.convolve(close, np.ones(n) / n, mode="valid")
+    _sma_dots(np.ascontiguousarray(close.to_numpy()), np.ones(n) / n, out[n - 1:])
     return out
+
+
+@numba.njit(cache=True)
+def _sma_dots(x: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    n = len(weights)
+    for i in range(len(out)):
+        out[i] = np.dot(x[i:i + n], weights)
 
 
 def same_everywhere(func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -528,7 +538,8 @@ class Strategy:
             supervisor.on_go(self, direction, fraction)
         if self._oms.has_open(_GO_TAGS):  # type: ignore[union-attr]
             return
-        current = self.direction
+        qty = self._position.qty  # type: ignore[union-attr]  # self.direction, inlined (every decision)
+        current = (qty > 0) - (qty < 0)
         if current == direction:
             return
         if current != 0:
@@ -573,15 +584,17 @@ class Strategy:
         """Flatten the position with a market order (reduce-only), after canceling the position's
         protective orders (the working children of entries that have filled): left working, a
         stop-loss would open the other way once the position is gone."""
-        if self.muted:
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor.muted:  # self.muted, inlined (every exit)
             return None
         self._cancel_protection()
         position = self._position
         assert position is not None
-        if position.qty == 0:
+        qty = position.qty
+        if qty == 0:
             return None
-        side = OrderSide.SELL if position.qty > 0 else OrderSide.BUY
-        return self._market(side, position.scales.qty(abs(position.qty)), None, True, "close")
+        side = OrderSide.SELL if qty > 0 else OrderSide.BUY
+        return self._market(side, Decimal(abs(qty)).scaleb(-position.scales.qty_dp), None, True, "close")  # scales.qty
 
     def _market(self, side: OrderSide, qty: Decimal | None, fraction: Decimal | None, reduce_only: bool,
                 tag: str, stop_attached: bool = False) -> Order:
@@ -683,6 +696,8 @@ class Strategy:
     def _cancel_protection(self) -> None:
         oms = self._oms
         assert oms is not None
+        if not oms.has_children:  # no bracket was ever sent: nothing to cancel (every close() asks)
+            return
         for order in oms.open_orders:
             if order.parent_id is None or order.symbol != self._symbol:
                 continue

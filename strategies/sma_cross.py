@@ -16,6 +16,7 @@ without both values (warm-up, NaN) ends the search: what came before it does not
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pandas_ta as ta
 from pydantic import Field, field_validator
@@ -68,9 +69,34 @@ class SmaCross(Strategy):
                 self.go(self.exit_direction)
 
     def signals(self) -> np.ndarray:
-        up, down = cross_masks(np.asarray(self.fast_ma, dtype=np.float64), np.asarray(self.slow_ma, dtype=np.float64))
-        target = np.full(len(self.fast_ma), np.nan)
-        target[up] = 1.0
-        target[down] = float(self.exit_direction)
+        fast = np.ascontiguousarray(self.fast_ma, dtype=np.float64)
+        slow = np.ascontiguousarray(self.slow_ma, dtype=np.float64)
+        if fast.shape != slow.shape or fast.ndim != 1:  # cross_masks' numpy rules and errors
+            up, down = cross_masks(fast, slow)
+            target = np.full(len(self.fast_ma), np.nan)
+            target[up] = 1.0
+            target[down] = float(self.exit_direction)
+            return target
+        # the masks' rule written straight into the targets: one pass, no mask temporaries (a
+        # sweep makes this array for every pair)
+        target = np.empty(len(fast), dtype=np.float64)
+        _cross_targets(fast, slow, float(self.exit_direction), target)
         return target
+
+
+@numba.njit(cache=True)
+def _cross_targets(fast: np.ndarray, slow: np.ndarray, down_value: float, out: np.ndarray) -> None:  # pragma: no cover
+    """strategies.base.cross_masks' rule (its _cross_pass), as targets: 1.0 at a cross up,
+    `down_value` at a cross down, NaN elsewhere."""
+    before = np.nan  # the last non-zero (or NaN) difference before bar t; NaN at the start
+    for t in range(len(fast)):
+        d = fast[t] - slow[t]
+        if d > 0 and before < 0:
+            out[t] = 1.0
+        elif d < 0 and before > 0:
+            out[t] = down_value
+        else:
+            out[t] = np.nan
+        if d != 0:  # NaN != 0 too: a missing value ends the look-back
+            before = d
 

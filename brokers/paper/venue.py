@@ -152,6 +152,7 @@ class SimulatedVenue:
         self._partly_filled: set[str] = set()  # ids with a fill and quantity left: no second fixed fee
         self._exec_seq = 0
         self._ts = 0
+        self._validated: tuple[Order | None, Decimal | None, int] = (None, None, 0)  # the last (order, qty, raw qty)
         # equity-fraction orders that sized below the minimum quantity (a backtest that trades
         # nothing must say why): how many, and the first one's (price, budget, qty), all raw
         self.unsized = 0
@@ -464,6 +465,7 @@ class SimulatedVenue:
                 qty = to_raw(order.qty, s.qty_dp)
             except ValueError:
                 return RejectReason.QTY_OFF_GRID
+            self._validated = (order, order.qty, qty)  # _fill reuses it while order.qty is this very Decimal
             if qty % s.qty_step:
                 return RejectReason.QTY_OFF_GRID
             if qty < s.min_qty:
@@ -472,11 +474,15 @@ class SimulatedVenue:
                 return RejectReason.QTY_ABOVE_MAX
         elif order.parent_id is None and (order.equity_fraction is None or order.type is not OrderType.MARKET):
             return RejectReason.UNSUPPORTED  # (a child without a quantity is sized by its parent's fills)
-        for price in (order.limit_price, order.stop_price):
-            if price is not None and self._off_grid(price):
-                return RejectReason.PRICE_OFF_GRID
-        if missing_price(order):
-            return RejectReason.PRICE_MISSING
+        if order.limit_price is None and order.stop_price is None:
+            if order.type is not OrderType.MARKET:  # missing_price's answer for an order without prices
+                return RejectReason.PRICE_MISSING
+        else:
+            for price in (order.limit_price, order.stop_price):
+                if price is not None and self._off_grid(price):
+                    return RejectReason.PRICE_OFF_GRID
+            if missing_price(order):
+                return RejectReason.PRICE_MISSING
         if order.expire_ns is not None or order.tif is TimeInForce.GTD:
             if order.type is OrderType.MARKET:
                 return RejectReason.UNSUPPORTED  # a market order does not rest: nothing to expire
@@ -497,14 +503,23 @@ class SimulatedVenue:
         if self._expiring:
             self._expire(ts)
         linked = self._on_bar_now = self._linked
-        for order in list(self._working):
-            if linked and order not in self._working:
+        working, fresh_ids = self._working, self._fresh
+        for order in working.copy():
+            if linked and order not in working:
                 continue  # canceled in this bar by a sibling's fill (OCO, a done exit)
-            fresh = order.client_order_id in self._fresh
-            self._fresh.discard(order.client_order_id)
-            price = self._bar_fill_price(order, open_, high, low, fresh)
+            cid = order.client_order_id
+            fresh = cid in fresh_ids
+            if fresh:
+                fresh_ids.discard(cid)
+            kind = order.type
+            if kind is OrderType.MARKET:  # _bar_fill_price's first case, inlined (every go() order)
+                buy = order.side is OrderSide.BUY
+                price: int | None = (open_ if not self._slip_num else
+                                     slipped_price(open_, buy, self._slip_num, self._slip_den, self.scales.price_step))
+            else:
+                price = self._bar_fill_price(order, open_, high, low, fresh)
             if price is not None:
-                self._fill(order, price, None, ts, bar, taker=order.type is not OrderType.LIMIT,
+                self._fill(order, price, None, ts, bar, taker=kind is not OrderType.LIMIT,
                            at_open=linked and price in (open_, self._slip(open_, order.side is OrderSide.BUY)))
         if linked:
             self._children_in_bar(high, low, ts, bar)
@@ -614,8 +629,10 @@ class SimulatedVenue:
     def fee_for(self, qty: int, price: int, first_fill: bool) -> int:
         s = self.scales
         notional = qty * price * s.notional_k
-        fee = fee_raw(notional, self._fee_num, self._fee_den, s.fee_step, self._fixed_fee if first_fill else 0,
-                      self._min_fee if first_fill else 0)
+        if first_fill:
+            fee = fee_raw(notional, self._fee_num, self._fee_den, s.fee_step, self._fixed_fee, self._min_fee)
+        else:
+            fee = fee_raw(notional, self._fee_num, self._fee_den, s.fee_step, 0, 0)
         if self._per_lot is not None:  # commission per lot, the fill's total half-even to the increment
             num, den = self._per_lot
             fee += div_round_half_even(qty * num * 10**s.cash_dp, den * 10**s.qty_dp * s.fee_step) * s.fee_step
@@ -644,10 +661,30 @@ class SimulatedVenue:
         if self._margin:
             return self._margin_size(budget, price)
         estimate = estimate_qty(budget, price, s.notional_k, self._fee_rate)
-        qty = max_qty_for_budget(budget, price, s.notional_k, self._fee_num, self._fee_den,
-                                 s.fee_step, self._fixed_fee, s.qty_step, estimate, self._min_fee)
+        qty = self._estimate_if_largest(budget, price, estimate)
+        if qty < 0:  # the estimate is not the answer: search from it
+            qty = max_qty_for_budget(budget, price, s.notional_k, self._fee_num, self._fee_den,
+                                     s.fee_step, self._fixed_fee, s.qty_step, estimate, self._min_fee)
         if self._max_qty is not None:
             qty = min(qty, floor_to_step(self._max_qty, s.qty_step))
+        return qty
+
+    def _estimate_if_largest(self, budget: int, price: int, estimate: int) -> int:
+        """The estimate's lots when they are max_qty_for_budget's answer (they fit in `budget` and one
+        lot more does not: the cost only grows with quantity), else -1. The float estimate is almost
+        always exact; this checks it with two costs, where the search's loop needs a few more calls."""
+        s = self.scales
+        step, k = s.qty_step, s.notional_k
+        fee_num, fee_den, fee_step = self._fee_num, self._fee_den, s.fee_step
+        fixed, minimum = self._fixed_fee, self._min_fee
+        qty = (max(estimate, 0) // step) * step
+        if qty > 0:
+            notional = qty * price * k
+            if notional + fee_raw(notional, fee_num, fee_den, fee_step, fixed, minimum) > budget:
+                return -1
+        notional = (qty + step) * price * k
+        if notional + fee_raw(notional, fee_num, fee_den, fee_step, fixed, minimum) <= budget:
+            return -1
         return qty
 
     def _fill(self, order: Order, price: int, cap: int | None, ts: int, bar: int, taker: bool,
@@ -655,7 +692,7 @@ class SimulatedVenue:
         sink = self._sink
         assert sink is not None
         s = self.scales
-        side_sign = order.side.sign
+        side_sign = 1 if order.side is OrderSide.BUY else -1  # OrderSide.sign, without the property call
         if order.qty is None:  # equity fraction: resolve now, at the fill price
             qty = self.size_for_fraction(order.equity_fraction, side_sign, price)  # type: ignore[arg-type]
             if qty < s.min_qty:
@@ -668,17 +705,21 @@ class SimulatedVenue:
                 if self._linked:
                     self._after_done(order)
                 return
-            order.qty = s.qty(qty)
+            order.qty = Decimal(qty).scaleb(-s.qty_dp)  # s.qty(qty), inlined
             leaves = qty
         else:
-            leaves = to_raw(order.qty, s.qty_dp)
+            seen, seen_qty, seen_raw = self._validated
+            # the raw quantity _validate computed, if the order still holds that Decimal object (an
+            # amend or a resize assigns a new one): a Decimal is immutable, so the same object is the same value
+            leaves = seen_raw if seen is order and seen_qty is order.qty else to_raw(order.qty, s.qty_dp)
             if order.filled_qty:
                 leaves -= to_raw(order.filled_qty, s.qty_dp)
         qty = leaves if cap is None else min(leaves, floor_to_step(cap, s.qty_step))
         if qty <= 0:
             return
         partly_filled = self._partly_filled
-        first = order.client_order_id not in partly_filled
+        cid = order.client_order_id
+        first = not partly_filled or cid not in partly_filled
         fee = self.fee_for(qty, price, first)
         if self._margin:
             short_of_margin = not self._margin_fits(side_sign * qty, price, fee, ts)
@@ -694,11 +735,11 @@ class SimulatedVenue:
         if qty == leaves:
             self._working.remove(order)
             if not first:
-                partly_filled.discard(order.client_order_id)
+                partly_filled.discard(cid)
         else:
-            partly_filled.add(order.client_order_id)
+            partly_filled.add(cid)
         self._exec_seq += 1
-        fill = Fill(f"{self.name}-{self._exec_seq}", order.client_order_id, order.symbol, order.side,
+        fill = Fill(f"{self.name}-{self._exec_seq}", cid, order.symbol, order.side,
                     qty, price, fee, s.qty_dp, s.price_dp, s.cash_dp, ts,
                     Liquidity.TAKER if taker else Liquidity.MAKER)
         if self.fee_asset and fee:

@@ -46,14 +46,29 @@ from engine.instrument import Instrument
 from engine.money import Scales, to_raw
 from engine.orders import Fill, Liquidity, Order, OrderEvent, OrderSide, OrderState, OrderType, TimeInForce
 from engine.portfolio import Portfolio
+from engine.signals import announce_stored
 from engine.store.db import StoreFileWatch
+from engine.store.prepared import Prepared, SqliteWriter, usable
+from engine.store.signals import NOTIFY
 from engine.store.models import (AccountChargeRow, AccountSnapshotRow, BotRow, DailyPnlRow, EquityPointRow, FillRow,
-                                 OrderEventRow, OrderRow, PositionRow)
+                                 OrderEventRow, OrderRow, PositionRow, SignalRow)
 
 ORDERS, EVENTS, FILLS, BOTS, POSITIONS = (OrderRow.__table__, OrderEventRow.__table__, FillRow.__table__,
                                          BotRow.__table__, PositionRow.__table__)
 SNAPSHOTS, DAYS, POINTS = AccountSnapshotRow.__table__, DailyPnlRow.__table__, EquityPointRow.__table__
-CHARGES = AccountChargeRow.__table__
+CHARGES, SIGNALS = AccountChargeRow.__table__, SignalRow.__table__
+# the columns each buffered row carries (the prepared statements are compiled for exactly these)
+ORDER_KEYS = ("client_order_id", "bot_id", "symbol", "side", "type", "qty", "limit_price", "stop_price", "tif",
+              "reduce_only", "equity_fraction", "tag", "state", "venue_order_id", "filled_qty", "avg_fill_price",
+              "reason", "external", "ts_init", "ts_last", "parent_id", "oco_group", "trail_distance",
+              "trail_percent", "expire_ns", "emulated", "trigger_of")
+EVENT_KEYS = ("client_order_id", "state", "ts", "reason")
+FILL_KEYS = ("venue", "execution_id", "client_order_id", "bot_id", "symbol", "side", "qty", "price", "fee",
+             "liquidity", "ts", "fee_currency", "fee_native")
+ORDER_UPDATE_KEYS = ("cid", "state", "filled_qty", "qty", "avg_fill_price", "reason", "limit_price", "stop_price",
+                     "ts_last")
+POSITION_KEYS = ("bot_id", "symbol", "qty", "avg_price", "realized_pnl", "fees", "cash", "updated_ts")
+POINT_KEYS = ("bot_id", "ts", "equity", "cash", "realized", "unrealized", "position")
 
 
 def _order_values(order: Order) -> dict[str, Any]:
@@ -110,6 +125,7 @@ class SqlJournal:
         self._snapshots: list[dict[str, Any]] = []
         self._days: list[dict[str, Any]] = []
         self._points: list[dict[str, Any]] = []
+        self._signals: list[dict[str, Any]] = []  # rows of engine.store.signals, deferred to this commit
         self._known: set[str] = set()
         self.commits = 0
         self.guards: list[Callable[[], None]] = []  # each raises to refuse a commit (a lost lease)
@@ -126,6 +142,15 @@ class SqlJournal:
             limit_price=bindparam("limit_price"), stop_price=bindparam("stop_price"))  # amend changes these
         self._update_checkpoint = update(BOTS).where(BOTS.c.id == self.bot_id).values(
             checkpoint=bindparam("checkpoint"))
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        upsert = dialect.insert(POSITIONS)
+        self._upsert_positions = upsert.on_conflict_do_update(
+            index_elements=["bot_id", "symbol"],
+            set_={k: upsert.excluded[k] for k in POSITION_KEYS if k not in ("bot_id", "symbol")})
+        # SQLite in a file: the same statements, compiled once and run at the driver on a held
+        # connection (engine/store/prepared.py); the write-ahead commit is the latency of every order
+        self._writer: SqliteWriter | None = SqliteWriter(engine) if usable(engine) else None
+        self._prepared: dict[tuple[str, tuple[str, ...]], Prepared] = {}
 
     def _ensure_bot(self, account_id: str) -> None:
         with self.engine.begin() as connection:
@@ -174,13 +199,17 @@ class SqlJournal:
         self._points.append({"bot_id": self.bot_id, "ts": ts, "equity": equity, "cash": cash,
                              "realized": realized, "unrealized": unrealized, "position": position})
 
+    def record_signal(self, row: dict[str, Any]) -> None:
+        """A published signal's row (SqlSignals.defer_to), written with the next flush, which it asks for."""
+        self._signals.append(row)
+
     def set_checkpoint(self, sequence: int) -> None:
         self._checkpoint = sequence
 
     @property
     def pending(self) -> bool:
         return bool(self._new_orders or self._dirty_orders or self._events or self._fills or self._positions
-                    or self._snapshots or self._days)
+                    or self._snapshots or self._days or self._signals)
 
     def flush(self) -> None:
         """Commit everything recorded since the last flush, in one transaction."""
@@ -188,31 +217,14 @@ class SqlJournal:
             return
         for guard in self.guards:
             guard()
-        with self.engine.begin() as connection:
-            if self._new_orders:
-                connection.execute(self._insert_orders, [_order_values(o) for o in self._new_orders.values()])
-            if self._dirty_orders:
-                connection.execute(self._update_orders, [
-                    {"cid": o.client_order_id, "state": o.state.value, "filled_qty": o.filled_qty, "qty": o.qty,
-                     "avg_fill_price": o.avg_fill_price, "reason": o.reason, "limit_price": o.limit_price,
-                     "stop_price": o.stop_price, "ts_last": o.events[-1].ts if o.events else o.ts_init}
-                    for o in self._dirty_orders.values()])
-            if self._events:
-                connection.execute(self._insert_events, self._events)
-            if self._fills:
-                connection.execute(self._insert_fills, self._fills)
-            for row in self._positions.values():
-                self._upsert_position(connection, row)
-            if self._snapshots:
-                connection.execute(insert(SNAPSHOTS), self._snapshots)
-            if self._days:
-                connection.execute(insert(DAYS), self._days)
-            if self._points:
-                connection.execute(self._insert_points, self._points)
-            if self._checkpoint is not None:
-                connection.execute(self._update_checkpoint, {"checkpoint": self._checkpoint})
+        if self._writer is not None:
+            self._writer.write(self._batches())
+        else:
+            self._flush_sqlalchemy()
         if self.watch is not None:
             self.watch.check()  # the commit went to a deleted file if the path is not ours anymore
+        if self._signals:
+            announce_stored()  # signal rows were in this commit (SqlSignals.defer_to): wake their readers
         self.commits += 1
         self._new_orders.clear()
         self._dirty_orders.clear()
@@ -222,7 +234,83 @@ class SqlJournal:
         self._snapshots.clear()
         self._days.clear()
         self._points.clear()
+        self._signals.clear()
         self._checkpoint = None
+
+    def close(self) -> None:
+        """Give back the connection the SQLite path holds (the owner calls this before disposing
+        the engine; a journal dropped without it returns the connection when collected)."""
+        if self._writer is not None:
+            self._writer.close()
+
+    def _dirty_rows(self) -> list[dict[str, Any]]:
+        return [{"cid": o.client_order_id, "state": o.state.value, "filled_qty": o.filled_qty, "qty": o.qty,
+                 "avg_fill_price": o.avg_fill_price, "reason": o.reason, "limit_price": o.limit_price,
+                 "stop_price": o.stop_price, "ts_last": o.events[-1].ts if o.events else o.ts_init}
+                for o in self._dirty_orders.values()]
+
+    def _flush_sqlalchemy(self) -> None:
+        with self.engine.begin() as connection:
+            if self._signals:
+                connection.execute(insert(SIGNALS), self._signals)
+                if connection.dialect.name == "postgresql":
+                    connection.execute(NOTIFY)  # readers in other processes (engine.store.signals)
+            if self._new_orders:
+                connection.execute(self._insert_orders, [_order_values(o) for o in self._new_orders.values()])
+            if self._dirty_orders:
+                connection.execute(self._update_orders, self._dirty_rows())
+            if self._events:
+                connection.execute(self._insert_events, self._events)
+            if self._fills:
+                connection.execute(self._insert_fills, self._fills)
+            if self._positions:
+                connection.execute(self._upsert_positions, list(self._positions.values()))
+            if self._snapshots:
+                connection.execute(insert(SNAPSHOTS), self._snapshots)
+            if self._days:
+                connection.execute(insert(DAYS), self._days)
+            if self._points:
+                connection.execute(self._insert_points, self._points)
+            if self._checkpoint is not None:
+                connection.execute(self._update_checkpoint, {"checkpoint": self._checkpoint})
+
+    def _statement(self, name: str, statement: Any, keys: tuple[str, ...]) -> Prepared:
+        """`statement` compiled for `keys`, once (the writer's path)."""
+        prepared = self._prepared.get((name, keys))
+        if prepared is None:
+            assert self._writer is not None
+            prepared = self._prepared[(name, keys)] = self._writer.prepare(statement, keys)
+        return prepared
+
+    def _batches(self) -> list[tuple[Prepared, list[dict[str, Any]]]]:
+        """What `flush` writes, in the order `_flush_sqlalchemy` writes it, for the SQLite writer."""
+        batches: list[tuple[Prepared, list[dict[str, Any]]]] = []
+        if self._signals:
+            batches.append((self._statement("signals", insert(SIGNALS), tuple(self._signals[0])), self._signals))
+        if self._new_orders:
+            batches.append((self._statement("orders", self._insert_orders, ORDER_KEYS),
+                            [_order_values(o) for o in self._new_orders.values()]))
+        if self._dirty_orders:
+            batches.append((self._statement("order_updates", self._update_orders, ORDER_UPDATE_KEYS),
+                            self._dirty_rows()))
+        if self._events:
+            batches.append((self._statement("events", self._insert_events, EVENT_KEYS), self._events))
+        if self._fills:
+            batches.append((self._statement("fills", self._insert_fills, FILL_KEYS), self._fills))
+        if self._positions:
+            batches.append((self._statement("positions", self._upsert_positions, POSITION_KEYS),
+                            list(self._positions.values())))
+        if self._snapshots:
+            batches.append((self._statement("snapshots", insert(SNAPSHOTS), tuple(self._snapshots[0])),
+                            self._snapshots))
+        if self._days:
+            batches.append((self._statement("days", insert(DAYS), tuple(self._days[0])), self._days))
+        if self._points:
+            batches.append((self._statement("points", self._insert_points, POINT_KEYS), self._points))
+        if self._checkpoint is not None:
+            batches.append((self._statement("checkpoint", self._update_checkpoint, ("checkpoint",)),
+                            [{"checkpoint": self._checkpoint}]))
+        return batches
 
     # -- account-level charges -----------------------------------------------------------------
     def record_charge(self, account_id: str, charge: AccountCharge, booked: bool, value: Decimal | None = None,
@@ -266,12 +354,6 @@ class SqlJournal:
         if self.engine.dialect.name == "postgresql":
             return postgresql.insert(table).on_conflict_do_nothing()
         return sqlite.insert(table).on_conflict_do_nothing()
-
-    def _upsert_position(self, connection: Any, row: dict[str, Any]) -> None:
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(POSITIONS).values(**row)
-        keys = {k: v for k, v in row.items() if k not in ("bot_id", "symbol")}
-        connection.execute(statement.on_conflict_do_update(index_elements=["bot_id", "symbol"], set_=keys))
 
     # -- reading back ----------------------------------------------------------------------------
     def load(self, instruments: dict[str, Instrument]) -> StoredBot:

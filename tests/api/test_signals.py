@@ -186,4 +186,4 @@ def test_streams_share_one_poller(world):
         assert hub.clients == 2
         publish(api.ctx.engine, "ann-bot", 30)
         assert a.receive_json()["signal"]["ts"] == 30 and b.receive_json()["signal"]["ts"] == 30
-    assert hub._task is not None and not hub._task.done()
+    assert hub.polling
