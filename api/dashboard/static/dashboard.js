@@ -145,46 +145,125 @@
     return box;
   }
 
-  function pager(caption, columns, load, cells) {
+  function pager(caption, columns, load, cells, count) {
     /* A table read a page at a time: load(cursor) -> {rows, next}; cursor null is the first page.
      * box.refresh() re-reads the page on show and swaps only its <table>: the buttons stay the same
-     * elements, so a keyboard user's focus and the page they paged to survive a live refresh. */
+     * elements, so a keyboard user's focus and the page they paged to survive a live refresh. The
+     * DOM holds one page of rows, whatever the books hold (issue 19: 10,000 fills stay responsive).
+     * count (optional): () -> Promise of {n, more} (more: at least n), re-read with each refresh and
+     * shown as the table's total, so a page of 50 never reads as "50 fills". */
     var box = el("section", { "class": "pager", "aria-label": caption });
-    var cursors = [null], cur = 0, shown = null, nextCursor = null, seq = 0;
+    var cursors = [null], cur = 0, asked = 0, shown = null, nextCursor = null, seq = 0, total = null;
     var prev = el("button", { type: "button", "aria-label": caption + ": previous page" }, "previous page");
     var next = el("button", { type: "button", "aria-label": caption + ": next page" }, "next page");
     var problem = el("p", { "class": "pager-problem", role: "status" }, "");
+    var sum = el("p", { "class": "pager-total" }, count ? "counting..." : "");
     prev.addEventListener("click", function () { if (cur > 0) { show(cur - 1); } });
     next.addEventListener("click", function () { if (nextCursor !== null) { cursors[cur + 1] = nextCursor; show(cur + 1); } });
+    if (count) { box.appendChild(sum); }  // above its table: the total reads before the rows
     box.appendChild(problem); box.appendChild(prev); box.appendChild(next);
+    function title(i) {
+      var of = total && !total.more ? " of " + Math.max(1, Math.ceil(total.n / PAGE)) : "";
+      return caption + " (page " + (i + 1) + of + ")";
+    }
     function show(i) {
       var mine = ++seq;  // a slower earlier answer never overwrites a newer one
+      asked = i;  // a live refresh while a click's page is on its way re-reads that page, not the old one
       return load(cursors[i]).then(function (page) {
         if (mine !== seq) { return; }
         cur = i; nextCursor = page.next;
-        var t = table(caption + " (page " + (i + 1) + ")", columns, page.rows, cells);
+        var t = table(title(i), columns, page.rows, cells);
         t.setAttribute("data-rows", String(page.rows.length));
         if (shown) { box.replaceChild(t, shown); } else { box.insertBefore(t, problem); }
         shown = t;
         problem.textContent = "";
-        prev.disabled = i === 0; next.disabled = page.next === null;
+        prev.disabled = i === 0; lastPage();
       }, function (e) { if (mine === seq) { problem.textContent = caption + ": " + e.message; } });
     }
-    box.refresh = function () { return show(cur); };
+    function lastPage() {
+      /* no next page after the last, even a full one (the total says where the rows end) */
+      next.disabled = nextCursor === null || (total !== null && !total.more && (cur + 1) * PAGE >= total.n);
+    }
+    function counted() {
+      return count().then(function (c) {
+        total = c;
+        sum.setAttribute("data-total", String(c.n));
+        sum.textContent = (c.more ? "more than " : "") + c.n.toLocaleString("en-US") + " " + caption.split(",")[0] + " in all";
+        if (shown) { shown.caption.textContent = title(cur); lastPage(); }
+      }, function (e) { sum.textContent = "count: " + e.message; });
+    }
+    box.refresh = function () { return Promise.all([show(asked), count ? counted() : null]); };
     show(0);
+    if (count) { counted(); }
     return box;
   }
 
-  function allPages(first, step, maxPages) {
-    /* Concatenate pages while they come full (a chart wants the whole series, up to a bound). */
-    var out = [];
-    function more(cursor, n) {
+  function walk(first, maxPages, keep) {
+    /* Read pages while they come full, up to maxPages, keeping only the last `keep` rows (the
+     * newest, for markers; Infinity: all, for a curve's envelope) but counting them all:
+     * {rows, n, more, last} (more: the bound stopped it, there may be more; last: the cursor after
+     * the last row read, when the page says it). */
+    var out = [], n = 0;
+    function more(cursor, pages) {
       return first(cursor).then(function (page) {
-        out = out.concat(page.rows);
-        return page.next === null || n + 1 >= maxPages ? out : more(page.next, n + 1);
+        n += page.rows.length;
+        out = keep > 0 ? out.concat(page.rows.slice(-keep)).slice(-keep) : out;
+        var next = page.next;
+        if (next === null || pages + 1 >= maxPages) {
+          return { rows: out, n: n, more: next !== null, last: page.last === undefined ? cursor : page.last };
+        }
+        return more(next, pages + 1);
       });
     }
     return more(null, 0);
+  }
+
+  function offsetCount(path) {
+    /* How many rows an offset-paged list holds (GET .../orders, newest first), with no count from
+     * the API: is there a row at offset k? Gallop from what it held last time, then halve: about
+     * 20 one-row reads the first time for 10,000 rows, 2 when nothing changed. The live refresh
+     * never runs two at once (botPage's busy flag). */
+    var known = 0;
+    function at(k) {
+      return api(path + (path.indexOf("?") < 0 ? "?" : "&") + "limit=1&offset=" + k)
+        .then(function (rows) { return rows.length > 0; });
+    }
+    function search(lo, hi) {  // a row at lo - 1 (or lo = 0), none at hi - 1 (hi > lo)
+      if (hi - lo <= 1) { return Promise.resolve(lo); }
+      var mid = Math.floor((lo + hi) / 2);
+      return at(mid - 1).then(function (yes) { return yes ? search(mid, hi) : search(lo, mid); });
+    }
+    function gallop(lo, step) {  // a row at lo - 1 (or lo = 0)
+      var probe = Math.min(lo + step, OFFSET_MAX + 1);
+      return at(probe - 1).then(function (yes) {
+        if (!yes) { return search(lo, probe); }
+        return probe > OFFSET_MAX ? probe : gallop(probe, step * 2);
+      });
+    }
+    return function () {
+      var start = known > 0 ? at(known - 1).then(function (still) { return still ? known : 0; }) : Promise.resolve(0);
+      return start.then(function (lo) { return gallop(lo, lo > 0 ? 1 : PAGE); })
+        .then(function (n) { known = n; return { n: n, more: n > OFFSET_MAX }; });
+    };
+  }
+
+  function idCount(path, seed) {
+    /* How many rows an id-paged list holds (GET .../fills?after_id=): the rows after the last id
+     * counted, added to what was counted before (seed: a walk's {n, more, last}). A page of no
+     * rows when nothing is new. */
+    var state = null;
+    seed.then(function (s) { state = { n: s.n, more: s.more, last: s.last || 0 }; }, function () {});  // its failure shows on the count
+    function more(count) {
+      return api(path + "?limit=1000&after_id=" + state.last).then(function (rows) {
+        if (rows.length) { state.last = rows[rows.length - 1].id; }
+        state.n += rows.length;
+        if (rows.length < 1000) { state.more = false; }  // read to the end from the walk's last row: exact
+        return rows.length === 1000 && count < 20 ? more(count + 1) : { n: state.n, more: state.more };
+      });
+    }
+    return function () {
+      return state === null ? seed.then(function (s) { return { n: s.n, more: s.more }; }) : more(0);
+    };
   }
 
   function botPage(main, key) {
@@ -215,7 +294,8 @@
     }).then(function (bot) {
       var fillsOf = function (cursor) {
         return api("/bots/" + id + "/fills?limit=1000&after_id=" + (cursor || 0)).then(function (rows) {
-          return { rows: rows, next: rows.length === 1000 ? rows[rows.length - 1].id : null };
+          var last = rows.length ? rows[rows.length - 1].id : (cursor || 0);
+          return { rows: rows, next: rows.length === 1000 ? last : null, last: last };
         });
       };
       var signalsOf = function (cursor) {
@@ -226,52 +306,57 @@
         return api("/bots/" + id + "/equity?every=bar&limit=1000&after=" + (cursor === null ? -1 : cursor))
           .then(function (rows) { return { rows: rows, next: rows.length === 1000 ? rows[rows.length - 1].ts_ns : null }; });
       };
-      return Promise.all([allPages(fillsOf, 1000, 20), allPages(signalsOf, 1000, 20), allPages(equityOf, 1000, 50)])
-        .then(function (r) { return drawBot(charts, key, bot, r[0], r[1], r[2]); })
-        .then(function () {
-          var pagers = [];
-          function keep(box) { pagers.push(box); tables.appendChild(box); }
-          tables.appendChild(riskLimits(bot));
-          keep(pager("risk denials, newest first", ["time", "side", "type", "qty", "limit", "reason code"],
-            function (offset) {
-              offset = offset || 0;
-              return api("/bots/" + id + "/orders?state=DENIED&limit=" + PAGE + "&offset=" + offset)
-                .then(function (rows) { return { rows: rows, next: rows.length === PAGE ? offset + PAGE : null }; });
-            },
-            function (o) { return [o.ts_init, o.side, o.type, o.qty, o.limit_price, o.reason]; }));
-          keep(pager("positions", ["symbol", "qty", "avg price", "realized", "fees"],
-            function () { return api("/bots/" + id + "/positions").then(function (rows) { return { rows: rows, next: null }; }); },
-            function (p) { return [p.symbol, p.qty, p.avg_price, p.realized_pnl, p.fees]; }));
-          keep(pager("orders, newest first", ["time", "side", "type", "qty", "limit", "state", "filled", "avg price", "reason"],
-            function (offset) {
-              offset = offset || 0;
-              return api("/bots/" + id + "/orders?limit=" + PAGE + "&offset=" + offset)
-                .then(function (rows) { return { rows: rows, next: rows.length === PAGE ? offset + PAGE : null }; });
-            },
-            function (o) { return [o.ts_init, o.side, o.type, o.qty, o.limit_price, o.state, o.filled_qty, o.avg_fill_price, o.reason]; }));
-          keep(pager("fills", ["time", "side", "qty", "price", "fee", "liquidity"],
-            function (after) {
-              return api("/bots/" + id + "/fills?limit=" + PAGE + "&after_id=" + (after || 0))
-                .then(function (rows) { return { rows: rows, next: rows.length === PAGE ? rows[rows.length - 1].id : null }; });
-            },
-            function (f) { return [f.ts, f.side, f.qty, f.price, f.fee, f.liquidity]; }));
-          var busy = false;
-          function live() {
-            /* While the bot runs the books move: new equity points (?after=) join the charts and each
-             * table re-reads the page on show, in place. Nothing is read while the tab is hidden. */
-            if (busy || document.hidden) { return; }
-            busy = true;
-            var after = charts.getAttribute("data-equity-after");
-            Promise.all([status().catch(function () {}),
-                         api("/bots/" + id + "/equity?every=bar&limit=1000&after=" + after)
-                           .then(function (rows) { charts.moreEquity(rows); }, function () {})]
-                        .concat(pagers.map(function (b) { return b.refresh(); })))
-              .then(function () { tables.setAttribute("data-refreshed", String(Number(tables.getAttribute("data-refreshed") || 0) + 1)); })
-              .then(function () { busy = false; }, function () { busy = false; });
-          }
-          setInterval(live, LIVE_MS);
-          document.addEventListener("visibilitychange", function () { if (!document.hidden) { live(); } });
-        });
+      // The charts read their series in the background (the fills' walk also counts them: the API
+      // has no count); the tables come at once, a page each, and never wait for the charts.
+      var fillWalk = walk(fillsOf, FILL_PAGES, MAX_FILLS);
+      var drawn = Promise.all([fillWalk, walk(signalsOf, 20, MAX_MARKERS), walk(equityOf, 50, Infinity)])
+        .then(function (r) { return drawBot(charts, key, bot, r[0].rows, r[1].rows, r[2].rows); });
+      var pagers = [];
+      function keep(box) { pagers.push(box); tables.appendChild(box); }
+      tables.appendChild(riskLimits(bot));
+      keep(pager("risk denials, newest first", ["time", "side", "type", "qty", "limit", "reason code"],
+        function (offset) {
+          offset = offset || 0;
+          return api("/bots/" + id + "/orders?state=DENIED&limit=" + PAGE + "&offset=" + offset)
+            .then(function (rows) { return { rows: rows, next: rows.length === PAGE ? offset + PAGE : null }; });
+        },
+        function (o) { return [o.ts_init, o.side, o.type, o.qty, o.limit_price, o.reason]; },
+        offsetCount("/bots/" + id + "/orders?state=DENIED")));
+      keep(pager("positions", ["symbol", "qty", "avg price", "realized", "fees"],
+        function () { return api("/bots/" + id + "/positions").then(function (rows) { return { rows: rows, next: null }; }); },
+        function (p) { return [p.symbol, p.qty, p.avg_price, p.realized_pnl, p.fees]; }));
+      keep(pager("orders, newest first", ["time", "side", "type", "qty", "limit", "state", "filled", "avg price", "reason"],
+        function (offset) {
+          offset = offset || 0;
+          return api("/bots/" + id + "/orders?limit=" + PAGE + "&offset=" + offset)
+            .then(function (rows) { return { rows: rows, next: rows.length === PAGE ? offset + PAGE : null }; });
+        },
+        function (o) { return [o.ts_init, o.side, o.type, o.qty, o.limit_price, o.state, o.filled_qty, o.avg_fill_price, o.reason]; },
+        offsetCount("/bots/" + id + "/orders")));
+      keep(pager("fills", ["time", "side", "qty", "price", "fee", "liquidity"],
+        function (after) {
+          return api("/bots/" + id + "/fills?limit=" + PAGE + "&after_id=" + (after || 0))
+            .then(function (rows) { return { rows: rows, next: rows.length === PAGE ? rows[rows.length - 1].id : null }; });
+        },
+        function (f) { return [f.ts, f.side, f.qty, f.price, f.fee, f.liquidity]; },
+        idCount("/bots/" + id + "/fills", fillWalk)));
+      var busy = false;
+      function live() {
+        /* While the bot runs the books move: new equity points (?after=) join the charts and each
+         * table re-reads the page on show, in place. Nothing is read while the tab is hidden. */
+        if (busy || document.hidden) { return; }
+        busy = true;
+        var after = charts.getAttribute("data-equity-after");
+        Promise.all([status().catch(function () {}),
+                     after === null ? null : api("/bots/" + id + "/equity?every=bar&limit=1000&after=" + after)
+                       .then(function (rows) { charts.moreEquity(rows); }, function () {})]
+                    .concat(pagers.map(function (b) { return b.refresh(); })))
+          .then(function () { tables.setAttribute("data-refreshed", String(Number(tables.getAttribute("data-refreshed") || 0) + 1)); })
+          .then(function () { busy = false; }, function () { busy = false; });
+      }
+      setInterval(live, LIVE_MS);
+      document.addEventListener("visibilitychange", function () { if (!document.hidden) { live(); } });
+      return drawn;
     });
   }
 
@@ -330,7 +415,11 @@
    * in. It follows the bot by polling for the last candle and what came after it (?since=), the
    * new fills (?after_id=), signals (cursor) and the newest orders, and updates the series in
    * place: nothing else on the page is redrawn. */
-  var MAX_MARKERS = 1500;
+  var MAX_MARKERS = 1500;  // markers given to the chart at most (one per candle and kind: see marks)
+  var MAX_FILLS = 20000;   // the newest fills kept for markers (a few numbers each)
+  var FILL_PAGES = 50;     // the fills' first walk reads at most 50 pages of 1,000 (it also counts them)
+  var MAX_DRAWN = 2000;    // points per equity/drawdown series given to the chart at most (their envelope)
+  var OFFSET_MAX = 1000000;  // the API's largest ?offset=
   var LIVE_MS = 5000;  // equity, drawdown and the tables: a modest pace (the candles poll at POLL_MS)
   var POLL_MS = 2000;
   var CANDLES = 1000;
@@ -381,31 +470,46 @@
       return found;
     }
     function marks() {
-      var out = [];
+      /* Every fill, working order and signal kept goes on the candle it fell in, but the chart gets
+       * one marker per candle and kind (buys, sells, orders, signals) saying how many it stands
+       * for ("238 buys"), at most MAX_MARKERS of them, the newest: 10,000 fills on 20 candles draw
+       * as 40 arrows, not 10,000 stacked ones (issue 19: a page with 10,000 fills stays responsive). */
+      var groups = {}, order = [], marked = { fills: 0, orders: 0, signals: 0 };
+      function add(t, kind, what, base, text) {
+        var at = snap(t);
+        if (at === null) { return; }
+        marked[what] += 1;
+        var k = at + " " + kind, g = groups[k];
+        if (!g) { g = groups[k] = { time: at, n: 0, base: base, text: text, kind: kind }; order.push(g); }
+        g.n += 1;
+      }
       state.fills.forEach(function (f) {
-        var buy = String(f.side).toLowerCase() === "buy";
-        out.push({ t: secs(f.ts_ns), position: buy ? "belowBar" : "aboveBar", color: buy ? "#2e7d32" : "#c62828",
-                   shape: buy ? "arrowUp" : "arrowDown", text: String(f.side).toLowerCase() + " " + f.qty });
+        var buy = f.side === "buy";
+        add(f.t, f.side, "fills", { position: buy ? "belowBar" : "aboveBar", color: buy ? "#2e7d32" : "#c62828",
+                                    shape: buy ? "arrowUp" : "arrowDown", size: 1 }, f.side + " " + f.qty);
       });
       orderList.forEach(function (o) {
         if (String(o.type).toUpperCase() === "MARKET" && String(o.state).toUpperCase() === "FILLED") { return; }  // its fills say it
-        out.push({ t: secs(o.ts_init_ns), position: "aboveBar", color: "#ef6c00", shape: "square",
-                   text: String(o.type).toLowerCase() + " " + String(o.side).toLowerCase() + (o.qty === null || o.qty === undefined ? "" : " " + o.qty) +
-                         (o.limit_price ? " @ " + o.limit_price : o.stop_price ? " stop " + o.stop_price : "") + " " + String(o.state).toLowerCase() });
+        add(secs(o.ts_init_ns), "order", "orders", { position: "aboveBar", color: "#ef6c00", shape: "square", size: 1 },
+            String(o.type).toLowerCase() + " " + String(o.side).toLowerCase() + (o.qty === null || o.qty === undefined ? "" : " " + o.qty) +
+            (o.limit_price ? " @ " + o.limit_price : o.stop_price ? " stop " + o.stop_price : "") + " " + String(o.state).toLowerCase());
       });
       state.signals.forEach(function (s) {
-        out.push({ t: secs(s.ts), position: "inBar", color: "#6a1b9a", shape: "circle", size: 0.6, text: signalText(s) });
+        add(secs(s.ts), "signal", "signals", { position: "inBar", color: "#6a1b9a", shape: "circle", size: 0.6 }, signalText(s));
       });
-      var placed = [];
-      out.forEach(function (m) {
-        var at = snap(m.t);
-        if (at !== null) { placed.push({ time: at, position: m.position, color: m.color, shape: m.shape, text: m.text, size: m.size || 1 }); }
+      var many = { buy: " buys", sell: " sells", order: " orders", signal: " signals" };
+      var placed = order.map(function (g) {
+        var text = g.n === 1 ? g.text : g.n + many[g.kind];  // short: a candle may carry four
+        return { time: g.time, position: g.base.position, color: g.base.color, shape: g.base.shape, size: g.base.size, text: text };
       });
       placed.sort(function (a, b) { return a.time - b.time; });
       if (placed.length > MAX_MARKERS) { placed = placed.slice(placed.length - MAX_MARKERS); }
       series.setMarkers(placed);
       box.setAttribute("data-markers", String(placed.length));
+      box.setAttribute("data-marked-fills", String(marked.fills));
+      box.setAttribute("data-marked-signals", String(marked.signals));
     }
+    function fill(f) { return { t: secs(f.ts_ns), side: String(f.side).toLowerCase(), qty: f.qty }; }  // what a marker needs of a fill
     function describe(last) {
       box.setAttribute("data-candles", String(state.times.length));
       box.setAttribute("data-last-candle", state.lastNs === null ? "" : String(state.lastNs));
@@ -457,7 +561,7 @@
           state.lastNs = b.time_ns;
         });
         var more = false;
-        if (r[1].length) { state.fills = state.fills.concat(r[1]).slice(-MAX_MARKERS); state.fillAfter = r[1][r[1].length - 1].id; more = true; }
+        if (r[1].length) { state.fills = state.fills.concat(r[1].map(fill)).slice(-MAX_FILLS); state.fillAfter = r[1][r[1].length - 1].id; more = true; }
         if (r[2].items.length) {
           state.signals = state.signals.concat(r[2].items).slice(-MAX_MARKERS);
           state.signalCursor = r[2].items[r[2].items.length - 1].id;
@@ -480,7 +584,7 @@
       load().catch(function (e) { note.textContent = "candles: " + e.message; });
     });
     window.addEventListener("resize", function () { chart.applyOptions({ width: box.clientWidth }); });
-    state.fills = fills.slice(-MAX_MARKERS);
+    state.fills = fills.slice(-MAX_FILLS).map(fill);
     state.fillAfter = fills.length ? fills[fills.length - 1].id : 0;
     state.signals = signals.slice(-MAX_MARKERS);
     state.signalCursor = signals.length ? signals[signals.length - 1].id : 0;
@@ -514,14 +618,26 @@
       if (!x) { return; }
       if (x.same) { eq[eq.length - 1] = x.eq; dd[dd.length - 1] = x.dd; } else { eq.push(x.eq); dd.push(x.dd); }
     });
+    // The chart gets the curves' envelope (decimated: each bucket's min and max of both, at most
+    // MAX_DRAWN points), the page keeps every point: 10,000 bar points draw as 2,000 that look the
+    // same. data-points says how many there are, data-drawn how many the chart library was given.
+    var drawnCount = 0;
+    function envelope() {
+      var kept = decimated(eq.map(function (p) { return p.time; }),
+                           [eq.map(function (p) { return p.value; }), dd.map(function (p) { return p.value; })], [], MAX_DRAWN);
+      drawnCount = kept.length;
+      return { eq: kept.map(function (i) { return eq[i]; }), dd: kept.map(function (i) { return dd[i]; }) };
+    }
+    var first = envelope();
     var pricePane = el("section", { "class": "tb-pane", "aria-label": "candles" });
     charts.appendChild(pricePane);
     var series = {}, boxes = {};
-    [["equity", eq, "equity"], ["drawdown %", dd, "drawdown"]].forEach(function (spec) {
+    [["equity", first.eq, "equity"], ["drawdown %", first.dd, "drawdown"]].forEach(function (spec) {
       var pane = el("section", { "class": "tb-pane", "aria-label": spec[0] });
       pane.appendChild(el("h2", { id: "title-" + spec[2] }, spec[0]));
       var box = el("div", { "class": "tb-chart", id: "chart-" + spec[2], role: "img", "aria-labelledby": "title-" + spec[2],
-                            "aria-description": spec[1].length + " points", "data-points": String(spec[1].length) });
+                            "aria-description": count + " points", "data-points": String(count),
+                            "data-drawn": String(spec[1].length) });
       pane.appendChild(box);
       charts.appendChild(pane);
       var chart = R.chart(box, 180);
@@ -532,13 +648,25 @@
     });
     charts.setAttribute("data-equity-after", equity.length ? String(equity[equity.length - 1].ts_ns) : "-1");
     charts.moreEquity = function (rows) {
+      /* new points join in place (series.update); past the bound, the envelope is drawn again, once */
+      var fresh = [], adds = 0;
       rows.forEach(function (p) {
         var x = point(p);
-        if (x) { series.equity.update(x.eq); series.drawdown.update(x.dd); }
+        if (!x) { return; }
+        if (x.same) { eq[eq.length - 1] = x.eq; dd[dd.length - 1] = x.dd; } else { eq.push(x.eq); dd.push(x.dd); adds += 1; }
+        fresh.push(x);
       });
+      if (drawnCount + adds <= MAX_DRAWN) {
+        fresh.forEach(function (x) { series.equity.update(x.eq); series.drawdown.update(x.dd); });
+        drawnCount += adds;
+      } else {
+        var again = envelope();
+        series.equity.setData(again.eq); series.drawdown.setData(again.dd);
+      }
       if (rows.length) { charts.setAttribute("data-equity-after", String(rows[rows.length - 1].ts_ns)); }
       ["equity", "drawdown"].forEach(function (k) {
         boxes[k].setAttribute("data-points", String(count));
+        boxes[k].setAttribute("data-drawn", String(drawnCount));
         boxes[k].setAttribute("aria-description", count + " points");
       });
     };
@@ -958,13 +1086,15 @@
 
   var MAX_POINTS = 4000;
 
-  function decimated(times, series, trades) {
+  function decimated(times, series, trades, bound) {
     /* The positions to draw of a long run, as backtest/report_html.py decimates the CLI's report:
      * each bucket's min and max of every series, and every bar a trade entered or left, so a
      * million bars draw as a few thousand points that look the same and carry every trade. */
-    var n = times.length, keep = {}, out = [];
-    if (n <= MAX_POINTS) { for (var k = 0; k < n; k++) { out.push(k); } return out; }
-    var buckets = Math.floor(MAX_POINTS / 2 / series.length);
+    // bound: the positions kept at most, both ends included (the bot page's charts: MAX_DRAWN, with
+    // no trades); none: the report's MAX_POINTS as report_html.py has it, its trades on top
+    var n = times.length, keep = {}, out = [], most = bound || MAX_POINTS;
+    if (n <= most) { for (var k = 0; k < n; k++) { out.push(k); } return out; }
+    var buckets = Math.floor((bound ? bound - 2 : MAX_POINTS) / 2 / series.length);
     series.forEach(function (values) {
       for (var b = 0; b < buckets; b++) {
         var lo = Math.floor(b * n / buckets), hi = Math.floor((b + 1) * n / buckets), min = lo, max = lo;
