@@ -26,6 +26,21 @@ from the dispatch itself: no queue, no task switch, no ASGI call per delivery. E
 goes through the client's queue and its sender task, as before; `busy` keeps a client on the
 queue until it has drained, so its frames never overtake one another. The fan-out histogram is
 observed once per batch for the direct deliveries, per delivery on the queued path.
+
+Late commits (PostgreSQL): an id is taken from the sequence at INSERT but the row becomes
+visible at COMMIT, so with two writers id 10 may appear after id 11 has been read and the
+cursor moved past it. The poller keeps each id it skipped below its high-water mark as a
+"hole" for `late_grace_s` (LATE_GRACE_S, 5 s; at most MAX_HOLES of them) and looks for
+`id IN (holes)` at every poll (in the cheap probe, then the read) until it comes (delivered
+then, when it arrives: after higher ids) or the grace ends (a rolled-back insert leaves a gap
+for ever). Each client remembers which of the holes it has not had (`want`) and takes a late
+row once. A client reconnecting with
+?after_id=R (R: the id of the last signal it received) gets, besides the rows above R, the holes
+below R still awaited and the late rows that arrived after R had gone out (the hub remembers the
+last MAX_HOLES late rows, `filled`: which came when); when R is itself a late row, what went out
+before it is not sent again. The bounds: a transaction that commits more than `late_grace_s`
+after a higher id was read is missed; a client away while more than MAX_HOLES late rows arrive
+may miss the oldest of them. SQLite serialises writers (ids commit in order): no holes, no cost.
 """
 
 from __future__ import annotations
@@ -57,7 +72,11 @@ ACTIVE_S = 60.0      # long enough to span the bars of a bot on 1-minute bars: i
 LISTEN_WAIT_S = 0.5   # PostgreSQL listener: how often it looks whether the hub is stopping
 LISTEN_START_S = 5.0  # start() waits this long at most for the first LISTEN
 PROBE_RETRY_S = 5.0
+LATE_GRACE_S = 5.0    # PostgreSQL: how long a skipped id is awaited (a writer's commit after its insert)
+MAX_HOLES = 1000      # skipped ids awaited at once (a bigger jump in ids: only the highest ones)
 _PROBE_SQL = f"SELECT max(id) FROM {SIGNALS.name}"
+# with holes awaited: is one of them there yet? (ids are the hub's own ints, written in the SQL)
+_PROBE_HOLES_SQL = f"SELECT ({_PROBE_SQL}), (SELECT count(*) FROM {SIGNALS.name} WHERE id IN ({{}}))"
 _MESSAGE_HEAD = '{"type":"signal","signal":'
 
 
@@ -112,6 +131,10 @@ class Client:
     # WebSocket route when it reached uvicorn's transport (api.routers.signals.direct_writer)
     writer: Callable[[bytes], bool] | None = None
     busy: bool = False  # a frame is queued or being sent: new ones queue behind it (order)
+    # late commits: the hub's last_id when the client joined (a hole above it was never sent to
+    # it), and the holes at or below it the client has not had (bounded by MAX_HOLES)
+    joined_upto: int = 0
+    want: set[int] = field(default_factory=set)
 
     def drop(self) -> None:
         self.dropped = True
@@ -119,20 +142,29 @@ class Client:
         self.queue.put_nowait(None)  # tells the sender to close: the client reconnects with after_id
 
     def offer(self, signal_id: int, bot_id: str, published_ns: int, text: str, seen: float,
-              frame: bytes | None = None) -> bool:
-        """Deliver or queue one signal; True when `frame` went straight to the socket."""
-        if signal_id <= self.sent_upto or self.dropped:
+              frame: bytes | None = None, late: bool = False) -> bool:
+        """Deliver or queue one signal; True when `frame` went straight to the socket. `late`: a
+        row that committed after higher ids were read (a hole filled): it goes to a client that
+        has not had it, below sent_upto."""
+        if self.dropped:
+            return False
+        if late:
+            if signal_id in self.want:
+                self.want.discard(signal_id)
+            elif signal_id <= self.joined_upto:  # it had it (its backlog) or it was gone when it joined
+                return False
+        elif signal_id <= self.sent_upto:
             return False
         delay = 0 if self.scope.everything else self.scope.delays.get(bot_id)
         if delay is None:
             return False
         if not delay and frame is not None and not self.busy and self.writer is not None and self.writer(frame):
-            self.sent_upto = signal_id
+            self.sent_upto = max(self.sent_upto, signal_id)
             return True
         release = published_ns + delay if delay else 0  # ns: a float of seconds since 1970 is coarse
         try:
             self.queue.put_nowait((release, seen, signal_id, text))
-            self.sent_upto = signal_id
+            self.sent_upto = max(self.sent_upto, signal_id)
             self.busy = True
         except asyncio.QueueFull:
             self.drop()
@@ -162,6 +194,7 @@ class Client:
 
 class _Probe:
     """`SELECT max(id) FROM signals` on a DBAPI connection of the poller's own: is anything new?
+    (With holes awaited, whether one of them is there too, in the same statement.)
 
     Why: an empty poll through the pool and SQLAlchemy cost ~150 us of CPU (measured on SQLite),
     this ~5 us, so the poller can look every few milliseconds while signals come. Outside the
@@ -174,7 +207,8 @@ class _Probe:
         url = engine.url
         self.usable = not (engine.dialect.name == "sqlite" and (url.database or ":memory:") == ":memory:")
 
-    def newer(self, last_id: int) -> bool:
+    def newer(self, last_id: int, holes: Iterable[int] = ()) -> bool:
+        """Whether a row above last_id, or one of `holes`, is there to read."""
         if not self.usable:
             return True
         try:
@@ -189,11 +223,12 @@ class _Probe:
                     self.connection.autocommit = True  # no transaction left open between probes
             cursor = self.connection.cursor()
             try:
-                cursor.execute(_PROBE_SQL)
-                (top,) = cursor.fetchone()
+                ids = ",".join(str(int(i)) for i in holes)
+                cursor.execute(_PROBE_HOLES_SQL.format(ids) if ids else _PROBE_SQL)
+                top, *found = cursor.fetchone()
             finally:
                 cursor.close()
-            return (top or 0) > last_id
+            return (top or 0) > last_id or bool(found and found[0])
         except Exception:
             self.close()
             return True
@@ -209,10 +244,18 @@ class _Probe:
 
 class SignalHub:
     def __init__(self, engine: Engine, interval_s: float, metrics: Metrics | None = None,
-                 fast_interval_s: float = FAST_POLL_S) -> None:
+                 fast_interval_s: float = FAST_POLL_S, late_grace_s: float = LATE_GRACE_S) -> None:
         self.engine, self.interval_s, self.metrics = engine, interval_s, metrics
         self.fast_interval_s = min(fast_interval_s, interval_s)
         self.last_id = 0  # moved by dispatch, on the event loop only
+        # late commits: SQLite commits ids in order (one writer), so it keeps no holes
+        self.late_grace_s = 0.0 if engine.dialect.name == "sqlite" else late_grace_s
+        # ids below last_id not read yet -> time.monotonic() deadline; replaced, never changed in
+        # place (the poller's thread reads it): by dispatch_now, and by the poller between dispatches
+        self.holes: dict[int, float] = {}
+        # the last MAX_HOLES late rows: id -> (arrival number, last_id when it arrived); reconnects
+        self.filled: dict[int, tuple[int, int]] = {}
+        self._arrivals = 0
         self._everything: set[Client] = set()
         self._by_bot: dict[str, set[Client]] = {}
         self._threads: list[threading.Thread] = []
@@ -235,6 +278,8 @@ class SignalHub:
 
     async def start(self) -> None:
         self.last_id = await asyncio.to_thread(self._max_id)
+        if self.late_grace_s > 0:  # a writer may be between its insert and its commit right now
+            self.holes = await asyncio.to_thread(self._gaps_below, self.last_id)
         loop = asyncio.get_running_loop()
         self._unhook = on_stored(self._wake.set)  # a signal stored by this process wakes the poller
         self._threads = [threading.Thread(target=self._poll, args=(loop,), name="signal-hub-poll", daemon=True)]
@@ -277,21 +322,52 @@ class SignalHub:
         if self.closing.is_set():  # shutting down: the stream ends as soon as it starts
             client.drop()
             return client
-        client.sent_upto = after_id if after_id is not None else self.last_id
-        while client.sent_upto < (upto := self.last_id) and not client.dropped:
-            rows = await asyncio.to_thread(self._backlog, scope, client.sent_upto, upto)
+        client.sent_upto, client.want = self._resume(after_id)
+        # late commits: `want` holds the ids of its range the hub still awaits (holes); one the
+        # hub stopped awaiting meanwhile (read and dispatched to others, or given up) is read
+        # again by id, and the loop goes on until neither new rows nor such ids are left
+        while not client.dropped:
+            upto, holes = self.last_id, self.holes
+            recheck = {i for i in client.want if i not in holes}
+            low = client.sent_upto
+            if low >= upto and not recheck:
+                break
+            rows = await asyncio.to_thread(self._backlog, scope, low, upto, recheck)
             seen = time.perf_counter()
             for row in rows:  # through the queue (no frame): later frames wait behind these
-                client.offer(row.id, row.bot_id, row.published_ns, json.dumps(signal_json(row), default=str), seen)
+                client.offer(row.id, row.bot_id, row.published_ns, json.dumps(signal_json(row), default=str), seen,
+                             late=row.id <= low)
+            client.want -= recheck  # not found by id: rolled back or out of scope
+            got = {row.id for row in rows}
+            client.want |= {i for i in holes if low < i <= upto and i not in got}
             client.sent_upto = max(client.sent_upto, upto)
         if self.closing.is_set():
             client.drop()
             return client
+        client.joined_upto = self.last_id  # a hole above it is sent to this client when it fills
         if scope.everything:
             self._everything.add(client)
         for bot_id in scope.delays:
             self._by_bot.setdefault(bot_id, set()).add(client)
         return client
+
+    def _resume(self, after_id: int | None) -> tuple[int, set[int]]:
+        """Where a new client starts: (the id it has everything up to, the lower ids it still
+        wants). Without after_id: from now on, and every hole (a row committing later is news).
+        With after_id R, the last signal it received: if R came late, it had what went out before
+        R (up to the high-water mark then); it wants the holes below that still awaited, and the
+        late rows that arrived after R had gone out."""
+        if after_id is None:
+            return self.last_id, set(self.holes)
+        start, arrived = after_id, None
+        if after_id in self.filled:
+            arrived, top = self.filled[after_id]
+            start = max(after_id, top)
+        want = {i for i in self.holes if i <= start}
+        for late, (number, top) in self.filled.items():
+            if late < start and (number > arrived if arrived is not None else top >= after_id):
+                want.add(late)
+        return start, want
 
     def unregister(self, client: Client) -> None:
         self._everything.discard(client)
@@ -310,16 +386,40 @@ class SignalHub:
         with self.engine.connect() as connection:
             return int(connection.execute(select(func.max(SIGNALS.c.id))).scalar() or 0)
 
-    def _fetch(self, after: int) -> list[Any]:
+    def _gaps_below(self, top: int) -> dict[int, float]:
+        """Holes at start: the ids missing among the MAX_HOLES below `top` (a writer may hold one
+        uncommitted), awaited for late_grace_s like any other."""
+        if top <= 1:
+            return {}
+        low = max(0, top - MAX_HOLES)
         with self.engine.connect() as connection:
-            return list(connection.execute(select(SIGNALS).where(SIGNALS.c.id > after)
-                                           .order_by(SIGNALS.c.id).limit(BATCH)))
+            present = set(connection.execute(select(SIGNALS.c.id).where(SIGNALS.c.id > low,
+                                                                        SIGNALS.c.id <= top)).scalars())
+        deadline = time.monotonic() + self.late_grace_s
+        return {i: deadline for i in range(low + 1, top) if i not in present}
 
-    def _backlog(self, scope: SignalScope, after: int, upto: int) -> list[Any]:
-        bots = SIGNALS.c.bot_id.in_(list(scope.delays)) if not scope.everything else True
+    def _fetch(self, after: int, holes: Iterable[int] = ()) -> list[Any]:
+        """The rows after `after`, and those of `holes` committed since: late ones first (lower ids)."""
+        holes = list(holes)
+        where = or_(SIGNALS.c.id > after, SIGNALS.c.id.in_(holes)) if holes else SIGNALS.c.id > after
         with self.engine.connect() as connection:
-            return list(connection.execute(select(SIGNALS).where(SIGNALS.c.id > after, SIGNALS.c.id <= upto, bots)
-                                           .order_by(SIGNALS.c.id).limit(MAX_QUEUE)))
+            return list(connection.execute(select(SIGNALS).where(where).order_by(SIGNALS.c.id).limit(BATCH)))
+
+    def _backlog(self, scope: SignalScope, after: int, upto: int, also: Iterable[int] = ()) -> list[Any]:
+        bots = SIGNALS.c.bot_id.in_(list(scope.delays)) if not scope.everything else True
+        also = list(also)
+        span = and_(SIGNALS.c.id > after, SIGNALS.c.id <= upto)
+        with self.engine.connect() as connection:
+            return list(connection.execute(select(SIGNALS).where(or_(span, SIGNALS.c.id.in_(also)) if also else span,
+                                                                 bots).order_by(SIGNALS.c.id).limit(MAX_QUEUE)))
+
+    def _expire_holes(self) -> None:
+        """Stop awaiting the holes whose grace has ended (the poller's thread, between dispatches)."""
+        holes = self.holes
+        if holes:
+            now = time.monotonic()
+            if any(deadline <= now for deadline in holes.values()):
+                self.holes = {i: deadline for i, deadline in holes.items() if deadline > now}
 
     def _poll(self, loop: asyncio.AbstractEventLoop) -> None:
         """The poller's thread: read new rows (id > last_id) and hand them to the event loop,
@@ -345,9 +445,11 @@ class SignalHub:
         """One poll: (rows dispatched, or None when stopping; whether more may be waiting; the
         new end of the fast-poll period)."""
         try:
-            if not more and not probe.newer(self.last_id):
+            self._expire_holes()
+            holes = self.holes
+            if not more and not probe.newer(self.last_id, holes):
                 return [], False, active_until
-            rows = self._fetch(self.last_id)
+            rows = self._fetch(self.last_id, holes)
             published = self._published({row.bot_id for row in rows}) if rows else set()
         except Exception:  # the store went away for a moment: keep polling, /ready reports it
             log.exception("signal poll failed")
@@ -433,17 +535,37 @@ class SignalHub:
         one pass and without awaiting: clients cannot join or leave halfway through."""
         seen = time.perf_counter()
         direct = 0
+        holes = self.holes
+        changed = False
         for row in rows:
+            signal_id, bot_id, published_ns = row.id, row.bot_id, row.published_ns
+            late = signal_id in holes
+            if late or (self.late_grace_s > 0 and signal_id > self.last_id + 1):
+                if not changed:
+                    holes, changed = dict(holes), True
+                if late:
+                    del holes[signal_id]
+                    self._arrivals += 1
+                    self.filled[signal_id] = (self._arrivals, self.last_id)
+                    if len(self.filled) > MAX_HOLES:
+                        del self.filled[next(iter(self.filled))]
+                else:  # ids skipped: maybe taken by a transaction not committed yet
+                    deadline = time.monotonic() + self.late_grace_s
+                    for skipped in range(max(self.last_id + 1, signal_id - MAX_HOLES), signal_id):
+                        holes[skipped] = deadline
             text = json.dumps(signal_json(row), default=lambda v: str(v) if isinstance(v, Decimal) else repr(v))
             frame = ws_frame(text)
-            signal_id, bot_id, published_ns = row.id, row.bot_id, row.published_ns
             for client in self._everything:
-                direct += client.offer(signal_id, bot_id, published_ns, text, seen, frame)
+                direct += client.offer(signal_id, bot_id, published_ns, text, seen, frame, late)
             withdrawn = published is not None and bot_id not in published
             for client in self._by_bot.get(bot_id, ()):
                 if withdrawn and bot_id in client.scope.subscribed:
                     continue
-                direct += client.offer(signal_id, bot_id, published_ns, text, seen, frame)
+                direct += client.offer(signal_id, bot_id, published_ns, text, seen, frame, late)
             self.last_id = max(self.last_id, signal_id)
+        if changed:
+            if len(holes) > MAX_HOLES:  # the lowest (oldest) go first
+                holes = dict(sorted(holes.items())[-MAX_HOLES:])
+            self.holes = holes
         if direct:  # once per batch: the time until its last direct write
             self.observe(seen)
