@@ -65,27 +65,49 @@ def _values(name: str, body: str) -> list[GridValue]:
             start, stop, step = (Decimal(p.strip()) for p in parts)
         except InvalidOperation:
             raise ConfigError(field_name, f"start, stop and step must be numbers, got {body!r}") from None
+        if not all(_plain(v) for v in (start, stop, step)):  # NaN, Infinity, 1e5000: an int of 5,000 digits
+            raise ConfigError(field_name, f"start, stop and step must be finite numbers under 1e{_MAX_EXPONENT}")
         if step <= 0:
             raise ConfigError(field_name, f"step must be positive, got {step}")
         if start > stop:
             raise ConfigError(field_name, f"inverted range {body!r}: start {start} is after stop {stop}")
-        count = int((stop - start) / step) + 1
-        if count > MAX_COMBINATIONS:
-            raise ConfigError(field_name, f"{count:,} values is too many")
+        try:
+            span = (stop - start) / step  # Decimal: 1:2:1e-30 is 1e30 values, refused below, never built
+        except ArithmeticError:  # the quotient overflows Decimal's exponent range
+            raise ConfigError(field_name, f"more than {MAX_COMBINATIONS:,} values") from None
+        if span >= MAX_COMBINATIONS:
+            raise ConfigError(field_name, f"more than {MAX_COMBINATIONS:,} values")
+        count = int(span) + 1
         values = [start + i * step for i in range(count)]
         integral = all(v == v.to_integral_value() for v in (start, step))
         return [int(v) if integral else float(v) for v in values]
     items = [item.strip() for item in body.split(",")]
     if any(not item for item in items):
         raise ConfigError(field_name, f"empty value in {body!r}")
-    return [_scalar(item) for item in items]
+    values = [_scalar(item) for item in items]
+    if any(isinstance(v, Decimal) for v in values):
+        raise ConfigError(field_name, f"values must be finite numbers under 1e{_MAX_EXPONENT} or words")
+    return values  # type: ignore[return-value]
 
 
-def _scalar(text: str) -> GridValue:
+# A grid value beyond this is no parameter anyone means, and int() of 1e100000000 builds an integer of
+# a hundred million digits (seconds of CPU, and "{:,}" of it raises): refused, naming the field.
+_MAX_EXPONENT = 18
+
+
+def _plain(number: Decimal) -> bool:
+    return number.is_finite() and (number.is_zero() or number.adjusted() < _MAX_EXPONENT)
+
+
+def _scalar(text: str) -> GridValue | Decimal:
+    """A list item: an int, a float, or the text itself (a word such as long_only); a number that is
+    not finite or not below 1e18 comes back as its Decimal, for the caller to refuse."""
     try:
         number = Decimal(text)
     except InvalidOperation:
         return text
+    if not _plain(number):
+        return number
     return int(number) if number == number.to_integral_value() and "." not in text else float(number)
 
 

@@ -96,6 +96,10 @@ def test_a_sweep_request_is_refused_naming_the_field(api):
         ({"grid": {}}, "grid"),
         ({"grid": {"fast": "30:10:5"}}, "grid.fast"),                        # inverted range
         ({"grid": {"fast": [5, "1,2"]}}, "grid.fast"),
+        ({"grid": {"fast": "1:1e5000:1"}}, "grid.fast"),                     # was a 500: int of 5,000 digits
+        ({"grid": {"fast": "1:Infinity:1"}}, "grid.fast"),                   # was a 500: OverflowError
+        ({"grid": {"fast": "1:5:1e-999999999"}}, "grid.fast"),               # was a 500: decimal.Overflow
+        ({"grid": {"fast": [5, "1e100000000"]}}, "grid.fast"),               # was an int of 10^8 digits
         ({"grid": {"nope": [1, 2]}}, "grid.nope"),
         ({"params": {"nope": 1}}, "params.nope"),
         ({"grid": {"fast": [5], "slow": [20]}, "params": {"fast": 5}}, "grid"),  # both swept and fixed

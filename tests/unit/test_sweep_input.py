@@ -44,6 +44,17 @@ def test_a_range_includes_its_stop_and_lists_and_decimals_parse():
     ("fast=5:50", "start:stop:step"),
     ("fast=a:b:c", "must be numbers"),
     ("fast=5,,6", "empty value"),
+    # hostile numbers (an outside probe of the sweeps API): these were a ValueError ("Exceeds the
+    # limit (4300 digits) for integer string conversion"), OverflowError or decimal.Overflow, a 500
+    ("fast=1:1e5000:1", "finite numbers under 1e18"),
+    ("fast=1:1e100000000:1", "finite numbers under 1e18"),
+    ("fast=1:Infinity:1", "finite numbers under 1e18"),
+    ("fast=NaN:5:1", "finite numbers under 1e18"),
+    ("fast=1:5:1e-999999999", "more than 1,000,000 values"),
+    ("fast=0:1:1e-30", "more than 1,000,000 values"),
+    ("fast=5,1e100000000", "finite numbers under 1e18"),
+    ("fast=5,Infinity", "finite numbers under 1e18"),
+    ("fast=5,-NaN", "finite numbers under 1e18"),
 ])
 def test_bad_grids_are_refused_with_the_reason(spec, message):
     with pytest.raises(ConfigError, match=message):
