@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from engine.amounts import Amount
 from engine.errors import ConfigError
 
 
@@ -19,19 +20,19 @@ class InstrumentSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tick: Decimal | None = Field(None, gt=0, description="price increment")
-    lot_step: Decimal | None = Field(None, gt=0, description="quantity increment, in lots")
-    min_qty: Decimal | None = Field(None, ge=0)
-    contract_size: Decimal = Field(Decimal(1), gt=0, description="units per lot (100,000 for FX majors)")
+    tick: Amount | None = Field(None, gt=0, description="price increment")
+    lot_step: Amount | None = Field(None, gt=0, description="quantity increment, in lots")
+    min_qty: Amount | None = Field(None, ge=0)
+    contract_size: Amount = Field(Decimal(1), gt=0, description="units per lot (100,000 for FX majors)")
     quote_currency: str | None = Field(None, min_length=1, max_length=16)
     base_currency: str | None = Field(None, min_length=1, max_length=16)
-    currency_increment: Decimal | None = Field(None, gt=0)
-    leverage: Decimal | None = Field(None, gt=0)
-    margin_rate: Decimal | None = Field(None, gt=0, le=1, description="initial margin as a fraction of notional")
-    margin_per_lot: Decimal | None = Field(None, ge=0, description="fixed margin per lot (futures)")
-    commission_per_lot: Decimal = Field(Decimal(0), ge=0)
-    swap_long: Decimal = Decimal(0)
-    swap_short: Decimal = Decimal(0)
+    currency_increment: Amount | None = Field(None, gt=0)
+    leverage: Amount | None = Field(None, gt=0)
+    margin_rate: Amount | None = Field(None, gt=0, le=1, description="initial margin as a fraction of notional")
+    margin_per_lot: Amount | None = Field(None, ge=0, description="fixed margin per lot (futures)")
+    commission_per_lot: Amount = Field(Decimal(0), ge=0)
+    swap_long: Amount = Decimal(0)
+    swap_short: Amount = Decimal(0)
 
     @field_validator("contract_size")
     @classmethod
@@ -69,25 +70,25 @@ def load_instrument_specs(path: Path) -> dict[str, InstrumentSpec]:
 class BacktestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cash: Decimal = Field(Decimal(10_000), gt=0, description="starting cash in the quote currency")
-    commission: Decimal = Field(Decimal(0), ge=0, lt=1, description="fraction of notional per fill (0.002 = 0.2%)")
-    commission_per_order: Decimal = Field(Decimal(0), ge=0, description="fixed fee per order")
-    min_fee: Decimal = Field(Decimal(0), ge=0, description="minimum fee per order (0: none)")
-    slippage_bps: Decimal = Field(Decimal(0), ge=0, lt=10_000, description="slippage against the trader, bps")
+    cash: Amount = Field(Decimal(10_000), gt=0, description="starting cash in the quote currency")
+    commission: Amount = Field(Decimal(0), ge=0, lt=1, description="fraction of notional per fill (0.002 = 0.2%)")
+    commission_per_order: Amount = Field(Decimal(0), ge=0, description="fixed fee per order")
+    min_fee: Amount = Field(Decimal(0), ge=0, description="minimum fee per order (0: none)")
+    slippage_bps: Amount = Field(Decimal(0), ge=0, lt=10_000, description="slippage against the trader, bps")
     symbol: str = Field("ASSET", min_length=1)
-    price_increment: Decimal | None = Field(None, gt=0, description="tick size; inferred from the data if unset")
-    size_increment: Decimal | None = Field(None, gt=0, description="lot step; 1 for whole units, 1e-6 fractional")
-    min_qty: Decimal = Field(Decimal(0), ge=0)
+    price_increment: Amount | None = Field(None, gt=0, description="tick size; inferred from the data if unset")
+    size_increment: Amount | None = Field(None, gt=0, description="lot step; 1 for whole units, 1e-6 fractional")
+    min_qty: Amount = Field(Decimal(0), ge=0)
     # the account currency's smallest amount (fees are booked on it): when not given, it follows
     # the account currency (instrument spec, else CURRENCY_INCREMENTS: 0.01 USD, 1 JPY, 1e-8 USDT)
-    currency_increment: Decimal = Field(Decimal("0.01"), gt=0)
+    currency_increment: Amount = Field(Decimal("0.01"), gt=0)
     path: Literal["auto", "fast", "event"] = "auto"
     bot_id: str = Field("backtest", min_length=1)
     # margin (issue 14): the instrument spec of the symbol traded, and what the command line overrides
     instrument: InstrumentSpec | None = None
-    leverage: Decimal | None = Field(None, gt=0, description="trade on margin: margin = notional / leverage")
-    margin: Decimal | None = Field(None, gt=0, le=1, description="trade on margin: margin = notional * this")
-    stop_out_level: Decimal = Field(Decimal("0.5"), ge=0,
+    leverage: Amount | None = Field(None, gt=0, description="trade on margin: margin = notional / leverage")
+    margin: Amount | None = Field(None, gt=0, le=1, description="trade on margin: margin = notional * this")
+    stop_out_level: Amount = Field(Decimal("0.5"), ge=0,
                                     description="margin level (equity / margin) that closes positions")
     account_currency: str | None = Field(None, min_length=1, max_length=16, description="default: the quote currency")
 

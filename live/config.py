@@ -21,6 +21,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_serializer,
                       field_validator, model_validator)
 
+from engine.amounts import Amount
 from engine.errors import ConfigError
 from engine.settings import StoreSettings, load_group
 from engine.risk import RiskConfig, load_risk_config, parse_risk_config
@@ -62,10 +63,10 @@ class BotConfig(BaseModel):
     venue: Literal["paper", "ccxt", "alpaca", "mt5"] = "paper"
     account: str = Field("default", min_length=1, description="broker account name, never credentials")
     bar: str = Field("1min", max_length=32, description="bars built from ticks, a pandas offset alias")
-    cash: Decimal = Field(Decimal("10000"), gt=0)
-    price_increment: Decimal | None = Field(None, gt=0)
-    size_increment: Decimal | None = Field(None, gt=0)
-    commission: Decimal = Field(Decimal("0"), ge=0, lt=1, description="fraction of notional per fill")
+    cash: Amount = Field(Decimal("10000"), gt=0)
+    price_increment: Amount | None = Field(None, gt=0)
+    size_increment: Amount | None = Field(None, gt=0)
+    commission: Amount = Field(Decimal("0"), ge=0, lt=1, description="fraction of notional per fill")
     risk: RiskConfig | None = Field(None, description="risk limits as data (engine.risk.RiskConfig: account, "
                                                       "bots, default_bot); only the operator's runtime YAML "
                                                       "may name a file instead, which its loader reads")
