@@ -36,7 +36,7 @@ import pandas as pd
 
 from backtest.config import BacktestConfig
 from backtest.fast_path import OK, KernelBatch, KernelInputs, KernelOutput, unsized_orders
-from backtest.frames import _scaled
+from backtest.frames import trade_returns
 from backtest.metrics import STAT_KEYS, _find_layout, compute_stats, equity_summary, stats_of, trade_stats_of
 from backtest.report import _json_value
 from backtest.result import BacktestResult
@@ -149,12 +149,7 @@ def stats_trades(t: dict[str, np.ndarray], times: pd.DatetimeIndex, scales: Scal
     """The columns of `backtest.frames.trades_frame` that `compute_stats` reads (entry and exit
     times, pnl, return_pct), by the same formulas: a sweep never shows its trades, and building the
     full table cost about as much as the kernel run. A test holds the columns equal."""
-    size = _scaled(t["qty"], scales.qty_dp)
-    entry_price = _scaled(t["entry_price"], scales.price_dp)
-    pnl = _scaled(t["pnl"], scales.cash_dp)
-    notional = entry_price * size * scales.multiplier
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return_pct = np.where(notional > 0, pnl / notional * 100.0, 0.0)
+    _, _, pnl, return_pct = trade_returns(t, scales)
     return pd.DataFrame({"entry_time": times[t["entry_bar"]], "exit_time": times[t["exit_bar"]],
                          "pnl": pnl, "return_pct": return_pct})
 
@@ -364,12 +359,7 @@ class Evaluator:
         s = pending.instrument.scales
         t = out.trades
         index = window.frame.index
-        size = _scaled(t["qty"], s.qty_dp)
-        entry_price = _scaled(t["entry_price"], s.price_dp)
-        pnl = _scaled(t["pnl"], s.cash_dp)
-        notional = entry_price * size * s.multiplier
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return_pct = np.where(notional > 0, pnl / notional * 100.0, 0.0)
+        _, _, pnl, return_pct = trade_returns(t, s)
         held = index[t["exit_bar"]].array - index[t["entry_bar"]].array
         fees_total = float(s.cash(int(out.orders["fee"][out.orders["state"] == 0].sum())))
         initial = float(self.config.cash)

@@ -16,14 +16,22 @@ def _scaled(raw: np.ndarray, dp: int) -> np.ndarray:
     return raw.astype(np.float64) / 10.0**dp
 
 
-def trades_frame(t: dict[str, np.ndarray], times: pd.DatetimeIndex, scales: Scales) -> pd.DataFrame:
-    """Trades from raw arrays: direction, qty, entry_price, exit_price, entry_bar, exit_bar, fees, pnl."""
+def trade_returns(t: dict[str, np.ndarray], scales: Scales) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each trade's size, entry price, pnl and return in % of its entry notional, as floats from the
+    raw arrays: the one formula behind the trades table and the sweeps' statistics (which skip the
+    table), so their numbers cannot drift apart."""
     size = _scaled(t["qty"], scales.qty_dp)
     entry_price = _scaled(t["entry_price"], scales.price_dp)
     pnl = _scaled(t["pnl"], scales.cash_dp)
     notional = entry_price * size * scales.multiplier
     with np.errstate(divide="ignore", invalid="ignore"):
         return_pct = np.where(notional > 0, pnl / notional * 100.0, 0.0)
+    return size, entry_price, pnl, return_pct
+
+
+def trades_frame(t: dict[str, np.ndarray], times: pd.DatetimeIndex, scales: Scales) -> pd.DataFrame:
+    """Trades from raw arrays: direction, qty, entry_price, exit_price, entry_bar, exit_bar, fees, pnl."""
+    size, entry_price, pnl, return_pct = trade_returns(t, scales)
     frame = pd.DataFrame({
         "entry_time": times[t["entry_bar"]],
         "exit_time": times[t["exit_bar"]],

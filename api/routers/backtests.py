@@ -20,6 +20,7 @@ import re
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
@@ -199,20 +200,31 @@ QUOTA_RESPONSE = {429: {**ERROR_SCHEMA, "description": "the caller's quota of qu
              responses=QUOTA_RESPONSE)
 def submit(body: BacktestIn, caller: Trader, ctx: Ctx, db: Db) -> BacktestJobRow:
     _validate(body, ctx.settings.data_dir)
+    return enqueue(ctx, db, caller, "backtest", body, run_job, {"strategy": body.strategy, "data": body.data})
+
+
+def enqueue(ctx: AppContext, db: Any, caller: Any, kind: str, body: BaseModel,
+            work: Callable[[AppContext, str, dict[str, Any]], None], detail: dict[str, Any]) -> BacktestJobRow:
+    """Queue a checked job of `kind` within the caller's quota (shared by every kind): its row, its
+    audit record (`<kind>.submit`), then `work(ctx, id, request)` on the app's pool."""
     within_quota(db, caller, ctx.settings.backtest_quota)
-    row = BacktestJobRow(id=uuid.uuid4().hex, owner_id=caller.user_id, kind="backtest", status="queued",
+    row = BacktestJobRow(id=uuid.uuid4().hex, owner_id=caller.user_id, kind=kind, status="queued",
                          request=body.model_dump(mode="json"))
     db.add(row)
-    audit.record(db, caller.username, "backtest.submit", f"backtest:{row.id}",
-                 {"strategy": body.strategy, "data": body.data})
+    audit.record(db, caller.username, f"{kind}.submit", f"{kind}:{row.id}", detail)
     db.commit()
-    ctx.executor.submit(run_job, ctx, row.id, row.request)
+    ctx.executor.submit(work, ctx, row.id, row.request)
     return row
 
 
 @router.get("", response_model=list[JobOut], summary="the caller's jobs, newest first")
 def list_jobs(caller: Trader, db: Db) -> list[BacktestJobRow]:
-    query = (select(BacktestJobRow).where(BacktestJobRow.kind == "backtest")
+    return jobs_of(db, caller, "backtest")
+
+
+def jobs_of(db: Any, caller: Any, kind: str) -> list[BacktestJobRow]:
+    """The caller's 100 newest jobs of `kind` (an admin's: everyone's)."""
+    query = (select(BacktestJobRow).where(BacktestJobRow.kind == kind)
              .order_by(BacktestJobRow.created_at.desc()).limit(100))
     if not caller.is_admin:
         query = query.where(BacktestJobRow.owner_id == caller.user_id)

@@ -16,7 +16,6 @@ SweepWorker each Ray actor holds: a web server does not start a Ray cluster.
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, cast
@@ -24,13 +23,11 @@ from typing import Any, cast
 import pandas as pd
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from api import audit
 from api.deps import AppContext, Ctx, Db, Trader
 from api.errors import ApiError
-from api.routers.backtests import (QUOTA_RESPONSE, JobOut, data_path, fail_job, finished, finite, owned, set_job,
-                                   within_quota)
+from api.routers.backtests import (QUOTA_RESPONSE, JobOut, data_path, enqueue, fail_job, finished, finite, jobs_of,
+                                   owned, set_job)
 from engine.errors import ConfigError, TickbridgeError
 from engine.store.models import BacktestJobRow
 
@@ -185,24 +182,13 @@ def run_sweep(ctx: AppContext, job_id: str, request: dict[str, Any]) -> None:
 @router.post("", response_model=JobOut, status_code=202, summary="submit a sweep job", responses=QUOTA_RESPONSE)
 def submit(body: SweepIn, caller: Trader, ctx: Ctx, db: Db) -> BacktestJobRow:
     checked = plan(body, ctx.settings.data_dir)
-    within_quota(db, caller, ctx.settings.backtest_quota)
-    row = BacktestJobRow(id=uuid.uuid4().hex, owner_id=caller.user_id, kind="sweep", status="queued",
-                         request=body.model_dump(mode="json"))
-    db.add(row)
-    audit.record(db, caller.username, "sweep.submit", f"sweep:{row.id}",
-                 {"strategy": body.strategy, "data": body.data, "combinations": len(checked.combos)})
-    db.commit()
-    ctx.executor.submit(run_sweep, ctx, row.id, row.request)
-    return row
+    return enqueue(ctx, db, caller, "sweep", body, run_sweep,
+                   {"strategy": body.strategy, "data": body.data, "combinations": len(checked.combos)})
 
 
 @router.get("", response_model=list[JobOut], summary="the caller's sweep jobs, newest first")
 def list_jobs(caller: Trader, db: Db) -> list[BacktestJobRow]:
-    query = (select(BacktestJobRow).where(BacktestJobRow.kind == "sweep")
-             .order_by(BacktestJobRow.created_at.desc()).limit(100))
-    if not caller.is_admin:
-        query = query.where(BacktestJobRow.owner_id == caller.user_id)
-    return list(db.scalars(query))
+    return jobs_of(db, caller, "sweep")
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="a sweep job's status")
