@@ -1237,7 +1237,11 @@
     document.getElementById("logout").addEventListener("click", function () {
       session("/logout").then(toLogin, toLogin);
     });
-    refresh().then(function () {
+    var signedIn = refresh();
+    /* what research.js (served after this script on every page) shares: one token, one refresh,
+     * one way to call the API and build the DOM */
+    window.tickbridge = { api: api, el: el, say: say, signedIn: signedIn };
+    signedIn.then(function () {
       document.getElementById("who").textContent = me.username + " (" + me.role + ")";
       if (me.role === "subscriber") { document.getElementById("nav-bots").hidden = true; }
       if (me.role === "subscriber") { document.getElementById("nav-backtests").hidden = true; }

@@ -2,80 +2,26 @@
  * heatmap and ranked table (/sweeps/{id}), and the Monte Carlo fan under a backtest's report
  * (/backtests/{id}). Served next to dashboard.js on every page; acts only on those three views.
  *
- * It keeps its own access token in memory, asked of /dashboard/session/refresh once dashboard.js
- * has its own (the header's #who is filled then) and under the same Web Lock, so the two scripts
- * never rotate the refresh cookie at once. On its own views it takes over #main with a fresh
+ * It calls the API through dashboard.js's session (window.tickbridge: the one access token, its
+ * refresh and api()), so a page holds one token and rotates the refresh cookie once. On its own
+ * views it takes over #main with a fresh
  * element (dashboard.js knows nothing of them). Data reaches the DOM through textContent and
  * attributes only; charts are SVG drawn here (presentation attributes, no inline style). */
 (function () {
   "use strict";
   var view = document.body.getAttribute("data-view");
   var arg = document.body.getAttribute("data-arg");
-  var API = "/api/v1";
   var SVG = "http://www.w3.org/2000/svg";
-  var me = { token: null, role: null };
   var OWN = { sweeps: true, sweep: true };
 
-  function el(tag, attrs, text) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    if (text !== undefined && text !== null) { node.textContent = String(text); }
-    return node;
-  }
+  var shared = window.tickbridge || {};  // dashboard.js: the session, api() and el()
+  var el = shared.el, api = shared.api, say = shared.say;
 
   function svg(tag, attrs, text) {
     var node = document.createElementNS(SVG, tag);
     Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, String(attrs[k])); });
     if (text !== undefined && text !== null) { node.textContent = String(text); }
     return node;
-  }
-
-  function say(text) { var s = document.getElementById("status"); if (s) { s.textContent = text; } }
-
-  function refresh() {
-    function ask() {
-      return fetch("/dashboard/session/refresh", { method: "POST", credentials: "same-origin",
-        headers: { "X-Tickbridge-Dashboard": "1", "Content-Type": "application/json" }, body: "{}" })
-        .then(function (r) { if (!r.ok) { throw new Error("not signed in"); } return r.json(); });
-    }
-    var run = navigator.locks && navigator.locks.request ? navigator.locks.request("tickbridge-refresh", ask) : ask();
-    return run.then(function (answer) { me.token = answer.access_token; me.role = answer.role; return answer; });
-  }
-
-  /* GET or POST the API with the access token; one refresh on a 401. Rejects with the API's error
-   * (message, status, field). */
-  function api(path, options) {
-    options = options || {};
-    function go() {
-      var headers = { Authorization: "Bearer " + me.token };
-      if (options.body !== undefined) { headers["Content-Type"] = "application/json"; }
-      return fetch(API + path, { method: options.method || "GET", headers: headers,
-        body: options.body === undefined ? undefined : JSON.stringify(options.body) });
-    }
-    return go().then(function (r) { return r.status === 401 ? refresh().then(go) : r; }).then(function (r) {
-      return r.text().then(function (text) {
-        var data = text ? JSON.parse(text) : null;
-        if (!r.ok) {
-          var err = (data && data.error) || {};
-          var error = new Error(err.message || r.statusText);
-          error.status = r.status; error.field = err.field || null;
-          throw error;
-        }
-        return data;
-      });
-    });
-  }
-
-  function whenSignedIn() {
-    /* dashboard.js fills #who after its own refresh: ours follows it, never races it */
-    var who = document.getElementById("who");
-    return new Promise(function (resolve) {
-      if (!who || who.textContent) { resolve(); return; }
-      var watch = new MutationObserver(function () {
-        if (who.textContent) { watch.disconnect(); resolve(); }
-      });
-      watch.observe(who, { childList: true, characterData: true, subtree: true });
-    });
   }
 
   function num(v) { return v === null || v === undefined || v === "" ? null : Number(v); }
@@ -550,18 +496,15 @@
       document.head.appendChild(el("link", { rel: "stylesheet", href: SCRIPT.replace(/research\.js(\?.*)?$/, "research.css") }));
     }
     var nav = document.getElementById("nav-sweeps");
-    var backtests = document.getElementById("nav-backtests");
     var main = OWN[view] ? takeMain() : null;
     if (main) { main.appendChild(el("p", {}, "loading...")); }
-    whenSignedIn().then(function () {
-      if (nav && backtests) { nav.hidden = backtests.hidden; }  // sweeps are a trader's, like backtests
+    shared.signedIn.then(function (answer) {
+      if (nav) { nav.hidden = answer.role === "subscriber"; }  // sweeps are a trader's, like backtests
       if (!OWN[view] && view !== "backtest") { return null; }
-      return refresh().then(function () {
-        if (view === "backtest") { return monteCarlo(arg); }
-        if (nav) { nav.setAttribute("aria-current", "page"); }
-        main.textContent = "";
-        return view === "sweeps" ? sweepsPage(main) : sweepPage(main, arg);
-      });
+      if (view === "backtest") { return monteCarlo(arg); }
+      if (nav) { nav.setAttribute("aria-current", "page"); }
+      main.textContent = "";
+      return view === "sweeps" ? sweepsPage(main) : sweepPage(main, arg);
     }).catch(function (e) {
       if (!main) { return; }
       main.textContent = "";
