@@ -152,7 +152,7 @@ def create_app(settings: Settings | None = None, bot_control: BotControl | None 
         # the request threads, as many as the limiter lets in and the pool has connections for
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         await asyncio.to_thread(backtests.fail_interrupted, ctx)  # a restart lost the pool's jobs
-        ctx.hub = SignalHub(engine, settings.poll_interval_s, metrics)
+        ctx.hub = SignalHub(engine, settings.poll_interval_s, metrics, late_grace_s=settings.signal_late_grace_s)
         await ctx.hub.start()
         if settings.notify_enabled:  # one notification dispatcher per process (api/notify)
             ctx.extra["notify"] = Dispatcher(engine, settings, ctx.vault)

@@ -13,6 +13,8 @@ TICKBRIDGE_AUTH_RATE      auth requests per client per minute (default 10)
 TICKBRIDGE_REDIS_URL      keep the auth limits and lockouts in Redis (default: in the database)
 TICKBRIDGE_TRUSTED_PROXIES  comma-separated IPs/CIDRs whose X-Forwarded-For is believed (default
                           none: the socket peer is the client)
+TICKBRIDGE_SIGNAL_LATE_GRACE_S  PostgreSQL: how long the signal feed awaits an id a writer has taken
+                          but not committed yet (default 5 s, at most 300)
 TICKBRIDGE_BACKTEST_QUOTA backtest jobs a user may have queued or running at once (default 2)
 TICKBRIDGE_API_THREADS    requests served at once: the worker threads, and the in-flight limit of
                           the concurrency limiter (default 16); more wait in a short queue
@@ -61,6 +63,7 @@ class Settings:
     redis_prefix: str = "tickbridge:"  # of every Redis key, so several deployments can share one
     trusted_proxies: tuple[str, ...] = ()  # IPs/CIDRs of reverse proxies; others' X-Forwarded-For is ignored
     poll_interval_s: float = 0.05
+    signal_late_grace_s: float = 5.0  # PostgreSQL: how long a skipped signal id is awaited (api.streaming)
     data_dir: Path = ROOT / "data"
     data_dirs: tuple[Path, ...] = field(default_factory=lambda: _data_dirs_from_env())
     backtest_workers: int = 2
@@ -114,7 +117,7 @@ class Settings:
             values["accounts_key"] = api.accounts_key.get_secret_value()
         for name, key in (("access_ttl_s", "access_ttl_s"), ("refresh_ttl_s", "refresh_ttl_s"),
                           ("free_delay_s", "free_delay_s"), ("auth_rate_per_minute", "auth_rate"),
-                          ("backtest_quota", "backtest_quota")):
+                          ("backtest_quota", "backtest_quota"), ("signal_late_grace_s", "signal_late_grace_s")):
             if getattr(api, key) is not None:
                 values[name] = getattr(api, key)
         values.update(_limits(api))

@@ -219,6 +219,10 @@ class ApiSettings(_Group):
     trusted_proxies: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)] = Field((), description=(
         "TICKBRIDGE_TRUSTED_PROXIES: comma-separated IPs/CIDRs whose X-Forwarded-For is believed "
         "(default none: the socket peer is the client)."))
+    signal_late_grace_s: Annotated[float | None, _number(0, strict=False)] = Field(None, description=(
+        "TICKBRIDGE_SIGNAL_LATE_GRACE_S: PostgreSQL: how long the signal feed awaits an id skipped by "
+        "a writer that has not committed yet (default 5 s; a commit later than this is missed by the "
+        "live feed, not by the table). At most 300."))
     backtest_quota: Whole1 = Field(None, description=(
         "TICKBRIDGE_BACKTEST_QUOTA: backtest jobs a user may have queued or running at once (default 2)."))
     api_threads: Whole1 = Field(None, description=(
@@ -256,6 +260,13 @@ class ApiSettings(_Group):
         "TICKBRIDGE_SMTP_STARTTLS: STARTTLS before login (default false)."))
     smtp_user: str | None = Field(None, description="TICKBRIDGE_SMTP_USER: SMTP login, if the server needs one.")
     smtp_password: SecretStr | None = Field(None, description="TICKBRIDGE_SMTP_PASSWORD: its password.")
+
+    @model_validator(mode="after")
+    def _grace_is_bounded(self) -> "ApiSettings":
+        # a grace of hours would keep every skipped id (up to api.streaming.MAX_HOLES) in each poll's SQL
+        if self.signal_late_grace_s is not None and self.signal_late_grace_s > 300:
+            raise _FieldError("signal_late_grace_s", "must be a number <= 300")
+        return self
 
     @model_validator(mode="after")
     def _pool_holds_the_threads(self) -> "ApiSettings":

@@ -200,3 +200,26 @@ def test_sqlite_keeps_no_holes_its_ids_commit_in_order(database_url):
         assert hub.last_id == 5 and hub.holes == {} and hub.late_grace_s == 0
     finally:
         engine.dispose()
+
+
+@POSTGRES_ONLY
+def test_the_late_grace_is_the_servers_setting(ann):
+    """TICKBRIDGE_SIGNAL_LATE_GRACE_S (Settings.signal_late_grace_s) is how long the app's hub
+    awaits a skipped id: a hole older than it is given up (its row, committed later, is missed
+    by the live feed but stays in the table for REST)."""
+    from dataclasses import replace
+
+    (api, headers), engine = ann, ann[0].ctx.engine
+    token = headers["Authorization"].split()[1]
+    app = create_app(replace(api.settings, signal_late_grace_s=0.5), api.bots)
+    with LiveServer(app) as server, connect(f"ws://127.0.0.1:{server.port}/api/v1/signals/ws?token={token}") as ws:
+        hub: SignalHub = app.state.ctx.hub
+        assert hub.late_grace_s == 0.5
+        _until(lambda: hub.clients == 1, "the stream to register")
+        with held_insert(engine, 1) as (a_id, a):
+            publish(engine, "ann-bot", 2)
+            assert _ts(ws, 1) == [2]
+            _until(lambda: a_id not in hub.holes, "the grace to end")
+            a.commit()
+        publish(engine, "ann-bot", 3)
+        assert _ts(ws, 1) == [3]  # the late row was given up: the next frame is the next signal

@@ -83,8 +83,17 @@ def test_defaults_are_the_documented_ones():
     plain = Settings()
     for name in ("access_ttl_s", "refresh_ttl_s", "free_delay_s", "auth_rate_per_minute", "backtest_quota",
                  "api_threads", "api_queue", "db_pool", "max_body_bytes", "body_timeout_s", "metrics_token",
-                 "metrics_port", "redis_url", "trusted_proxies", "database_url"):
+                 "metrics_port", "redis_url", "trusted_proxies", "database_url", "signal_late_grace_s"):
         assert getattr(built, name) == getattr(plain, name), name
+
+
+def test_the_signal_feeds_late_grace_reaches_the_hub():
+    """TICKBRIDGE_SIGNAL_LATE_GRACE_S is the hub's late_grace_s (it was a constructor default only)."""
+    from api.settings import Settings
+
+    built = Settings.from_env(settings=load_settings({"TICKBRIDGE_JWT_SECRET": "s" * 40,
+                                                      "TICKBRIDGE_SIGNAL_LATE_GRACE_S": "12.5"}))
+    assert built.signal_late_grace_s == 12.5 and Settings().signal_late_grace_s == 5.0
 
 
 def test_values_are_parsed_and_reach_their_readers(tmp_path, monkeypatch):
@@ -135,6 +144,8 @@ BAD_VALUES = [  # (variable, value, words of the rule): one per kind of value
     ("TICKBRIDGE_LEASE_TTL_S", "nan", "number > 0"),
     ("TICKBRIDGE_FEED_SPEED", "fast", "number >= 0"),
     ("TICKBRIDGE_FREE_DELAY_S", "-5", "number >= 0"),
+    ("TICKBRIDGE_SIGNAL_LATE_GRACE_S", "-1", "number >= 0"),
+    ("TICKBRIDGE_SIGNAL_LATE_GRACE_S", "301", "<= 300"),
     ("TICKBRIDGE_RUNTIME", "fork", "process"),
     ("TICKBRIDGE_TRUSTED_PROXIES", "10.0.0.1,not-an-ip", "not an IP address"),
     ("TICKBRIDGE_JWT_SECRET", "s3cr3t-but-short", "too short"),
