@@ -40,13 +40,27 @@ Orders:
   since) and reported if found; it is sent again only if the terminal answered and has no such
   order. If the terminal cannot be asked, the order stays SUBMITTED and the next successful poll
   resolves it (found, or rejected TIMEOUT). Other failures map to a reason (RETCODE_REASONS).
-- Fills are the deals (execution id = deal ticket, fee = -(commission + fee + swap) in the
-  account currency). The terminal's deal history lags order_send: the adapter waits for the deal
+- Fills are the deals (execution id = deal ticket, fee = -(commission + fee) in the account
+  currency, never negative). The terminal's deal history lags order_send: the adapter waits for the deal
   (`deal_wait_s`, polling every `deal_poll_s`); if it is still not there the order stays
   ACCEPTED and the poll that sees the deal books it. A fill is never booked from order_send's
   answer alone (it has no commission, fee or swap).
+- Swap is no fee of a fill: MT5 books a position's overnight financing on the deal that closes it
+  (DEAL_SWAP, "cumulative swap on close"), a debit or a credit (a carry trade's can exceed the
+  commission). `charges_since` (engine.charges.ChargeSource) lists it as a SWAP charge
+  `swap:<deal ticket>`, and a deal whose commission and fee net to a credit (a rebate) as a FEE
+  charge `rebate:<deal ticket>` (its fill's fee is then 0), both of this bot's magic only, dated
+  at the deal; the engine books each once into the bot when it solely held the position
+  (engine.reconcile.ChargeBooker: a hedging account's positions of this magic are the bot's).
 - Times: the server's zone (clock.ServerClock): named (`server_tz`), fixed
-  (`server_utc_offset_s`), or derived from the terminal's ticks against UTC, following DST.
+  (`server_utc_offset_s`), or derived from the terminal's ticks against UTC, following DST. A
+  derived offset is provisional until confirmed (a tick seen to arrive, or an order this adapter
+  sent: the server set it up, or dealt it, at its clock of the send). Nothing is dated with a
+  provisional offset: fills are held (the order's state is reported without them; the poll
+  after the confirmation reports them, re-read from history), `fills_since` waits for a tick
+  (`clock_wait_s`) and else raises VenueUnreachable, `charges_since` raises, and a GTD order is
+  held (reported SUBMITTED, nothing sent) until a poll sees the offset known, then sent (or
+  canceled EXPIRED if its time passed; `cancel` drops it unsent).
 - GTD (`Order.expire_ns`, a pending order only) -> ORDER_TIME_SPECIFIED with `expiration` in the
   server's wall clock (clock.ServerClock, rounded up to the second); refused UNSUPPORTED on a
   market order or a symbol whose expiration_mode lacks SYMBOL_EXPIRATION_SPECIFIED. The server
@@ -79,9 +93,11 @@ from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectR
 from brokers.mt5 import mapping as m
 from brokers.mt5.clock import ServerClock
 from brokers.mt5.protective import Bracket, Brackets, refusal as protective_refusal
+from engine.charges import AccountCharge, ChargeKind
 from engine.instrument import AssetClass, Instrument
 from engine.money import div_round_half_even, to_raw
 from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, TimeInForce
+from engine.reconcile import DEFAULT_LOOKBACK_NS
 
 _ORDER_FIELDS = ("ticket", "time_setup", "time_setup_msc", "time_done_msc", "type", "state", "magic",
                  "volume_initial", "volume_current", "price_open", "price_stoplimit", "symbol", "comment",
@@ -121,11 +137,13 @@ class MT5Adapter:
                  magic: int | None = None, deviation_points: int = 20, server_utc_offset_s: int | None = None,
                  server_tz: str | None = None, max_attempts: int = 3, backoff_s: float = 0.25,
                  sleep: Callable[[float], None] = time.sleep, clock_ns: Callable[[], int] = time.time_ns,
-                 history_lookback_s: int = 86_400, deal_wait_s: float = 2.0, deal_poll_s: float = 0.1) -> None:
+                 history_lookback_s: int = 86_400, deal_wait_s: float = 2.0, deal_poll_s: float = 0.1,
+                 clock_wait_s: float = 10.0) -> None:
         """`bot_id` gives the bot its own magic number (`magic` overrides it; neither: the one
         TICKBRIDGE_MAGIC). `server_tz` / `server_utc_offset_s` name the server's zone; neither:
         derived from the terminal (clock.py). `deal_wait_s` bounds the wait for a deal that
-        history has not shown yet."""
+        history has not shown yet; `clock_wait_s` the wait for a derived server clock to be
+        confirmed (a tick seen to arrive) before `fills_since` dates fills (clock.py)."""
         self.api = api
         self.symbols = list(symbols)
         self.login, self.password, self.server, self.path = login, password, server, path
@@ -140,6 +158,7 @@ class MT5Adapter:
         self.history_lookback_s = history_lookback_s
         self.deal_attempts = max(1, math.ceil(deal_wait_s / deal_poll_s)) if deal_poll_s > 0 else 1
         self.deal_poll_s = deal_poll_s
+        self.clock_attempts = max(1, math.ceil(clock_wait_s / deal_poll_s)) if deal_poll_s > 0 else 1
         self.lock = threading.RLock()
         self._reporter = OrderReporter()
         self._instruments: dict[str, Instrument] = {}
@@ -148,6 +167,8 @@ class MT5Adapter:
         self._tickets: dict[int, str] = {}           # ticket -> client id, for orders we identified
         self._unresolved: dict[str, tuple[Order, dict[str, Any], int]] = {}  # lost submits: order, request, sent at
         self._waited: set[int] = set()               # order tickets whose lagging deals a poll waited for
+        self._sent: dict[str, int] = {}              # client id -> UTC ns its last request was sent at (this session)
+        self._held: dict[str, Order] = {}            # GTD orders waiting for the server's offset to be known
         self._brackets = Brackets()                  # entries' SL/TP children (protective.py)
         self._arming: dict[str, int] = {}            # entry id -> polls its SL/TP failed to go on for a transient cause
         self._connected_at_s = 0
@@ -313,20 +334,51 @@ class MT5Adapter:
             if reason is not None:
                 self._reporter.rejected(order, ts, reason)
                 return
-            planned = self._requests(order, instrument)
-            if isinstance(planned, str):
-                self._reporter.rejected(order, ts, planned)
+            if order.expire_ns is not None and not self._clock_known():
+                self._reporter.submitted(order, ts)   # held: sent by the poll that sees the offset known
+                self._held[order.client_order_id] = order
                 return
-            self._reporter.submitted(order, ts)
-            if not planned:  # an IOC/FOK limit the market is not at: it would expire unfilled
-                self._reporter.canceled(order, ts, "IOC_NOT_MARKETABLE")
+            self._place(order, instrument, ts)
+
+    def _clock_known(self) -> bool:
+        """Whether the server's offset is known, after a fresh look at the ticks."""
+        if not self.server_clock.known:
+            self._observe_clock()
+        return self.server_clock.known
+
+    def _release_held(self) -> None:
+        """Send the GTD orders held for the server's offset (submit), now that it is known: each
+        checked again as submit would (the market moved meanwhile); one whose time has passed
+        is canceled EXPIRED without being sent."""
+        for cid, order in list(self._held.items()):
+            del self._held[cid]
+            ts = self.clock_ns()
+            if order.expire_ns is not None and order.expire_ns <= ts:
+                self._reporter.canceled(order, ts, "EXPIRED")
+                continue
+            instrument = self._instruments[order.symbol]
+            reason = self._refusal(order, instrument)
+            if reason is not None:
+                self._reporter.rejected(order, ts, reason)
+                continue
+            self._place(order, instrument, ts)
+
+    def _place(self, order: Order, instrument: Instrument, ts: int) -> None:
+        """Plan and send a checked order's requests (submit; a held GTD order once the offset is known)."""
+        planned = self._requests(order, instrument)
+        if isinstance(planned, str):
+            self._reporter.rejected(order, ts, planned)
+            return
+        self._reporter.submitted(order, ts)
+        if not planned:  # an IOC/FOK limit the market is not at: it would expire unfilled
+            self._reporter.canceled(order, ts, "IOC_NOT_MARKETABLE")
+            return
+        limit = order.limit_price if order.type is OrderType.LIMIT and planned[0]["action"] == ACTION_DEAL else None
+        sent = Decimal(0)  # volume this order has at the venue once `request` is through
+        for request in planned:
+            sent += Decimal(repr(request["volume"]))
+            if not self._send(order, request, sent, limit):
                 return
-            limit = order.limit_price if order.type is OrderType.LIMIT and planned[0]["action"] == ACTION_DEAL else None
-            sent = Decimal(0)  # volume this order has at the venue once `request` is through
-            for request in planned:
-                sent += Decimal(repr(request["volume"]))
-                if not self._send(order, request, sent, limit):
-                    return
 
     def _track(self, order: Order) -> None:
         self._reporter.track(order)
@@ -474,6 +526,8 @@ class MT5Adapter:
                     return False
             else:
                 sent_at = self._server_now_s()
+                # the order it makes is set up (ORDER_TIME_SETUP) at the server's clock about now
+                self._sent[order.client_order_id] = self.clock_ns()
                 result = self.api.order_send(request)
                 policy: m.Retry | None
                 if result is None:
@@ -538,12 +592,20 @@ class MT5Adapter:
         if ticket:
             self._claim(order, ticket)
         if retcode == m.RETCODE_PLACED or (retcode == m.RETCODE_DONE and not m.field(result, "deal")):
+            if ticket and not self.server_clock.known:
+                self._confirm_from_orders(cid, [m.as_dict(r, _ORDER_FIELDS) for r in
+                                                (self.api.orders_get(ticket=ticket) or
+                                                 self.api.history_orders_get(ticket=ticket) or ())])
             self._reporter.accepted(order, self.clock_ns())
             if retcode == m.RETCODE_DONE:
                 self._catch_up(cid)  # an IOC/FOK that filled nothing: history says canceled
             return
         deals = self._await_deals(ticket, Decimal(repr(float(m.field(result, "volume") or 0))))
-        if deals is None:  # history has not shown the deal yet: the poll that sees it books it
+        if deals:  # executed by this very order_send: the deal's time is the server's clock when it was sent
+            self.server_clock.confirm(min(int(d["time_msc"]) for d in deals), self._sent.get(cid))
+        if deals is None or not self.server_clock.known:
+            # history has not shown the deal yet, or the server's offset is provisional (a fill is
+            # never dated with it): the poll that sees the deal with the offset known books it
             self._reporter.accepted(order, self.clock_ns())
             return
         for deal in deals:
@@ -605,6 +667,9 @@ class MT5Adapter:
 
     def cancel(self, order: Order) -> None:
         with self.lock:
+            if self._held.pop(order.client_order_id, None) is not None:  # never sent: nothing at the venue
+                self._reporter.canceled(order, self.clock_ns(), None)
+                return
             if not self._ensure_session():
                 return
             bracket = self._brackets.child_of(order.client_order_id)
@@ -840,6 +905,16 @@ class MT5Adapter:
                 return "NOT_WORKING"
             return self._send_change(self._modify(order, row, price=price))
 
+    def _await_clock(self) -> bool:
+        """Whether the server's offset is known, looking at the ticks every `deal_poll_s` for up to
+        `clock_wait_s` (a market that quotes confirms it within a tick or two)."""
+        for _ in range(self.clock_attempts):
+            if self.server_clock.known:
+                return True
+            self.sleep(self.deal_poll_s)
+            self._observe_clock()
+        return self.server_clock.known
+
     def _expiration(self, expire_ns: int) -> int:
         """A GTD order's `expiration`: the server's wall clock (seconds) at `expire_ns`, rounded up
         to the second (an order never ends before its time)."""
@@ -911,6 +986,8 @@ class MT5Adapter:
                     self._report(cid, rows, deals_by_ticket)
             if self._brackets.by_parent:
                 self._settle_brackets(by_cid)
+            if self._held and self.server_clock.known:
+                self._release_held()
             return True
 
     def _settled(self, snapshot: tuple[dict[str, list[dict]], dict[int, list[dict]]]
@@ -976,12 +1053,28 @@ class MT5Adapter:
         if venue_order is None:
             return
         instrument = self._instruments[venue_order.symbol]
+        if not self.server_clock.known:
+            self._confirm_from_orders(cid, rows)
         fills = [self._fill(cid, instrument, d) for r in rows for d in deals_by_ticket.get(r["ticket"], ())]
+        if not self.server_clock.known:
+            # held: a fill is never dated with a provisional offset (clock.py); the order's state
+            # is reported without them (it is not final before its fills are: OrderReporter.catch_up),
+            # and a poll once a tick confirmed the offset reports them, re-read from history
+            fills = []
         own = self._reporter.orders.get(cid)
         if own is not None:
             self._reporter.catch_up(_with_terms(venue_order, own), fills)
         else:
             self._reporter.catch_up(venue_order, fills)
+
+    def _confirm_from_orders(self, cid: str, rows: list[dict]) -> None:
+        """An order this adapter sent in this session (a lost answer, a pending order, a deal whose
+        history lags): the server set it up (ORDER_TIME_SETUP_MSC) as the request arrived, so its
+        time is the server's clock at the send, which confirms the offset (ServerClock.confirm)."""
+        sent = self._sent.get(cid)
+        setups = [int(r["time_setup_msc"]) for r in rows if r.get("time_setup_msc")]
+        if sent is not None and setups:
+            self.server_clock.confirm(max(setups), sent)
 
     def _catch_up(self, cid: str) -> None:
         snapshot = self._snapshot()
@@ -1125,6 +1218,14 @@ class MT5Adapter:
             deals = self._settled_deals(self.server_clock.to_server_s(ts))
             if deals is None:
                 raise VenueUnreachable("MT5 terminal unreachable")
+            if deals and not self.server_clock.known:
+                if not self._await_clock():
+                    raise VenueUnreachable("MT5 server clock not confirmed (no tick arrived): fills are not dated "
+                                           "with a provisional offset; name the server's zone (server_tz) or "
+                                           "retry once the market quotes")
+                deals = self._settled_deals(self.server_clock.to_server_s(ts))  # the window, in the known offset
+                if deals is None:
+                    raise VenueUnreachable("MT5 terminal unreachable")
             out = []
             for d in deals:
                 rows = self.api.orders_get(ticket=d["order"]) or self.api.history_orders_get(ticket=d["order"]) or ()
@@ -1137,6 +1238,64 @@ class MT5Adapter:
                 if fill.ts >= ts:
                     out.append(fill)
             return sorted(out, key=lambda f: (f.ts, f.execution_id))
+
+    def charges_since(self, ts: int) -> list[AccountCharge]:
+        """This bot's account charges (engine.charges.ChargeSource) from `ts` (ns UTC; 0: the
+        reconciliation lookback) on, oldest first: the swap a closing deal of its magic realized
+        (DEAL_SWAP, "cumulative swap on close": the position's overnight financing, + credit, -
+        debit) as a SWAP charge `swap:<deal ticket>`, and a deal whose commission and fee net to
+        a credit (a rebate) as a FEE charge `rebate:<deal ticket>`, each dated at its deal (the
+        fill it comes with) so the sole-holder rule sees the position around it. Another EA's or
+        a person's deals are not listed: their charges are not this bot's to decide. Held (raises
+        VenueUnreachable, asked again by the next poll) while the server's clock is provisional."""
+        with self.lock:
+            if not self._ensure_session():
+                raise VenueUnreachable("MT5 terminal unreachable")
+            self._observe_clock()
+            if not self.server_clock.known:
+                raise VenueUnreachable("MT5 server clock not confirmed yet: charges are dated once a tick "
+                                       "arrives (or name the server's zone, server_tz)")
+            start = self.server_clock.to_server_s(ts) - 1 if ts > 0 else \
+                self.server_clock.to_server_s(self.clock_ns() - DEFAULT_LOOKBACK_NS)
+            rows = self.api.history_deals_get(start, self._server_now_s() + _FAR_FUTURE_S)
+            if rows is None:
+                raise VenueUnreachable("MT5 terminal unreachable")
+            out = []
+            for deal in (m.as_dict(r, _DEAL_FIELDS) for r in rows):
+                if deal["type"] not in (DEAL_TYPE_BUY, DEAL_TYPE_SELL) or deal["magic"] != self.magic:
+                    continue
+                instrument = self._load_symbol(deal["symbol"])
+                if instrument is not None:
+                    out.extend(c for c in self._deal_charges(deal, instrument) if c.ts >= ts)
+            return sorted(out, key=lambda c: (c.ts, c.charge_id))
+
+    def _deal_charges(self, deal: dict, instrument: Instrument) -> list[AccountCharge]:
+        """The charges a deal carries besides its fill's fee: its swap, and a net rebate."""
+        costs, swap = self._deal_costs(deal)
+        ts = self._utc_ns(deal["time_msc"])
+        out = []
+        rebate = max(costs, Decimal(0))
+        for kind, prefix, amount in ((ChargeKind.SWAP, "swap", swap), (ChargeKind.FEE, "rebate", rebate)):
+            if amount:
+                asset, value = self._charge_terms(instrument, deal, amount)
+                out.append(AccountCharge(f"{prefix}:{deal['ticket']}", kind, instrument.symbol, asset, value, ts))
+        return out
+
+    def _charge_terms(self, instrument: Instrument, deal: dict, amount: Decimal) -> tuple[str, Decimal]:
+        """(asset, amount) of a charge of `amount` in the account currency. When that currency is
+        the pair's base (an EUR account on EURUSD) the charge is given in the quote at the deal's
+        price, exactly (what the books do with a fee in an FX pair's base): the books would take
+        a charge in the base for coins held (engine.portfolio.charge_value), which an FX pair's
+        base is not."""
+        if self._currency == instrument.base and self._currency != instrument.quote_currency:
+            return instrument.quote_currency, amount * m.to_decimal(deal["price"], instrument.scales.price_dp)
+        return self._currency, amount
+
+    def _deal_costs(self, deal: dict) -> tuple[Decimal, Decimal]:
+        """(commission + fee, swap) of a deal in the account currency, signed as MT5 books them
+        (negative = charged)."""
+        costs = sum((m.to_decimal(deal.get(k) or 0.0, self._currency_dp) for k in ("commission", "fee")), Decimal(0))
+        return costs, m.to_decimal(deal.get("swap") or 0.0, self._currency_dp)
 
     # -- conversions --------------------------------------------------------------------------------
     def _venue_order(self, cid: str, rows: list[dict], deals_by_ticket: dict[int, list[dict]]) -> VenueOrder | None:
@@ -1168,13 +1327,13 @@ class MT5Adapter:
                           self._utc_ns(last_msc))
 
     def _fill(self, cid: str, instrument: Instrument, deal: dict) -> Fill:
-        """A deal as a fill; its commission, fee and swap (account currency, negative = charged)
-        are the fill's fee."""
+        """A deal as a fill; its commission and fee (account currency, negative = charged) are the
+        fill's fee, never negative: a net rebate and the deal's swap are account charges
+        (`charges_since`)."""
         s = instrument.scales
         qty = m.to_decimal(deal["volume"], s.qty_dp)
         price = m.to_decimal(deal["price"], s.price_dp)
-        charged = sum((m.to_decimal(deal.get(k) or 0.0, self._currency_dp) for k in ("commission", "fee", "swap")),
-                      Decimal(0))
+        charged = min(self._deal_costs(deal)[0], Decimal(0))
         side = OrderSide.BUY if deal["type"] == DEAL_TYPE_BUY else OrderSide.SELL
         fill = Fill(str(deal["ticket"]), cid, instrument.symbol, side, to_raw(qty, s.qty_dp), to_raw(price, s.price_dp),
                     to_raw(-charged, s.cash_dp), s.qty_dp, s.price_dp, s.cash_dp, self._utc_ns(deal["time_msc"]))
@@ -1194,7 +1353,24 @@ class MT5Adapter:
         account, quote = self._currency, instrument.quote_currency
         if not fee or account == instrument.base:
             return 0
-        for symbol, inverted in ((account + quote, False), (quote + account, True)):
+        rate = self._rate(account, quote)
+        if rate is None:
+            return 0
+        value = Fraction(fee) * rate * 10**instrument.scales.cash_dp
+        return div_round_half_even(value.numerator, value.denominator)
+
+    def conversion_rate(self, base: str, quote: str) -> Decimal | None:
+        """1 `base` in `quote` now, from the terminal's quotes (`_rate`), or None. live.rates asks
+        it to value what is charged in a third currency: an EUR account's swap on a GBPUSD bot
+        (`charges_since` gives it in the account currency, the books are in the quote's)."""
+        with self.lock:
+            rate = self._rate(base, quote)
+        return None if rate is None else Decimal(rate.numerator) / Decimal(rate.denominator)
+
+    def _rate(self, base: str, quote: str) -> Fraction | None:
+        """1 `base` in `quote`: the mid of the terminal's `base+quote` symbol, else 1 / the mid of
+        `quote+base` (exact fractions); None when neither quotes."""
+        for symbol, inverted in ((base + quote, False), (quote + base, True)):
             if not self.api.symbol_select(symbol, True):
                 continue
             info, tick = self.api.symbol_info(symbol), self.api.symbol_info_tick(symbol)
@@ -1205,9 +1381,8 @@ class MT5Adapter:
             if not bid or not ask or bid <= 0 or ask <= 0:
                 continue
             mid = (Fraction(m.to_decimal(bid, digits)) + Fraction(m.to_decimal(ask, digits))) / 2
-            value = Fraction(fee) * (1 / mid if inverted else mid) * 10**instrument.scales.cash_dp
-            return div_round_half_even(value.numerator, value.denominator)
-        return 0
+            return 1 / mid if inverted else mid
+        return None
 
     def _utc_ns(self, server_msc: int) -> int:
         return self.server_clock.to_utc_ns(int(server_msc))

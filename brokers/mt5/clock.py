@@ -12,7 +12,10 @@ offset is wrong for half the year.
   closed market) reads too small: a larger offset is taken at once (a fresh tick, or DST
   starting), a smaller one only from a tick that arrived since the previous look (so at most a
   poll interval old), which is how DST ending shows. Offsets beyond +-14 h are not offsets (a
-  terminal whose clock is not today's, e.g. a test fake): they are ignored.
+  stale tick, or a terminal whose clock is not today's, e.g. a test fake): they are ignored. A
+  server time more than `NOT_TODAY_S` (10 days, longer than any market closure) from now, before
+  any offset was derived, is a terminal whose clock is not today's: the fixed offset (0 unless
+  named) is taken as known, since no tick will ever give a better one.
 
 Each derived offset is kept with the server time it was first seen at, so a time from before a
 DST change still converts with the offset that held then (as far as this process saw it; times
@@ -26,6 +29,9 @@ one by more than a DST shift can (`MAX_DST_SHIFT_S`), the provisional reading ca
 tick and is dropped from history: every server time, earlier ones included, then converts with
 the confirmed offset (times converted meanwhile are re-dated by converting them again). Until
 `known`, an adapter holds what it would date (fills, expiries) or names the zone (`server_tz`).
+A deal the adapter's own order_send just made is a fresh server time too (`confirm`): its time
+is the server's clock at the execution, so the first trade of a bot confirms the offset even on a
+symbol whose ticks are rare.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from zoneinfo import ZoneInfo
 QUARTER_HOUR_S = 900
 MAX_OFFSET_S = 14 * 3600
 MAX_DST_SHIFT_S = 3600   # the largest step a server's offset makes at a DST change
+NOT_TODAY_S = 10 * 86_400  # a server time this far from now is no stale tick: the terminal's clock is another
 
 
 class ServerClock:
@@ -74,20 +81,39 @@ class ServerClock:
         first = self._last_tick_msc is None
         arrived = not first and newest_tick_msc > self._last_tick_msc   # type: ignore[operator]
         self._last_tick_msc = max(newest_tick_msc, self._last_tick_msc or newest_tick_msc)
-        utc_s = self.utc_now_ns() / 1e9
-        raw = newest_tick_msc / 1000 - utc_s
+        return self._take(newest_tick_msc, arrived)
+
+    def confirm(self, server_msc: int, utc_ns: int | None = None) -> int:
+        """Take a server time known to be the server's clock at `utc_ns` (None: now), within a
+        request's round trip: the time of a deal the adapter's own order_send made, against the
+        moment it was sent (DEAL_TIME is the server's clock when it executed). As good as a tick
+        seen to arrive: it confirms the offset. Returns the offset now."""
+        if not self._derive:
+            return self.offset_s()
+        return self._take(server_msc, True, utc_ns)
+
+    def _take(self, server_msc: int, fresh: bool, utc_ns: int | None = None) -> int:
+        """One reading of the offset from a server time seen at `utc_ns` (None: now); `fresh`: the
+        time is the server's clock then (module docstring)."""
+        utc_s = (self.utc_now_ns() if utc_ns is None else utc_ns) / 1e9
+        raw = server_msc / 1000 - utc_s
         derived = int(round(raw / QUARTER_HOUR_S)) * QUARTER_HOUR_S
+        if abs(raw) > NOT_TODAY_S and not self._offsets:
+            # no market is closed that long: the terminal's clock is not today's (a fake, a replay),
+            # there is no offset to derive, ever: the fixed one (0 unless named) is all there is
+            self._confirmed = True
+            return self.offset_s()
         if abs(derived) > MAX_OFFSET_S:
             return self.offset_s()
         current = self._offsets[-1] if self._offsets else None
-        if arrived and not self._confirmed:
+        if fresh and not self._confirmed:
             self._confirmed = True
             if current is not None and abs(derived - current) > MAX_DST_SHIFT_S:
                 # no DST step is that large: the provisional reading was a stale tick's, drop it
                 self._starts.clear()
                 self._offsets.clear()
                 current = None
-        if current is None or derived > current or (derived < current and arrived):
+        if current is None or derived > current or (derived < current and fresh):
             if derived != current:
                 self._starts.append(int(utc_s) + derived)
                 self._offsets.append(derived)

@@ -4,15 +4,18 @@ The live runtime drives a bot (BotManager, the SQL store, the MT5 adapter and fe
 terminal configured like a real broker: a hedging account shared with another Expert Advisor,
 commission and a fee on every deal, swap at rollover, a server in EET (UTC+2, the offset derived
 from the terminal's ticks), a deal history that lags order_send, and comments the broker cuts.
-The bot trades, the terminal drops and comes back, the bot restarts, trades again and is killed.
+The bot trades, the terminal drops and comes back, the bot restarts (the market quoting, which
+confirms the derived offset before the bot's fills are dated), trades again and is killed.
 At the end the bot's books (the store) equal the terminal's view of that bot (its magic number):
-every deal a fill once, fees = commission + fee + swap, cash = the deals' profit and charges,
-flat after the kill, and the other EA's position untouched.
+every deal a fill once, fees = commission + fee, each closing deal's swap a SWAP charge booked
+once (engine.charges, the bot being its positions' sole holder), cash = the deals' profit and
+charges, flat after the kill, and the other EA's position untouched.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from decimal import Decimal
 
@@ -23,7 +26,7 @@ from brokers.mt5.mapping import magic_for
 from live.config import FeedConfig, parse_bot_config
 from live.manager import BotManager
 from engine.store.db import make_engine, upgrade
-from engine.store.models import FillRow
+from engine.store.models import AccountChargeRow, FillRow
 from tests.fakes.mt5_fake import FakeMT5
 from tests.integration.runtime_helpers import wait_for
 
@@ -45,7 +48,7 @@ def terminal(start_msc: int) -> FakeMT5:
 
 
 def manager(url: str, tmp_path, fake: FakeMT5) -> BotManager:
-    return BotManager(FeedConfig(path="data/ticks/"), url, tmp_path, record=False,
+    return BotManager(FeedConfig(path="data/ticks/"), url, tmp_path, record=False, charges_every_s=0.05,
                       venues=lambda c: open_venue(c.venue, c.account, [c.symbol], [CREDENTIALS], mt5_api=fake,
                                                   bot_id=c.id))
 
@@ -72,6 +75,25 @@ def run_quotes(bots: BotManager, market: Market, count: int) -> None:
 def stored_fills(url: str) -> list[FillRow]:
     with make_engine(url).connect() as connection:
         return list(connection.execute(select(FillRow.__table__).where(FillRow.bot_id == BOT["id"])))
+
+
+def stored_charges(url: str) -> list:
+    table = AccountChargeRow.__table__
+    with make_engine(url).connect() as connection:
+        return list(connection.execute(select(table.c.charge_id, table.c.kind, table.c.booked, table.c.bot_id,
+                                              table.c.amount, table.c.value)))
+
+
+def quoting(market: Market) -> tuple[threading.Event, threading.Thread]:
+    """The market quoting on its own (a tick every 0.1 s) until the event is set."""
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.wait(0.1):
+            market.quote()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return done, thread
 
 
 def terminal_deals(fake: FakeMT5, magic: int) -> list:
@@ -104,7 +126,10 @@ def test_a_bot_on_a_real_shaped_terminal_keeps_books_equal_to_the_terminals_view
         bots.stop(BOT["id"])
 
     with manager(url, tmp_path, fake) as bots:  # a restart: reconciled with the terminal, nothing resent
+        done, ticking = quoting(market)          # the market quotes: the derived offset is confirmed
         bots.start(parse_bot_config(BOT))
+        done.set()
+        ticking.join()
         ours = sum(Decimal(str(p["volume"])) * (1 if p["type"] == 0 else -1)
                    for p in fake.positions.values() if p["magic"] == magic)
         assert bots.status(BOT["id"])["position"] == ours
@@ -112,6 +137,8 @@ def test_a_bot_on_a_real_shaped_terminal_keeps_books_equal_to_the_terminals_view
         bots.kill(BOT["id"], "end of test")
         wait_for(lambda: bots.status(BOT["id"])["position"] == 0, "flat after the kill")
         wait_for(lambda: len(stored_fills(url)) == len(terminal_deals(fake, magic)), "every deal booked")
+        swapped = {f"swap:{d.ticket}" for d in terminal_deals(fake, magic) if d.swap}
+        wait_for(lambda: {c.charge_id for c in stored_charges(url)} == swapped, "every swap booked")
         bots.stop(BOT["id"])
 
     deals, fills = terminal_deals(fake, magic), stored_fills(url)
@@ -119,13 +146,17 @@ def test_a_bot_on_a_real_shaped_terminal_keeps_books_equal_to_the_terminals_view
     by_ticket = {str(d.ticket): d for d in deals}
     for fill in fills:
         deal = by_ticket[fill.execution_id]
-        charged = Decimal(str(deal.commission)) + Decimal(str(deal.fee)) + Decimal(str(deal.swap))
+        charged = Decimal(str(deal.commission)) + Decimal(str(deal.fee))
         assert fill.fee == -charged, f"deal {deal.ticket}: fee {fill.fee}, terminal charged {charged}"
         assert abs(fill.ts - fake.now_msc * 1_000_000) < 3_600 * 10**9  # UTC, not the server's EET
     assert any(d.swap for d in deals), "a position held over the rollover paid swap on its closing deal"
+    charges = stored_charges(url)                 # each swap once, booked into the bot at the terminal's amount
+    assert sorted((c.charge_id, c.kind, c.booked, c.bot_id, c.value) for c in charges) == sorted(
+        (f"swap:{d.ticket}", "SWAP", True, BOT["id"], Decimal(str(d.swap))) for d in deals if d.swap)
     assert all(p["magic"] != magic for p in fake.positions.values())             # the kill flattened the bot
     assert [(p["magic"], p["volume"]) for p in fake.positions.values()] == [(OTHER_EA, 0.3)]  # not the other EA
     venue_cash = sum(Decimal(str(d.profit)) + Decimal(str(d.commission)) + Decimal(str(d.fee)) + Decimal(str(d.swap))
                      for d in deals)
-    books_cash = sum(-(1 if f.side == "BUY" else -1) * f.qty * f.price * 100_000 - f.fee for f in fills)
+    books_cash = sum(-(1 if f.side == "BUY" else -1) * f.qty * f.price * 100_000 - f.fee for f in fills) \
+        + sum(c.value for c in charges)
     assert books_cash == venue_cash

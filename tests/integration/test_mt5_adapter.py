@@ -520,7 +520,7 @@ def test_a_deal_that_outlasts_the_wait_is_booked_by_the_poll_that_sees_it():
     assert fill.fee == D("0.70") and venue.sink.state[order.client_order_id] is OrderState.FILLED
 
 
-def test_commission_fee_and_swap_are_the_fills_fee():
+def test_commission_and_fee_are_the_fills_fee_and_the_swap_a_charge():
     venue = Venue(HEDGING, fake_args={"commission_per_lot": 7.0, "fee_per_deal": 0.25})
     venue.order("BUY", "0.10")
     venue.fake.rollover(swap_long_per_lot=-5.0, swap_short_per_lot=1.0)  # one night held: -0.50
@@ -528,9 +528,13 @@ def test_commission_fee_and_swap_are_the_fills_fee():
     close = venue.order("SELL", "0.10")
     opening, closing = venue.sink.fills
     assert opening.fee == D("0.95")                      # 0.70 commission + 0.25 fee
-    assert [f.fee for f in venue.fills_of(close)] == [D("1.95")]  # + 1.00 swap, realized on the closing deal
+    assert [f.fee for f in venue.fills_of(close)] == [D("0.95")]  # the swap is no fee of the fill ...
     deal = venue.fake.deals[-1]
-    assert -(D(str(deal.commission)) + D(str(deal.fee)) + D(str(deal.swap))) == closing.fee
+    assert -(D(str(deal.commission)) + D(str(deal.fee))) == closing.fee and deal.swap == -1.0
+    # ... but the position's financing, realized on its closing deal: a SWAP charge (engine.charges)
+    [swap] = venue.adapter.charges_since(0)
+    assert (swap.charge_id, swap.kind, swap.amount, swap.asset, swap.ts) == \
+        (f"swap:{deal.ticket}", "SWAP", D("-1.00"), "USD", closing.ts)
 
 
 def test_a_fee_in_an_account_currency_other_than_the_quote_is_booked_in_its_currency():

@@ -59,3 +59,23 @@ def test_an_offset_that_is_no_offset_is_ignored():
 def test_a_fixed_offset_is_taken_as_given():
     clock = ServerClock(fixed_offset_s=7200, utc_now_ns=Now(utc_s(2026, 1, 5)))
     assert clock.observe(utc_s(2026, 1, 5) * 1000) == 7200 and not clock.derived
+
+
+def test_one_stale_look_is_provisional_and_a_deal_seen_against_its_send_confirms_the_offset():
+    now = Now(utc_s(2026, 11, 25, 12))
+    clock = ServerClock(utc_now_ns=now)
+    clock.observe((now.s - 2 * H + 2 * H) * 1000)   # a quiet symbol's tick, two hours old: reads UTC+0
+    assert not clock.known and clock.offset_s() == 0
+    sent = now.s
+    now.s += 30                                      # the deal shows in history half a minute after the send
+    assert clock.confirm((sent + 2 * H) * 1000, sent * 10**9) == 2 * H and clock.known
+    assert clock.to_utc_ns((sent - 60 + 2 * H) * 1000) == (sent - 60) * 10**9  # the stale reading is dropped
+
+
+def test_a_terminal_whose_clock_is_not_todays_keeps_the_fixed_offset_as_known():
+    clock = ServerClock(utc_now_ns=Now(utc_s(2026, 1, 5)))
+    clock.observe(1_700_000_000_000)                 # November 2023: no market is closed that long
+    assert clock.known and clock.offset_s() == 0
+    weekend = ServerClock(utc_now_ns=Now(utc_s(2026, 11, 29, 21)))
+    weekend.observe((utc_s(2026, 11, 27, 21, 59) + 2 * H) * 1000)   # Friday's last tick, two days old
+    assert not weekend.known                         # a weekend's stale tick stays provisional
