@@ -12,6 +12,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from engine.errors import ConfigError
@@ -159,13 +160,9 @@ def infer_price_grid(prices: np.ndarray, max_dp: int | None = None) -> PriceGrid
     limit = price_dp_limit(finite) if max_dp is None else max_dp
     sample = finite[:: max(1, len(finite) // 20_000)]
     dp = next((d for d in range(limit + 1) if _off_grid(sample, d).size == 0), limit)
-    rounded = 0
-    for start in range(0, len(finite), _CHUNK):  # cache-sized chunks: no 30 MB temporaries
-        off = _off_grid(finite[start:start + _CHUNK], dp)
-        while off.size and dp < limit:  # only the prices that failed are checked again
-            dp += 1
-            off = _off_grid(off, dp)
-        rounded += int(off.size)  # non-zero only once dp is at the limit, where it then stays
+    values = np.ascontiguousarray(finite, dtype=np.float64)
+    powers = np.array([10.0**d for d in range(limit + 1)])  # Python's powers of ten, as _off_grid uses
+    dp, rounded = _confirm_grid(values, dp, limit, powers, _CHUNK, _NOISE)
     if rounded and max_dp is None and limit > ROUNDED_DP:
         # prices with more digits than any grid holds (float tails of adjusted or computed prices)
         # have no precision of their own to keep: round them to the customary 8 decimals rather
@@ -186,6 +183,43 @@ _CHUNK = 1 << 15
 # a price is on a grid when its scaled value is an integer up to float noise: a few units in the
 # last place of the parse and of the scaling (a tolerance of 1e-9 took 123.456789012 for 6 decimals)
 _NOISE = 2e-15
+
+
+@numba.njit(cache=True)
+def _confirm_grid(values: np.ndarray, dp: int, limit: int, powers: np.ndarray, chunk: int,
+                  noise: float) -> tuple[int, int]:
+    """The confirming pass of infer_price_grid, compiled: (dp, rounded). What the numpy version did
+    chunk by chunk (`_off_grid` on each chunk at dp, then only its failures at dp + 1, ...), with
+    the same float operations per value, without its temporaries (it was a fifth of a 1M-bar
+    fast-path backtest): a chunk's prices are checked at the dp of the chunk's start, its
+    failures then at each finer dp up to `limit`; those still off at the limit are counted."""
+    failed = np.empty(min(chunk, len(values)), dtype=np.float64)
+    rounded = 0
+    for start in range(0, len(values), chunk):
+        n_off = 0
+        factor = powers[dp]
+        for i in range(start, min(start + chunk, len(values))):
+            if _is_off(values[i], factor, noise):
+                failed[n_off] = values[i]
+                n_off += 1
+        while n_off and dp < limit:
+            dp += 1
+            factor = powers[dp]
+            kept = 0
+            for k in range(n_off):
+                if _is_off(failed[k], factor, noise):
+                    failed[kept] = failed[k]
+                    kept += 1
+            n_off = kept
+        rounded += n_off
+    return dp, rounded
+
+
+@numba.njit(cache=True, inline="always")
+def _is_off(value: float, factor: float, noise: float) -> bool:
+    """_off_grid's test for one value: |scaled - rint(scaled)| > noise * max(|scaled|, 1)."""
+    scaled = value * factor
+    return abs(scaled - np.rint(scaled)) > max(abs(scaled), 1.0) * noise
 
 
 def _off_grid(values: np.ndarray, dp: int) -> np.ndarray:
