@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo backtest-demo test bench bench-peers clean
+.PHONY: demo backtest-demo test bench bench-peers bench-issue18 clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "tickbridge needs Python >= 3.12 (set PYTHON=/path/to/python3.12)"; exit 1; }
@@ -62,6 +62,11 @@ $(PEERS_STAMP): bench/requirements-peers.txt
 
 bench-peers: $(STAMP) $(PEERS_STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python bench/peers.py $(PEERS_ARGS)
+
+# issue 18's table, every row on this tree and on the tree before issue 18 (ISSUE18_ARGS, e.g.
+# --before DIR, --no-before, --quick, --out table.md), from one run (bench/issue18.py)
+bench-issue18: $(STAMP) $(PEERS_STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python bench/issue18.py $(ISSUE18_ARGS)
 
 clean:
 	rm -rf $(VENV) out var

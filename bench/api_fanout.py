@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/api_fanout.py [--clients 1000] [--rate 20] [--seconds 15] [--poll 0.05]
                                          [--client-procs N] [--server-path DIR] [--writer external|api]
+                                         [--json out.json]
 
 1. Starts the API (uvicorn, its own process, as `tickbridge serve` runs it: no per-message
    deflate) on loopback over a SQLite store (WAL).
@@ -436,6 +437,8 @@ def main() -> None:
     parser.add_argument("--no-rest", action="store_true", help="skip the GET /signals rate")
     parser.add_argument("--workdir", default=None,
                         help="keep the store and the API keys here and reuse them on the next run")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the fan-out figures (ms, CPU s, load) as JSON to this file")
     args = parser.parse_args()
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="tickbridge-fanout-")
@@ -493,6 +496,12 @@ def main() -> None:
         print(f"  CPU from all connected to all received: API process {cpu_server:.2f} s = "
               f"{cpu_server / per * 1e6:.1f} us per delivery; clients {cpu_client:.2f} s = "
               f"{cpu_client / per * 1e6:.1f} us per delivery")
+        if args.json:
+            args.json.write_text(json.dumps({
+                "clients": args.clients, "rate": args.rate, "seconds": args.seconds, "poll": args.poll,
+                "server_path": args.server_path, "clients_are": clients_are, "writer": args.writer,
+                "load_before": list(load_before), "load_after": list(load_after), "cpus": os.cpu_count(),
+                **figures}, indent=1))
         if not args.no_rest:
             rps = asyncio.run(rest_rate(base, keys[0], 5.0))
             print(f"GET /api/v1/signals?limit=100: {rps:,.0f} requests/s (16 concurrent clients, 5 s)")

@@ -1,14 +1,14 @@
 """The whole `tickbridge backtest` process against backtesting.py's whole script, as a user meets them.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/backtest_process.py [--bars 1000000] [--seed 42]
-        [--rounds 3] [--before /path/to/an/older/tree] [--only name,name] [--keep DIR]
+        [--rounds 3] [--before /path/to/an/older/tree] [--only name,name] [--keep DIR] [--json out.json]
 
 Each contender is a fresh process timed from spawn to exit (imports, loading the CSV, the
 backtest, the statistics, and the output a user asks for):
 - `tickbridge backtest --strategy sma_cross --data bars.csv --json out.json` (this tree's .venv),
   and `... --json-full` (the version-1 records), and, with --before, the same command run from an
   older copy of the tree (its app/, backtest/... first on sys.path) so before and after come from
-  one run at the same load;
+  one run at the same load (a tree from before app/ existed runs its own CLI, engine.cli);
 - backtesting.py's whole script (bench/.venv-peers, `make bench-peers`): pandas.read_csv of the
   same file, Backtest(SmaCross 10/20, commission 0.01 %, all cash per entry, finalize_trades),
   run(), print the stats, and write its trades and equity curve the way a user saves them
@@ -25,6 +25,7 @@ the table shows medians over rounds, and the load average at the start and at th
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -93,6 +94,12 @@ def write_bars(path: Path, bars: int, seed: int) -> None:
     bootstrap_bars(bars, seed).reset_index().to_csv(path, index=False)
 
 
+def cli_module(tree: Path) -> str:
+    """The CLI module of a tree: app.cli, or engine.cli in a tree from before app/ existed (there
+    `-m app.cli` would import this tree's app through the editable install, over the old engine)."""
+    return "app.cli" if (tree / "app" / "cli.py").exists() else "engine.cli"
+
+
 def load_average() -> str:
     return Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
 
@@ -105,6 +112,7 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="an older copy of the tree (app/, backtest/, ...)")
     parser.add_argument("--only", help="comma-separated contender names")
     parser.add_argument("--keep", type=Path, help="write the bars and outputs here (default: a temporary dir)")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     args = parser.parse_args()
 
     tmp = tempfile.TemporaryDirectory(prefix="backtest_process_")
@@ -123,7 +131,8 @@ def main() -> None:
     }
     if args.before is not None:
         contenders["before: tickbridge --json"] = (
-            [python, "-m", "app.cli", *backtest, "--json", str(work / "before.json")], args.before.resolve())
+            [python, "-m", cli_module(args.before.resolve()), *backtest, "--json", str(work / "before.json")],
+            args.before.resolve())
     if PEERS_PYTHON.exists():
         script = work / "backtesting_py_script.py"
         script.write_text(BACKTESTING_PY)
@@ -133,8 +142,9 @@ def main() -> None:
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
         contenders = {k: v for k, v in contenders.items() if k in wanted}
+    load0 = load_average()
     print(f"{args.bars:,} bars (seed {args.seed}) in {data}; {args.rounds} interleaved rounds; "
-          f"load average {load_average()} on {os.cpu_count()} CPUs", flush=True)
+          f"load average {load0} on {os.cpu_count()} CPUs", flush=True)
     for argv, cwd in contenders.values():  # warm-up: numba caches, .pyc files, the page cache
         timed(argv, cwd, env)
     figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in contenders}
@@ -164,7 +174,23 @@ def main() -> None:
         if peer is not None and name in medians:
             wall, cpu, _ = medians[name]
             print(f"{name} vs backtesting.py's whole script: wall {peer[0] / wall:.2f}x, cpu {peer[1] / cpu:.2f}x")
+    if args.json:
+        write_json(args.json, args, contenders, figures, medians, load0)
     tmp.cleanup()
+
+
+def write_json(path: Path, args: argparse.Namespace, contenders: dict[str, tuple[list[str], Path]],
+               figures: dict[str, list[tuple[float, float, float]]],
+               medians: dict[str, tuple[float, float, float]], load0: str) -> None:
+    """--json: per contender its command, every round (wall s, CPU s, peak RSS MB) and the medians,
+    for a script to read (bench/issue18.py) instead of scraping the table."""
+    Path(path).write_text(json.dumps({
+        "bars": args.bars, "seed": args.seed, "rounds": args.rounds, "load_start": load0, "load_end": load_average(),
+        "cpus": os.cpu_count(),
+        "contenders": {name: {"argv": contenders[name][0], "cwd": str(contenders[name][1]),
+                              "runs": [{"wall": w, "cpu": c, "rss_mb": r} for w, c, r in figures[name]],
+                              "wall": medians[name][0], "cpu": medians[name][1], "rss_mb": medians[name][2]}
+                       for name in figures}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/oms_speed.py [--orders 50000] [--postgres URL] [--live-ticks N] [--live-rounds 3]
     .venv/bin/python bench/oms_speed.py --submit-only     # item 3 alone (issue 18 item 4)
+    .venv/bin/python bench/oms_speed.py --submit-only --json out.json   # item 3's figures as JSON too
     .venv/bin/python bench/oms_speed.py --live-only       # item 4 alone
 
 1. Risk checks/s: RiskEngine.check on a limit order with every per-order limit configured.
@@ -45,6 +46,7 @@ Prints figures only; results go to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -200,9 +202,10 @@ def submit_round(table: Any, risk: str, mode: str) -> dict[str, Any]:
             "cpu99": _quantile(timer.cpu, 0.99)}
 
 
-def tick_to_submit(ticks: int, rounds: int, modes: list[str], risks: list[str]) -> None:
+def tick_to_submit(ticks: int, rounds: int, modes: list[str], risks: list[str]) -> dict[str, Any]:
     """Item 3: `rounds` rounds, each running every (risk, mode) once in turn (interleaved, so load
-    swings hit them alike), after one short untimed round each; then the median round of each."""
+    swings hit them alike), after one short untimed round each; then the median round of each.
+    Returns them (for --json): per "risk/mode", every round and the median one, in us."""
     from live.feed import TickTable
     from strategies import STRATEGIES
 
@@ -230,6 +233,10 @@ def tick_to_submit(ticks: int, rounds: int, modes: list[str], risks: list[str]) 
               f"CPU p50 {median['cpu50']:,.0f} us, p99 {median['cpu99']:,.0f} us; {median['n']:,} submits "
               f"of {median['orders']:,} orders, {ticks:,} ticks; load {median['load'][0]:.2f} -> "
               f"{median['load'][1]:.2f}")
+    return {"ticks": ticks, "rounds": rounds, "cpus": os.cpu_count(),
+            "results": {f"{risk}/{mode}": {"runs": runs,
+                                           "median": sorted(runs, key=lambda r: r["cpu50"])[len(runs) // 2]}
+                        for (risk, mode), runs in results.items()}}
 
 
 class FlipParams(StrategyParams):
@@ -367,13 +374,16 @@ def main() -> None:
     parser.add_argument("--live-ticks", type=int, default=0, help="the first N ticks of the file (0: all)")
     parser.add_argument("--live-rounds", type=int, default=3)
     parser.add_argument("--live-only", action="store_true", help="only the live runner's throughput")
+    parser.add_argument("--json", type=Path, help="write item 3's figures (tick -> adapter.submit) as JSON here")
     args = parser.parse_args()
     submit = (args.submit_ticks, args.submit_rounds, args.submit_modes.split(","), args.submit_risk.split(","))
     if args.live_only:
         live_throughput(args.live_ticks, args.live_rounds)
         return
     if args.submit_only:
-        tick_to_submit(*submit)
+        figures = tick_to_submit(*submit)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=1))
         return
     print(f"risk checks: {risk_checks(args.orders):,.0f} checks/s (12 limits configured, account limit too)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -386,7 +396,9 @@ def main() -> None:
             for group in (1, 100):
                 rate = stored_events(url, args.orders // (20 if group == 1 else 1), group)
                 print(f"{name}: {rate:,.0f} order events/s stored, one commit per {group} order(s)")
-    tick_to_submit(*submit)
+    figures = tick_to_submit(*submit)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
     live_throughput(args.live_ticks, args.live_rounds)
 
 

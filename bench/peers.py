@@ -4,6 +4,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/peers.py [--bars 1000000] [--seed 42] [--rounds 3]
         [--fast 10] [--slow 20] [--before /path/to/an/older/tree] [--only name,name]
     OMP_NUM_THREADS=1 .venv/bin/python bench/peers.py --sweep fast=5:50:5 slow=10:200:10 [--chunk 29] ...
+        [--peer-rounds N] (vectorbt-sweep in the first N rounds only) [--only tb-sweep,...]
+    ... [--json out.json]   # the figures as JSON too (medians, every round, load), for bench/issue18.py
 
 Sweep mode (--sweep, issue 18's sweep: 174 SMA pairs on the same 1,000,000 bars, every statistic
 per pair): tb-sweep is backtest.evaluate.Evaluator.evaluate_many over every pair in one process
@@ -309,6 +311,9 @@ def run_sweeps(args: argparse.Namespace) -> None:
     if args.only:
         wanted = set(args.only.split(","))
         names = [n for n in names if n in wanted or n.split("@")[0] in wanted]
+    if args.only:
+        wanted = set(args.only.split(","))
+        names = [n for n in names if n in wanted or n.split("@")[0] in wanted]
     if not PEERS_PYTHON.exists():
         print(f"note: {PEERS_PYTHON} missing (make bench-peers): vectorbt skipped")
         names = [n for n in names if n != "vectorbt-sweep"]
@@ -327,6 +332,8 @@ def run_sweeps(args: argparse.Namespace) -> None:
         for r in range(args.rounds):
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
+                if name == "vectorbt-sweep" and args.peer_rounds is not None and r >= args.peer_rounds:
+                    continue  # --peer-rounds: the peer's sweep is minutes of CPU and GBs of memory per run
                 out = Path(tmp) / f"{name}.json"
                 kind = "tb-fast" + name[len("tb-sweep"):] if name.startswith("tb-sweep") else "vectorbt"
                 cmd, env = command(kind, args.before)
@@ -368,6 +375,29 @@ def run_sweeps(args: argparse.Namespace) -> None:
                       "faster)")
     print(f"\nload average: start {load0[0]:.2f} / {load0[1]:.2f} / {load0[2]:.2f}, "
           f"end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f}")
+    if args.json:
+        same = {n: (None if ref is None or n not in trips else trips[n] == ref) for n in names}
+        write_json(args.json, "sweep", args, names, runs, same, load0, load1, pairs=len(pairs))
+
+
+def write_json(path: Path, mode: str, args: argparse.Namespace, names: list[str],
+               runs: dict[str, list[dict[str, float]]], same: dict[str, bool | None],
+               load0: tuple[float, ...], load1: tuple[float, ...], **extra: Any) -> None:
+    """--json: the figures the tables print, for a script to read (bench/issue18.py) instead of
+    scraping the text. Per contender: every round's run (cpu, wall, rss_mb, rss_before_mb), the
+    medians, the peak RSS over rounds, and whether its round trips match the reference."""
+    contenders = {}
+    for name in names:
+        done = runs[name]
+        contenders[name] = {
+            "runs": done, "rounds": len(done),
+            "cpu": statistics.median(r["cpu"] for r in done) if done else None,
+            "wall": statistics.median(r["wall"] for r in done) if done else None,
+            "rss_mb": max(r["rss_mb"] for r in done) if done else None,
+            "same_as_reference": same.get(name)}
+    Path(path).write_text(json.dumps({"mode": mode, "bars": args.bars, "seed": args.seed, "rounds": args.rounds,
+                                      "load_start": list(load0), "load_end": list(load1),
+                                      "cpus": os.cpu_count(), "contenders": contenders, **extra}, indent=1))
 
 
 def run_numpy(data: dict[str, np.ndarray], fast: int, slow: int, path: str, timed: bool) -> Any:
@@ -400,7 +430,8 @@ def run_numpy(data: dict[str, np.ndarray], fast: int, slow: int, path: str, time
         last = np.maximum.accumulate(held)
         equity = marks[last] + np.where(np.isin(last, entries), pos[last], 0.0) * c
         assert np.isfinite(equity).all()
-        return entries, exits
+        sized = qty > 0  # an entry of zero units (not one affordable) is no trade, as the others count it
+        return entries[sized], exits[sized]
 
     return once
 
@@ -420,7 +451,8 @@ def run_python(data: dict[str, np.ndarray], fast: int, slow: int, path: str, tim
                 px = o[i]
                 qty = float(int(cash / (px * fee_in)))
                 cash -= qty * px * fee_in
-                entries.append(i)
+                if qty:  # not one whole unit affordable (a ruined account): no trade, still flat
+                    entries.append(i)
             elif pending < 0:
                 cash += qty * o[i] * fee_out
                 qty = 0.0
@@ -513,6 +545,8 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated contenders (default: all)")
     parser.add_argument("--sweep", nargs="+", help="sweep mode: sma_cross grid, e.g. fast=5:50:5 slow=10:200:10")
     parser.add_argument("--chunk", type=int, default=29, help="sweep mode: vectorbt's pairs per call")
+    parser.add_argument("--peer-rounds", type=int, help="sweep mode: run vectorbt-sweep in the first N rounds only")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--sweep-worker", help=argparse.SUPPRESS)
     parser.add_argument("--pairs", help=argparse.SUPPRESS)
@@ -565,6 +599,13 @@ def main() -> None:
             print(f"round {r + 1}: load {os.getloadavg()[0]:.2f}", flush=True)
         load1 = os.getloadavg()
     report(names, runs, trips, args.bars, load0, load1)
+    if args.json:
+        ref = trips.get("tb-fast")
+        same = {n: (None if ref is None or n not in trips else bool(
+            len(trips[n][0]) == len(ref[0]) and np.array_equal(trips[n][0], ref[0])
+            and np.array_equal(trips[n][1], ref[1]))) for n in names}
+        write_json(args.json, "backtest", args, names, runs, same, load0, load1, fast=args.fast, slow=args.slow,
+                   round_trips={n: len(trips[n][0]) for n in names if n in trips})
 
 
 def report(names: list[str], runs: dict[str, list[dict[str, float]]], trips: dict[str, Any], bars: int,
