@@ -229,11 +229,17 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 class _SqliteChecks:
-    """An order's account check on SQLite in a file, at the driver (engine/store/prepared.py): the
-    same transaction as the SQLAlchemy path (the state row's lock first, then the reads, the share's
-    write, one commit), on a connection each checking bot keeps, with statements compiled once.
-    Why: the check runs for every order between the decision and the venue, and its five
-    statements through SQLAlchemy cost about a millisecond of CPU on a loaded machine."""
+    """The account's store traffic on SQLite in a file, at the driver (engine/store/prepared.py):
+    an order's check (the state row's lock first, then the reads, the share's write, one commit),
+    a bot's equity judgement and its share's publication, each the same transaction as the
+    SQLAlchemy path, on a connection each bot keeps, with statements compiled once.
+    Why: the check runs for every order between the decision and the venue, the equity judgement at
+    every bar close (the same tick may send an order), and through SQLAlchemy each costs about a
+    millisecond of CPU (statements built per call, a second connection whose commits make the held
+    one re-read its pages).
+
+    A passed check's commit may be carried (`publish(carry=True)`): the lock and the share stay in
+    the open transaction, which the bot's journal commits with the order's write-ahead."""
 
     def __init__(self, db: Engine, key: str) -> None:
         self.db = db
@@ -249,48 +255,119 @@ class _SqliteChecks:
                                .order_by(BOTS.c.bot_id), ("k",))
         self._update_share = prepare(update(BOTS).where(where_share), ("k", "b", *SHARE_VALUES))
         self._insert_share = prepare(insert(BOTS), ("account_key", "bot_id", *SHARE_VALUES))
+        self._set_state = prepare(update(STATE).where(STATE.c.account_key == bindparam("k")),
+                                  ("k", "state", "reason", "changed_ts", "day"))
+        self._key = {"k": key}
 
-    def begin(self, bot_id: str, now_ns: int, stale_after_ns: int) -> AccountView:
-        """Take the account's lock (held until `publish` or `abort`) and read the account under it."""
+    def writer(self, bot_id: str) -> SqliteWriter:
+        """The bot's writer (its thread's held connection, checked out on first use)."""
         writer = self._held.get(bot_id)
         if writer is None:
             writer = self._held[bot_id] = SqliteWriter(self.db)
-        try:
-            connection = writer.connection()
-            if connection.in_transaction:
+        return writer
+
+    def _connection(self, writer: SqliteWriter) -> sqlite3.Connection:
+        """The held connection, outside any transaction: a carried one (a passed check whose
+        write-ahead never came, not expected) is committed, as it would have been on its own;
+        anything else left open is rolled back."""
+        connection = writer.connection()
+        if connection.in_transaction:
+            if writer.carrying:
+                writer.settle(commit=True)
+            else:
                 connection.rollback()
-            key = {"k": self.key}
-            if connection.execute(self._lock.sql, self._lock.row(key)).rowcount == 0:
-                connection.execute(self._insert_state.sql, self._insert_state.row(_new_state(self.key)))
-            row = connection.execute(self._state.sql, self._state.row(key)).fetchone()
-            shares = connection.execute(self._shares.sql, self._shares.row(key)).fetchall()
-        except sqlite3.Error as error:
-            writer.discard()
-            raise DBAPIError.instance(self._lock.sql, None, error, sqlite3.Error) from error
-        except BaseException:
-            writer.discard()
-            raise
+        return connection
+
+    def _lock_and_read(self, connection: sqlite3.Connection, now_ns: int, stale_after_ns: int) -> AccountView:
+        """Take the account's lock and read the account under it. On SQLite the lock is the
+        database's write lock, which BEGIN IMMEDIATE takes with the transaction's read snapshot (as
+        the SQLAlchemy path's first-statement UPDATE of the state row does, without writing a page:
+        one page less in the commit that follows); a missing state row is made, as `_lock` does."""
+        connection.execute("BEGIN IMMEDIATE")
+        view = self._read(connection, now_ns, stale_after_ns, made=True)
+        return view
+
+    def _read(self, connection: sqlite3.Connection, now_ns: int, stale_after_ns: int,
+              made: bool = False) -> AccountView:
+        """The account under the lock this transaction holds; `made`: a missing state row is
+        inserted (ACTIVE, what a missing row reads as)."""
+        key = self._key
+        row = connection.execute(self._state.sql, self._state.row(key)).fetchone()
+        if row is None and made:
+            connection.execute(self._insert_state.sql, self._insert_state.row(_new_state(self.key)))
+        shares = connection.execute(self._shares.sql, self._shares.row(key)).fetchall()
         state = None if row is None else (*row[:4], _decimal(row[4]), _decimal(row[5]))
         return _view(self.key, state, [(b, p, _decimal(x), o, _decimal(e), _decimal(d), _decimal(h), day, hb)
                                        for b, p, x, o, e, d, h, day, hb in shares], now_ns, stale_after_ns)
 
-    def publish(self, share: Share) -> None:
-        """Write the checking bot's share and commit, which releases the lock."""
-        writer = self._held[share.bot_id]
+    def _write_share(self, connection: sqlite3.Connection, share: Share) -> None:
         values = _share_values(share)
+        if connection.execute(self._update_share.sql,
+                              self._update_share.row({"k": self.key, "b": share.bot_id, **values})).rowcount == 0:
+            connection.execute(self._insert_share.sql, self._insert_share.row(
+                {"account_key": self.key, "bot_id": share.bot_id, **values}))
+
+    @staticmethod
+    @contextmanager
+    def _guarded(writer: SqliteWriter, sql: str) -> Iterator[None]:
+        """Around a driver call: on an error the connection is given up (its transaction, the lock,
+        with it), and a driver error is raised as SQLAlchemy's class, as the SQLAlchemy path raises."""
         try:
-            connection = writer.connection()
-            if connection.execute(self._update_share.sql,
-                                  self._update_share.row({"k": self.key, "b": share.bot_id, **values})).rowcount == 0:
-                connection.execute(self._insert_share.sql, self._insert_share.row(
-                    {"account_key": self.key, "bot_id": share.bot_id, **values}))
-            connection.commit()
+            yield
         except sqlite3.Error as error:
             writer.discard()
-            raise DBAPIError.instance(self._update_share.sql, None, error, sqlite3.Error) from error
+            raise DBAPIError.instance(sql, None, error, sqlite3.Error) from error
         except BaseException:
             writer.discard()
             raise
+
+    def begin(self, bot_id: str, now_ns: int, stale_after_ns: int) -> AccountView:
+        """Take the account's lock (held until `publish` or `abort`) and read the account under it."""
+        writer = self.writer(bot_id)
+        with self._guarded(writer, self._lock.sql):
+            return self._lock_and_read(self._connection(writer), now_ns, stale_after_ns)
+
+    def publish(self, share: Share, carry: bool = False) -> None:
+        """Write the checking bot's share and commit, which releases the lock; `carry`: leave the
+        transaction open for the bot's journal to commit with the order's write-ahead."""
+        writer = self._held[share.bot_id]
+        with self._guarded(writer, self._update_share.sql):
+            connection = writer.connection()
+            self._write_share(connection, share)
+            if carry:
+                writer.carry()
+            else:
+                connection.commit()
+
+    def write_share(self, share: Share) -> None:
+        """The bot's share in a transaction of its own (no lock: the bot's own row)."""
+        writer = self.writer(share.bot_id)
+        with self._guarded(writer, self._update_share.sql):
+            connection = self._connection(writer)
+            self._write_share(connection, share)
+            connection.commit()
+
+    def judge(self, bot_id: str, share: Share | None, ts: int, now_ns: int, stale_after_ns: int,
+              judge: Callable[[AccountView], tuple[TradingState, str, int | None] | None]
+              ) -> tuple[AccountView, tuple[TradingState, str, int | None] | None]:
+        """Under the account's lock: write the bot's share (if any), read the account, and write
+        the state `judge` decides from it (state, reason, day; changed at `ts`), in one transaction."""
+        writer = self.writer(bot_id)
+        with self._guarded(writer, self._lock.sql):
+            connection = self._connection(writer)
+            key = self._key
+            if connection.execute(self._lock.sql, self._lock.row(key)).rowcount == 0:
+                connection.execute(self._insert_state.sql, self._insert_state.row(_new_state(self.key)))
+            if share is not None:
+                self._write_share(connection, share)
+            view = self._read(connection, now_ns, stale_after_ns)
+            change = judge(view)
+            if change is not None:
+                state, reason, day = change
+                connection.execute(self._set_state.sql, self._set_state.row(
+                    {"k": self.key, "state": state.value, "reason": reason[:200], "changed_ts": ts, "day": day}))
+            connection.commit()
+        return view, change
 
     def abort(self, bot_id: str) -> None:
         """Roll back a check that will not publish: the lock goes with it."""
@@ -300,15 +377,21 @@ class _SqliteChecks:
         try:
             connection = writer.connection()
             if connection.in_transaction:
-                connection.rollback()
+                writer.settle(commit=False)
+                if connection.in_transaction:
+                    connection.rollback()
         except sqlite3.Error:
             writer.discard()
 
     def close(self, bot_id: str) -> None:
-        """The bot stopped here: its connection goes back to the pool."""
+        """The bot stopped here: a check still carried (its write-ahead never came) is rolled back,
+        and its connection goes back to the pool."""
         writer = self._held.pop(bot_id, None)
         if writer is not None:
-            writer.close()
+            try:
+                writer.settle(commit=False)
+            finally:
+                writer.close()
 
 
 SHARE_VALUES = ("process", "exposure", "open_orders", "equity", "day_start", "high_water", "day", "heartbeat_ns")
@@ -426,6 +509,7 @@ class SharedAccountRisk(AccountRisk):
         # (None: the SQLite fast path's own connection holds it, `_checks`)
         self._checks = _SqliteChecks(db, key) if usable(db) else None
         self._published: dict[str, Share] = {}
+        self._journals: dict[str, Any] = {}  # per bot: the journal that commits its passed checks (`commit_with`)
         self._untold: dict[str, StateChange] = {}  # per checking bot: a change to tell once its lock is gone
         self._warned: set[tuple[str, int]] = set()
         super().__init__(limits)
@@ -441,11 +525,24 @@ class SharedAccountRisk(AccountRisk):
         runner have a bot at a time, so the old engine is a stopped run's."""
         self.engines[engine.bot_id] = engine
 
+    def commit_with(self, engine: RiskEngine, journal: Any) -> None:
+        """Let `journal` (the bot's SqlJournal, whose flush the OMS calls right after a passed check,
+        before the venue sees the order) commit the bot's passed checks: the account's lock and the
+        bot's share stay in the check's transaction, and the order's write-ahead commits them.
+        One commit per order instead of two, and the share counting an order is durable exactly
+        when the order is. Applies only when both write on the same held connection (SQLite file,
+        the bot's thread); otherwise each check commits on its own, as before. None: stop."""
+        if journal is None:
+            self._journals.pop(engine.bot_id, None)
+        else:
+            self._journals[engine.bot_id] = journal
+
     def release(self, engine: RiskEngine) -> None:
         """The bot stopped here. Its share is deleted when it holds nothing and has no order
         working; otherwise it stays (orders kept at the venue still count) until it goes stale."""
         if self.engines.get(engine.bot_id) is engine:
             del self.engines[engine.bot_id]
+        self._journals.pop(engine.bot_id, None)
         if self._checks is not None:
             self._checks.close(engine.bot_id)
         share = self._share(engine)
@@ -515,6 +612,9 @@ class SharedAccountRisk(AccountRisk):
     def begin_check(self, engine: RiskEngine) -> None:
         self.abort_check(engine)  # a check that never ended (not expected): do not keep its lock
         if self._checks is not None:
+            journal = self._journals.get(engine.bot_id)
+            if journal is not None:  # its commit may carry this check: its guards run before the lock
+                journal.run_guards()
             try:
                 view = self._checks.begin(engine.bot_id, self.now(), self.stale_after_ns)
             except SQLAlchemyError as exc:
@@ -563,7 +663,7 @@ class SharedAccountRisk(AccountRisk):
             share = self._make_share(engine, exposure, orders)
             if connection is None:
                 assert self._checks is not None
-                self._checks.publish(share)
+                self._checks.publish(share, carry=self._carried(engine, reason))
             else:
                 _write_share(connection, self.key, share)
                 connection.commit()
@@ -588,6 +688,16 @@ class SharedAccountRisk(AccountRisk):
             self._checks.abort(engine.bot_id)
         self._tell(self._untold.pop(engine.bot_id, None))
 
+    def _carried(self, engine: RiskEngine, reason: str | None) -> bool:
+        """Whether this check's commit is left to the bot's journal (`commit_with`): only a passed
+        order's (the OMS flushes the journal next; a denied one may never be flushed), only with no
+        state change to tell (a listener must not run under the lock), only on the same connection."""
+        if reason is not None or engine.bot_id in self._untold:
+            return False
+        journal = self._journals.get(engine.bot_id)
+        assert self._checks is not None
+        return journal is not None and journal.carries_with(self._checks.writer(engine.bot_id))
+
     def _others(self, engine: RiskEngine) -> AccountView:
         view = self._view.get(engine.bot_id)
         if view is None:  # asked outside a check: read now
@@ -606,8 +716,14 @@ class SharedAccountRisk(AccountRisk):
         if (not force and last is not None and share.heartbeat_ns - last.heartbeat_ns < self.heartbeat_every_ns
                 and _same(share, last)):
             return False
-        with self._store() as connection:
-            _write_share(connection, self.key, share)
+        if self._checks is not None:
+            try:
+                self._checks.write_share(share)
+            except SQLAlchemyError as exc:
+                raise self._unavailable(exc) from None
+        else:
+            with self._store() as connection:
+                _write_share(connection, self.key, share)
         self._published[engine.bot_id] = share
         return True
 
@@ -615,18 +731,31 @@ class SharedAccountRisk(AccountRisk):
         """A bot's monitors saw its equity: publish its share, then judge the account's day P&L and
         drawdown over every bot's share, under the account's lock, and take what follows."""
         share = self._share(engine)
-        with self._store() as connection:
-            _lock(connection, self.key)
-            if share is not None:
-                _write_share(connection, self.key, share)
-            view = self._read(connection)
-            change = self._judge(view, ts)
-            if change is not None:
-                state, reason = change
-                _write_state(connection, self.key, state, reason, ts, view.day if reason == DAILY_LOSS else None)
-                stored = StoredState(state, reason, ts, view.day, view.state.pnl_base, view.state.drawdown_base)
-            else:
-                stored = view.state
+        if self._checks is not None:
+            def decide(view: AccountView) -> tuple[TradingState, str, int | None] | None:
+                change = self._judge(view, ts)
+                return None if change is None else (*change, view.day if change[1] == DAILY_LOSS else None)
+
+            try:
+                view, decided = self._checks.judge(engine.bot_id, share, ts, self.now(), self.stale_after_ns, decide)
+            except SQLAlchemyError as exc:
+                raise self._unavailable(exc) from None
+            self._report(view.stale, None)
+            stored = view.state if decided is None else StoredState(
+                decided[0], decided[1], ts, view.day, view.state.pnl_base, view.state.drawdown_base)
+        else:
+            with self._store() as connection:
+                _lock(connection, self.key)
+                if share is not None:
+                    _write_share(connection, self.key, share)
+                view = self._read(connection)
+                change = self._judge(view, ts)
+                if change is not None:
+                    state, reason = change
+                    _write_state(connection, self.key, state, reason, ts, view.day if reason == DAILY_LOSS else None)
+                    stored = StoredState(state, reason, ts, view.day, view.state.pnl_base, view.state.drawdown_base)
+                else:
+                    stored = view.state
         if share is not None:
             self._published[engine.bot_id] = share
         self._adopt(stored)

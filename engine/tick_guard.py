@@ -122,6 +122,25 @@ def same_tick(a: Tick, b: Tick) -> bool:
             and _same(a.last, b.last) and _same(a.size, b.size))
 
 
+_INF = math.inf
+
+
+def _price_problem(tick: Tick) -> TickProblem | None:
+    """The price checks of TickGuard.problem, in its order: what is wrong with the tick's prices."""
+    has_quote = not (math.isnan(tick.bid) and math.isnan(tick.ask))
+    has_last = not math.isnan(tick.last)
+    if not has_quote and not has_last:
+        return TickProblem.NO_PRICE
+    prices = [p for p in ((tick.bid, tick.ask) if has_quote else ()) + ((tick.last,) if has_last else ())]
+    if any(math.isnan(p) or math.isinf(p) for p in prices):
+        return TickProblem.NOT_FINITE
+    if any(p <= 0 for p in prices):
+        return TickProblem.NON_POSITIVE
+    if has_quote and tick.bid > tick.ask:
+        return TickProblem.CROSSED
+    return None
+
+
 def tick_mid(tick: Tick) -> float:
     """The quote's mid, else the last price (NaN when the tick has neither)."""
     if tick.bid == tick.bid and tick.ask == tick.ask:
@@ -240,18 +259,15 @@ class TickGuard:
     def problem(self, tick: Tick) -> TickProblem | None:
         """Why this tick must be dropped, or None if it is usable (does not update state; an
         OUTLIER may still be admitted by `admit` as the tick that confirms a new level)."""
-        has_quote = not (math.isnan(tick.bid) and math.isnan(tick.ask))
-        has_last = not math.isnan(tick.last)
-        if not has_quote and not has_last:
-            return TickProblem.NO_PRICE
-        prices = [p for p in ((tick.bid, tick.ask) if has_quote else ()) + ((tick.last,) if has_last else ())]
-        if any(math.isnan(p) or math.isinf(p) for p in prices):
-            return TickProblem.NOT_FINITE
-        if any(p <= 0 for p in prices):
-            return TickProblem.NON_POSITIVE
-        if has_quote and tick.bid > tick.ask:
-            return TickProblem.CROSSED
-        if not math.isfinite(tick.size) or tick.size < 0:
+        bid, ask, last_price = tick.bid, tick.ask, tick.last
+        # the usual tick, a finite positive uncrossed quote with no last price or a finite positive
+        # one, passes the price checks in two comparisons (NaN fails both); others take them all
+        if not (0.0 < bid <= ask < _INF and (last_price != last_price or 0.0 < last_price < _INF)):
+            reason = _price_problem(tick)
+            if reason is not None:
+                return reason
+        size = tick.size
+        if not 0.0 <= size < _INF:  # NaN, infinite or negative
             return TickProblem.NEGATIVE_SIZE
         last = self._last
         if last is not None:

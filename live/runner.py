@@ -58,6 +58,7 @@ from engine.reconcile import ReconciliationReport, reconcile_with_adapter
 from engine.account_risk import SharedAccountRisk
 from engine.risk import RiskEngine, StateChange, TradingState
 from engine.signals import Signal
+from engine.store.journal import SqlJournal
 from engine.store.models import BotRow
 from engine.store.signals import SqlSignals
 from engine.tick_guard import TickGuard
@@ -213,6 +214,7 @@ class BotRunner:
         self._paced = bool(getattr(parts.feed, "speed", 0))
         self._simulated = isinstance(parts.clock, SimulatedClock)
         self._quote = getattr(parts.adapter, "on_quote", None)
+        self._after_input = getattr(parts.journal, "after_input", None)  # SqlJournal: the WAL's upkeep
         self._day = -1
         self._day_start = (0, 0)  # realized and fees (raw cash) at the day's first tick
         sink = parts.driver.sink
@@ -222,6 +224,8 @@ class BotRunner:
         self._account = account if isinstance(account, SharedAccountRisk) else None
         if self._account is not None:  # the account halted elsewhere (the API, another process): flatten here
             self._account.listeners.append(self._on_account_state)
+            if isinstance(parts.journal, SqlJournal):  # an order's account check commits with its write-ahead
+                self._account.commit_with(parts.gate, parts.journal)
 
     # -- any thread ---------------------------------------------------------------------------------
     def post(self, command: Command) -> threading.Event:
@@ -348,6 +352,8 @@ class BotRunner:
         if self._depth == 0 and not self._replay:  # a live bot commits after each event; a replay
             self._flush()                          # with its checkpoint
             self._publish(HALTED if self.halted else RUNNING)
+            if self._after_input is not None:
+                self._after_input()
 
     def _dispatch(self, event: BotEvent) -> None:
         oms = self.oms
@@ -440,6 +446,8 @@ class BotRunner:
                 journal.set_checkpoint(seq)
                 if journal.pending or seq % CHECKPOINT_EVERY == 0:
                     journal.flush()
+                if self._after_input is not None:
+                    self._after_input()  # the WAL's checkpoint, after the input's commit, not in a write-ahead
             if self._ticks % 64 == 0 or self._paced:  # flat out: every 64th; paced: each tick
                 self._publish(HALTED if self.halted else RUNNING)
                 if self._account is not None:

@@ -134,6 +134,8 @@ class SqlJournal:
         # statements built once: constructing them per flush costs more than the commit
         self._insert_orders = insert(ORDERS)
         self._insert_events = insert(EVENTS)
+        self._insert_signals = insert(SIGNALS)
+        self._insert_snapshots, self._insert_days = insert(SNAPSHOTS), insert(DAYS)
         self._insert_fills = self._insert_ignoring_duplicates(FILLS)
         self._insert_points = self._insert_ignoring_duplicates(POINTS)
         self._update_orders = update(ORDERS).where(ORDERS.c.client_order_id == bindparam("cid")).values(
@@ -212,11 +214,14 @@ class SqlJournal:
                     or self._snapshots or self._days or self._signals)
 
     def flush(self) -> None:
-        """Commit everything recorded since the last flush, in one transaction."""
-        if not self.pending and self._checkpoint is None and not self._points:
+        """Commit everything recorded since the last flush, in one transaction (with the account
+        check this thread carries, if any: `carried`)."""
+        carried = self._writer is not None and self._writer.carrying
+        if not self.pending and self._checkpoint is None and not self._points and not carried:
             return
-        for guard in self.guards:
-            guard()
+        if not carried:  # a carried transaction ran the guards before it opened (`run_guards`)
+            for guard in self.guards:
+                guard()
         if self._writer is not None:
             self._writer.write(self._batches())
         else:
@@ -237,6 +242,24 @@ class SqlJournal:
         self._signals.clear()
         self._checkpoint = None
 
+    def after_input(self) -> None:
+        """The bot is done with an input (its commit made): the WAL's upkeep, here rather than
+        inside a write-ahead commit (SqliteWriter.checkpoint_if_due). Nothing off SQLite files."""
+        if self._writer is not None:
+            self._writer.checkpoint_if_due()
+
+    def run_guards(self) -> None:
+        """The commit guards, for a writer about to open a transaction this journal's next flush
+        will commit (engine/account_risk.py): they run before its lock is taken, because a guard
+        may write through another connection (a lease renewal), which would wait for that lock."""
+        for guard in self.guards:
+            guard()
+
+    def carries_with(self, writer: SqliteWriter) -> bool:
+        """Whether a transaction `writer` carries is committed by this journal's next flush (the
+        same SQLite file, the same thread: one held connection, engine/store/prepared.py)."""
+        return self._writer is not None and self._writer.joins(writer)
+
     def close(self) -> None:
         """Give back the connection the SQLite path holds (the owner calls this before disposing
         the engine; a journal dropped without it returns the connection when collected)."""
@@ -252,7 +275,7 @@ class SqlJournal:
     def _flush_sqlalchemy(self) -> None:
         with self.engine.begin() as connection:
             if self._signals:
-                connection.execute(insert(SIGNALS), self._signals)
+                connection.execute(self._insert_signals, self._signals)
                 if connection.dialect.name == "postgresql":
                     connection.execute(NOTIFY)  # readers in other processes (engine.store.signals)
             if self._new_orders:
@@ -266,9 +289,9 @@ class SqlJournal:
             if self._positions:
                 connection.execute(self._upsert_positions, list(self._positions.values()))
             if self._snapshots:
-                connection.execute(insert(SNAPSHOTS), self._snapshots)
+                connection.execute(self._insert_snapshots, self._snapshots)
             if self._days:
-                connection.execute(insert(DAYS), self._days)
+                connection.execute(self._insert_days, self._days)
             if self._points:
                 connection.execute(self._insert_points, self._points)
             if self._checkpoint is not None:
@@ -286,7 +309,7 @@ class SqlJournal:
         """What `flush` writes, in the order `_flush_sqlalchemy` writes it, for the SQLite writer."""
         batches: list[tuple[Prepared, list[dict[str, Any]]]] = []
         if self._signals:
-            batches.append((self._statement("signals", insert(SIGNALS), tuple(self._signals[0])), self._signals))
+            batches.append((self._statement("signals", self._insert_signals, tuple(self._signals[0])), self._signals))
         if self._new_orders:
             batches.append((self._statement("orders", self._insert_orders, ORDER_KEYS),
                             [_order_values(o) for o in self._new_orders.values()]))
@@ -301,10 +324,10 @@ class SqlJournal:
             batches.append((self._statement("positions", self._upsert_positions, POSITION_KEYS),
                             list(self._positions.values())))
         if self._snapshots:
-            batches.append((self._statement("snapshots", insert(SNAPSHOTS), tuple(self._snapshots[0])),
+            batches.append((self._statement("snapshots", self._insert_snapshots, tuple(self._snapshots[0])),
                             self._snapshots))
         if self._days:
-            batches.append((self._statement("days", insert(DAYS), tuple(self._days[0])), self._days))
+            batches.append((self._statement("days", self._insert_days, tuple(self._days[0])), self._days))
         if self._points:
             batches.append((self._statement("points", self._insert_points, POINT_KEYS), self._points))
         if self._checkpoint is not None:

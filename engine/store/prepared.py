@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
+from engine.store.models import ExactDecimal
+
 
 class Prepared:
     """One statement compiled for `engine`'s dialect with exactly the parameters `keys` (plus the
     literal values the statement holds itself, such as a WHERE on the bot's id)."""
 
-    __slots__ = ("sql", "_names", "_processors", "_literals")
+    __slots__ = ("sql", "_names", "_processors", "_literals", "_plan")
 
     def __init__(self, engine: Engine, statement: ClauseElement, keys: Sequence[str]) -> None:
         dialect = engine.dialect
@@ -51,16 +54,32 @@ class Prepared:
         self._names = names
         self._literals = literals
         self._processors: list[Callable[[Any], Any] | None] = [
-            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+            _processor(compiled.binds[n].type, dialect) for n in names]
+        self._plan = tuple((n, p, n in literals) for n, p in zip(names, self._processors))
 
     def row(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         """The driver's parameter tuple for one row of values (by column key)."""
         literals = self._literals
-        out = []
-        for name, process in zip(self._names, self._processors):
-            value = values[name] if name not in literals else literals[name]
-            out.append(value if process is None else process(value))  # as SQLAlchemy: None included
-        return tuple(out)
+        return tuple([(literals[n] if literal else values[n]) if process is None
+                      else process(literals[n] if literal else values[n])  # as SQLAlchemy: None included
+                      for n, process, literal in self._plan])
+
+
+def _exact_text(value: Any) -> Any:
+    """ExactDecimal's bind processing on SQLite (models.ExactDecimal.process_bind_param, to the
+    character), without TypeDecorator's two calls per value: a flush binds dozens of amounts."""
+    if value is None:
+        return None
+    value = Decimal(value)
+    return format(value.normalize(), "f") if value != 0 else "0"
+
+
+def _processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """The bind processor SQLAlchemy would run for a value of `type_` (ExactDecimal's, on SQLite,
+    as the equivalent `_exact_text`)."""
+    if isinstance(type_, ExactDecimal) and dialect.name == "sqlite":
+        return _exact_text
+    return type_.dialect_impl(dialect).bind_processor(dialect)
 
 
 def usable(engine: Engine) -> bool:
@@ -72,9 +91,12 @@ def usable(engine: Engine) -> bool:
 
 
 class _Held:
-    """One pooled connection, shared by the writers of one thread on one database file."""
+    """One pooled connection, shared by the writers of one thread on one database file.
 
-    __slots__ = ("key", "fairy", "connection", "refs", "broken")
+    `carry`: the open transaction on it was left for the next `SqliteWriter.write` to commit (the
+    account check's lock and share, committed with the journal's write-ahead: SqliteWriter.carry)."""
+
+    __slots__ = ("key", "fairy", "connection", "refs", "broken", "carry", "commits")
 
     def __init__(self, key: tuple[str, int], fairy: Any) -> None:
         self.key = key
@@ -82,10 +104,17 @@ class _Held:
         self.connection: sqlite3.Connection = fairy.driver_connection
         self.refs = 0
         self.broken = False
+        self.carry = False
+        self.commits = 0  # writes committed since its last checkpoint_if_due checkpoint
 
 
 _HELD: dict[tuple[str, int], _Held] = {}
 _HELD_LOCK = threading.Lock()
+
+# WAL checkpoints of a held connection (SqliteWriter.checkpoint_if_due): SQLite's own only as the bound
+HELD_AUTOCHECKPOINT = 4_000      # frames (16 MB of 4 KiB pages): wal_autocheckpoint of a held connection
+DEFAULT_AUTOCHECKPOINT = 1_000   # SQLite's default, put back before the connection returns to its pool
+IDLE_CHECKPOINT_COMMITS = 100    # commits between two checkpoints between inputs (~1,000 frames, the default)
 
 
 def _acquire(engine: Engine) -> _Held:
@@ -94,8 +123,18 @@ def _acquire(engine: Engine) -> _Held:
         held = _HELD.get(key)
         if held is None:
             held = _HELD[key] = _Held(key, engine.raw_connection())
+            _autocheckpoint(held, HELD_AUTOCHECKPOINT)
         held.refs += 1
         return held
+
+
+def _autocheckpoint(held: _Held, frames: int) -> None:
+    """Set the connection's wal_autocheckpoint (a failure here is not the caller's: its first write
+    says what is wrong with the database)."""
+    try:
+        held.connection.execute(f"PRAGMA wal_autocheckpoint={frames}")
+    except Exception:  # noqa: BLE001 - see above; also a connection another thread finalizes
+        pass
 
 
 def _release(held: _Held, broken: bool = False) -> None:
@@ -112,6 +151,8 @@ def _release(held: _Held, broken: bool = False) -> None:
         held.refs -= 1
         if held.refs > 0:
             return
+    if not held.broken:
+        _autocheckpoint(held, DEFAULT_AUTOCHECKPOINT)  # back to the pool as it came
     try:
         held.fairy.close()  # back to its pool (a disposed pool closes it)
     except Exception:  # noqa: BLE001 - at interpreter exit or after dispose: nothing left to return to
@@ -151,10 +192,14 @@ class SqliteWriter:
         return held.connection
 
     def write(self, batches: Iterable[tuple[Prepared, Sequence[Mapping[str, Any]]]]) -> None:
-        """Every (statement, rows) in order, then one commit; nothing of it on any error."""
+        """Every (statement, rows) in order, then one commit; nothing of it on any error. A
+        transaction another writer left to be carried (`carry`) is completed by this commit: its
+        writes and these are durable together, or, on an error, neither."""
         statement: Prepared | None = None
         connection = self.connection()
-        if connection.in_transaction:  # another writer of this thread is inside its transaction
+        held = self._held
+        assert held is not None
+        if connection.in_transaction and not held.carry:  # another writer of this thread is inside its transaction
             raise RuntimeError("a store transaction is already open on this thread's connection")
         try:
             for statement, rows in batches:
@@ -163,6 +208,8 @@ class SqliteWriter:
                 else:
                     connection.executemany(statement.sql, [statement.row(r) for r in rows])
             connection.commit()
+            held.carry = False
+            held.commits += 1
         except sqlite3.Error as error:
             self.discard()
             raise DBAPIError.instance(statement.sql if statement is not None else "", None, error,
@@ -170,6 +217,72 @@ class SqliteWriter:
         except BaseException:
             self.discard()
             raise
+
+    def carry(self) -> None:
+        """Leave the transaction open on the held connection for the next `write` of this thread's
+        writers to commit (or `settle`). Why: the account check's lock and share write and the
+        journal's write-ahead of the order it passed then cost one commit, not two, and are
+        durable together (engine/account_risk.py). The caller must make sure that write follows
+        before anything else touches the database from this thread (another connection would wait
+        for this transaction's lock)."""
+        held = self._held
+        if held is None or not held.connection.in_transaction:
+            raise RuntimeError("no open transaction to carry")
+        held.carry = True
+
+    @property
+    def carrying(self) -> bool:
+        """Whether the held connection has a carried transaction open (`carry`)."""
+        held = self._held
+        return held is not None and held.carry and not held.broken and held.connection.in_transaction
+
+    def settle(self, commit: bool) -> None:
+        """Commit, or roll back, a carried transaction, if one is open; nothing otherwise."""
+        held = self._held
+        if held is None or not held.carry:
+            return
+        held.carry = False
+        if held.broken or not held.connection.in_transaction:
+            return
+        try:
+            if commit:
+                held.connection.commit()
+            else:
+                held.connection.rollback()
+        except sqlite3.Error as error:
+            self.discard()
+            raise DBAPIError.instance("COMMIT" if commit else "ROLLBACK", None, error, sqlite3.Error) from error
+
+    def checkpoint_if_due(self) -> bool:
+        """A PASSIVE WAL checkpoint on the held connection, once IDLE_CHECKPOINT_COMMITS writes were
+        committed since the last; True if one ran. For the owner to call between two inputs.
+
+        Why: SQLite checkpoints inside the commit that takes the WAL past wal_autocheckpoint, and on
+        a bot's connection that commit is the write-ahead between a decision and the venue: about
+        one order in a hundred copied a thousand pages first (the tick -> submit p99). A held
+        connection's own threshold is HELD_AUTOCHECKPOINT instead, and its owner checkpoints here
+        when its input is done, as often as SQLite would have. Same thread, no transaction open:
+        the copy completes and the next write restarts the WAL, so it stays as small as before;
+        should the owner never call this (or a checkpoint fail busy), SQLite's own at
+        HELD_AUTOCHECKPOINT frames still bounds it. (A background thread checkpointing instead
+        races the writer: the WAL then restarts only by chance; measured, it grew 70x past its bound.)"""
+        held = self._held
+        if held is None or held.broken or held.commits < IDLE_CHECKPOINT_COMMITS:
+            return False
+        connection = held.connection
+        if connection.in_transaction:
+            return False
+        held.commits = 0
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:  # busy (another checkpoint): the autocheckpoint bound stays
+            return False
+        return True
+
+    def joins(self, other: "SqliteWriter") -> bool:
+        """Whether `other` writes on this writer's connection (same file, same thread), so that a
+        transaction one of them carries is committed by the other's next write."""
+        return self.connection() is other.connection()
 
     def discard(self) -> None:
         """After a failure: the connection is rolled back and given up, for every writer sharing it
