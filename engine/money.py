@@ -49,9 +49,13 @@ def fraction_parts(value: Decimal) -> tuple[int, int]:
 def to_raw(value: Decimal, dp: int) -> int:
     """Decimal -> raw integer at `dp` decimals; refuses a value that is not on that grid."""
     scaled = value.scaleb(dp)
-    if scaled != scaled.to_integral_value():
+    try:
+        raw = int(scaled)  # truncated: equal to `scaled` only when it is a whole number (exact comparison)
+    except ValueError:  # NaN: refused as before, with the same words
+        raw = None
+    if raw is None or raw != scaled:
         raise ValueError(f"{value} has more than {dp} decimals")
-    return int(scaled)
+    return raw
 
 
 def from_raw(raw: int, dp: int) -> Decimal:

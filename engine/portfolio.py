@@ -81,7 +81,7 @@ class Lot:
 
 
 @quick_frozen_init
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: quick_frozen_init sets its instance dict in one call
 class ClosedTrade:
     """A round trip (or the closed part of one): one lot closed by one fill."""
 

@@ -51,12 +51,20 @@ class RecordedDirections:
         self.bot_id = bot_id
         self.symbol = symbol
         self.last_direction: int | None = None
-        self.changes: list[tuple[int, int, Decimal | None]] = []
+        # (bar, direction, fraction) of each change, flat: a tuple per change would be one more
+        # object for the collector to walk per order of a long run
+        self._flat: list[int | Decimal | None] = []
+
+    @property
+    def changes(self) -> list[tuple[int, int, Decimal | None]]:
+        """(bar, direction, fraction) at each change of direction, oldest first."""
+        flat = self._flat
+        return list(zip(flat[0::3], flat[1::3], flat[2::3]))  # type: ignore[arg-type]
 
     def on_go(self, strategy: Strategy, direction: int, fraction: Decimal | None) -> None:
         if direction != self.last_direction:
             self.last_direction = direction
-            self.changes.append((strategy.i, direction, fraction))
+            self._flat.extend((strategy.i, direction, fraction))
 
     def signals(self, strategy: Strategy) -> list[Signal]:
         data = strategy.data

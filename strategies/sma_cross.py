@@ -23,8 +23,6 @@ from pydantic import Field, field_validator
 
 from strategies.base import DirectionalParams, Strategy, cross_masks, last_nonzero_difference, must_exceed
 
-NAN = float("nan")
-
 
 # The longest window a config may ask for. A live bot holds its windows in memory, and a window
 # is data a caller sends: slow=1e9 once made the API process allocate 8 GB at start (V.md #4).
@@ -56,17 +54,24 @@ class SmaCross(Strategy):
         # The last non-zero difference before i is almost always the previous bar's (a tie is
         # rare): read it inline, and walk back only past a tie (a call per bar is a tenth of
         # the event path's time). Bar 0 has nothing before it (NaN: no cross).
+        # The signs of the differences are read as comparisons, without making the difference (a
+        # float object per bar): for floats, a - b > 0 exactly when a > b, and a - b < 0 exactly
+        # when a < b (a difference of two different floats is never 0, NaN compares False either
+        # way, an overflow keeps the sign). A tie (a == b) is a zero difference unless both are the
+        # same infinity (inf - inf is NaN, which ends the look-back): `fb - sb == 0` keeps that case.
         i = self.i
         fast, slow = self.fast_ma, self.slow_ma
-        d = fast[i] - slow[i]
-        if d > 0:
-            before = fast[i - 1] - slow[i - 1] if i else NAN
-            if before < 0 or (before == 0 and last_nonzero_difference(fast, slow, i - 1) < 0):
-                self.go(1)
-        elif d < 0:
-            before = fast[i - 1] - slow[i - 1] if i else NAN
-            if before > 0 or (before == 0 and last_nonzero_difference(fast, slow, i - 1) > 0):
-                self.go(self.exit_direction)
+        f, s = fast[i], slow[i]
+        if f > s:
+            if i:
+                fb, sb = fast[i - 1], slow[i - 1]
+                if fb < sb or (fb == sb and fb - sb == 0 and last_nonzero_difference(fast, slow, i - 1) < 0):
+                    self.go(1)
+        elif f < s:
+            if i:
+                fb, sb = fast[i - 1], slow[i - 1]
+                if fb > sb or (fb == sb and fb - sb == 0 and last_nonzero_difference(fast, slow, i - 1) > 0):
+                    self.go(self.exit_direction)
 
     def signals(self) -> np.ndarray:
         fast = np.ascontiguousarray(self.fast_ma, dtype=np.float64)

@@ -99,6 +99,11 @@ from engine.portfolio import Portfolio
 _RANK = {OrderType.MARKET: 0, OrderType.STOP: 1, OrderType.STOP_LIMIT: 1, OrderType.LIMIT: 2}
 
 
+def _rank(order: Order) -> int:
+    """The matching order of a working order's type (see the module docstring)."""
+    return _RANK[order.type]
+
+
 class SimulatedVenue:
     """Matches orders against bars or ticks and keeps its own account (the venue's books)."""
 
@@ -197,7 +202,14 @@ class SimulatedVenue:
         if linked:
             self._link(order)
             return
-        self._work(order)
+        if order.expire_ns is not None:
+            self._work(order)
+            return
+        working = self._working  # _work, inlined for the plain order (every go() order)
+        working.append(order)
+        self._fresh.add(order.client_order_id)
+        if len(working) > 1:
+            working.sort(key=_rank)  # stable: submission order within a rank
 
     def _work(self, order: Order) -> None:
         if order.expire_ns is not None:
@@ -205,7 +217,7 @@ class SimulatedVenue:
         self._working.append(order)
         self._fresh.add(order.client_order_id)
         if len(self._working) > 1:
-            self._working.sort(key=lambda o: _RANK[o.type])  # stable: submission order within a rank
+            self._working.sort(key=_rank)  # stable: submission order within a rank
 
     def cancel(self, order: Order, reason: str | None = None) -> None:
         held = self._held.get(order.parent_id) if order.parent_id is not None else None
@@ -507,20 +519,21 @@ class SimulatedVenue:
         for order in working.copy():
             if linked and order not in working:
                 continue  # canceled in this bar by a sibling's fill (OCO, a done exit)
-            cid = order.client_order_id
-            fresh = cid in fresh_ids
-            if fresh:
-                fresh_ids.discard(cid)
             kind = order.type
             if kind is OrderType.MARKET:  # _bar_fill_price's first case, inlined (every go() order)
-                buy = order.side is OrderSide.BUY
+                fresh_ids.discard(order.client_order_id)  # a market order needs no "first bar" flag
                 price: int | None = (open_ if not self._slip_num else
-                                     slipped_price(open_, buy, self._slip_num, self._slip_den, self.scales.price_step))
+                                     slipped_price(open_, order.side is OrderSide.BUY, self._slip_num,
+                                                   self._slip_den, self.scales.price_step))
             else:
+                cid = order.client_order_id
+                fresh = cid in fresh_ids
+                if fresh:
+                    fresh_ids.discard(cid)
                 price = self._bar_fill_price(order, open_, high, low, fresh)
-            if price is not None:
-                self._fill(order, price, None, ts, bar, taker=kind is not OrderType.LIMIT,
-                           at_open=linked and price in (open_, self._slip(open_, order.side is OrderSide.BUY)))
+            if price is not None:  # (taker, at_open) passed by position: this call is every fill's
+                self._fill(order, price, None, ts, bar, kind is not OrderType.LIMIT,
+                           linked and price in (open_, self._slip(open_, order.side is OrderSide.BUY)))
         if linked:
             self._children_in_bar(high, low, ts, bar)
             self._on_bar_now = False
@@ -722,11 +735,10 @@ class SimulatedVenue:
         first = not partly_filled or cid not in partly_filled
         fee = self.fee_for(qty, price, first)
         if self._margin:
-            short_of_margin = not self._margin_fits(side_sign * qty, price, fee, ts)
-        else:
-            short_of_margin = False
-        if short_of_margin or (not self._margin and side_sign > 0
-                               and qty * price * s.notional_k + fee > self.account.cash_raw):
+            refused = not self._margin_fits(side_sign * qty, price, fee, ts)
+        else:  # a cash account: a buy must not take more cash than there is
+            refused = side_sign > 0 and qty * price * s.notional_k + fee > self.account.cash_raw
+        if refused:
             self._working.remove(order)
             sink.on_rejected(order, ts, RejectReason.INSUFFICIENT_FUNDS)
             if self._linked:
