@@ -173,7 +173,9 @@ class Order:
     # (OrderManager._move, three transitions per order, no journal waiting for the event) records
     # a transition as (state, ts) in `_pending`, and `events` turns those into OrderEvents, in
     # order, before anything is read or appended. Three OrderEvent objects per order, made for a
-    # backtest that never reads them, were a twentieth of its order path.
+    # backtest that never reads them, were a twentieth of its order path. Not init fields: an
+    # Order is made without events, and dataclasses.replace() gives a copy with none (the
+    # adapters' replaced order terms, a stored order as the journal returns it, before its events).
     _events: list[OrderEvent] | None = field(default=None, init=False, repr=False)
     _pending: list[Any] | None = field(default=None, init=False, repr=False)
 
