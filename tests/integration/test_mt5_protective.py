@@ -211,7 +211,7 @@ def test_netting_position_bigger_than_the_entry_refuses_its_bracket():
 def test_after_a_restart_an_sl_tp_close_is_still_the_childs_fill():
     bot = Bot(HEDGING)
     entry = bot.market("BUY", "0.10", sl=1.09500, tp=1.10500)
-    stored = [replace(o) for o in bot.oms.orders.values()]  # as the journal gives them back: no events (a copy has none)
+    stored = [replace(o) for o in bot.oms.orders.values()]  # as the journal gives them back: a copy has no events
     assert all(not o.events for o in stored)
     bot.fake.set_tick("EURUSD", 1.10510, 1.10530)  # the TP is hit while the bot is down
     adapter = MT5Adapter(bot.fake, ["EURUSD"], login=5001, password="secret", server="FakeBroker-Demo",
