@@ -2,6 +2,7 @@
 
     make bench-issue18                                   # builds bench/.venv-peers, then runs this
     OMP_NUM_THREADS=1 .venv/bin/python bench/issue18.py [--before /tmp/issue18-before | --no-before]
+        [--before-commit f0ffe34]   (extracted into --before DIR by git archive when DIR does not exist)
         [--rounds 3] [--quick] [--out table.md] [--skip peers,process,sweep,submit,fanout]
 
 Issue 18 is done when "the benchmark prints the table above with today's and the new figures from
@@ -52,7 +53,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 PEERS_PYTHON = ROOT / "bench" / ".venv-peers" / "bin" / "python"
-BEFORE = Path("/tmp/issue18-before")  # the tree at a8d913f, just before issue 18's first commit
+BEFORE = Path("/tmp/issue18-before")
+# The before tree: the last commit before the session that started on issue 18 (2026-11-29 20:50;
+# its `sma_cross fast=1` still crashes with the issue's traceback). a8d913f, the first guess, is a
+# split intermediate commit whose own CLI fails to import.
+BEFORE_COMMIT = "f0ffe34"
 SWEEP_GRID = ["fast=5:50:5", "slow=10:200:10"]
 SWEEP_CHUNK = 5
 GROUPS = ("peers", "process", "sweep", "submit", "fanout")
@@ -593,10 +598,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def extract_tree(commit: str, into: Path) -> None:
+    """The repository's tree at `commit`, written to `into` (git archive | tar): the before tree
+    rebuilt on any checkout, so the before column needs nothing prepared by hand."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        into.rmdir()
+        sys.exit(f"cannot extract commit {commit} (git archive: {archive.stderr.decode(errors='replace').strip()}): "
+                 "give --before DIR or --no-before")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    print(f"before tree: commit {commit} extracted into {into}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, default=BEFORE, help="the older tree (default: %(default)s)")
     parser.add_argument("--no-before", action="store_true", help="measure this tree only")
+    parser.add_argument("--before-commit", default=BEFORE_COMMIT,
+                        help="when --before DIR does not exist, extract this commit of this repository into it "
+                             "(git archive; default %(default)s)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fanout-seconds", type=float, default=15.0)
     parser.add_argument("--quick", action="store_true", help="1 round and an 8 s fan-out: a smoke run")
@@ -611,6 +633,8 @@ def main() -> None:
     unknown = skip - set(GROUPS)
     if unknown:
         parser.error(f"unknown row groups {sorted(unknown)}: {','.join(GROUPS)}")
+    if not args.no_before and not args.before.exists():
+        extract_tree(args.before_commit, args.before)
     if not args.no_before and not (args.before / "engine").is_dir():
         parser.error(f"{args.before} is not a tickbridge tree (no engine/): give --before DIR or --no-before")
     started = time.perf_counter()
