@@ -38,17 +38,23 @@ class ExactDecimal(TypeDecorator[Decimal]):
         return dialect.type_descriptor(Numeric(38, 18, asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        value = Decimal(value)
         if dialect.name == "sqlite":
-            return format(value.normalize(), "f") if value != 0 else "0"
-        return value
+            return exact_text(value)
+        return None if value is None else Decimal(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
         return Decimal(value) if not isinstance(value, Decimal) else value.normalize() if value != 0 else Decimal(0)
+
+
+def exact_text(value: Any) -> str | None:
+    """An amount as ExactDecimal stores it on SQLite: normalised canonical text, "0" for any zero
+    (engine/store/prepared.py binds with it directly, without TypeDecorator's calls per value)."""
+    if value is None:
+        return None
+    value = Decimal(value)
+    return format(value.normalize(), "f") if value != 0 else "0"
 
 
 MONEY = ExactDecimal()

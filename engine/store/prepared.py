@@ -25,7 +25,6 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
-from engine.store.models import ExactDecimal
+from engine.store.models import ExactDecimal, exact_text
 
 
 class Prepared:
@@ -65,20 +64,11 @@ class Prepared:
                       for n, process, literal in self._plan])
 
 
-def _exact_text(value: Any) -> Any:
-    """ExactDecimal's bind processing on SQLite (models.ExactDecimal.process_bind_param, to the
-    character), without TypeDecorator's two calls per value: a flush binds dozens of amounts."""
-    if value is None:
-        return None
-    value = Decimal(value)
-    return format(value.normalize(), "f") if value != 0 else "0"
-
-
 def _processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
-    """The bind processor SQLAlchemy would run for a value of `type_` (ExactDecimal's, on SQLite,
-    as the equivalent `_exact_text`)."""
+    """The bind processor SQLAlchemy would run for a value of `type_`; ExactDecimal's on SQLite is
+    its `exact_text` itself, without TypeDecorator's two calls per value (a flush binds dozens)."""
     if isinstance(type_, ExactDecimal) and dialect.name == "sqlite":
-        return _exact_text
+        return exact_text
     return type_.dialect_impl(dialect).bind_processor(dialect)
 
 
