@@ -731,31 +731,29 @@ class SharedAccountRisk(AccountRisk):
         """A bot's monitors saw its equity: publish its share, then judge the account's day P&L and
         drawdown over every bot's share, under the account's lock, and take what follows."""
         share = self._share(engine)
-        if self._checks is not None:
-            def decide(view: AccountView) -> tuple[TradingState, str, int | None] | None:
-                change = self._judge(view, ts)
-                return None if change is None else (*change, view.day if change[1] == DAILY_LOSS else None)
 
+        def decide(view: AccountView) -> tuple[TradingState, str, int | None] | None:
+            """The state to write (state, reason, the day a daily-loss halt is for), or None."""
+            change = self._judge(view, ts)
+            return None if change is None else (*change, view.day if change[1] == DAILY_LOSS else None)
+
+        if self._checks is not None:  # SQLite file: the bot's held connection, statements built once
             try:
                 view, decided = self._checks.judge(engine.bot_id, share, ts, self.now(), self.stale_after_ns, decide)
             except SQLAlchemyError as exc:
                 raise self._unavailable(exc) from None
             self._report(view.stale, None)
-            stored = view.state if decided is None else StoredState(
-                decided[0], decided[1], ts, view.day, view.state.pnl_base, view.state.drawdown_base)
         else:
             with self._store() as connection:
                 _lock(connection, self.key)
                 if share is not None:
                     _write_share(connection, self.key, share)
                 view = self._read(connection)
-                change = self._judge(view, ts)
-                if change is not None:
-                    state, reason = change
-                    _write_state(connection, self.key, state, reason, ts, view.day if reason == DAILY_LOSS else None)
-                    stored = StoredState(state, reason, ts, view.day, view.state.pnl_base, view.state.drawdown_base)
-                else:
-                    stored = view.state
+                decided = decide(view)
+                if decided is not None:
+                    _write_state(connection, self.key, *decided[:2], ts, decided[2])
+        stored = view.state if decided is None else StoredState(
+            decided[0], decided[1], ts, view.day, view.state.pnl_base, view.state.drawdown_base)
         if share is not None:
             self._published[engine.bot_id] = share
         self._adopt(stored)
