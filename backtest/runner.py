@@ -259,33 +259,21 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
     try:
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
-            if gate is None:  # the plain loop: no risk gate to show the equity to at each close
-                for i in range(start, stop):
-                    clock.bar = i
-                    if working:  # .item(i): the Python int at once, without a numpy scalar in between
-                        on_bar(o_item(i), h_item(i), l_item(i), c_item(i), t_item(i), i)
-                        mark_bar.append(i)
-                        mark_cash.append(portfolio.cash_float)
-                        mark_qty.append(pos.qty_float)
-                        mark_units.append(pos.units_float)
-                    strategy.i = i
-                    next_()
-            else:
-                for i in range(start, stop):
+            for i in range(start, stop):
+                clock.bar = i
+                if working:  # .item(i): the Python int at once, without a numpy scalar in between
+                    on_bar(o_item(i), h_item(i), l_item(i), c_item(i), t_item(i), i)
+                    mark_bar.append(i)
+                    mark_cash.append(portfolio.cash_float)
+                    mark_qty.append(pos.qty_float)
+                    mark_units.append(pos.units_float)
+                strategy.i = i
+                if gate is not None:  # the loss monitors see equity at every close
                     ts = t_item(i)
-                    clock.bar = i
-                    if working:
-                        on_bar(o_item(i), h_item(i), l_item(i), c_item(i), ts, i)
-                        mark_bar.append(i)
-                        mark_cash.append(portfolio.cash_float)
-                        mark_qty.append(pos.qty_float)
-                        mark_units.append(pos.units_float)
-                    strategy.i = i
-                    # the loss monitors see equity at every close
                     equity_now = s.cash(portfolio.cash_raw + pos.qty * int(c_raw[i]) * s.notional_k)
                     gate.account.on_equity(equity_now, ts)
                     gate.on_equity(equity_now, ts)
-                    next_()
+                next_()
             if progress is not None:
                 progress(stop, n)
         if n:

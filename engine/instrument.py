@@ -190,8 +190,8 @@ def _confirm_grid(values: np.ndarray, dp: int, limit: int, powers: np.ndarray, c
                   noise: float) -> tuple[int, int]:
     """The confirming pass of infer_price_grid, compiled: (dp, rounded). What the numpy version did
     chunk by chunk (`_off_grid` on each chunk at dp, then only its failures at dp + 1, ...), with
-    the same float operations per value, without its temporaries (it was a fifth of a 1M-bar
-    fast-path backtest): a chunk's prices are checked at the dp of the chunk's start, its
+    the same float operations per value, without its temporaries (on 1M bars' 4M prices: 17.9 ->
+    13.7 ms of CPU, the whole inference, min of 7): a chunk's prices are checked at the dp of the chunk's start, its
     failures then at each finer dp up to `limit`; those still off at the limit are counted."""
     failed = np.empty(min(chunk, len(values)), dtype=np.float64)
     rounded = 0

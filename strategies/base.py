@@ -587,8 +587,7 @@ class Strategy:
         supervisor = self._supervisor
         if supervisor is not None and supervisor.muted:  # self.muted, inlined (every exit)
             return None
-        if self._oms.has_children:  # type: ignore[union-attr]  # else no bracket was ever sent (every exit asks)
-            self._cancel_protection()
+        self._cancel_protection()
         position = self._position
         assert position is not None
         qty = position.qty
