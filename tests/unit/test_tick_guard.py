@@ -251,3 +251,30 @@ def test_the_bot_config_carries_its_tick_guard_settings():
                                "tick_guard": {"window": 20, "confirm_ticks": 4}})
     assert config.tick_guard == TickGuardConfig(window=20, confirm_ticks=4)
     assert parse_bot_config(config.model_dump(mode="json")).tick_guard == config.tick_guard  # a recorded config
+
+
+def test_the_usual_tick_shortcut_decides_as_every_price_check_in_turn():
+    """TickGuard.problem passes a finite, positive, uncrossed quote in two comparisons and sends
+    anything else through the full checks: on ticks mixing NaN, infinities, zeros, negatives,
+    crossed and touching quotes and bad sizes, its answer is the full checks' (in their order)."""
+    import itertools
+    import math
+    import random
+
+    from engine.tick_guard import _price_problem
+
+    def full(tick: Tick) -> TickProblem | None:
+        reason = _price_problem(tick)
+        if reason is None and not (math.isfinite(tick.size) and tick.size >= 0):
+            return TickProblem.NEGATIVE_SIZE
+        return reason
+
+    nan, inf = float("nan"), float("inf")
+    odd = [nan, inf, -inf, 0.0, -0.0, -1.5, 1e-300, 5e-324, 1.1, 1.1000001, 1e308]
+    rng = random.Random(7)
+    ticks = [Tick("X", 1, b, a, last, size) for b, a, last, size in itertools.product(odd, odd, [nan, 1.1, 0.0, inf],
+                                                                                          [0.0, 1.0, -1.0, nan, inf])]
+    ticks += [Tick("X", 1, rng.choice(odd + [rng.uniform(0.5, 2)]), rng.choice(odd + [rng.uniform(0.5, 2)]),
+                   rng.choice([nan, rng.uniform(-1, 2)]), rng.choice([0.0, 3.0, -0.5])) for _ in range(20_000)]
+    for tick in ticks:
+        assert TickGuard().problem(tick) == full(tick), tick
