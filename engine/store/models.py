@@ -268,7 +268,7 @@ class SignalRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     bot_id: Mapped[str] = mapped_column(ForeignKey("bots.id"), index=True)
     symbol: Mapped[str] = mapped_column(String(64))
-    ts: Mapped[int] = mapped_column(BigInteger, index=True)
+    ts: Mapped[int] = mapped_column(BigInteger)  # market time; no index of its own (0017: none read it)
     direction: Mapped[int] = mapped_column(Integer)
     target_weight: Mapped[Decimal | None] = mapped_column(MONEY)
     confidence: Mapped[Decimal | None] = mapped_column(MONEY)

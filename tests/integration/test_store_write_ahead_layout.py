@@ -1,0 +1,55 @@
+"""The store's layout for the order's write-ahead commit (issue 18, tick -> submit): migration 0017
+drops the signals' unused market-time index (and goes back), and the bot's signal reads still go
+by an index."""
+
+from __future__ import annotations
+
+
+from alembic import command
+from sqlalchemy import inspect, text
+
+from engine.store.db import alembic_config, make_engine, upgrade
+from engine.store.models import SignalRow
+
+
+def _migrate(database_url: str, target: str, down: bool = False) -> None:
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        config = alembic_config(database_url)
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, target)
+    engine.dispose()
+
+
+def _signal_indexes(engine) -> dict[str, list[str]]:
+    return {ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("signals")}
+
+
+def test_migration_0017_drops_the_signals_ts_index_as_the_model_declares_and_goes_back(database_url):
+    _migrate(database_url, "0016")
+    engine = make_engine(database_url)
+    try:
+        assert _signal_indexes(engine)["ix_signals_ts"] == ["ts"]
+        _migrate(database_url, "0017")
+        declared = {ix.name: [c.name for c in ix.columns] for ix in SignalRow.__table__.indexes}
+        assert _signal_indexes(engine) == declared == {"ix_signals_bot_id": ["bot_id"]}
+        _migrate(database_url, "0016", down=True)
+        assert _signal_indexes(engine)["ix_signals_ts"] == ["ts"]
+    finally:
+        engine.dispose()
+
+
+def test_the_bots_signal_reads_still_go_by_an_index_on_sqlite(tmp_path):
+    """The feed's "this bot's signals after id N, by id" and SqlSignals.load's "this bot's by ts"
+    are index searches on ix_signals_bot_id, not table scans, without the ts index."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            for sql in ("SELECT * FROM signals WHERE bot_id = 'b' AND id > 5 ORDER BY id LIMIT 10",
+                        "SELECT * FROM signals WHERE bot_id = 'b' ORDER BY ts, id"):
+                plan = " ".join(str(row[-1]) for row in connection.execute(text("EXPLAIN QUERY PLAN " + sql)))
+                assert "USING INDEX ix_signals_bot_id" in plan, plan
+    finally:
+        engine.dispose()
