@@ -280,9 +280,10 @@ class OrderManager:
             own = self.orders.get(order.client_order_id, order)
             if own.is_open:
                 self.emulator.cancel(own)  # held here: canceled here
-        elif order.is_open or (order.state is OrderState.PENDING_SUBMIT and order.parent_id is not None):
-            # a bracket child waiting in the adapter for its entry's fill (Alpaca, ccxt) is the
-            # adapter's to drop: it was never sent
+        elif order.is_open or order.state is OrderState.PENDING_SUBMIT:
+            # PENDING_SUBMIT once submit() returned: the adapter holds it unsent (a bracket child
+            # waiting for its entry's fill on Alpaca or ccxt, an MT5 GTD order waiting for the
+            # server's clock): the adapter's to drop
             self.adapter.cancel(order)
 
     def cancel_all(self) -> None:

@@ -59,8 +59,11 @@ Orders:
   provisional offset: fills are held (the order's state is reported without them; the poll
   after the confirmation reports them, re-read from history), `fills_since` waits for a tick
   (`clock_wait_s`) and else raises VenueUnreachable, `charges_since` raises, and a GTD order is
-  held (reported SUBMITTED, nothing sent) until a poll sees the offset known, then sent (or
-  canceled EXPIRED if its time passed; `cancel` drops it unsent).
+  held (nothing reported, nothing sent: it stays PENDING_SUBMIT) until a poll sees the offset
+  known, then reported SUBMITTED and sent (or canceled EXPIRED if its time passed; `cancel`
+  drops it unsent). Left PENDING_SUBMIT, a crash meanwhile is repaired by the restart's
+  reconciliation: not at the venue and never sent, it is canceled LOST_BEFORE_SUBMIT (reported
+  SUBMITTED, it stopped the restart: "SUBMITTED here but unknown to the venue").
 - GTD (`Order.expire_ns`, a pending order only) -> ORDER_TIME_SPECIFIED with `expiration` in the
   server's wall clock (clock.ServerClock, rounded up to the second); refused UNSUPPORTED on a
   market order or a symbol whose expiration_mode lacks SYMBOL_EXPIRATION_SPECIFIED. The server
@@ -335,7 +338,7 @@ class MT5Adapter:
                 self._reporter.rejected(order, ts, reason)
                 return
             if order.expire_ns is not None and not self._clock_known():
-                self._reporter.submitted(order, ts)   # held: sent by the poll that sees the offset known
+                # held, unreported (PENDING_SUBMIT): the poll that sees the offset known reports and sends it
                 self._held[order.client_order_id] = order
                 return
             self._place(order, instrument, ts)

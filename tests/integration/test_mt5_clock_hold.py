@@ -123,7 +123,7 @@ def test_a_gtd_expiry_is_not_sent_with_a_provisional_offset_and_goes_once_it_is_
     gtd = order("d6-00000001", "BUY", OrderType.LIMIT, limit="1.09000", tif=TimeInForce.GTD, expire_ns=expire_ns)
     adapter.submit(gtd)
     # before: sent at once with expiration = UTC + 0 h, which the server reads 2 h early (already past)
-    assert fake.requests == [] and sink.state[gtd.client_order_id] is OrderState.SUBMITTED
+    assert fake.requests == [] and gtd.client_order_id not in sink.state  # held: unreported, PENDING_SUBMIT
     adapter.poll()
     assert fake.requests == []                              # still no tick: still held
     fake.set_tick("EURUSD", 1.10000, 1.10020, time_msc=fake.now_msc + 1_000)
@@ -167,3 +167,60 @@ def test_the_first_own_market_deal_confirms_the_offset_and_its_fill_is_dated_by_
     adapter.submit(order("d6-00000001", "BUY"))             # executed now: its deal reads UTC+2
     assert adapter.server_clock.known and adapter.server_clock.offset_s() == 2 * 3600
     assert [f.ts for f in sink.fills] == [clock.msc * 1_000_000]
+
+
+def _restarted(bot, stored):
+    """A new process: a fresh adapter on the same terminal (its holds are gone) and an OMS restored
+    from what the store held at the crash; then the restart's reconciliation."""
+    from engine.oms import OrderManager
+    from engine.portfolio import Portfolio
+    from tests.integration.test_mt5_protective import _TerminalClock
+
+    adapter = MT5Adapter(bot.fake, ["EURUSD"], login=5001, password="secret", server="FakeBroker-Demo",
+                         bot_id="alpha", sleep=lambda s: None, clock_ns=lambda: bot.fake.now_msc * 1_000_000)
+    oms = OrderManager("alpha", _TerminalClock(bot.fake), adapter, Portfolio(D(0), 2), {}, connect=False)  # type: ignore[arg-type]
+    oms.instruments.update(bot.oms.instruments)
+    oms.portfolio = Portfolio(bot.oms.portfolio.cash, bot.oms.instruments["EURUSD"].scales.cash_dp)
+    oms.restore(stored, list(bot.oms.fills), 10)
+    adapter.remember(stored)
+    adapter.connect(oms)
+    return oms, adapter
+
+
+def test_a_crash_while_a_gtd_order_is_held_restarts_with_it_canceled_as_never_sent():
+    """Before: the held order was reported SUBMITTED and journaled so; after a crash the venue did not
+    know it and the restart stopped ("SUBMITTED here but unknown to the venue") until an operator
+    canceled it by hand. Now it stays PENDING_SUBMIT while held, so the restart knows it was never
+    sent: canceled LOST_BEFORE_SUBMIT, nothing sent twice, the strategy free to decide again."""
+    from dataclasses import replace
+
+    from engine.reconcile import LOST_BEFORE_SUBMIT, reconcile_with_adapter
+    from tests.integration.test_mt5_protective import HEDGING, HOUR_NS, Bot
+
+    bot = Bot(HEDGING, server_tz="EET")  # the adapter is not told the zone: a derived, provisional offset
+    gtd = bot.strategy.buy(qty=D("0.10"), limit=1.09000, expire=bot.oms.clock.now_ns() + HOUR_NS)
+    assert gtd is not None and gtd.state is OrderState.PENDING_SUBMIT and bot.fake.requests == []
+    stored = [replace(o) for o in bot.oms.orders.values()]  # what the store holds when the process dies
+    bot.fake.set_tick("EURUSD", 1.10000, 1.10020)            # the market quotes while the bot is down
+
+    oms, adapter = _restarted(bot, stored)
+    report = reconcile_with_adapter(oms, adapter, bot.oms.clock.now_ns())
+    assert report.orders_lost_before_submit == [gtd.client_order_id]
+    again = oms.orders[gtd.client_order_id]
+    assert again.state is OrderState.CANCELED and again.reason == LOST_BEFORE_SUBMIT
+    adapter.poll()
+    assert bot.fake.requests == [] and not bot.fake.orders  # never sent, by either process
+
+
+def test_a_held_gtd_order_is_canceled_through_the_oms_unsent():
+    """The OMS hands a cancel of a held (PENDING_SUBMIT) order to the adapter, which drops it unsent."""
+    from tests.integration.test_mt5_protective import HEDGING, HOUR_NS, Bot
+
+    bot = Bot(HEDGING, server_tz="EET")
+    gtd = bot.strategy.buy(qty=D("0.10"), limit=1.09000, expire=bot.oms.clock.now_ns() + HOUR_NS)
+    assert gtd is not None and gtd.state is OrderState.PENDING_SUBMIT
+    bot.oms.cancel(gtd)
+    assert gtd.state is OrderState.CANCELED and not bot.oms.open_orders
+    bot.fake.set_tick("EURUSD", 1.10000, 1.10020)
+    bot.adapter.poll()
+    assert bot.fake.requests == []
