@@ -31,11 +31,11 @@ from engine.store.db import check_connection, make_engine
 from engine.store.journal import SqlJournal
 from engine.store.signals import SqlSignals
 from engine.tick_guard import TickGuard
-from live.bot import stored_status, trading_core
+from live.bot import trading_core, was_killed
 from live.config import BotConfig
 from live.events import QueuedSink
 from live.lease import BotLease
-from live.runner import HALTED, BotParts, BotRunner, Restored, ensure_bot_row
+from live.runner import BotParts, BotRunner, Restored, ensure_bot_row
 
 
 CHARGES_EVERY_S = 60.0
@@ -51,6 +51,7 @@ def venue_bot(config: BotConfig, database_url: str, adapter: Any, feed: Any,
         raise ConfigError("charges_every_s", f"must be a positive number of seconds, got {charges_every_s}")
     engine = make_engine(database_url)
     check_connection(engine)
+    killed = was_killed(engine, config.id)  # read before the manager clears the last stop's reason
     journal = SqlJournal(engine, config.id, adapter.name)
     if lease is not None:  # no commit, hence no order, once another runtime took the bot over
         journal.guards.append(lease.check)
@@ -87,7 +88,9 @@ def venue_bot(config: BotConfig, database_url: str, adapter: Any, feed: Any,
         remember = getattr(adapter, "remember", None)  # MT5: orders known by their stored ticket
         if remember is not None:
             remember(stored.orders)
-        return Restored(-1, signals.load(config.id), close_gap=stored_status(engine, config.id) != HALTED)
+        # a kill flattened the bot on purpose: halted, or resumed since (the resume clears HALTED,
+        # not the stop reason KILLED), it does not go back to the strategy's last target
+        return Restored(-1, signals.load(config.id), close_gap=not killed)
 
     def poll_charges(report: ReconciliationReport | None = None) -> None:
         """The account's new charges, decided and booked (module docstring); listed in the summary."""

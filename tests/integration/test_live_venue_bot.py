@@ -104,3 +104,35 @@ def test_missing_credentials_or_an_unlisted_symbol_refuse_to_start(tmp_path):
         no_credentials.start(parse_bot_config(BOT))
     with manager(url, tmp_path, fake) as bots, pytest.raises(Exception, match="GBPJPY"):
         bots.start(parse_bot_config({**BOT, "symbol": "GBPJPY"}))
+
+
+def test_a_killed_live_bot_resumed_and_started_again_is_not_put_back_into_its_position(tmp_path):
+    """The kill flattened the bot on purpose: after a person resumes and starts it, the strategy
+    decides anew; the runtime does not re-enter the position the strategy held before the kill.
+    Paper bots had this (was_killed); a live venue's runner read only `status != HALTED`, which the
+    resume had just cleared, and sent the old target again at its first tick."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    fake = terminal()
+    with manager(url, tmp_path, fake) as bots:
+        bots.start(parse_bot_config(BOT))
+        minute = 0
+        while bots.status(BOT["id"])["position"] == 0:
+            minute += 1
+            assert minute < 60, "the bot never took a position"
+            quote(fake, minute)
+            wait_until(lambda: bots.status(BOT["id"])["ticks"] >= minute)
+        bots.kill(BOT["id"], "test")
+        wait_until(lambda: bots.status(BOT["id"])["position"] == 0)
+        assert bots.status(BOT["id"])["state"] == "HALTED"
+    orders = count(url, OrderRow.__table__)
+    with manager(url, tmp_path, fake) as bots:
+        bots.resume(BOT["id"])
+        bots.start(parse_bot_config(BOT))
+        fake.set_tick("EURUSD", 1.1, 1.10002, time_msc=T0 + minute * 60_000 + 30_000)  # the same bar: no decision
+        wait_until(lambda: bots.status(BOT["id"])["ticks"] >= 1)
+        status = bots.status(BOT["id"])
+        bots.stop(BOT["id"])
+        assert bots.summary(BOT["id"])["gap_orders"] == 0
+    assert status["position"] == 0 and count(url, OrderRow.__table__) == orders
+    assert not [p for p in fake.positions.values() if p["magic"]]  # flat at the terminal too
