@@ -121,23 +121,43 @@ def flatten_late(oms: OrderManager, symbol: str, gate: RiskEngine | None = None)
     return order
 
 
+def _cancel_protection(oms: OrderManager, symbol: str) -> None:
+    for order in oms.open_orders:
+        if order.symbol == symbol and is_protective(order):
+            oms.cancel(order)
+
+
+def _busy(oms: OrderManager, symbol: str) -> bool:
+    """A position held, or an entry that could still fill: protection there may still be needed."""
+    return _held(oms, symbol) or any(o.symbol == symbol and _opens(o) for o in oms.open_orders)
+
+
+def drop_protection_of_flat(oms: OrderManager) -> list[str]:
+    """The part of a kill's last step that can be taken at once: cancel the protective orders of
+    every symbol that is flat with no entry that could still fill. Returns the symbols that are
+    still busy (held, or an entry working). Also run when a killed bot starts again (live/runner.py):
+    a crash between the kill's flatten and its fill took the in-memory watch of unprotect_when_flat
+    with it, and a stop left working at the venue on a flat account would open a position."""
+    symbols = {o.symbol for o in oms.open_orders if is_protective(o)}
+    waiting = [symbol for symbol in sorted(symbols | {o.symbol for o in oms.open_orders if _opens(o)})
+               if _busy(oms, symbol)]
+    for symbol in sorted(symbols - set(waiting)):
+        _cancel_protection(oms, symbol)
+    return waiting
+
+
 def unprotect_when_flat(oms: OrderManager, gate: RiskEngine | None = None) -> None:
     """A kill's last step: cancel each symbol's protective orders once it is flat (now, when no
     entry there could still fill, else at the fill that makes it flat: a fill listener that
     removes itself when no symbol is left to watch). A fill of an entry on a watched symbol after
     the kill is flattened at once (flatten_late)."""
     def cancel_protection(symbol: str) -> None:
-        for order in oms.open_orders:
-            if order.symbol == symbol and is_protective(order):
-                oms.cancel(order)
+        _cancel_protection(oms, symbol)
 
     def busy(symbol: str) -> bool:
-        return _held(oms, symbol) or any(o.symbol == symbol and _opens(o) for o in oms.open_orders)
+        return _busy(oms, symbol)
 
-    symbols = {o.symbol for o in oms.open_orders if is_protective(o)}
-    waiting = {symbol for symbol in symbols | {o.symbol for o in oms.open_orders if _opens(o)} if busy(symbol)}
-    for symbol in symbols - waiting:
-        cancel_protection(symbol)
+    waiting = set(drop_protection_of_flat(oms))
     if not waiting:
         return
 

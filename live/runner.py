@@ -268,6 +268,8 @@ class BotRunner:
         report = self.report = reconcile_with_adapter(self.oms, self.adapter, self.clock.now_ns())
         if parts.after_reconcile is not None:
             parts.after_reconcile(report)
+        if not restored.close_gap:  # a kill stopped it: finish the kill's last step a crash may have cut
+            actions.drop_protection_of_flat(self.oms)  # short (no stop left working on a flat position)
         self.oms.rearm()  # emulated orders (engine/emulation.py) work again before the first new tick
         self._flush()
         self._apply_queued_reports()

@@ -129,3 +129,53 @@ def test_kill_when_flat_cancels_protection_at_once():
     controls.kill(oms, Driver(), gate, "test")
     assert entry.state is OrderState.CANCELED and stop.state is OrderState.CANCELED
     assert not [o for o in oms.orders.values() if o.tag == "close"] and not oms.fill_listeners
+
+
+def test_a_killed_bot_restarted_after_its_flatten_filled_unseen_drops_the_orphaned_stop(tmp_path):
+    """The kill cancels a position's protection only once its flatten has filled, through a fill
+    listener held in memory. A crash before that fill reached the bot (the venue filled the flatten
+    while nobody listened) took the listener with it: the stop and take-profit stayed working on a
+    flat account, and below the old stop the stop would sell 10 the bot does not hold (a short
+    nobody asked for). A killed bot's start (live/runner.py, restored.close_gap False) now takes the
+    kill's last step again after reconciliation: drop_protection_of_flat."""
+    from dataclasses import replace
+
+    from brokers.paper.durable import DurablePaperVenue
+    from engine.reconcile import reconcile_with_adapter
+
+    def venue() -> PaperAdapter:
+        return PaperAdapter(DurablePaperVenue(tmp_path / "v.log", INSTRUMENT, D(10_000)))
+
+    def oms_on(adapter: PaperAdapter, connect: bool = True) -> OrderManager:
+        return OrderManager("b", SimulatedClock(), adapter, Portfolio.for_instrument(D(10_000), INSTRUMENT),
+                            {"TEST": INSTRUMENT}, connect=connect)
+
+    def tick(adapter: PaperAdapter, ts: int, bid: str) -> None:
+        adapter.on_quote(Tick("TEST", ts, bid=float(bid), ask=float(D(bid) + D("0.01"))))
+
+    def run(drop: bool) -> tuple[OrderManager, Order, Order]:
+        (tmp_path / "v.log").unlink(missing_ok=True)
+        adapter = venue()
+        oms = oms_on(adapter)
+        stop, take, _ = _protected_long(oms, adapter)
+        controls.kill(oms, Driver(), None, "test")
+        assert stop.is_open and take.is_open  # not flat yet: still protected
+        adapter.drop_stream()                  # the process dies; the venue fills the flatten unseen
+        tick(adapter, 10, "99.00")
+        stored = [replace(o) for o in oms.orders.values()]  # what the store held
+        restarted_adapter = venue()
+        restarted = oms_on(restarted_adapter, connect=False)
+        restarted.restore(stored, list(oms.fills), 20)
+        reconcile_with_adapter(restarted, restarted_adapter, 20)
+        restarted_adapter.connect(restarted)
+        assert restarted.portfolio.positions["TEST"].quantity == 0  # the flatten's fill, booked
+        if drop:
+            assert controls.drop_protection_of_flat(restarted) == []
+        tick(restarted_adapter, 30, "90.00")    # below the old stop
+        return restarted, restarted.orders[stop.client_order_id], restarted.orders[take.client_order_id]
+
+    before, stop, take = run(drop=False)  # what a restart did
+    assert stop.state is OrderState.FILLED and before.portfolio.positions["TEST"].quantity == -10
+    after, stop, take = run(drop=True)
+    assert stop.state is OrderState.CANCELED and take.state is OrderState.CANCELED
+    assert after.portfolio.positions["TEST"].quantity == 0 and not after.open_orders
