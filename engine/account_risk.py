@@ -37,6 +37,8 @@ State changes are stamped with the clock of whoever changed them, as StateChange
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import os
 import socket
@@ -58,7 +60,7 @@ from engine.errors import StoreUnavailable
 from engine.risk import (DAILY_LOSS, MAX_DRAWDOWN, NEW_DAY, AccountLimits, AccountRisk, RiskEngine, StateChange,
                          TradingState)
 from engine.store.models import AccountRiskBotRow, AccountRiskStateRow, BotConfigRow, VenuePositionsRow
-from engine.store.prepared import SqliteWriter, usable
+from engine.store.prepared import Prepared, SqliteWriter, usable
 
 if TYPE_CHECKING:
     from engine.risk import _Candidate
@@ -212,20 +214,86 @@ def _view(key: str, state_row: tuple[Any, ...] | None, share_rows: list[tuple[An
     """The account from its state row and its share rows (columns as STATE_COLUMNS, SHARE_COLUMNS;
     money already Decimal)."""
     if state_row is None:
-        state = StoredState(TradingState.ACTIVE, "", 0, None, ZERO, ZERO)
+        state = NO_STATE
     else:
         name, reason, changed_ts, day, pnl_base, drawdown_base = state_row
         state = StoredState(TradingState(name), reason, changed_ts, day, pnl_base, drawdown_base)
-    shares, stale = [], []
-    for r in share_rows:
-        share = Share(*r)
-        (stale if now_ns - share.heartbeat_ns > stale_after_ns else shares).append(share)
-    return AccountView(key, state, shares, stale)
+    return _classify(key, state, [Share(*r) for r in share_rows], now_ns, stale_after_ns)
+
+
+NO_STATE = StoredState(TradingState.ACTIVE, "", 0, None, ZERO, ZERO)  # what a missing state row reads as
+
+
+def _classify(key: str, state: StoredState, shares: list[Share], now_ns: int, stale_after_ns: int) -> AccountView:
+    """The account from its state and its shares (in bot id order): a share whose heartbeat is older
+    than `stale_after_ns` at `now_ns` is a dead bot's, listed apart."""
+    live, stale = [], []
+    for share in shares:
+        (stale if now_ns - share.heartbeat_ns > stale_after_ns else live).append(share)
+    return AccountView(key, state, live, stale)
 
 
 def _decimal(value: Any) -> Decimal | None:
     """A money column as the driver returns it on SQLite (canonical text: models.ExactDecimal)."""
     return None if value is None else value if isinstance(value, Decimal) else Decimal(value)
+
+
+# What the account checks of this process wrote of each account's rows, on any held connection: a
+# count per account key, moved by every such write (`_SqliteChecks._wrote`). A bot's cached read of
+# its account (`_Seen`) is reused only while the count has not moved since: two bots on one thread
+# write on one connection (engine/store/prepared.py), and a connection's own writes do not move
+# SQLite's data_version.
+_WRITES: dict[str, int] = {}
+_WRITE_SEQ = itertools.count(1)
+
+
+class _Seen:
+    """What a bot's held connection last read of its account under the account's lock (the state and
+    every share, in bot id order), with the bot's own share writes since laid over it.
+
+    Exact, so an account check may take it instead of reading again, while
+    (a) it is the same connection: one given up after a failure (a failed write-ahead) took its
+        open transaction, the bot's last share with it;
+    (b) no other connection has committed since the read: SQLite's `PRAGMA data_version` is then
+        unchanged on this connection; it changes when another connection, of this process or any
+        other, commits, and not for this connection's own commits (the bot's journal, signals...,
+        which write no account row; https://sqlite.org/pragma.html#pragma_data_version). Read inside
+        the transaction holding the lock, it is the version of what the transaction sees;
+    (c) no other check of this process has written the account's rows since (`_WRITES`);
+    (d) every write laid over it was committed: a transaction rolled back with its connection kept
+        (`abort`, `close`, a stray one `_connection` ends) drops the entry.
+    `own` is the bot's share as the store has it (None: no row), which a check's publish, under the
+    lock that checked the entry, updates column by column (`_SqliteChecks.publish`)."""
+
+    __slots__ = ("connection", "version", "writes", "state", "shares", "own")
+
+    def __init__(self, connection: sqlite3.Connection, version: int, writes: int, state: StoredState,
+                 shares: list[Share], bot_id: str) -> None:
+        self.connection = connection  # held on purpose: a new connection can never be taken for this one
+        self.version = version
+        self.writes = writes
+        self.state = state
+        self.shares = shares
+        self.own = next((share for share in shares if share.bot_id == bot_id), None)
+
+    def lay(self, share: Share) -> None:
+        """The bot's own share as just written: in place of its row, or added in bot id order (as the
+        read orders them: SQLite orders text by its UTF-8 bytes, which is Python's code point order)."""
+        shares = self.shares.copy()  # a list once returned is never changed
+        own = self.own
+        for i, old in enumerate(shares):
+            if old is own:
+                shares[i] = share
+                break
+        else:
+            shares = [s for s in shares if s.bot_id != share.bot_id]
+            bisect.insort(shares, share, key=_bot_id)
+        self.shares = shares
+        self.own = share
+
+
+def _bot_id(share: Share) -> str:
+    return share.bot_id
 
 
 class _SqliteChecks:
@@ -239,14 +307,24 @@ class _SqliteChecks:
     one re-read its pages).
 
     A passed check's commit may be carried (`publish(carry=True)`): the lock and the share stay in
-    the open transaction, which the bot's journal commits with the order's write-ahead."""
+    the open transaction, which the bot's journal commits with the order's write-ahead.
+
+    Under the lock, the account's rows are read only when another connection committed since this
+    bot's connection last read them (`_Seen`): a bot alone on its account, or whose partners are
+    idle, checks an order with the lock and one PRAGMA, not two reads and their parsing. A row read
+    again unchanged is not parsed again (`_parsed`)."""
 
     def __init__(self, db: Engine, key: str) -> None:
         self.db = db
         self.key = key
         self._held: dict[str, SqliteWriter] = {}  # bot id -> its connection (bots run on their own threads)
-        prepare = SqliteWriter(db).prepare
-        where_share = (BOTS.c.account_key == bindparam("k")) & (BOTS.c.bot_id == bindparam("b"))
+        self._seen: dict[str, _Seen] = {}         # bot id -> its connection's last read of the account
+        self._parsed: dict[str, tuple[Any, Share]] = {}  # bot id -> its share row as last read, parsed
+        self._parsed_state: tuple[Any, StoredState] | None = None  # the state row as last read, parsed
+        self._locked: dict[str, _Seen] = {}  # bot id -> the entry its open check's lock checked (`begin`)
+        self._updates: dict[tuple[str, ...], Prepared] = {}  # changed share columns -> their UPDATE
+        prepare = self._prepare = SqliteWriter(db).prepare
+        where_share = self._where_share = (BOTS.c.account_key == bindparam("k")) & (BOTS.c.bot_id == bindparam("b"))
         self._lock = prepare(update(STATE).where(STATE.c.account_key == bindparam("k"))
                              .values(seq=STATE.c.seq + 1), ("k",))
         self._insert_state = prepare(insert(STATE), tuple(_new_state(key)))
@@ -266,39 +344,68 @@ class _SqliteChecks:
             writer = self._held[bot_id] = SqliteWriter(self.db)
         return writer
 
-    def _connection(self, writer: SqliteWriter) -> sqlite3.Connection:
+    def _connection(self, writer: SqliteWriter, bot_id: str) -> sqlite3.Connection:
         """The held connection, outside any transaction: a carried one (a passed check whose
         write-ahead never came, not expected) is committed, as it would have been on its own;
-        anything else left open is rolled back."""
+        anything else left open is rolled back (and what it wrote forgotten: `_wrote`)."""
         connection = writer.connection()
         if connection.in_transaction:
             if writer.carrying:
                 writer.settle(commit=True)
             else:
                 connection.rollback()
+                self._wrote(bot_id, None)
         return connection
 
-    def _lock_and_read(self, connection: sqlite3.Connection, now_ns: int, stale_after_ns: int) -> AccountView:
-        """Take the account's lock and read the account under it. On SQLite the lock is the
-        database's write lock, which BEGIN IMMEDIATE takes with the transaction's read snapshot (as
-        the SQLAlchemy path's first-statement UPDATE of the state row does, without writing a page:
-        one page less in the commit that follows); a missing state row is made, as `_lock` does."""
-        connection.execute("BEGIN IMMEDIATE")
-        view = self._read(connection, now_ns, stale_after_ns, made=True)
-        return view
+    def _rows(self, bot_id: str, connection: sqlite3.Connection, made: bool = False
+              ) -> tuple[StoredState, list[Share]]:
+        """The account's state and shares (in bot id order) under the lock this transaction holds:
+        the bot's last read when it is still exact (`_Seen`), else read now (and kept); `made`: a
+        missing state row is inserted (ACTIVE, what a missing row reads as)."""
+        version = connection.execute("PRAGMA data_version").fetchone()[0]
+        seen = self._seen.get(bot_id)
+        if (seen is not None and seen.connection is connection and seen.version == version
+                and seen.writes == _WRITES.get(self.key, 0)):
+            return seen.state, seen.shares
+        state, shares = self._read(bot_id, connection, made)
+        self._seen[bot_id] = _Seen(connection, version, _WRITES.get(self.key, 0), state, shares, bot_id)
+        return state, shares
 
-    def _read(self, connection: sqlite3.Connection, now_ns: int, stale_after_ns: int,
-              made: bool = False) -> AccountView:
-        """The account under the lock this transaction holds; `made`: a missing state row is
-        inserted (ACTIVE, what a missing row reads as)."""
+    def _read(self, bot_id: str, connection: sqlite3.Connection, made: bool = False
+              ) -> tuple[StoredState, list[Share]]:
+        """The account's state row and share rows as the store has them now, parsed (a row read
+        again unchanged: its last parse, `_parsed`)."""
         key = self._key
         row = connection.execute(self._state.sql, self._state.row(key)).fetchone()
         if row is None and made:
             connection.execute(self._insert_state.sql, self._insert_state.row(_new_state(self.key)))
-        shares = connection.execute(self._shares.sql, self._shares.row(key)).fetchall()
-        state = None if row is None else (*row[:4], _decimal(row[4]), _decimal(row[5]))
-        return _view(self.key, state, [(b, p, _decimal(x), o, _decimal(e), _decimal(d), _decimal(h), day, hb)
-                                       for b, p, x, o, e, d, h, day, hb in shares], now_ns, stale_after_ns)
+            self._wrote(bot_id, connection)
+        rows = connection.execute(self._shares.sql, self._shares.row(key)).fetchall()
+        parsed = self._parsed
+        if len(parsed) > len(rows) + 64:  # bots gone from the account
+            parsed.clear()
+        shares = []
+        for r in rows:
+            last = parsed.get(r[0])
+            if last is not None and last[0] == r:
+                shares.append(last[1])
+                continue
+            b, p, x, o, e, d, h, day, hb = r
+            share = Share(b, p, _decimal(x), o, _decimal(e), _decimal(d), _decimal(h), day, hb)
+            parsed[b] = (r, share)
+            shares.append(share)
+        return self._stored(row), shares
+
+    def _stored(self, row: Any) -> StoredState:
+        if row is None:
+            return NO_STATE
+        last = self._parsed_state
+        if last is not None and last[0] == row:
+            return last[1]
+        name, reason, changed_ts, day, pnl_base, drawdown_base = row
+        state = StoredState(TradingState(name), reason, changed_ts, day, _decimal(pnl_base), _decimal(drawdown_base))
+        self._parsed_state = (row, state)
+        return state
 
     def _write_share(self, connection: sqlite3.Connection, share: Share) -> None:
         values = _share_values(share)
@@ -306,44 +413,104 @@ class _SqliteChecks:
                               self._update_share.row({"k": self.key, "b": share.bot_id, **values})).rowcount == 0:
             connection.execute(self._insert_share.sql, self._insert_share.row(
                 {"account_key": self.key, "bot_id": share.bot_id, **values}))
+        self._wrote(share.bot_id, connection, share)
 
-    @staticmethod
+    def _wrote(self, bot_id: str, connection: sqlite3.Connection | None, share: Share | None = None) -> None:
+        """After `bot_id`'s connection wrote the account's rows (or rolled back what it wrote: no
+        `connection`): every other read of them cached in this process stops being taken
+        (`_WRITES`); the bot's own takes `share` as written if it was exact until now, else is dropped."""
+        key = self.key
+        before = _WRITES.get(key, 0)
+        after = _WRITES[key] = next(_WRITE_SEQ)
+        seen = self._seen.get(bot_id)
+        if seen is None:
+            return
+        if share is not None and seen.connection is connection and seen.writes == before:
+            seen.lay(share)
+            seen.writes = after
+        else:
+            del self._seen[bot_id]
+
     @contextmanager
-    def _guarded(writer: SqliteWriter, sql: str) -> Iterator[None]:
+    def _guarded(self, writer: SqliteWriter, bot_id: str, sql: str) -> Iterator[None]:
         """Around a driver call: on an error the connection is given up (its transaction, the lock,
         with it), and a driver error is raised as SQLAlchemy's class, as the SQLAlchemy path raises."""
         try:
             yield
-        except sqlite3.Error as error:
-            writer.discard()
-            raise DBAPIError.instance(sql, None, error, sqlite3.Error) from error
-        except BaseException:
-            writer.discard()
+        except BaseException as error:
+            self._failed(writer, bot_id, sql, error)
             raise
 
+    def _failed(self, writer: SqliteWriter, bot_id: str, sql: str, error: BaseException) -> None:
+        """After `error`: the connection is given up (what its transaction wrote is gone with it); a
+        driver error is raised as SQLAlchemy's class, as the SQLAlchemy path raises (anything else
+        is left to the caller to raise as it is)."""
+        writer.discard()
+        self._wrote(bot_id, None)
+        self._locked.pop(bot_id, None)
+        if isinstance(error, sqlite3.Error):
+            raise DBAPIError.instance(sql, None, error, sqlite3.Error) from error
+
     def begin(self, bot_id: str, now_ns: int, stale_after_ns: int) -> AccountView:
-        """Take the account's lock (held until `publish` or `abort`) and read the account under it."""
+        """Take the account's lock (held until `publish` or `abort`) and read the account under it.
+        On SQLite the lock is the database's write lock, which BEGIN IMMEDIATE takes with the
+        transaction's read snapshot (as the SQLAlchemy path's first-statement UPDATE of the state
+        row does, without writing a page: one page less in the commit that follows); a missing
+        state row is made, as `_lock` does."""
         writer = self.writer(bot_id)
-        with self._guarded(writer, self._lock.sql):
-            return self._lock_and_read(self._connection(writer), now_ns, stale_after_ns)
+        try:  # as `_guarded` does (inline: this is on every order's path)
+            connection = self._connection(writer, bot_id)
+            connection.execute("BEGIN IMMEDIATE")
+            state, shares = self._rows(bot_id, connection, made=True)
+        except BaseException as error:
+            self._failed(writer, bot_id, self._lock.sql, error)
+            raise
+        self._locked[bot_id] = self._seen[bot_id]
+        return _classify(self.key, state, shares, now_ns, stale_after_ns)
 
     def publish(self, share: Share, carry: bool = False) -> None:
         """Write the checking bot's share and commit, which releases the lock; `carry`: leave the
-        transaction open for the bot's journal to commit with the order's write-ahead."""
-        writer = self._held[share.bot_id]
-        with self._guarded(writer, self._update_share.sql):
+        transaction open for the bot's journal to commit with the order's write-ahead. Only the
+        columns that changed are written when the bot's row as the store has it is known exactly
+        (`_Seen.own`, checked under this lock by `begin`); none when nothing changed."""
+        bot_id = share.bot_id
+        writer = self._held[bot_id]
+        seen = self._locked.pop(bot_id, None)
+        sql = self._update_share.sql
+        try:  # as `_guarded` does (inline: this is on every order's path)
             connection = writer.connection()
-            self._write_share(connection, share)
+            own = None if seen is None else seen.own
+            if (own is None or seen is not self._seen.get(bot_id) or seen.connection is not connection
+                    or seen.writes != _WRITES.get(self.key, 0)):
+                self._write_share(connection, share)
+            else:
+                changed = _changed(own, share)
+                if changed:
+                    update_share = self._updates.get(changed)
+                    if update_share is None:
+                        update_share = self._updates[changed] = self._prepare(
+                            update(BOTS).where(self._where_share), ("k", "b", *changed))
+                    sql = update_share.sql
+                    values = {"k": self.key, "b": bot_id}
+                    for name in changed:
+                        values[name] = getattr(share, name)
+                    if connection.execute(sql, update_share.row(values)).rowcount == 0:  # not expected
+                        self._write_share(connection, share)
+                    else:
+                        self._wrote(bot_id, connection, share)
             if carry:
                 writer.carry()
             else:
                 connection.commit()
+        except BaseException as error:
+            self._failed(writer, bot_id, sql, error)
+            raise
 
     def write_share(self, share: Share) -> None:
         """The bot's share in a transaction of its own (no lock: the bot's own row)."""
         writer = self.writer(share.bot_id)
-        with self._guarded(writer, self._update_share.sql):
-            connection = self._connection(writer)
+        with self._guarded(writer, share.bot_id, self._update_share.sql):
+            connection = self._connection(writer, share.bot_id)
             self._write_share(connection, share)
             connection.commit()
 
@@ -353,27 +520,32 @@ class _SqliteChecks:
         """Under the account's lock: write the bot's share (if any), read the account, and write
         the state `judge` decides from it (state, reason, day; changed at `ts`), in one transaction."""
         writer = self.writer(bot_id)
-        with self._guarded(writer, self._lock.sql):
-            connection = self._connection(writer)
+        with self._guarded(writer, bot_id, self._lock.sql):
+            connection = self._connection(writer, bot_id)
             key = self._key
             if connection.execute(self._lock.sql, self._lock.row(key)).rowcount == 0:
                 connection.execute(self._insert_state.sql, self._insert_state.row(_new_state(self.key)))
+                self._wrote(bot_id, connection)
             if share is not None:
                 self._write_share(connection, share)
-            view = self._read(connection, now_ns, stale_after_ns)
+            state, shares = self._rows(bot_id, connection)
+            view = _classify(self.key, state, shares, now_ns, stale_after_ns)
             change = judge(view)
             if change is not None:
-                state, reason, day = change
+                state_name, reason, day = change
                 connection.execute(self._set_state.sql, self._set_state.row(
-                    {"k": self.key, "state": state.value, "reason": reason[:200], "changed_ts": ts, "day": day}))
+                    {"k": self.key, "state": state_name.value, "reason": reason[:200], "changed_ts": ts, "day": day}))
+                self._wrote(bot_id, connection)
             connection.commit()
         return view, change
 
     def abort(self, bot_id: str) -> None:
         """Roll back a check that will not publish: the lock goes with it."""
         writer = self._held.get(bot_id)
+        self._locked.pop(bot_id, None)
         if writer is None:
             return
+        self._wrote(bot_id, None)  # whatever the transaction wrote is gone
         try:
             connection = writer.connection()
             if connection.in_transaction:
@@ -387,6 +559,8 @@ class _SqliteChecks:
         """The bot stopped here: a check still carried (its write-ahead never came) is rolled back,
         and its connection goes back to the pool."""
         writer = self._held.pop(bot_id, None)
+        self._locked.pop(bot_id, None)
+        self._wrote(bot_id, None)
         if writer is not None:
             try:
                 writer.settle(commit=False)
@@ -395,6 +569,29 @@ class _SqliteChecks:
 
 
 SHARE_VALUES = ("process", "exposure", "open_orders", "equity", "day_start", "high_water", "day", "heartbeat_ns")
+
+
+def _changed(last: Share, share: Share) -> tuple[str, ...]:
+    """The share columns (SHARE_VALUES order) whose value differs between two shares of one bot.
+    Money compares as numbers: equal amounts are stored as the same canonical text (ExactDecimal)."""
+    changed = []
+    if share.process != last.process:
+        changed.append("process")
+    if share.exposure != last.exposure:
+        changed.append("exposure")
+    if share.open_orders != last.open_orders:
+        changed.append("open_orders")
+    if share.equity != last.equity:
+        changed.append("equity")
+    if share.day_start != last.day_start:
+        changed.append("day_start")
+    if share.high_water != last.high_water:
+        changed.append("high_water")
+    if share.day != last.day:
+        changed.append("day")
+    if share.heartbeat_ns != last.heartbeat_ns:
+        changed.append("heartbeat_ns")
+    return tuple(changed)
 
 
 def _share_values(share: Share) -> dict[str, Any]:
@@ -610,16 +807,19 @@ class SharedAccountRisk(AccountRisk):
 
     # -- the checks (RiskEngine calls these) ---------------------------------------------------------
     def begin_check(self, engine: RiskEngine) -> None:
-        self.abort_check(engine)  # a check that never ended (not expected): do not keep its lock
+        bot_id = engine.bot_id
+        if bot_id in self._open or bot_id in self._untold:
+            self.abort_check(engine)  # a check that never ended (not expected): do not keep its lock
         if self._checks is not None:
-            journal = self._journals.get(engine.bot_id)
+            journal = self._journals.get(bot_id)
             if journal is not None:  # its commit may carry this check: its guards run before the lock
                 journal.run_guards()
             try:
-                view = self._checks.begin(engine.bot_id, self.now(), self.stale_after_ns)
+                view = self._checks.begin(bot_id, self.now(), self.stale_after_ns)
             except SQLAlchemyError as exc:
                 raise self._unavailable(exc) from None
-            self._report(view.stale, engine.bot_id)
+            if view.stale or self.stale:
+                self._report(view.stale, bot_id)
             self._opened(engine, None, view)
             return
         connection = self.db.connect()
