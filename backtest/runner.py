@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 from decimal import Decimal
-from itertools import chain
 from operator import attrgetter
 from typing import Any, Callable
 
@@ -26,7 +25,7 @@ from brokers.base import RejectReason
 from brokers.paper.venue import SimulatedVenue
 from engine.clock import SimulatedClock
 from engine.errors import ConfigError
-from engine.instrument import SIGNIFICANT_DIGITS, Instrument, infer_price_grid
+from engine.instrument import SIGNIFICANT_DIGITS, Instrument, infer_columns_grid
 from engine.money import ConversionRates, FeeModel, Slippage, currency_increment_for, decimal_places, to_raw
 from engine.oms import OrderManager
 from engine.risk import AccountRisk, RiskConfig, RiskEngine
@@ -42,12 +41,14 @@ ProgressHook = Callable[[int, int], None]
 def infer_frame_grid(frame: pd.DataFrame) -> tuple[Decimal, str | None]:
     """The price grid of OHLC bars, at the data's own precision (engine.instrument.infer_price_grid),
     and a warning when prices had to be rounded onto it (more significant digits than it holds)."""
-    prices = np.concatenate([frame[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close")])
-    grid = infer_price_grid(prices)  # one grid for all four: the largest price's limit, one fallback
+    columns = [frame[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close")]
+    # one grid for all four (the largest price's limit, one fallback), as infer_price_grid gives it for
+    # their concatenation, without making it
+    grid = infer_columns_grid(columns)
     increment, rounded = grid.increment, grid.rounded
     if not rounded:
         return increment, None
-    total = int(np.isfinite(prices).sum())
+    total = sum(int(np.isfinite(c).sum()) for c in columns)
     return increment, (f"prices have more decimals than {SIGNIFICANT_DIGITS} significant digits hold: "
                        f"{rounded} of {total} OHLC prices were rounded to the {increment} grid "
                        "(set --price-increment to choose one)")
@@ -223,7 +224,10 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
     those bars and the per-bar equity curve is rebuilt afterwards with the same float formula
     (cash + qty * close), in numpy. The cyclic garbage collector is paused for the loop: it
     allocates many small objects and no cycles, and full collections over a growing heap would
-    otherwise cost more than the trading logic.
+    otherwise cost more than the trading logic. A strategy that knows the bars where its next()
+    may act (Strategy.acting_bars: sma_cross's candidate crossings) is stepped from one such bar
+    to the next while no order works (_step_acting_bars): a million-bar run then calls next() at
+    about a tenth of the bars, and books exactly what the plain loop books.
     """
     if instrument.on_margin:
         return run_margin_events(strategy, frame, instrument, config, risk, progress)
@@ -239,15 +243,27 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
 
     t_item = time_ns.item  # a bar's time as a Python int, read only where needed (not a million-int list)
     closes = frame["close"].to_numpy(dtype=np.float64)
-    # numpy arrays, read (as Python ints) only at bars with working orders
-    o_raw, h_raw, l_raw, c_raw = (to_raw_prices(frame[c].to_numpy(), instrument)
-                                  for c in ("open", "high", "low", "close"))
+    n = len(time_ns)
+    # the bars where next() may act (Strategy.acting_bars), when the strategy knows them and no risk
+    # engine needs to see every bar's equity: the loop then steps from one to the next while no
+    # order is working, bar by bar while one is, and skips what the plain loop would do at the bars
+    # between (set the bar, call a next() that does nothing): the same calls, in the same order, at
+    # every bar where anything happens
+    acting = strategy.acting_bars() if risk is None else None
+    ohlc = [frame[c].to_numpy() for c in ("open", "high", "low", "close")]
+
+    def raw_at(i: int) -> tuple[int, int, int, int, int]:
+        """Bar i's raw prices and time, as the whole columns' conversion gives them (elementwise)."""
+        o, h, low, c = (int(to_raw_prices(column[i:i + 1], instrument)[0]) for column in ohlc)
+        return o, h, low, c, t_item(i)
+
+    if acting is None:  # numpy arrays, read (as Python ints) only at bars with working orders
+        o_raw, h_raw, l_raw, c_raw = (to_raw_prices(column, instrument) for column in ohlc)
+        o_item, h_item, l_item, c_item = o_raw.item, h_raw.item, l_raw.item, c_raw.item
     gate = _risk_gate(risk, config, clock, instrument, strategy, c_raw) if risk is not None else None
     if gate is not None:
         gate.bind(oms)
         oms.risk = gate
-    n = len(time_ns)
-    o_item, h_item, l_item, c_item = o_raw.item, h_raw.item, l_raw.item, c_raw.item
     pos = portfolio.positions[instrument.symbol]
     mark_bar, mark_cash, mark_qty, mark_units = [-1], [portfolio.cash_float], [0.0], [0.0]
     working = venue._working
@@ -257,7 +273,21 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for start in range(0, n, chunk):
+        if acting is not None:
+            if n:
+                # the orders next() sends at an acting bar are matched at the bar after it: the raw prices
+                # of those bars only, converted together (not four columns of n); any other bar where an
+                # order still works converts its own (raw_at)
+                after = acting + 1
+                after = after[after < n]
+                near = [to_raw_prices(column[after], instrument) for column in ohlc] + [time_ns[after]]
+                _step_acting_bars(acting.tolist() + [n], n, chunk, clock, strategy, next_, working, on_bar,
+                                  after.tolist() + [n], tuple(column.item for column in near), raw_at,
+                                  (mark_bar, mark_cash, mark_qty, mark_units), portfolio, pos, progress)
+            n_plain = 0
+        else:
+            n_plain = n
+        for start in range(0, n_plain, chunk):  # the plain loop: every bar
             stop = min(start + chunk, n)
             for i in range(start, stop):
                 clock.bar = i
@@ -280,11 +310,15 @@ def run_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, 
             venue.cancel_all(RejectReason.END_OF_DATA)
             closing = strategy.close()
             if closing is not None:
-                venue.close_position_at(int(c_raw[-1]), t_item(n - 1), n - 1, closing)
+                venue.close_position_at(raw_at(n - 1)[3], t_item(n - 1), n - 1, closing)
         # each mark holds from its bar to the next mark's: its values repeated over those bars (the
         # marks' bars only grow; the first, -1, holds from bar 0)
         held = np.diff(np.asarray([*mark_bar[1:], n], dtype=np.int64), prepend=0)
-        equity = np.repeat(np.asarray(mark_cash), held) + np.repeat(np.asarray(mark_qty), held) * closes
+        # cash + qty * close, computed in place in one array (a + b == b + a exactly in IEEE
+        # arithmetic: the same bits as the expression, without its two temporaries of n floats)
+        equity = np.repeat(np.asarray(mark_qty), held)
+        equity *= closes
+        equity += np.repeat(np.asarray(mark_cash), held)
         position = np.repeat(np.asarray(mark_units), held)
         if n:
             equity[-1] = portfolio.cash_float + pos.qty_float * closes[-1]
@@ -335,6 +369,52 @@ def _promote_young_objects() -> None:
     _promoted += gc.get_count()[0]  # the young objects: tracked allocations since the last collection
     gc.freeze()
     gc.unfreeze()
+
+
+def _step_acting_bars(acting: list[int], n: int, chunk: int, clock: BarClock, strategy: Strategy,
+                      next_: Callable[[], None], working: list[Any], on_bar: Callable[..., None],
+                      near: list[int], items: tuple[Callable[[int], int], ...],
+                      raw_at: Callable[[int], tuple[int, int, int, int, int]], marks: tuple[list[Any], ...],
+                      portfolio: Portfolio, pos: Any, progress: ProgressHook | None) -> None:
+    """run_events' bar loop for a strategy that knows its acting bars (ascending, then n): each
+    bar the plain loop would do anything at (orders working, or next() able to act) gets what it
+    gets there, in the same order (the bar set, the venue's matching, the marks, strategy.i,
+    next()); the bars between are skipped, and the progress hook is called at the same bars.
+    The bar number and strategy.i end at the last bar, as the plain loop leaves them. `near`
+    (ascending, then n) are the bars whose raw open, high, low, close and time `items` read by
+    position; the venue matches any other bar with raw_at's."""
+    o_item, h_item, l_item, c_item, t_item = items
+    mark_bar, mark_cash, mark_qty, mark_units = marks
+    k = 0  # acting[k]: the first acting bar not before i
+    j = 0  # near[j]: the first bar with converted prices not before i
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        i = start
+        while i < stop:
+            if not working:  # nothing to match: on to the next bar where next() may act
+                while acting[k] < i:
+                    k += 1
+                i = acting[k]
+                if i >= stop:
+                    break
+            clock.bar = i
+            if working:
+                while near[j] < i:
+                    j += 1
+                if near[j] == i:
+                    on_bar(o_item(j), h_item(j), l_item(j), c_item(j), t_item(j), i)
+                else:
+                    on_bar(*raw_at(i), i)
+                mark_bar.append(i)
+                mark_cash.append(portfolio.cash_float)
+                mark_qty.append(pos.qty_float)
+                mark_units.append(pos.units_float)
+            strategy.i = i
+            next_()
+            i += 1
+        if progress is not None:
+            progress(stop, n)
+    clock.bar = strategy.i = n - 1
 
 
 def run_margin_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instrument, config: BacktestConfig,
@@ -421,11 +501,11 @@ _STATE_CODE = {OrderState.FILLED: 0, OrderState.REJECTED: 1, OrderState.CANCELED
 
 
 def _raw_trades(closed: list[Any]) -> dict[str, np.ndarray]:
-    """The closed trades' raw integer columns, read in one pass (np.fromiter over the fields)
-    rather than one list per column: a long run closes tens of thousands."""
-    values = np.fromiter(chain.from_iterable(map(attrgetter(*_TRADE_FIELDS), closed)), dtype=np.int64,
-                         count=len(closed) * len(_TRADE_FIELDS)).reshape(len(closed), len(_TRADE_FIELDS)).T.copy()
-    return dict(zip(_TRADE_FIELDS, values))
+    """The closed trades' raw integer columns, each read straight into its array (np.fromiter over
+    one field), without a list per column nor a tuple per trade: a long run closes tens of
+    thousands (27,097 trades: 10.5 ms, against 13.3 ms for one pass of 8-tuples reshaped)."""
+    n = len(closed)
+    return {name: np.fromiter(map(attrgetter(name), closed), dtype=np.int64, count=n) for name in _TRADE_FIELDS}
 
 
 def _raw_orders(orders: list[Any], fills: list[Any], times: np.ndarray, qty_dp: int) -> dict[str, np.ndarray]:
@@ -477,7 +557,9 @@ def _event_result(oms: OrderManager, portfolio: Any, frame: pd.DataFrame, instru
                      for c in getattr(gate, "state_changes", []) + getattr(getattr(gate, "account", None),
                                                                           "state_changes", [])]
     return BacktestResult(
-        equity=pd.Series(equity, index=frame.index, name="equity"),
+        # the curve made for this result, nobody else holds it: the Series takes it as it is (pandas
+        # copies an array by default, 8 MB of fresh memory for 1M bars)
+        equity=pd.Series(equity, index=frame.index, name="equity", copy=False),
         position=position,
         trades=trades,
         close=frame["close"],

@@ -79,10 +79,15 @@ def quick_frozen_init(cls: type) -> type:
     Why: the generated one calls `object.__setattr__` once per field (a frozen class refuses plain
     assignment), and a long backtest builds one Fill and one ClosedTrade per order round trip (tens
     of thousands). For a class with an instance dict (Fill and ClosedTrade: no slots, for this)
-    the new `__init__` sets the whole dict in one call, half the time of the per-field calls; for a
-    slots class it binds the setter once, as a default argument. Defaults and keyword use are
-    kept; field factories are not supported (none here)."""
-    params, body, items = [], [], []
+    the new `__init__` stores each field into the instance's `__dict__` by key (the frozen
+    `__setattr__` is not involved: the dict is read, then written item by item), a quarter of the
+    time of the per-field calls. Stored so, in the fields' order, the instance keeps CPython's
+    shared-key layout (the keys once per class, the values per instance): about half the memory of
+    a dict built whole and set as `__dict__`, which the previous version did (a long run keeps
+    every Fill and ClosedTrade, and fresh memory is page faults). For a slots class it binds the
+    setter once, as a default argument. Defaults and keyword use are kept; field factories are not
+    supported (none here)."""
+    params, body = [], []
     defaults: dict[str, object] = {}
     for f in fields(cls):
         if f.default_factory is not MISSING:  # pragma: no cover - a programming error, caught at import
@@ -93,9 +98,8 @@ def quick_frozen_init(cls: type) -> type:
             defaults[f"_d_{f.name}"] = f.default
             params.append(f"{f.name}=_d_{f.name}")
         body.append(f"    _set(self, {f.name!r}, {f.name})")
-        items.append(f"{f.name!r}: {f.name}")
-    if "__slots__" not in cls.__dict__:  # one dict, set through the __dict__ descriptor (not __setattr__)
-        body = [f"    _set(self, '__dict__', {{{', '.join(items)}}})"]
+    if "__slots__" not in cls.__dict__:  # item by item into the instance dict (not through __setattr__)
+        body = ["    _values = self.__dict__", *(f"    _values[{f.name!r}] = {f.name}" for f in fields(cls))]
     source = f"def __init__(self, {', '.join(params)}, *, _set=object.__setattr__) -> None:\n" + "\n".join(body)
     namespace: dict[str, object] = {}
     exec(source, dict(defaults), namespace)  # noqa: S102 - source built from the class's own field names

@@ -157,7 +157,7 @@ class Position:
         remaining = qty
         while remaining > 0 and self.qty * side_sign < 0:
             lot = self.lots[0]
-            take = min(lot.qty, remaining)
+            take = lot.qty if lot.qty < remaining else remaining  # min(lot.qty, remaining), without the call
             entry_fee = lot.fee if take == lot.qty else div_round_half_even(lot.fee * take, lot.qty)
             exit_fee = fee_left if take == qty_left_of_fill else div_round_half_even(fee_left * take, qty_left_of_fill)
             lot_direction = -side_sign

@@ -44,7 +44,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
 
 from engine.errors import ConfigError
-from engine.orders import Order, OrderSide, OrderType, TimeInForce
+from engine.orders import Order, OrderSide, OrderState, OrderType, TimeInForce
 from engine.money import div_round_half_even, floor_to_step
 from strategies import protective
 
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
 _GO_TAGS = frozenset({"open", "close"})
 GO_TAGS = _GO_TAGS  # the tags of go()'s own orders: the runtime waits for them too (live/driver.py)
+# Order's defaults, for _market's positional construction
+_MARKET, _GTC, _INITIALIZED, _NO_FILL = OrderType.MARKET, TimeInForce.GTC, OrderState.INITIALIZED, Decimal(0)
 
 
 class Supervisor(Protocol):
@@ -389,6 +391,7 @@ class Strategy:
         self._symbol = ""
         self._indicators: list[np.ndarray] = []
         self._indicator_recorder: Callable[..., Any] | None = None
+        self._list_sources: dict[str, tuple[Any, np.ndarray]] = {}  # connect(): attr -> (its list, the array)
 
     # -- wiring (the runner calls these) ---------------------------------------------------------
     def attach(self, data: BarData, symbol: str) -> None:
@@ -421,13 +424,34 @@ class Strategy:
             return
         self.data = self.data.as_lists()
         converted_attrs = []
+        sources: dict[str, tuple[Any, np.ndarray]] = {}
         for attr, value in list(vars(self).items()):
             converted = self._as_lists(value)
             if converted is not value:
                 setattr(self, attr, converted)
                 converted_attrs.append(attr)
+                if isinstance(value, np.ndarray):
+                    sources[attr] = (converted, value)
+        self._list_sources = sources
         if not type(self).__module__.startswith("strategies."):  # a user's strategy: no look-ahead
             _shows_only_the_past(self, converted_attrs)
+
+    def list_source(self, attr: str) -> np.ndarray | None:
+        """The indicator array `connect()` turned into the list attribute `attr` holds, while `attr`
+        still holds that very list (the same values, exactly: tolist() keeps every float); None
+        otherwise (replaced since, never converted, or not connected)."""
+        entry = getattr(self, "_list_sources", {}).get(attr)
+        if entry is None or getattr(self, attr, None) is not entry[0]:
+            return None
+        return entry[1]
+
+    def acting_bars(self) -> np.ndarray | None:
+        """Optional, for the backtester: the bars (ascending) outside which `next()` provably does
+        nothing (sends nothing, changes nothing) for the rest of the run, given the state it reads
+        now; asked once, after connect(), just before the bar loop. The event path then steps only
+        to those bars and to bars where orders are working, instead of calling next() at every bar.
+        None (the default): next() may act at any bar, and it is called at every bar."""
+        return None
 
     def _as_lists(self, value: Any) -> Any:
         if isinstance(value, np.ndarray) and any(value is ind for ind in self._indicators):
@@ -587,7 +611,8 @@ class Strategy:
         supervisor = self._supervisor
         if supervisor is not None and supervisor.muted:  # self.muted, inlined (every exit)
             return None
-        self._cancel_protection()
+        if self._oms.has_children:  # type: ignore[union-attr]  # _cancel_protection's own test, without the call
+            self._cancel_protection()
         position = self._position
         assert position is not None
         qty = position.qty
@@ -601,9 +626,12 @@ class Strategy:
         """A market order whose quantity is already on the lot grid (the go/close hot path)."""
         oms = self._oms
         assert oms is not None, "strategy is not connected to an OMS"
-        order = Order(oms.next_client_order_id(), oms.bot_id, self._symbol, side, OrderType.MARKET, qty,
-                      oms.clock.now_ns(), reduce_only=reduce_only, equity_fraction=fraction, tag=tag,
-                      stop_attached=stop_attached)
+        # every field by position (keywords cost a quarter of the construction): the same Order as
+        # Order(id, bot, symbol, side, MARKET, qty, ts, reduce_only=..., equity_fraction=..., tag=...,
+        # stop_attached=...), the rest at their defaults (tests/unit/test_event_path_acting_bars.py)
+        order = Order(oms.next_client_order_id(), oms.bot_id, self._symbol, side, _MARKET, qty, oms.clock.now_ns(),
+                      None, None, _GTC, reduce_only, fraction, tag, _INITIALIZED, None, _NO_FILL, None, None, False,
+                      None, None, None, None, None, False, None, stop_attached)
         oms.submit(order)
         return order
 

@@ -37,6 +37,12 @@ class SmaCrossParams(DirectionalParams):
     _slow_above_fast = field_validator("slow")(must_exceed("fast"))
 
 
+# the strategy methods SmaCross.next() runs (itself, go() and what go() calls): acting_bars holds
+# only while none of them is a subclass's or the instance's own
+_NEXT_REACHES = ("next", "go", "close", "_open", "_market", "_cancel_protection", "_protection", "_may_protect",
+                 "_attach", "order", "muted")
+
+
 class SmaCross(Strategy):
     name = "sma_cross"
     Params = SmaCrossParams
@@ -72,6 +78,31 @@ class SmaCross(Strategy):
                 fb, sb = fast[i - 1], slow[i - 1]
                 if fb > sb or (fb == sb and fb - sb == 0 and last_nonzero_difference(fast, slow, i - 1) > 0):
                     self.go(self.exit_direction)
+
+    def acting_bars(self) -> np.ndarray | None:
+        """The bars where next() may call go(): bar i >= 1 with fast > slow where the bar before
+        had not fast > slow, or fast < slow where it had not fast < slow. Elsewhere next() provably
+        returns without acting: with fast[i] > slow[i] it acts only if fast[i-1] < slow[i-1] or
+        fast[i-1] == slow[i-1] (a tie, walked back), both excluded by fast[i-1] > slow[i-1] (the
+        other side mirrors it); with neither (equal, or NaN) it does nothing; at bar 0 nothing.
+        Computed with numpy's float comparisons (the same IEEE comparisons as Python's) on the
+        arrays the lists next() reads were made from, valid while next() reads those very lists.
+        None (every bar) unless next() and every strategy method it reaches (go() and what go()
+        calls) are this class's and the base's own, neither overridden by a subclass nor replaced
+        on the instance (a user's strategy gets a wrapped next()), and both lists are still the
+        ones connect() made. A superset of the crossings: a touch-and-bounce is a candidate that
+        next() then turns down. (Nothing else that runs in a backtest's bar loop, the OMS, the
+        venue, the books, touches a strategy's indicator lists.)"""
+        cls, own = type(self), vars(self)
+        if any(getattr(cls, name) is not getattr(SmaCross, name) or name in own for name in _NEXT_REACHES):
+            return None
+        fast, slow = self.list_source("fast_ma"), self.list_source("slow_ma")
+        if fast is None or slow is None or fast.shape != slow.shape or fast.ndim != 1:
+            return None
+        above, below = fast > slow, fast < slow
+        acting = np.zeros(len(fast), dtype=np.bool_)
+        acting[1:] = (above[1:] & ~above[:-1]) | (below[1:] & ~below[:-1])
+        return np.flatnonzero(acting)
 
     def signals(self) -> np.ndarray:
         fast = np.ascontiguousarray(self.fast_ma, dtype=np.float64)

@@ -207,7 +207,8 @@ class SimulatedVenue:
             return
         working = self._working  # _work, inlined for the plain order (every go() order)
         working.append(order)
-        self._fresh.add(order.client_order_id)
+        if order.type is not OrderType.MARKET:  # a market order needs no "first bar" flag (on_bar, on_tick)
+            self._fresh.add(order.client_order_id)
         if len(working) > 1:
             working.sort(key=_rank)  # stable: submission order within a rank
 
@@ -521,7 +522,8 @@ class SimulatedVenue:
                 continue  # canceled in this bar by a sibling's fill (OCO, a done exit)
             kind = order.type
             if kind is OrderType.MARKET:  # _bar_fill_price's first case, inlined (every go() order)
-                fresh_ids.discard(order.client_order_id)  # a market order needs no "first bar" flag
+                if fresh_ids:
+                    fresh_ids.discard(order.client_order_id)  # (only _work() flags a market order)
                 price: int | None = (open_ if not self._slip_num else
                                      slipped_price(open_, order.side is OrderSide.BUY, self._slip_num,
                                                    self._slip_den, self.scales.price_step))
@@ -667,38 +669,55 @@ class SimulatedVenue:
 
     def size_for_fraction(self, fraction: Decimal, side_sign: int, price: int) -> int:
         """Units (raw) an equity-fraction order gets at `price`: see the module docstring."""
-        s = self.scales
-        budget = self.budget_for_fraction(fraction, side_sign, price)
-        if budget <= 0:
-            return 0
-        if self._margin:
-            return self._margin_size(budget, price)
-        estimate = estimate_qty(budget, price, s.notional_k, self._fee_rate)
-        qty = self._estimate_if_largest(budget, price, estimate)
-        if qty < 0:  # the estimate is not the answer: search from it
-            qty = max_qty_for_budget(budget, price, s.notional_k, self._fee_num, self._fee_den,
-                                     s.fee_step, self._fixed_fee, s.qty_step, estimate, self._min_fee)
-        if self._max_qty is not None:
-            qty = min(qty, floor_to_step(self._max_qty, s.qty_step))
-        return qty
+        return self._size(fraction, side_sign, price)[0]
 
-    def _estimate_if_largest(self, budget: int, price: int, estimate: int) -> int:
-        """The estimate's lots when they are max_qty_for_budget's answer (they fit in `budget` and one
-        lot more does not: the cost only grows with quantity), else -1. The float estimate is almost
-        always exact; this checks it with two costs, where the search's loop needs a few more calls."""
+    def _size(self, fraction: Decimal, side_sign: int, price: int) -> tuple[int, int]:
+        """size_for_fraction's units, and the fee of a first fill of them (fee_for(qty, price, True))
+        when the sizing computed it on the way, else -1.
+
+        Why: every entry of a backtest is sized here; on a cash account budget_for_fraction is
+        inlined, and the fee the estimate's check computed for the answer is the fill's own fee,
+        which _fill then does not compute again."""
+        if self._margin:
+            budget = self.budget_for_fraction(fraction, side_sign, price)
+            return (self._margin_size(budget, price) if budget > 0 else 0), -1
         s = self.scales
-        step, k = s.qty_step, s.notional_k
-        fee_num, fee_den, fee_step = self._fee_num, self._fee_den, s.fee_step
+        account = self.account
+        k = s.notional_k
+        frac_num, frac_den = fraction_parts(fraction)
+        cash = account.cash_raw  # budget_for_fraction, inlined: fraction x equity, and for a buy <= the cash
+        budget = ((cash + account.positions[self.instrument.symbol].qty * price * k) * frac_num) // frac_den
+        if side_sign > 0 and budget > cash:
+            budget = cash
+        if budget <= 0:
+            return 0, -1
+        estimate = estimate_qty(budget, price, k, self._fee_rate)
+        # the estimate's lots when they are max_qty_for_budget's answer (they fit in the budget and one lot
+        # more does not: the cost only grows with quantity); the float estimate is almost always exact, and
+        # two costs check it where the search's loop needs a few more
+        step, fee_num, fee_den, fee_step = s.qty_step, self._fee_num, self._fee_den, s.fee_step
         fixed, minimum = self._fixed_fee, self._min_fee
         qty = (max(estimate, 0) // step) * step
+        fee = -1
         if qty > 0:
             notional = qty * price * k
-            if notional + fee_raw(notional, fee_num, fee_den, fee_step, fixed, minimum) > budget:
-                return -1
-        notional = (qty + step) * price * k
-        if notional + fee_raw(notional, fee_num, fee_den, fee_step, fixed, minimum) <= budget:
-            return -1
-        return qty
+            fee = fee_raw(notional, fee_num, fee_den, fee_step, fixed, minimum)
+            if notional + fee > budget:
+                qty = -1
+        if qty >= 0:
+            notional = (qty + step) * price * k
+            if notional + fee_raw(notional, fee_num, fee_den, fee_step, fixed, minimum) <= budget:
+                qty = -1
+        if qty < 0:  # the estimate is not the answer: search from it
+            qty = max_qty_for_budget(budget, price, k, fee_num, fee_den, fee_step, fixed, step, estimate, minimum)
+            fee = -1
+        if self._max_qty is not None:
+            capped = min(qty, floor_to_step(self._max_qty, step))
+            if capped != qty:
+                qty, fee = capped, -1
+        if self._per_lot is not None or qty <= 0:  # a commission per lot adds to it: fee_for computes it
+            fee = -1
+        return qty, fee
 
     def _fill(self, order: Order, price: int, cap: int | None, ts: int, bar: int, taker: bool,
               at_open: bool = False) -> None:
@@ -706,8 +725,9 @@ class SimulatedVenue:
         assert sink is not None
         s = self.scales
         side_sign = 1 if order.side is OrderSide.BUY else -1  # OrderSide.sign, without the property call
+        known_fee = -1  # the fee of a first fill of the whole quantity, when sizing computed it
         if order.qty is None:  # equity fraction: resolve now, at the fill price
-            qty = self.size_for_fraction(order.equity_fraction, side_sign, price)  # type: ignore[arg-type]
+            qty, known_fee = self._size(order.equity_fraction, side_sign, price)  # type: ignore[arg-type]
             if qty < s.min_qty:
                 self.unsized += 1
                 if self.first_unsized is None:
@@ -733,7 +753,7 @@ class SimulatedVenue:
         partly_filled = self._partly_filled
         cid = order.client_order_id
         first = not partly_filled or cid not in partly_filled
-        fee = self.fee_for(qty, price, first)
+        fee = known_fee if known_fee >= 0 and qty == leaves and first else self.fee_for(qty, price, first)
         if self._margin:
             refused = not self._margin_fits(side_sign * qty, price, fee, ts)
         else:  # a cash account: a buy must not take more cash than there is
