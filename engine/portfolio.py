@@ -57,6 +57,13 @@ def holds_base(instrument: Instrument) -> bool:
     return not instrument.on_margin and instrument.asset_class not in _UNHELD_BASE
 
 
+def _in_coins(instrument: Instrument, charge: AccountCharge) -> bool:
+    """A charge in the base asset of an instrument whose base is held (holds_base: spot crypto, a
+    stock): coins that leave or join the position. A charge in the base of an FX pair, a CFD or a
+    future is cash in that currency (a swap in EUR on EURUSD), as a fee in it is."""
+    return charge.asset == instrument.base and instrument.base != instrument.quote_currency and holds_base(instrument)
+
+
 @dataclass(frozen=True, slots=True)
 class PendingFee:
     """A fee booked without its value (no rate at the fill): what `value_pending_fees` values."""
@@ -423,18 +430,30 @@ class Portfolio:
         """What `charge` is worth in raw account cash (signed), checked before anything is booked:
         in the cash currency exactly (an amount finer than the cash grid is refused, never
         rounded away); in another currency converted at the charge's time as fees are (half to
-        even); in the base asset, the quantity at `price_raw` (None: the position's last price).
+        even); in the base asset, the quantity at `price_raw` (None: the position's last price):
+        coins where the base is held (holds_base), else cash in that currency (the EUR of EURUSD).
         A non-zero charge worth 0 on the cash grid is refused: it would vanish silently."""
         self.position(instrument)  # settles the account currency
         s = instrument.scales
         amount = charge.amount
-        if charge.asset == instrument.base and instrument.base != instrument.quote_currency:
+        if _in_coins(instrument, charge):
             qty = self._charge_qty(instrument, charge)
             price = self.positions[instrument.symbol].last_price if price_raw is None else price_raw
             if price <= 0 and qty:
                 raise ConfigError("price", f"charge {charge.charge_id}: {amount} {charge.asset} needs a price to be "
                                   "valued (the position has none yet)")
             value = qty * price * s.notional_k
+        elif (charge.asset == instrument.base and charge.asset != self.currency
+              and self.currency == instrument.quote_currency):
+            # a currency of account (EUR of EURUSD: holds_base is False), not coins held: cash, worth
+            # the amount at the price in the quote currency, as a fee in it is (_fee_value), on the
+            # cash grid (half to even only where it is finer)
+            price = self.positions[instrument.symbol].last_price if price_raw is None else price_raw
+            if price <= 0 and amount:
+                raise ConfigError("price", f"charge {charge.charge_id}: {amount} {charge.asset} needs a price to be "
+                                  "valued (the position has none yet)")
+            dp = max(0, -int(amount.as_tuple().exponent))  # type: ignore[arg-type]
+            value = _rescale(int(amount.scaleb(dp)) * price, dp + s.price_dp, self.cash_dp)
         elif charge.asset == self.currency:
             scaled = amount.scaleb(self.cash_dp)
             if scaled != scaled.to_integral_value():
@@ -480,14 +499,15 @@ class Portfolio:
         interest) on `instrument`'s position; returns its raw value in account cash (signed).
 
         Cash and the position's realized P&L move by the value (charge_value); a FEE debit is
-        also counted in the fees, a SWAP in the swap. A charge in the base asset moves no cash:
-        the coins leave (or join) the position, FIFO, as a disposal (acquisition) at `price_raw`
-        worth the value, so the position equals the wallet and equity == initial cash +
-        realized + unrealized still holds exactly. Nothing is booked when it raises. `value_raw`
-        replays a stored charge at the value it was booked at (a restart has no rates of then)."""
+        also counted in the fees, a SWAP in the swap. A charge in the base asset of a held base
+        (holds_base: spot) moves no cash: the coins leave (or join) the position, FIFO, as a
+        disposal (acquisition) at `price_raw` worth the value, so the position equals the wallet
+        and equity == initial cash + realized + unrealized still holds exactly. Nothing is booked
+        when it raises. `value_raw` replays a stored charge at the value it was booked at (a
+        restart has no rates of then)."""
         value = self.charge_value(instrument, charge, price_raw) if value_raw is None else value_raw
         position = self.positions[instrument.symbol]
-        if charge.asset == instrument.base and instrument.base != instrument.quote_currency:
+        if _in_coins(instrument, charge):
             qty = self._charge_qty(instrument, charge)
             price = position.last_price if price_raw is None else price_raw
             last = position.last_price

@@ -231,3 +231,40 @@ def test_a_charge_needs_an_id_an_asset_and_a_finite_amount():
     with pytest.raises(ConfigError) as no_asset:
         AccountCharge("a", ChargeKind.FUNDING, "X", "", D(1), T0)
     assert no_asset.value.field == "asset"
+
+
+# EURUSD as an FX pair (cash account, and on margin): its base, EUR, is a currency of account, not coins
+EURUSD_FX = Instrument("EURUSD", asset_class=AssetClass.FX, price_increment=D("0.00001"), size_increment=D("1"),
+                       quote_currency="USD", currency_increment=D("0.01"))
+EURUSD_MARGIN = Instrument("EURUSD", asset_class=AssetClass.FX, price_increment=D("0.00001"), size_increment=D("1"),
+                           quote_currency="USD", currency_increment=D("0.01"), leverage=D(30))
+
+
+@pytest.mark.parametrize("instrument", [EURUSD_FX, EURUSD_MARGIN], ids=["cash", "margin"])
+def test_a_charge_in_an_fx_pairs_base_is_cash_at_the_price_not_coins(instrument):
+    """A swap of -1.50 EUR on a long EURUSD, the account in USD: 1.65 USD at 1.10000 leave the cash
+    and the position keeps its 10,000 EUR (before: 1.50 units were taken from the position as if
+    EUR were coins held, on the cash account; refused on margin). As a fee in EUR is valued
+    (Portfolio._fee_value): amount x price on the cash grid."""
+    p = Portfolio.for_instrument(D("10000"), instrument)
+    p.book_fill(instrument, fill(instrument, "e1", OrderSide.BUY, "10000", "1.10000"))
+    cash, qty = p.cash_raw, p.positions["EURUSD"].qty
+    value = p.book_charge(instrument, charge("sw1", "-1.50", "EUR", ChargeKind.SWAP, symbol="EURUSD"),
+                          price_raw=110000)
+    usd = int(D("-1.65").scaleb(instrument.scales.cash_dp))
+    assert value == usd and p.cash_raw == cash + usd            # -1.65 USD, exactly
+    assert p.positions["EURUSD"].qty == qty                     # 10,000 EUR still held
+    assert p.swap_raw == usd
+    check_identity(p, instrument, "1.10010")
+    with pytest.raises(ConfigError, match="finer than"):        # a USD amount finer than the cash grid: refused
+        p.book_charge(instrument, charge("sw2", "-0.0000001", "USD", ChargeKind.SWAP, symbol="EURUSD"))
+    assert p.cash_raw == cash + usd
+
+
+def test_a_charge_in_a_held_coin_still_moves_the_position():
+    """Spot BTC/USD: a fee of 0.0001 BTC posted apart from its fill leaves the position, no cash moves."""
+    p = Portfolio.for_instrument(D("100000"), SPOT)
+    p.book_fill(SPOT, fill(SPOT, "e1", OrderSide.BUY, "1", "50000.00"))
+    cash = p.cash_raw
+    p.book_charge(SPOT, charge("f1", "-0.0001", "BTC", ChargeKind.FEE, symbol=SPOT.symbol), price_raw=5000000)
+    assert p.cash_raw == cash and p.positions[SPOT.symbol].quantity == D("0.9999")
