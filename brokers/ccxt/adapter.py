@@ -21,9 +21,17 @@
 - An equity-fraction market order is sized from the last price the adapter was given
   (`on_tick`, fed by the bot's own quotes), else one ticker read; if the price or the balance
   cannot be read the order is REJECTED with the reason, never left in flight.
-- Reads (fetch_*) retry with exponential backoff and jitter on 429 / 418 / 5xx / network errors
-  (a Retry-After is honoured); ccxt's own throttle (`enableRateLimit`) stays on. Submits are
-  never retried blindly (above).
+- Reads (fetch_*) retry with exponential backoff and jitter on 429 / 418 / 5xx / network errors;
+  ccxt's own throttle (`enableRateLimit`) stays on. Submits are never retried blindly (above).
+- A 429 / 418's Retry-After is a quiet period (`_quiet_until`): nothing is sent to the venue
+  until it ends (binance lengthens an IP ban for every call made during it). One that ends within
+  `max_backoff_s` is waited out inside the call; a longer one (binance's 418 ban: 2 minutes to
+  3 days) never is, the bot's thread is not held: the call returns or raises at once. During it
+  a read raises VenueQuiet (a ccxt RateLimitExceeded, the transient error every reader handles,
+  and the port's VenueUnreachable), a submit is REJECTED RATE_LIMITED unsent, a cancel does
+  nothing (as a cancel the venue could not be reached for: the next poll shows the order), the
+  poll is skipped; a submit answered 429 / 418 stays SUBMITTED, unresolved, for the first poll
+  after the quiet period to look up (found: reported; absent: the unresolved path above).
 - The REST execution stream is a poll of open orders and trades (`poll()`, or a thread): each poll
   reports only what is new (OrderReporter), so a poll after a dropped connection reconciles
   everything missed, and open orders nobody sent through this adapter are reported and adopted
@@ -78,7 +86,8 @@ from typing import Any, Callable, TypeVar
 
 import ccxt
 
-from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, VenueOrder, VenuePosition)
+from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, VenueOrder, VenuePosition,
+                          VenueUnreachable)
 from brokers.ccxt import futures, mapping
 from brokers.ccxt import protective as P
 from brokers.ccxt.futures import FundingFee
@@ -142,13 +151,14 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 class CcxtAdapter:
     """BrokerAdapter over one ccxt exchange account (spot, or USD-M futures)."""
 
-    _quiet_until = 0.0   # time.monotonic() before which the venue asked not to be called (Retry-After)
+    _quiet_until = 0.0   # the adapter's clock before which the venue asked not to be called (Retry-After)
 
     def __init__(self, exchange_id: str, config: dict[str, Any] | None = None, symbols: list[str] | None = None,
                  exchange: Any = None, currency: str | None = None, max_attempts: int = 3,
                  backoff_s: float = 0.5, max_backoff_s: float = 8.0, poll_interval_s: float | None = 1.0,
                  sandbox: bool = False, idle_poll_s: float | None = None, lookback_s: float = 86_400.0,
-                 push: Any = "auto", leverage: Any = None, margin_mode: Any = None) -> None:
+                 push: Any = "auto", leverage: Any = None, margin_mode: Any = None,
+                 clock: Callable[[], float] | None = None, sleep: Callable[[float], Any] | None = None) -> None:
         """`exchange`: an already built ccxt exchange (tests point one at a fake); otherwise one is
         built from `exchange_id` and `config` (apiKey, secret, ...). `symbols` limits the markets
         the adapter trades and polls (unified symbols, e.g. "BTC/USDT"). `sandbox` switches ccxt
@@ -156,7 +166,10 @@ class CcxtAdapter:
         exchange for the account's push stream; "auto" builds one when the adapter builds its own
         exchange and ccxt.pro has `watchOrders` for it; None: poll only. `leverage` / `margin_mode`
         ("isolated" or "cross"): the account's futures settings (see the module docstring);
-        refused here, naming the field, if malformed."""
+        refused here, naming the field, if malformed. `clock` (seconds, monotonic) and `sleep`
+        (a wait of that many seconds): what backoffs and a Retry-After's quiet period are timed
+        and waited with (tests inject their own; by default time.monotonic, time.sleep for a
+        backoff and a wait that `close` ends early for a Retry-After)."""
         self.settings = futures.parse_settings(leverage, margin_mode)
         if exchange is None:
             cls = getattr(ccxt, exchange_id)
@@ -198,6 +211,9 @@ class CcxtAdapter:
         self._pending: dict[str, dict[str, Any]] = {}  # venue order id -> pushed order awaiting its trades
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._clock: Callable[[], float] = clock or time.monotonic
+        self._pause: Callable[[float], Any] = sleep or time.sleep           # a backoff
+        self._wait: Callable[[float], Any] = sleep or self._stop.wait       # a short Retry-After (close ends it)
         self.futures = False                         # the markets are linear contracts (USD-M futures)
         self._funding: dict[str, FundingFee] = {}    # funding id -> payment seen
         # protective orders (brokers/ccxt/protective.py): linked orders held until they can go
@@ -232,7 +248,8 @@ class CcxtAdapter:
         self.poll()
         if self._push is not None and self._stream is None:
             self._stream = UserStream(self._push, self._on_push_orders, self._on_push_trades, self._on_push_live,
-                                      backoff_s=self.backoff_s, max_backoff_s=max(self.max_backoff_s, self.backoff_s))
+                                      backoff_s=self.backoff_s, max_backoff_s=max(self.max_backoff_s, self.backoff_s),
+                                      quiet_s=self._quiet_left)
             self._stream.start()
         if self.poll_interval_s and self._thread is None:
             self._stop.clear()
@@ -329,9 +346,9 @@ class CcxtAdapter:
             have = current.get(symbol) or {}
             try:
                 if symbol in to_switch:
-                    self.exchange.set_margin_mode(wanted.margin_mode, symbol)
+                    self._call(self.exchange.set_margin_mode, wanted.margin_mode, symbol)
                 if wanted.leverage is not None and have.get("longLeverage") != wanted.leverage:
-                    self.exchange.set_leverage(wanted.leverage, symbol)
+                    self._call(self.exchange.set_leverage, wanted.leverage, symbol)
             except ccxt.ExchangeError as error:  # the venue's refusal, its message kept (no secrets in it)
                 field = "leverage" if "everage" in str(error) else "margin_mode"
                 raise ConfigError(field, f"{symbol}: the venue refused it: {str(error)[:200]}") from None
@@ -362,6 +379,8 @@ class CcxtAdapter:
             terms = order
         if reason is None:
             reason = self._precision_refusal(terms)
+        if reason is None:
+            reason = self._quiet_refusal()
         if reason is not None:
             self._reporter.rejected(order, time.time_ns(), reason)
             return
@@ -372,6 +391,14 @@ class CcxtAdapter:
             self._algo.add(order.client_order_id)
         self._submit(terms, instrument,  # type: ignore[arg-type]
                      P.trailing_params(terms, self.futures) if terms.is_trailing else None)
+
+    def _quiet_refusal(self) -> str | None:
+        """Why no order can go now (a 429 / 418's Retry-After still runs), or None. Refused at once,
+        never queued: an order sent when the quiet ends would go out at prices nobody decided on."""
+        left = self._quiet_left()
+        if left <= 0:
+            return None
+        return f"{RejectReason.RATE_LIMITED}: {VenueQuiet.left(self.name, left)}"
 
     def _refusal(self, order: Order, instrument: Instrument | None) -> RejectReason | str | None:
         illegal = client_id_refusal(self.exchange.id, order.client_order_id)
@@ -484,6 +511,8 @@ class CcxtAdapter:
                                                           _text)
         if isinstance(plan, str):
             reason = plan
+        if reason is None:
+            reason = self._quiet_refusal()
         if reason is not None or plan is None:
             for member in members:
                 self._reporter.rejected(member, time.time_ns(), reason or RejectReason.INVALID_ORDER)
@@ -491,7 +520,7 @@ class CcxtAdapter:
         for member in members:
             self._reporter.submitted(member, time.time_ns())
         try:
-            answer = self.exchange.privatePostOrderListOco(plan.params)
+            answer = self._call(self.exchange.privatePostOrderListOco, plan.params)
         except (ccxt.InsufficientFunds, ccxt.BadSymbol, ccxt.MarketClosed, ccxt.AuthenticationError,
                 ccxt.PermissionDenied, ccxt.NotSupported, ccxt.InvalidOrder) as error:
             for member in members:
@@ -514,8 +543,8 @@ class CcxtAdapter:
         reason: RejectReason = RejectReason.VENUE_ERROR
         for attempt in range(self.max_attempts):
             try:
-                raw = self.exchange.create_order(order.symbol, kind, mapping.ccxt_side(order.side), _text(order.qty),
-                                                 price, dict(params))
+                raw = self._call(self.exchange.create_order, order.symbol, kind, mapping.ccxt_side(order.side),
+                                 _text(order.qty), price, dict(params))
             except (ccxt.InsufficientFunds, ccxt.BadSymbol, ccxt.MarketClosed, ccxt.AuthenticationError,
                     ccxt.PermissionDenied, ccxt.NotSupported) as error:
                 self._reporter.rejected(order, time.time_ns(), mapping.reject_reason(error, order, instrument))
@@ -525,16 +554,27 @@ class CcxtAdapter:
                     return  # the venue has an order with this id: it is this one
                 self._reporter.rejected(order, time.time_ns(), mapping.reject_reason(error, order, instrument))
                 return
+            except VenueQuiet:  # not sent (a quiet period began; any earlier attempt was proved absent)
+                reason = RejectReason.RATE_LIMITED
+                break
             except _UNKNOWN_OUTCOME as error:
                 reason = mapping.reject_reason(error, order, instrument)
+                # a 429 / 418 (Retry-After) holds the lookup too: a short one is waited out first; during
+                # a longer one the lookup is not made (no call) and the poll after it resolves the order
+                if 0 < self._quiet_left() <= self.max_backoff_s:
+                    self._wait(self._quiet_left())
                 found = self._lookup(order)
-                if found is None:       # the lookup itself failed: resolve on a later poll
+                if found is None:       # the lookup itself failed, or was not made: resolve on a later poll
                     self._unresolved.add(order.client_order_id)
                     self._reporter.submitted(order, time.time_ns())
                     return
                 if found is not False:  # the venue has it: report, never send again
                     return
-                self._sleep(attempt, error)
+                try:
+                    self._sleep(attempt)
+                except VenueQuiet:      # provably absent, and the venue asks for quiet: not sent again
+                    reason = RejectReason.RATE_LIMITED
+                    break
                 continue
             except ccxt.ExchangeError as error:  # a refusal we cannot name: the venue may still hold it
                 if not self._resolve(order):
@@ -701,8 +741,8 @@ class CcxtAdapter:
             params.update({"clientOrderId": new_cid, "cancelRestrictions": "ONLY_NEW",
                            "cancelOrigClientOrderId": self._aliases.get(cid, cid)})
             try:
-                raw = self.exchange.edit_order(None, order.symbol, kind, mapping.ccxt_side(order.side),
-                                               _text(terms.qty), _text(terms.limit_price), params)
+                raw = self._call(self.exchange.edit_order, None, order.symbol, kind, mapping.ccxt_side(order.side),
+                                 _text(terms.qty), _text(terms.limit_price), params)
             except ccxt.BaseError as error:
                 # the cancel may have happened without the replacement (binance "partially failed"),
                 # or the answer was lost: what the venue now holds decides
@@ -728,8 +768,8 @@ class CcxtAdapter:
         if venue_id is None:
             return "NOT_WORKING"
         try:
-            self.exchange.edit_order(venue_id, order.symbol, "limit", mapping.ccxt_side(order.side), _text(terms.qty),
-                                     _text(terms.limit_price), {})
+            self._call(self.exchange.edit_order, venue_id, order.symbol, "limit", mapping.ccxt_side(order.side),
+                       _text(terms.qty), _text(terms.limit_price), {})
         except ccxt.BaseError as error:
             self._resolve(order)
             return str(mapping.reject_reason(error, terms, instrument))
@@ -816,8 +856,12 @@ class CcxtAdapter:
     # -- the stream (polled) --------------------------------------------------------------------
     def poll(self) -> bool:
         """One pass of the execution stream: report every change since the last pass. False if
-        the venue could not be reached (nothing is lost: the next pass reports it)."""
+        the venue could not be reached (nothing is lost: the next pass reports it), or asked for
+        quiet (a 429 / 418's Retry-After still runs: skipped, nothing sent)."""
         with self._lock:
+            if self._quiet_left() > 0:
+                self.connected = False
+                return False
             try:
                 self._poll()
             except _TRANSIENT_READ:
@@ -1089,7 +1133,7 @@ class CcxtAdapter:
             interval = min(max(interval, base * 2 ** self._failures), max(self.max_backoff_s, base))
             interval *= random.uniform(0.5, 1.0)
         # a 429 / 418's Retry-After outranks every schedule: no poll before it has passed
-        return max(interval, self._quiet_until - time.monotonic())
+        return max(interval, self._quiet_left())
 
     # -- queries --------------------------------------------------------------------------------
     def order_status(self, client_order_id: str) -> VenueOrder | None:
@@ -1170,7 +1214,7 @@ class CcxtAdapter:
             if symbol not in markets:
                 continue
             with self._lock:
-                ticker = self.exchange.fetch_ticker(symbol)
+                ticker = self._call(self.exchange.fetch_ticker, symbol)
             price = mapping.dec(ticker.get("last"))
             if not price:
                 bid, ask = mapping.dec(ticker.get("bid")), mapping.dec(ticker.get("ask"))
@@ -1258,32 +1302,72 @@ class CcxtAdapter:
 
     # -- calls ----------------------------------------------------------------------------------
     def _read(self, call: Callable[..., T], *args: Any) -> T:
-        """A call that is safe to repeat, retried with backoff on 429 / 5xx / network errors."""
+        """A call that is safe to repeat, retried with backoff on 429 / 5xx / network errors. During
+        a quiet period (a 429 / 418's Retry-After) nothing is sent: VenueQuiet at once."""
         for attempt in range(self.max_attempts):
+            self._check_quiet()
             try:
                 return call(*args)
             except (ccxt.OrderNotFound, ccxt.BadSymbol, ccxt.InvalidOrder):
                 raise
             except _TRANSIENT_READ as error:
+                self._note_throttle(error)
                 if attempt == self.max_attempts - 1:
                     raise
-                self._sleep(attempt, error)
+                self._sleep(attempt)
         raise AssertionError("unreachable")
 
-    def _sleep(self, attempt: int, error: Exception) -> None:
-        """Exponential backoff with jitter (at most `max_backoff_s`). A 429 / 418's Retry-After
-        is honoured in full, however long: Binance answers 418 (an IP ban, 2 minutes to 3 days)
-        to an IP that kept calling through 429s, and lengthens a ban for every call made during
-        it. The wait holds the adapter's lock, so nothing else of this adapter reaches the venue
-        meanwhile; only `close` ends it early. The poll loop waits out the rest (`_next_poll_s`)."""
-        delay = self.backoff_s * 2**attempt * random.uniform(0.5, 1.0)
+    def _call(self, call: Callable[..., T], *args: Any) -> T:
+        """One call that is not repeated here (a submit, an amend, a setting): VenueQuiet at once,
+        nothing sent, during a quiet period; a 429 / 418's Retry-After starts one."""
+        self._check_quiet()
+        try:
+            return call(*args)
+        except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as error:
+            self._note_throttle(error)
+            raise
+
+    def _quiet_left(self) -> float:
+        """Seconds of the venue's Retry-After still to run (0: calls may go)."""
+        return max(0.0, self._quiet_until - self._clock())
+
+    def _check_quiet(self) -> None:
+        left = self._quiet_left()
+        if left > 0:
+            raise VenueQuiet.left(self.name, left)
+
+    def _note_throttle(self, error: Exception) -> None:
+        """A 429 / 418 that gave a Retry-After starts a quiet period (never shortens one): Binance
+        answers 418 (an IP ban, 2 minutes to 3 days) to an IP that kept calling through 429s, and
+        lengthens a ban for every call made during it, so until it ends the adapter sends nothing."""
         retry_after = _retry_after_s(self.exchange, error)
-        if retry_after is None:
-            time.sleep(min(delay, self.max_backoff_s))
-            return
-        wait = max(min(delay, self.max_backoff_s), retry_after)
-        self._quiet_until = max(self._quiet_until, time.monotonic() + wait)
-        self._stop.wait(wait)
+        if retry_after is not None:
+            self._quiet_until = max(self._quiet_until, self._clock() + retry_after)
+
+    def _sleep(self, attempt: int) -> None:
+        """Exponential backoff with jitter (at most `max_backoff_s`) before a call is repeated. A
+        quiet period that ends within `max_backoff_s` is waited out (`close` ends the wait early);
+        a longer one is never slept inside a call (the adapter's lock would be held meanwhile and
+        the bot's thread with it: no tick, no stop, no kill): VenueQuiet is raised instead, and the
+        poll thread waits it out (`_next_poll_s`)."""
+        delay = min(self.backoff_s * 2**attempt * random.uniform(0.5, 1.0), self.max_backoff_s)
+        left = self._quiet_left()
+        if left > self.max_backoff_s:
+            raise VenueQuiet.left(self.name, left)
+        if left > 0:
+            self._wait(max(delay, left))
+        else:
+            self._pause(delay)
+
+
+class VenueQuiet(ccxt.RateLimitExceeded, VenueUnreachable):
+    """Nothing was sent: the venue asked for quiet (a 429 / 418's Retry-After) and it has not ended.
+    A ccxt RateLimitExceeded (so a transient error to every caller of a read, RATE_LIMITED for an
+    order) and the port's VenueUnreachable."""
+
+    @classmethod
+    def left(cls, venue: str, left_s: float) -> "VenueQuiet":
+        return cls(f"{venue}: not sent: the venue asked for no calls for {left_s:.0f} s more (429 / 418 Retry-After)")
 
 
 def _retry_after_s(exchange: Any, error: Exception) -> float | None:

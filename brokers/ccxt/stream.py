@@ -28,6 +28,12 @@ The key is kept alive here, every `options['listenKeyRefreshRate']` ms (ccxt's o
 minutes; binance drops a key 60 minutes after its last keep-alive): ccxt.pro 4.5.90 sends its
 first keep-alive and then never another (its re-arm looks for the subscription in a dict, but
 its clients are objects), so a stream left to ccxt would lose its key after 80 minutes.
+
+While the venue asks for quiet (`quiet_s`: the adapter's 429 / 418 Retry-After still running) the
+stream neither (re)subscribes nor keeps its key alive: both are requests (binance spot's websocket
+API shares the IP's limits with REST; USD-M's listenKey is REST), and binance lengthens an IP ban for
+every call made during it. A socket that stays open keeps delivering; one that drops waits out the
+quiet period (re-checked every second) before it dials again, then reconciles as after any drop.
 """
 
 from __future__ import annotations
@@ -53,8 +59,10 @@ class UserStream:
 
     def __init__(self, pro: Any, on_orders: Callable[[list[dict[str, Any]]], None],
                  on_trades: Callable[[list[dict[str, Any]]], None], on_live: Callable[[bool], None],
-                 backoff_s: float = 0.5, max_backoff_s: float = 30.0) -> None:
+                 backoff_s: float = 0.5, max_backoff_s: float = 30.0,
+                 quiet_s: Callable[[], float] | None = None) -> None:
         self.pro = pro
+        self.quiet_s = quiet_s or (lambda: 0.0)   # seconds the venue still asks for no calls
         self.on_orders, self.on_trades, self.on_live = on_orders, on_trades, on_live
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.live = False
@@ -83,6 +91,7 @@ class UserStream:
         treat a new connection as subscribed without asking the venue."""
         while True:
             watches: list[asyncio.Task[None]] = []
+            await self._wait_quiet()
             try:
                 # markets first: a watch that loads them suspends, and an event arriving
                 # meanwhile would only be cached (see the module docstring)
@@ -121,6 +130,12 @@ class UserStream:
             delay = min(self.backoff_s * 2 ** (self.failures - 1), self.max_backoff_s)
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
+    async def _wait_quiet(self) -> None:
+        """Until the venue's quiet period (a 429 / 418's Retry-After) has ended: re-checked every second,
+        so a shorter or an ended one is not overslept."""
+        while (left := self.quiet_s()) > 0:
+            await asyncio.sleep(min(left, 1.0))
+
     async def _sockets_open(self, watches: list[asyncio.Task[None]]) -> bool:
         """Until every websocket the watches dial is open (True), or a watch has ended (False:
         it failed to connect; the supervisor sees why). ccxt keeps non-socket bookkeeping
@@ -157,7 +172,7 @@ class UserStream:
     async def _keep_alive(self) -> None:
         """PUT the listenKey (see the module docstring). ccxt handles a refusal by failing the
         socket's watches, and the supervisor then reconnects with a fresh key."""
-        if self._keep_alive_s() is not None:
+        if self._keep_alive_s() is not None and self.quiet_s() <= 0:   # not during a quiet period
             await self.pro.keep_alive_listen_key({})
 
     def _forget_listen_keys(self) -> None:

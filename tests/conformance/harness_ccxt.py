@@ -40,7 +40,7 @@ class CcxtBinanceHarness:
 
     def make_adapter(self) -> CcxtAdapter:
         self.adapter = CcxtAdapter("binance", exchange=binance_on(self.fake), symbols=["BTC/USDT", "ETH/USDT"],
-                                   backoff_s=0.001, max_backoff_s=0.005, poll_interval_s=None)
+                                   backoff_s=0.001, max_backoff_s=1.0, poll_interval_s=None)
         return self.adapter
 
     def supports(self, feature: str) -> bool:
@@ -138,7 +138,7 @@ class CcxtBybitHarness(CcxtBinanceHarness):
 
     def make_adapter(self) -> CcxtAdapter:
         self.adapter = CcxtAdapter("bybit", exchange=bybit_on(self.fake), symbols=["BTC/USDT", "ETH/USDT"],
-                                   backoff_s=0.001, max_backoff_s=0.005, poll_interval_s=None)
+                                   backoff_s=0.001, max_backoff_s=1.0, poll_interval_s=None)
         return self.adapter
 
     def supports(self, feature: str) -> bool:
@@ -207,7 +207,7 @@ class CcxtBinanceFuturesHarness(CcxtBinanceHarness):
         # a futures account's settings, as its account config gives them (the venue starts at 20x)
         self.adapter = CcxtAdapter("binanceusdm", exchange=binanceusdm_on(self.fake),  # type: ignore[arg-type]
                                    symbols=["BTC/USDT:USDT", "ETH/USDT:USDT"], backoff_s=0.001,
-                                   max_backoff_s=0.005, poll_interval_s=None, leverage=10, margin_mode="cross",
+                                   max_backoff_s=1.0, poll_interval_s=None, leverage=10, margin_mode="cross",
                                    push=binanceusdm_pro_on(self.fake))  # type: ignore[arg-type]
         return self.adapter
 
