@@ -113,3 +113,18 @@ def database_url(request, tmp_path) -> Iterator[str]:
     with admin.begin() as connection:
         connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+def migrate_store(database_url: str, target: str, down: bool = False) -> None:
+    """Alembic to `target` (up, or down with `down`) on `database_url`, in one transaction, as the
+    migration tests need it (engine.store.db.upgrade only goes to the head)."""
+    from alembic import command
+
+    from engine.store.db import alembic_config, make_engine
+
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        config = alembic_config(database_url)
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, target)
+    engine.dispose()

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from engine.store.models import AuditRow, BacktestJobRow, SignalRow, UserRow
 from tests.api.conftest import SMA, LiveServer, publish
+from tests.conftest import migrate_store
 
 NS = 1_000_000_000
 REPLAYED_TS = 1_399_248_000 * NS      # 2014-05-05: the market time of a replayed EURUSD tick
@@ -346,17 +347,6 @@ def test_a_wrong_method_is_a_405_in_the_documented_shape(api):
 
 # -- migration 0007 on a store with rows ------------------------------------------------------------------
 
-def _migrate(url: str, target: str, down: bool = False) -> None:
-    from alembic import command
-
-    from engine.store.db import alembic_config, make_engine
-
-    engine = make_engine(url)
-    with engine.begin() as connection:
-        config = alembic_config(url)
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, target)
-    engine.dispose()
 
 
 def test_migration_0007_keeps_existing_bots_signals_and_users(database_url):
@@ -364,7 +354,7 @@ def test_migration_0007_keeps_existing_bots_signals_and_users(database_url):
 
     from engine.store.db import make_engine
 
-    _migrate(database_url, "0006")
+    migrate_store(database_url, "0006")
     engine = make_engine(database_url)
     with engine.begin() as c:
         c.execute(text("INSERT INTO users (username, password_hash, role, disabled, created_at) "
@@ -377,7 +367,7 @@ def test_migration_0007_keeps_existing_bots_signals_and_users(database_url):
         c.execute(text("INSERT INTO signals (bot_id, symbol, ts, direction, payload) "
                        f"VALUES ('old', 'SPY', {REPLAYED_TS}, 1, '{{}}')"))
     engine.dispose()
-    _migrate(database_url, "head")
+    migrate_store(database_url, "head")
     engine = make_engine(database_url)
     with engine.connect() as c:
         assert c.execute(text("SELECT plan FROM users")).scalar_one() == "free"
@@ -385,7 +375,7 @@ def test_migration_0007_keeps_existing_bots_signals_and_users(database_url):
         assert c.execute(text("SELECT published_ns FROM signals")).scalar_one() == REPLAYED_TS
         assert c.execute(text("SELECT published_at FROM bots")).scalar_one() is None
     engine.dispose()
-    _migrate(database_url, "0006", down=True)
+    migrate_store(database_url, "0006", down=True)
     engine = make_engine(database_url)
     with engine.connect() as c:
         assert c.execute(text("SELECT bot_id FROM bot_configs")).scalar_one() == "old"

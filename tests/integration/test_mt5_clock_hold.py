@@ -169,24 +169,6 @@ def test_the_first_own_market_deal_confirms_the_offset_and_its_fill_is_dated_by_
     assert [f.ts for f in sink.fills] == [clock.msc * 1_000_000]
 
 
-def _restarted(bot, stored):
-    """A new process: a fresh adapter on the same terminal (its holds are gone) and an OMS restored
-    from what the store held at the crash; then the restart's reconciliation."""
-    from engine.oms import OrderManager
-    from engine.portfolio import Portfolio
-    from tests.integration.test_mt5_protective import _TerminalClock
-
-    adapter = MT5Adapter(bot.fake, ["EURUSD"], login=5001, password="secret", server="FakeBroker-Demo",
-                         bot_id="alpha", sleep=lambda s: None, clock_ns=lambda: bot.fake.now_msc * 1_000_000)
-    oms = OrderManager("alpha", _TerminalClock(bot.fake), adapter, Portfolio(D(0), 2), {}, connect=False)  # type: ignore[arg-type]
-    oms.instruments.update(bot.oms.instruments)
-    oms.portfolio = Portfolio(bot.oms.portfolio.cash, bot.oms.instruments["EURUSD"].scales.cash_dp)
-    oms.restore(stored, list(bot.oms.fills), 10)
-    adapter.remember(stored)
-    adapter.connect(oms)
-    return oms, adapter
-
-
 def test_a_crash_while_a_gtd_order_is_held_restarts_with_it_canceled_as_never_sent():
     """Before: the held order was reported SUBMITTED and journaled so; after a crash the venue did not
     know it and the restart stopped ("SUBMITTED here but unknown to the venue") until an operator
@@ -195,7 +177,7 @@ def test_a_crash_while_a_gtd_order_is_held_restarts_with_it_canceled_as_never_se
     from dataclasses import replace
 
     from engine.reconcile import LOST_BEFORE_SUBMIT, reconcile_with_adapter
-    from tests.integration.test_mt5_protective import HEDGING, HOUR_NS, Bot
+    from tests.integration.test_mt5_protective import HEDGING, HOUR_NS, Bot, restarted
 
     bot = Bot(HEDGING, server_tz="EET")  # the adapter is not told the zone: a derived, provisional offset
     gtd = bot.strategy.buy(qty=D("0.10"), limit=1.09000, expire=bot.oms.clock.now_ns() + HOUR_NS)
@@ -203,7 +185,7 @@ def test_a_crash_while_a_gtd_order_is_held_restarts_with_it_canceled_as_never_se
     stored = [replace(o) for o in bot.oms.orders.values()]  # what the store holds when the process dies
     bot.fake.set_tick("EURUSD", 1.10000, 1.10020)            # the market quotes while the bot is down
 
-    oms, adapter = _restarted(bot, stored)
+    oms, adapter = restarted(bot, stored)
     report = reconcile_with_adapter(oms, adapter, bot.oms.clock.now_ns())
     assert report.orders_lost_before_submit == [gtd.client_order_id]
     again = oms.orders[gtd.client_order_id]

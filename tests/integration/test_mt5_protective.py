@@ -209,12 +209,10 @@ def test_netting_position_bigger_than_the_entry_refuses_its_bracket():
     assert bot.position()["sl"] == 0.0
 
 
-def test_after_a_restart_an_sl_tp_close_is_still_the_childs_fill():
-    bot = Bot(HEDGING)
-    entry = bot.market("BUY", "0.10", sl=1.09500, tp=1.10500)
-    stored = [replace(o) for o in bot.oms.orders.values()]  # as the journal gives them back: a copy has no events
-    assert all(not o.events for o in stored)
-    bot.fake.set_tick("EURUSD", 1.10510, 1.10530)  # the TP is hit while the bot is down
+def restarted(bot: Bot, stored: list[Order]) -> tuple[OrderManager, MT5Adapter]:
+    """A new process on the same terminal: a fresh adapter (what the last one held in memory is
+    gone) and an OMS restored from `stored` (the store's orders) and the fills booked so far,
+    connected; reconciliation is the caller's."""
     adapter = MT5Adapter(bot.fake, ["EURUSD"], login=5001, password="secret", server="FakeBroker-Demo",
                          bot_id="alpha", sleep=lambda s: None, clock_ns=lambda: bot.fake.now_msc * 1_000_000)
     oms = OrderManager("alpha", _TerminalClock(bot.fake), adapter, Portfolio(D(0), 2), {}, connect=False)  # type: ignore[arg-type]
@@ -223,6 +221,16 @@ def test_after_a_restart_an_sl_tp_close_is_still_the_childs_fill():
     oms.restore(stored, list(bot.oms.fills), 10)
     adapter.remember(stored)
     adapter.connect(oms)
+    return oms, adapter
+
+
+def test_after_a_restart_an_sl_tp_close_is_still_the_childs_fill():
+    bot = Bot(HEDGING)
+    entry = bot.market("BUY", "0.10", sl=1.09500, tp=1.10500)
+    stored = [replace(o) for o in bot.oms.orders.values()]  # as the journal gives them back: a copy has no events
+    assert all(not o.events for o in stored)
+    bot.fake.set_tick("EURUSD", 1.10510, 1.10530)  # the TP is hit while the bot is down
+    oms, adapter = restarted(bot, stored)
     adapter.poll()        # the server's offset is provisional until a tick arrives: the TP's fill is held
     take = oms.orders[bot.bracket(entry)[1].client_order_id]
     stop = oms.orders[bot.bracket(entry)[0].client_order_id]

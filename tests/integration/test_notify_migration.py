@@ -3,24 +3,17 @@ back to 0014 without them (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from alembic import command
 from sqlalchemy import inspect
 
 from api.notify.store import metadata
-from engine.store.db import alembic_config, make_engine
+from engine.store.db import make_engine
+from tests.conftest import migrate_store
 
 
-def _migrate(database_url: str, target: str, down: bool = False) -> None:
-    engine = make_engine(database_url)
-    with engine.begin() as connection:
-        config = alembic_config(database_url)
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, target)
-    engine.dispose()
 
 
 def test_migration_0015_matches_the_declared_tables_and_goes_back(database_url):
-    _migrate(database_url, "0015")
+    migrate_store(database_url, "0015")
     engine = make_engine(database_url)
     try:
         found = inspect(engine)
@@ -29,9 +22,9 @@ def test_migration_0015_matches_the_declared_tables_and_goes_back(database_url):
             assert columns == {c.name for c in table.columns}, table.name
         unique = found.get_unique_constraints("notification_deliveries")
         assert [u["column_names"] for u in unique] == [["rule_id", "event_key"]]  # one delivery per (rule, event)
-        _migrate(database_url, "0014", down=True)
+        migrate_store(database_url, "0014", down=True)
         assert not set(metadata.tables) & set(inspect(engine).get_table_names())
-        _migrate(database_url, "0015")
+        migrate_store(database_url, "0015")
         assert set(metadata.tables) <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()

@@ -5,20 +5,13 @@ by an index."""
 from __future__ import annotations
 
 
-from alembic import command
 from sqlalchemy import inspect, text
 
-from engine.store.db import alembic_config, make_engine, upgrade
+from engine.store.db import make_engine, upgrade
 from engine.store.models import SignalRow
+from tests.conftest import migrate_store
 
 
-def _migrate(database_url: str, target: str, down: bool = False) -> None:
-    engine = make_engine(database_url)
-    with engine.begin() as connection:
-        config = alembic_config(database_url)
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, target)
-    engine.dispose()
 
 
 def _signal_indexes(engine) -> dict[str, list[str]]:
@@ -26,14 +19,14 @@ def _signal_indexes(engine) -> dict[str, list[str]]:
 
 
 def test_migration_0017_drops_the_signals_ts_index_as_the_model_declares_and_goes_back(database_url):
-    _migrate(database_url, "0016")
+    migrate_store(database_url, "0016")
     engine = make_engine(database_url)
     try:
         assert _signal_indexes(engine)["ix_signals_ts"] == ["ts"]
-        _migrate(database_url, "0017")
+        migrate_store(database_url, "0017")
         declared = {ix.name: [c.name for c in ix.columns] for ix in SignalRow.__table__.indexes}
         assert _signal_indexes(engine) == declared == {"ix_signals_bot_id": ["bot_id"]}
-        _migrate(database_url, "0016", down=True)
+        migrate_store(database_url, "0016", down=True)
         assert _signal_indexes(engine)["ix_signals_ts"] == ["ts"]
     finally:
         engine.dispose()
