@@ -22,6 +22,8 @@ a worker. Every response carries the security headers, error pages included.
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -49,6 +51,8 @@ from api.streaming import SignalHub
 from live.control import BotControl
 from live.feed import set_data_dirs
 from engine.store.db import make_engine, upgrade
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 DOCS_ASSETS = f"{PREFIX}/docs/assets"
@@ -126,6 +130,27 @@ class TickbridgeAPI(FastAPI):
         return SecurityHeaders(super().build_middleware_stack(), no_store_prefix=f"{PREFIX}/auth/")
 
 
+def _finish_kills_in_background(bot_control: Any) -> None:
+    """The runtime finishes kills a crash or a venue cut short (live.manager.BotManager.finish_kills:
+    a halted live bot still holding a position or working orders is killed again through its
+    venue), on a thread of its own: venues may be slow, and the API serves meanwhile. A runtime
+    without it (a test's fake) is left alone; a failure is logged, never stops the server."""
+    finish = getattr(bot_control, "finish_kills", None)
+    if finish is None:
+        return
+
+    def run() -> None:
+        try:
+            finished = finish()
+        except Exception as error:  # noqa: BLE001 - start-up must not fail on a bot's venue
+            log.warning("could not finish interrupted kills: %s", type(error).__name__)
+            return
+        if finished:
+            log.warning("finished the kills of %s (halted, still holding at their venue)", ", ".join(finished))
+
+    threading.Thread(target=run, name="finish-kills", daemon=True).start()
+
+
 def create_app(settings: Settings | None = None, bot_control: BotControl | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     if bot_control is None:
@@ -158,6 +183,7 @@ def create_app(settings: Settings | None = None, bot_control: BotControl | None 
             ctx.extra["notify"] = Dispatcher(engine, settings, ctx.vault)
             await ctx.extra["notify"].start()
         metrics_server = metrics.serve(settings.metrics_port) if settings.metrics_port is not None else None
+        _finish_kills_in_background(bot_control)
         try:
             yield
         finally:

@@ -21,6 +21,7 @@ paper bot's books under the bot's lease and moves its paper venue log aside.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -42,6 +43,8 @@ from live.lease import DEFAULT_TTL_S, Leases
 from live.feed import TickTable, resolve_tick_file
 from live.recorder import SessionRecorder
 from engine.store.db import database_url as resolve_url, make_engine, masked
+
+log = logging.getLogger(__name__)
 
 VenueOpener = Callable[[BotConfig], tuple[Any, Any, list[Callable[[], Any]]]]
 DEFAULT_TIMEOUT_S = 120.0
@@ -276,6 +279,49 @@ class BotManager:
         self._threads[bot_id].join(DEFAULT_TIMEOUT_S)
         if runner.error is not None:
             raise runner.error
+
+    def finish_kills(self) -> list[str]:
+        """Finish the kills a crash or a venue cut short: every live-venue bot the store says is
+        halted (HALTED) but that still holds a position or working orders there, and that no
+        runtime runs, is killed again (`kill` of a stopped bot: restored, reconciled, flattened
+        reduce-only through its venue, its protection canceled once flat). Returns their ids.
+
+        Why: a kill halts at once, but its flatten may be refused (the venue unreachable: the stop
+        then stays working, as it should, while the position is held) and its last step, canceling
+        the protection, waits for the flatten's fill in memory. A runtime that stopped or crashed
+        before either completed left a halted bot with a stop working at the venue: on a flat
+        account it opens a position nobody asked for. The server runs this once at start-up
+        (api.app's lifespan), in the background. Paper bots are skipped: their venue does not move
+        while no runtime runs them. A bot whose kill fails again (the venue still down) is logged
+        and left halted; a person can kill it again."""
+        from sqlalchemy import select
+
+        from engine.store.models import BotRow
+
+        with self.store().connect() as connection:
+            halted = [row.id for row in connection.execute(select(BotRow.id).where(BotRow.status == HALTED)
+                                                           .order_by(BotRow.id))]
+        finished = []
+        for bot_id in halted:
+            thread = self._threads.get(bot_id)
+            if thread is not None and thread.is_alive():
+                continue
+            stored = self._stored(bot_id)
+            config = None if stored is None else self._stored_config(stored)
+            if config is None or config.venue == "paper":
+                continue
+            with self.store().connect() as connection:
+                held = books.holdings(connection, bot_id)
+            if not held.positions and not held.open_orders:
+                continue
+            try:
+                self.kill(bot_id, "finishing a kill that did not complete", config)
+            except Exception as error:  # noqa: BLE001 - one bot's venue must not keep the others' kills
+                log.warning("bot %s: could not finish its kill (%s); it stays halted", bot_id,
+                            books.scrub(str(error))[:200])
+                continue
+            finished.append(bot_id)
+        return finished
 
     def resume(self, bot_id: str) -> None:
         """Lift a kill's halt. A halted bot still running trades again at once (any venue: its

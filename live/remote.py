@@ -35,7 +35,7 @@ from engine.errors import TickbridgeError
 from live.config import BotConfig
 
 CALLS = frozenset({"start", "stop", "kill", "resume", "reset", "status", "running", "configure", "bots", "summary",
-                   "bars"})
+                   "bars", "finish_kills"})
 IMMEDIATE = frozenset({"status", "running", "bots", "summary", "bars"})  # answered on the child's reader thread
 CLOSE_TIMEOUT_S = 300.0  # stopping every bot may wait on each one's venue
 
@@ -114,6 +114,10 @@ class ProcessBots:
 
     def summary(self, bot_id: str) -> dict[str, Any]:
         return self._call("summary", bot_id)  # type: ignore[no-any-return]
+
+    def finish_kills(self) -> list[str]:
+        """BotManager.finish_kills, in the child."""
+        return self._call("finish_kills")  # type: ignore[no-any-return]
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Stop every bot cleanly (in the child), then end the child."""

@@ -136,3 +136,44 @@ def test_a_killed_live_bot_resumed_and_started_again_is_not_put_back_into_its_po
         assert bots.summary(BOT["id"])["gap_orders"] == 0
     assert status["position"] == 0 and count(url, OrderRow.__table__) == orders
     assert not [p for p in fake.positions.values() if p["magic"]]  # flat at the terminal too
+
+
+def test_a_kill_the_venue_refused_is_finished_when_a_runtime_starts_again(tmp_path):
+    """A kill while the market is closed: the flatten is refused, the bot halts holding its position
+    (as it must: nothing else protects it). The runtime then stops. The next runtime, at start-up
+    (api.app's lifespan calls finish_kills), kills it again through its venue: flat at the terminal,
+    still halted. Before, nothing did: the halted bot kept its position until a person noticed."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    fake = terminal()
+    with manager(url, tmp_path, fake) as bots:
+        bots.start(parse_bot_config(BOT))
+        minute = 0
+        while bots.status(BOT["id"])["position"] == 0:
+            minute += 1
+            assert minute < 60, "the bot never took a position"
+            quote(fake, minute)
+            wait_until(lambda: bots.status(BOT["id"])["ticks"] >= minute)
+        fake.market_open("EURUSD", False)
+        bots.kill(BOT["id"], "test")
+        wait_until(lambda: bots.status(BOT["id"])["state"] == "HALTED")
+        assert bots.status(BOT["id"])["position"] != 0      # the flatten was refused: still held
+    assert [p for p in fake.positions.values() if p["magic"]]
+    fake.market_open("EURUSD", True)
+    with manager(url, tmp_path, fake) as bots:
+        assert bots.finish_kills() == [BOT["id"]]
+        status = bots.status(BOT["id"])
+        assert status["state"] == "HALTED" and status["position"] == 0
+        assert bots.finish_kills() == []                     # done: nothing held any more
+    assert not [p for p in fake.positions.values() if p["magic"]]  # flat at the terminal
+
+
+def test_finish_kills_leaves_running_paper_and_empty_halted_bots_alone(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    fake = terminal()
+    with manager(url, tmp_path, fake) as bots:
+        bots.start(parse_bot_config(BOT))
+        bots.kill(BOT["id"], "test")                        # holding nothing yet: halted, nothing to finish
+        wait_until(lambda: bots.status(BOT["id"])["state"] == "HALTED")
+        assert bots.finish_kills() == []
