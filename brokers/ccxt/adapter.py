@@ -65,7 +65,9 @@
   binance spot and USD-M futures declare `protective_orders` (and native_brackets /
   native_trailing; native_oco on spot only), every other exchange none. A bracket's children wait
   here, still PENDING_SUBMIT, until their entry is done, then go sized to what it filled (none
-  filled: canceled PARENT_NOT_FILLED); spot sends two exits as one OCO order list, futures as a
+  filled: canceled PARENT_NOT_FILLED); a bracket's two exits go from the entry's first fill while it
+  still works, sized to what filled, and grow with its later fills (replaced under `<id>.r<n>`:
+  `_grow`); spot sends two exits as one OCO order list, futures as a
   reduce-only limit and a reduce-only algo stop that this adapter links (one filling cancels the
   other); trailing stops go as trailingDelta (spot) / callbackRate (futures). What cannot be
   expressed is refused at submit with the field named. `amend`: spot cancel-replace (the
@@ -94,7 +96,7 @@ from brokers.ccxt.futures import FundingFee
 from brokers.ccxt.stream import UserStream
 from engine.errors import ConfigError
 from engine.instrument import Instrument
-from engine.orders import Fill, Order, OrderSide, OrderState, amend_terms
+from engine.orders import Fill, Order, OrderSide, OrderState, OrderType, amend_terms
 
 T = TypeVar("T")
 _DONE = (OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED, OrderState.EXPIRED)   # an entry's end
@@ -224,6 +226,10 @@ class CcxtAdapter:
         self._algo: set[str] = set()                 # engine client ids sent to binance's algo service (futures)
         self._pairs: list[list[Order]] = []          # futures bracket exits the adapter links (no OCO list there)
         self._resent: dict[str, int] = {}            # exits sent again after a lookup proved them absent
+        # a bracket whose entry still works, partly filled (D7a): its exits went to the venue sized to what had
+        # filled and grow with each later fill (`_grow`): entry id -> (its exits, the quantity they protect)
+        self._growing: dict[str, tuple[list[Order], Decimal]] = {}
+        self._exits_now: dict[str, Order] = {}       # a fired stop's market exit for a later fill, by engine id
 
     @property
     def protective_orders(self) -> bool:
@@ -390,7 +396,8 @@ class CcxtAdapter:
         if P.is_algo(terms, self.futures):
             self._algo.add(order.client_order_id)
         self._submit(terms, instrument,  # type: ignore[arg-type]
-                     P.trailing_params(terms, self.futures) if terms.is_trailing else None)
+                     P.trailing_params(terms, self.futures) if terms.is_trailing else None,
+                     venue_cid=self._aliases.get(order.client_order_id))
 
     def _quiet_refusal(self) -> str | None:
         """Why no order can go now (a 429 / 418's Retry-After still runs), or None. Refused at once,
@@ -439,14 +446,22 @@ class CcxtAdapter:
 
     def _release_waiting(self) -> None:
         """Send (or cancel) the children whose entry is done (under the lock): sized to what it filled;
-        an entry that filled nothing cancels them."""
+        an entry that filled nothing cancels them. A bracket's two exits (one OCO group) go from the
+        entry's first fill while it still works, sized to what filled, and grow with its later fills
+        (`_grow`), so the part that filled is protected at the venue, not only while the bot runs."""
         for parent_id in list(self._waiting.children):
             group = self._waiting.complete(parent_id)
             state = self._reporter.reported(parent_id)
-            if group is None or state not in _DONE:
+            if group is None:
                 continue
             parent = self._reporter.orders.get(parent_id)
             filled = parent.filled_qty if parent is not None else Decimal(0)
+            if state not in _DONE:
+                if state is OrderState.PARTIALLY_FILLED and filled > 0 and self._grows(group, filled):
+                    self._waiting.take(parent_id)
+                    self._growing[parent_id] = (group, filled)
+                    self._send_exits(group, filled)
+                continue
             self._waiting.take(parent_id)
             if filled <= 0:
                 for child in group:
@@ -460,7 +475,130 @@ class CcxtAdapter:
                     self._send_checked(child, filled)
             if len(grouped) == 2 and self.futures:
                 self._pairs.append(grouped)   # no OCO list on futures: the adapter links them
+        for parent_id in list(self._growing):
+            self._grow(parent_id)
         self._settle_pairs()
+
+    # -- a partly filled entry's exits (D7a) -----------------------------------------------------------
+    def _grows(self, group: list[Order], qty: Decimal) -> bool:
+        """Whether a waiting bracket's exits go before its entry is done: exactly one OCO pair (a
+        take-profit and a plain stop, not trailing: a replaced trailing stop would trail afresh) that the
+        venue would take at `qty` (a first fill below the market's minimum waits for more)."""
+        if len(group) != 2 or any(c.oco_group is None or c.is_trailing for c in group):
+            return False
+        if {P.role(c) for c in group} != {P.TAKE_PROFIT, P.STOP_LOSS}:
+            return False
+        return self._sizable(group, qty)
+
+    def _sizable(self, group: list[Order], qty: Decimal) -> bool:
+        instrument = self._instruments.get(group[0].symbol)
+        for child in group:
+            terms = replace(child, qty=qty, reduce_only=self.futures)
+            if self._refusal(terms, instrument) is not None or self._precision_refusal(terms) is not None:
+                return False
+        return True
+
+    def _send_exits(self, group: list[Order], qty: Decimal) -> None:
+        """A bracket's two exits at `qty`: spot one OCO list, futures two reduce-only orders it links."""
+        if self.futures:
+            for child in group:
+                self._send_checked(child, qty)
+            if not any(group is pair or set(map(id, group)) == set(map(id, pair)) for pair in self._pairs):
+                self._pairs.append(group)
+        else:
+            self._send_oco(group, qty)
+
+    def _grow(self, parent_id: str) -> None:
+        """Bring a partly filled entry's exits up to what it has filled (under the lock). While neither
+        exit has a fill, they are replaced (Binance cannot amend an order list, nor a USD-M algo order):
+        cancel, then the same exits for the whole filled quantity under `<id>.r<n>`, so the venue never
+        holds more protection than what filled. Once the stop has executed (the market went through it),
+        what the entry fills after is sold at once: a MARKET `<stop id>.r<n>` (reduce-only on futures), the
+        stop's own fill. Done once the entry is done and protected whole, or an exit ended otherwise."""
+        group, protected = self._growing[parent_id]
+        parent = self._reporter.orders.get(parent_id)
+        done = self._reporter.reported(parent_id) in _DONE
+        filled = parent.filled_qty if parent is not None else Decimal(0)
+        ids = [c.client_order_id for c in group]
+        if any(cid in self._unresolved for cid in ids):
+            return   # a send whose outcome is unknown: the poll looks it up first
+        states = [self._reporter.reported(cid) for cid in ids]
+        if filled <= protected:
+            if done:
+                del self._growing[parent_id]
+            return
+        if any(state is OrderState.SUBMITTED for state in states):
+            return
+        fills = [self._reporter.filled(cid) for cid in ids]
+        if all(state is OrderState.ACCEPTED for state in states) and not any(fills):
+            if self._sizable(group, filled) and self._replace_exits(group, filled):
+                self._growing[parent_id] = (group, filled)
+            return
+        stop = next(c for c in group if P.role(c) == P.STOP_LOSS)
+        if self._reporter.filled(stop.client_order_id) > 0:
+            if self._exit_now(stop, filled - protected):
+                self._growing[parent_id] = (group, filled)
+            return
+        del self._growing[parent_id]   # an exit ended (canceled, or the take-profit executed): no more growth
+
+    def _next_id(self, cid: str) -> str | None:
+        """The next replacement client id for an engine order (`<id>.r<n>`), or None past the venue's limit."""
+        n = self._replacements.get(cid, 0) + 1
+        new_cid = P.replacement_id(cid, n)
+        if client_id_refusal(self.exchange.id, new_cid) is not None:
+            return None
+        self._replacements[cid] = n
+        return new_cid
+
+    def _replace_exits(self, group: list[Order], qty: Decimal) -> bool:
+        """Cancel a bracket's working exits and send them again at `qty` under new client ids. A cancel the
+        venue refuses (an exit executed meanwhile) sends nothing: what it holds is reported instead."""
+        counts = {c.client_order_id: self._replacements.get(c.client_order_id, 0) + 1 for c in group}
+        new_ids = {cid: P.replacement_id(cid, n) for cid, n in counts.items()}
+        if any(client_id_refusal(self.exchange.id, new_cid) for new_cid in new_ids.values()):
+            return False   # no id left for a replacement: the exits stay as they are
+        if self._quiet_left() > 0:
+            return False
+        cancels = group[:1] if not self.futures else group   # one leg's cancel cancels the whole order list
+        for child in cancels:
+            params: dict[str, Any] = {"clientOrderId": self._aliases.get(child.client_order_id, child.client_order_id)}
+            if child.client_order_id in self._algo:
+                params["trigger"] = True
+            try:
+                self._call(self.exchange.cancel_order, None, child.symbol, params)
+            except (ccxt.OrderNotFound, ccxt.OperationRejected, ccxt.InvalidOrder, ccxt.ExchangeError,
+                    *_TRANSIENT_READ):
+                for member in group:   # executed meanwhile, or the venue could not be reached: what it holds
+                    try:
+                        self._resolve(member)
+                    except ccxt.BaseError:
+                        pass
+                return False
+        for cid, new_cid in new_ids.items():
+            self._replaced.update(v for v, c in self._venue_ids.items() if c == cid)
+            self._replacements[cid] = counts[cid]
+            self._aliases[cid] = new_cid
+        self._send_exits(group, qty)
+        return True
+
+    def _exit_now(self, stop: Order, qty: Decimal) -> bool:
+        """What an entry filled after its stop executed, sold at once as the stop's: a MARKET order under
+        `<stop id>.r<n>` (on futures reduce-only, in the matching engine, not the algo service), its fills
+        the stop's. False when nothing was sent (the venue would refuse it, or a quiet period runs): the next
+        pass tries again."""
+        terms = replace(stop, qty=qty, type=OrderType.MARKET, stop_price=None, limit_price=None,
+                        reduce_only=self.futures or stop.reduce_only)
+        instrument = self._instruments[stop.symbol]
+        if self._refusal(terms, instrument) is not None or self._precision_refusal(terms) is not None or \
+                self._quiet_left() > 0:
+            return False
+        new_cid = self._next_id(stop.client_order_id)
+        if new_cid is None:
+            return False
+        self._aliases[stop.client_order_id] = new_cid
+        self._exits_now[stop.client_order_id] = terms
+        self._submit(terms, instrument, venue_cid=new_cid)
+        return True
 
     def track(self, orders: list[Order]) -> None:
         """Orders restored from the journal after a restart (OrderManager.restore calls this): on
@@ -503,7 +641,9 @@ class CcxtAdapter:
         """Two exits as one Binance order list (POST /api/v3/orderList/oco), never sent twice: an
         unknown outcome leaves both SUBMITTED for the poll to look up by client id."""
         instrument = self._instruments.get(members[0].symbol)
-        sized = [replace(m, qty=qty) for m in members]
+        # each leg under the client id working for its engine order (a replacement's `<id>.r<n>`, else its own)
+        sized = [replace(m, qty=qty, client_order_id=self._aliases.get(m.client_order_id, m.client_order_id))
+                 for m in members]
         reason: str | None = next((str(r) for s in sized if (r := self._refusal(s, instrument)) is not None), None)
         if reason is None:
             reason = next((str(r) for s in sized if (r := self._precision_refusal(s)) is not None), None)
@@ -530,15 +670,20 @@ class CcxtAdapter:
             self._unresolved.update(m.client_order_id for m in members)   # the poll looks them up
             return
         market = self.exchange.market(members[0].symbol)
-        by_id = {m.client_order_id: m for m in members}
+        by_id = {s.client_order_id: m for s, m in zip(sized, members)}
         for report in answer.get("orderReports") or []:
             raw = self.exchange.parse_order(report, market)
             member = by_id.get(str(raw.get("clientOrderId")))
             if member is not None:
                 self._on_order_answer(member, raw, instrument)  # type: ignore[arg-type]
 
-    def _submit(self, order: Order, instrument: Instrument, terms: tuple[str, dict[str, Any]] | None = None) -> None:
+    def _submit(self, order: Order, instrument: Instrument, terms: tuple[str, dict[str, Any]] | None = None,
+                venue_cid: str | None = None) -> None:
+        """Send one order; `venue_cid`: the client id it goes under when not the engine's (a bracket exit's
+        replacement `<id>.r<n>`, reported as the engine's order)."""
         kind, params = terms or mapping.ccxt_type_and_params(order, _text, contract=self.futures)
+        if venue_cid is not None:
+            params = {**params, "clientOrderId": venue_cid}
         price = _text(order.limit_price) if order.limit_price is not None else None
         reason: RejectReason = RejectReason.VENUE_ERROR
         for attempt in range(self.max_attempts):
@@ -585,7 +730,7 @@ class CcxtAdapter:
         self._reporter.rejected(order, time.time_ns(), reason)
 
     def _on_order_answer(self, order: Order, raw: dict[str, Any], instrument: Instrument) -> None:
-        if order.client_order_id in self._algo:
+        if order.client_order_id in self._algo and P.is_algo(order, self.futures):  # not a fired stop's market exit
             raw = _algo_raw(raw)
         venue = mapping.venue_order(raw, instrument, order.client_order_id, order)
         self._venue_ids[venue.venue_order_id] = order.client_order_id
@@ -626,7 +771,8 @@ class CcxtAdapter:
     def _algo_record(self, symbol: str, cid: str) -> dict[str, Any]:
         """A futures stop's record: the algo service's (not triggered: working), else the order it
         placed in the matching engine (`actualOrderId`), whose fills are the engine order's."""
-        raw = _algo_raw(self._read(self.exchange.fetch_order, None, symbol, {"clientOrderId": cid, "trigger": True}))
+        raw = _algo_raw(self._read(self.exchange.fetch_order, None, symbol,
+                                   {"clientOrderId": self._aliases.get(cid, cid), "trigger": True}))
         self._algo.add(cid)
         if raw.get("status") != "closed":
             return raw
@@ -927,6 +1073,10 @@ class CcxtAdapter:
                 self._reporter.rejected(order, time.time_ns(), RejectReason.TIMEOUT)
                 continue
             self._resent[order.client_order_id] = tries + 1
+            if order.client_order_id in self._exits_now:   # a fired stop's market exit (`_exit_now`)
+                self._submit(self._exits_now[order.client_order_id], self._instruments[order.symbol],
+                             venue_cid=self._aliases.get(order.client_order_id))
+                continue
             again.setdefault(order.oco_group or order.client_order_id, []).append(order)
         for group in again.values():
             parent = self._reporter.orders[group[0].parent_id]  # type: ignore[index]

@@ -30,7 +30,13 @@ Children of an entry wait in the adapter, still PENDING_SUBMIT (nothing reported
 is done (filled, canceled or rejected); they then go sized to what it filled (an entry that filled
 nothing cancels them, PARENT_NOT_FILLED). Binance spot has no one-triggers-other list for an entry
 the engine already sent alone, so this protects from the entry's fill on while the adapter runs
-(the entry's fill and the exits' send are one poll apart).
+(the entry's fill and the exits' send are one poll apart). A bracket's two exits (a take-profit and a
+plain stop in one OCO group) go earlier, from the entry's first fill while it still works, sized to
+what filled (D7a), and grow with its later fills: neither having a fill, they are replaced (an
+order list cannot be amended, nor a USD-M algo order: cancel, then the exits for the whole filled
+quantity under `<id>.r<n>`), so the venue never holds more protection than what filled; once the
+stop has executed, what the entry fills after is sold at once (a MARKET `<stop id>.r<n>`, reduce-only
+on futures) as the stop's fill.
 
 Amend (`amend_refusal`; the adapter's `amend`): Binance spot replaces an order (POST /api/v3/order/cancelReplace, ccxt's
 edit_order with cancelReplaceMode STOP_ON_FAILURE): a new order with a new client id (`<id>.r<n>`,
@@ -51,7 +57,8 @@ USD-M futures (binanceusdm; Binance's USD-M API, "New Algo Order", and ccxt 4.5.
   actualOrderId, and reports its fills as the engine child's;
 - a take-profit (LIMIT) is a plain GTC LIMIT on /fapi/v1/order: it rests at its price;
 - every exit a child sends is `reduceOnly` (-2022 if it would open or grow a position), sent
-  only once the entry has filled, so a leftover leg can never open a position;
+  only once the entry has filled (part of it, for a bracket's exits sized to that part), so a
+  leftover leg can never open a position;
 - there is no OCO list on futures: the two exits go as two orders and the ADAPTER cancels the
   other once one has a fill (or ends), reported as that sibling's cancel. That link holds while
   the adapter runs; reduce-only keeps what it leaves behind from opening a position.

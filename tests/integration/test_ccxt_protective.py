@@ -111,7 +111,9 @@ def test_children_wait_unsent_until_a_limit_entry_is_done_then_go_sized_to_what_
     assert fake.count_client_id(stop.client_order_id) == fake.count_client_id(take.client_order_id) == 0
     fake.fill(buy.client_order_id, D("0.005"))
     oms.adapter.poll()  # type: ignore[attr-defined]
-    assert stop.state is OrderState.PENDING_SUBMIT   # still working: the rest may fill yet
+    # the entry still works: its exits are at the venue from the first fill, sized to it (D7a)
+    assert (stop.state, take.state) == (OrderState.ACCEPTED, OrderState.ACCEPTED)
+    assert venue(fake, stop).qty == venue(fake, take).qty == D("0.005")
     oms.cancel(buy)
     assert buy.state is OrderState.CANCELED and buy.filled_qty == D("0.005")
     assert (stop.state, take.state) == (OrderState.ACCEPTED, OrderState.ACCEPTED)

@@ -67,7 +67,9 @@ def _spot_bracket(oms: OrderManager, entry: Order) -> tuple[Order, Order]:
     return sl, tp
 
 
-def test_ccxt_a_stop_refused_because_the_market_is_through_it_exits_at_once():
+def test_ccxt_a_gap_through_the_stop_is_sold_by_the_venue_then_the_rest_at_once():
+    """The entry's first fill is protected at the venue (D7a); the market gaps through the stop as the
+    rest fills: the venue's stop sells the first part, the adapter sells the rest at once as the stop's."""
     fake = BinanceFake().start()
     try:
         oms = make_oms(fake)
@@ -78,6 +80,29 @@ def test_ccxt_a_stop_refused_because_the_market_is_through_it_exits_at_once():
         fake.fill(entry.client_order_id, D("0.01"))
         oms.adapter.poll()
         fake.set_quote("BTCUSDT", D("40000.00"), D("40000.01"))  # the rest fills; the stop is passed
+        oms.adapter.poll()
+        oms.adapter.poll()
+        assert entry.state is OrderState.FILLED
+        assert sl.state is OrderState.FILLED and sl.filled_qty == D("0.02") and not _taken_over(sl)
+        assert tp.state is OrderState.CANCELED
+        assert oms.portfolio.positions[BTC].quantity == 0
+        assert fake.balances["BTC"] - btc0 == 0  # the venue holds nothing either
+    finally:
+        fake.stop()
+
+
+def test_ccxt_a_stop_refused_because_the_market_is_through_it_exits_at_once():
+    """A limit entry that fills whole in one go at a gap through its stop: the order list is refused
+    (INVALID_STOPS) and the engine's stand-in exits at once."""
+    fake = BinanceFake().start()
+    try:
+        oms = make_oms(fake)
+        btc0 = fake.balances["BTC"]
+        entry = Order(oms.next_client_order_id(), "t", BTC, OrderSide.BUY, OrderType.LIMIT, D("0.02"), 0,
+                      limit_price=D("49000.00"))
+        sl, tp = _spot_bracket(oms, entry)
+        oms.adapter.poll()
+        fake.set_quote("BTCUSDT", D("40000.00"), D("40000.01"))  # the entry fills whole; the stop is passed
         oms.adapter.poll()
         oms.adapter.poll()
         assert entry.state is OrderState.FILLED
