@@ -151,12 +151,6 @@ def unprotect_when_flat(oms: OrderManager, gate: RiskEngine | None = None) -> No
     entry there could still fill, else at the fill that makes it flat: a fill listener that
     removes itself when no symbol is left to watch). A fill of an entry on a watched symbol after
     the kill is flattened at once (flatten_late)."""
-    def cancel_protection(symbol: str) -> None:
-        _cancel_protection(oms, symbol)
-
-    def busy(symbol: str) -> bool:
-        return _busy(oms, symbol)
-
     waiting = set(drop_protection_of_flat(oms))
     if not waiting:
         return
@@ -171,8 +165,8 @@ def unprotect_when_flat(oms: OrderManager, gate: RiskEngine | None = None) -> No
             return
         # flat: the protection goes (a later fill of an entry still canceling is flattened again);
         # the symbol is watched while such an entry may still fill
-        cancel_protection(symbol)
-        if not busy(symbol):
+        _cancel_protection(oms, symbol)
+        if not _busy(oms, symbol):
             waiting.discard(symbol)
             if not waiting and on_fill in oms.fill_listeners:
                 oms.fill_listeners.remove(on_fill)

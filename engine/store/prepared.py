@@ -42,7 +42,7 @@ class Prepared:
     """One statement compiled for `engine`'s dialect with exactly the parameters `keys` (plus the
     literal values the statement holds itself, such as a WHERE on the bot's id)."""
 
-    __slots__ = ("sql", "_names", "_processors", "_literals", "_plan", "row")
+    __slots__ = ("sql", "_names", "_processors", "_literals", "row")
 
     def __init__(self, engine: Engine, statement: ClauseElement, keys: Sequence[str]) -> None:
         dialect = engine.dialect
@@ -57,8 +57,7 @@ class Prepared:
         self._literals = literals
         self._processors: list[Callable[[Any], Any] | None] = [
             _processor(compiled.binds[n].type, dialect) for n in names]
-        self._plan = tuple((n, p, n in literals) for n, p in zip(names, self._processors))
-        self.row = _row_function(self._plan, literals)
+        self.row = _row_function(tuple((n, p, n in literals) for n, p in zip(names, self._processors)), literals)
 
 
 def _row_function(plan: tuple[tuple[str, Callable[[Any], Any] | None, bool], ...],
