@@ -287,7 +287,7 @@ class Portfolio:
             return _rescale(fill.fee_native_raw, fill.fee_native_dp, self.cash_dp)
         if currency == instrument.base and self.currency == instrument.quote_currency:
             # 1 base = the fill price in the quote: the fee at that price, on the cash grid
-            return _rescale(fill.fee_native_raw * fill.price_raw, fill.fee_native_dp + s.price_dp, self.cash_dp)
+            return self._base_in_cash(fill.fee_native_raw, fill.fee_native_dp, fill.price_raw, s)
         if self.rates is None:
             if self.defer_unvalued_fees:
                 return None
@@ -438,22 +438,14 @@ class Portfolio:
         amount = charge.amount
         if _in_coins(instrument, charge):
             qty = self._charge_qty(instrument, charge)
-            price = self.positions[instrument.symbol].last_price if price_raw is None else price_raw
-            if price <= 0 and qty:
-                raise ConfigError("price", f"charge {charge.charge_id}: {amount} {charge.asset} needs a price to be "
-                                  "valued (the position has none yet)")
-            value = qty * price * s.notional_k
+            value = qty * self._charge_price(instrument, charge, price_raw, bool(qty)) * s.notional_k
         elif (charge.asset == instrument.base and charge.asset != self.currency
               and self.currency == instrument.quote_currency):
             # a currency of account (EUR of EURUSD: holds_base is False), not coins held: cash, worth
-            # the amount at the price in the quote currency, as a fee in it is (_fee_value), on the
-            # cash grid (half to even only where it is finer)
-            price = self.positions[instrument.symbol].last_price if price_raw is None else price_raw
-            if price <= 0 and amount:
-                raise ConfigError("price", f"charge {charge.charge_id}: {amount} {charge.asset} needs a price to be "
-                                  "valued (the position has none yet)")
+            # the amount at the price in the quote currency, as a fee in it is (_fee_value)
+            price = self._charge_price(instrument, charge, price_raw, bool(amount))
             dp = max(0, -int(amount.as_tuple().exponent))  # type: ignore[arg-type]
-            value = _rescale(int(amount.scaleb(dp)) * price, dp + s.price_dp, self.cash_dp)
+            value = self._base_in_cash(int(amount.scaleb(dp)), dp, price, s)
         elif charge.asset == self.currency:
             scaled = amount.scaleb(self.cash_dp)
             if scaled != scaled.to_integral_value():
@@ -472,6 +464,22 @@ class Portfolio:
             raise ConfigError("amount", f"charge {charge.charge_id}: {amount} {charge.asset} is worth 0 on the "
                               f"{self.currency} cash grid ({self.cash_dp} decimals): it would vanish from the books")
         return value
+
+    def _charge_price(self, instrument: Instrument, charge: AccountCharge, price_raw: int | None,
+                      needed: bool) -> int:
+        """The raw price a base-asset charge is valued at: `price_raw`, else the position's last
+        price; refused when `needed` and there is none yet."""
+        price = self.positions[instrument.symbol].last_price if price_raw is None else price_raw
+        if price <= 0 and needed:
+            raise ConfigError("price", f"charge {charge.charge_id}: {charge.amount} {charge.asset} needs a price to "
+                              "be valued (the position has none yet)")
+        return price
+
+    def _base_in_cash(self, raw: int, dp: int, price_raw: int, s: Scales) -> int:
+        """An amount of an unheld base currency (raw at dp decimals) in raw account cash, at a raw
+        price in the quote (the account's currency): exact on the cash grid, half to even only where
+        it is finer. Fees and charges in the base value alike."""
+        return _rescale(raw * price_raw, dp + s.price_dp, self.cash_dp)
 
     def _charge_qty(self, instrument: Instrument, charge: AccountCharge) -> int:
         """A base-asset charge as signed raw quantity; refused off the quantity grid (the position
