@@ -573,7 +573,9 @@ SHARE_VALUES = ("process", "exposure", "open_orders", "equity", "day_start", "hi
 
 def _changed(last: Share, share: Share) -> tuple[str, ...]:
     """The share columns (SHARE_VALUES order) whose value differs between two shares of one bot.
-    Money compares as numbers: equal amounts are stored as the same canonical text (ExactDecimal)."""
+    Money compares as numbers: equal amounts are stored as the same canonical text (ExactDecimal).
+    Written out field by field on purpose (every passed order check runs it): 0.34 us, against 1.0-1.4
+    us for a loop over SHARE_VALUES with attrgetter (measured at stop 25's review); keep the two in step."""
     changed = []
     if share.process != last.process:
         changed.append("process")

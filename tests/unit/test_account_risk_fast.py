@@ -332,3 +332,22 @@ def test_interleaved_bots_and_writers_always_check_against_the_store(path, shado
     for account, desk, journal in zip(accounts, desks, journals):
         account.release(desk.engine)
         journal.close()
+
+
+def test_the_unrolled_column_comparison_covers_every_share_column_in_order():
+    """account_risk._changed is written out field by field for speed: it must name each of
+    SHARE_VALUES whose value differs, in that order, and nothing else (money compared as numbers)."""
+    base = Share("b", "p", Decimal("1.0"), 1, Decimal(2), Decimal(3), Decimal(4), 5, 6)
+    other = {"process": "q", "exposure": Decimal(7), "open_orders": 8, "equity": Decimal(9),
+             "day_start": Decimal(10), "high_water": Decimal(11), "day": 12, "heartbeat_ns": 13}
+    assert set(other) == set(account_risk.SHARE_VALUES)
+    for name in account_risk.SHARE_VALUES:
+        assert account_risk._changed(base, Share(**{**vars_of(base), name: other[name]})) == (name,)
+    everything = Share(**{**vars_of(base), **other})
+    assert account_risk._changed(base, everything) == account_risk.SHARE_VALUES
+    assert account_risk._changed(base, Share(**{**vars_of(base), "exposure": Decimal("1.00")})) == ()
+
+
+def vars_of(share: Share) -> dict:
+    from dataclasses import fields
+    return {f.name: getattr(share, f.name) for f in fields(share)}
