@@ -178,20 +178,15 @@ def test_a_sweep_that_fails_while_running_says_why_in_the_callers_words(api):
 
 
 def test_migration_0016_makes_every_existing_job_a_backtest_and_goes_back(tmp_path):
-    from alembic import command
     from sqlalchemy import inspect, text
 
-    from engine.store.db import alembic_config, make_engine
+    from engine.store.db import make_engine
+    from tests.conftest import migrate_store
 
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
 
     def migrate(target: str, down: bool = False) -> None:
-        engine = make_engine(url)
-        with engine.begin() as connection:
-            config = alembic_config(url)
-            config.attributes["connection"] = connection
-            (command.downgrade if down else command.upgrade)(config, target)
-        engine.dispose()
+        migrate_store(url, target, down)
 
     migrate("0015")
     engine = make_engine(url)

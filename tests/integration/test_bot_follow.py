@@ -289,18 +289,12 @@ def test_iso_times_keep_every_nanosecond():
 
 
 def test_migration_0008_keeps_existing_bots_and_goes_back(database_url):
-    from alembic import command
     from sqlalchemy import inspect, text
 
-    from engine.store.db import alembic_config
+    from tests.conftest import migrate_store
 
     def migrate(target: str, down: bool = False) -> None:
-        engine = make_engine(database_url)
-        with engine.begin() as connection:
-            config = alembic_config(database_url)
-            config.attributes["connection"] = connection
-            (command.downgrade if down else command.upgrade)(config, target)
-        engine.dispose()
+        migrate_store(database_url, target, down)
 
     migrate("0007")
     engine = make_engine(database_url)

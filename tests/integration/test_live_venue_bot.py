@@ -57,6 +57,17 @@ def our_deals(fake: FakeMT5) -> list:
     return [d for d in fake.deals if d.magic]
 
 
+def quote_until_positioned(bots: BotManager, fake: FakeMT5) -> int:
+    """Quote the wave a minute at a time until the running bot holds a position; the last minute quoted."""
+    minute = 0
+    while bots.status(BOT["id"])["position"] == 0:
+        minute += 1
+        assert minute < 60, "the bot never took a position"
+        quote(fake, minute)
+        wait_until(lambda: bots.status(BOT["id"])["ticks"] >= minute)
+    return minute
+
+
 def count(url: str, table) -> int:
     with make_engine(url).connect() as connection:
         return connection.execute(select(func.count()).select_from(table).where(table.c.bot_id == BOT["id"])).scalar()
@@ -116,12 +127,7 @@ def test_a_killed_live_bot_resumed_and_started_again_is_not_put_back_into_its_po
     fake = terminal()
     with manager(url, tmp_path, fake) as bots:
         bots.start(parse_bot_config(BOT))
-        minute = 0
-        while bots.status(BOT["id"])["position"] == 0:
-            minute += 1
-            assert minute < 60, "the bot never took a position"
-            quote(fake, minute)
-            wait_until(lambda: bots.status(BOT["id"])["ticks"] >= minute)
+        minute = quote_until_positioned(bots, fake)
         bots.kill(BOT["id"], "test")
         wait_until(lambda: bots.status(BOT["id"])["position"] == 0)
         assert bots.status(BOT["id"])["state"] == "HALTED"
@@ -148,12 +154,7 @@ def test_a_kill_the_venue_refused_is_finished_when_a_runtime_starts_again(tmp_pa
     fake = terminal()
     with manager(url, tmp_path, fake) as bots:
         bots.start(parse_bot_config(BOT))
-        minute = 0
-        while bots.status(BOT["id"])["position"] == 0:
-            minute += 1
-            assert minute < 60, "the bot never took a position"
-            quote(fake, minute)
-            wait_until(lambda: bots.status(BOT["id"])["ticks"] >= minute)
+        quote_until_positioned(bots, fake)
         fake.market_open("EURUSD", False)
         bots.kill(BOT["id"], "test")
         wait_until(lambda: bots.status(BOT["id"])["state"] == "HALTED")
