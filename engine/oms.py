@@ -55,6 +55,8 @@ class OrderJournal(Protocol):
     def record_fill(self, order: Order, fill: Fill) -> None: ...
     def record_position(self, portfolio: Portfolio, symbol: str, ts: int) -> None: ...
     def flush(self) -> None: ...
+    def write_ahead(self) -> None: ...  # before the venue call: what `flush` makes durable, durable
+    def settle(self) -> None: ...  # after it: whatever write_ahead left for the tables (or nothing)
 
 
 FillListener = Callable[[Order, Fill, list[ClosedTrade]], None]
@@ -247,8 +249,9 @@ class OrderManager:
                 self.journal.flush()
             self.emulator.held(order)
             return True
-        if self.journal is not None:
-            self.journal.flush()  # write-ahead: durable before any venue can have seen it
+        journal = self.journal
+        if journal is not None:
+            journal.write_ahead()  # durable before any venue can have seen it
         try:
             self.adapter.submit(order)
         except Exception as error:  # noqa: BLE001 - an adapter bug or an unreachable venue must not wedge the bot
@@ -258,8 +261,12 @@ class OrderManager:
             # every later go(); it ends REJECTED, naming the error's type only (a message may
             # quote a signed URL). Once SUBMITTED, the venue may hold it: the error is the caller's.
             if order.state is not OrderState.PENDING_SUBMIT:
+                if journal is not None:
+                    journal.settle()
                 raise
             self.on_rejected(order, self.clock.now_ns(), f"SUBMIT_FAILED: {type(error).__name__}")
+        if journal is not None:
+            journal.settle()  # the write-ahead's rows into their tables (engine/store/write_ahead.py)
         return True
 
     def _unsupported(self, order: Order) -> str | None:

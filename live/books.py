@@ -31,6 +31,7 @@ from sqlalchemy import func, insert, select, update
 
 from engine.errors import TickbridgeError
 from engine.orders import TERMINAL_STATES
+from engine.store.journal import settle_write_ahead
 from engine.store.models import (BotArchiveRow, BotRow, DailyPnlRow, EquityPointRow, FillRow, OrderRow, PositionRow,
                                  SignalRow)
 
@@ -113,6 +114,7 @@ class Holdings:
 
 
 def holdings(connection: Any, bot_id: str) -> Holdings:
+    settle_write_ahead(connection.engine, bot_id)  # an order a crash left in its write-ahead record counts
     positions = connection.execute(select(PositionRow).where(PositionRow.bot_id == bot_id)
                                    .order_by(PositionRow.symbol)).all()
     orders = connection.execute(select(OrderRow).where(OrderRow.bot_id == bot_id, OrderRow.state.not_in(_TERMINAL))
@@ -232,6 +234,7 @@ def _sequence(client_order_id: str, bot_id: str) -> int:
 def archive_books(engine: Any, bot_id: str, actor: str) -> ResetReport:
     """Move the bot's books under a new archive id and rewind the bot, in one transaction. The
     caller makes sure no runtime runs the bot (it holds the bot's lease)."""
+    settle_write_ahead(engine, bot_id)  # a crash's last write-ahead record is part of the books archived
     with engine.begin() as connection:
         bot = connection.execute(select(BotRow).where(BotRow.id == bot_id).with_for_update()).first()
         if bot is None:

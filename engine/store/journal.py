@@ -33,12 +33,13 @@ before `flush()` returns (so before any order it journaled can be handed to a ve
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any, Callable
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.charges import AccountCharge, ChargeKind
@@ -49,14 +50,15 @@ from engine.portfolio import Portfolio
 from engine.signals import announce_stored
 from engine.store.db import StoreFileWatch
 from engine.store.prepared import Prepared, SqliteWriter, usable
+from engine.store import write_ahead
 from engine.store.signals import NOTIFY
 from engine.store.models import (AccountChargeRow, AccountSnapshotRow, BotRow, DailyPnlRow, EquityPointRow, FillRow,
-                                 OrderEventRow, OrderRow, PositionRow, SignalRow)
+                                 OrderEventRow, OrderRow, PositionRow, SignalRow, WriteAheadRow)
 
 ORDERS, EVENTS, FILLS, BOTS, POSITIONS = (OrderRow.__table__, OrderEventRow.__table__, FillRow.__table__,
                                          BotRow.__table__, PositionRow.__table__)
 SNAPSHOTS, DAYS, POINTS = AccountSnapshotRow.__table__, DailyPnlRow.__table__, EquityPointRow.__table__
-CHARGES, SIGNALS = AccountChargeRow.__table__, SignalRow.__table__
+CHARGES, SIGNALS, WRITE_AHEAD = AccountChargeRow.__table__, SignalRow.__table__, WriteAheadRow.__table__
 # the columns each buffered row carries (the prepared statements are compiled for exactly these)
 ORDER_KEYS = ("client_order_id", "bot_id", "symbol", "side", "type", "qty", "limit_price", "stop_price", "tif",
               "reduce_only", "equity_fraction", "tag", "state", "venue_order_id", "filled_qty", "avg_fill_price",
@@ -69,6 +71,39 @@ ORDER_UPDATE_KEYS = ("cid", "state", "filled_qty", "qty", "avg_fill_price", "rea
                      "ts_last")
 POSITION_KEYS = ("bot_id", "symbol", "qty", "avg_price", "realized_pnl", "fees", "cash", "updated_ts")
 POINT_KEYS = ("bot_id", "ts", "equity", "cash", "realized", "unrealized", "position")
+
+
+def _statements(engine: Engine, bot_id: str) -> dict[str, Any]:
+    """The journal's writes by name, built once per journal (constructing them per flush costs more
+    than the commit). The names are also what a write-ahead record stores (engine/store/write_ahead.py)."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    upsert = dialect.insert(POSITIONS)
+    return {
+        "signals": insert(SIGNALS),
+        "orders": insert(ORDERS),
+        "order_updates": update(ORDERS).where(ORDERS.c.client_order_id == bindparam("cid")).values(
+            state=bindparam("state"), filled_qty=bindparam("filled_qty"), qty=bindparam("qty"),
+            avg_fill_price=bindparam("avg_fill_price"), reason=bindparam("reason"), ts_last=bindparam("ts_last"),
+            limit_price=bindparam("limit_price"), stop_price=bindparam("stop_price")),  # amend changes these
+        "events": insert(EVENTS),
+        "fills": dialect.insert(FILLS).on_conflict_do_nothing(),  # a fill seen twice (venue + execution id): ignored
+        "positions": upsert.on_conflict_do_update(
+            index_elements=["bot_id", "symbol"],
+            set_={k: upsert.excluded[k] for k in POSITION_KEYS if k not in ("bot_id", "symbol")}),
+        "snapshots": insert(SNAPSHOTS),
+        "days": insert(DAYS),
+        "points": dialect.insert(POINTS).on_conflict_do_nothing(),  # one point per bot and time
+        "checkpoint": update(BOTS).where(BOTS.c.id == bot_id).values(checkpoint=bindparam("checkpoint")),
+    }
+
+
+# what a write-ahead record may hold, by statement: its exact keys, or the columns its keys come from
+RECORD_SHAPES: dict[str, tuple[str, ...] | frozenset[str]] = {
+    "signals": frozenset(SIGNALS.c.keys()) - {"id"}, "orders": ORDER_KEYS, "order_updates": ORDER_UPDATE_KEYS,
+    "events": EVENT_KEYS, "fills": FILL_KEYS, "positions": POSITION_KEYS,
+    "snapshots": frozenset(SNAPSHOTS.c.keys()) - {"id"}, "days": frozenset(DAYS.c.keys()) - {"id"},
+    "points": POINT_KEYS, "checkpoint": ("checkpoint",),
+}
 
 
 def _order_values(order: Order) -> dict[str, Any]:
@@ -131,28 +166,17 @@ class SqlJournal:
         self.guards: list[Callable[[], None]] = []  # each raises to refuse a commit (a lost lease)
         self._ensure_bot(account_id)
         self.watch = StoreFileWatch.of(engine.url)  # the file just opened; None unless SQLite on disk
-        # statements built once: constructing them per flush costs more than the commit
-        self._insert_orders = insert(ORDERS)
-        self._insert_events = insert(EVENTS)
-        self._insert_signals = insert(SIGNALS)
-        self._insert_snapshots, self._insert_days = insert(SNAPSHOTS), insert(DAYS)
-        self._insert_fills = self._insert_ignoring_duplicates(FILLS)
-        self._insert_points = self._insert_ignoring_duplicates(POINTS)
-        self._update_orders = update(ORDERS).where(ORDERS.c.client_order_id == bindparam("cid")).values(
-            state=bindparam("state"), filled_qty=bindparam("filled_qty"), qty=bindparam("qty"),
-            avg_fill_price=bindparam("avg_fill_price"), reason=bindparam("reason"), ts_last=bindparam("ts_last"),
-            limit_price=bindparam("limit_price"), stop_price=bindparam("stop_price"))  # amend changes these
-        self._update_checkpoint = update(BOTS).where(BOTS.c.id == self.bot_id).values(
-            checkpoint=bindparam("checkpoint"))
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        upsert = dialect.insert(POSITIONS)
-        self._upsert_positions = upsert.on_conflict_do_update(
-            index_elements=["bot_id", "symbol"],
-            set_={k: upsert.excluded[k] for k in POSITION_KEYS if k not in ("bot_id", "symbol")})
+        self._sql = _statements(engine, bot_id)
         # SQLite in a file: the same statements, compiled once and run at the driver on a held
         # connection (engine/store/prepared.py); the write-ahead commit is the latency of every order
         self._writer: SqliteWriter | None = SqliteWriter(engine) if usable(engine) else None
         self._prepared: dict[tuple[str, tuple[str, ...]], Prepared] = {}
+        # the last write-ahead record (engine/store/write_ahead.py) until `settle` puts it in the tables
+        self._record: list[tuple[Prepared, list[tuple[Any, ...]]]] = []
+        self._record_signals = False  # the record holds signal rows: their readers wake once it is settled
+        if self._writer is not None:
+            self._put_record = self._writer.prepare(insert(WRITE_AHEAD), ("bot_id", "payload"))
+            self._take_record = self._writer.prepare(delete(WRITE_AHEAD).where(WRITE_AHEAD.c.bot_id == bot_id), ())
 
     def _ensure_bot(self, account_id: str) -> None:
         with self.engine.begin() as connection:
@@ -211,11 +235,11 @@ class SqlJournal:
     @property
     def pending(self) -> bool:
         return bool(self._new_orders or self._dirty_orders or self._events or self._fills or self._positions
-                    or self._snapshots or self._days or self._signals)
+                    or self._snapshots or self._days or self._signals or self._record)
 
     def flush(self) -> None:
         """Commit everything recorded since the last flush, in one transaction (with the account
-        check this thread carries, if any: `carried`)."""
+        check this thread carries, if any: `carried`), the last write-ahead record's rows first."""
         carried = self._writer is not None and self._writer.carrying
         if not self.pending and self._checkpoint is None and not self._points and not carried:
             return
@@ -223,12 +247,67 @@ class SqlJournal:
             for guard in self.guards:
                 guard()
         if self._writer is not None:
-            self._writer.write(self._batches())
+            self._writer.write([(p, rows) for _, _, p, rows in self._batches()],
+                               first=self._apply_record if self._record else None)
         else:
             self._flush_sqlalchemy()
+        self._committed(bool(self._signals) or self._record_signals)
+        self._record = []
+        self._record_signals = False
+
+    def write_ahead(self) -> None:
+        """The write-ahead commit of an order (engine/oms.py calls this, then the venue, then
+        `settle`): everything recorded so far durable before a venue can have seen the order.
+
+        On the SQLite writer the rows go into one write-ahead record (engine/store/write_ahead.py:
+        one page of the WAL instead of eight) and reach their tables with `settle`, right after the
+        venue call: readers in other processes, subscribers to the bot's signals included, see them
+        then. A carried account check is committed here, so the account's other bots see this
+        bot's share before the venue call. Elsewhere (PostgreSQL, or a value the record cannot
+        hold, or a record not yet settled) this is `flush`."""
+        writer = self._writer
+        if writer is None or self._record:
+            self.flush()
+            return
+        record, stored = [], []
+        for name, keys, prepared, rows in self._batches():
+            tuples = [prepared.row(r) for r in rows]
+            record.append((prepared, tuples))
+            stored.append((name, keys, tuples))
+        try:
+            payload = write_ahead.encode(stored, RECORD_SHAPES)
+        except (TypeError, ValueError, OverflowError):  # a value the record cannot hold: the tables directly
+            self.flush()
+            return
+        if not writer.carrying:  # a carried transaction ran the guards before it opened (`run_guards`)
+            for guard in self.guards:
+                guard()
+        writer.write([(self._put_record, [{"bot_id": self.bot_id, "payload": payload}])])
+        self._record_signals = bool(self._signals)
+        self._committed(False)  # the signal rows are in the record: their readers wake at the settle
+        self._record = record
+
+    def settle(self) -> None:
+        """After the venue call of a `write_ahead`: the record's rows (and whatever the venue call
+        reported meanwhile) into their tables, the record deleted, one commit. Nothing to do when
+        the write-ahead wrote the tables itself."""
+        if self._record:
+            self.flush()
+
+    def _apply_record(self, connection: Any) -> None:
+        """`first` of a settling write: take this bot's record and run its rows, unless another
+        process took it first (a restart's load: then it ran them, and running them again here
+        would book them twice)."""
+        if connection.execute(self._take_record.sql, self._take_record.row({})).rowcount == 1:
+            for prepared, tuples in self._record:
+                connection.executemany(prepared.sql, tuples)
+
+    def _committed(self, signals: bool) -> None:
+        """After a commit: trust it only if it went to our file, wake the signals' readers if
+        `signals` reached their table, clear what was recorded."""
         if self.watch is not None:
             self.watch.check()  # the commit went to a deleted file if the path is not ours anymore
-        if self._signals:
+        if signals:
             announce_stored()  # signal rows were in this commit (SqlSignals.defer_to): wake their readers
         self.commits += 1
         self._new_orders.clear()
@@ -274,65 +353,47 @@ class SqlJournal:
 
     def _flush_sqlalchemy(self) -> None:
         with self.engine.begin() as connection:
-            if self._signals:
-                connection.execute(self._insert_signals, self._signals)
-                if connection.dialect.name == "postgresql":
+            for name, rows in self._rows():
+                connection.execute(self._sql[name], rows)
+                if name == "signals" and connection.dialect.name == "postgresql":
                     connection.execute(NOTIFY)  # readers in other processes (engine.store.signals)
-            if self._new_orders:
-                connection.execute(self._insert_orders, [_order_values(o) for o in self._new_orders.values()])
-            if self._dirty_orders:
-                connection.execute(self._update_orders, self._dirty_rows())
-            if self._events:
-                connection.execute(self._insert_events, self._events)
-            if self._fills:
-                connection.execute(self._insert_fills, self._fills)
-            if self._positions:
-                connection.execute(self._upsert_positions, list(self._positions.values()))
-            if self._snapshots:
-                connection.execute(self._insert_snapshots, self._snapshots)
-            if self._days:
-                connection.execute(self._insert_days, self._days)
-            if self._points:
-                connection.execute(self._insert_points, self._points)
-            if self._checkpoint is not None:
-                connection.execute(self._update_checkpoint, {"checkpoint": self._checkpoint})
 
-    def _statement(self, name: str, statement: Any, keys: tuple[str, ...]) -> Prepared:
-        """`statement` compiled for `keys`, once (the writer's path)."""
-        prepared = self._prepared.get((name, keys))
-        if prepared is None:
-            assert self._writer is not None
-            prepared = self._prepared[(name, keys)] = self._writer.prepare(statement, keys)
-        return prepared
-
-    def _batches(self) -> list[tuple[Prepared, list[dict[str, Any]]]]:
-        """What `flush` writes, in the order `_flush_sqlalchemy` writes it, for the SQLite writer."""
-        batches: list[tuple[Prepared, list[dict[str, Any]]]] = []
+    def _rows(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """What a flush writes, by statement name (`_statements`), in the order it writes it."""
+        rows: list[tuple[str, list[dict[str, Any]]]] = []
         if self._signals:
-            batches.append((self._statement("signals", self._insert_signals, tuple(self._signals[0])), self._signals))
+            rows.append(("signals", self._signals))
         if self._new_orders:
-            batches.append((self._statement("orders", self._insert_orders, ORDER_KEYS),
-                            [_order_values(o) for o in self._new_orders.values()]))
+            rows.append(("orders", [_order_values(o) for o in self._new_orders.values()]))
         if self._dirty_orders:
-            batches.append((self._statement("order_updates", self._update_orders, ORDER_UPDATE_KEYS),
-                            self._dirty_rows()))
+            rows.append(("order_updates", self._dirty_rows()))
         if self._events:
-            batches.append((self._statement("events", self._insert_events, EVENT_KEYS), self._events))
+            rows.append(("events", self._events))
         if self._fills:
-            batches.append((self._statement("fills", self._insert_fills, FILL_KEYS), self._fills))
+            rows.append(("fills", self._fills))
         if self._positions:
-            batches.append((self._statement("positions", self._upsert_positions, POSITION_KEYS),
-                            list(self._positions.values())))
+            rows.append(("positions", list(self._positions.values())))
         if self._snapshots:
-            batches.append((self._statement("snapshots", self._insert_snapshots, tuple(self._snapshots[0])),
-                            self._snapshots))
+            rows.append(("snapshots", self._snapshots))
         if self._days:
-            batches.append((self._statement("days", self._insert_days, tuple(self._days[0])), self._days))
+            rows.append(("days", self._days))
         if self._points:
-            batches.append((self._statement("points", self._insert_points, POINT_KEYS), self._points))
+            rows.append(("points", self._points))
         if self._checkpoint is not None:
-            batches.append((self._statement("checkpoint", self._update_checkpoint, ("checkpoint",)),
-                            [{"checkpoint": self._checkpoint}]))
+            rows.append(("checkpoint", [{"checkpoint": self._checkpoint}]))
+        return rows
+
+    def _batches(self) -> list[tuple[str, tuple[str, ...], Prepared, list[dict[str, Any]]]]:
+        """`_rows` with each statement compiled for its rows' keys, once (the SQLite writer's path)."""
+        batches = []
+        for name, rows in self._rows():
+            shape = RECORD_SHAPES[name]
+            keys = shape if type(shape) is tuple else tuple(rows[0])
+            prepared = self._prepared.get((name, keys))
+            if prepared is None:
+                assert self._writer is not None
+                prepared = self._prepared[(name, keys)] = self._writer.prepare(self._sql[name], keys)
+            batches.append((name, keys, prepared, rows))
         return batches
 
     # -- account-level charges -----------------------------------------------------------------
@@ -372,14 +433,9 @@ class SqlJournal:
                                       .where(CHARGES.c.account_id == account_id)).all()
         return {r.charge_id: (bool(r.booked), r.bot_id) for r in rows}
 
-    def _insert_ignoring_duplicates(self, table: Any) -> Any:
-        """A fill seen twice (unique venue + execution id) is ignored, not an error."""
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(table).on_conflict_do_nothing()
-        return sqlite.insert(table).on_conflict_do_nothing()
-
     # -- reading back ----------------------------------------------------------------------------
     def load(self, instruments: dict[str, Instrument]) -> StoredBot:
+        settle_write_ahead(self.engine, self.bot_id)  # a record a crash left: its rows are the books' too
         with self.engine.connect() as connection:
             bot = connection.execute(select(BOTS).where(BOTS.c.id == self.bot_id)).one()
             order_rows = connection.execute(select(ORDERS).where(ORDERS.c.bot_id == self.bot_id)
@@ -436,3 +492,66 @@ def _fee_native(row: Any) -> tuple[str, int, int]:
     native = Decimal(row.fee_native).normalize()
     dp = max(0, -int(native.as_tuple().exponent))  # type: ignore[arg-type]
     return row.fee_currency, int(native.scaleb(dp)), dp
+
+
+def settle_write_ahead(engine: Engine, bot_id: str | None = None) -> int:
+    """Run the write-ahead records a stopped process left (engine/store/write_ahead.py) into their
+    tables: `bot_id`'s, or every bot's. Returns how many. For whoever reads a bot's books from the
+    store (its restart's load, a reset, the API's and the manager's reads of its books): a record
+    holds an order a venue may have seen. Nothing on PostgreSQL, where none is ever written.
+
+    Each record in its own transaction, under SQLite's write lock (BEGIN IMMEDIATE): the record is
+    deleted by the transaction that runs it, so a running bot settling its own record at the same
+    time finds it gone and does not run it again (SqlJournal._apply_record). A record that cannot be
+    read back, or whose rows the tables refuse (a constraint: the rows were only checked by the
+    tables at the settle after the venue call, not before it), raises WriteAheadUnreadable and stays
+    where it is."""
+    query = select(WRITE_AHEAD.c.bot_id)
+    if bot_id is not None:
+        query = query.where(WRITE_AHEAD.c.bot_id == bot_id)
+    if engine.dialect.name != "sqlite":  # only the SQLite writer writes records
+        return 0
+    with engine.connect() as connection:
+        owners = list(connection.execute(query).scalars())
+    settled = 0
+    for owner in owners:
+        raw = engine.raw_connection()
+        try:
+            connection = raw.driver_connection
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                found = connection.execute("SELECT payload FROM write_ahead WHERE bot_id = ?", (owner,)).fetchone()
+                if found is not None:
+                    for sql, tuples in _checked(engine, owner, found[0]):
+                        try:
+                            connection.executemany(sql, tuples)
+                        except sqlite3.IntegrityError as error:  # the tables refuse a row: a bug, not a busy store
+                            raise write_ahead.WriteAheadUnreadable(
+                                f"bot {owner}'s write-ahead record cannot be applied to the tables ({error}): the "
+                                "record stays in the write_ahead table for inspection, and the bot does not "
+                                "start") from None
+                    connection.execute("DELETE FROM write_ahead WHERE bot_id = ?", (owner,))
+                    settled += 1
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
+        finally:
+            raw.close()
+    return settled
+
+
+def _checked(engine: Engine, bot_id: str, payload: bytes) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """A stored record's statements and parameter tuples, each tuple as wide as its statement and
+    holding the statement's own values (the bot's id) where the statement has them."""
+    statements = _statements(engine, bot_id)
+    runs = []
+    for name, keys, tuples in write_ahead.decode(payload, RECORD_SHAPES, bot_id):
+        prepared = Prepared(engine, statements[name], keys)
+        own = prepared.own_values()
+        if any(len(t) != prepared.width or any(t[i] != v for i, v in own) for t in tuples):
+            raise write_ahead.WriteAheadUnreadable(f"bot {bot_id}'s write-ahead record does not fit its {name} "
+                                                   "statement: the record stays in the write_ahead table for "
+                                                   "inspection, and the bot does not start")
+        runs.append((prepared.sql, tuples))
+    return runs

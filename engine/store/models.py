@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, Dialect, ForeignKey, Index, Integer, MetaData,
-                        Numeric, String, UniqueConstraint)
+                        LargeBinary, Numeric, String, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql import expression
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -121,6 +121,21 @@ class BotRow(Base):
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # how many times the bot's books were archived by a reset: names its current paper venue (0008)
     resets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class WriteAheadRow(Base):
+    """A bot's write-ahead record (engine/store/write_ahead.py): what its journal recorded up to an
+    order's hand-over to a venue, committed as one row before the venue call and moved into the
+    tables (orders, order_events, fills, ...) by the commit right after it, which deletes the row.
+    A row found here belongs to a process that stopped between the two commits: whoever reads the
+    bot's books next moves it first (settle_write_ahead). Keyed by bot, without a rowid on SQLite,
+    so the record is one page of the write-ahead commit (0018)."""
+
+    __tablename__ = "write_ahead"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    bot_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class OrderRow(Base):

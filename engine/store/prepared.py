@@ -59,6 +59,24 @@ class Prepared:
             _processor(compiled.binds[n].type, dialect) for n in names]
         self.row = _row_function(tuple((n, p, n in literals) for n, p in zip(names, self._processors)), literals)
 
+    @property
+    def width(self) -> int:
+        """How many parameters one row binds (the length of `row`'s tuple)."""
+        return len(self._names)
+
+    def own_values(self) -> list[tuple[int, Any]]:
+        """Where `row`'s tuple holds the statement's own values (a WHERE on a bot's id), and what:
+        a tuple stored elsewhere (a write-ahead record) is checked against them before it is run."""
+        template = self.row(_Nothing())
+        return [(i, template[i]) for i, name in enumerate(self._names) if name in self._literals]
+
+
+class _Nothing(dict):  # type: ignore[type-arg]
+    """A row of values that are all None (Prepared.own_values)."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
 
 def _row_function(plan: tuple[tuple[str, Callable[[Any], Any] | None, bool], ...],
                   literals: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
@@ -229,10 +247,13 @@ class SqliteWriter:
             self._finalizer = weakref.finalize(self, _release, held)
         return held.connection
 
-    def write(self, batches: Iterable[tuple[Prepared, Sequence[Mapping[str, Any]]]]) -> None:
+    def write(self, batches: Iterable[tuple[Prepared, Sequence[Mapping[str, Any]]]],
+              first: Callable[[sqlite3.Connection], None] | None = None) -> None:
         """Every (statement, rows) in order, then one commit; nothing of it on any error. A
         transaction another writer left to be carried (`carry`) is completed by this commit: its
-        writes and these are durable together, or, on an error, neither."""
+        writes and these are durable together, or, on an error, neither. `first` runs its own
+        statements on the connection before the batches, in the same transaction (the journal's
+        write-ahead record: engine/store/write_ahead.py)."""
         statement: Prepared | None = None
         connection = self.connection()
         held = self._held
@@ -240,6 +261,8 @@ class SqliteWriter:
         if connection.in_transaction and not held.carry:  # another writer of this thread is inside its transaction
             raise RuntimeError("a store transaction is already open on this thread's connection")
         try:
+            if first is not None:
+                first(connection)
             for statement, rows in batches:
                 if len(rows) == 1:
                     connection.execute(statement.sql, statement.row(rows[0]))

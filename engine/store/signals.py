@@ -24,9 +24,11 @@ class SqlSignals:
 
     A running bot's sink rides on its journal (`defer_to`, live/runner.py): the row is written by
     the journal's next commit, which comes before any order the signal leads to can reach a venue
-    (the write-ahead flush) and at the latest when the bot's input is done. A subscriber still
-    sees only committed rows, so nothing it may act on can be lost; what changes is that a signal
-    and the order it causes are durable together, at the cost of one commit instead of two.
+    (the write-ahead, where it is durable in the bot's write-ahead record: engine/store/write_ahead.py,
+    and reaches the table with the order's rows right after the venue call) and at the latest when
+    the bot's input is done. A subscriber still sees only committed rows, so nothing it may act on
+    can be lost; a signal and the order it causes are durable together, at the cost of one commit
+    instead of two, and a subscriber never sees a signal before the bot's own order is on its way.
     Readers are woken after the commit that stored a signal, whichever wrote it (engine.signals:
     announce_stored in this process, a NOTIFY on PostgreSQL in the writing transaction)."""
 

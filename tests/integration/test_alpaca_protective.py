@@ -58,6 +58,8 @@ class Journal:
     def flush(self) -> None:
         pass
 
+    write_ahead = settle = flush
+
 
 class Bot:
     def __init__(self, symbols: tuple[str, ...] = ("AAPL",)) -> None:

@@ -50,8 +50,14 @@ def test_database_lost_mid_run_stops_trading_and_sends_nothing_unjournaled(tmp_p
     with pytest.raises(StoreUnavailable, match="trading stopped"):
         bot.run()
     assert sent["before"] > 0
-    # the order that could not be journaled as PENDING_SUBMIT never reached the venue
-    assert len(bot.venue.book.orders) == sent["before"]
+    # The write-ahead commit writes one record (engine/store/write_ahead.py), which the broken store
+    # still takes: the next order reaches the venue journaled in it; the commit after the venue call
+    # fails on the dropped table and the bot stops there. Nothing unjournaled reached the venue.
+    after = list(bot.venue.book.orders)[sent["before"]:]
+    assert len(after) == 1
+    with make_engine(url).connect() as connection:
+        (payload,) = connection.execute(text("SELECT payload FROM write_ahead")).scalars()
+    assert after[0].encode() in payload
 
 
 def test_malformed_ticks_are_counted_and_dropped_and_the_bot_lives_on(tmp_path):

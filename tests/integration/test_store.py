@@ -16,7 +16,7 @@ from engine.oms import OrderManager
 from engine.orders import Order, OrderSide, OrderState, OrderType
 from engine.portfolio import Portfolio
 from engine.store.db import check_connection, make_engine, upgrade
-from engine.store.journal import SqlJournal
+from engine.store.journal import SqlJournal, settle_write_ahead
 from engine.store.models import Base, FillRow, OrderEventRow
 
 INSTRUMENT = Instrument("TEST", price_increment=Decimal("0.01"))
@@ -28,7 +28,8 @@ TABLES = {"instruments", "bots", "orders", "order_events", "fills", "positions",
           "auth_rate_counters", "auth_login_failures",  # login limits shared by workers (0005)
           "equity_points", "bot_archives",  # equity at every bar close, reset archives (0008)
           "account_risk_bots", "account_risk_state", "venue_positions",  # one account across bots (0010)
-          "charges"}  # account-level charges (funding, crypto fees) booked once (0013)
+          "charges",  # account-level charges (funding, crypto fees) booked once (0013)
+          "write_ahead"}  # an order's write-ahead record until the commit after its venue call (0018)
 RESEARCH_TABLES = {"sweeps"}  # migration 0003, declared in backtest/sweep_store.py (Core)
 NOTIFY_TABLES = {"notification_rules", "notification_deliveries", "notification_attempts",
                  "notification_cursors"}  # migration 0015, declared in api/notify/store.py (Core)
@@ -95,6 +96,7 @@ class AdapterThatReadsTheStore:
 
     def submit(self, order: Order) -> None:
         other = make_engine(str(self.engine.url.render_as_string(hide_password=False)))
+        settle_write_ahead(other)  # as any reader of a bot's books does (on SQLite the order is in its record)
         with other.connect() as connection:
             state = connection.execute(text("SELECT state FROM orders WHERE client_order_id = :c"),
                                        {"c": order.client_order_id}).scalar()

@@ -1,14 +1,15 @@
 """The store's layout for the order's write-ahead commit (issue 18, tick -> submit): migration 0017
 drops the signals' unused market-time index (and goes back), and the bot's signal reads still go
-by an index."""
+by an index; migration 0018 adds the write-ahead record's table (and goes back only when empty)."""
 
 from __future__ import annotations
 
 
+import pytest
 from sqlalchemy import inspect, text
 
 from engine.store.db import make_engine, upgrade
-from engine.store.models import SignalRow
+from engine.store.models import SignalRow, WriteAheadRow
 from tests.conftest import migrate_store
 
 
@@ -44,5 +45,44 @@ def test_the_bots_signal_reads_still_go_by_an_index_on_sqlite(tmp_path):
                         "SELECT * FROM signals WHERE bot_id = 'b' ORDER BY ts, id"):
                 plan = " ".join(str(row[-1]) for row in connection.execute(text("EXPLAIN QUERY PLAN " + sql)))
                 assert "USING INDEX ix_signals_bot_id" in plan, plan
+    finally:
+        engine.dispose()
+
+
+def test_migration_0018_adds_the_write_ahead_table_as_the_model_declares_and_goes_back(database_url):
+    migrate_store(database_url, "0017")
+    engine = make_engine(database_url)
+    try:
+        assert "write_ahead" not in inspect(engine).get_table_names()
+        migrate_store(database_url, "0018")
+        columns = {c["name"]: (type(c["type"]).__name__, c["nullable"]) for c in inspect(engine).get_columns("write_ahead")}
+        declared = {c.name: (type(c.type).__name__, c.nullable) for c in WriteAheadRow.__table__.columns}
+        assert columns.keys() == declared.keys() == {"bot_id", "payload"}
+        assert not columns["payload"][1] and inspect(engine).get_pk_constraint("write_ahead")["constrained_columns"] \
+            == ["bot_id"]
+        with engine.begin() as connection:   # a record some bot left: the downgrade refuses to drop it
+            connection.execute(text("INSERT INTO write_ahead (bot_id, payload) VALUES ('b', '[1]')"))
+        with pytest.raises(RuntimeError, match="1 unsettled record"):
+            migrate_store(database_url, "0017", down=True)
+        assert "write_ahead" in inspect(engine).get_table_names()
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM write_ahead"))
+        migrate_store(database_url, "0017", down=True)
+        assert "write_ahead" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_the_record_is_one_page_of_a_table_without_rowid_on_sqlite(tmp_path):
+    """Keyed by bot with no rowid: the record's insert touches the one b-tree (no second index)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            sql = connection.execute(text("SELECT sql FROM sqlite_master WHERE name = 'write_ahead'")).scalar()
+            indexes = connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                              "AND tbl_name = 'write_ahead'")).all()
+        assert "WITHOUT ROWID" in sql.upper() and indexes == []
     finally:
         engine.dispose()
