@@ -30,6 +30,7 @@ is read back only by the names and keys the journal writes: anything else is ref
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import threading
 from functools import partial
 from typing import Any
 
@@ -42,8 +43,19 @@ VERSION = 1
 # exact for every value a parameter tuple holds (64-bit integers, float64, text, bytes); a value it
 # cannot write (a Decimal, an integer past 64 bits) raises TypeError or OverflowError. Reading it
 # back builds data only (no code, no objects: ext types come back as ExtType and are refused).
-_ENCODE = partial(msgpack.packb, use_bin_type=True)
+_PACKERS = threading.local()  # one Packer per bot thread: packb would allocate a 256 KiB buffer per call
 _DECODE = partial(msgpack.unpackb, raw=False, use_list=True, strict_map_key=True)
+
+
+def _ENCODE(value: Any) -> bytes:  # noqa: N802 - the module's one encoder, swapped by tests as such
+    packer = getattr(_PACKERS, "packer", None)
+    if packer is None:
+        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True, buf_size=4096)
+    try:
+        return packer.pack(value)  # type: ignore[no-any-return]
+    except BaseException:
+        packer.reset()  # a value it could not write: drop the half-written buffer
+        raise
 # the types a parameter tuple may hold (engine/store/prepared.py's bind processors on SQLite)
 _SCALARS = (str, int, float, type(None), bool, bytes)
 
