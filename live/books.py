@@ -31,7 +31,7 @@ from sqlalchemy import func, insert, select, update
 
 from engine.errors import TickbridgeError
 from engine.orders import TERMINAL_STATES
-from engine.store.journal import settle_write_ahead
+from engine.store.journal import settle_if_left, settle_write_ahead
 from engine.store.models import (BotArchiveRow, BotRow, DailyPnlRow, EquityPointRow, FillRow, OrderRow, PositionRow,
                                  SignalRow)
 
@@ -114,7 +114,7 @@ class Holdings:
 
 
 def holdings(connection: Any, bot_id: str) -> Holdings:
-    settle_write_ahead(connection.engine, bot_id)  # an order a crash left in its write-ahead record counts
+    settle_if_left(connection, bot_id)  # an order a crash left in its write-ahead record counts
     positions = connection.execute(select(PositionRow).where(PositionRow.bot_id == bot_id)
                                    .order_by(PositionRow.symbol)).all()
     orders = connection.execute(select(OrderRow).where(OrderRow.bot_id == bot_id, OrderRow.state.not_in(_TERMINAL))

@@ -49,7 +49,7 @@ from api.deps import (MAX_ID, Caller, Ctx, Db, Principal, QueryId, Trader, addre
                       owned_bot)
 from api.errors import ApiError, not_found
 from engine.errors import ConfigError, TickbridgeError
-from engine.store.journal import settle_write_ahead
+from engine.store.journal import settle_if_left
 from live import books
 from live.config import BotConfig, parse_bot_config
 from engine.store.models import (AccountChargeRow, BotArchiveRow, BotConfigRow, BotLeaseRow, BotRow, BrokerAccountRow,
@@ -482,7 +482,7 @@ def _readable(db: Session, caller: Principal, bot_id: str, archive: int | None =
             raise not_found(f"bot {bot_id!r}")
         runtime_id = row.runtime_id
     if archive is None:
-        settle_write_ahead(db.get_bind(), runtime_id)  # a record a crash left is part of the books
+        settle_if_left(db, runtime_id)  # a record a crash left is part of the books
         return runtime_id
     ids = list(db.scalars(select(BotArchiveRow.archive_bot_id).where(BotArchiveRow.bot_id == runtime_id)
                           .order_by(BotArchiveRow.id)))

@@ -501,6 +501,15 @@ def _put(sql: str, values: tuple[str, bytes], connection: Any) -> None:
     connection.execute(sql, values)
 
 
+def settle_if_left(connection: Any, bot_id: str) -> None:
+    """`settle_write_ahead` for `bot_id` if the store holds a record of it, looked up on the
+    caller's own connection (a SQLAlchemy Connection or Session): a reader serving many clients
+    (the API) takes no second pooled connection unless a crash left a record to run."""
+    found = connection.execute(select(WRITE_AHEAD.c.bot_id).where(WRITE_AHEAD.c.bot_id == bot_id)).first()
+    if found is not None:
+        settle_write_ahead(connection.get_bind() if hasattr(connection, "get_bind") else connection.engine, bot_id)
+
+
 def settle_write_ahead(engine: Engine, bot_id: str | None = None) -> int:
     """Run the write-ahead records a stopped process left (engine/store/write_ahead.py) into their
     tables: `bot_id`'s, or every bot's. Returns how many. For whoever reads a bot's books from the

@@ -164,3 +164,27 @@ def test_orders_fills_positions_pnl_and_equity_come_from_the_store(api):
     pnl = get("pnl")
     assert (pnl["realized"], pnl["fees"], len(pnl["days"])) == ("10.5", "0.12", 2)
     assert get("equity") == [{"day": "2026-01-05", "equity": "10010.5"}, {"day": "2026-01-06", "equity": "10021"}]
+
+
+def test_an_order_a_crash_left_in_its_write_ahead_record_is_in_the_books_the_api_serves(api):
+    """A bot process that died in its venue call left its last order in the write-ahead record
+    (engine/store/write_ahead.py), not in `orders`: the API's read of the bot's books runs it first."""
+    from engine.orders import Order, OrderSide, OrderState, OrderType
+    from engine.store.journal import SqlJournal
+    from engine.store.models import WriteAheadRow
+
+    ann = api.user("ann", "trader")
+    api.bot(ann, "b1")
+    journal = SqlJournal(api.ctx.engine, "b1", "PAPER")
+    assert journal._writer is not None, "the API's store is a SQLite file here: the record path"
+    order = Order("b1-00000001", "b1", "SPY", OrderSide.BUY, OrderType.MARKET, Decimal(3), 5)
+    journal.record_event(order, order.transition(OrderState.PENDING_SUBMIT, 5))
+    journal.write_ahead()
+    journal.close()                     # no settle: the process is gone
+    with Session(api.ctx.engine) as db:
+        assert db.scalars(select(OrderRow)).all() == [] and len(db.scalars(select(WriteAheadRow)).all()) == 1
+    orders = api.client.get("/api/v1/bots/b1/orders", headers=ann).json()
+    assert [(o["client_order_id"], o["state"]) for o in orders] == [("b1-00000001", "PENDING_SUBMIT")]
+    with Session(api.ctx.engine) as db:
+        assert db.scalars(select(WriteAheadRow)).all() == []
+    assert len(api.client.get("/api/v1/bots/b1/orders", headers=ann).json()) == 1   # run once
