@@ -33,14 +33,16 @@ before `flush()` returns (so before any order it journaled can be handed to a ve
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from datetime import date
 from decimal import Decimal
-from functools import partial
 from typing import Any, Callable
 
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, make_url, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.charges import AccountCharge, ChargeKind
@@ -175,9 +177,12 @@ class SqlJournal:
         # the last write-ahead record (engine/store/write_ahead.py) until `settle` puts it in the tables
         self._record: list[tuple[Prepared, list[tuple[Any, ...]]]] = []
         self._record_signals = False  # the record holds signal rows: their readers wake once it is settled
-        if self._writer is not None:
-            self._put_record = self._writer.prepare(insert(WRITE_AHEAD), ("bot_id", "payload"))
-            self._take_record = self._writer.prepare(delete(WRITE_AHEAD).where(WRITE_AHEAD.c.bot_id == bot_id), ())
+        # where the records go: a log beside the store file (SQLite files only, with the writer)
+        self._log = write_ahead.RecordLog(self.watch.path, bot_id) \
+            if self._writer is not None and self.watch is not None else None
+        # the last record's number: the settled mark, once what a crash left past it was run (here,
+        # before any transaction of this thread can be open: that runs under SQLite's write lock)
+        self._seq = settle_write_ahead(engine, bot_id) if self._log is not None else 0
 
     def _ensure_bot(self, account_id: str) -> None:
         with self.engine.begin() as connection:
@@ -267,7 +272,7 @@ class SqlJournal:
         bot's share before the venue call. Elsewhere (PostgreSQL, or a value the record cannot
         hold, or a record not yet settled) this is `flush`."""
         writer = self._writer
-        if writer is None or self._record:
+        if writer is None or self._log is None or self._record:
             self.flush()
             return
         record, stored = [], []
@@ -283,7 +288,11 @@ class SqlJournal:
         if not writer.carrying:  # a carried transaction ran the guards before it opened (`run_guards`)
             for guard in self.guards:
                 guard()
-        writer.write((), first=partial(_put, self._put_record.sql, (self.bot_id, payload)))
+        seq = self._seq + 1
+        self._log.append(seq, payload)  # durable from here, against a killed process
+        self._seq = seq
+        if writer.carrying:
+            writer.settle(commit=True)  # the account's lock and this bot's share, before the venue call
         self._record_signals = bool(self._signals)
         self._committed(False)  # the signal rows are in the record: their readers wake at the settle
         self._record = record
@@ -294,12 +303,16 @@ class SqlJournal:
         the write-ahead wrote the tables itself."""
         if self._record:
             self.flush()
+            log = self._log
+            if log is not None and log.size > write_ahead.LOG_LIMIT:
+                log.truncate_settled()  # every record this runtime appended is settled now
 
     def _apply_record(self, connection: Any) -> None:
         """`first` of a settling write: take this bot's record and run its rows, unless another
         process took it first (a restart's load: then it ran them, and running them again here
         would book them twice)."""
-        if connection.execute(self._take_record.sql, self._take_record.row({})).rowcount == 1:
+        assert self._log is not None
+        if connection.execute(_CLAIM, (self._seq, self._log.size, self.bot_id, self._seq)).rowcount == 1:
             for prepared, tuples in self._record:
                 connection.executemany(prepared.sql, tuples)
 
@@ -345,6 +358,8 @@ class SqlJournal:
         the engine; a journal dropped without it returns the connection when collected)."""
         if self._writer is not None:
             self._writer.close()
+        if self._log is not None:
+            self._log.close()
 
     def _dirty_rows(self) -> list[dict[str, Any]]:
         return [{"cid": o.client_order_id, "state": o.state.value, "filled_qty": o.filled_qty, "qty": o.qty,
@@ -436,7 +451,9 @@ class SqlJournal:
 
     # -- reading back ----------------------------------------------------------------------------
     def load(self, instruments: dict[str, Instrument]) -> StoredBot:
-        settle_write_ahead(self.engine, self.bot_id)  # a record a crash left: its rows are the books' too
+        settled = settle_write_ahead(self.engine, self.bot_id)  # records a crash left: the books' too
+        if self._log is not None and not self._record:
+            self._seq = max(self._seq, settled)
         with self.engine.connect() as connection:
             bot = connection.execute(select(BOTS).where(BOTS.c.id == self.bot_id)).one()
             order_rows = connection.execute(select(ORDERS).where(ORDERS.c.bot_id == self.bot_id)
@@ -495,66 +512,83 @@ def _fee_native(row: Any) -> tuple[str, int, int]:
     return row.fee_currency, int(native.scaleb(dp)), dp
 
 
-def _put(sql: str, values: tuple[str, bytes], connection: Any) -> None:
-    """The record's INSERT at the driver, the payload bound as bytes (a BLOB) as it is: LargeBinary's
-    bind processor would wrap it in a memoryview first, which cost more than the insert, measured."""
-    connection.execute(sql, values)
+@lru_cache(maxsize=64)
+def _database_file(url: str) -> Path | None:
+    """The resolved file of a SQLite URL (as StoreFileWatch names it), None in memory."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).resolve()
+
+
+# the settle's claim of a record: the mark moves only past records no one ran yet
+_CLAIM = "UPDATE write_ahead SET settled = ?, settled_size = ? WHERE bot_id = ? AND settled < ?"
 
 
 def settle_if_left(connection: Any, bot_id: str) -> None:
-    """`settle_write_ahead` for `bot_id` if the store holds a record of it, looked up on the
-    caller's own connection (a SQLAlchemy Connection or Session): a reader serving many clients
-    (the API) takes no second pooled connection unless a crash left a record to run."""
-    found = connection.execute(select(WRITE_AHEAD.c.bot_id).where(WRITE_AHEAD.c.bot_id == bot_id)).first()
-    if found is not None:
-        settle_write_ahead(connection.get_bind() if hasattr(connection, "get_bind") else connection.engine, bot_id)
+    """`settle_write_ahead` for `bot_id` when its log may hold records past its mark: a stat of the
+    log and a read of its mark on the caller's own connection (a SQLAlchemy Connection or Session),
+    so a reader serving many clients (the API) reads no log and takes no second pooled connection
+    unless a crash left records (or a bot is inside its venue call)."""
+    bind = connection.get_bind() if hasattr(connection, "get_bind") else connection.engine
+    database = _database_file(str(bind.url)) if bind.dialect.name == "sqlite" else None
+    if database is None:
+        return
+    try:
+        size = os.stat(write_ahead.log_path(database, bot_id)).st_size
+    except FileNotFoundError:
+        return
+    known = connection.execute(select(WRITE_AHEAD.c.settled_size).where(WRITE_AHEAD.c.bot_id == bot_id)).scalar()
+    if size and size != known:
+        settle_write_ahead(bind, bot_id)
 
 
-def settle_write_ahead(engine: Engine, bot_id: str | None = None) -> int:
-    """Run the write-ahead records a stopped process left (engine/store/write_ahead.py) into their
-    tables: `bot_id`'s, or every bot's. Returns how many. For whoever reads a bot's books from the
-    store (its restart's load, a reset, the API's and the manager's reads of its books): a record
-    holds an order a venue may have seen. Nothing on PostgreSQL, where none is ever written.
+def settle_write_ahead(engine: Engine, bot_id: str) -> int:
+    """Run the records of `bot_id`'s write-ahead log past its settled mark (engine/store/write_ahead.py)
+    into their tables, in order, and move the mark; returns the mark. For whoever reads a bot's
+    books from the store (its restart's load, a reset, the API's and the manager's reads): a
+    record holds an order a venue may have seen. 0 on PostgreSQL and in-memory SQLite (no log).
 
-    Each record in its own transaction, under SQLite's write lock (BEGIN IMMEDIATE): the record is
-    deleted by the transaction that runs it, so a running bot settling its own record at the same
-    time finds it gone and does not run it again (SqlJournal._apply_record). A record that cannot be
-    read back, or whose rows the tables refuse (a constraint: the rows were only checked by the
-    tables at the settle after the venue call, not before it), raises WriteAheadUnreadable and stays
-    where it is."""
-    query = select(WRITE_AHEAD.c.bot_id)
-    if bot_id is not None:
-        query = query.where(WRITE_AHEAD.c.bot_id == bot_id)
-    if engine.dialect.name != "sqlite":  # only the SQLite writer writes records
+    One transaction under SQLite's write lock (BEGIN IMMEDIATE), the mark read inside it: the bot,
+    settling its own record at the same time, finds the mark moved and does not run it again
+    (SqlJournal._apply_record). The log is only read here, never changed. A log that cannot be read
+    back, or rows the tables refuse (a constraint: the rows are checked by the tables only at the
+    settle, after the venue call), raise WriteAheadUnreadable and leave everything as it was."""
+    watch = StoreFileWatch.of(engine.url) if engine.dialect.name == "sqlite" else None
+    if watch is None:
         return 0
-    with engine.connect() as connection:
-        owners = list(connection.execute(query).scalars())
-    settled = 0
-    for owner in owners:
-        raw = engine.raw_connection()
+    log = write_ahead.RecordLog(watch.path, bot_id)
+    raw = engine.raw_connection()
+    try:
+        connection = raw.driver_connection
+        connection.execute("BEGIN IMMEDIATE")
         try:
-            connection = raw.driver_connection
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                found = connection.execute("SELECT payload FROM write_ahead WHERE bot_id = ?", (owner,)).fetchone()
-                if found is not None:
-                    for sql, tuples in _checked(engine, owner, found[0]):
-                        try:
-                            connection.executemany(sql, tuples)
-                        except sqlite3.IntegrityError as error:  # the tables refuse a row: a bug, not a busy store
-                            raise write_ahead.WriteAheadUnreadable(
-                                f"bot {owner}'s write-ahead record cannot be applied to the tables ({error}): the "
-                                "record stays in the write_ahead table for inspection, and the bot does not "
-                                "start") from None
-                    connection.execute("DELETE FROM write_ahead WHERE bot_id = ?", (owner,))
-                    settled += 1
-                connection.commit()
-            except BaseException:
-                connection.rollback()
-                raise
-        finally:
-            raw.close()
-    return settled
+            connection.execute("INSERT OR IGNORE INTO write_ahead (bot_id, settled, settled_size) VALUES (?, 0, 0)",
+                               (bot_id,))
+            (settled,) = connection.execute("SELECT settled FROM write_ahead WHERE bot_id = ?", (bot_id,)).fetchone()
+            records = log.read()  # inside the lock: the bot cannot settle meanwhile
+            size = 0
+            for seq, payload in records:
+                size += write_ahead.HEADER_SIZE + len(payload)
+                if seq <= settled:
+                    continue
+                for sql, tuples in _checked(engine, bot_id, payload):
+                    try:
+                        connection.executemany(sql, tuples)
+                    except sqlite3.IntegrityError as error:  # the tables refuse a row: a bug, not a busy store
+                        raise write_ahead.WriteAheadUnreadable(
+                            f"bot {bot_id}'s write-ahead record {seq} cannot be applied to the tables ({error}): "
+                            "the log stays as it is for inspection, and the bot does not start") from None
+                settled = seq
+            connection.execute("UPDATE write_ahead SET settled = ?, settled_size = ? WHERE bot_id = ?",
+                               (settled, size, bot_id))
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+    finally:
+        raw.close()
+    return int(settled)
 
 
 def _checked(engine: Engine, bot_id: str, payload: bytes) -> list[tuple[str, list[tuple[Any, ...]]]]:
@@ -567,7 +601,7 @@ def _checked(engine: Engine, bot_id: str, payload: bytes) -> list[tuple[str, lis
         own = prepared.own_values()
         if any(len(t) != prepared.width or any(t[i] != v for i, v in own) for t in tuples):
             raise write_ahead.WriteAheadUnreadable(f"bot {bot_id}'s write-ahead record does not fit its {name} "
-                                                   "statement: the record stays in the write_ahead table for "
-                                                   "inspection, and the bot does not start")
+                                                   "statement: the log stays as it is for inspection, and the "
+                                                   "bot does not start")
         runs.append((prepared.sql, tuples))
     return runs

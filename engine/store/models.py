@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, Dialect, ForeignKey, Index, Integer, MetaData,
-                        LargeBinary, Numeric, String, UniqueConstraint)
+                        Numeric, String, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql import expression
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -124,18 +124,20 @@ class BotRow(Base):
 
 
 class WriteAheadRow(Base):
-    """A bot's write-ahead record (engine/store/write_ahead.py): what its journal recorded up to an
-    order's hand-over to a venue, committed as one row before the venue call and moved into the
-    tables (orders, order_events, fills, ...) by the commit right after it, which deletes the row.
-    A row found here belongs to a process that stopped between the two commits: whoever reads the
-    bot's books next moves it first (settle_write_ahead). Keyed by bot, without a rowid on SQLite,
-    so the record is one page of the write-ahead commit (0018)."""
+    """How far a bot's write-ahead records (engine/store/write_ahead.py: a log beside the store,
+    one record per order, appended before the venue call) have been run into the tables: the
+    sequence number of the last settled record. The settle that runs a record moves this mark in
+    the same transaction, and only if it is below the record's number: so a record is run once,
+    whoever settles it (the bot after its venue call, or the next reader after a crash) (0018)."""
 
     __tablename__ = "write_ahead"
     __table_args__ = {"sqlite_with_rowid": False}
 
     bot_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    settled: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # the log's size in bytes when `settled` last moved: a reader whose stat of the log shows this
+    # size (or an empty log) knows nothing waits in it without reading it
+    settled_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class OrderRow(Base):

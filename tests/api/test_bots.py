@@ -170,8 +170,10 @@ def test_an_order_a_crash_left_in_its_write_ahead_record_is_in_the_books_the_api
     """A bot process that died in its venue call left its last order in the write-ahead record
     (engine/store/write_ahead.py), not in `orders`: the API's read of the bot's books runs it first."""
     from engine.orders import Order, OrderSide, OrderState, OrderType
+    from pathlib import Path
+
     from engine.store.journal import SqlJournal
-    from engine.store.models import WriteAheadRow
+    from tests.unit.test_write_ahead_record import unsettled
 
     ann = api.user("ann", "trader")
     api.bot(ann, "b1")
@@ -181,10 +183,10 @@ def test_an_order_a_crash_left_in_its_write_ahead_record_is_in_the_books_the_api
     journal.record_event(order, order.transition(OrderState.PENDING_SUBMIT, 5))
     journal.write_ahead()
     journal.close()                     # no settle: the process is gone
+    database = Path(api.ctx.engine.url.database)
     with Session(api.ctx.engine) as db:
-        assert db.scalars(select(OrderRow)).all() == [] and len(db.scalars(select(WriteAheadRow)).all()) == 1
+        assert db.scalars(select(OrderRow)).all() == [] and list(unsettled(database)) == ["b1"]
     orders = api.client.get("/api/v1/bots/b1/orders", headers=ann).json()
     assert [(o["client_order_id"], o["state"]) for o in orders] == [("b1-00000001", "PENDING_SUBMIT")]
-    with Session(api.ctx.engine) as db:
-        assert db.scalars(select(WriteAheadRow)).all() == []
+    assert unsettled(database) == {}
     assert len(api.client.get("/api/v1/bots/b1/orders", headers=ann).json()) == 1   # run once

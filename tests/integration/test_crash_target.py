@@ -25,8 +25,9 @@ from live.config import FeedConfig, parse_bot_config
 from live.manager import BotManager
 from engine.store.db import make_engine, upgrade
 from engine.store.journal import settle_write_ahead
-from engine.store.models import OrderRow, PositionRow, SignalRow, WriteAheadRow
+from engine.store.models import OrderRow, PositionRow, SignalRow
 from tests.integration.runtime_helpers import sma_bot, tick_dir
+from tests.unit.test_write_ahead_record import unsettled
 
 BOT = sma_bot(params={"fast": 2, "slow": 3, "mode": "long_short", "fixed_size": 1000})
 
@@ -88,12 +89,12 @@ def test_an_order_lost_before_submit_is_sent_again_after_the_restart(ticks, tmp_
     # journaled before the venue call, in the bot's write-ahead record (engine/store/write_ahead.py):
     # not yet in `orders`; whoever reads the books next (here as the restart's load does) moves it there
     assert not [o for o in table(url, OrderRow) if o.client_order_id == lost_id]
-    (record,) = table(url, WriteAheadRow)
-    assert record.bot_id == "sma1" and lost_id.encode() in record.payload
-    assert settle_write_ahead(make_engine(url), "sma1") == 1
+    ((_, record),) = unsettled(tmp_path / "store.db")["sma1"]
+    assert lost_id.encode() in record
+    settle_write_ahead(make_engine(url), "sma1")
     (journaled,) = [o for o in table(url, OrderRow) if o.client_order_id == lost_id]
     assert journaled.state == "PENDING_SUBMIT"
-    assert not table(url, WriteAheadRow)
+    assert unsettled(tmp_path / "store.db") == {}
     signals = table(url, SignalRow)
     wanted = signals[-1].direction  # the strategy's decision was published before the crash
     assert wanted == (1 if final_position > 0 else -1)

@@ -14,6 +14,7 @@ from engine.market import Tick
 from engine.store.db import make_engine, upgrade
 from strategies.base import StrategyParams
 from tests.e2e.crash_bot import EURUSD, ClockFlip, session_bot
+from tests.unit.test_write_ahead_record import unsettled
 
 SECOND = 1_000_000_000
 
@@ -50,14 +51,13 @@ def test_database_lost_mid_run_stops_trading_and_sends_nothing_unjournaled(tmp_p
     with pytest.raises(StoreUnavailable, match="trading stopped"):
         bot.run()
     assert sent["before"] > 0
-    # The write-ahead commit writes one record (engine/store/write_ahead.py), which the broken store
-    # still takes: the next order reaches the venue journaled in it; the commit after the venue call
-    # fails on the dropped table and the bot stops there. Nothing unjournaled reached the venue.
+    # The write-ahead appends one record to the bot's log (engine/store/write_ahead.py), which the
+    # broken store does not touch: the next order reaches the venue journaled in it; the settle after
+    # the venue call fails on the dropped table and the bot stops there. Nothing unjournaled was sent.
     after = list(bot.venue.book.orders)[sent["before"]:]
     assert len(after) == 1
-    with make_engine(url).connect() as connection:
-        (payload,) = connection.execute(text("SELECT payload FROM write_ahead")).scalars()
-    assert after[0].encode() in payload
+    (records,) = unsettled(tmp_path / "store.db").values()
+    assert [after[0].encode() in payload for _, payload in records] == [True]
 
 
 def test_malformed_ticks_are_counted_and_dropped_and_the_bot_lives_on(tmp_path):

@@ -96,7 +96,7 @@ class AdapterThatReadsTheStore:
 
     def submit(self, order: Order) -> None:
         other = make_engine(str(self.engine.url.render_as_string(hide_password=False)))
-        settle_write_ahead(other)  # as any reader of a bot's books does (on SQLite the order is in its record)
+        settle_write_ahead(other, order.bot_id)  # as any reader of the books does (on SQLite: the order's record)
         with other.connect() as connection:
             state = connection.execute(text("SELECT state FROM orders WHERE client_order_id = :c"),
                                        {"c": order.client_order_id}).scalar()

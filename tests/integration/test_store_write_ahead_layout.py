@@ -1,11 +1,10 @@
 """The store's layout for the order's write-ahead commit (issue 18, tick -> submit): migration 0017
 drops the signals' unused market-time index (and goes back), and the bot's signal reads still go
-by an index; migration 0018 adds the write-ahead record's table (and goes back only when empty)."""
+by an index; migration 0018 adds the write-ahead records' settled marks (and goes back)."""
 
 from __future__ import annotations
 
 
-import pytest
 from sqlalchemy import inspect, text
 
 from engine.store.db import make_engine, upgrade
@@ -49,7 +48,7 @@ def test_the_bots_signal_reads_still_go_by_an_index_on_sqlite(tmp_path):
         engine.dispose()
 
 
-def test_migration_0018_adds_the_write_ahead_table_as_the_model_declares_and_goes_back(database_url):
+def test_migration_0018_adds_the_settled_marks_as_the_model_declares_and_goes_back(database_url):
     migrate_store(database_url, "0017")
     engine = make_engine(database_url)
     try:
@@ -57,23 +56,19 @@ def test_migration_0018_adds_the_write_ahead_table_as_the_model_declares_and_goe
         migrate_store(database_url, "0018")
         columns = {c["name"]: c["nullable"] for c in inspect(engine).get_columns("write_ahead")}
         declared = {c.name: c.nullable for c in WriteAheadRow.__table__.columns}
-        assert columns == declared == {"bot_id": False, "payload": False}
+        assert columns == declared == {"bot_id": False, "settled": False, "settled_size": False}
         assert inspect(engine).get_pk_constraint("write_ahead")["constrained_columns"] == ["bot_id"]
-        with engine.begin() as connection:   # a record some bot left: the downgrade refuses to drop it
-            connection.execute(text("INSERT INTO write_ahead (bot_id, payload) VALUES ('b', '[1]')"))
-        with pytest.raises(RuntimeError, match="1 unsettled record"):
-            migrate_store(database_url, "0017", down=True)
-        assert "write_ahead" in inspect(engine).get_table_names()
-        with engine.begin() as connection:
-            connection.execute(text("DELETE FROM write_ahead"))
+        with engine.begin() as connection:   # the defaults a bot's first journal relies on
+            connection.execute(text("INSERT INTO write_ahead (bot_id) VALUES ('b')"))
+            assert connection.execute(text("SELECT settled, settled_size FROM write_ahead")).one() == (0, 0)
         migrate_store(database_url, "0017", down=True)
         assert "write_ahead" not in inspect(engine).get_table_names()
     finally:
         engine.dispose()
 
 
-def test_the_record_is_one_page_of_a_table_without_rowid_on_sqlite(tmp_path):
-    """Keyed by bot with no rowid: the record's insert touches the one b-tree (no second index)."""
+def test_the_marks_are_one_page_of_a_table_without_rowid_on_sqlite(tmp_path):
+    """Keyed by bot with no rowid: a settle's move of the mark touches the one b-tree."""
     url = f"sqlite:///{tmp_path / 'store.db'}"
     upgrade(url)
     engine = make_engine(url)

@@ -23,17 +23,37 @@ from engine.store import write_ahead
 from engine.store.db import make_engine
 from engine.store.journal import SqlJournal, settle_write_ahead
 from engine.store.signals import SqlSignals
-from engine.store.write_ahead import WriteAheadUnreadable
+from engine.store.write_ahead import RecordLog, WriteAheadUnreadable
 from tests.conftest import make_harness
 from tests.unit.test_risk import Desk
 from tests.unit.test_speed_submit import EURUSD, a_session, rows, store
 from tests.unit.test_submit_path_commit import KEY, lock_is_free, shares
 
 
-def records(path: Path) -> dict[str, bytes]:
-    """The write-ahead records as another connection sees them (committed rows only)."""
+def unsettled(path: Path) -> dict[str, list[tuple[int, bytes]]]:
+    """Each bot's records past its settled mark, read as another process would (the log beside
+    the store, the mark in it)."""
     with sqlite3.connect(path) as connection:
-        return dict(connection.execute("SELECT bot_id, payload FROM write_ahead").fetchall())
+        marks = dict(connection.execute("SELECT bot_id, settled FROM write_ahead").fetchall())
+    found = {bot: [(seq, p) for seq, p in RecordLog(path.resolve(), bot).read() if seq > mark]
+             for bot, mark in marks.items()}
+    return {bot: records for bot, records in found.items() if records}
+
+
+def records(path: Path) -> dict[str, bytes]:
+    """The one record past each bot's mark (the tests here leave at most one)."""
+    found = unsettled(path)
+    assert all(len(r) == 1 for r in found.values()), found
+    return {bot: r[0][1] for bot, r in found.items()}
+
+
+def rewrite(path: Path, bot: str, records: list[tuple[int, bytes]]) -> None:
+    """The bot's log made anew with these records (a tampered payload gets a valid frame)."""
+    RecordLog(path.resolve(), bot).path.unlink()
+    log = RecordLog(path.resolve(), bot)
+    for seq, payload in records:
+        log.append(seq, payload)
+    log.close()
 
 
 def order_ids(path: Path) -> list[str]:
@@ -169,8 +189,9 @@ def test_a_record_another_reader_took_is_not_run_again_by_the_bots_settle(tmp_pa
     journal.record_event(order, order.transition(OrderState.PENDING_SUBMIT, 5))
     journal.write_ahead()
     other = make_engine(f"sqlite:///{path}")
-    assert settle_write_ahead(other, "b") == 1   # the API read the bot's books during its venue call
-    assert settle_write_ahead(other, "b") == 0
+    assert settle_write_ahead(other, "b") == 1   # the API read the bot's books during its venue call: mark 1
+    assert order_ids(path) == ["b-00000001"] and unsettled(path) == {}
+    assert settle_write_ahead(other, "b") == 1   # nothing past the mark: nothing run again
     journal.record_event(order, order.transition(OrderState.SUBMITTED, 6))
     journal.settle()                             # no IntegrityError on the order, no second event
     with sqlite3.connect(path) as connection:
@@ -219,9 +240,9 @@ def test_a_record_that_cannot_be_read_back_is_refused_kept_and_never_run(tmp_pat
     journal.set_checkpoint(9)
     journal.write_ahead()
     journal.close()
-    bad = _tampered(records(path)["b"], how)
-    with sqlite3.connect(path) as connection:
-        connection.execute("UPDATE write_ahead SET payload = ? WHERE bot_id = 'b'", (bad,))
+    ((seq, good),) = unsettled(path)["b"]
+    bad = _tampered(good, how)
+    rewrite(path, "b", [(seq, bad)])
     with pytest.raises(WriteAheadUnreadable) as refused:
         SqlJournal(make_engine(f"sqlite:///{path}"), "b", "PAPER").load({"EURUSD": EURUSD})
     assert "bot b's write-ahead record" in str(refused.value) and "evil" not in str(refused.value)
@@ -288,3 +309,105 @@ def test_a_carried_account_check_commits_with_the_record_and_the_share_is_seen_b
     assert journal.commits == 2
     account.release(desk.engine)
     journal.close()
+
+
+def _one_order(journal: SqlJournal, n: int) -> Order:
+    order = Order(f"b-{n:08d}", "b", "EURUSD", OrderSide.BUY, OrderType.MARKET, Decimal(1000), n)
+    journal.record_event(order, order.transition(OrderState.PENDING_SUBMIT, n))
+    return order
+
+
+def test_a_torn_last_record_was_never_followed_by_a_venue_call_and_is_ignored(tmp_path):
+    """A write cut short by a crash: the record before it is run, the torn one is not, and the
+    next records follow on."""
+    path = tmp_path / "torn.db"
+    engine = make_engine(store(path))
+    journal = SqlJournal(engine, "b", "PAPER")
+    _one_order(journal, 1)
+    journal.write_ahead()                      # crash 1: in the venue call
+    journal.close()
+    log = RecordLog(path.resolve(), "b").path
+    whole = log.read_bytes()
+    log.write_bytes(whole + whole[:len(whole) - 7])   # crash 2: a second record, cut short
+    restarted = SqlJournal(make_engine(f"sqlite:///{path}"), "b", "PAPER")
+    assert order_ids(path) == ["b-00000001"]
+    _one_order(restarted, 2)
+    restarted.write_ahead()
+    restarted.settle()
+    assert order_ids(path) == ["b-00000001", "b-00000002"] and unsettled(path) == {}
+    restarted.close()
+    engine.dispose()
+
+
+@pytest.mark.parametrize("damage", ["a flipped byte in the first record", "numbers that do not rise"])
+def test_a_damaged_log_is_refused_and_left_as_it_is(tmp_path, damage):
+    path = tmp_path / "d.db"
+    engine = make_engine(store(path))
+    journal = SqlJournal(engine, "b", "PAPER")
+    _one_order(journal, 1)
+    journal.write_ahead()
+    journal.close()
+    log = RecordLog(path.resolve(), "b")
+    ((seq, payload),) = log.read()
+    if damage == "numbers that do not rise":   # two runtimes appended
+        rewrite(path, "b", [(seq + 1, payload), (seq, payload)])
+    else:                                      # a record with a good one after it
+        rewrite(path, "b", [(seq, payload), (seq + 1, payload)])
+        raw = bytearray(log.path.read_bytes())
+        raw[30] ^= 0xFF
+        log.path.write_bytes(bytes(raw))
+    kept = log.path.read_bytes()
+    with pytest.raises(WriteAheadUnreadable, match="write-ahead log holds"):
+        SqlJournal(make_engine(f"sqlite:///{path}"), "b", "PAPER")
+    assert log.path.read_bytes() == kept and order_ids(path) == []
+    engine.dispose()
+
+
+def test_a_log_deleted_under_the_bot_stops_it_before_the_venue_call(tmp_path):
+    from engine.errors import StoreUnavailable
+
+    path = tmp_path / "gone.db"
+    engine = make_engine(store(path))
+    h = make_harness()
+    h.oms.journal = SqlJournal(engine, "bot1", "PAPER")
+    sent: list[str] = []
+    submit = h.venue.submit
+    h.venue.submit = lambda order: (sent.append(order.client_order_id), submit(order))  # type: ignore[method-assign]
+    h.order("BUY", "1", OrderType.LIMIT, limit="99.00")   # the log exists now
+    RecordLog(path.resolve(), "bot1").path.unlink()
+    with pytest.raises(StoreUnavailable, match="did not reach its log"):
+        h.order("BUY", "1", OrderType.LIMIT, limit="98.00")
+    assert len(sent) == 1                       # the second order never reached the venue
+    h.oms.journal.close()
+    engine.dispose()
+
+
+def test_the_log_is_named_by_a_hash_of_the_bot_id_inside_its_own_directory(tmp_path):
+    path = (tmp_path / "n.db").resolve()
+    log = RecordLog(path, "../../etc/evil bot")
+    assert log.path.parent == path.parent / "n.db-write-ahead"
+    assert len(log.path.name) == len("0" * 32 + ".log") and "evil" not in str(log.path)
+
+
+def test_a_runtime_truncates_its_settled_log_past_the_limit_and_numbers_go_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(write_ahead, "LOG_LIMIT", 600)
+    path = tmp_path / "l.db"
+    engine = make_engine(store(path))
+    journal = SqlJournal(engine, "b", "PAPER")
+    log = RecordLog(path.resolve(), "b").path
+    sizes = []
+    for n in range(1, 9):
+        _one_order(journal, n)
+        journal.write_ahead()
+        journal.settle()
+        sizes.append(log.stat().st_size)
+    assert 0 in sizes and max(sizes) <= 600 + 400      # truncated whenever it passed the limit
+    journal.close()
+    restarted = SqlJournal(make_engine(f"sqlite:///{path}"), "b", "PAPER")
+    _one_order(restarted, 9)
+    restarted.write_ahead()
+    restarted.close()                                  # a crash in the venue call
+    assert [seq for seq, _ in unsettled(path)["b"]] == [9]
+    settle_write_ahead(make_engine(f"sqlite:///{path}"), "b")
+    assert order_ids(path) == [f"b-{n:08d}" for n in range(1, 10)]
+    engine.dispose()
