@@ -359,6 +359,8 @@ class SqlJournal:
         if self._writer is not None:
             self._writer.close()
         if self._log is not None:
+            if not self._record:
+                self._log.truncate_settled()  # a clean stop leaves an empty log (only this writer's, settled)
             self._log.close()
 
     def _dirty_rows(self) -> list[dict[str, Any]]:
@@ -563,10 +565,18 @@ def settle_write_ahead(engine: Engine, bot_id: str) -> int:
         connection = raw.driver_connection
         connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.execute("INSERT OR IGNORE INTO write_ahead (bot_id, settled, settled_size) VALUES (?, 0, 0)",
-                               (bot_id,))
-            (settled,) = connection.execute("SELECT settled FROM write_ahead WHERE bot_id = ?", (bot_id,)).fetchone()
+            mark = connection.execute("SELECT settled FROM write_ahead WHERE bot_id = ?", (bot_id,)).fetchone()
             records = log.read()  # inside the lock: the bot cannot settle meanwhile
+            if mark is None:
+                if records:  # a journal makes its mark before its first record: this log is another store's
+                    raise write_ahead.WriteAheadUnreadable(
+                        f"bot {bot_id}'s write-ahead log beside the store holds records this store never "
+                        "marked (the store file was replaced or recreated while the log stayed): move the "
+                        "store's -write-ahead directory aside, or put the store it belongs to back; the bot "
+                        "does not start")
+                connection.execute("INSERT INTO write_ahead (bot_id, settled, settled_size) VALUES (?, 0, 0)",
+                                   (bot_id,))
+            settled = 0 if mark is None else mark[0]
             size = 0
             for seq, payload in records:
                 size += write_ahead.HEADER_SIZE + len(payload)

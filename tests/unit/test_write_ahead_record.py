@@ -411,3 +411,22 @@ def test_a_runtime_truncates_its_settled_log_past_the_limit_and_numbers_go_on(tm
     settle_write_ahead(make_engine(f"sqlite:///{path}"), "b")
     assert order_ids(path) == [f"b-{n:08d}" for n in range(1, 10)]
     engine.dispose()
+
+
+def test_a_log_left_beside_a_replaced_store_is_refused_not_run_into_it(tmp_path):
+    """The store file recreated while its bot's log stayed: the old records belong to the old
+    store; running them into the new one would put old orders in fresh books."""
+    path = tmp_path / "r.db"
+    engine = make_engine(store(path))
+    journal = SqlJournal(engine, "b", "PAPER")
+    _one_order(journal, 1)
+    journal.write_ahead()
+    journal.close()
+    engine.dispose()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    fresh = make_engine(store(path))
+    with pytest.raises(WriteAheadUnreadable, match="never marked"):
+        SqlJournal(fresh, "b", "PAPER")
+    assert order_ids(path) == [] and len(RecordLog(path.resolve(), "b").read()) == 1
+    fresh.dispose()
