@@ -159,14 +159,25 @@ class RecordLog:
         if fd is None:
             fd = self._open()
         frame = _HEADER.pack(MAGIC, len(payload), _crc(seq, payload), seq) + payload
-        written = os.write(fd, frame)
-        if written != len(frame) or os.fstat(fd).st_nlink == 0:
+        try:
+            written = os.write(fd, frame)
+            linked = os.fstat(fd).st_nlink > 0
+        except OSError:  # the disk, the file system: the record is not where a restart looks
+            written, linked = -1, False
+        if written != len(frame) or not linked:
             self.close()  # a torn or lost record: nothing more goes after it (the bot stops here)
             raise StoreUnavailable(f"bot {self.bot_id}'s write-ahead record did not reach its log (disk full, "
                                    "or the log was deleted): trading stopped before the venue call")
         self.size += written
 
     def _open(self) -> int:
+        try:
+            return self._open_at_end()
+        except OSError:  # no directory or file we may create: trading stops before the venue call
+            raise StoreUnavailable(f"bot {self.bot_id}'s write-ahead log cannot be opened beside the store: "
+                                   "trading stopped before the venue call") from None
+
+    def _open_at_end(self) -> int:
         self.path.parent.mkdir(mode=0o700, exist_ok=True)
         fd = self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0),
                                 0o600)
@@ -190,6 +201,12 @@ class RecordLog:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
+
+    def __del__(self) -> None:  # a journal dropped without close() (tests, tools) gives its descriptor back
+        try:
+            self.close()
+        except OSError:
+            pass
 
     def read(self) -> list[tuple[int, bytes]]:
         """Every whole record, in order, as (sequence, payload); a torn last record is left out.

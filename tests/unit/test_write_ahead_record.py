@@ -430,3 +430,33 @@ def test_a_log_left_beside_a_replaced_store_is_refused_not_run_into_it(tmp_path)
         SqlJournal(fresh, "b", "PAPER")
     assert order_ids(path) == [] and len(RecordLog(path.resolve(), "b").read()) == 1
     fresh.dispose()
+
+
+def test_a_write_cut_short_stops_before_the_venue_and_the_next_runtime_cuts_it_off(tmp_path, monkeypatch):
+    """A full disk: write(2) takes part of the record. The bot stops with a store error before the
+    venue call; the restart ignores the torn record and its first append cuts it off."""
+    import os
+
+    from engine.errors import StoreUnavailable
+
+    path = tmp_path / "full.db"
+    engine = make_engine(store(path))
+    journal = SqlJournal(engine, "b", "PAPER")
+    write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: write(fd, data[:len(data) // 2]))
+    _one_order(journal, 1)
+    with pytest.raises(StoreUnavailable, match="did not reach its log"):
+        journal.write_ahead()
+    monkeypatch.setattr(os, "write", write)
+    journal.close()
+    torn = RecordLog(path.resolve(), "b").path.stat().st_size
+    assert torn > 0 and order_ids(path) == []
+    restarted = SqlJournal(make_engine(f"sqlite:///{path}"), "b", "PAPER")
+    assert order_ids(path) == [] and unsettled(path) == {}
+    _one_order(restarted, 2)
+    restarted.write_ahead()
+    restarted.settle()
+    assert order_ids(path) == ["b-00000002"]
+    assert [seq for seq, _ in RecordLog(path.resolve(), "b").read()] == [1]   # the torn bytes are gone
+    restarted.close()
+    engine.dispose()
