@@ -1,9 +1,11 @@
 """The durable order journal: the OMS's write-ahead log in SQL.
 
-The OMS reports every transition and fill here. Writes are batched in memory and committed by
-`flush()`, which the OMS calls before any order is handed to a venue: so an order is durable as
-PENDING_SUBMIT before a venue can have seen it (the write-ahead rule), and everything that
-happened before that point is durable too. The runtime also flushes after each market-data
+The OMS reports every transition and fill here. Writes are batched in memory and made durable by
+`write_ahead()`, which the OMS calls before any order is handed to a venue (and `settle()` after
+the venue call): so an order is durable as PENDING_SUBMIT before a venue can have seen it (the
+write-ahead rule), and everything that happened before that point is durable too. On a SQLite
+file the write-ahead is one record appended to the bot's log and the settle moves it into the
+tables (engine/store/write_ahead.py); elsewhere both are `flush()`. The runtime also flushes after each market-data
 input it fully processes, with the input's sequence number as the bot's checkpoint, in the same
 transaction. Group commit is what makes this fast: one commit per input, not one per event.
 
@@ -36,10 +38,10 @@ from __future__ import annotations
 import os
 import sqlite3
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy import Engine, bindparam, insert, make_url, select, update
@@ -265,12 +267,13 @@ class SqlJournal:
         """The write-ahead commit of an order (engine/oms.py calls this, then the venue, then
         `settle`): everything recorded so far durable before a venue can have seen the order.
 
-        On the SQLite writer the rows go into one write-ahead record (engine/store/write_ahead.py:
-        one page of the WAL instead of eight) and reach their tables with `settle`, right after the
-        venue call: readers in other processes, subscribers to the bot's signals included, see them
-        then. A carried account check is committed here, so the account's other bots see this
-        bot's share before the venue call. Elsewhere (PostgreSQL, or a value the record cannot
-        hold, or a record not yet settled) this is `flush`."""
+        On a SQLite file the rows go into one record appended to the bot's log (engine/store/
+        write_ahead.py: one write(2) instead of a commit of eight WAL pages) and reach their tables
+        with `settle`, right after the venue call: readers in other processes, subscribers to the
+        bot's signals included, see them then. A carried account check is committed here, after
+        the append, so the account's other bots see this bot's share before the venue call.
+        Elsewhere (PostgreSQL, in-memory SQLite, a value the record cannot hold, a record not yet
+        settled) this is `flush`."""
         writer = self._writer
         if writer is None or self._log is None or self._record:
             self.flush()
