@@ -71,6 +71,19 @@ def make_engine(url: str | None = None, pool_size: int | None = None, pool_timeo
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 3}, **pool)
 
 
+def sqlite_file(url: "str | URL") -> Path | None:
+    """The resolved file of a SQLite URL; None for PostgreSQL, an in-memory database or a `file:`
+    URI. The one rule for "a SQLite store in a file" (the file watch, the held-connection writer,
+    the write-ahead log's place beside the store)."""
+    parsed = make_url(database_url(url)) if isinstance(url, str) else url
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).resolve()
+
+
 class StoreLost(StoreUnavailable):
     """The store's file is not the one the bot opened: deleted, or replaced by another file.
     `stop_reason` is what a bot's status reports when this stopped it."""
@@ -101,13 +114,8 @@ class StoreFileWatch:
     @classmethod
     def of(cls, url: "str | URL") -> "StoreFileWatch | None":
         """A watch on the file of a SQLite URL; None for PostgreSQL or an in-memory database."""
-        parsed = make_url(database_url(url)) if isinstance(url, str) else url
-        if parsed.get_backend_name() != "sqlite":
-            return None
-        database = parsed.database
-        if not database or database == ":memory:" or database.startswith("file:"):
-            return None
-        return cls(Path(database).resolve())
+        path = sqlite_file(url)
+        return None if path is None else cls(path)
 
     def _identity(self) -> tuple[int, int] | None:
         try:

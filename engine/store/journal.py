@@ -41,10 +41,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import Engine, bindparam, insert, make_url, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.charges import AccountCharge, ChargeKind
@@ -53,7 +52,7 @@ from engine.money import Scales, to_raw
 from engine.orders import Fill, Liquidity, Order, OrderEvent, OrderSide, OrderState, OrderType, TimeInForce
 from engine.portfolio import Portfolio
 from engine.signals import announce_stored
-from engine.store.db import StoreFileWatch
+from engine.store.db import StoreFileWatch, sqlite_file
 from engine.store.prepared import Prepared, SqliteWriter, usable
 from engine.store import write_ahead
 from engine.store.signals import NOTIFY
@@ -517,13 +516,8 @@ def _fee_native(row: Any) -> tuple[str, int, int]:
     return row.fee_currency, int(native.scaleb(dp)), dp
 
 
-@lru_cache(maxsize=64)
-def _database_file(url: str) -> Path | None:
-    """The resolved file of a SQLite URL (as StoreFileWatch names it), None in memory."""
-    database = make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database).resolve()
+# a store's file per URL, for readers that look for a log on every request (resolve() walks the path)
+_database_file = lru_cache(maxsize=64)(sqlite_file)
 
 
 # the settle's claim of a record: the mark moves only past records no one ran yet
@@ -536,7 +530,7 @@ def settle_if_left(connection: Any, bot_id: str) -> None:
     so a reader serving many clients (the API) reads no log and takes no second pooled connection
     unless a crash left records (or a bot is inside its venue call)."""
     bind = connection.get_bind() if hasattr(connection, "get_bind") else connection.engine
-    database = _database_file(str(bind.url)) if bind.dialect.name == "sqlite" else None
+    database = _database_file(str(bind.url))
     if database is None:
         return
     try:

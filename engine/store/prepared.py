@@ -35,6 +35,7 @@ from sqlalchemy import JSON, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
+from engine.store.db import sqlite_file
 from engine.store.models import ExactDecimal, exact_text
 
 
@@ -140,10 +141,7 @@ def _json_text(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def usable(engine: Engine) -> bool:
     """Whether the held-connection path applies: SQLite on a file (module docstring)."""
-    if engine.dialect.name != "sqlite":
-        return False
-    database = engine.url.database
-    return bool(database) and database != ":memory:" and not database.startswith("file:")
+    return sqlite_file(engine.url) is not None
 
 
 class _Held:

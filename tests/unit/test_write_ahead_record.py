@@ -61,6 +61,14 @@ def order_ids(path: Path) -> list[str]:
         return [r[0] for r in connection.execute("SELECT client_order_id FROM orders ORDER BY rowid")]
 
 
+def _one_order(journal: SqlJournal, n: int, ts: int | None = None, side: OrderSide = OrderSide.BUY) -> Order:
+    """Bot b's n-th order, a market order of 1,000 EURUSD, recorded PENDING_SUBMIT (at `ts`, else n)."""
+    ts = n if ts is None else ts
+    order = Order(f"b-{n:08d}", "b", "EURUSD", side, OrderType.MARKET, Decimal(1000), ts)
+    journal.record_event(order, order.transition(OrderState.PENDING_SUBMIT, ts))
+    return order
+
+
 class RecordPath:
     """A SqlJournal whose every flush is an order's write-ahead (then `settle`, as the OMS does
     after its venue call), so a_session's traffic all goes through records."""
@@ -108,8 +116,7 @@ def test_between_the_two_commits_the_rows_and_the_signal_are_in_the_record_only(
     woken: list[int] = []
     stop = on_stored(lambda: woken.append(1))
     signals.publish(Signal("b", "EURUSD", 5, -1, None, Decimal(1), 0.0, 0.0, 1.1, 0, 0))
-    order = Order("b-00000001", "b", "EURUSD", OrderSide.SELL, OrderType.MARKET, Decimal(1000), 5)
-    journal.record_event(order, order.transition(OrderState.PENDING_SUBMIT, 5))
+    order = _one_order(journal, 1, ts=5, side=OrderSide.SELL)
     journal.set_checkpoint(4)
     journal.write_ahead()
     written = rows(path)
@@ -185,8 +192,7 @@ def test_a_record_another_reader_took_is_not_run_again_by_the_bots_settle(tmp_pa
     path = tmp_path / "t.db"
     engine = make_engine(store(path))
     journal = SqlJournal(engine, "b", "PAPER")
-    order = Order("b-00000001", "b", "EURUSD", OrderSide.BUY, OrderType.MARKET, Decimal(1000), 5)
-    journal.record_event(order, order.transition(OrderState.PENDING_SUBMIT, 5))
+    order = _one_order(journal, 1, ts=5)
     journal.write_ahead()
     other = make_engine(f"sqlite:///{path}")
     assert settle_write_ahead(other, "b") == 1   # the API read the bot's books during its venue call: mark 1
@@ -235,8 +241,7 @@ def test_a_record_that_cannot_be_read_back_is_refused_kept_and_never_run(tmp_pat
     engine = make_engine(store(path))
     SqlJournal(engine, "victim", "PAPER")   # its checkpoint must stay where it is
     journal = SqlJournal(engine, "b", "PAPER")
-    order = Order("b-00000001", "b", "EURUSD", OrderSide.BUY, OrderType.MARKET, Decimal(1000), 5)
-    journal.record_event(order, order.transition(OrderState.PENDING_SUBMIT, 5))
+    _one_order(journal, 1, ts=5)
     journal.set_checkpoint(9)
     journal.write_ahead()
     journal.close()
@@ -257,8 +262,7 @@ def test_rows_the_tables_refuse_are_found_at_the_settle_and_the_record_is_kept(t
     path = tmp_path / "k.db"
     engine = make_engine(store(path))
     journal = SqlJournal(engine, "b", "PAPER")
-    order = Order("b-00000001", "b", "EURUSD", OrderSide.BUY, OrderType.MARKET, Decimal(1000), 5)
-    journal.record_event(order, order.transition(OrderState.PENDING_SUBMIT, 5))
+    order = _one_order(journal, 1, ts=5)
     stranger = Fill("x-1", "b-99999999", "EURUSD", OrderSide.BUY, 1000, 110000, 0, 0, 5, 2, 5)
     journal.record_fill(order, stranger)   # an order the store never saw: its foreign key fails
     journal.write_ahead()
@@ -281,8 +285,7 @@ def test_a_value_the_record_cannot_hold_is_written_to_the_tables_directly(tmp_pa
     path = tmp_path / "v.db"
     engine = make_engine(store(path))
     journal = SqlJournal(engine, "b", "PAPER")
-    order = Order("b-00000001", "b", "EURUSD", OrderSide.BUY, OrderType.MARKET, Decimal(1000), 5)
-    journal.record_event(order, order.transition(OrderState.PENDING_SUBMIT, 5))
+    _one_order(journal, 1, ts=5)
     journal.write_ahead()
     assert order_ids(path) == ["b-00000001"] and records(path) == {}
     journal.settle()
@@ -309,12 +312,6 @@ def test_a_carried_account_check_commits_with_the_record_and_the_share_is_seen_b
     assert journal.commits == 2
     account.release(desk.engine)
     journal.close()
-
-
-def _one_order(journal: SqlJournal, n: int) -> Order:
-    order = Order(f"b-{n:08d}", "b", "EURUSD", OrderSide.BUY, OrderType.MARKET, Decimal(1000), n)
-    journal.record_event(order, order.transition(OrderState.PENDING_SUBMIT, n))
-    return order
 
 
 def test_a_torn_last_record_was_never_followed_by_a_venue_call_and_is_ignored(tmp_path):
