@@ -563,7 +563,7 @@ def settle_write_ahead(engine: Engine, bot_id: str) -> int:
         connection.execute("BEGIN IMMEDIATE")
         try:
             mark = connection.execute("SELECT settled FROM write_ahead WHERE bot_id = ?", (bot_id,)).fetchone()
-            records = log.read()  # inside the lock: the bot cannot settle meanwhile
+            records, seen = log.read_seen()  # inside the lock: the bot cannot settle meanwhile
             if mark is None:
                 if records:  # a journal makes its mark before its first record: this log is another store's
                     raise write_ahead.WriteAheadUnreadable(
@@ -574,9 +574,7 @@ def settle_write_ahead(engine: Engine, bot_id: str) -> int:
                 connection.execute("INSERT INTO write_ahead (bot_id, settled, settled_size) VALUES (?, 0, 0)",
                                    (bot_id,))
             settled = 0 if mark is None else mark[0]
-            size = 0
             for seq, payload in records:
-                size += write_ahead.HEADER_SIZE + len(payload)
                 if seq <= settled:
                     continue
                 for sql, tuples in _checked(engine, bot_id, payload):
@@ -587,8 +585,9 @@ def settle_write_ahead(engine: Engine, bot_id: str) -> int:
                             f"bot {bot_id}'s write-ahead record {seq} cannot be applied to the tables ({error}): "
                             "the log stays as it is for inspection, and the bot does not start") from None
                 settled = seq
+            # the size as read, torn bytes included: `settle_if_left` reads the log again only once it changed
             connection.execute("UPDATE write_ahead SET settled = ?, settled_size = ? WHERE bot_id = ?",
-                               (settled, size, bot_id))
+                               (settled, seen, bot_id))
             connection.commit()
         except BaseException:
             connection.rollback()

@@ -126,7 +126,6 @@ def decode(payload: bytes, shapes: Mapping[str, Sequence[str] | frozenset[str]],
 
 MAGIC = b"TBWA"
 _HEADER = struct.Struct("<4sIIQ")  # magic, payload length, crc32 of sequence + payload, sequence
-HEADER_SIZE = _HEADER.size
 LOG_LIMIT = 1 << 20  # bytes of settled records after which the runtime truncates its log
 
 
@@ -213,12 +212,19 @@ class RecordLog:
         Raises WriteAheadUnreadable on corruption (module docstring)."""
         return self._scan()[0]
 
-    def _scan(self) -> tuple[list[tuple[int, bytes]], int]:
-        """`read`, and where the whole records end."""
+    def read_seen(self) -> tuple[list[tuple[int, bytes]], int]:
+        """`read`, and how many bytes the file held when read, a torn last record's included: what a
+        reader records as settled (`settled_size`), so the next reader's stat finds the file
+        unchanged and reads nothing (a crash's torn bytes stay until the bot's restart cuts them)."""
+        records, _, seen = self._scan()
+        return records, seen
+
+    def _scan(self) -> tuple[list[tuple[int, bytes]], int, int]:
+        """`read`, where the whole records end, and the file's size as read."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return [], 0
+            return [], 0, 0
         records: list[tuple[int, bytes]] = []
         at, size, last = 0, len(data), 0
         while at < size:
@@ -239,7 +245,7 @@ class RecordLog:
                 raise self._unreadable("sequence numbers that do not rise (two runtimes appended)")
             records.append((seq, payload))
             last, at = seq, end
-        return records, at
+        return records, at, size
 
     def _unreadable(self, what: str) -> WriteAheadUnreadable:
         return WriteAheadUnreadable(f"bot {self.bot_id}'s write-ahead log holds {what}: its last orders may be at "

@@ -21,7 +21,7 @@ from engine.orders import Fill, Order, OrderSide, OrderState, OrderType
 from engine.risk import AccountLimits
 from engine.store import write_ahead
 from engine.store.db import make_engine
-from engine.store.journal import SqlJournal, settle_write_ahead
+from engine.store.journal import SqlJournal, settle_if_left, settle_write_ahead
 from engine.store.signals import SqlSignals
 from engine.store.write_ahead import RecordLog, WriteAheadUnreadable
 from tests.conftest import make_harness
@@ -455,5 +455,35 @@ def test_a_write_cut_short_stops_before_the_venue_and_the_next_runtime_cuts_it_o
     restarted.settle()
     assert order_ids(path) == ["b-00000002"]
     assert [seq for seq, _ in RecordLog(path.resolve(), "b").read()] == [1]   # the torn bytes are gone
+    restarted.close()
+    engine.dispose()
+
+
+def test_a_torn_tail_is_read_once_by_the_readers_not_at_every_read(tmp_path, monkeypatch):
+    """A crash inside the append leaves torn bytes that only the bot's restart cuts off. The API's
+    reads (settle_if_left) must read the log once, not at every request until that restart: the
+    mark records the bytes its reader saw. A record appended after it is still run by the next read."""
+    path = tmp_path / "t.db"
+    engine = make_engine(store(path))
+    journal = SqlJournal(engine, "b", "PAPER")
+    _one_order(journal, 1)
+    journal.write_ahead()                      # crash inside the venue call ...
+    journal.close()
+    log = RecordLog(path.resolve(), "b").path
+    whole = log.read_bytes()
+    log.write_bytes(whole + whole[:len(whole) - 7])   # ... after a second append, cut short
+    scans = []
+    real_scan = RecordLog._scan
+    monkeypatch.setattr(RecordLog, "_scan", lambda self: scans.append(1) or real_scan(self))
+    with engine.connect() as connection:
+        for _ in range(4):
+            settle_if_left(connection, "b")
+    assert len(scans) == 1 and order_ids(path) == ["b-00000001"]
+    restarted = SqlJournal(make_engine(f"sqlite:///{path}"), "b", "PAPER")   # cuts the torn bytes
+    _one_order(restarted, 2)
+    restarted.write_ahead()                    # and crashes in its venue call too
+    with engine.connect() as connection:
+        settle_if_left(connection, "b")
+    assert order_ids(path) == ["b-00000001", "b-00000002"]
     restarted.close()
     engine.dispose()
