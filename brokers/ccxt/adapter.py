@@ -24,7 +24,8 @@
 - Reads (fetch_*) retry with exponential backoff and jitter on 429 / 418 / 5xx / network errors;
   ccxt's own throttle (`enableRateLimit`) stays on. Submits are never retried blindly (above).
 - A 429 / 418's Retry-After is a quiet period (`_quiet_until`): nothing is sent to the venue
-  until it ends (binance lengthens an IP ban for every call made during it). One that ends within
+  until it ends (binance lengthens an IP ban for every call made during it), by this adapter nor
+  by any other of this process calling the same hosts (brokers/ccxt/quiet.py: bans are per IP). One that ends within
   `max_backoff_s` is waited out inside the call; a longer one (binance's 418 ban: 2 minutes to
   3 days) never is, the bot's thread is not held: the call returns or raises at once. During it
   a read raises VenueQuiet (a ccxt RateLimitExceeded, the transient error every reader handles,
@@ -90,7 +91,7 @@ import ccxt
 
 from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, VenueOrder, VenuePosition,
                           VenueUnreachable)
-from brokers.ccxt import futures, mapping
+from brokers.ccxt import futures, mapping, quiet
 from brokers.ccxt import protective as P
 from brokers.ccxt.futures import FundingFee
 from brokers.ccxt.stream import UserStream
@@ -153,8 +154,6 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 class CcxtAdapter:
     """BrokerAdapter over one ccxt exchange account (spot, or USD-M futures)."""
 
-    _quiet_until = 0.0   # the adapter's clock before which the venue asked not to be called (Retry-After)
-
     def __init__(self, exchange_id: str, config: dict[str, Any] | None = None, symbols: list[str] | None = None,
                  exchange: Any = None, currency: str | None = None, max_attempts: int = 3,
                  backoff_s: float = 0.5, max_backoff_s: float = 8.0, poll_interval_s: float | None = 1.0,
@@ -214,6 +213,7 @@ class CcxtAdapter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._clock: Callable[[], float] = clock or time.monotonic
+        self._quiet_key = quiet.origin(exchange)  # quiet periods are shared with every adapter calling these hosts
         self._pause: Callable[[float], Any] = sleep or time.sleep           # a backoff
         self._wait: Callable[[float], Any] = sleep or self._stop.wait       # a short Retry-After (close ends it)
         self.futures = False                         # the markets are linear contracts (USD-M futures)
@@ -1477,6 +1477,12 @@ class CcxtAdapter:
             self._note_throttle(error)
             raise
 
+    @property
+    def _quiet_until(self) -> float:
+        """The adapter's clock before which the venue asked not to be called (Retry-After): asked of
+        this adapter or of any other of this process calling the same hosts (brokers/ccxt/quiet.py)."""
+        return quiet.until(self._quiet_key, self._clock)
+
     def _quiet_left(self) -> float:
         """Seconds of the venue's Retry-After still to run (0: calls may go)."""
         return max(0.0, self._quiet_until - self._clock())
@@ -1489,10 +1495,11 @@ class CcxtAdapter:
     def _note_throttle(self, error: Exception) -> None:
         """A 429 / 418 that gave a Retry-After starts a quiet period (never shortens one): Binance
         answers 418 (an IP ban, 2 minutes to 3 days) to an IP that kept calling through 429s, and
-        lengthens a ban for every call made during it, so until it ends the adapter sends nothing."""
+        lengthens a ban for every call made during it, so until it ends the adapter sends nothing, nor
+        does any other adapter of this process on the same hosts (the ban is the IP's)."""
         retry_after = _retry_after_s(self.exchange, error)
         if retry_after is not None:
-            self._quiet_until = max(self._quiet_until, self._clock() + retry_after)
+            quiet.extend(self._quiet_key, self._clock, self._clock() + retry_after)
 
     def _sleep(self, attempt: int) -> None:
         """Exponential backoff with jitter (at most `max_backoff_s`) before a call is repeated. A

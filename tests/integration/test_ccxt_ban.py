@@ -258,3 +258,26 @@ def _until(check, timeout: float = 30.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def test_a_ban_one_bot_met_quiets_every_bot_of_the_runtime_on_the_same_venue(fake, t):
+    """Binance bans the IP, not the bot, and lengthens the ban for every call made during it. Two
+    bots of one runtime (an adapter each, the same venue hosts): the ban the first one met stops
+    the second one's calls too, until it ends; a bot on other hosts (another fake, as USD-M
+    futures or a testnet would be) is not held by it."""
+    first, second = make_oms(fake, t), make_oms(fake, t)
+    other_venue = BinanceFake(retry_after_s=BAN_S).start()
+    try:
+        third = make_oms(other_venue, t)
+        fake.inject("418", "GET", "/api/v3/openOrders")
+        start = t.now
+        assert adapter_of(first).poll() is False          # the first bot meets the ban
+        nothing_sent_while_banned(fake, second)            # the second sends nothing, waits for nothing
+        assert adapter_of(second)._next_poll_s() > MAX_BACKOFF_S   # its poll thread waits the ban out
+        assert adapter_of(third).poll() is True            # other hosts: not banned
+        not_blocked(t)
+        t.now = start + BAN_S + 1
+        seen = len(fake.requests)
+        assert adapter_of(second).poll() is True and len(fake.requests) > seen
+    finally:
+        other_venue.stop()
