@@ -63,6 +63,38 @@ def from_raw(raw: int, dp: int) -> Decimal:
     return Decimal(raw).scaleb(-dp)
 
 
+# qty_from_raw's last answer as (raw, dp, Decimal): one tuple, read and replaced whole (safe across threads)
+_last_qty: tuple[int, int, Decimal] = (0, -1, Decimal(0))
+
+
+def qty_from_raw(raw: int, dp: int) -> Decimal:
+    """from_raw(raw, dp) for a quantity: the very Decimal of the previous call when it is asked for
+    the same raw quantity at the same decimals again.
+
+    Why: one quantity comes back as a Decimal several times in a row (a backtest's round trip: the
+    entry sized at its fill, that fill's quantity, the close, the close's fill: four Decimals of one
+    value), and each Decimal made is an allocation that the orders then keep, a measurable part of
+    the event path. A Decimal is immutable, so the same object is the same value; and the value is
+    exact either way (the engine runs under Python's default decimal context, 28 digits, and never
+    changes it)."""
+    global _last_qty
+    last = _last_qty
+    if last[0] == raw and last[1] == dp:
+        return last[2]
+    value = Decimal(raw).scaleb(-dp)
+    _last_qty = (raw, dp, value)
+    return value
+
+
+def qty_to_raw(value: Decimal, dp: int) -> int:
+    """to_raw(value, dp) for a quantity, without the conversion when `value` is qty_from_raw's last
+    answer at these decimals (its raw quantity is known: the submit of a close that close() sized)."""
+    last = _last_qty
+    if value is last[2] and dp == last[1]:
+        return last[0]
+    return to_raw(value, dp)
+
+
 def raw_to_float(raw: int, dp: int) -> float:
     """Raw integer -> float, computed the same way in Python and in numba (parity of curves)."""
     return float(raw) / 10.0**dp

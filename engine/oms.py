@@ -24,6 +24,7 @@ from engine.errors import InvalidTransition
 from engine.clock import Clock
 from engine.emulation import EMULATED, Emulator
 from engine.instrument import Instrument
+from engine.money import qty_from_raw
 from engine.orders import (ALLOWED_TRANSITIONS, TERMINAL_STATES, Fill, Order, OrderEvent, OrderSide, OrderState,
                            TimeInForce, amend_terms, protective_qty)
 from engine.portfolio import ClosedTrade, Portfolio
@@ -38,7 +39,12 @@ if TYPE_CHECKING:  # brokers depend on engine, never the other way round at runt
 _PAST_ACCEPTED = frozenset({OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED}) | TERMINAL_STATES
 _PAST_SUBMITTED = _PAST_ACCEPTED | {OrderState.SUBMITTED, OrderState.PENDING_CANCEL}
 
+# enum members the order path uses, as module names: CPython 3.12 does not specialise an attribute read
+# on an enum class (`OrderState.FILLED` is a full lookup each time), and each order makes several
 _BUY = OrderSide.BUY
+_INITIALIZED, _PENDING_SUBMIT, _SUBMITTED = OrderState.INITIALIZED, OrderState.PENDING_SUBMIT, OrderState.SUBMITTED
+_FILLED, _PARTIALLY_FILLED = OrderState.FILLED, OrderState.PARTIALLY_FILLED
+_GTD = TimeInForce.GTD
 _NO_MOVES: frozenset[OrderState] = frozenset()  # the transitions out of a final state
 
 
@@ -181,7 +187,10 @@ class OrderManager:
     def has_open(self, tags: frozenset[str]) -> bool:
         """Whether an order tagged with one of `tags` may still be acted on (the go() hot path:
         no list is built)."""
-        for order in self._open.values():  # a loop, not any(genexpr): go() asks at every decision
+        open_ = self._open
+        if not open_:  # nothing in flight (go()'s usual answer)
+            return False
+        for order in open_.values():  # a loop, not any(genexpr): go() asks at every decision
             if order.tag in tags:
                 return True
         return False
@@ -221,12 +230,12 @@ class OrderManager:
         if cid in orders:
             raise DuplicateClientOrderId(cid)
         orders[cid] = order
-        if order.parent_id is not None:
-            self._children.setdefault(order.parent_id, []).append(order)
-            self.has_children = True
         ts = self.clock.now_ns()
         if (order.parent_id is not None or order.oco_group is not None or order.trail_distance is not None
-                or order.trail_percent is not None or order.expire_ns is not None or order.tif is TimeInForce.GTD):
+                or order.trail_percent is not None or order.expire_ns is not None or order.tif is _GTD):
+            if order.parent_id is not None:  # (a plain order's path skips this test too)
+                self._children.setdefault(order.parent_id, []).append(order)
+                self.has_children = True
             if (order.parent_id is not None or order.oco_group is not None or order.is_trailing) \
                     and self.emulator.needs(order):
                 order.emulated = True  # held here, never sent (engine/emulation.py)
@@ -242,14 +251,23 @@ class OrderManager:
                 self._record(order, order.transition(OrderState.DENIED, ts, reason))
                 self.denied.append(order)
                 return False
-        self._move(order, OrderState.PENDING_SUBMIT, ts)
+        journal = self.journal
+        if journal is None and order.state is _INITIALIZED and order._pending is None and not self._parked:
+            # self._move(order, PENDING_SUBMIT, ts) for the plain case, inlined (every order's first
+            # transition): INITIALIZED -> PENDING_SUBMIT is allowed, no journal waits for the event
+            # (Order.events makes it when read) and no order is parked: the same state, recorded
+            # transition and open book as _move's, without its call and its checks
+            order.state = _PENDING_SUBMIT
+            order._pending = [_PENDING_SUBMIT, ts]
+            self._open[cid] = order
+        else:
+            self._move(order, _PENDING_SUBMIT, ts)
         if order.emulated:
             self._record(order, order.transition(OrderState.ACCEPTED, ts, EMULATED))
             if self.journal is not None:
                 self.journal.flush()
             self.emulator.held(order)
             return True
-        journal = self.journal
         if journal is not None:
             journal.write_ahead()  # durable before any venue can have seen it
         try:
@@ -410,9 +428,17 @@ class OrderManager:
             if self._foreign(order):
                 return
             own = self._own(order)
-        if own.state in _PAST_SUBMITTED:
+        state = own.state
+        if state in _PAST_SUBMITTED:
             return  # a repeated or late report (a reconnect, a restart): the books already know more
-        self._move(own, OrderState.SUBMITTED, ts)
+        if state is _PENDING_SUBMIT and own._pending is not None and self.journal is None and not self._parked:
+            # self._move(own, SUBMITTED, ts) for an order recorded without a journal, inlined (every
+            # order's second transition, as submit() makes its first): allowed, and it stays open
+            own.state = _SUBMITTED
+            own._pending += (_SUBMITTED, ts)
+            self._open[own.client_order_id] = own
+        else:
+            self._move(own, _SUBMITTED, ts)
 
     def on_accepted(self, order: Order, ts: int) -> None:
         if self._foreign(order):
@@ -446,25 +472,28 @@ class OrderManager:
             self.emulator.on_done(own)
 
     def on_fill(self, order: Order, fill: Fill, bar: int) -> None:
-        execution_ids = self._execution_ids
-        if fill.execution_id in execution_ids:
+        execution_id, execution_ids = fill.execution_id, self._execution_ids
+        if execution_id in execution_ids:
             return  # a venue may report one execution twice (reconnects, replays): book it once
         own = self.orders.get(order.client_order_id)  # known: neither foreign nor to adopt (the hot path)
         if own is None and self._foreign(order):
             return
         instrument = self.instruments[fill.symbol]
-        if fill.fee_currency:  # a fee in any currency, valued or refused (a cash-currency fee needs nothing)
+        # the fill's fields read once (a Fill keeps them in a dict, where each read is a full lookup)
+        valued_fee = fill.fee_currency  # a fee in any currency (the cash currency's needs nothing)
+        if valued_fee:  # valued or refused
             fill = self.portfolio.valued(instrument, fill)
         if own is None:
             own = self._own(order)
         late = own.state in TERMINAL_STATES  # an execution reported after the cancel/expiry/reject
-        execution_ids.add(fill.execution_id)
+        execution_ids.add(execution_id)
         self.fills.append(fill)
         if own.qty is None:  # sized by the venue at fill time
             own.qty = order.qty
+        qty_raw, price_raw, ts = fill.qty_raw, fill.price_raw, fill.ts
         previous = own.filled_qty
-        fill_qty = Decimal(fill.qty_raw).scaleb(-fill.qty_dp)  # fill.qty and fill.price, inlined
-        fill_price = Decimal(fill.price_raw).scaleb(-fill.price_dp)
+        fill_qty = qty_from_raw(qty_raw, fill.qty_dp)  # fill.qty: the order's own when the venue sized it
+        fill_price = Decimal(price_raw).scaleb(-fill.price_dp)  # fill.price, inlined
         if not previous:
             own.filled_qty = fill_qty
             own.avg_fill_price = fill_price
@@ -475,20 +504,31 @@ class OrderManager:
             # The venue executed it before its cancel (or expiry) took effect and said so afterwards
             # (Alpaca's fill activities lag its order status; two streams; a restart's fills_since).
             # The money moved: book it. The order stays in its final state, with the fill noted.
-            self._note(own, f"{LATE_FILL} {fill.execution_id} after {own.state}")
+            self._note(own, f"{LATE_FILL} {execution_id} after {own.state}")
         else:
             done = own.qty is not None and own.filled_qty >= own.qty
-            self._move(own, OrderState.FILLED if done else OrderState.PARTIALLY_FILLED, fill.ts)
+            new = _FILLED if done else _PARTIALLY_FILLED
+            if own.state is _SUBMITTED and own._pending is not None and self.journal is None and not self._parked:
+                # self._move(own, new, ts) for a submitted order recorded without a journal, inlined
+                # (a market order's last transition): allowed; filled, it leaves the open book
+                own.state = new
+                own._pending += (new, ts)
+                if done:
+                    self._open.pop(own.client_order_id, None)
+                else:
+                    self._open[own.client_order_id] = own
+            else:
+                self._move(own, new, ts)
         if self._children:
             self._resize_children(own)
-        if fill.fee_currency:
+        if valued_fee:
             closed = self.portfolio.book_fill(instrument, fill, bar)
         else:  # book_fill's own first branch, without the call (every simulated fill)
             closed = self.portfolio.apply_fill(instrument, 1 if fill.side is _BUY else -1,  # fill.side.sign, inlined
-                                               fill.qty_raw, fill.price_raw, fill.fee_raw, fill.ts, bar)
+                                               qty_raw, price_raw, fill.fee_raw, ts, bar)
         if self.journal is not None:
             self.journal.record_fill(own, fill)
-            self.journal.record_position(self.portfolio, fill.symbol, fill.ts)
+            self.journal.record_position(self.portfolio, fill.symbol, ts)
         if self._emulating:
             self.emulator.on_fill(own, fill)
         if self.fill_listeners:

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from engine.errors import ConfigError
 from engine.orders import Order, OrderSide, OrderState, OrderType, TimeInForce
-from engine.money import div_round_half_even, floor_to_step
+from engine.money import div_round_half_even, floor_to_step, qty_from_raw
 from strategies import protective
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ _GO_TAGS = frozenset({"open", "close"})
 GO_TAGS = _GO_TAGS  # the tags of go()'s own orders: the runtime waits for them too (live/driver.py)
 # Order's defaults, for _market's positional construction
 _MARKET, _GTC, _INITIALIZED, _NO_FILL = OrderType.MARKET, TimeInForce.GTC, OrderState.INITIALIZED, Decimal(0)
+# the sides, as module names: CPython 3.12 does not specialise a read of an enum class's attribute
+_BUY, _SELL = OrderSide.BUY, OrderSide.SELL
 
 
 class Supervisor(Protocol):
@@ -433,6 +435,12 @@ class Strategy:
                 if isinstance(value, np.ndarray):
                     sources[attr] = (converted, value)
         self._list_sources = sources
+        # Reading vars(self) made CPython 3.12 move the attributes it kept inline into a dict that
+        # shares its keys with the class (a "split" dict), and it does not specialise attribute access
+        # on those: every self.x of next() and go() would then be a full lookup, three times the usual
+        # (a score of them per order). The same attributes in a dict of the instance's own read and
+        # write at full speed again (the values and their order are the same).
+        self.__dict__ = dict(vars(self))
         if not type(self).__module__.startswith("strategies."):  # a user's strategy: no look-ahead
             _shows_only_the_past(self, converted_attrs)
 
@@ -569,7 +577,7 @@ class Strategy:
         if current != 0:
             self.close()
         if direction != 0:
-            side = OrderSide.BUY if direction > 0 else OrderSide.SELL
+            side = _BUY if direction > 0 else _SELL
             if protection is None:
                 self._open(side, fraction)
                 return
@@ -618,8 +626,9 @@ class Strategy:
         qty = position.qty
         if qty == 0:
             return None
-        side = OrderSide.SELL if qty > 0 else OrderSide.BUY
-        return self._market(side, Decimal(abs(qty)).scaleb(-position.scales.qty_dp), None, True, "close")  # scales.qty
+        side = _SELL if qty > 0 else _BUY
+        # scales.qty: the Decimal the position's last fill was booked with, when it filled all of it
+        return self._market(side, qty_from_raw(abs(qty), position.scales.qty_dp), None, True, "close")
 
     def _market(self, side: OrderSide, qty: Decimal | None, fraction: Decimal | None, reduce_only: bool,
                 tag: str, stop_attached: bool = False) -> Order:

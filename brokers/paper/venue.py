@@ -92,11 +92,16 @@ from engine.errors import ConfigError
 from brokers.base import ExecutionSink, RejectReason, missing_price
 from engine.instrument import Instrument
 from engine.money import (ConversionRates, FeeModel, Slippage, div_round_half_even, estimate_qty, fraction_parts,
-                          fee_raw, floor_to_step, max_qty_for_budget, slipped_price, to_raw)
+                          fee_raw, floor_to_step, max_qty_for_budget, qty_from_raw, qty_to_raw, slipped_price, to_raw)
 from engine.orders import Fill, Liquidity, Order, OrderSide, OrderType, TimeInForce, amend_terms, protective_qty
 from engine.portfolio import Portfolio
 
 _RANK = {OrderType.MARKET: 0, OrderType.STOP: 1, OrderType.STOP_LIMIT: 1, OrderType.LIMIT: 2}
+# The members the order path compares with, as module names: CPython 3.12 does not specialise an
+# attribute read on an enum class (its type is EnumType, not type), so `OrderType.MARKET` is a full
+# lookup each time, and the path makes a dozen of them per order.
+_MARKET, _LIMIT, _BUY, _GTD = OrderType.MARKET, OrderType.LIMIT, OrderSide.BUY, TimeInForce.GTD
+_TAKER, _MAKER = Liquidity.TAKER, Liquidity.MAKER
 
 
 def _rank(order: Order) -> int:
@@ -123,6 +128,8 @@ class SimulatedVenue:
         `fee_asset` charges fees like a Binance account: "base" or a currency (see _fee_in_asset)."""
         self.instrument = instrument
         self.scales = s = instrument.scales
+        # read at every order (an Instrument keeps its fields in a dict CPython 3.12 reads slowly)
+        self._symbol = instrument.symbol
         self._books_fills = shared_account is None
         self.account = shared_account if shared_account is not None else Portfolio.for_instrument(
             initial_cash, instrument, currency, rates, stop_out_level)
@@ -197,7 +204,7 @@ class SimulatedVenue:
         if reason is not None:
             sink.on_rejected(order, self._ts, reason)
             return
-        if order.type is not OrderType.MARKET or order.parent_id is not None:
+        if order.type is not _MARKET or order.parent_id is not None:
             sink.on_accepted(order, self._ts)  # a child market order rests (held) too
         if linked:
             self._link(order)
@@ -207,7 +214,7 @@ class SimulatedVenue:
             return
         working = self._working  # _work, inlined for the plain order (every go() order)
         working.append(order)
-        if order.type is not OrderType.MARKET:  # a market order needs no "first bar" flag (on_bar, on_tick)
+        if order.type is not _MARKET:  # a market order needs no "first bar" flag (on_bar, on_tick)
             self._fresh.add(order.client_order_id)
         if len(working) > 1:
             working.sort(key=_rank)  # stable: submission order within a rank
@@ -471,11 +478,11 @@ class SimulatedVenue:
 
     def _validate(self, order: Order) -> str | None:
         s = self.scales
-        if order.symbol != self.instrument.symbol:
+        if order.symbol != self._symbol:
             return RejectReason.UNKNOWN_SYMBOL
         if order.qty is not None:
             try:
-                qty = to_raw(order.qty, s.qty_dp)
+                qty = qty_to_raw(order.qty, s.qty_dp)  # a close's quantity, as close() made it, is known
             except ValueError:
                 return RejectReason.QTY_OFF_GRID
             self._validated = (order, order.qty, qty)  # _fill reuses it while order.qty is this very Decimal
@@ -485,10 +492,10 @@ class SimulatedVenue:
                 return RejectReason.QTY_BELOW_MIN
             if self._max_qty is not None and qty > self._max_qty:
                 return RejectReason.QTY_ABOVE_MAX
-        elif order.parent_id is None and (order.equity_fraction is None or order.type is not OrderType.MARKET):
+        elif order.parent_id is None and (order.equity_fraction is None or order.type is not _MARKET):
             return RejectReason.UNSUPPORTED  # (a child without a quantity is sized by its parent's fills)
         if order.limit_price is None and order.stop_price is None:
-            if order.type is not OrderType.MARKET:  # missing_price's answer for an order without prices
+            if order.type is not _MARKET:  # missing_price's answer for an order without prices
                 return RejectReason.PRICE_MISSING
         else:
             for price in (order.limit_price, order.stop_price):
@@ -496,7 +503,7 @@ class SimulatedVenue:
                     return RejectReason.PRICE_OFF_GRID
             if missing_price(order):
                 return RejectReason.PRICE_MISSING
-        if order.expire_ns is not None or order.tif is TimeInForce.GTD:
+        if order.expire_ns is not None or order.tif is _GTD:
             if order.type is OrderType.MARKET:
                 return RejectReason.UNSUPPORTED  # a market order does not rest: nothing to expire
             if order.expire_ns is None or order.tif is not TimeInForce.GTD:
@@ -521,11 +528,11 @@ class SimulatedVenue:
             if linked and order not in working:
                 continue  # canceled in this bar by a sibling's fill (OCO, a done exit)
             kind = order.type
-            if kind is OrderType.MARKET:  # _bar_fill_price's first case, inlined (every go() order)
+            if kind is _MARKET:  # _bar_fill_price's first case, inlined (every go() order)
                 if fresh_ids:
                     fresh_ids.discard(order.client_order_id)  # (only _work() flags a market order)
                 price: int | None = (open_ if not self._slip_num else
-                                     slipped_price(open_, order.side is OrderSide.BUY, self._slip_num,
+                                     slipped_price(open_, order.side is _BUY, self._slip_num,
                                                    self._slip_den, self.scales.price_step))
             else:
                 cid = order.client_order_id
@@ -534,8 +541,8 @@ class SimulatedVenue:
                     fresh_ids.discard(cid)
                 price = self._bar_fill_price(order, open_, high, low, fresh)
             if price is not None:  # (taker, at_open) passed by position: this call is every fill's
-                self._fill(order, price, None, ts, bar, kind is not OrderType.LIMIT,
-                           linked and price in (open_, self._slip(open_, order.side is OrderSide.BUY)))
+                self._fill(order, price, None, ts, bar, kind is not _LIMIT,
+                           linked and price in (open_, self._slip(open_, order.side is _BUY)))
         if linked:
             self._children_in_bar(high, low, ts, bar)
             self._on_bar_now = False
@@ -686,7 +693,7 @@ class SimulatedVenue:
         k = s.notional_k
         frac_num, frac_den = fraction_parts(fraction)
         cash = account.cash_raw  # budget_for_fraction, inlined: fraction x equity, and for a buy <= the cash
-        budget = ((cash + account.positions[self.instrument.symbol].qty * price * k) * frac_num) // frac_den
+        budget = ((cash + account.positions[self._symbol].qty * price * k) * frac_num) // frac_den
         if side_sign > 0 and budget > cash:
             budget = cash
         if budget <= 0:
@@ -704,9 +711,10 @@ class SimulatedVenue:
             fee = fee_raw(notional, fee_num, fee_den, fee_step, fixed, minimum)
             if notional + fee > budget:
                 qty = -1
-        if qty >= 0:
+        if qty >= 0:  # a lot more whose notional alone is over the budget does not fit (a fee is never < 0)
             notional = (qty + step) * price * k
-            if notional + fee_raw(notional, fee_num, fee_den, fee_step, fixed, minimum) <= budget:
+            if notional <= budget and notional + fee_raw(notional, fee_num, fee_den, fee_step, fixed,
+                                                         minimum) <= budget:
                 qty = -1
         if qty < 0:  # the estimate is not the answer: search from it
             qty = max_qty_for_budget(budget, price, k, fee_num, fee_den, fee_step, fixed, step, estimate, minimum)
@@ -724,7 +732,7 @@ class SimulatedVenue:
         sink = self._sink
         assert sink is not None
         s = self.scales
-        side_sign = 1 if order.side is OrderSide.BUY else -1  # OrderSide.sign, without the property call
+        side_sign = 1 if order.side is _BUY else -1  # OrderSide.sign, without the property call
         known_fee = -1  # the fee of a first fill of the whole quantity, when sizing computed it
         if order.qty is None:  # equity fraction: resolve now, at the fill price
             qty, known_fee = self._size(order.equity_fraction, side_sign, price)  # type: ignore[arg-type]
@@ -738,7 +746,7 @@ class SimulatedVenue:
                 if self._linked:
                     self._after_done(order)
                 return
-            order.qty = Decimal(qty).scaleb(-s.qty_dp)  # s.qty(qty), inlined
+            order.qty = qty_from_raw(qty, s.qty_dp)  # s.qty(qty), made once for the fill and a close of it
             leaves = qty
         else:
             seen, seen_qty, seen_raw = self._validated
@@ -773,7 +781,7 @@ class SimulatedVenue:
         self._exec_seq += 1
         fill = Fill(f"{self.name}-{self._exec_seq}", cid, order.symbol, order.side,
                     qty, price, fee, s.qty_dp, s.price_dp, s.cash_dp, ts,
-                    Liquidity.TAKER if taker else Liquidity.MAKER)
+                    _TAKER if taker else _MAKER)
         if self.fee_asset and fee:
             fill = self._fee_in_asset(fill)
             if self._books_fills:

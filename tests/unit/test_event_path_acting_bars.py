@@ -165,6 +165,24 @@ def test_a_wrong_acting_bars_is_caught_by_the_comparison():
         _assert_same(wrong, plain)
 
 
+def test_acting_bars_out_of_order_repeated_or_outside_the_data_book_what_every_bar_books():
+    """acting_bars is a strategy's own hook: bars given twice, in any order, or past either end of
+    the data must not make the loop step back or call next() twice at a bar."""
+    frame = _frame(_walk(3000, 5), 5)
+    config = BacktestConfig(path="event")
+    plain = run_backtest(frame, _EveryBar, {"fast": 3, "slow": 7}, config)
+
+    class _Messy(SmaCross):
+        __module__ = "strategies.sma_cross"  # a built-in's full lists, as SmaCross gets them
+
+        def acting_bars(self) -> np.ndarray | None:
+            bars = super().acting_bars()
+            assert bars is not None and len(bars) > 20
+            return np.concatenate([bars[::-1], bars[::3], [-5, len(frame), len(frame) + 7]])
+
+    _assert_same(run_backtest(frame, _Messy, {"fast": 3, "slow": 7}, config), plain)
+
+
 class _Resting(Strategy):
     """Rests limit orders for several bars (so orders work at bars that are neither acting bars nor
     the bars after them), and closes at market: next() acts only at bars i % 25 in (0, 10)."""
