@@ -73,3 +73,30 @@ def test_rounding_is_reported_as_a_warning():
     assert result.meta["price_increment"] == "1E-8"
     (warning,) = result.meta["warnings"]
     assert "20 of 20 OHLC prices were rounded to the 1E-8 grid" in warning
+
+
+@pytest.mark.parametrize("dp, step", [(0, 1), (2, 1), (5, 1), (9, 1), (2, 5)])
+def test_prices_go_onto_the_raw_grid_as_numpys_arithmetic_puts_them(dp: int, step: int):
+    """to_raw_prices' compiled pass is numpy's `rint(values * 10**dp)` bit for bit: exact halves
+    (half-even), read-only and strided columns; a NaN or a price past int64 takes numpy's own path."""
+    from backtest.runner import to_raw_prices
+    from engine.instrument import Instrument
+
+    rng = np.random.default_rng(dp + step)
+    unit = 10.0 ** -dp
+    values = np.concatenate([rng.uniform(0, 5_000, 50_000), (rng.integers(0, 10**6, 20_000) + 0.5) * unit,
+                             np.round(rng.uniform(1, 2, 20_000), dp)])
+    instrument = Instrument("X", price_increment=Decimal(step).scaleb(-dp))
+    expected = np.rint(values * 10.0**dp).astype(np.int64)
+    if step != 1:
+        expected = np.rint(expected / step).astype(np.int64) * step
+    assert np.array_equal(to_raw_prices(values, instrument), expected)
+    strided = values[::3]
+    strided.flags.writeable = False
+    assert np.array_equal(to_raw_prices(strided, instrument), expected[::3])
+    with np.errstate(invalid="ignore"):
+        odd = np.array([1.0, np.nan, 2.0])
+        numpys = np.rint(odd * 10.0**dp).astype(np.int64)
+        if step != 1:
+            numpys = np.rint(numpys / step).astype(np.int64) * step
+        assert np.array_equal(to_raw_prices(odd, instrument), numpys)
