@@ -13,10 +13,14 @@ Submit semantics shared by every adapter:
   submits again only if the venue provably does not have it.
 - Venue errors map onto RejectReason values; an adapter never lets a venue exception escape a
   submit or cancel for a refusal the venue made.
+- An equity-fraction order is a fraction of the *bot's* equity (`SizingEquity`, which the runtime
+  gives every adapter it builds), not of the venue account's: the account is shared with other
+  bots and with whatever the trader holds there (`fraction_equity`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Sequence
 
@@ -25,6 +29,21 @@ from engine.ports import (  # noqa: F401 - the ports, re-exported for the adapte
     AccountSnapshot, BrokerAdapter, ExecutionSink, MarketDataFeed, RejectReason, VenueOrder, VenuePosition,
     VenueUnreachable, missing_price, price_refusal,
 )
+
+# The bot's equity in the account currency, marked at its last guarded price (its own books, not
+# the venue account's); None when it cannot be valued now (no price yet, no conversion rate).
+SizingEquity = Callable[[], "Decimal | None"]
+
+
+def fraction_equity(sizing_equity: SizingEquity | None, venue_equity: Decimal | None) -> Decimal | None:
+    """The equity an equity-fraction order is a fraction of. Why: one venue account carries several
+    bots and the trader's own holdings; sizing `go(1, 0.5)` of a bot given 10,000 by the whole
+    account's 100,000 trades ten times the bot's capital (MT5, ccxt and Alpaca all did). The
+    runtime wires each adapter's `sizing_equity` to its bot's books; an adapter used on its own
+    (no bot, no books) sizes by the venue's equity, as the venue's own tools do. None: refuse."""
+    if sizing_equity is None:
+        return venue_equity
+    return sizing_equity()
 
 
 class OrderReporter:

@@ -132,7 +132,10 @@ def trading_core(config: BotConfig, clock: Any, adapter: Any, instrument: Instru
     and the strategy's driver."""
     oms = OrderManager(config.id, clock, adapter, live_portfolio(config.cash, instrument, adapter),
                        {config.symbol: instrument}, journal=journal, connect=False)
-    gate = make_gate(config, clock, instrument, *guarded_prices(guard, instrument), store=store)
+    last_price, reference_price = guarded_prices(guard, instrument)
+    if hasattr(adapter, "sizing_equity"):  # a live venue sizing fractions (the paper venue's account is the books)
+        adapter.sizing_equity = books_equity(oms.portfolio, instrument, last_price)
+    gate = make_gate(config, clock, instrument, last_price, reference_price, store=store)
     if gate is not None:
         gate.bind(oms)
         oms.risk = gate
@@ -141,6 +144,26 @@ def trading_core(config: BotConfig, clock: Any, adapter: Any, instrument: Instru
     strategy.attach(None, config.symbol)  # type: ignore[arg-type]
     strategy.connect(oms)
     return oms, gate, StrategyDriver(strategy, oms, config.symbol, config.bar, signals, gate)
+
+
+def books_equity(portfolio: Any, instrument: Instrument, last_price: Any) -> Any:
+    """The bot's equity an equity-fraction order is a fraction of on a live venue
+    (brokers.base.fraction_equity): its own books marked at the last guarded mid, in the account
+    currency; None before the first admitted tick or without a conversion rate (the order is then
+    refused, never sized by the venue account's equity, which other bots and the trader share)."""
+    s = instrument.scales
+
+    def equity() -> Decimal | None:
+        last = last_price(instrument.symbol)
+        if last is None:
+            return None
+        try:
+            raw = portfolio.equity_raw({instrument.symbol: int(last.scaleb(s.price_dp))})
+        except ConfigError:
+            return None
+        return Decimal(raw).scaleb(-portfolio.cash_dp)
+
+    return equity
 
 
 def guarded_prices(guard: TickGuard, instrument: Instrument) -> tuple[Any, Any]:

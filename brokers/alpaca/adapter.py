@@ -16,8 +16,9 @@
   answer "client_order_id must be unique" is a lookup, too.
 - requests has no default timeout and alpaca-py sets none, so the adapter gives the client's
   session one (`http_timeout_s`; submits may have a shorter `submit_timeout_s`).
-- Sizing: a market order carrying an equity fraction goes as a `notional` order (equity x
-  fraction in dollars, within the buying power): Alpaca sizes it at the fill price. Its quantity
+- Sizing: a market order carrying an equity fraction goes as a `notional` order (the bot's
+  equity x fraction in dollars, brokers.base.fraction_equity, within the account's buying
+  power): Alpaca sizes it at the fill price. Its quantity
   is what filled (set on the order once Alpaca says it is filled). Fractional and notional equity
   orders go as DAY orders, as Alpaca requires (mapping.time_in_force).
 - Fills are read from the FILL activities page by page (`page_token`, 100 a page) wherever they
@@ -78,8 +79,8 @@ import requests
 
 from brokers.alpaca import mapping as m
 from brokers.alpaca import protective as P
-from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, price_refusal, VenueOrder,
-                          VenuePosition, VenueUnreachable)
+from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, SizingEquity, VenueOrder,
+                          VenuePosition, VenueUnreachable, fraction_equity, price_refusal)
 from engine.charges import AccountCharge
 from engine.instrument import AssetClass, Instrument
 from engine.orders import Fill, Order, OrderSide, OrderState, OrderType
@@ -129,6 +130,7 @@ class AlpacaAdapter:
     """BrokerAdapter for one Alpaca account."""
 
     name = "ALPACA"
+    sizing_equity: SizingEquity | None = None  # the bot's equity (brokers.base.fraction_equity); the runtime sets it
     protective_orders = True   # brackets, OTO, OCO, trailing stops: mapped to Alpaca's own (module docstring)
 
     def __init__(self, api_key: str, secret_key: str, symbols: Sequence[str], *, paper: bool = True,
@@ -523,14 +525,18 @@ class AlpacaAdapter:
         self._refuse([order, *legs], reason)
 
     def _notional(self, order: Order, instrument: Instrument) -> tuple[Decimal | None, str | None]:
-        """Dollars for an equity-fraction market order: equity x fraction, cents down, a buy
-        within the buying power (crypto: the non-marginable one). Alpaca's minimum is $1."""
+        """Dollars for an equity-fraction market order: the bot's equity x fraction
+        (brokers.base.fraction_equity: not the account's), cents down, a buy within the account's
+        buying power (crypto: the non-marginable one). Alpaca's minimum is $1."""
         if order.type is not OrderType.MARKET or order.equity_fraction is None:
             return None, RejectReason.UNSUPPORTED
         if not instrument.size_increment < 1:
             return None, RejectReason.UNSUPPORTED  # whole shares only: Alpaca takes no notional for it
         data = self.client.get_account()
-        budget = Decimal(data.get("equity") or data["cash"]) * order.equity_fraction
+        equity = fraction_equity(self.sizing_equity, Decimal(data.get("equity") or data["cash"]))
+        if equity is None:
+            return None, RejectReason.NO_LIQUIDITY  # the bot's books cannot be valued now (no price, no rate)
+        budget = equity * order.equity_fraction
         if order.side is OrderSide.BUY:
             power = data.get("non_marginable_buying_power") if instrument.asset_class is AssetClass.CRYPTO else None
             budget = min(budget, Decimal(power or data.get("buying_power") or data["cash"]))

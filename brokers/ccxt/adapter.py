@@ -18,9 +18,11 @@
   tagged "post_only"); DAY is refused (UNSUPPORTED). Amounts and prices are checked with ccxt's
   own `amount_to_precision` / `price_to_precision` for every precision mode (a value they would
   change is refused, never silently altered) and against the market's limits.
-- An equity-fraction market order is sized from the last price the adapter was given
-  (`on_tick`, fed by the bot's own quotes), else one ticker read; if the price or the balance
-  cannot be read the order is REJECTED with the reason, never left in flight.
+- An equity-fraction market order is a fraction of the bot's equity (`sizing_equity`, which the
+  runtime sets: brokers.base.fraction_equity), within the account's free balance (futures: free
+  margin x leverage), sized from the last price the adapter was given (`on_tick`, fed by the
+  bot's own quotes), else one ticker read; if the price, the balance or the bot's equity cannot
+  be read the order is REJECTED with the reason, never left in flight.
 - Reads (fetch_*) retry with exponential backoff and jitter on 429 / 418 / 5xx / network errors;
   ccxt's own throttle (`enableRateLimit`) stays on. Submits are never retried blindly (above).
 - A 429 / 418's Retry-After is a quiet period (`_quiet_until`): nothing is sent to the venue
@@ -89,8 +91,8 @@ from typing import Any, Callable, TypeVar
 
 import ccxt
 
-from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, VenueOrder, VenuePosition,
-                          VenueUnreachable)
+from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, SizingEquity, VenueOrder,
+                          VenuePosition, VenueUnreachable, fraction_equity)
 from brokers.ccxt import futures, mapping, quiet
 from brokers.ccxt import protective as P
 from brokers.ccxt.futures import FundingFee
@@ -153,6 +155,8 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 
 class CcxtAdapter:
     """BrokerAdapter over one ccxt exchange account (spot, or USD-M futures)."""
+
+    sizing_equity: SizingEquity | None = None  # the bot's equity (brokers.base.fraction_equity); the runtime sets it
 
     def __init__(self, exchange_id: str, config: dict[str, Any] | None = None, symbols: list[str] | None = None,
                  exchange: Any = None, currency: str | None = None, max_attempts: int = 3,
@@ -961,8 +965,9 @@ class CcxtAdapter:
             mapping.dec(ticker.get("last"))
 
     def _size_by_fraction(self, order: Order, instrument: Instrument) -> RejectReason | None:
-        """A market order sized by equity fraction: resolved now, at the last price. A price or
-        balance that cannot be read refuses the order with the reason (it was never sent)."""
+        """A market order sized by equity fraction: resolved now, at the last price, a fraction of
+        the bot's equity (brokers.base.fraction_equity), within what the account has free. A price
+        or balance that cannot be read refuses the order with the reason (it was never sent)."""
         try:
             price = self._mark(order.symbol, order.side)
             if not price:
@@ -970,7 +975,10 @@ class CcxtAdapter:
             account = self._account_locked()
         except ccxt.BaseError as error:
             return mapping.reject_reason(error, order, instrument)
-        budget = account.equity * order.equity_fraction  # type: ignore[operator]
+        equity = fraction_equity(self.sizing_equity, account.equity)
+        if equity is None:
+            return RejectReason.NO_LIQUIDITY  # the bot's books cannot be valued now (no price, no rate)
+        budget = equity * order.equity_fraction  # type: ignore[operator]
         if self.futures:  # a notional whose margin fits in what is available (a reduce-only order needs none)
             if not order.reduce_only:
                 budget = min(budget, (account.buying_power or Decimal(0)) * (instrument.leverage or Decimal(1)))

@@ -91,8 +91,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Callable, Iterable, Sequence
 
-from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, price_refusal, VenueOrder,
-                          VenuePosition, VenueUnreachable)
+from brokers.base import (AccountSnapshot, ExecutionSink, OrderReporter, RejectReason, SizingEquity, VenueOrder,
+                          VenuePosition, VenueUnreachable, fraction_equity, price_refusal)
 from brokers.mt5 import mapping as m
 from brokers.mt5.clock import ServerClock
 from brokers.mt5.protective import Bracket, Brackets, refusal as protective_refusal
@@ -124,6 +124,7 @@ class MT5Adapter:
     """BrokerAdapter for one bot on a MetaTrader 5 account."""
 
     name = "MT5"
+    sizing_equity: SizingEquity | None = None  # the bot's equity (brokers.base.fraction_equity); the runtime sets it
     protective_orders = True  # a bracket's SL/TP as the position's (brokers/mt5/protective.py); the rest refused
     # what the OMS emulates instead (engine/emulation.py): MT5 trails in the client terminal only and
     # has no standalone OCO; a bracket's SL/TP it carries itself
@@ -436,12 +437,22 @@ class MT5Adapter:
         return None if ok else m.INVALID_PRICE
 
     def _size_for_fraction(self, order: Order, instrument: Instrument) -> Decimal:
-        account = self.api.account_info()
+        """Lots for an equity-fraction market order: the fraction of the bot's equity as exposure
+        (brokers.base.fraction_equity: not the terminal account's, which other EAs share), at the
+        side's price; 0 (refused below the minimum) when a price or the equity cannot be read."""
         tick = self.api.symbol_info_tick(order.symbol)
-        if account is None or tick is None:
+        if tick is None:
+            return Decimal(0)
+        venue_equity = None
+        if self.sizing_equity is None:
+            account = self.api.account_info()
+            if account is None:
+                return Decimal(0)
+            venue_equity = Decimal(repr(m.field(account, "equity")))
+        equity = fraction_equity(self.sizing_equity, venue_equity)
+        if equity is None or equity <= 0:
             return Decimal(0)
         price = Decimal(repr(m.field(tick, "ask" if order.side is OrderSide.BUY else "bid")))
-        equity = Decimal(repr(m.field(account, "equity")))
         contract = m.float_increment(self._specs[order.symbol]["trade_contract_size"] or 1)
         raw = equity * order.equity_fraction / (price * contract)  # type: ignore[operator]  # exposure, not margin
         return self.round_volume(order.symbol, raw)
