@@ -27,6 +27,9 @@ class AssetClass(StrEnum):
     CFD = "cfd"
 
 
+FRACTION_SIZING = ("margin", "notional")  # Instrument.fraction_sizing
+
+
 @dataclass(frozen=True)
 class Instrument:
     """A tradable symbol on a venue with its price and size grid."""
@@ -56,6 +59,11 @@ class Instrument:
     commission_per_lot: Decimal = Decimal(0)   # per unit of quantity, per fill, in the quote currency
     swap_long: Decimal = Decimal(0)            # per unit of quantity per night, quote currency (+ earns)
     swap_short: Decimal = Decimal(0)
+    # How the venue sizes an equity-fraction order on margin: "margin" puts fraction x equity up as
+    # margin (the paper venue and the backtester: backtesting.py's rule, leverage-fold exposure);
+    # "notional" buys fraction x equity of exposure within the free margin (ccxt USD-M, MT5). The
+    # risk gate estimates such an order by the venue's own rule (engine.risk._fraction_qty).
+    fraction_sizing: str = "margin"
 
     def __post_init__(self) -> None:
         for name in ("price_increment", "size_increment", "currency_increment", "multiplier"):
@@ -82,6 +90,8 @@ class Instrument:
             raise ConfigError("margin", "give one of leverage, margin_rate or margin_per_lot")
         if self.commission_per_lot < 0:
             raise ConfigError("commission_per_lot", f"must be >= 0, got {self.commission_per_lot}")
+        if self.fraction_sizing not in FRACTION_SIZING:
+            raise ConfigError("fraction_sizing", f"must be one of {', '.join(FRACTION_SIZING)}, got {self.fraction_sizing!r}")
 
     @property
     def base(self) -> str:

@@ -764,6 +764,8 @@ class RiskEngine(_Monitored):
         if order.equity_fraction is None or last is None or last <= 0 or instrument is None:
             return None
         if instrument.on_margin:
+            if instrument.fraction_sizing == "notional":
+                return _notional_fraction_qty(instrument, order.equity_fraction, portfolio, last)
             return _margin_fraction_qty(instrument, order.equity_fraction, portfolio, last)
         equity = portfolio.cash
         for symbol, position in portfolio.positions.items():
@@ -882,6 +884,28 @@ def _margin_fraction_qty(instrument: Instrument, fraction: Decimal, portfolio: P
     if per_lot <= 0:
         return None
     return (max(budget, ZERO) / per_lot).quantize(instrument.size_increment, rounding=ROUND_FLOOR)
+
+
+def _notional_fraction_qty(instrument: Instrument, fraction: Decimal, portfolio: Portfolio,
+                           last: Decimal) -> Decimal | None:
+    """Lots an equity-fraction order gets on a venue that sizes it as exposure (ccxt USD-M, MT5:
+    Instrument.fraction_sizing "notional"): fraction x equity of notional at the last price, within
+    what the free margin carries. None when the quote is not the account's currency (no rate here)."""
+    if portfolio.currency and instrument.quote_currency != portfolio.currency:
+        return None
+    s = instrument.scales
+    last_raw = int(last.scaleb(s.price_dp))
+    marks = {instrument.symbol: last_raw}
+    try:
+        equity = Decimal(portfolio.equity_raw(marks)).scaleb(-portfolio.cash_dp)
+        free = portfolio.free_margin_raw(marks)
+        per_lot = portfolio.margin_for(instrument, 10**s.qty_dp, last_raw)
+    except ConfigError:
+        return None
+    units = max(equity * fraction, ZERO) / (last * instrument.multiplier)
+    if per_lot > 0:
+        units = min(units, Decimal(max(free, 0)) / per_lot)
+    return units.quantize(instrument.size_increment, rounding=ROUND_FLOOR)
 
 
 def _order_price(order: Order) -> Decimal | None:

@@ -85,6 +85,7 @@ def instrument_from_market(market: dict[str, Any], mode: int, venue: str,
         currency_increment=min(quote_inc, price_inc * size_inc),
         asset_dp=min(asset_dp, 18), base_currency=(market.get("base") or "") if contract else "",
         leverage=leverage if contract else None,
+        fraction_sizing="notional",   # the adapter sizes fraction x equity of exposure (within free margin)
     )
 
 

@@ -5,6 +5,10 @@ same functions and constants on an object, results as RPyC proxies), or tests/fa
 Every result is converted at once by field name, never by position or type. The module keeps
 process-global state, so every call goes through one lock.
 
+Instruments: a Forex symbol (SYMBOL_CALC_MODE_FOREX / FOREX_NO_LEVERAGE) whose profit currency
+is the account's is a margin instrument at the account's leverage, as the terminal margins it;
+other symbols are cash instruments (`_margin_leverage`).
+
 One adapter is one bot, as an Expert Advisor would be: its magic number is derived from the bot
 id (mapping.magic_for), and it sees only its own orders, deals and positions plus those a person
 placed (magic 0: external, reported and never booked by the bot). Other EAs and bots on the same
@@ -253,6 +257,7 @@ class MT5Adapter:
         self._hedging = m.field(account, "margin_mode") == HEDGING
         self._currency = m.field(account, "currency")
         self._currency_dp = int(m.field(account, "currency_digits", 2))
+        self._leverage = int(m.field(account, "leverage", 0) or 0)
         self._connected = True
 
     def _ensure_session(self) -> bool:
@@ -296,7 +301,7 @@ class MT5Adapter:
         spec = {name: m.field(info, name) for name in (
             "digits", "point", "trade_tick_size", "volume_min", "volume_max", "volume_step", "volume_limit",
             "trade_stops_level", "filling_mode", "trade_exemode", "trade_mode", "trade_contract_size",
-            "currency_profit", "path", "expiration_mode")}
+            "currency_profit", "path", "expiration_mode", "trade_calc_mode")}
         tick_size = spec["trade_tick_size"] or spec["point"]
         contract = m.float_increment(spec["trade_contract_size"] or 1)
         path = str(spec["path"] or "")
@@ -309,10 +314,29 @@ class MT5Adapter:
             max_qty=m.float_increment(spec["volume_max"]) if spec["volume_max"] else None,
             multiplier=contract if contract == contract.to_integral_value() else Decimal(1),
             quote_currency=str(spec["currency_profit"] or self._currency),
-            currency_increment=Decimal(1).scaleb(-self._currency_dp))
+            currency_increment=Decimal(1).scaleb(-self._currency_dp),
+            leverage=self._margin_leverage(spec), fraction_sizing="notional")
         self._instruments[symbol] = instrument
         self._specs[symbol] = spec
         return instrument
+
+    def _margin_leverage(self, spec: dict[str, Any]) -> Decimal | None:
+        """The leverage a symbol is traded at, as the terminal margins it: a Forex symbol
+        (SYMBOL_CALC_MODE_FOREX: lots x contract size / the account's leverage; FOREX_NO_LEVERAGE:
+        1) is a margin instrument, so the books hold margin, not the notional, and the risk gate
+        checks a buy or a sell against the bot's free margin as the terminal does. Left as a cash
+        instrument (None): other calculation modes (CFD, futures, exchange stocks: their margin
+        rates are not in the Python API) and a symbol whose profit currency is not the account's
+        (its margin needs a conversion rate the books may not have yet)."""
+        profit = str(spec["currency_profit"] or self._currency)
+        if profit != self._currency:
+            return None
+        mode = int(spec["trade_calc_mode"] or 0)
+        if mode == m.CALC_MODE_FOREX and self._leverage > 0:
+            return Decimal(self._leverage)
+        if mode == m.CALC_MODE_FOREX_NO_LEVERAGE:
+            return Decimal(1)
+        return None
 
     def round_volume(self, symbol: str, qty: Decimal) -> Decimal:
         """`qty` floored onto the symbol's volume_step (refusal of what is left is submit's job)."""

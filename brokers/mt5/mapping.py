@@ -195,6 +195,8 @@ EXECUTION_MARKET = 2                               # SYMBOL_TRADE_EXECUTION_MARK
 
 
 EXECUTION_EXCHANGE = 3                             # SYMBOL_TRADE_EXECUTION_EXCHANGE
+CALC_MODE_FOREX = 0                                # SYMBOL_CALC_MODE_FOREX: lots x contract / leverage
+CALC_MODE_FOREX_NO_LEVERAGE = 5                    # SYMBOL_CALC_MODE_FOREX_NO_LEVERAGE: lots x contract
 
 
 def filling_for(mask: int, exemode: int, pending: bool) -> int:
