@@ -91,7 +91,8 @@ class Instrument:
         if self.commission_per_lot < 0:
             raise ConfigError("commission_per_lot", f"must be >= 0, got {self.commission_per_lot}")
         if self.fraction_sizing not in FRACTION_SIZING:
-            raise ConfigError("fraction_sizing", f"must be one of {', '.join(FRACTION_SIZING)}, got {self.fraction_sizing!r}")
+            raise ConfigError("fraction_sizing",
+                              f"must be one of {', '.join(FRACTION_SIZING)}, got {self.fraction_sizing!r}")
 
     @property
     def base(self) -> str:
