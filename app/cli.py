@@ -103,6 +103,10 @@ def backtest(
                                                             "(default 0.5)")] = None,
     account_currency: Annotated[str | None, typer.Option(help="account currency when not the quote currency "
                                                               "(USD for USDJPY)")] = None,
+    fraction_sizing: Annotated[str | None, typer.Option(help="on margin, an equity fraction is: margin (fraction "
+                                                             "x equity put up as margin, backtesting.py's rule; "
+                                                             "the default) | notional (fraction x equity of "
+                                                             "exposure, as MT5 and ccxt USD-M bots size live)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write stats, equity, trades and orders as JSON, "
                                                                  "stored by column (format version 2)")] = None,
     json_full: Annotated[bool, typer.Option("--json-full", help="with --json: one record per bar, trade and order "
@@ -141,7 +145,7 @@ def backtest(
                          slippage_bps=slippage_bps, symbol=symbol or data.stem, price_increment=price_increment,
                          size_increment=size_increment, path=path, bot_id=bot_id, instrument=spec,
                          leverage=leverage, margin=margin, stop_out_level=stop_out_level,
-                         account_currency=account_currency)
+                         account_currency=account_currency, fraction_sizing=fraction_sizing)
     risk_config = None
     if risk is not None:
         from engine.risk import load_risk_config

@@ -12,6 +12,11 @@ from engine.amounts import Amount
 from engine.errors import ConfigError
 
 
+FRACTION_SIZING_HELP = ("an equity fraction on margin: margin puts fraction x equity up as margin (backtesting.py; "
+                        "leverage-fold exposure), notional buys fraction x equity of exposure (as MT5 and ccxt "
+                        "USD-M bots size live)")
+
+
 class InstrumentSpec(BaseModel):
     """One symbol's contract as a broker states it (an instruments YAML entry): grid, contract
     size in units per lot, margin (leverage, a margin rate, or a fixed margin per lot, as futures),
@@ -33,6 +38,7 @@ class InstrumentSpec(BaseModel):
     commission_per_lot: Amount = Field(Decimal(0), ge=0)
     swap_long: Amount = Decimal(0)
     swap_short: Amount = Decimal(0)
+    fraction_sizing: Literal["margin", "notional"] | None = Field(None, description=FRACTION_SIZING_HELP)
 
     @field_validator("contract_size")
     @classmethod
@@ -91,6 +97,8 @@ class BacktestConfig(BaseModel):
     stop_out_level: Amount = Field(Decimal("0.5"), ge=0,
                                     description="margin level (equity / margin) that closes positions")
     account_currency: str | None = Field(None, min_length=1, max_length=16, description="default: the quote currency")
+    fraction_sizing: Literal["margin", "notional"] | None = Field(None, description=FRACTION_SIZING_HELP + " "
+                                                                  "(default: the instrument spec's, else margin)")
 
 
 def make_config(**values: Any) -> BacktestConfig:

@@ -80,6 +80,8 @@ def build_instrument(frame: pd.DataFrame, config: BacktestConfig, units: str,
     elif spec is not None:
         margin = {k: v for k, v in (("leverage", spec.leverage), ("margin_rate", spec.margin_rate),
                                     ("margin_per_lot", spec.margin_per_lot)) if v is not None}
+    margin["fraction_sizing"] = config.fraction_sizing or (spec.fraction_sizing if spec is not None else None) \
+        or "margin"
     extra: dict[str, Any] = {}
     if spec is not None:
         extra = {"multiplier": spec.contract_size, "commission_per_lot": spec.commission_per_lot,
@@ -501,7 +503,8 @@ def run_margin_events(strategy: Strategy, frame: pd.DataFrame, instrument: Instr
                              "swap": str(s.cash(portfolio.swap_raw).quantize(instrument.currency_increment)),
                              "leverage": str(instrument.leverage or ""),
                              "margin_rate": str(instrument.margin_rate or ""),
-                             "margin_per_lot": str(instrument.margin_per_lot or "")}
+                             "margin_per_lot": str(instrument.margin_per_lot or ""),
+                             "fraction_sizing": instrument.fraction_sizing}
     if venue.first_unsized is not None:
         result.unsized_orders = venue.unsized
         result.unsized_reason = unsized_reason(instrument, venue.first_unsized, strategy)

@@ -616,6 +616,14 @@ class Portfolio:
         units = -((-exact.numerator) // (exact.denominator * s.fee_step))  # ceil in currency increments
         return units * s.fee_step
 
+    def exposure_for(self, instrument: Instrument, qty: int, price: int, ts: int | None = None) -> Fraction:
+        """The notional of |qty| (raw) at `price` (raw) in raw account cash, exact (the quote
+        currency converted at `ts` when it is not the account's): what an equity fraction sized
+        as exposure (Instrument.fraction_sizing "notional") is measured against."""
+        exact = Fraction(abs(qty) * price * instrument.scales.notional_k)
+        rate = self._rate(instrument, ts, "exposure") if instrument.on_margin else None
+        return exact if rate is None else exact * rate
+
     def margin_used_raw(self, marks: dict[str, int] | None = None, ts: int | None = None) -> int:
         return sum(self.margin_for(p.instrument, p.qty, self._mark(s, marks), ts)
                    for s, p in self.positions.items() if p.qty != 0 and p.instrument.on_margin)

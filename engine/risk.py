@@ -888,23 +888,25 @@ def _margin_fraction_qty(instrument: Instrument, fraction: Decimal, portfolio: P
 
 def _notional_fraction_qty(instrument: Instrument, fraction: Decimal, portfolio: Portfolio,
                            last: Decimal) -> Decimal | None:
-    """Lots an equity-fraction order gets on a venue that sizes it as exposure (ccxt USD-M, MT5:
-    Instrument.fraction_sizing "notional"): fraction x equity of notional at the last price, within
-    what the free margin carries. None when the quote is not the account's currency (no rate here)."""
-    if portfolio.currency and instrument.quote_currency != portfolio.currency:
-        return None
+    """Lots an equity-fraction order gets on a venue that sizes it as exposure (ccxt USD-M, MT5,
+    a paper venue told so: Instrument.fraction_sizing "notional"): fraction x equity of notional at
+    the last price, within what the free margin carries. None without a conversion rate."""
     s = instrument.scales
     last_raw = int(last.scaleb(s.price_dp))
     marks = {instrument.symbol: last_raw}
+    lot = 10**s.qty_dp
     try:
-        equity = Decimal(portfolio.equity_raw(marks)).scaleb(-portfolio.cash_dp)
+        equity = portfolio.equity_raw(marks)
         free = portfolio.free_margin_raw(marks)
-        per_lot = portfolio.margin_for(instrument, 10**s.qty_dp, last_raw)
+        per_lot = portfolio.exposure_for(instrument, lot, last_raw)
+        margin_per_lot = portfolio.margin_for(instrument, lot, last_raw)
     except ConfigError:
         return None
-    units = max(equity * fraction, ZERO) / (last * instrument.multiplier)
-    if per_lot > 0:
-        units = min(units, Decimal(max(free, 0)) / per_lot)
+    if per_lot <= 0:
+        return None
+    units = Decimal(max(equity, 0)) * fraction / (Decimal(per_lot.numerator) / per_lot.denominator)
+    if margin_per_lot > 0:
+        units = min(units, Decimal(max(free, 0)) / margin_per_lot)
     return units.quantize(instrument.size_increment, rounding=ROUND_FLOOR)
 
 

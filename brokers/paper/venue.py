@@ -686,6 +686,8 @@ class SimulatedVenue:
         inlined, and the fee the estimate's check computed for the answer is the fill's own fee,
         which _fill then does not compute again."""
         if self._margin:
+            if self.instrument.fraction_sizing == "notional":
+                return self._notional_size(fraction, price), -1
             budget = self.budget_for_fraction(fraction, side_sign, price)
             return (self._margin_size(budget, price) if budget > 0 else 0), -1
         s = self.scales
@@ -826,6 +828,26 @@ class SimulatedVenue:
         used = (account.margin_used_raw(marks, ts) - account.margin_for(instrument, held, price, ts)
                 + account.margin_for(instrument, after, price, ts))
         return used <= account.equity_raw(marks, ts) - fee
+
+    def _notional_size(self, fraction: Decimal, price: int) -> int:
+        """Instrument.fraction_sizing "notional" (as MT5 and ccxt USD-M size live): the largest
+        quantity on the grid whose exposure, in the account currency, is at most fraction x equity,
+        and whose margin and fee fit in the free margin."""
+        s, account, instrument, ts = self.scales, self.account, self.instrument, self._ts
+        marks = {instrument.symbol: price}
+        frac_num, frac_den = fraction_parts(fraction)
+        target = (account.equity_raw(marks, ts) * frac_num) // frac_den   # exposure, raw cash
+        free = account.free_margin_raw(marks, ts)
+        if target <= 0 or free <= 0:
+            return 0
+        per_step = account.exposure_for(instrument, s.qty_step, price, ts)
+        if per_step <= 0:
+            return 0
+        qty = int(target // per_step) * s.qty_step
+        if self._max_qty is not None:
+            qty = min(qty, floor_to_step(self._max_qty, s.qty_step))
+        margin_size = self._margin_size(free, price)   # what the free margin carries, fee included
+        return min(qty, margin_size)
 
     def _margin_size(self, budget: int, price: int) -> int:
         """The largest quantity on the grid whose margin and fee fit in `budget` (raw cash)."""

@@ -46,3 +46,45 @@ def test_notional_sizing_without_the_accounts_currency_is_not_guessed():
                         fraction_sizing="notional")
     books = Portfolio(D(10_000), 2, "USD")
     assert _notional_fraction_qty(usdjpy, D("0.5"), books, D("150.000")) is None
+
+
+# -- the paper venue sizes by the same rule, so a backtest can size as the live venue does ---------
+def fx(sizing: str) -> Instrument:
+    return Instrument("EURUSD", asset_class=AssetClass.FX, price_increment=D("0.00001"), size_increment=D(1),
+                      leverage=D(10), fraction_sizing=sizing)
+
+
+def paper_size(instrument: Instrument, fraction: str, price: str) -> Decimal:
+    from brokers.paper.venue import SimulatedVenue
+
+    venue = SimulatedVenue(instrument, D(10_000))
+    s = instrument.scales
+    return s.qty(venue.size_for_fraction(D(fraction), 1, int(D(price).scaleb(s.price_dp))))
+
+
+def test_the_paper_venue_sizes_notional_as_the_live_venues_do():
+    # half of 10,000 as exposure at 1.10000: 5,000 / 1.1 = 4,545 units (margin 454.50 at 10x)
+    assert paper_size(fx("notional"), "0.5", "1.10000") == D(4545)
+    # the same as the gate's estimate, so a backtest with risk limits checks what it will send
+    assert _notional_fraction_qty(fx("notional"), D("0.5"), Portfolio.for_instrument(D(10_000), fx("notional")),
+                                  D("1.10000")) == D(4545)
+
+
+def test_the_paper_venues_notional_sizing_stops_at_the_free_margin():
+    # 20 x equity asked; 10,000 free at 10x carries 100,000 of exposure: 90,909 units
+    assert paper_size(fx("notional"), "20", "1.10000") == D(90_909)
+
+
+def test_the_paper_venues_margin_sizing_is_unchanged():
+    # 5,000 put up as margin at 10x: 50,000 / 1.1 = 45,454 units
+    assert paper_size(fx("margin"), "0.5", "1.10000") == D(45_454)
+
+
+def test_an_unknown_fraction_sizing_is_refused_naming_the_field():
+    import pytest
+
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        fx("leveraged")
+    assert refused.value.field == "fraction_sizing"
