@@ -64,6 +64,11 @@ class Instrument:
     # "notional" buys fraction x equity of exposure within the free margin (ccxt USD-M, MT5). The
     # risk gate estimates such an order by the venue's own rule (engine.risk._fraction_qty).
     fraction_sizing: str = "margin"
+    # Whether the venue lets this account sell more than it holds. A spot market does not: a sell
+    # beyond the bot's own position there sells the trader's other coins on the account (the OMS
+    # refuses it: engine.oms, SHORT_SALE). Margin instruments, stocks a margin account may short
+    # and the paper venue's cash instruments (backtests of long_short rules) can.
+    shortable: bool = True
 
     def __post_init__(self) -> None:
         for name in ("price_increment", "size_increment", "currency_increment", "multiplier"):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from engine.errors import InvalidTransition
 from engine.clock import Clock
-from engine.emulation import EMULATED, Emulator
+from engine.emulation import EMULATED, Emulator, is_protective
 from engine.instrument import Instrument
 from engine.money import qty_from_raw
 from engine.orders import (ALLOWED_TRANSITIONS, TERMINAL_STATES, Fill, Order, OrderEvent, OrderSide, OrderState,
@@ -42,6 +42,8 @@ _PAST_SUBMITTED = _PAST_ACCEPTED | {OrderState.SUBMITTED, OrderState.PENDING_CAN
 # enum members the order path uses, as module names: CPython 3.12 does not specialise an attribute read
 # on an enum class (`OrderState.FILLED` is a full lookup each time), and each order makes several
 _BUY = OrderSide.BUY
+ZERO = Decimal(0)
+SHORT_SALE = "SHORT_SALE"  # a sell beyond the bot's holdings on a venue that cannot short (Instrument.shortable)
 _INITIALIZED, _PENDING_SUBMIT, _SUBMITTED = OrderState.INITIALIZED, OrderState.PENDING_SUBMIT, OrderState.SUBMITTED
 _FILLED, _PARTIALLY_FILLED = OrderState.FILLED, OrderState.PARTIALLY_FILLED
 _GTD = TimeInForce.GTD
@@ -122,6 +124,8 @@ class OrderManager:
         self.adapter = adapter
         self.portfolio = portfolio
         self.instruments = instruments
+        # symbols whose venue cannot sell more than is held (spot): every sell there is checked
+        self._unshortable = frozenset(symbol for symbol, i in instruments.items() if not i.shortable)
         self.risk = risk
         self.journal = journal
         self.orders: dict[str, Order] = {}
@@ -245,6 +249,12 @@ class OrderManager:
                 self._record(order, order.transition(OrderState.DENIED, ts, refusal))
                 self.denied.append(order)
                 return False
+        if self._unshortable and order.side is not _BUY and order.symbol in self._unshortable:
+            refusal = self._short_sale(order)
+            if refusal is not None:
+                self._record(order, order.transition(OrderState.DENIED, ts, refusal))
+                self.denied.append(order)
+                return False
         if self.risk is not None:
             reason = self.risk.check(order, self.portfolio)
             if reason is not None:
@@ -299,6 +309,27 @@ class OrderManager:
             if order.emulated or not getattr(self.adapter, "supports_expiry", False):
                 return "EXPIRY_UNSUPPORTED"  # an emulated order never meets the venue's clock
         return None
+
+    def _short_sale(self, order: Order) -> str | None:
+        """SHORT_SALE when a sell on a venue that cannot short (Instrument.shortable: spot) would
+        sell more than the bot holds: there the venue takes the rest from whatever else the
+        account holds (the trader's coins, another bot's). A protective sell (a bracket's exits,
+        a trailing stop: one of them fills) is held to the position alone; any other sell also
+        to what the bot's other working sells leave of it. A bracket's child acts on its entry's
+        fill, sized to what filled (its adapter holds it until then): not checked here. An
+        equity-fraction sell (sized by the venue) needs a position to sell from."""
+        if order.parent_id is not None:
+            return None
+        position = self.portfolio.positions.get(order.symbol)
+        held = ZERO if position is None else position.quantity
+        if order.qty is None:
+            return SHORT_SALE if held <= 0 else None
+        if is_protective(order) or order.trigger_of is not None:
+            return SHORT_SALE if order.qty > held else None
+        selling = sum((o.leaves_qty for o in self._open.values() if o.symbol == order.symbol
+                       and o.side is not _BUY and o is not order and not is_protective(o) and o.qty is not None),
+                      ZERO)
+        return SHORT_SALE if order.qty > held - selling else None
 
     def cancel(self, order: Order) -> None:
         if order.emulated:

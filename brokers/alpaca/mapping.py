@@ -266,7 +266,10 @@ def instrument(asset: dict[str, Any]) -> Instrument:
                       asset_class=AssetClass.CRYPTO if crypto else AssetClass.EQUITY,
                       price_increment=price_step.normalize(), size_increment=step.normalize(),
                       min_qty=min_qty.normalize(), quote_currency=quote,
-                      currency_increment=Decimal("0.01"))
+                      currency_increment=Decimal("0.01"),
+                      # crypto cannot be sold short on Alpaca: a sell beyond the bot's coins would sell
+                      # the account's other coins; a stock only if Alpaca says it is shortable
+                      shortable=not crypto and asset.get("shortable") is not False)
 
 
 NS_PER_DAY = 86_400 * 10**9

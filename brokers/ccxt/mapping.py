@@ -86,6 +86,7 @@ def instrument_from_market(market: dict[str, Any], mode: int, venue: str,
         asset_dp=min(asset_dp, 18), base_currency=(market.get("base") or "") if contract else "",
         leverage=leverage if contract else None,
         fraction_sizing="notional",   # the adapter sizes fraction x equity of exposure (within free margin)
+        shortable=bool(contract),     # spot sells only coins: beyond the bot's, the trader's own
     )
 
 
