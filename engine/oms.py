@@ -317,13 +317,14 @@ class OrderManager:
         a trailing stop: one of them fills) is held to the position alone; any other sell also
         to what the bot's other working sells leave of it. A bracket's child acts on its entry's
         fill, sized to what filled (its adapter holds it until then): not checked here. An
-        equity-fraction sell (sized by the venue) needs a position to sell from."""
+        equity-fraction sell is refused: the venue sizes it from equity, not from the coins held
+        (a rule's closes go by quantity: Strategy.close; a fraction sell is a short entry)."""
         if order.parent_id is not None:
             return None
+        if order.qty is None:
+            return SHORT_SALE
         position = self.portfolio.positions.get(order.symbol)
         held = ZERO if position is None else position.quantity
-        if order.qty is None:
-            return SHORT_SALE if held <= 0 else None
         if is_protective(order) or order.trigger_of is not None:
             return SHORT_SALE if order.qty > held else None
         selling = sum((o.leaves_qty for o in self._open.values() if o.symbol == order.symbol

@@ -7,7 +7,8 @@ trader's coins, and the bot's books showed a short of -0.01 BTC that a spot acco
 Now the OMS refuses such a sell (DENIED SHORT_SALE) before any venue sees it, for every bot,
 with or without risk limits: a sell may take the bot's position less what its other working
 sells already take; a protective sell (a stop, a take-profit, a trailing stop: one of an OCO
-fills) the position alone; a bracket's child is sized to its entry's fill by its adapter.
+fills) the position alone; a bracket's child is sized to its entry's fill by its adapter; an
+equity-fraction sell (sized from equity, not from the coins held: a short entry) not at all.
 Futures, margin FX and shortable stocks are unaffected (Instrument.shortable).
 """
 
@@ -66,6 +67,9 @@ def test_a_spot_bot_sells_what_it_bought_and_no_more(fake):
     oms.submit(buy)
     assert buy.state is OrderState.FILLED
     held = oms.portfolio.positions[SYMBOL].quantity                         # 0.02 less a fee taken in BTC, if any
+    by_equity = order(oms, "SELL", qty=None, fraction="1")                  # sized from equity: beyond the coins
+    oms.submit(by_equity)
+    assert by_equity.state is OrderState.DENIED and by_equity.reason == SHORT_SALE
     too_much = order(oms, "SELL", qty=str(held + D("0.01")))
     oms.submit(too_much)
     assert too_much.state is OrderState.DENIED and too_much.reason == SHORT_SALE
