@@ -126,6 +126,8 @@ class OrderManager:
         self.instruments = instruments
         # symbols whose venue cannot sell more than is held (spot): every sell there is checked
         self._unshortable = frozenset(symbol for symbol, i in instruments.items() if not i.shortable)
+        self._instrument_count = len(instruments)  # `instruments` may be filled in later (an adapter's own)
+        self._cancel_asked: set[str] = set()  # on those symbols: open sells whose cancel was asked (`_short_sale`)
         self.risk = risk
         self.journal = journal
         self.orders: dict[str, Order] = {}
@@ -249,6 +251,9 @@ class OrderManager:
                 self._record(order, order.transition(OrderState.DENIED, ts, refusal))
                 self.denied.append(order)
                 return False
+        if len(self.instruments) != self._instrument_count:
+            self._instrument_count = len(self.instruments)
+            self._unshortable = frozenset(symbol for symbol, i in self.instruments.items() if not i.shortable)
         if self._unshortable and order.side is not _BUY and order.symbol in self._unshortable:
             refusal = self._short_sale(order)
             if refusal is not None:
@@ -327,10 +332,22 @@ class OrderManager:
         held = ZERO if position is None else position.quantity
         if is_protective(order) or order.trigger_of is not None:
             return SHORT_SALE if order.qty > held else None
-        selling = sum((o.leaves_qty for o in self._open.values() if o.symbol == order.symbol
-                       and o.side is not _BUY and o is not order and not is_protective(o) and o.qty is not None),
-                      ZERO)
-        return SHORT_SALE if order.qty > held - selling else None
+        asked = self._cancel_asked
+        if len(asked) > 2 * len(self._open) + 64:  # forget the ones no longer open
+            asked.intersection_update(self._open)
+        # a reduce-only sell (Strategy.close, a kill's flatten) does not wait for sells whose cancel is
+        # asked (Alpaca's cancels are asynchronous: a kill cancels, then flattens at once)
+        skip = asked if order.reduce_only else ()
+        selling, groups = ZERO, {}  # the legs of one OCO group are alternatives: the largest counts
+        for o in self._open.values():
+            if (o.symbol != order.symbol or o.side is _BUY or o is order or is_protective(o) or o.qty is None
+                    or o.client_order_id in skip):
+                continue
+            if o.oco_group is None:
+                selling += o.leaves_qty
+            elif o.oco_group != order.oco_group:  # the order's own siblings are its alternatives
+                groups[o.oco_group] = max(groups.get(o.oco_group, ZERO), o.leaves_qty)
+        return SHORT_SALE if order.qty > held - selling - sum(groups.values(), ZERO) else None
 
     def cancel(self, order: Order) -> None:
         if order.emulated:
@@ -341,6 +358,8 @@ class OrderManager:
             # PENDING_SUBMIT once submit() returned: the adapter holds it unsent (a bracket child
             # waiting for its entry's fill on Alpaca or ccxt, an MT5 GTD order waiting for the
             # server's clock): the adapter's to drop
+            if order.symbol in self._unshortable:
+                self._cancel_asked.add(order.client_order_id)
             self.adapter.cancel(order)
 
     def cancel_all(self) -> None:

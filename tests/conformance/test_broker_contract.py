@@ -131,10 +131,13 @@ def test_market_order_fills_and_the_position_and_account_follow(bot: Bot):
 @pytest.mark.parametrize("side", [OrderSide.BUY, OrderSide.SELL])
 def test_limit_order_rests_then_fills_at_its_price(bot: Bot, side: OrderSide):
     _require(bot.harness, OrderType.LIMIT)
+    qty = None
     if side is OrderSide.SELL:
         _buy_inventory(bot)
+        if not bot.instrument.shortable:  # spot: sell what the bot holds (a fee in the coin leaves less)
+            qty = bot.oms.portfolio.positions[bot.harness.symbol].quantity
     price = bot.harness.resting_limit(side)
-    order = bot.submit(bot.order(side, OrderType.LIMIT, limit=price))
+    order = bot.submit(bot.order(side, OrderType.LIMIT, qty=qty, limit=price))
     assert order.state is OrderState.ACCEPTED
     assert [v.client_order_id for v in bot.adapter.open_orders()] == [order.client_order_id]
     bot.harness.fill(order.client_order_id)

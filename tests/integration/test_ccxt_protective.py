@@ -207,9 +207,15 @@ def test_a_trail_binance_cannot_express_is_refused_naming_the_field(fake, oms, f
     assert fake.count_client_id(stop.client_order_id) == 0
 
 
+def held(oms: OrderManager) -> str:
+    """The bot's position as text: what a standalone exit on spot may sell (a fee taken in the
+    coin bought leaves less than the entry's quantity; more would be a short sale: engine.oms)."""
+    return str(oms.portfolio.positions[SYMBOL].quantity)
+
+
 def test_a_standalone_oco_exit_waits_for_its_sibling_then_goes_as_one_list(fake, oms):
     oms.submit(entry(oms))
-    stop, take = exits(oms, None, group="exit-1", qty="0.01")
+    stop, take = exits(oms, None, group="exit-1", qty=held(oms))
     oms.submit(stop)
     assert stop.state is OrderState.PENDING_SUBMIT and fake.count_client_id(stop.client_order_id) == 0
     oms.submit(take)
@@ -235,7 +241,7 @@ def test_binances_oco_price_rule_refuses_a_stop_above_the_market(fake, oms):
     """A SELL OCO needs limit > last > stop: a stop above the last price is refused by the venue,
     and both exits end REJECTED with the reason (nothing left working)."""
     oms.submit(entry(oms))
-    stop, take = exits(oms, None, stop="50500.00", take="51000.00", group="exit-1", qty="0.01")
+    stop, take = exits(oms, None, stop="50500.00", take="51000.00", group="exit-1", qty=held(oms))
     oms.submit(stop)
     oms.submit(take)
     assert (stop.state, take.state) == (OrderState.REJECTED, OrderState.REJECTED)
@@ -244,7 +250,8 @@ def test_binances_oco_price_rule_refuses_a_stop_above_the_market(fake, oms):
 
 def test_a_stop_on_the_wrong_side_of_the_market_is_refused_as_invalid_stops(fake, oms):
     """binance -2010 "Stop price would trigger immediately." is an invalid stop, not a price off the grid."""
-    sell_stop = Order(oms.next_client_order_id(), "t", SYMBOL, OrderSide.SELL, OrderType.STOP, D("0.01"), 0,
+    oms.submit(entry(oms))
+    sell_stop = Order(oms.next_client_order_id(), "t", SYMBOL, OrderSide.SELL, OrderType.STOP, D(held(oms)), 0,
                       stop_price=D("50500.00"))
     oms.submit(sell_stop)
     assert sell_stop.state is OrderState.REJECTED and sell_stop.reason == RejectReason.INVALID_STOPS

@@ -124,3 +124,48 @@ def test_alpaca_crypto_is_not_shortable_and_a_shortable_stock_is():
         assert not instruments["BTC/USD"].shortable and instruments["AAPL"].shortable
     finally:
         venue.close()
+
+
+def test_a_kill_flattens_at_once_while_the_cancel_of_a_resting_sell_is_pending():
+    """Alpaca's cancels are asynchronous (pending_cancel): a kill cancels a resting sell and sends
+    its reduce-only flatten at once. The flatten is held to the position alone, not to the sell
+    whose cancel it asked for; any other sell still counts it."""
+    pytest.importorskip("alpaca")
+    from brokers.alpaca.adapter import AlpacaAdapter
+    from engine.clock import LiveClock
+    from engine.oms import OrderManager
+    from engine.portfolio import Portfolio
+    from tests.fakes.alpaca_fake import KEY, SECRET, FakeAlpaca, adapter_settled
+    from tests.integration.test_alpaca_adapter import wait_until
+
+    fake = FakeAlpaca(cash="100000")
+    fake.add_asset("BTC/USD", "50000", asset_class="crypto", min_order_size="0.0001",
+                   min_trade_increment="0.000000001", price_increment="1")
+    adapter = AlpacaAdapter(KEY, SECRET, ["BTC/USD"], url_override=fake.rest_url, stream_url=fake.stream_url,
+                            sleep=lambda _s: None, stream_backoff_s=(0.01, 0.05))
+    try:
+        oms = OrderManager("t", LiveClock(), adapter, Portfolio(D(0), 2), {})
+        oms.instruments.update(adapter.instruments())          # known once connected (as the Alpaca tests do)
+        oms.portfolio = Portfolio.for_instrument(D(100_000), oms.instruments["BTC/USD"])
+
+        def send(side: str, qty: str, kind: OrderType = OrderType.MARKET, limit: str | None = None,
+                 reduce_only: bool = False) -> Order:
+            sent = Order(oms.next_client_order_id(), "t", "BTC/USD", OrderSide(side), kind, D(qty), 0,
+                         limit_price=None if limit is None else D(limit), reduce_only=reduce_only)
+            oms.submit(sent)
+            wait_until(lambda: adapter_settled(fake, adapter), "the adapter to settle")
+            return sent
+
+        buy = send("BUY", "0.01")
+        wait_until(lambda: buy.state is OrderState.FILLED, "the buy's fill")
+        resting = send("SELL", "0.01", OrderType.LIMIT, limit="60000")
+        fake.hold_cancels()
+        oms.cancel(resting)                                   # pending_cancel at Alpaca: still open here
+        assert resting.is_open
+        other = send("SELL", "0.01")                          # not reduce-only: the resting sell still counts
+        assert other.state is OrderState.DENIED and other.reason == SHORT_SALE
+        flatten = send("SELL", "0.01", reduce_only=True)      # the kill's flatten: not held back
+        assert flatten.state is not OrderState.DENIED, flatten.reason
+    finally:
+        adapter.close()
+        fake.close()
