@@ -65,6 +65,7 @@ class OrderReporter:
         self._state: dict[str, OrderState] = {}       # client id -> last state reported
         self._execution_ids: set[str] = set()
         self._filled: dict[str, Decimal] = {}         # client id -> quantity of the fills reported
+        self._fees: dict[str, dict[str, Decimal]] = {}  # client id -> fees charged outside the cash currency
         self._ours: set[str] = set()                  # submitted through this adapter
 
     def track(self, order: Order) -> None:
@@ -95,6 +96,11 @@ class OrderReporter:
     def filled(self, client_order_id: str) -> Decimal:
         """The quantity of the fills reported for an order so far."""
         return self._filled.get(client_order_id, Decimal(0))
+
+    def fee_in(self, client_order_id: str, currency: str) -> Decimal:
+        """What the fills reported for an order were charged in `currency` as the venue charged it
+        (a fee in the coin bought: the wallet received that much less than the fills' quantity)."""
+        return self._fees.get(client_order_id, {}).get(currency, Decimal(0))
 
     # -- single reports -------------------------------------------------------------------------
     def submitted(self, order: Order, ts: int) -> None:
@@ -139,6 +145,9 @@ class OrderReporter:
             self.accepted(order, fill.ts)
         self._execution_ids.add(fill.execution_id)
         self._filled[cid] = self._filled.get(cid, Decimal(0)) + fill.qty
+        if fill.fee_currency and fill.fee_native_raw:
+            fees = self._fees.setdefault(cid, {})
+            fees[fill.fee_currency] = fees.get(fill.fee_currency, Decimal(0)) + fill.fee_native
         self._state[cid] = OrderState.PARTIALLY_FILLED
         if self.sink is not None:
             self.sink.on_fill(order, fill, bar)

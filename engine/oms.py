@@ -16,7 +16,7 @@ them) and `rearm()` puts them back to work before the first new tick.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -128,6 +128,7 @@ class OrderManager:
         self._unshortable = frozenset(symbol for symbol, i in instruments.items() if not i.shortable)
         self._instrument_count = len(instruments)  # `instruments` may be filled in later (an adapter's own)
         self._cancel_asked: set[str] = set()  # on those symbols: open sells whose cancel was asked (`_short_sale`)
+        self._base_fees: dict[str, Decimal] = {}  # a buy's fees taken in the coin bought (`_resize_children`)
         self.risk = risk
         self.journal = journal
         self.orders: dict[str, Order] = {}
@@ -228,7 +229,11 @@ class OrderManager:
                 continue
             self._execution_ids.add(fill.execution_id)
             self.fills.append(fill)
-            self.portfolio.book_fill(self.instruments[fill.symbol], fill)
+            instrument = self.instruments[fill.symbol]
+            if fill.fee_currency and fill.fee_currency == instrument.base and fill.side is _BUY:
+                cid = fill.client_order_id
+                self._base_fees[cid] = self._base_fees.get(cid, ZERO) + fill.fee_native
+            self.portfolio.book_fill(instrument, fill)
 
     def submit(self, order: Order) -> bool:
         """Check, journal and send. Returns False if the order was denied."""
@@ -242,6 +247,8 @@ class OrderManager:
             if order.parent_id is not None:  # (a plain order's path skips this test too)
                 self._children.setdefault(order.parent_id, []).append(order)
                 self.has_children = True
+                if order.parent_id in self._base_fees and order.qty is not None:
+                    self._size_to_delivered(order)
             if (order.parent_id is not None or order.oco_group is not None or order.is_trailing) \
                     and self.emulator.needs(order):
                 order.emulated = True  # held here, never sent (engine/emulation.py)
@@ -411,6 +418,29 @@ class OrderManager:
         order.events.append(event)
         self._record(order, event)
 
+    def _delivered(self, parent: Order) -> Decimal:
+        """What a bracket's exits protect: the entry's fills, less a fee the venue took in the coin
+        bought (Binance spot without BNB), on the lot grid, rounded down: the exits sell what the
+        wallet received, as the adapter sizes them (brokers/ccxt/adapter.py `_protected`)."""
+        filled = parent.filled_qty
+        fee = self._base_fees.get(parent.client_order_id)
+        if not fee or parent.symbol not in self.instruments:
+            return filled
+        step = self.instruments[parent.symbol].size_increment
+        return ((filled - fee) / step).to_integral_value(ROUND_FLOOR) * step
+
+    def _size_to_delivered(self, child: Order) -> None:
+        """A child sent after its entry filled with a fee in the coin bought: no more than that entry
+        delivered (its first terms; later fills resize it as `_resize_children` does)."""
+        parent = self.orders.get(child.parent_id)  # type: ignore[arg-type]
+        if parent is None or child.qty is None:
+            return
+        exits = [c for c in self._children.get(parent.client_order_id, []) if c.oco_group == child.oco_group] \
+            if child.oco_group else [child]
+        target = protective_qty(self._delivered(parent), sum((c.filled_qty for c in exits), ZERO), child.filled_qty)
+        if target is not None and target < child.qty:
+            child.qty = target
+
     def _resize_children(self, order: Order) -> None:
         """Keep the OMS's bracket children sized as the venue sizes them (engine.orders.protective_qty),
         after a fill of a parent or of a child: the venue reports fills and cancels, not resizes."""
@@ -419,11 +449,12 @@ class OrderManager:
             parent = self.orders.get(pid) if children else None
             if parent is None:
                 continue
+            protected = self._delivered(parent)
             for child in children:  # type: ignore[union-attr]
                 if child.is_terminal:
                     continue
                 exits = [c for c in children if c.oco_group == child.oco_group] if child.oco_group else [child]  # type: ignore[union-attr]
-                target = protective_qty(parent.filled_qty, sum((c.filled_qty for c in exits), Decimal(0)),
+                target = protective_qty(protected, sum((c.filled_qty for c in exits), Decimal(0)),
                                         child.filled_qty)
                 if target is not None and target != child.qty:
                     child.qty = target
@@ -533,6 +564,9 @@ class OrderManager:
         # the fill's fields read once (a Fill keeps them in a dict, where each read is a full lookup)
         valued_fee = fill.fee_currency  # a fee in any currency (the cash currency's needs nothing)
         if valued_fee:  # valued or refused
+            if valued_fee == instrument.base and fill.side is _BUY:  # the wallet received that much less
+                self._base_fees[order.client_order_id] = self._base_fees.get(order.client_order_id, ZERO) \
+                    + fill.fee_native
             fill = self.portfolio.valued(instrument, fill)
         if own is None:
             own = self._own(order)

@@ -459,7 +459,7 @@ class CcxtAdapter:
             if group is None:
                 continue
             parent = self._reporter.orders.get(parent_id)
-            filled = parent.filled_qty if parent is not None else Decimal(0)
+            filled = self._protected(parent)
             if state not in _DONE:
                 if state is OrderState.PARTIALLY_FILLED and filled > 0 and self._grows(group, filled):
                     self._waiting.take(parent_id)
@@ -482,6 +482,20 @@ class CcxtAdapter:
         for parent_id in list(self._growing):
             self._grow(parent_id)
         self._settle_pairs()
+
+    def _protected(self, parent: Order | None) -> Decimal:
+        """What a bracket's exits sell: the entry's fills, less a fee the venue took in the coin
+        bought (Binance spot without BNB takes 0.1 % of it): the wallet received that much, and exits
+        for the whole filled quantity were refused for want of the fee's coins (-2010: the position
+        left bare) or sold the account's other coins. On the lot grid, rounded down."""
+        if parent is None:
+            return Decimal(0)
+        filled = parent.filled_qty
+        instrument = self._instruments.get(parent.symbol)
+        if self.futures or parent.side is not OrderSide.BUY or instrument is None or not filled:
+            return filled
+        fee = self._reporter.fee_in(parent.client_order_id, instrument.base)
+        return mapping.floor_to(filled - fee, instrument.size_increment) if fee else filled
 
     # -- a partly filled entry's exits (D7a) -----------------------------------------------------------
     def _grows(self, group: list[Order], qty: Decimal) -> bool:
@@ -522,7 +536,7 @@ class CcxtAdapter:
         group, protected = self._growing[parent_id]
         parent = self._reporter.orders.get(parent_id)
         done = self._reporter.reported(parent_id) in _DONE
-        filled = parent.filled_qty if parent is not None else Decimal(0)
+        filled = self._protected(parent)
         ids = [c.client_order_id for c in group]
         if any(cid in self._unresolved for cid in ids):
             return   # a send whose outcome is unknown: the poll looks it up first
@@ -1088,7 +1102,7 @@ class CcxtAdapter:
             again.setdefault(order.oco_group or order.client_order_id, []).append(order)
         for group in again.values():
             parent = self._reporter.orders[group[0].parent_id]  # type: ignore[index]
-            filled = parent.filled_qty
+            filled = self._protected(parent)
             if len(group) == 2 and not self.futures:
                 self._send_oco(group, filled)
             else:
