@@ -565,8 +565,12 @@ class OrderManager:
         valued_fee = fill.fee_currency  # a fee in any currency (the cash currency's needs nothing)
         if valued_fee:  # valued or refused
             if valued_fee == instrument.base and fill.side is _BUY:  # the wallet received that much less
-                self._base_fees[order.client_order_id] = self._base_fees.get(order.client_order_id, ZERO) \
-                    + fill.fee_native
+                fees = self._base_fees
+                if len(fees) > 4096:  # a long-running bot: the older half goes, but what open orders need
+                    for cid in list(fees)[:2048]:
+                        if cid not in self._open and not any(not c.is_terminal for c in self._children.get(cid, ())):
+                            del fees[cid]
+                fees[order.client_order_id] = fees.get(order.client_order_id, ZERO) + fill.fee_native
             fill = self.portfolio.valued(instrument, fill)
         if own is None:
             own = self._own(order)
