@@ -31,7 +31,9 @@ Margin (an instrument with a leverage or a margin, issue 14). A fill that opens 
 position needs free margin: the margin of the position after the fill, at the fill price, must
 fit in the equity after the fee, else the order is rejected (INSUFFICIENT_FUNDS, as brokers say
 "no money"); reductions always pass. An equity-fraction order spends `fraction x equity` as
-margin (and fee), within the free margin. Every bar (every tick) the venue then
+margin (and fee), within the free margin; with `Instrument.fraction_sizing` "notional" (as live
+MT5 and ccxt USD-M bots size) it buys `fraction x equity` of exposure, within what the free margin
+carries. Every bar (every tick) the venue then
 - charges swap for each rollover (`rollover`, UTC, Monday to Friday, three nights on
   `triple_swap_weekday`) passed since the last one, on the position held through it;
 - stops out: when the margin level (equity / margin used) is at or below the account's
