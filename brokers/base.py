@@ -35,15 +35,14 @@ from engine.ports import (  # noqa: F401 - the ports, re-exported for the adapte
 SizingEquity = Callable[[], "Decimal | None"]
 
 
-def fraction_equity(sizing_equity: SizingEquity | None, venue_equity: Decimal | None) -> Decimal | None:
+def fraction_equity(sizing_equity: SizingEquity | None, venue_equity: SizingEquity) -> Decimal | None:
     """The equity an equity-fraction order is a fraction of. Why: one venue account carries several
     bots and the trader's own holdings; sizing `go(1, 0.5)` of a bot given 10,000 by the whole
     account's 100,000 trades ten times the bot's capital (MT5, ccxt and Alpaca all did). The
     runtime wires each adapter's `sizing_equity` to its bot's books; an adapter used on its own
-    (no bot, no books) sizes by the venue's equity, as the venue's own tools do. None: refuse."""
-    if sizing_equity is None:
-        return venue_equity
-    return sizing_equity()
+    (no bot, no books) sizes by the venue's equity (`venue_equity`, read only then), as the
+    venue's own tools do. None: refuse."""
+    return venue_equity() if sizing_equity is None else sizing_equity()
 
 
 class OrderReporter:

@@ -124,11 +124,8 @@ class OrderManager:
         self.adapter = adapter
         self.portfolio = portfolio
         self.instruments = instruments
-        # symbols whose venue cannot sell more than is held (spot): every sell there is checked
-        self._unshortable = frozenset(symbol for symbol, i in instruments.items() if not i.shortable)
-        self._instrument_count = len(instruments)  # `instruments` may be filled in later (an adapter's own)
-        self._cancel_asked: set[str] = set()  # on those symbols: open sells whose cancel was asked (`_short_sale`)
-        self._base_fees: dict[str, Decimal] = {}  # a buy's fees taken in the coin bought (`_resize_children`)
+        self._cancel_asked: set[str] = set()  # sells whose cancel was asked, where the venue cannot short
+        self._base_fees: dict[str, Decimal] = {}  # a buy's fees taken in the coin bought (`_count_base_fee`)
         self.risk = risk
         self.journal = journal
         self.orders: dict[str, Order] = {}
@@ -230,9 +227,8 @@ class OrderManager:
             self._execution_ids.add(fill.execution_id)
             self.fills.append(fill)
             instrument = self.instruments[fill.symbol]
-            if fill.fee_currency and fill.fee_currency == instrument.base and fill.side is _BUY:
-                cid = fill.client_order_id
-                self._base_fees[cid] = self._base_fees.get(cid, ZERO) + fill.fee_native
+            if fill.fee_currency:
+                self._count_base_fee(instrument, fill.client_order_id, fill)
             self.portfolio.book_fill(instrument, fill)
 
     def submit(self, order: Order) -> bool:
@@ -258,11 +254,9 @@ class OrderManager:
                 self._record(order, order.transition(OrderState.DENIED, ts, refusal))
                 self.denied.append(order)
                 return False
-        if len(self.instruments) != self._instrument_count:
-            self._instrument_count = len(self.instruments)
-            self._unshortable = frozenset(symbol for symbol, i in self.instruments.items() if not i.shortable)
-        if self._unshortable and order.side is not _BUY and order.symbol in self._unshortable:
-            refusal = self._short_sale(order)
+        if order.side is not _BUY:  # self._shortable, inlined (every sell of a backtest passes here)
+            instrument = self.instruments.get(order.symbol)
+            refusal = None if instrument is None or instrument.shortable else self._short_sale(order)
             if refusal is not None:
                 self._record(order, order.transition(OrderState.DENIED, ts, refusal))
                 self.denied.append(order)
@@ -322,6 +316,12 @@ class OrderManager:
                 return "EXPIRY_UNSUPPORTED"  # an emulated order never meets the venue's clock
         return None
 
+    def _shortable(self, symbol: str) -> bool:
+        """Whether the venue lets the bot sell more than it holds there (Instrument.shortable: not
+        spot). Read from `instruments` each time: an adapter may fill them in after construction."""
+        instrument = self.instruments.get(symbol)
+        return instrument is None or instrument.shortable
+
     def _short_sale(self, order: Order) -> str | None:
         """SHORT_SALE when a sell on a venue that cannot short (Instrument.shortable: spot) would
         sell more than the bot holds: there the venue takes the rest from whatever else the
@@ -365,7 +365,7 @@ class OrderManager:
             # PENDING_SUBMIT once submit() returned: the adapter holds it unsent (a bracket child
             # waiting for its entry's fill on Alpaca or ccxt, an MT5 GTD order waiting for the
             # server's clock): the adapter's to drop
-            if order.symbol in self._unshortable:
+            if not self._shortable(order.symbol):
                 self._cancel_asked.add(order.client_order_id)
             self.adapter.cancel(order)
 
@@ -418,6 +418,18 @@ class OrderManager:
         order.events.append(event)
         self._record(order, event)
 
+    def _count_base_fee(self, instrument: Instrument, cid: str, fill: Fill) -> None:
+        """Keep a buy's fee taken in the coin bought (the wallet received that much less: `_delivered`).
+        A long-running bot forgets the older half, but what open orders and their children need."""
+        if fill.fee_currency != instrument.base or fill.side is not _BUY:
+            return
+        fees = self._base_fees
+        if len(fees) > 4096:
+            for old in list(fees)[:2048]:
+                if old not in self._open and not any(not c.is_terminal for c in self._children.get(old, ())):
+                    del fees[old]
+        fees[cid] = fees.get(cid, ZERO) + fill.fee_native
+
     def _delivered(self, parent: Order) -> Decimal:
         """What a bracket's exits protect: the entry's fills, less a fee the venue took in the coin
         bought (Binance spot without BNB), on the lot grid, rounded down: the exits sell what the
@@ -435,11 +447,16 @@ class OrderManager:
         parent = self.orders.get(child.parent_id)  # type: ignore[arg-type]
         if parent is None or child.qty is None:
             return
-        exits = [c for c in self._children.get(parent.client_order_id, []) if c.oco_group == child.oco_group] \
-            if child.oco_group else [child]
-        target = protective_qty(self._delivered(parent), sum((c.filled_qty for c in exits), ZERO), child.filled_qty)
+        target = self._child_qty(self._delivered(parent), child, self._children.get(parent.client_order_id, []))
         if target is not None and target < child.qty:
             child.qty = target
+
+    @staticmethod
+    def _child_qty(protected: Decimal, child: Order, children: list[Order]) -> Decimal | None:
+        """engine.orders.protective_qty for one child: what `protected` leaves once its OCO group's
+        exits (the child alone without a group) have filled."""
+        exits = [c for c in children if c.oco_group == child.oco_group] if child.oco_group else [child]
+        return protective_qty(protected, sum((c.filled_qty for c in exits), ZERO), child.filled_qty)
 
     def _resize_children(self, order: Order) -> None:
         """Keep the OMS's bracket children sized as the venue sizes them (engine.orders.protective_qty),
@@ -453,9 +470,7 @@ class OrderManager:
             for child in children:  # type: ignore[union-attr]
                 if child.is_terminal:
                     continue
-                exits = [c for c in children if c.oco_group == child.oco_group] if child.oco_group else [child]  # type: ignore[union-attr]
-                target = protective_qty(protected, sum((c.filled_qty for c in exits), Decimal(0)),
-                                        child.filled_qty)
+                target = self._child_qty(protected, child, children)  # type: ignore[arg-type]
                 if target is not None and target != child.qty:
                     child.qty = target
                     self._note(child, f"RESIZED qty={target}")
@@ -564,13 +579,7 @@ class OrderManager:
         # the fill's fields read once (a Fill keeps them in a dict, where each read is a full lookup)
         valued_fee = fill.fee_currency  # a fee in any currency (the cash currency's needs nothing)
         if valued_fee:  # valued or refused
-            if valued_fee == instrument.base and fill.side is _BUY:  # the wallet received that much less
-                fees = self._base_fees
-                if len(fees) > 4096:  # a long-running bot: the older half goes, but what open orders need
-                    for cid in list(fees)[:2048]:
-                        if cid not in self._open and not any(not c.is_terminal for c in self._children.get(cid, ())):
-                            del fees[cid]
-                fees[order.client_order_id] = fees.get(order.client_order_id, ZERO) + fill.fee_native
+            self._count_base_fee(instrument, order.client_order_id, fill)
             fill = self.portfolio.valued(instrument, fill)
         if own is None:
             own = self._own(order)

@@ -161,7 +161,7 @@ def books_equity(portfolio: Any, instrument: Instrument, last_price: Any) -> Any
             raw = portfolio.equity_raw({instrument.symbol: int(last.scaleb(s.price_dp))})
         except ConfigError:
             return None
-        return Decimal(raw).scaleb(-portfolio.cash_dp)
+        return s.cash(raw)
 
     return equity
 

@@ -533,7 +533,7 @@ class AlpacaAdapter:
         if not instrument.size_increment < 1:
             return None, RejectReason.UNSUPPORTED  # whole shares only: Alpaca takes no notional for it
         data = self.client.get_account()
-        equity = fraction_equity(self.sizing_equity, Decimal(data.get("equity") or data["cash"]))
+        equity = fraction_equity(self.sizing_equity, lambda: Decimal(data.get("equity") or data["cash"]))
         if equity is None:
             return None, RejectReason.NO_LIQUIDITY  # the bot's books cannot be valued now (no price, no rate)
         budget = equity * order.equity_fraction

@@ -989,7 +989,7 @@ class CcxtAdapter:
             account = self._account_locked()
         except ccxt.BaseError as error:
             return mapping.reject_reason(error, order, instrument)
-        equity = fraction_equity(self.sizing_equity, account.equity)
+        equity = fraction_equity(self.sizing_equity, lambda: account.equity)
         if equity is None:
             return RejectReason.NO_LIQUIDITY  # the bot's books cannot be valued now (no price, no rate)
         budget = equity * order.equity_fraction  # type: ignore[operator]

@@ -467,19 +467,19 @@ class MT5Adapter:
         tick = self.api.symbol_info_tick(order.symbol)
         if tick is None:
             return Decimal(0)
-        venue_equity = None
-        if self.sizing_equity is None:
-            account = self.api.account_info()
-            if account is None:
-                return Decimal(0)
-            venue_equity = Decimal(repr(m.field(account, "equity")))
-        equity = fraction_equity(self.sizing_equity, venue_equity)
+        equity = fraction_equity(self.sizing_equity, self._terminal_equity)
         if equity is None or equity <= 0:
             return Decimal(0)
         price = Decimal(repr(m.field(tick, "ask" if order.side is OrderSide.BUY else "bid")))
         contract = m.float_increment(self._specs[order.symbol]["trade_contract_size"] or 1)
         raw = equity * order.equity_fraction / (price * contract)  # type: ignore[operator]  # exposure, not margin
         return self.round_volume(order.symbol, raw)
+
+    def _terminal_equity(self) -> Decimal | None:
+        """The terminal account's equity (None when it does not answer): what a fraction is of for
+        an adapter used without a bot (brokers.base.fraction_equity)."""
+        account = self.api.account_info()
+        return None if account is None else Decimal(repr(m.field(account, "equity")))
 
     def _requests(self, order: Order, instrument: Instrument) -> list[dict[str, Any]] | str:
         """The requests that carry `order`, [] for an IOC/FOK limit that cannot trade now, or a
